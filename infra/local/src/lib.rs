@@ -1,0 +1,1 @@
+//! Ripple local gateway (under construction).

@@ -1,0 +1,236 @@
+//! Typed configuration, read once at cold start.
+//!
+//! `main.rs` passes `std::env::vars()` to [`Config::from_vars`]; library code never reads
+//! the environment itself, so tests and the local gateway build a `Config` from a plain map.
+//! A missing required value is an error at start-up, never a silent default.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How access tokens are verified (and, for HS256, signed).
+#[derive(Clone)]
+pub enum JwtKey {
+    /// Shared secret; Ripple signs and verifies its own tokens.
+    Hs256 { secret: Vec<u8> },
+    /// Public key of an external identity provider; Ripple only verifies.
+    Rs256 { public_key_pem: String },
+}
+
+impl std::fmt::Debug for JwtKey {
+    // Never print key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hs256 { .. } => f.write_str("Hs256 { secret: <redacted> }"),
+            Self::Rs256 { .. } => f.write_str("Rs256 { public_key_pem: .. }"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+/// Per-user write budgets, per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub posts_per_minute: u32,
+    pub comments_per_minute: u32,
+    pub messages_per_minute: u32,
+    pub follows_per_minute: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            posts_per_minute: 30,
+            comments_per_minute: 60,
+            messages_per_minute: 60,
+            follows_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub jwt: JwtConfig,
+    pub fanout_queue_url: Option<String>,
+    pub ws_management_endpoint: Option<String>,
+    pub rate_limits: RateLimits,
+    pub max_connections_per_user: u32,
+    pub fanout_direct_max_connections: usize,
+    /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+    pub log_filter: String,
+}
+
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Builds the configuration from environment-style pairs.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let get = |name: &str| vars.get(name).map(String::as_str);
+
+        let table_name = get("TABLE_NAME")
+            .ok_or_else(|| missing("TABLE_NAME"))?
+            .to_owned();
+
+        let key = match (get("JWT_PUBLIC_KEY_PEM"), get("JWT_SECRET")) {
+            (Some(pem), _) => {
+                jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                    config_error(format!("JWT_PUBLIC_KEY_PEM is not an RSA public key: {e}"))
+                })?;
+                JwtKey::Rs256 {
+                    public_key_pem: pem.to_owned(),
+                }
+            }
+            (None, Some(secret)) => {
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(config_error(format!(
+                        "JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes"
+                    )));
+                }
+                JwtKey::Hs256 {
+                    secret: secret.as_bytes().to_vec(),
+                }
+            }
+            (None, None) => return Err(missing("JWT_SECRET (or JWT_PUBLIC_KEY_PEM)")),
+        };
+
+        let jwt = JwtConfig {
+            key,
+            issuer: get("JWT_ISSUER").unwrap_or("ripple").to_owned(),
+            audience: get("JWT_AUDIENCE").unwrap_or("ripple-clients").to_owned(),
+            access_token_ttl: Duration::from_secs(number(&vars, "ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl: Duration::from_secs(
+                number(&vars, "REFRESH_TOKEN_TTL_DAYS", 30)? * 24 * 3600,
+            ),
+        };
+
+        let defaults = RateLimits::default();
+        let rate_limits = RateLimits {
+            posts_per_minute: number(&vars, "RATE_LIMIT_POSTS_PER_MINUTE", defaults.posts_per_minute)?,
+            comments_per_minute: number(
+                &vars,
+                "RATE_LIMIT_COMMENTS_PER_MINUTE",
+                defaults.comments_per_minute,
+            )?,
+            messages_per_minute: number(
+                &vars,
+                "RATE_LIMIT_MESSAGES_PER_MINUTE",
+                defaults.messages_per_minute,
+            )?,
+            follows_per_minute: number(
+                &vars,
+                "RATE_LIMIT_FOLLOWS_PER_MINUTE",
+                defaults.follows_per_minute,
+            )?,
+        };
+
+        Ok(Self {
+            table_name,
+            jwt,
+            fanout_queue_url: get("FANOUT_QUEUE_URL").map(str::to_owned),
+            ws_management_endpoint: get("WS_MANAGEMENT_ENDPOINT").map(str::to_owned),
+            rate_limits,
+            max_connections_per_user: number(&vars, "MAX_CONNECTIONS_PER_USER", 10)?,
+            fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
+            log_filter: get("RUST_LOG")
+                .map(str::to_owned)
+                .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(str::to_ascii_lowercase))
+                .unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+
+    /// The fan-out queue, for functions that cannot run without it.
+    pub fn require_fanout_queue_url(&self) -> Result<&str> {
+        self.fanout_queue_url
+            .as_deref()
+            .ok_or_else(|| missing("FANOUT_QUEUE_URL"))
+    }
+
+    /// The WebSocket management endpoint, for functions that push.
+    pub fn require_ws_management_endpoint(&self) -> Result<&str> {
+        self.ws_management_endpoint
+            .as_deref()
+            .ok_or_else(|| missing("WS_MANAGEMENT_ENDPOINT"))
+    }
+}
+
+fn number<T: std::str::FromStr>(vars: &HashMap<String, String>, name: &str, default: T) -> Result<T> {
+    match vars.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| config_error(format!("{name} must be a non-negative integer, got {raw:?}"))),
+    }
+}
+
+fn missing(name: &str) -> Error {
+    config_error(format!("required configuration {name} is not set"))
+}
+
+fn config_error(message: String) -> Error {
+    Error::invariant(format!("configuration: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn reads_required_and_defaults() {
+        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(config.table_name, "t");
+        assert_eq!(config.jwt.issuer, "ripple");
+        assert_eq!(config.jwt.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.max_connections_per_user, 10);
+        assert!(config.require_fanout_queue_url().is_err());
+    }
+
+    #[test]
+    fn missing_table_or_secret_is_a_start_up_error() {
+        let error = Config::from_vars([("JWT_SECRET", SECRET)]).unwrap_err();
+        assert!(error.to_string().contains("TABLE_NAME"), "{error}");
+        let error = Config::from_vars([("TABLE_NAME", "t")]).unwrap_err();
+        assert!(error.to_string().contains("JWT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn rejects_short_secrets_and_bad_numbers() {
+        assert!(Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", "short")]).is_err());
+        let error = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("MAX_CONNECTIONS_PER_USER", "ten"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("MAX_CONNECTIONS_PER_USER"));
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_secret() {
+        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+}

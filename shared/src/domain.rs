@@ -1,0 +1,475 @@
+//! Ripple's domain types and the validation rules every entry point shares.
+//!
+//! Ids are UUIDv7 (time ordered, so sorting by id sorts by creation time) and travel as
+//! strings; timestamps are RFC 3339 UTC. These are the shapes handlers work with; how
+//! they are laid out in DynamoDB is the store's business.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+pub type UserId = Uuid;
+pub type PostId = Uuid;
+pub type CommentId = Uuid;
+pub type MessageId = Uuid;
+pub type NotificationId = Uuid;
+
+/// A new time-ordered id.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// Parses an id that came from a client (path parameter or body field).
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw)
+        .ok()
+        .filter(|id| !id.is_nil())
+        .ok_or_else(|| Error::validation(format!("{what} must be a UUID")))
+}
+
+/// RFC 3339 with millisecond precision and a `Z` suffix: the one timestamp format on the wire.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Serde helpers so timestamps are stored and sent as RFC 3339 strings.
+pub mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match time {
+                Some(t) => s.serialize_str(&super::super::format_time(*t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|raw| {
+                    DateTime::parse_from_rfc3339(&raw)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(serde::de::Error::custom)
+                })
+                .transpose()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Entities
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    /// As the user typed it (case preserved); uniqueness is case-insensitive.
+    pub username: String,
+    pub display_name: String,
+    pub bio: String,
+    pub is_private: bool,
+    pub show_presence: bool,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    pub follower_count: i64,
+    pub following_count: i64,
+    pub post_count: i64,
+}
+
+/// The slice of a user embedded in posts, comments, messages and notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+}
+
+impl From<&User> for UserSummary {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+        }
+    }
+}
+
+/// How the caller relates to another user (profile responses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relationship {
+    /// The caller follows them.
+    pub following: bool,
+    /// They follow the caller.
+    pub followed_by: bool,
+    /// The caller has a pending follow request to them.
+    pub requested: bool,
+    /// The caller blocks them.
+    pub blocking: bool,
+    /// They block the caller (never sent to clients; a block hides the profile).
+    #[serde(skip)]
+    pub blocked_by: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Follow {
+    pub follower_id: UserId,
+    pub followee_id: UserId,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowRequest {
+    pub requester_id: UserId,
+    pub target_id: UserId,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub blocker_id: UserId,
+    pub blocked_id: UserId,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Post {
+    pub id: PostId,
+    pub author_id: UserId,
+    pub text: String,
+    pub media_url: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339::option", default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    pub like_count: i64,
+    pub comment_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Like {
+    pub post_id: PostId,
+    pub user_id: UserId,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: CommentId,
+    pub post_id: PostId,
+    pub author_id: UserId,
+    pub text: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether a message was delivered into an accepted conversation or is waiting as a
+/// message request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Sent,
+    Requested,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub from: UserId,
+    pub to: UserId,
+    pub text: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    pub status: MessageStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+}
+
+/// One user's view of their thread with another user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub user_id: UserId,
+    pub other_user_id: UserId,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+    /// `accepted`, or `requested` while the thread waits as a message request.
+    pub state: ConversationState,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    Accepted,
+    Requested,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRequest {
+    pub from: UserId,
+    pub to: UserId,
+    pub last_message: Option<Message>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Follow,
+    FollowRequest,
+    FollowAccepted,
+    Like,
+    Comment,
+    Message,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Follow => "follow",
+            Self::FollowRequest => "follow_request",
+            Self::FollowAccepted => "follow_accepted",
+            Self::Like => "like",
+            Self::Comment => "comment",
+            Self::Message => "message",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub recipient_id: UserId,
+    #[serde(rename = "type")]
+    pub kind: NotificationKind,
+    pub actor_id: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<PostId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<CommentId>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+/// An open WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub connection_id: String,
+    pub user_id: UserId,
+    #[serde(with = "rfc3339")]
+    pub connected_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    /// Epoch seconds after which the connection is certainly gone (API Gateway's 2 h cap).
+    pub expires_at: i64,
+}
+
+/// A connection's membership of a room such as `post:{id}` or `presence:{user_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub channel: String,
+    pub connection_id: String,
+    pub user_id: UserId,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------
+
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 30;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+pub const DISPLAY_NAME_MAX: usize = 50;
+pub const BIO_MAX: usize = 300;
+pub const POST_TEXT_MAX: usize = 2000;
+pub const COMMENT_TEXT_MAX: usize = 2000;
+pub const MESSAGE_TEXT_MAX: usize = 4000;
+pub const MEDIA_URL_MAX: usize = 2048;
+pub const CLIENT_MESSAGE_ID_MAX: usize = 64;
+
+/// Checks a username and returns its canonical (lower-case) form, the uniqueness key.
+/// Upper-case letters are accepted and kept for display; uniqueness ignores case.
+pub fn validate_username(raw: &str) -> Result<String> {
+    let len = raw.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {
+        return Err(Error::validation(format!(
+            "username must be {USERNAME_MIN}–{USERNAME_MAX} characters"
+        )));
+    }
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::validation(
+            "username may contain only letters a–z, digits and underscores",
+        ));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+pub fn validate_password(raw: &str) -> Result<()> {
+    let len = raw.chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+        return Err(Error::validation(format!(
+            "password must be {PASSWORD_MIN}–{PASSWORD_MAX} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates user-written text: `min..=max` characters after trimming, no control
+/// characters except newline. Returns the text trimmed of surrounding whitespace.
+pub fn validate_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String> {
+    let trimmed = raw.trim();
+    let len = trimmed.chars().count();
+    if len < min || len > max {
+        return Err(Error::validation(if min == 0 {
+            format!("{field} must be at most {max} characters")
+        } else {
+            format!("{field} must be {min}–{max} characters")
+        }));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::validation(format!(
+            "{field} must not contain control characters other than newline"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn validate_post_text(raw: &str) -> Result<String> {
+    validate_text(raw, "text", 1, POST_TEXT_MAX)
+}
+
+pub fn validate_comment_text(raw: &str) -> Result<String> {
+    validate_text(raw, "text", 1, COMMENT_TEXT_MAX)
+}
+
+pub fn validate_message_text(raw: &str) -> Result<String> {
+    validate_text(raw, "text", 1, MESSAGE_TEXT_MAX)
+}
+
+pub fn validate_display_name(raw: &str) -> Result<String> {
+    let name = validate_text(raw, "display_name", 1, DISPLAY_NAME_MAX)?;
+    if name.contains('\n') {
+        return Err(Error::validation("display_name must be a single line"));
+    }
+    Ok(name)
+}
+
+pub fn validate_bio(raw: &str) -> Result<String> {
+    validate_text(raw, "bio", 0, BIO_MAX)
+}
+
+/// Media must be an absolute `https` URL with a host.
+pub fn validate_media_url(raw: &str) -> Result<String> {
+    if raw.len() > MEDIA_URL_MAX {
+        return Err(Error::validation(format!(
+            "media_url must be at most {MEDIA_URL_MAX} bytes"
+        )));
+    }
+    let url = url::Url::parse(raw).map_err(|_| Error::validation("media_url must be a URL"))?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::validation("media_url must be an https URL"));
+    }
+    Ok(url.to_string())
+}
+
+pub fn validate_client_message_id(raw: &str) -> Result<String> {
+    if raw.is_empty()
+        || raw.len() > CLIENT_MESSAGE_ID_MAX
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::validation(format!(
+            "client_message_id must be 1–{CLIENT_MESSAGE_ID_MAX} characters of [A-Za-z0-9_-]"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_case_insensitive_and_restricted() {
+        assert_eq!(validate_username("Alice_01").unwrap(), "alice_01");
+        for bad in ["ab", "a".repeat(31).as_str(), "al ice", "alice!", "ålice", ""] {
+            assert!(validate_username(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_username(&"a".repeat(30)).is_ok());
+    }
+
+    #[test]
+    fn text_limits_count_characters_not_bytes() {
+        assert!(validate_post_text(&"é".repeat(2000)).is_ok());
+        assert!(validate_post_text(&"é".repeat(2001)).is_err());
+        assert!(validate_message_text(&"x".repeat(4000)).is_ok());
+        assert!(validate_message_text(&"x".repeat(4001)).is_err());
+        assert!(validate_post_text("   ").is_err());
+        assert_eq!(validate_post_text("  hi\nthere ").unwrap(), "hi\nthere");
+    }
+
+    #[test]
+    fn control_characters_other_than_newline_are_rejected() {
+        assert!(validate_post_text("tab\there").is_err());
+        assert!(validate_post_text("nul\u{0}").is_err());
+        assert!(validate_post_text("bell\u{7}").is_err());
+        assert!(validate_post_text("line\nbreak").is_ok());
+    }
+
+    #[test]
+    fn media_urls_must_be_https() {
+        assert!(validate_media_url("https://cdn.example.com/a.png").is_ok());
+        assert!(validate_media_url("http://cdn.example.com/a.png").is_err());
+        assert!(validate_media_url("javascript:alert(1)").is_err());
+        assert!(validate_media_url("not a url").is_err());
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert!(parse_id("not-a-uuid", "user_id").is_err());
+        assert!(parse_id("00000000-0000-0000-0000-000000000000", "user_id").is_err());
+        let id = new_id();
+        assert_eq!(parse_id(&id.to_string(), "user_id").unwrap(), id);
+    }
+
+    #[test]
+    fn new_ids_sort_by_creation() {
+        let first = new_id();
+        let second = new_id();
+        assert!(first.to_string() < second.to_string());
+    }
+
+    #[test]
+    fn passwords_have_length_bounds() {
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password(&"p".repeat(129)).is_err());
+    }
+}

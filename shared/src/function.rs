@@ -1,0 +1,105 @@
+//! The in-process invocation contract between the local gateway and a function.
+//!
+//! On AWS the Lambda runtime hands a function its event as JSON and serialises whatever
+//! the handler returns. The local gateway does the same thing without the runtime loop:
+//! it synthesises the very JSON event API Gateway or an event-source mapping would send
+//! and calls [`LambdaFunction::invoke`]. Every function crate exposes its handler through
+//! one of the adapters below, so the gateway runs exactly the code that runs on AWS.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lambda_http::{Body, Request, Response, Service};
+use lambda_runtime::{Context, LambdaEvent};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The error type the Lambda runtime accepts from a handler.
+pub type BoxError = lambda_runtime::Error;
+
+/// A function as the local gateway (or a test) invokes it: JSON event in, JSON response out.
+#[async_trait]
+pub trait LambdaFunction: Send + Sync {
+    async fn invoke(&self, event: Value, context: Context) -> Result<Value, BoxError>;
+}
+
+/// The boxed future an HTTP handler closure returns.
+pub type HttpFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+/// Adapts an HTTP handler (`lambda_http::Request` → `Response<Body>`) into a
+/// [`LambdaFunction`] by going through `lambda_http`'s own event/response
+/// (de)serialisation, the same path `lambda_http::run` takes.
+pub struct HttpFunction {
+    handler: Arc<dyn Fn(Request) -> HttpFuture + Send + Sync>,
+}
+
+impl HttpFunction {
+    pub fn new<F, Fut>(handler: F) -> Arc<dyn LambdaFunction>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Body>, BoxError>> + Send + 'static,
+    {
+        Arc::new(Self {
+            handler: Arc::new(move |request| Box::pin(handler(request))),
+        })
+    }
+}
+
+#[async_trait]
+impl LambdaFunction for HttpFunction {
+    async fn invoke(&self, event: Value, context: Context) -> Result<Value, BoxError> {
+        let payload: lambda_http::request::LambdaRequest = serde_json::from_value(event)?;
+        let handler = Arc::clone(&self.handler);
+        let mut adapter = lambda_http::Adapter::from(lambda_http::service_fn(move |request| {
+            let handler = Arc::clone(&handler);
+            async move { handler(request).await }
+        }));
+        let response = adapter.call(LambdaEvent::new(payload, context)).await?;
+        Ok(serde_json::to_value(response)?)
+    }
+}
+
+/// The boxed future a typed handler closure returns.
+pub type TypedFuture<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+/// Adapts a handler of a typed event (`aws_lambda_events` WebSocket, DynamoDB stream or
+/// SQS event) into a [`LambdaFunction`], deserialising and serialising exactly as
+/// `lambda_runtime::run` does.
+pub struct TypedFunction<E, R> {
+    handler: Arc<dyn Fn(LambdaEvent<E>) -> TypedFuture<R> + Send + Sync>,
+    _types: PhantomData<fn(E) -> R>,
+}
+
+impl<E, R> TypedFunction<E, R>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    pub fn new<F, Fut>(handler: F) -> Arc<dyn LambdaFunction>
+    where
+        F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
+    {
+        Arc::new(Self {
+            handler: Arc::new(move |event| Box::pin(handler(event))),
+            _types: PhantomData,
+        })
+    }
+}
+
+#[async_trait]
+impl<E, R> LambdaFunction for TypedFunction<E, R>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    async fn invoke(&self, event: Value, context: Context) -> Result<Value, BoxError> {
+        let payload: E = serde_json::from_value(event)?;
+        let response = (self.handler)(LambdaEvent::new(payload, context)).await?;
+        Ok(serde_json::to_value(response)?)
+    }
+}

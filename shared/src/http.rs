@@ -1,0 +1,414 @@
+//! The REST plumbing every `api-*` function shares: a method + path-template router
+//! (`matchit`, the same `{param}` syntax as API Gateway), request extraction with clear
+//! 400s, and the one place where an [`Error`] becomes an HTTP response.
+//!
+//! Request bodies: JSON objects of at most [`MAX_BODY_BYTES`]. Unknown fields are
+//! rejected (400) so a typo such as `dispaly_name` never silently does nothing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::store::PageRequest;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a handler sees of a request.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    /// The matched route template, e.g. `/posts/{post_id}`.
+    pub route: &'static str,
+    pub params: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub request_id: String,
+}
+
+impl ApiRequest {
+    /// A path parameter that must be a UUID.
+    pub fn path_id(&self, name: &str) -> Result<Uuid> {
+        let raw = self
+            .params
+            .get(name)
+            .ok_or_else(|| Error::invariant(format!("route has no {{{name}}} parameter")))?;
+        crate::domain::parse_id(raw, name)
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    /// A boolean query flag: absent → false; `true`/`false` accepted; anything else 400.
+    pub fn query_flag(&self, name: &str) -> Result<bool> {
+        match self.query(name) {
+            None => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(_) => Err(Error::validation(format!("{name} must be true or false"))),
+        }
+    }
+
+    /// `?limit=` and `?cursor=`.
+    pub fn page(&self) -> Result<PageRequest> {
+        PageRequest::from_query(self.query("limit"), self.query("cursor"))
+    }
+
+    /// The JSON body as `T`; malformed JSON, wrong types and unknown fields are 400s.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        if self.body.is_empty() {
+            return Err(Error::validation("request body must be a JSON object"));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            // serde's message names the field and the expected type, never internal state.
+            Error::validation(format!("invalid request body: {e}"))
+        })
+    }
+
+    /// The JSON body, or `T::default()` when there is none.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
+    }
+
+    /// The token of an `Authorization: Bearer …` header.
+    pub fn bearer_token(&self) -> Result<&str> {
+        let header = self
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| Error::unauthorized("missing Authorization header"))?
+            .to_str()
+            .map_err(|_| Error::unauthorized("malformed Authorization header"))?;
+        let (scheme, token) = header
+            .split_once(' ')
+            .ok_or_else(|| Error::unauthorized("Authorization must be `Bearer <token>`"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(Error::unauthorized("Authorization must be `Bearer <token>`"));
+        }
+        Ok(token.trim())
+    }
+}
+
+/// What a handler returns.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+}
+
+impl ApiResponse {
+    pub fn ok(body: impl Serialize) -> Result<Self> {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    pub fn created(body: impl Serialize) -> Result<Self> {
+        Self::with_status(StatusCode::CREATED, body)
+    }
+
+    pub fn with_status(status: StatusCode, body: impl Serialize) -> Result<Self> {
+        Ok(Self {
+            status,
+            body: Some(serde_json::to_value(body)?),
+        })
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<ApiResponse>> + Send>>;
+type Handler<S> = Arc<dyn Fn(Arc<S>, ApiRequest) -> HandlerFuture + Send + Sync>;
+
+/// A function's routes: method + API Gateway path template → handler.
+pub struct Router<S> {
+    paths: matchit::Router<usize>,
+    /// Per path template: the methods it serves.
+    routes: Vec<(&'static str, HashMap<Method, Handler<S>>)>,
+}
+
+impl<S: Send + Sync + 'static> Default for Router<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Send + Sync + 'static> Router<S> {
+    pub fn new() -> Self {
+        Self {
+            paths: matchit::Router::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Adds a route. Panics on a malformed or conflicting template: routes are static
+    /// program text, so that is a programming error caught by the first test.
+    pub fn route<F, Fut>(mut self, method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Fn(Arc<S>, ApiRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ApiResponse>> + Send + 'static,
+    {
+        let handler: Handler<S> = Arc::new(move |state, request| Box::pin(handler(state, request)));
+        let index = match self.routes.iter().position(|(p, _)| *p == path) {
+            Some(index) => index,
+            None => {
+                self.routes.push((path, HashMap::new()));
+                let index = self.routes.len() - 1;
+                if let Err(error) = self.paths.insert(path, index) {
+                    panic!("invalid route {path}: {error}");
+                }
+                index
+            }
+        };
+        let previous = self.routes[index].1.insert(method.clone(), handler);
+        assert!(previous.is_none(), "route {method} {path} registered twice");
+        self
+    }
+
+    /// Every `(METHOD, path template)` served, sorted (the template and OpenAPI tests
+    /// compare against this).
+    pub fn routes(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .routes
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .keys()
+                    .map(move |method| (method.to_string(), (*path).to_owned()))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Handles one API Gateway request end to end. Never fails: every error becomes a
+    /// JSON error response carrying the request id.
+    pub async fn handle(&self, state: Arc<S>, request: Request) -> Response<Body> {
+        let request_id = request_id(&request);
+        let started = std::time::Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let result = self.dispatch(state, request, &request_id).await;
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                error.log(&request_id);
+                error_response(&error, &request_id)
+            }
+        };
+        tracing::info!(
+            request_id,
+            method = %method,
+            path,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn dispatch(&self, state: Arc<S>, request: Request, request_id: &str) -> Result<Response<Body>> {
+        let path = request.uri().path().to_owned();
+        let matched = self
+            .paths
+            .at(&path)
+            .map_err(|_| Error::not_found(format!("no route for {path}")))?;
+        let (template, methods) = &self.routes[*matched.value];
+        let method = request.method().clone();
+        let handler = methods
+            .get(&method)
+            .ok_or_else(|| Error::not_found(format!("no route for {method} {path}")))?
+            .clone();
+        let params = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let query = request
+            .query_string_parameters()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let headers = request.headers().clone();
+        let body = match request.into_body() {
+            Body::Empty => Vec::new(),
+            Body::Text(text) => text.into_bytes(),
+            Body::Binary(bytes) => bytes,
+            _ => Vec::new(),
+        };
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Error::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let api_request = ApiRequest {
+            method,
+            path,
+            route: template,
+            params,
+            query,
+            headers,
+            body,
+            request_id: request_id.to_owned(),
+        };
+        let response = handler(state, api_request).await?;
+        Ok(json_response(response.status, response.body.as_ref(), request_id))
+    }
+}
+
+/// API Gateway's request id, or a fresh one when invoked outside API Gateway.
+pub fn request_id(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    }
+    .filter(|id| !id.is_empty())
+    .unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+fn json_response(status: StatusCode, body: Option<&Value>, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(match body {
+        Some(value) => Body::Text(value.to_string()),
+        None => Body::Empty,
+    });
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if body.is_some() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    response
+}
+
+/// The single mapping from [`Error`] to an HTTP response.
+pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(status, Some(&error.http_body(request_id)), request_id);
+    if let Some(seconds) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct State;
+
+    fn router() -> Router<State> {
+        Router::new()
+            .route(Method::GET, "/posts/{post_id}", |_, request| async move {
+                let id = request.path_id("post_id")?;
+                ApiResponse::ok(serde_json::json!({ "id": id }))
+            })
+            .route(Method::POST, "/posts", |_, request| async move {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Body {
+                    #[allow(dead_code)]
+                    text: String,
+                }
+                request.json::<Body>()?;
+                ApiResponse::created(serde_json::json!({}))
+            })
+    }
+
+    fn request(method: &str, path: &str, body: &str) -> Request {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("https://api.example.com{path}"))
+            .body(Body::from(body))
+            .unwrap();
+        request.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        request
+    }
+
+    async fn call(method: &str, path: &str, body: &str) -> (u16, Value) {
+        let response = router().handle(Arc::new(State), request(method, path, body)).await;
+        assert!(response.headers().contains_key("x-request-id"));
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            Body::Text(text) => serde_json::from_str(text).unwrap(),
+            _ => Value::Null,
+        };
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn routes_by_method_and_template() {
+        let id = Uuid::now_v7();
+        let (status, body) = call("GET", &format!("/posts/{id}"), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["id"], id.to_string());
+        let (status, body) = call("DELETE", &format!("/posts/{id}"), "").await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(call("GET", "/nope", "").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn malformed_input_is_a_400_with_the_error_body() {
+        let (status, body) = call("GET", "/posts/not-a-uuid", "").await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert!(body["error"]["request_id"].is_string());
+        for bad in ["{", "[]", r#"{"text": 5}"#, r#"{"text":"x","extra":1}"#, ""] {
+            let (status, body) = call("POST", "/posts", bad).await;
+            assert_eq!(status, 400, "{bad}");
+            assert_eq!(body["error"]["code"], "validation_failed", "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversize_bodies_are_413() {
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        let (status, body) = call("POST", "/posts", &big).await;
+        assert_eq!(status, 413);
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+
+    #[test]
+    fn lists_its_routes() {
+        assert_eq!(
+            router().routes(),
+            vec![
+                ("GET".to_owned(), "/posts/{post_id}".to_owned()),
+                ("POST".to_owned(), "/posts".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn rate_limited_responses_carry_retry_after() {
+        let response = error_response(&Error::RateLimited { retry_after_secs: 12 }, "r");
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "12");
+    }
+}

@@ -1,0 +1,40 @@
+//! `shared` — the core every Ripple function is built on.
+//!
+//! Ripple is a real-time social backend on AWS serverless: Rust Lambda functions behind an
+//! API Gateway HTTP API and WebSocket API, one DynamoDB table whose stream drives the push
+//! tier, and SQS for large fan-outs. This crate holds everything those functions share, so
+//! each function crate is just its routes and handlers.
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed [`config::Config`], built once at cold start from the
+//!   environment pairs `main.rs` passes in. Library code never reads the environment.
+//! - [`error`]: the one [`error::Error`] enum, and its mapping to an HTTP status + JSON body
+//!   and to a WebSocket `error` event — the only place either mapping exists.
+//! - [`auth`]: access tokens (JWT, pinned algorithm), refresh tokens (hashed, rotated,
+//!   revocable families) and argon2id password hashing.
+//! - [`domain`]: users, posts, comments, likes, follows, blocks, messages, notifications,
+//!   connections… and the validation rules every entry point shares.
+//! - [`store`]: the single-table DynamoDB design. `store::keys` builds every key; one module
+//!   per area exposes a small trait with its DynamoDB implementation.
+//! - [`http`]: router, request extraction and error responses for the `api-*` functions.
+//! - [`function`]: the in-process invocation contract the local gateway uses.
+//! - [`aws`]: SDK clients, built once.
+//! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
+//! - [`telemetry`]: JSON logs.
+//! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
+
+pub mod auth;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod function;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{Error, Result};

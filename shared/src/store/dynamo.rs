@@ -1,0 +1,594 @@
+//! Low-level DynamoDB plumbing shared by every store module: item (de)serialisation with
+//! `serde_dynamo`, transactions with retry and cancellation reasons, paged queries that
+//! validate cursors, and batch reads that follow `UnprocessedKeys`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::keys::{IndexKey, Key};
+use super::page::{decode_key, encode_key, KeyShape, Page, PageRequest};
+use crate::error::{Error, Result};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Most items one `TransactWriteItems` may hold.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Most keys one `BatchGetItem` may hold.
+pub const MAX_BATCH_GET: usize = 100;
+/// Most requests one `BatchWriteItem` may hold.
+pub const MAX_BATCH_WRITE: usize = 25;
+
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The table client every store module works through.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub client: Client,
+    pub name: String,
+}
+
+/// Serialises a record into an item and adds its primary key.
+pub fn to_item<T: Serialize>(key: &Key, record: &T) -> Result<Item> {
+    let mut item: Item = serde_dynamo::to_item(record)?;
+    item.insert("pk".into(), AttributeValue::S(key.pk.clone()));
+    item.insert("sk".into(), AttributeValue::S(key.sk.clone()));
+    Ok(item)
+}
+
+/// Adds a GSI 1 entry to an item.
+pub fn with_gsi1(mut item: Item, entry: &IndexKey) -> Item {
+    item.insert("gsi1pk".into(), AttributeValue::S(entry.pk.clone()));
+    item.insert("gsi1sk".into(), AttributeValue::S(entry.sk.clone()));
+    item
+}
+
+/// Adds a GSI 2 entry to an item.
+pub fn with_gsi2(mut item: Item, entry: &IndexKey) -> Item {
+    item.insert("gsi2pk".into(), AttributeValue::S(entry.pk.clone()));
+    item.insert("gsi2sk".into(), AttributeValue::S(entry.sk.clone()));
+    item
+}
+
+/// Deserialises an item into a record (key attributes are ignored by the record type).
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T> {
+    Ok(serde_dynamo::from_item(item)?)
+}
+
+pub fn key_map(key: &Key) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
+        ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Reads a numeric attribute; missing means zero (counters start absent).
+pub fn number_attribute(item: &Item, name: &str) -> Result<i64> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(AttributeValue::N(raw)) => raw
+            .parse()
+            .map_err(|e| Error::internal(format!("attribute {name} is not an integer"), e)),
+        Some(_) => Err(Error::invariant(format!("attribute {name} is not a number"))),
+    }
+}
+
+// ---- transaction items ----------------------------------------------------------------------
+
+/// Builders for the items of a `TransactWriteItems` call.
+pub mod tx {
+    use super::*;
+
+    pub fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| Error::internal("building transaction put", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A put that fails (and cancels the transaction) if the item already exists.
+    pub fn put_new(table: &str, item: Item) -> Result<TransactWriteItem> {
+        put(table, item, Some("attribute_not_exists(pk)"))
+    }
+
+    pub fn update(
+        table: &str,
+        key: &Key,
+        expression: &str,
+        condition: Option<&str>,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(key_map(key)))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(names_map(names))
+            .set_expression_attribute_values(values_map(values))
+            .build()
+            .map_err(|e| Error::internal("building transaction update", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    pub fn delete(table: &str, key: &Key, condition: Option<&str>) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key_map(key)))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| Error::internal("building transaction delete", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    pub fn condition_check(
+        table: &str,
+        key: &Key,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(table)
+            .set_key(Some(key_map(key)))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values_map(values))
+            .build()
+            .map_err(|e| Error::internal("building transaction condition check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    pub(crate) fn names_map(names: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        (!names.is_empty()).then(|| {
+            names
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        })
+    }
+
+    pub(crate) fn values_map(values: Vec<(&str, AttributeValue)>) -> Option<Item> {
+        (!values.is_empty()).then(|| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+pub enum TransactFailure {
+    /// One or more conditions failed; `failed[i]` is true for item `i` whose condition failed.
+    ConditionFailed { failed: Vec<bool> },
+    /// Anything else (already retried where retrying helps).
+    Other(Error),
+}
+
+impl TransactFailure {
+    /// Whether item `index`'s condition was the one that failed.
+    pub fn condition_failed_at(&self, index: usize) -> bool {
+        matches!(self, Self::ConditionFailed { failed } if failed.get(index).copied().unwrap_or(false))
+    }
+
+    /// Turns any failure into an [`Error`], using `on_condition` for failed conditions.
+    pub fn into_error(self, on_condition: impl FnOnce() -> Error) -> Error {
+        match self {
+            Self::ConditionFailed { .. } => on_condition(),
+            Self::Other(error) => error,
+        }
+    }
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// Runs a transaction, retrying conflicts and throttling with jittered backoff.
+    /// A failed condition is reported with the index of every item whose condition failed,
+    /// so callers can tell "already liked" from "post deleted".
+    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactFailure> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(TransactFailure::Other(Error::invariant(format!(
+                "transaction of {} items exceeds {MAX_TRANSACTION_ITEMS}",
+                items.len()
+            ))));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let retryable = match &error {
+                SdkError::ServiceError(service) => match service.err() {
+                    TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                        let codes: Vec<Option<&str>> = cancel
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|reason| reason.code())
+                            .collect();
+                        if codes.contains(&Some("ConditionalCheckFailed")) {
+                            return Err(TransactFailure::ConditionFailed {
+                                failed: codes
+                                    .iter()
+                                    .map(|code| *code == Some("ConditionalCheckFailed"))
+                                    .collect(),
+                            });
+                        }
+                        // TransactionConflict, ThrottlingError, ProvisionedThroughputExceeded…
+                        true
+                    }
+                    TransactWriteItemsError::TransactionInProgressException(_)
+                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+                    | TransactWriteItemsError::RequestLimitExceeded(_)
+                    | TransactWriteItemsError::InternalServerError(_) => true,
+                    _ => false,
+                },
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+                _ => false,
+            };
+            if !retryable || attempt >= MAX_ATTEMPTS {
+                return Err(TransactFailure::Other(Error::internal(
+                    "TransactWriteItems",
+                    error,
+                )));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    /// Transaction where any failed condition means `on_condition`.
+    pub async fn transact_or(
+        &self,
+        items: Vec<TransactWriteItem>,
+        on_condition: impl FnOnce() -> Error,
+    ) -> Result<()> {
+        self.transact(items)
+            .await
+            .map_err(|failure| failure.into_error(on_condition))
+    }
+
+    pub async fn get(&self, key: &Key) -> Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key_map(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::internal("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    pub async fn get_as<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
+        self.get(key).await?.map(from_item).transpose()
+    }
+
+    pub async fn put(&self, item: Item) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Error::internal("PutItem", e))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &Key) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key_map(key)))
+            .send()
+            .await
+            .map_err(|e| Error::internal("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// Reads many items by key, in chunks of 100, following `UnprocessedKeys`.
+    /// Missing items are simply absent from the result; order is not preserved.
+    pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut unique: Vec<&Key> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        for chunk in unique.chunks(MAX_BATCH_GET) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|k| key_map(k)).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Error::internal("building BatchGetItem", e))?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.name, request)
+                    .send()
+                    .await
+                    .map_err(|e| Error::internal("BatchGetItem", e))?;
+                if let Some(mut responses) = output.responses {
+                    found.extend(responses.remove(&self.name).unwrap_or_default());
+                }
+                match output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.name))
+                    .filter(|k| !k.keys().is_empty())
+                {
+                    Some(rest) if attempt < MAX_ATTEMPTS => {
+                        request = rest;
+                        backoff(attempt).await;
+                    }
+                    Some(_) => {
+                        return Err(Error::invariant("BatchGetItem kept returning unprocessed keys"))
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes many items, 25 per request, following `UnprocessedItems`.
+    pub async fn batch_delete(&self, keys: &[Key]) -> Result<()> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(MAX_BATCH_WRITE) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key_map(key)))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| Error::internal("building DeleteRequest", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                attempt += 1;
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, requests)
+                    .send()
+                    .await
+                    .map_err(|e| Error::internal("BatchWriteItem", e))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.name))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(Error::invariant(
+                            "BatchWriteItem kept returning unprocessed items",
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a paged query described by `query` and returns at most `page.limit` items plus a
+    /// cursor that is `None` exactly when there is nothing more.
+    pub async fn query_page(&self, query: &Query<'_>, page: &PageRequest) -> Result<Page<Item>> {
+        let mut start = match &page.cursor {
+            Some(cursor) => Some(decode_key(cursor, query.shape, query.partition)?),
+            None => None,
+        };
+        let want = page.limit + 1;
+        let mut items: Vec<Item> = Vec::with_capacity(want);
+        loop {
+            let output = query
+                .builder(self)
+                .limit((want - items.len()).min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::internal("Query", e))?;
+            items.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|item| query.retain(item)),
+            );
+            match output.last_evaluated_key {
+                Some(last) if items.len() < want => start = Some(last),
+                _ => break,
+            }
+        }
+        let next_cursor = if items.len() > page.limit {
+            items.truncate(page.limit);
+            match items.last() {
+                Some(last) => Some(encode_key(&key_of(last, query.shape)?)?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Every item of a query (for bounded internal reads such as "who do I follow").
+    pub async fn query_all(&self, query: &Query<'_>, max_items: usize) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let output = query
+                .builder(self)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::internal("Query", e))?;
+            items.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|item| query.retain(item)),
+            );
+            if items.len() >= max_items {
+                items.truncate(max_items);
+                return Ok(items);
+            }
+            match output.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+/// Extracts the key attributes of `shape` from an item (to build a cursor).
+fn key_of(item: &Item, shape: KeyShape) -> Result<Item> {
+    shape
+        .attributes()
+        .iter()
+        .map(|name| {
+            item.get(*name)
+                .cloned()
+                .map(|value| ((*name).to_owned(), value))
+                .ok_or_else(|| Error::invariant(format!("queried item has no {name}")))
+        })
+        .collect()
+}
+
+/// Sort-key condition of a query.
+#[derive(Debug, Clone)]
+pub enum SortKey<'a> {
+    Any,
+    BeginsWith(&'a str),
+    /// Items with `prefix` whose sort key is strictly less than `before`: a timeline older
+    /// than a given id.
+    Before { prefix: &'a str, before: &'a str },
+}
+
+/// A query on the table or one of its indexes.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub shape: KeyShape,
+    pub partition: &'a str,
+    pub sort: SortKey<'a>,
+    /// `false` for newest first (ids are time ordered).
+    pub ascending: bool,
+    /// Optional filter (applied after the key condition; pages may then need more reads).
+    pub filter: Option<(&'a str, Vec<(&'a str, AttributeValue)>)>,
+}
+
+impl<'a> Query<'a> {
+    pub fn new(shape: KeyShape, partition: &'a str) -> Self {
+        Self {
+            shape,
+            partition,
+            sort: SortKey::Any,
+            ascending: true,
+            filter: None,
+        }
+    }
+
+    pub fn begins_with(mut self, prefix: &'a str) -> Self {
+        self.sort = SortKey::BeginsWith(prefix);
+        self
+    }
+
+    pub fn newest_first(mut self) -> Self {
+        self.ascending = false;
+        self
+    }
+
+    /// Whether a returned item belongs to the result (see [`SortKey::Before`]).
+    fn retain(&self, item: &Item) -> bool {
+        match self.sort {
+            SortKey::Before { before, .. } => {
+                let sk_name = self.shape.attributes()[1];
+                item.get(sk_name).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(before)
+            }
+            _ => true,
+        }
+    }
+
+    fn builder(&self, table: &Table) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let (pk_name, sk_name, index) = match self.shape {
+            KeyShape::Table => ("pk", "sk", None),
+            KeyShape::Gsi1 => ("gsi1pk", "gsi1sk", Some(super::keys::GSI1)),
+            KeyShape::Gsi2 => ("gsi2pk", "gsi2sk", Some(super::keys::GSI2)),
+        };
+        let mut builder = table
+            .client
+            .query()
+            .table_name(&table.name)
+            .set_index_name(index.map(str::to_owned))
+            .scan_index_forward(self.ascending)
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(self.partition));
+        // Index reads are eventually consistent on AWS; table reads need not be.
+        if index.is_none() {
+            builder = builder.consistent_read(true);
+        }
+        builder = match &self.sort {
+            SortKey::Any => builder.key_condition_expression("#pk = :pk"),
+            SortKey::BeginsWith(prefix) => builder
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":prefix", s(*prefix)),
+            SortKey::Before { prefix, before } => builder
+                // BETWEEN is inclusive; `retain` drops the bound itself (a key attribute
+                // cannot appear in a filter expression).
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":low", s(*prefix))
+                .expression_attribute_values(":high", s(*before)),
+        };
+        if let Some((expression, values)) = &self.filter {
+            builder = builder.filter_expression(*expression);
+            for (name, value) in values {
+                builder = builder.expression_attribute_values(*name, value.clone());
+            }
+        }
+        builder
+    }
+}
+
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let base = 20u64.saturating_mul(1 << attempt.min(6));
+    let jitter = rand::thread_rng().gen_range(0..=base);
+    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+}

@@ -1,0 +1,393 @@
+//! Every key of the single-table design, built in one place.
+//!
+//! `docs/data-model.md` is the human-readable form of this module: each function here is
+//! named after the item or index entry it addresses. Nothing outside this module formats
+//! a `pk`, `sk`, `gsi1pk`, `gsi1sk`, `gsi2pk` or `gsi2sk`.
+//!
+//! Ids are UUIDv7 strings, so a sort key that ends in an id sorts by creation time.
+
+use uuid::Uuid;
+
+/// Name of GSI 1 (inverse relations, timelines, username prefix search, conversations by recency).
+pub const GSI1: &str = "gsi1";
+/// Name of GSI 2 (sparse: unread notifications only).
+pub const GSI2: &str = "gsi2";
+
+/// A primary key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    fn new(pk: String, sk: impl Into<String>) -> Self {
+        Self { pk, sk: sk.into() }
+    }
+}
+
+/// An index entry (`gsi1pk`/`gsi1sk` or `gsi2pk`/`gsi2sk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+pub fn user_pk(user: Uuid) -> String {
+    format!("USER#{user}")
+}
+
+fn post_pk(post: Uuid) -> String {
+    format!("POST#{post}")
+}
+
+// ---- users -------------------------------------------------------------------------------
+
+pub const PROFILE: &str = "PROFILE";
+pub const CREDENTIALS: &str = "CREDENTIALS";
+
+/// The user's profile and counters.
+pub fn user_profile(user: Uuid) -> Key {
+    Key::new(user_pk(user), PROFILE)
+}
+
+/// The user's password hash, kept apart so profile reads never carry it.
+pub fn user_credentials(user: Uuid) -> Key {
+    Key::new(user_pk(user), CREDENTIALS)
+}
+
+/// Uniqueness guard and login lookup: one item per lower-cased username.
+pub fn username(username_lower: &str) -> Key {
+    Key::new(format!("USERNAME#{username_lower}"), "USERNAME")
+}
+
+/// Username search partition. Sharded by the first character so prefix search never
+/// reads one giant partition; a prefix always starts with that character.
+pub fn username_search_partition(username_lower: &str) -> String {
+    let first = username_lower.chars().next().unwrap_or('_');
+    format!("UNAME#{first}")
+}
+
+/// Index entry of a profile in the username search (GSI 1).
+pub fn username_search_entry(username_lower: &str) -> IndexKey {
+    IndexKey {
+        pk: username_search_partition(username_lower),
+        sk: username_lower.to_owned(),
+    }
+}
+
+// ---- follows, follow requests, blocks ------------------------------------------------------
+
+pub const FOLLOWING_PREFIX: &str = "FOLLOWING#";
+pub const FOLLOWER_PREFIX: &str = "FOLLOWER#";
+pub const FOLLOW_REQUEST_PREFIX: &str = "FOLLOWREQ#";
+pub const BLOCKING_PREFIX: &str = "BLOCKING#";
+pub const BLOCKED_BY_PREFIX: &str = "BLOCKEDBY#";
+
+/// `follower` follows `followee`: lives in the follower's partition.
+pub fn follow(follower: Uuid, followee: Uuid) -> Key {
+    Key::new(user_pk(follower), format!("{FOLLOWING_PREFIX}{followee}"))
+}
+
+/// Inverse entry of [`follow`] (GSI 1): the followers of `followee`.
+pub fn follower_entry(follower: Uuid, followee: Uuid) -> IndexKey {
+    IndexKey {
+        pk: user_pk(followee),
+        sk: format!("{FOLLOWER_PREFIX}{follower}"),
+    }
+}
+
+/// A pending request from `requester` to the private account `target`; lives in the
+/// target's partition, which is where the target lists them.
+pub fn follow_request(target: Uuid, requester: Uuid) -> Key {
+    Key::new(user_pk(target), format!("{FOLLOW_REQUEST_PREFIX}{requester}"))
+}
+
+/// `blocker` blocks `blocked`: lives in the blocker's partition.
+pub fn block(blocker: Uuid, blocked: Uuid) -> Key {
+    Key::new(user_pk(blocker), format!("{BLOCKING_PREFIX}{blocked}"))
+}
+
+/// Inverse entry of [`block`] (GSI 1): who blocks `blocked`.
+pub fn blocked_by_entry(blocker: Uuid, blocked: Uuid) -> IndexKey {
+    IndexKey {
+        pk: user_pk(blocked),
+        sk: format!("{BLOCKED_BY_PREFIX}{blocker}"),
+    }
+}
+
+// ---- posts, likes, comments ----------------------------------------------------------------
+
+pub const POST: &str = "POST";
+pub const POST_PREFIX: &str = "POST#";
+pub const LIKE_PREFIX: &str = "LIKE#";
+pub const COMMENT_PREFIX: &str = "COMMENT#";
+
+pub fn post(post: Uuid) -> Key {
+    Key::new(post_pk(post), POST)
+}
+
+/// Timeline entry of a post (GSI 1): the author's posts, newest first by id.
+pub fn author_timeline_entry(author: Uuid, post: Uuid) -> IndexKey {
+    IndexKey {
+        pk: user_pk(author),
+        sk: format!("{POST_PREFIX}{post}"),
+    }
+}
+
+/// Sort-key bound: timeline entries strictly older than `post`.
+pub fn timeline_before(post: Uuid) -> String {
+    format!("{POST_PREFIX}{post}")
+}
+
+pub fn like(post: Uuid, user: Uuid) -> Key {
+    Key::new(post_pk(post), format!("{LIKE_PREFIX}{user}"))
+}
+
+pub fn comment(post: Uuid, comment: Uuid) -> Key {
+    Key::new(post_pk(post), format!("{COMMENT_PREFIX}{comment}"))
+}
+
+/// Partition holding a post, its likes and its comments.
+pub fn post_partition(post: Uuid) -> String {
+    post_pk(post)
+}
+
+// ---- conversations and messages ------------------------------------------------------------
+
+pub const MESSAGE_PREFIX: &str = "MSG#";
+pub const CONVERSATION_PREFIX: &str = "CONV#";
+pub const CONVERSATION_RECENCY_PREFIX: &str = "CONVAT#";
+pub const MESSAGE_REQUEST_PREFIX: &str = "MSGREQ#";
+pub const CLIENT_MESSAGE_PREFIX: &str = "CLIENTMSG#";
+
+/// The partition of the thread between two users; the same whichever side asks.
+pub fn thread_partition(a: Uuid, b: Uuid) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("THREAD#{low}#{high}")
+}
+
+pub fn message(a: Uuid, b: Uuid, message: Uuid) -> Key {
+    Key::new(thread_partition(a, b), format!("{MESSAGE_PREFIX}{message}"))
+}
+
+/// Idempotency record of a client-supplied message id (a retry finds the stored message).
+pub fn client_message(sender: Uuid, recipient: Uuid, client_message_id: &str) -> Key {
+    Key::new(
+        thread_partition(sender, recipient),
+        format!("{CLIENT_MESSAGE_PREFIX}{sender}#{client_message_id}"),
+    )
+}
+
+/// `owner`'s view of the thread with `other`: last message, unread count, state.
+pub fn conversation(owner: Uuid, other: Uuid) -> Key {
+    Key::new(user_pk(owner), format!("{CONVERSATION_PREFIX}{other}"))
+}
+
+/// Recency entry of a conversation (GSI 1), rewritten with each new message so the
+/// owner's conversations list newest first.
+pub fn conversation_recency_entry(owner: Uuid, last_message: Uuid) -> IndexKey {
+    IndexKey {
+        pk: user_pk(owner),
+        sk: format!("{CONVERSATION_RECENCY_PREFIX}{last_message}"),
+    }
+}
+
+/// A pending message request from `from`, in the recipient's partition.
+pub fn message_request(recipient: Uuid, from: Uuid) -> Key {
+    Key::new(user_pk(recipient), format!("{MESSAGE_REQUEST_PREFIX}{from}"))
+}
+
+// ---- notifications ---------------------------------------------------------------------------
+
+pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
+pub const NOTIFICATION_STATE: &str = "NOTIFSTATE";
+pub const NOTIFICATION_DEDUP_PREFIX: &str = "NOTIFKEY#";
+
+pub fn notification(recipient: Uuid, notification: Uuid) -> Key {
+    Key::new(user_pk(recipient), format!("{NOTIFICATION_PREFIX}{notification}"))
+}
+
+/// The recipient's unread counter.
+pub fn notification_state(recipient: Uuid) -> Key {
+    Key::new(user_pk(recipient), NOTIFICATION_STATE)
+}
+
+/// Sparse unread index entry (GSI 2); removed when the notification is read.
+pub fn unread_notification_entry(recipient: Uuid, notification: Uuid) -> IndexKey {
+    IndexKey {
+        pk: format!("UNREAD#{recipient}"),
+        sk: format!("{NOTIFICATION_PREFIX}{notification}"),
+    }
+}
+
+pub fn unread_partition(recipient: Uuid) -> String {
+    format!("UNREAD#{recipient}")
+}
+
+/// Marker that makes a notification at-most-once for its cause (e.g. one like
+/// notification per actor per post, however often they like and unlike).
+pub fn notification_dedup(recipient: Uuid, dedup_key: &str) -> Key {
+    Key::new(
+        user_pk(recipient),
+        format!("{NOTIFICATION_DEDUP_PREFIX}{dedup_key}"),
+    )
+}
+
+// ---- auth ---------------------------------------------------------------------------------
+
+pub const TOKEN_FAMILY_PREFIX: &str = "TOKENFAMILY#";
+
+/// A refresh token, addressed by the SHA-256 of its secret (the secret is never stored).
+pub fn refresh_token(token_hash_hex: &str) -> Key {
+    Key::new(format!("TOKEN#{token_hash_hex}"), "TOKEN")
+}
+
+/// A refresh-token family (one login session); revoking it kills every rotation of it.
+pub fn token_family(user: Uuid, family: Uuid) -> Key {
+    Key::new(user_pk(user), format!("{TOKEN_FAMILY_PREFIX}{family}"))
+}
+
+// ---- realtime -------------------------------------------------------------------------------
+
+pub const CONNECTIONS: &str = "CONNECTIONS";
+pub const ROOM_MEMBER_PREFIX: &str = "CONN#";
+
+pub fn connection(connection_id: &str) -> Key {
+    Key::new(format!("CONN#{connection_id}"), "CONN")
+}
+
+/// Per-user set of open connection ids: the connections of 100 users are one BatchGetItem.
+pub fn user_connections(user: Uuid) -> Key {
+    Key::new(user_pk(user), CONNECTIONS)
+}
+
+pub fn room_partition(channel: &str) -> String {
+    format!("ROOM#{channel}")
+}
+
+pub fn room_member(channel: &str, connection_id: &str) -> Key {
+    Key::new(
+        room_partition(channel),
+        format!("{ROOM_MEMBER_PREFIX}{connection_id}"),
+    )
+}
+
+// ---- rate limits ----------------------------------------------------------------------------
+
+/// Counter of `action`s by `user` in the window starting at `window_start` (epoch seconds).
+pub fn rate_window(user: Uuid, action: &str, window_start: i64) -> Key {
+    Key::new(format!("RATE#{user}#{action}#{window_start}"), "RATE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn thread_partition_is_symmetric() {
+        assert_eq!(thread_partition(id(1), id(2)), thread_partition(id(2), id(1)));
+        assert_ne!(thread_partition(id(1), id(2)), thread_partition(id(1), id(3)));
+        assert_eq!(message(id(1), id(2), id(9)).pk, message(id(2), id(1), id(9)).pk);
+    }
+
+    #[test]
+    fn relation_keys_and_their_inverse_entries_point_at_each_other() {
+        let follow = follow(id(1), id(2));
+        assert_eq!(follow.pk, user_pk(id(1)));
+        assert!(follow.sk.ends_with(&id(2).to_string()));
+        let inverse = follower_entry(id(1), id(2));
+        assert_eq!(inverse.pk, user_pk(id(2)));
+        assert!(inverse.sk.starts_with(FOLLOWER_PREFIX));
+        assert!(inverse.sk.ends_with(&id(1).to_string()));
+
+        let blocked = blocked_by_entry(id(1), id(2));
+        assert_eq!(blocked.pk, user_pk(id(2)));
+        assert_eq!(block(id(1), id(2)).pk, user_pk(id(1)));
+    }
+
+    #[test]
+    fn user_partition_items_never_collide() {
+        let user = id(7);
+        let sks = [
+            user_profile(user).sk,
+            user_credentials(user).sk,
+            follow(user, id(8)).sk,
+            follow_request(user, id(8)).sk,
+            block(user, id(8)).sk,
+            conversation(user, id(8)).sk,
+            message_request(user, id(8)).sk,
+            notification(user, id(8)).sk,
+            notification_state(user).sk,
+            notification_dedup(user, "like#x").sk,
+            token_family(user, id(8)).sk,
+            user_connections(user).sk,
+        ];
+        let unique: std::collections::HashSet<_> = sks.iter().collect();
+        assert_eq!(unique.len(), sks.len(), "{sks:?}");
+        // Prefix queries must not pick up a neighbour: no prefix is a prefix of another.
+        let prefixes = [
+            FOLLOWING_PREFIX,
+            FOLLOW_REQUEST_PREFIX,
+            BLOCKING_PREFIX,
+            CONVERSATION_PREFIX,
+            MESSAGE_REQUEST_PREFIX,
+            NOTIFICATION_PREFIX,
+            NOTIFICATION_DEDUP_PREFIX,
+            TOKEN_FAMILY_PREFIX,
+        ];
+        for a in prefixes {
+            for b in prefixes {
+                if a != b {
+                    assert!(!b.starts_with(a), "{a} is a prefix of {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gsi1_prefixes_in_a_user_partition_are_distinct() {
+        let prefixes = [
+            FOLLOWER_PREFIX,
+            BLOCKED_BY_PREFIX,
+            POST_PREFIX,
+            CONVERSATION_RECENCY_PREFIX,
+        ];
+        for a in prefixes {
+            for b in prefixes {
+                if a != b {
+                    assert!(!b.starts_with(a), "{a} is a prefix of {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn username_search_is_sharded_by_first_character() {
+        assert_eq!(username_search_partition("alice"), "UNAME#a");
+        assert_eq!(username_search_entry("bob").pk, "UNAME#b");
+        assert_eq!(username_search_entry("bob").sk, "bob");
+        assert_eq!(username("alice").pk, "USERNAME#alice");
+    }
+
+    #[test]
+    fn timeline_sort_keys_order_by_post_id() {
+        let older = Uuid::now_v7();
+        let newer = Uuid::now_v7();
+        assert!(author_timeline_entry(id(1), older).sk < author_timeline_entry(id(1), newer).sk);
+        assert_eq!(timeline_before(newer), author_timeline_entry(id(1), newer).sk);
+    }
+
+    #[test]
+    fn message_and_room_keys() {
+        assert!(client_message(id(1), id(2), "abc").sk.contains(&id(1).to_string()));
+        assert_eq!(room_member("post:x", "c1=").pk, "ROOM#post:x");
+        assert_eq!(connection("c1=").pk, "CONN#c1=");
+        assert_eq!(unread_notification_entry(id(3), id(4)).pk, unread_partition(id(3)));
+        assert_eq!(rate_window(id(1), "post", 60).pk, format!("RATE#{}#post#60", id(1)));
+    }
+}

@@ -1,0 +1,45 @@
+//! The single-table DynamoDB store.
+//!
+//! - [`keys`]: every key of the design (the only place keys are built).
+//! - [`table`]: the table definition from `infra/table.json` and its creation.
+//! - [`page`]: cursors and pages.
+//! - [`dynamo`]: item mapping (`serde_dynamo`), transactions, paged queries, batches.
+//! - One module per area, each with a small trait and its DynamoDB implementation on
+//!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
+//!   [`tokens`], [`rate_limit`].
+//!
+//! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
+//! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
+//!
+//! Invariants are enforced by DynamoDB conditions and transactions, never by
+//! read-then-write: username uniqueness, follow counters, likes, notifications written in
+//! the same transaction as their cause.
+
+pub mod dynamo;
+pub mod keys;
+pub mod messages;
+pub mod notifications;
+pub mod page;
+pub mod posts;
+pub mod rate_limit;
+pub mod social;
+pub mod table;
+pub mod tokens;
+pub mod users;
+
+pub use dynamo::Table;
+pub use page::{Page, PageRequest};
+
+/// The DynamoDB implementation of every store trait.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    pub table: Table,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table_name: impl Into<String>) -> Self {
+        Self {
+            table: Table::new(client, table_name),
+        }
+    }
+}

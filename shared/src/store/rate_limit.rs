@@ -1,0 +1,112 @@
+//! Per-user write budgets: fixed one-minute windows counted atomically in DynamoDB.
+//!
+//! Each (user, action, window) is one item whose `count` is incremented with a condition
+//! that it is below the budget, so concurrent Lambdas never overshoot. Window items carry
+//! `expires_at`, so TTL cleans them up.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::dynamo::{key_map, n, s};
+use super::keys;
+use super::DynamoStore;
+use crate::domain::UserId;
+use crate::error::{Error, Result};
+
+/// Length of a rate-limit window.
+pub const WINDOW_SECONDS: i64 = 60;
+
+/// Writes that have a per-user budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitedAction {
+    Post,
+    Comment,
+    Message,
+    Follow,
+}
+
+impl RateLimitedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Comment => "comment",
+            Self::Message => "message",
+            Self::Follow => "follow",
+        }
+    }
+
+    /// The budget for this action from the configured limits.
+    pub fn budget(self, limits: &crate::config::RateLimits) -> u32 {
+        match self {
+            Self::Post => limits.posts_per_minute,
+            Self::Comment => limits.comments_per_minute,
+            Self::Message => limits.messages_per_minute,
+            Self::Follow => limits.follows_per_minute,
+        }
+    }
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one `action` by `user` at `now`; `RateLimited` (with the seconds until the
+    /// window ends) once the budget of the current window is spent.
+    async fn hit(
+        &self,
+        user: UserId,
+        action: RateLimitedAction,
+        budget: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+impl RateLimiter for DynamoStore {
+    async fn hit(
+        &self,
+        user: UserId,
+        action: RateLimitedAction,
+        budget: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let epoch = now.timestamp();
+        let window_start = epoch - epoch.rem_euclid(WINDOW_SECONDS);
+        let retry_after = (window_start + WINDOW_SECONDS - epoch).max(1) as u64;
+        if budget == 0 {
+            return Err(Error::RateLimited {
+                retry_after_secs: retry_after,
+            });
+        }
+        let result = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(key_map(&keys::rate_window(
+                user,
+                action.as_str(),
+                window_start,
+            ))))
+            .update_expression("ADD #count :one SET expires_at = :expires, entity = :entity")
+            .condition_expression("attribute_not_exists(#count) OR #count < :budget")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":budget", n(i64::from(budget)))
+            .expression_attribute_values(":expires", n(window_start + 2 * WINDOW_SECONDS))
+            .expression_attribute_values(":entity", s("rate_window"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(Error::RateLimited {
+                    retry_after_secs: retry_after,
+                })
+            }
+            Err(error) => Err(Error::internal("counting rate limit", error)),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Test harness: a real DynamoDB engine behind the real SDK, one fresh database per test.
+//!
+//! By default [`TestDb::start`] runs an embedded **dynoxide** server, in memory, on
+//! `127.0.0.1:0`, on its own thread, and creates the table from the single definition.
+//! When `RIPPLE_TEST_DYNAMODB_ENDPOINT` is set (e.g. to AWS DynamoDB Local, which
+//! `make test` starts), the same tests run against that endpoint instead, each in a table
+//! of its own. This module is compiled only with the `testkit` feature (dev-dependencies
+//! and the local gateway), so dynoxide never reaches a Lambda binary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::aws::{local_sdk_config, Clients, Endpoints};
+use crate::config::Config;
+use crate::store::{table::create_table, DynamoStore};
+
+/// Environment variable naming an external DynamoDB endpoint for the store suite.
+pub const EXTERNAL_ENDPOINT_VAR: &str = "RIPPLE_TEST_DYNAMODB_ENDPOINT";
+
+/// A secret that satisfies the HS256 minimum, for tests only.
+pub const TEST_JWT_SECRET: &str = "ripple-test-secret-0123456789abcdef0123456789";
+
+/// A running embedded dynoxide server; stops when dropped.
+pub struct EmbeddedDynamo {
+    pub address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedDynamo {
+    /// Starts dynoxide on `127.0.0.1:0` over `database`, on a thread with its own runtime
+    /// (so a test's single-threaded runtime never has to drive the server too).
+    pub fn start(database: dynoxide::Database) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let thread = std::thread::Builder::new()
+            .name(format!("dynoxide-{}", address.port()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _unreachable_receiver_is_fine = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            let _unreachable_receiver_is_fine = ready_tx.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _unreachable_receiver_is_fine = ready_tx.send(Ok(()));
+                    let served = dynoxide::server::serve_with_shutdown(listener, database, async {
+                        // A dropped sender also means stop.
+                        let _either_way_we_stop = stop.await;
+                    })
+                    .await;
+                    if let Err(error) = served {
+                        eprintln!("embedded dynoxide stopped with an error: {error}");
+                    }
+                });
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("dynoxide thread exited before starting"))??;
+        Ok(Self {
+            address,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+impl Drop for EmbeddedDynamo {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The server may already be gone; then there is nothing to stop.
+            let _server_may_be_gone = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                eprintln!("embedded dynoxide thread panicked");
+            }
+        }
+    }
+}
+
+/// A fresh database with the Ripple table, and clients pointed at it.
+pub struct TestDb {
+    pub endpoint: String,
+    pub table_name: String,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    /// Which engine: `dynoxide` or the external endpoint.
+    pub engine: &'static str,
+    _server: Option<Arc<EmbeddedDynamo>>,
+}
+
+impl TestDb {
+    /// Starts (or connects to) the engine and creates a fresh table.
+    ///
+    /// Panics with a clear message when the engine cannot be reached: this is test
+    /// set-up, and a failed set-up must fail the test loudly.
+    pub async fn start() -> Self {
+        // Test code may read the environment: this is how `make test` points the same
+        // suite at DynamoDB Local.
+        let external = std::env::var(EXTERNAL_ENDPOINT_VAR)
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (endpoint, server, table_name, engine) = match external {
+            Some(endpoint) => {
+                let table = format!("ripple-test-{}", uuid::Uuid::new_v4().simple());
+                (endpoint, None, table, "external")
+            }
+            None => {
+                let database = dynoxide::Database::memory()
+                    .unwrap_or_else(|e| panic!("cannot open in-memory dynoxide: {e}"));
+                let server = EmbeddedDynamo::start(database)
+                    .unwrap_or_else(|e| panic!("cannot start embedded dynoxide: {e}"));
+                (server.endpoint(), Some(Arc::new(server)), "ripple".to_owned(), "dynoxide")
+            }
+        };
+        let sdk = local_sdk_config();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(&endpoint)
+                .build(),
+        );
+        let streams = aws_sdk_dynamodbstreams::Client::from_conf(
+            aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
+                .endpoint_url(&endpoint)
+                .build(),
+        );
+        create_table(&dynamodb, &table_name)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create table on {endpoint}: {e:?}"));
+        Self {
+            endpoint,
+            table_name,
+            dynamodb,
+            streams,
+            engine,
+            _server: server,
+        }
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.dynamodb.clone(), &self.table_name)
+    }
+
+    /// A configuration for this database with a test JWT secret; `extra` overrides.
+    pub fn config_with(&self, extra: &[(&str, &str)]) -> Config {
+        let mut vars = vec![
+            ("TABLE_NAME".to_owned(), self.table_name.clone()),
+            ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration is invalid: {e}"))
+    }
+
+    pub fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    /// SDK clients for functions under test (DynamoDB pointed at this database).
+    pub fn clients(&self, config: &Config) -> Clients {
+        Clients::from_sdk_config(
+            &local_sdk_config(),
+            config,
+            &Endpoints {
+                dynamodb: Some(self.endpoint.clone()),
+                dynamodb_streams: Some(self.endpoint.clone()),
+                sqs: None,
+            },
+        )
+    }
+
+    /// Number of items in the table (for "nothing was written" assertions).
+    pub async fn item_count(&self) -> usize {
+        let mut count = 0usize;
+        let mut start = None;
+        loop {
+            let output = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table_name)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("scan failed: {e:?}"));
+            count += output.count as usize;
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return count,
+            }
+        }
+    }
+}

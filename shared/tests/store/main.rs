@@ -1,0 +1,8 @@
+//! The store suite: every access pattern of `docs/data-model.md` against a real DynamoDB
+//! engine through the real SDK — embedded dynoxide by default, DynamoDB Local when
+//! `RIPPLE_TEST_DYNAMODB_ENDPOINT` is set (`make test` runs both).
+//!
+//! One module per store area; each test starts its own fresh database.
+
+mod support;
+mod users;
