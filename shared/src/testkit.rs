@@ -212,3 +212,153 @@ impl TestDb {
         }
     }
 }
+
+/// Calls HTTP functions the way API Gateway does: a payload-2.0 JSON event in, the
+/// function's JSON response out, through the same deserialisation as on Lambda.
+pub mod api {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use crate::function::LambdaFunction;
+
+    /// A decoded HTTP response.
+    #[derive(Debug, Clone)]
+    pub struct TestResponse {
+        pub status: u16,
+        pub headers: HashMap<String, String>,
+        /// The JSON body (`Value::Null` when empty).
+        pub body: Value,
+    }
+
+    impl TestResponse {
+        /// The `error.code` of an error response.
+        pub fn error_code(&self) -> Option<&str> {
+            self.body["error"]["code"].as_str()
+        }
+    }
+
+    /// A request under construction.
+    #[derive(Debug, Clone)]
+    pub struct TestRequest {
+        method: String,
+        path: String,
+        query: String,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    }
+
+    impl TestRequest {
+        /// `path` may carry a query string (`/users?q=al`).
+        pub fn new(method: &str, path: &str) -> Self {
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            Self {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                query: query.to_owned(),
+                headers: Vec::new(),
+                body: None,
+            }
+        }
+
+        pub fn token(self, token: &str) -> Self {
+            self.header("Authorization", &format!("Bearer {token}"))
+        }
+
+        pub fn header(mut self, name: &str, value: &str) -> Self {
+            self.headers.push((name.to_owned(), value.to_owned()));
+            self
+        }
+
+        pub fn json(mut self, body: Value) -> Self {
+            self.body = Some(body.to_string());
+            self.header("content-type", "application/json")
+        }
+
+        /// A raw body (malformed JSON, oversize payloads…).
+        pub fn raw_body(mut self, body: impl Into<String>) -> Self {
+            self.body = Some(body.into());
+            self
+        }
+
+        /// The API Gateway HTTP API (payload 2.0) event for this request.
+        pub fn event(&self) -> Value {
+            let mut headers = serde_json::Map::new();
+            for (name, value) in &self.headers {
+                headers.insert(name.to_ascii_lowercase(), Value::String(value.clone()));
+            }
+            headers.insert("host".into(), json!("api.ripple.test"));
+            let mut query = serde_json::Map::new();
+            for pair in self.query.split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let decode = |s: &str| {
+                    url::form_urlencoded::parse(format!("k={s}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default()
+                };
+                query.insert(decode(key), Value::String(decode(value)));
+            }
+            let now = chrono::Utc::now();
+            json!({
+                "version": "2.0",
+                "routeKey": "$default",
+                "rawPath": self.path,
+                "rawQueryString": self.query,
+                "headers": headers,
+                "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
+                "requestContext": {
+                    "accountId": "123456789012",
+                    "apiId": "ripple-test",
+                    "domainName": "api.ripple.test",
+                    "domainPrefix": "api",
+                    "http": {
+                        "method": self.method,
+                        "path": self.path,
+                        "protocol": "HTTP/1.1",
+                        "sourceIp": "127.0.0.1",
+                        "userAgent": "ripple-test"
+                    },
+                    "requestId": uuid::Uuid::new_v4().to_string(),
+                    "routeKey": "$default",
+                    "stage": "$default",
+                    "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+                    "timeEpoch": now.timestamp_millis()
+                },
+                "body": self.body,
+                "isBase64Encoded": false
+            })
+        }
+
+        /// Invokes `function` with this request and decodes its response.
+        pub async fn send(&self, function: &Arc<dyn LambdaFunction>) -> TestResponse {
+            let response = function
+                .invoke(self.event(), lambda_runtime::Context::default())
+                .await
+                .unwrap_or_else(|e| panic!("{} {} failed to invoke: {e}", self.method, self.path));
+            let status = response["statusCode"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("response without statusCode: {response}"))
+                as u16;
+            let headers = response["headers"]
+                .as_object()
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = match response["body"].as_str() {
+                Some(text) if !text.is_empty() => serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {text}")),
+                _ => Value::Null,
+            };
+            TestResponse {
+                status,
+                headers,
+                body,
+            }
+        }
+    }
+}
