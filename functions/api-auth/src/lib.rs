@@ -1,0 +1,273 @@
+//! `api-auth`: registration, login, refresh-token rotation, logout and the health check.
+//!
+//! | route | auth | result |
+//! |---|---|---|
+//! | `POST /auth/register` | — | 201 session: `{user, access_token, refresh_token, expires_in}` |
+//! | `POST /auth/login` | — | 200 session |
+//! | `POST /auth/refresh` | refresh token in the body | 200 session (rotated pair) |
+//! | `POST /auth/logout[?all=true]` | access token | 204 |
+//! | `GET /health` | — | 200 `{"status":"ok"}` |
+//!
+//! Passwords are hashed with argon2id (`shared::auth::passwords`) on the blocking pool;
+//! refresh tokens are hashed, rotated and revoked by `shared::auth::refresh`. Neither a
+//! password nor a token is ever logged: handlers skip their arguments in spans and request
+//! bodies do not implement `Debug`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, LazyLock};
+
+use http::Method;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::auth::passwords;
+use shared::auth::refresh::{IssuedRefreshToken, RefreshTokens};
+use shared::auth::TokenService;
+use shared::aws::Clients;
+use shared::clock::{Clock, SystemClock};
+use shared::config::Config;
+use shared::domain::{self, User};
+use shared::error::{Error, Result};
+use shared::function::LambdaFunction;
+use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::tokens::TokenStore;
+use shared::store::users::{NewUser, UserStore};
+use shared::store::DynamoStore;
+
+/// The one message for every failed login, whatever the reason, so a caller cannot probe
+/// which usernames exist.
+pub const BAD_CREDENTIALS: &str = "invalid username or password";
+
+/// Longest `refresh_token` field accepted. Real tokens are 43 characters; anything far longer
+/// is a client bug, reported as such instead of being looked up.
+pub const MAX_REFRESH_TOKEN_FIELD: usize = 256;
+
+/// Everything a handler needs, built once per cold start.
+pub struct State {
+    pub config: Config,
+    pub users: Arc<dyn UserStore>,
+    pub refresh_tokens: RefreshTokens,
+    pub tokens: TokenService,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .field("tokens", &self.tokens)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Production state: DynamoDB stores and the system clock.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        Self::with_clock(config, clients, Arc::new(SystemClock))
+    }
+
+    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
+    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        Self::from_parts(config, store.clone(), store, clock)
+    }
+
+    /// State over arbitrary store implementations.
+    pub fn from_parts(
+        config: Config,
+        users: Arc<dyn UserStore>,
+        token_store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let tokens = TokenService::new(&config.jwt)?;
+        let refresh_tokens = RefreshTokens::new(token_store, config.jwt.refresh_token_ttl)?;
+        Ok(Self {
+            config,
+            users,
+            refresh_tokens,
+            tokens,
+            clock,
+        })
+    }
+}
+
+/// The function's routes.
+pub fn router() -> Router<State> {
+    Router::new()
+        .route(Method::POST, "/auth/register", register)
+        .route(Method::POST, "/auth/login", login)
+        .route(Method::POST, "/auth/refresh", refresh)
+        .route(Method::POST, "/auth/logout", logout)
+        .route(Method::GET, "/health", health)
+}
+
+static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
+
+/// Handles one API Gateway request; every error is already a JSON error response.
+pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
+    Ok(ROUTER.handle(Arc::clone(state), request).await)
+}
+
+/// The handler as the local gateway and the route tests invoke it.
+pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
+    shared::http::lambda_function(&ROUTER, state)
+}
+
+// ---- bodies ------------------------------------------------------------------------------
+// No `Debug` on purpose: these carry passwords and tokens.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshTokenBody {
+    refresh_token: String,
+}
+
+impl RefreshTokenBody {
+    /// The token, after the checks that make a 400 (empty, absurdly long). A token of the
+    /// right size that is not ours is a 401/404 further down, like an unknown one.
+    fn token(&self) -> Result<&str> {
+        if self.refresh_token.is_empty() {
+            return Err(Error::validation("refresh_token must not be empty"));
+        }
+        if self.refresh_token.len() > MAX_REFRESH_TOKEN_FIELD {
+            return Err(Error::validation(format!(
+                "refresh_token must be at most {MAX_REFRESH_TOKEN_FIELD} characters"
+            )));
+        }
+        Ok(&self.refresh_token)
+    }
+}
+
+/// What register, login and refresh return.
+#[derive(Serialize)]
+struct Session {
+    user: User,
+    access_token: String,
+    refresh_token: String,
+    /// Access-token lifetime in seconds.
+    expires_in: i64,
+}
+
+fn session(state: &State, user: User, refresh: IssuedRefreshToken, now: chrono::DateTime<chrono::Utc>) -> Result<Session> {
+    Ok(Session {
+        access_token: state.tokens.issue(user.id, now)?,
+        refresh_token: refresh.token,
+        expires_in: state.tokens.ttl_seconds(),
+        user,
+    })
+}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let body: RegisterBody = request.json()?;
+    // The canonical lower-case form is the store's business; keep the case the user typed.
+    domain::validate_username(&body.username)?;
+    domain::validate_password(&body.password)?;
+    let display_name = match &body.display_name {
+        Some(name) => domain::validate_display_name(name)?,
+        None => body.username.clone(),
+    };
+    let password_hash = passwords::hash(&body.password).await?;
+    let now = state.clock.now();
+    // The username item, profile and credentials go in one conditional transaction: a name
+    // taken in any letter case is a 409 and nothing is written.
+    let user = state
+        .users
+        .create_user(NewUser {
+            id: domain::new_id(),
+            username: body.username,
+            display_name,
+            password_hash,
+            created_at: now,
+        })
+        .await?;
+    let refresh = state.refresh_tokens.start_session(user.id, now).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    ApiResponse::created(session(&state, user, refresh, now)?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let body: LoginBody = request.json()?;
+    // No stored account can break these rules, so a 400 here says nothing about existence,
+    // and the password limit bounds the hashing work an attacker can ask for.
+    domain::validate_username(&body.username)?;
+    domain::validate_password(&body.password)?;
+
+    let user_id = state.users.user_id_by_username(&body.username).await?;
+    // An unknown username does the same work as a wrong password: one credentials read (of
+    // a fresh id, which never exists) and one argon2id verification (against a dummy hash).
+    let credentials_of = user_id.unwrap_or_else(domain::new_id);
+    let stored = state.users.password_hash(credentials_of).await?;
+    let verified = passwords::verify_login(&body.password, user_id.and(stored)).await?;
+    let Some(user_id) = user_id.filter(|_| verified) else {
+        tracing::info!("login rejected");
+        return Err(Error::unauthorized(BAD_CREDENTIALS));
+    };
+    let Some(user) = state.users.get_user(user_id).await? else {
+        // Credentials without a profile: a broken registration. Say no more than for a
+        // wrong password, but make it visible to operators.
+        tracing::error!(%user_id, "credentials exist but the profile does not");
+        return Err(Error::unauthorized(BAD_CREDENTIALS));
+    };
+    let now = state.clock.now();
+    let refresh = state.refresh_tokens.start_session(user.id, now).await?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    ApiResponse::ok(session(&state, user, refresh, now)?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let body: RefreshTokenBody = request.json()?;
+    let now = state.clock.now();
+    let rotated = state.refresh_tokens.rotate(body.token()?, now).await?;
+    let Some(user) = state.users.get_user(rotated.user_id).await? else {
+        tracing::error!(user_id = %rotated.user_id, "refresh token of a user without a profile");
+        return Err(Error::unauthorized("invalid or expired refresh token"));
+    };
+    ApiResponse::ok(session(&state, user, rotated, now)?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let everywhere = request.query_flag("all")?;
+    let body: RefreshTokenBody = request.json()?;
+    let token = body.token()?;
+    let now = state.clock.now();
+    if everywhere {
+        let revoked = state
+            .refresh_tokens
+            .revoke_all_sessions(token, caller, now)
+            .await?;
+        tracing::info!(user_id = %caller, revoked, "logged out everywhere");
+    } else {
+        state.refresh_tokens.revoke_session(token, caller, now).await?;
+        tracing::info!(user_id = %caller, "logged out");
+    }
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(_state, request), fields(request_id = %request.request_id))]
+async fn health(_state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    ApiResponse::ok(json!({ "status": "ok" }))
+}
