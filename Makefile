@@ -104,8 +104,9 @@ lint-template: $(TOOLS_STAMP) ## cfn-lint + sam validate --lint on template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=$(REGION) SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file template.yaml
 
-check-template: $(TOOLS_STAMP) ## Ripple's own template invariants (infra/scripts/check_template.py)
+check-template: $(TOOLS_STAMP) ## Ripple's own template invariants (infra/scripts/check_template.py) + its self-test
 	$(VPY) $(SCRIPTS)/check_template.py template.yaml infra/table.json
+	$(VPY) $(SCRIPTS)/test_check_template.py template.yaml infra/table.json
 
 # ---------------------------------------------------------------------------------------------
 # Local stack and release

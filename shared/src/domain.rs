@@ -309,6 +309,8 @@ pub const COMMENT_TEXT_MAX: usize = 2000;
 pub const MESSAGE_TEXT_MAX: usize = 4000;
 pub const MEDIA_URL_MAX: usize = 2048;
 pub const CLIENT_MESSAGE_ID_MAX: usize = 64;
+/// How long after its creation a post may be edited (by its author).
+pub const POST_EDIT_WINDOW_SECONDS: i64 = 120;
 
 /// Checks a username and returns its canonical (lower-case) form, the uniqueness key.
 /// Upper-case letters are accepted and kept for display; uniqueness ignores case.

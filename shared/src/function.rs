@@ -38,6 +38,9 @@ pub struct HttpFunction {
 }
 
 impl HttpFunction {
+    // Callers only ever need the trait object (the gateway's registry holds
+    // `Arc<dyn LambdaFunction>`), so the constructor hands out exactly that.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<F, Fut>(handler: F) -> Arc<dyn LambdaFunction>
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
@@ -79,6 +82,9 @@ where
     E: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
 {
+    // Callers only ever need the trait object (the gateway's registry holds
+    // `Arc<dyn LambdaFunction>`), so the constructor hands out exactly that.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<F, Fut>(handler: F) -> Arc<dyn LambdaFunction>
     where
         F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,

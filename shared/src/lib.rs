@@ -19,9 +19,14 @@
 //!   per area exposes a small trait with its DynamoDB implementation.
 //! - [`http`]: router, request extraction and error responses for the `api-*` functions.
 //! - [`function`]: the in-process invocation contract the local gateway uses.
+//! - [`events`]: the server → client WebSocket events, their envelope and deterministic ids.
+//! - [`push`]: pushing events to connections (management API, audiences, direct or queued
+//!   dispatch with retry; gone connections removed).
+//! - [`queue`]: the typed, versioned SQS messages of the fan-out queue (event chunks and
+//!   delayed presence checks).
 //! - [`aws`]: SDK clients, built once.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
-//! - [`telemetry`]: JSON logs.
+//! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
 //! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
 
 pub mod auth;
@@ -30,8 +35,11 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod function;
 pub mod http;
+pub mod push;
+pub mod queue;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -15,3 +15,118 @@ pub fn init(filter: &str) {
         .without_time()
         .try_init();
 }
+
+/// CloudWatch Embedded Metric Format: one JSON log line that CloudWatch turns into metrics
+/// (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
+/// The push tier emits one per invocation: fan-out size, path taken, push latency, gone count.
+pub mod emf {
+    use serde_json::{json, Map, Value};
+
+    /// Namespace of every Ripple metric.
+    pub const NAMESPACE: &str = "Ripple";
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Unit {
+        Count,
+        Milliseconds,
+    }
+
+    impl Unit {
+        fn as_str(self) -> &'static str {
+            match self {
+                Self::Count => "Count",
+                Self::Milliseconds => "Milliseconds",
+            }
+        }
+    }
+
+    /// One metric value.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Metric {
+        pub name: &'static str,
+        pub value: f64,
+        pub unit: Unit,
+    }
+
+    impl Metric {
+        pub fn count(name: &'static str, value: usize) -> Self {
+            Self {
+                name,
+                // Counts per invocation are far below 2^53.
+                value: value as f64,
+                unit: Unit::Count,
+            }
+        }
+
+        pub fn milliseconds(name: &'static str, value: std::time::Duration) -> Self {
+            Self {
+                name,
+                value: value.as_secs_f64() * 1000.0,
+                unit: Unit::Milliseconds,
+            }
+        }
+    }
+
+    /// The EMF document: metrics under one dimension set, plus free-form `properties`
+    /// (searchable in Logs Insights, not metrics).
+    pub fn document(
+        timestamp_ms: i64,
+        dimensions: &[(&str, &str)],
+        metrics: &[Metric],
+        properties: Map<String, Value>,
+    ) -> Value {
+        let mut root = properties;
+        for (name, value) in dimensions {
+            root.insert((*name).to_owned(), json!(value));
+        }
+        for metric in metrics {
+            root.insert(metric.name.to_owned(), json!(metric.value));
+        }
+        root.insert(
+            "_aws".to_owned(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [dimensions.iter().map(|(name, _)| *name).collect::<Vec<_>>()],
+                    "Metrics": metrics
+                        .iter()
+                        .map(|m| json!({"Name": m.name, "Unit": m.unit.as_str()}))
+                        .collect::<Vec<_>>(),
+                }],
+            }),
+        );
+        Value::Object(root)
+    }
+
+    /// Writes the document as one stdout line, where the Lambda log agent picks it up.
+    pub fn emit(document: &Value) {
+        println!("{document}");
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn document_declares_every_metric_and_dimension() {
+            let doc = document(
+                1_700_000_000_000,
+                &[("Function", "stream-router")],
+                &[
+                    Metric::count("FanoutConnections", 3),
+                    Metric::milliseconds("PushLatency", std::time::Duration::from_millis(12)),
+                ],
+                Map::new(),
+            );
+            assert_eq!(doc["Function"], "stream-router");
+            assert_eq!(doc["FanoutConnections"], 3.0);
+            assert_eq!(doc["PushLatency"], 12.0);
+            let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(declared["Namespace"], NAMESPACE);
+            assert_eq!(declared["Dimensions"][0][0], "Function");
+            assert_eq!(declared["Metrics"][1]["Unit"], "Milliseconds");
+            assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000_i64);
+        }
+    }
+}

@@ -1,22 +1,51 @@
-//! `api-messages`: direct messages, conversations and message requests. (Routes are being written.)
+//! `api-messages`: direct messages, conversations and message requests.
+//!
+//! Every route acts on the caller's own side of a thread: the thread partition is derived
+//! from the caller and the path's user, so no id a client sends can reach another pair's
+//! messages. Conversations and requests involving a user in a block relation with the
+//! caller are not listed; sending across a block is refused by the send transaction itself.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::error::Result;
+use shared::domain::{rfc3339, Message, UserId, UserSummary};
+use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::Router;
+use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::messages::{MessageStore, NewMessage};
+use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::social::SocialStore;
+use shared::store::users::UserStore;
+use shared::store::{DynamoStore, Page};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
+    pub users: Arc<dyn UserStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub messages: Arc<dyn MessageStore>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .field("tokens", &self.tokens)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl State {
@@ -26,10 +55,15 @@ impl State {
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, _clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
+            users: store.clone(),
+            social: store.clone(),
+            messages: store.clone(),
+            rate_limiter: store,
             clock,
         })
     }
@@ -38,6 +72,13 @@ impl State {
 /// The function's routes.
 pub fn router() -> Router<State> {
     Router::new()
+        .route(Method::GET, "/conversations", list_conversations)
+        .route(Method::GET, "/conversations/{user_id}/messages", list_messages)
+        .route(Method::POST, "/conversations/{user_id}/messages", send_message)
+        .route(Method::POST, "/conversations/{user_id}/read", mark_read)
+        .route(Method::GET, "/message-requests", list_message_requests)
+        .route(Method::POST, "/message-requests/{user_id}/accept", accept_request)
+        .route(Method::POST, "/message-requests/{user_id}/reject", reject_request)
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -50,4 +91,189 @@ pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Bod
 /// The handler as the local gateway and the route tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
+}
+
+// ---- bodies and views ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessageBody {
+    text: String,
+    #[serde(default)]
+    client_message_id: Option<String>,
+}
+
+/// A conversation as the caller sees it.
+#[derive(Debug, Serialize)]
+struct ConversationView {
+    other_user: UserSummary,
+    last_message: Option<Message>,
+    unread_count: i64,
+    #[serde(with = "rfc3339")]
+    updated_at: DateTime<Utc>,
+}
+
+/// A message request waiting for the caller.
+#[derive(Debug, Serialize)]
+struct MessageRequestView {
+    other_user: UserSummary,
+    last_message: Option<Message>,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+/// The user of a `{user_id}` path: a UUID, and never the caller.
+fn other_user(request: &ApiRequest, caller: UserId) -> Result<UserId> {
+    let other = request.path_id("user_id")?;
+    if other == caller {
+        return Err(Error::validation("user_id must be another user"));
+    }
+    Ok(other)
+}
+
+/// Turns a page of items about other users into views carrying those users' summaries,
+/// leaving out users in a block relation with the caller (and any whose profile is gone).
+async fn with_other_users<T, V>(
+    state: &State,
+    caller: UserId,
+    page: Page<T>,
+    other: impl Fn(&T) -> UserId,
+    view: impl Fn(T, UserSummary) -> V,
+) -> Result<Page<V>> {
+    let ids: Vec<UserId> = page.items.iter().map(&other).collect();
+    let (users, blocked) = futures::try_join!(state.users.get_users(&ids), state.social.block_set(caller))?;
+    let summaries: HashMap<UserId, UserSummary> = users
+        .iter()
+        .filter(|(id, _)| !blocked.contains(*id))
+        .map(|(id, user)| (*id, UserSummary::from(user)))
+        .collect();
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            .filter_map(|item| {
+                let summary = summaries.get(&other(&item))?.clone();
+                Some(view(item, summary))
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// The body of an action route: none, or an empty JSON object. Anything else is a 400, as
+/// unknown fields are everywhere.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let page = request.page()?;
+    let conversations = state.messages.conversations(caller, &page).await?;
+    let views = with_other_users(
+        &state,
+        caller,
+        conversations,
+        |c| c.other_user_id,
+        |c, other_user| ConversationView {
+            other_user,
+            last_message: c.last_message,
+            unread_count: c.unread_count,
+            updated_at: c.updated_at,
+        },
+    )
+    .await?;
+    ApiResponse::ok(views)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let other = other_user(&request, caller)?;
+    let page = request.page()?;
+    if state.users.get_user(other).await?.is_none() {
+        return Err(Error::not_found("user not found"));
+    }
+    // The thread is the caller's with `other`: nobody else's messages are reachable.
+    ApiResponse::ok(state.messages.messages(caller, other, &page).await?)
+}
+
+/// `201` with the new message; `200` with the message stored earlier when the
+/// `client_message_id` was already used (a retry stores nothing new).
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let other = other_user(&request, caller)?;
+    let body: SendMessageBody = request.json()?;
+    let now = state.clock.now();
+    let new = NewMessage::new(caller, other, &body.text, body.client_message_id.as_deref(), now)?;
+    let action = RateLimitedAction::Message;
+    state
+        .rate_limiter
+        .hit(caller, action, action.budget(&state.config.rate_limits), now)
+        .await?;
+    let sent = state.messages.send_message(new).await?;
+    tracing::info!(
+        message_id = %sent.message.id,
+        status = ?sent.message.status,
+        created = sent.created,
+        "message sent"
+    );
+    if sent.created {
+        ApiResponse::created(sent.message)
+    } else {
+        ApiResponse::ok(sent.message)
+    }
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    request.json_or_default::<NoBody>()?;
+    let other = other_user(&request, caller)?;
+    state.messages.mark_conversation_read(caller, other).await?;
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let page = request.page()?;
+    let requests = state.messages.message_requests(caller, &page).await?;
+    let views = with_other_users(
+        &state,
+        caller,
+        requests,
+        |r| r.from,
+        |r, other_user| MessageRequestView {
+            other_user,
+            last_message: r.last_message,
+            created_at: r.created_at,
+        },
+    )
+    .await?;
+    ApiResponse::ok(views)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    request.json_or_default::<NoBody>()?;
+    let from = other_user(&request, caller)?;
+    state.messages.accept_message_request(caller, from).await?;
+    tracing::info!(%from, "message request accepted");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn reject_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    request.json_or_default::<NoBody>()?;
+    let from = other_user(&request, caller)?;
+    state.messages.reject_message_request(caller, from).await?;
+    tracing::info!(%from, "message request rejected");
+    Ok(ApiResponse::no_content())
 }

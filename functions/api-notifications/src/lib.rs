@@ -1,22 +1,50 @@
-//! `api-notifications`: notifications and their unread count. (Routes are being written.)
+//! `api-notifications`: the caller's notifications and their unread count.
+//!
+//! Notifications live in the caller's own partition, so every route reads or writes only
+//! the caller's; an id of someone else's notification is simply not found. Notifications
+//! whose actor is now in a block relation with the caller are not listed.
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
+use shared::domain::{
+    rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserId, UserSummary,
+};
 use shared::error::Result;
 use shared::function::LambdaFunction;
-use shared::http::Router;
+use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::notifications::NotificationStore;
+use shared::store::social::SocialStore;
+use shared::store::users::UserStore;
+use shared::store::{DynamoStore, Page};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
+    pub users: Arc<dyn UserStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub notifications: Arc<dyn NotificationStore>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .field("tokens", &self.tokens)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl State {
@@ -26,10 +54,14 @@ impl State {
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, _clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
+            users: store.clone(),
+            social: store.clone(),
+            notifications: store,
             clock,
         })
     }
@@ -38,6 +70,10 @@ impl State {
 /// The function's routes.
 pub fn router() -> Router<State> {
     Router::new()
+        .route(Method::GET, "/notifications", list_notifications)
+        .route(Method::GET, "/notifications/unread-count", unread_count)
+        .route(Method::POST, "/notifications/{notification_id}/read", mark_read)
+        .route(Method::POST, "/notifications/read-all", mark_all_read)
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -50,4 +86,85 @@ pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Bod
 /// The handler as the local gateway and the route tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
+}
+
+/// The body of an action route: none, or an empty JSON object. Anything else is a 400, as
+/// unknown fields are everywhere.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+/// A notification as clients see it: the actor as a summary instead of an id.
+#[derive(Debug, Serialize)]
+struct NotificationView {
+    id: NotificationId,
+    #[serde(rename = "type")]
+    kind: NotificationKind,
+    actor: UserSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_id: Option<PostId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment_id: Option<CommentId>,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    read: bool,
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let unread_only = request.query_flag("unread")?;
+    let page = request.page()?;
+    let notifications = state.notifications.notifications(caller, unread_only, &page).await?;
+    let actors: Vec<UserId> = notifications.items.iter().map(|n| n.actor_id).collect();
+    let (users, blocked) = futures::try_join!(
+        state.users.get_users(&actors),
+        state.social.block_set(caller)
+    )?;
+    let items = notifications
+        .items
+        .into_iter()
+        .filter(|n| !blocked.contains(&n.actor_id))
+        .filter_map(|n| {
+            let actor = UserSummary::from(users.get(&n.actor_id)?);
+            Some(NotificationView {
+                id: n.id,
+                kind: n.kind,
+                actor,
+                post_id: n.post_id,
+                comment_id: n.comment_id,
+                created_at: n.created_at,
+                read: n.read,
+            })
+        })
+        .collect();
+    ApiResponse::ok(Page {
+        items,
+        next_cursor: notifications.next_cursor,
+    })
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn unread_count(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let count = state.notifications.unread_count(caller).await?;
+    ApiResponse::ok(json!({ "count": count }))
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    request.json_or_default::<NoBody>()?;
+    let notification = request.path_id("notification_id")?;
+    state.notifications.mark_read(caller, notification).await?;
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    request.json_or_default::<NoBody>()?;
+    let marked = state.notifications.mark_all_read(caller).await?;
+    tracing::info!(marked, "notifications marked read");
+    ApiResponse::ok(json!({ "marked": marked }))
 }

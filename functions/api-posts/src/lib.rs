@@ -1,22 +1,69 @@
-//! `api-posts`: posts, the home feed, likes and comments. (Routes are being written.)
+//! `api-posts`: posts, the home feed, likes and comments.
+//!
+//! | route | who | result |
+//! |---|---|---|
+//! | `POST /posts` | anyone (rate limited) | 201 post |
+//! | `GET /posts/{post_id}` | whoever may see the author | 200 post |
+//! | `PATCH /posts/{post_id}` | the author, within 120 s | 200 post (`edited_at` set) |
+//! | `DELETE /posts/{post_id}` | the author | 204 |
+//! | `GET /feed` | the caller | 200 page of posts, newest first |
+//! | `GET /users/{user_id}/posts` | whoever may see the author | 200 page of posts, newest first |
+//! | `PUT /posts/{post_id}/like` | whoever may see the post | 200 `{liked: true, like_count}` |
+//! | `DELETE /posts/{post_id}/like` | whoever may see the post | 200 `{liked: false, like_count}` |
+//! | `GET /posts/{post_id}/comments` | whoever may see the post | 200 page of comments, oldest first |
+//! | `POST /posts/{post_id}/comments` | whoever may see the post (rate limited) | 201 comment |
+//! | `DELETE /posts/{post_id}/comments/{comment_id}` | the comment's or the post's author | 204 |
+//!
+//! Visibility is the one rule of `shared::store::social::visibility`: a block either way
+//! hides everything (404); a private account's posts are for itself and its approved
+//! followers. A single post the caller may not see is a 404 (its existence is not
+//! revealed); the post list of a private account the caller does not follow is a 403.
+//!
+//! Counters, idempotent likes and notifications are the store's job (`PostStore`): each
+//! write is one DynamoDB transaction with its conditions.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::error::Result;
+use shared::domain::{self, Comment, CommentId, Post, PostId, User, UserId, UserSummary};
+use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::Router;
+use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::page::Page;
+use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
+use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::social::{visibility, SocialStore, Visibility};
+use shared::store::users::UserStore;
+use shared::store::DynamoStore;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+    pub users: Arc<dyn UserStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub posts: Arc<dyn PostStore>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .field("tokens", &self.tokens)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl State {
@@ -26,18 +73,49 @@ impl State {
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, _clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
             clock,
+            users: store.clone(),
+            social: store.clone(),
+            posts: store.clone(),
+            rate_limiter: store,
         })
+    }
+
+    /// Spends one unit of the caller's per-minute budget for `action`.
+    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
+        let budget = action.budget(&self.config.rate_limits);
+        self.rate_limiter
+            .hit(user, action, budget, self.clock.now())
+            .await
     }
 }
 
 /// The function's routes.
 pub fn router() -> Router<State> {
     Router::new()
+        .route(Method::POST, "/posts", create_post)
+        .route(Method::GET, "/posts/{post_id}", get_post)
+        .route(Method::PATCH, "/posts/{post_id}", edit_post)
+        .route(Method::DELETE, "/posts/{post_id}", delete_post)
+        .route(Method::GET, "/feed", feed)
+        .route(Method::GET, "/users/{user_id}/posts", user_posts)
+        .route(Method::PUT, "/posts/{post_id}/like", like)
+        .route(Method::DELETE, "/posts/{post_id}/like", unlike)
+        .route(Method::GET, "/posts/{post_id}/comments", comments)
+        .route(Method::POST, "/posts/{post_id}/comments", add_comment)
+        .route(
+            Method::DELETE,
+            "/posts/{post_id}/comments/{comment_id}",
+            delete_comment,
+        )
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -50,4 +128,316 @@ pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Bod
 /// The handler as the local gateway and the route tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
+}
+
+// ---- bodies and views ----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePostBody {
+    text: String,
+    #[serde(default)]
+    media_url: Option<String>,
+}
+
+/// `PATCH /posts/{post_id}` and `POST /posts/{post_id}/comments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+/// A post as clients see it.
+#[derive(Debug, Serialize)]
+struct PostView {
+    id: PostId,
+    author: UserSummary,
+    text: String,
+    media_url: Option<String>,
+    #[serde(with = "domain::rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(with = "domain::rfc3339::option")]
+    edited_at: Option<DateTime<Utc>>,
+    like_count: i64,
+    comment_count: i64,
+    liked_by_me: bool,
+}
+
+impl PostView {
+    fn new(post: Post, author: &User, liked_by_me: bool) -> Self {
+        Self {
+            id: post.id,
+            author: author.into(),
+            text: post.text,
+            media_url: post.media_url,
+            created_at: post.created_at,
+            edited_at: post.edited_at,
+            like_count: post.like_count,
+            comment_count: post.comment_count,
+            liked_by_me,
+        }
+    }
+}
+
+/// A comment as clients see it.
+#[derive(Debug, Serialize)]
+struct CommentView {
+    id: CommentId,
+    post_id: PostId,
+    author: UserSummary,
+    text: String,
+    #[serde(with = "domain::rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+impl CommentView {
+    fn new(comment: Comment, author: &User) -> Self {
+        Self {
+            id: comment.id,
+            post_id: comment.post_id,
+            author: author.into(),
+            text: comment.text,
+            created_at: comment.created_at,
+        }
+    }
+}
+
+// ---- shared steps --------------------------------------------------------------------------
+
+/// The post and its author, if `viewer` may see it; otherwise `NotFound` (a private or
+/// blocked author's post is not revealed to exist).
+async fn visible_post(state: &State, viewer: UserId, post_id: PostId) -> Result<(Post, User)> {
+    let post = state
+        .posts
+        .get_post(post_id)
+        .await?
+        .ok_or_else(|| Error::not_found("post not found"))?;
+    match visibility(&*state.users, &*state.social, viewer, post.author_id).await? {
+        Visibility::Visible(author) => Ok((post, author)),
+        Visibility::Private(_) | Visibility::Hidden => Err(Error::not_found("post not found")),
+    }
+}
+
+/// Unique author ids of a page, in order of first appearance.
+fn author_ids(ids: impl Iterator<Item = UserId>) -> Vec<UserId> {
+    let mut seen = HashSet::new();
+    ids.filter(|id| seen.insert(*id)).collect()
+}
+
+/// A page of posts as views: authors in one batch read, `liked_by_me` in another.
+async fn post_views(state: &State, viewer: UserId, page: Page<Post>) -> Result<Page<PostView>> {
+    let authors = state
+        .users
+        .get_users(&author_ids(page.items.iter().map(|p| p.author_id)))
+        .await?;
+    let post_ids: Vec<PostId> = page.items.iter().map(|p| p.id).collect();
+    let liked = state.posts.liked_among(viewer, &post_ids).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for post in page.items {
+        match authors.get(&post.author_id) {
+            Some(author) => {
+                let liked_by_me = liked.contains(&post.id);
+                items.push(PostView::new(post, author, liked_by_me));
+            }
+            None => tracing::warn!(post_id = %post.id, "post without an author profile skipped"),
+        }
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// A page of comments as views, authors in one batch read.
+async fn comment_views(state: &State, page: Page<Comment>) -> Result<Page<CommentView>> {
+    let authors = state
+        .users
+        .get_users(&author_ids(page.items.iter().map(|c| c.author_id)))
+        .await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for comment in page.items {
+        match authors.get(&comment.author_id) {
+            Some(author) => items.push(CommentView::new(comment, author)),
+            None => {
+                tracing::warn!(comment_id = %comment.id, "comment without an author profile skipped")
+            }
+        }
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// The caller's own profile (they hold a valid token, so it must exist).
+async fn caller_profile(state: &State, caller: UserId) -> Result<User> {
+    state
+        .users
+        .get_user(caller)
+        .await?
+        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
+}
+
+// ---- handlers ------------------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let body: CreatePostBody = request.json()?;
+    let text = domain::validate_post_text(&body.text)?;
+    let media_url = body
+        .media_url
+        .as_deref()
+        .map(domain::validate_media_url)
+        .transpose()?;
+    let author = caller_profile(&state, caller).await?;
+    state.rate_limit(caller, RateLimitedAction::Post).await?;
+    let post = state
+        .posts
+        .create_post(NewPost {
+            author: caller,
+            text,
+            media_url,
+            created_at: state.clock.now(),
+        })
+        .await?;
+    tracing::info!(user_id = %caller, post_id = %post.id, "post created");
+    ApiResponse::created(PostView::new(post, &author, false))
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let viewer = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let (post, author) = visible_post(&state, viewer, post_id).await?;
+    let liked_by_me = state.posts.has_liked(viewer, post.id).await?;
+    ApiResponse::ok(PostView::new(post, &author, liked_by_me))
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let body: TextBody = request.json()?;
+    let text = domain::validate_post_text(&body.text)?;
+    // Author and edit window are conditions of the write itself.
+    let post = state
+        .posts
+        .edit_post(PostEdit {
+            post: post_id,
+            editor: caller,
+            text,
+            now: state.clock.now(),
+        })
+        .await?;
+    let author = caller_profile(&state, caller).await?;
+    let liked_by_me = state.posts.has_liked(caller, post.id).await?;
+    ApiResponse::ok(PostView::new(post, &author, liked_by_me))
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    state.posts.delete_post(post_id, caller).await?;
+    tracing::info!(user_id = %caller, %post_id, "post deleted");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let viewer = state.tokens.authenticate(&request)?;
+    let page = request.page()?;
+    let posts = state.posts.feed(viewer, &page).await?;
+    ApiResponse::ok(post_views(&state, viewer, posts).await?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let viewer = state.tokens.authenticate(&request)?;
+    let author = request.path_id("user_id")?;
+    let page = request.page()?;
+    match visibility(&*state.users, &*state.social, viewer, author).await? {
+        Visibility::Visible(_) => {}
+        Visibility::Private(_) => {
+            return Err(Error::forbidden(
+                "this account is private; only its approved followers see its posts",
+            ))
+        }
+        Visibility::Hidden => return Err(Error::not_found("user not found")),
+    }
+    let posts = state.posts.author_posts(author, &page).await?;
+    ApiResponse::ok(post_views(&state, viewer, posts).await?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let (post, _) = visible_post(&state, caller, post_id).await?;
+    let liked = state.posts.like(&post, caller, state.clock.now()).await?;
+    ApiResponse::ok(liked)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let (post, _) = visible_post(&state, caller, post_id).await?;
+    let unliked = state.posts.unlike(post.id, caller).await?;
+    ApiResponse::ok(unliked)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let viewer = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let page = request.page()?;
+    let (post, _) = visible_post(&state, viewer, post_id).await?;
+    let comments = state.posts.comments(post.id, &page).await?;
+    ApiResponse::ok(comment_views(&state, comments).await?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let body: TextBody = request.json()?;
+    let text = domain::validate_comment_text(&body.text)?;
+    let (post, _) = visible_post(&state, caller, post_id).await?;
+    let author = caller_profile(&state, caller).await?;
+    state.rate_limit(caller, RateLimitedAction::Comment).await?;
+    let comment = state
+        .posts
+        .add_comment(
+            &post,
+            NewComment {
+                author: caller,
+                text,
+                created_at: state.clock.now(),
+            },
+        )
+        .await?;
+    tracing::info!(user_id = %caller, %post_id, comment_id = %comment.id, "comment added");
+    ApiResponse::created(CommentView::new(comment, &author))
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let post_id = request.path_id("post_id")?;
+    let comment_id = request.path_id("comment_id")?;
+    // No visibility check: whoever wrote a comment may always withdraw it, and the post
+    // author always moderates their post. The store's condition enforces exactly that.
+    let post = state
+        .posts
+        .get_post(post_id)
+        .await?
+        .ok_or_else(|| Error::not_found("post not found"))?;
+    state
+        .posts
+        .delete_comment(&post, comment_id, caller)
+        .await?;
+    tracing::info!(user_id = %caller, %post_id, %comment_id, "comment deleted");
+    Ok(ApiResponse::no_content())
 }

@@ -1,22 +1,56 @@
-//! `api-users`: users, follows, follow requests and blocks. (Routes are being written.)
+//! `api-users`: profiles, username search, follows, follow requests and blocks.
+//!
+//! | route | result |
+//! |---|---|
+//! | `GET /users/me` | 200 profile |
+//! | `PATCH /users/me` | 200 profile; body `{display_name?, bio?, is_private?, show_presence?}` with at least one field |
+//! | `GET /users/{user_id}` | 200 profile + `relationship`; 404 if a block stands between the two |
+//! | `GET /users?q=<prefix>` | 200 list of user summaries (case-insensitive username prefix) |
+//! | `PUT /users/{user_id}/follow` | 200 `{"status":"following"\|"requested"}` (requested for private accounts) |
+//! | `DELETE /users/{user_id}/follow` | 204 (unfollows and cancels a pending request) |
+//! | `GET /users/{user_id}/followers`, `…/following` | 200 list of related users |
+//! | `GET /follow-requests` | 200 list of related users (the caller's pending requests, oldest first) |
+//! | `POST /follow-requests/{user_id}/accept`, `…/reject` | 204 |
+//! | `PUT /users/{user_id}/block`, `DELETE /users/{user_id}/block` | 204 |
+//! | `GET /blocks` | 200 list of related users |
+//!
+//! Every route needs an access token. Follow requests and blocks are always the caller's
+//! own: the routes take no owner id, so nobody can read or answer someone else's.
+//!
+//! Blocks hide everything both ways: a profile behind a block is a 404, search results and
+//! other people's follower lists leave out accounts on the other side of a block of the
+//! caller (those pages may therefore hold fewer than `limit` items; `next_cursor` stays
+//! correct).
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::error::Result;
+use shared::domain::{self, Relationship, User, UserId, UserSummary};
+use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::Router;
+use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::social::{visibility, SocialStore};
+use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
+use shared::store::{DynamoStore, Page};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+    pub users: Arc<dyn UserStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl State {
@@ -26,11 +60,18 @@ impl State {
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, _clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
             clock,
+            users: store.clone(),
+            social: store.clone(),
+            rate_limiter: store,
         })
     }
 }
@@ -38,6 +79,28 @@ impl State {
 /// The function's routes.
 pub fn router() -> Router<State> {
     Router::new()
+        .route(Method::GET, "/users/me", get_me)
+        .route(Method::PATCH, "/users/me", update_me)
+        .route(Method::GET, "/users", search_users)
+        .route(Method::GET, "/users/{user_id}", get_user)
+        .route(Method::PUT, "/users/{user_id}/follow", follow)
+        .route(Method::DELETE, "/users/{user_id}/follow", unfollow)
+        .route(Method::GET, "/users/{user_id}/followers", followers)
+        .route(Method::GET, "/users/{user_id}/following", following)
+        .route(Method::GET, "/follow-requests", follow_requests)
+        .route(
+            Method::POST,
+            "/follow-requests/{user_id}/accept",
+            accept_follow_request,
+        )
+        .route(
+            Method::POST,
+            "/follow-requests/{user_id}/reject",
+            reject_follow_request,
+        )
+        .route(Method::PUT, "/users/{user_id}/block", block)
+        .route(Method::DELETE, "/users/{user_id}/block", unblock)
+        .route(Method::GET, "/blocks", blocks)
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -50,4 +113,379 @@ pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Bod
 /// The handler as the local gateway and the route tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
+}
+
+// ---- bodies and responses ------------------------------------------------------------------
+
+/// `PATCH /users/me`. An explicit `null` means "leave unchanged", like an absent field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilePatch {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    bio: Option<String>,
+    #[serde(default)]
+    is_private: Option<bool>,
+    #[serde(default)]
+    show_presence: Option<bool>,
+}
+
+impl ProfilePatch {
+    /// The body, which must be a JSON object: serde would otherwise also accept a JSON array
+    /// as a struct (`["x"]` setting `display_name`).
+    fn from_request(request: &ApiRequest) -> Result<Self> {
+        let object: serde_json::Map<String, serde_json::Value> = request.json()?;
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map_err(|e| Error::validation(format!("invalid request body: {e}")))
+    }
+
+    fn validate(self) -> Result<ProfileUpdate> {
+        let update = ProfileUpdate {
+            display_name: self
+                .display_name
+                .as_deref()
+                .map(domain::validate_display_name)
+                .transpose()?,
+            bio: self.bio.as_deref().map(domain::validate_bio).transpose()?,
+            is_private: self.is_private,
+            show_presence: self.show_presence,
+        };
+        if update.is_empty() {
+            // An empty patch is almost certainly a client bug; say so instead of a silent no-op.
+            return Err(Error::validation(
+                "set at least one of display_name, bio, is_private, show_presence",
+            ));
+        }
+        Ok(update)
+    }
+}
+
+/// Another user's profile as the caller sees it.
+#[derive(Serialize)]
+struct ProfileView {
+    #[serde(flatten)]
+    user: User,
+    relationship: Relationship,
+}
+
+/// An entry of the followers, following, follow-request and block lists: the other user and
+/// when the relation began.
+#[derive(Debug, Serialize)]
+struct RelatedUser {
+    user: UserSummary,
+    #[serde(with = "domain::rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct FollowStatus {
+    status: &'static str,
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/// The `{user_id}` of a route that acts on another user; acting on oneself is a 400.
+fn other_user(request: &ApiRequest, caller: UserId, action: &str) -> Result<UserId> {
+    let other = request.path_id("user_id")?;
+    if other == caller {
+        return Err(Error::validation(format!("you cannot {action} yourself")));
+    }
+    Ok(other)
+}
+
+/// The caller's own profile (a valid token for a user without a profile is a 401: the
+/// account is gone).
+async fn caller_profile(state: &State, caller: UserId) -> Result<User> {
+    state
+        .users
+        .get_user(caller)
+        .await?
+        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
+}
+
+/// The `?q=` of a search, lower-cased: 1–30 characters a username may contain.
+fn search_prefix(request: &ApiRequest) -> Result<String> {
+    let raw = request
+        .query("q")
+        .ok_or_else(|| Error::validation("q (a username prefix) is required"))?;
+    let len = raw.chars().count();
+    if !(1..=MAX_SEARCH_PREFIX).contains(&len)
+        || !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::validation(format!(
+            "q must be 1–{MAX_SEARCH_PREFIX} letters, digits or underscores"
+        )));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+/// Turns a page of relations into [`RelatedUser`]s: `other` picks the other user and the
+/// relation's start from each entry; users in `hidden` (or without a profile) are left out.
+async fn related_users<T>(
+    state: &State,
+    page: Page<T>,
+    other: impl Fn(&T) -> (UserId, DateTime<Utc>),
+    hidden: &HashSet<UserId>,
+) -> Result<Page<RelatedUser>> {
+    let entries: Vec<(UserId, DateTime<Utc>)> = page
+        .items
+        .iter()
+        .map(other)
+        .filter(|(id, _)| !hidden.contains(id))
+        .collect();
+    let ids: Vec<UserId> = entries.iter().map(|(id, _)| *id).collect();
+    let profiles: HashMap<UserId, User> = state.users.get_users(&ids).await?;
+    Ok(Page {
+        items: entries
+            .into_iter()
+            .filter_map(|(id, created_at)| {
+                profiles.get(&id).map(|user| RelatedUser {
+                    user: UserSummary::from(user),
+                    created_at,
+                })
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// Which follow list of a user is asked for.
+#[derive(Clone, Copy)]
+enum FollowList {
+    Followers,
+    Following,
+}
+
+/// `GET /users/{user_id}/followers|following`: visible to the owner and, for a private
+/// account, only to approved followers (403 otherwise, 404 behind a block). Accounts on the
+/// other side of a block of the caller are left out of someone else's list.
+async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(request)?;
+    let owner = request.path_id("user_id")?;
+    let page = request.page()?;
+    visibility(state.users.as_ref(), state.social.as_ref(), caller, owner)
+        .await?
+        .require_visible("this follow list")?;
+    let hidden = if owner == caller {
+        HashSet::new()
+    } else {
+        state.social.block_set(caller).await?
+    };
+    let related = match list {
+        FollowList::Followers => {
+            let follows = state.social.followers(owner, &page).await?;
+            related_users(state, follows, |f| (f.follower_id, f.created_at), &hidden).await?
+        }
+        FollowList::Following => {
+            let follows = state.social.following(owner, &page).await?;
+            related_users(state, follows, |f| (f.followee_id, f.created_at), &hidden).await?
+        }
+    };
+    ApiResponse::ok(related)
+}
+
+// ---- profiles and search --------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    ApiResponse::ok(caller_profile(&state, caller).await?)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let update = ProfilePatch::from_request(&request)?.validate()?;
+    let user = state
+        .users
+        .update_profile(caller, &update)
+        .await
+        .map_err(|error| match error {
+            Error::NotFound(_) => Error::unauthorized("the account of this token no longer exists"),
+            other => other,
+        })?;
+    tracing::info!(user_id = %caller, "profile updated");
+    ApiResponse::ok(user)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let id = request.path_id("user_id")?;
+    let (user, relationship) = if id == caller {
+        (
+            caller_profile(&state, caller).await?,
+            Relationship::default(),
+        )
+    } else {
+        let (user, relationship) = futures::try_join!(
+            state.users.get_user(id),
+            state.social.relationship(caller, id)
+        )?;
+        let user = user
+            .filter(|_| !relationship.blocking && !relationship.blocked_by)
+            .ok_or_else(|| Error::not_found("user not found"))?;
+        (user, relationship)
+    };
+    ApiResponse::ok(ProfileView { user, relationship })
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let prefix = search_prefix(&request)?;
+    let page = request.page()?;
+    let (found, hidden) = futures::try_join!(
+        state.users.search_usernames(&prefix, &page),
+        state.social.block_set(caller)
+    )?;
+    let summaries = Page {
+        items: found
+            .items
+            .iter()
+            .filter(|user| !hidden.contains(&user.id))
+            .map(UserSummary::from)
+            .collect::<Vec<_>>(),
+        next_cursor: found.next_cursor,
+    };
+    ApiResponse::ok(summaries)
+}
+
+// ---- follows --------------------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let target = other_user(&request, caller, "follow")?;
+    let now = state.clock.now();
+    let budget = RateLimitedAction::Follow.budget(&state.config.rate_limits);
+    state
+        .rate_limiter
+        .hit(caller, RateLimitedAction::Follow, budget, now)
+        .await?;
+    let (user, relationship) = futures::try_join!(
+        state.users.get_user(target),
+        state.social.relationship(caller, target)
+    )?;
+    let Some(user) = user.filter(|_| !relationship.blocking && !relationship.blocked_by) else {
+        return Err(Error::not_found("user not found"));
+    };
+    // Already following or requested: idempotent, nothing is written.
+    let status = if relationship.following {
+        "following"
+    } else if relationship.requested || user.is_private {
+        // The store re-checks blocks and existing follows in the request's transaction.
+        if !relationship.requested {
+            state.social.request_follow(caller, target, now).await?;
+        }
+        "requested"
+    } else {
+        // Blocks are re-checked by the follow transaction itself (404 if one appeared).
+        state.social.follow(caller, target, now).await?;
+        "following"
+    };
+    tracing::info!(user_id = %caller, %target, status, "follow");
+    ApiResponse::ok(FollowStatus { status })
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let target = other_user(&request, caller, "unfollow")?;
+    let (unfollowed, cancelled) = futures::try_join!(
+        state.social.unfollow(caller, target),
+        state.social.cancel_follow_request(caller, target)
+    )?;
+    tracing::info!(user_id = %caller, %target, unfollowed, cancelled, "unfollow");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn followers(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    follow_list(&state, &request, FollowList::Followers).await
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn following(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    follow_list(&state, &request, FollowList::Following).await
+}
+
+// ---- follow requests (always the caller's own) ------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let page = request.page()?;
+    let requests = state.social.follow_requests(caller, &page).await?;
+    let related = related_users(
+        &state,
+        requests,
+        |r| (r.requester_id, r.created_at),
+        &HashSet::new(),
+    )
+    .await?;
+    ApiResponse::ok(related)
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let requester = request.path_id("user_id")?;
+    state
+        .social
+        .accept_follow_request(caller, requester, state.clock.now())
+        .await?;
+    tracing::info!(user_id = %caller, %requester, "follow request accepted");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let requester = request.path_id("user_id")?;
+    state
+        .social
+        .reject_follow_request(caller, requester)
+        .await?;
+    tracing::info!(user_id = %caller, %requester, "follow request rejected");
+    Ok(ApiResponse::no_content())
+}
+
+// ---- blocks (always the caller's own) ---------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let target = other_user(&request, caller, "block")?;
+    state
+        .social
+        .block(caller, target, state.clock.now())
+        .await?;
+    tracing::info!(user_id = %caller, %target, "blocked");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let target = other_user(&request, caller, "unblock")?;
+    state.social.unblock(caller, target).await?;
+    tracing::info!(user_id = %caller, %target, "unblocked");
+    Ok(ApiResponse::no_content())
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn blocks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let page = request.page()?;
+    let blocks = state.social.blocks(caller, &page).await?;
+    let related = related_users(
+        &state,
+        blocks,
+        |b| (b.blocked_id, b.created_at),
+        &HashSet::new(),
+    )
+    .await?;
+    ApiResponse::ok(related)
 }

@@ -1,1 +1,17 @@
-//! Ripple local gateway (under construction).
+//! Ripple's local gateway: API Gateway (HTTP API + WebSocket API + `@connections`) and the
+//! Lambda event-source mappings (DynamoDB stream, SQS), in one process, in front of the very
+//! handler code that runs on AWS.
+
+// Event sources and the SQS server process.
+pub mod moto;
+pub mod sqs_poller;
+pub mod stream_poller;
+
+// Gateway core (template, HTTP API, WebSocket API, @connections, invocation, CLI).
+pub mod functions;
+pub mod gateway;
+pub mod http_api;
+pub mod ids;
+pub mod management;
+pub mod template;
+pub mod websocket;

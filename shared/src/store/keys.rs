@@ -116,6 +116,19 @@ pub fn blocked_by_entry(blocker: Uuid, blocked: Uuid) -> IndexKey {
     }
 }
 
+/// GSI 1 prefix of follow-request recency entries (see [`follow_request_recency_entry`]).
+pub const FOLLOW_REQUEST_RECENCY_PREFIX: &str = "FOLLOWREQAT#";
+
+/// Recency entry of a pending follow request (GSI 1): the sort key of
+/// [`follow_request`] orders by requester id, so the target's "oldest first" list reads
+/// this entry, keyed by a time-ordered id minted when the request was made.
+pub fn follow_request_recency_entry(target: Uuid, request: Uuid) -> IndexKey {
+    IndexKey {
+        pk: user_pk(target),
+        sk: format!("{FOLLOW_REQUEST_RECENCY_PREFIX}{request}"),
+    }
+}
+
 // ---- posts, likes, comments ----------------------------------------------------------------
 
 pub const POST: &str = "POST";
@@ -198,6 +211,18 @@ pub fn message_request(recipient: Uuid, from: Uuid) -> Key {
     Key::new(user_pk(recipient), format!("{MESSAGE_REQUEST_PREFIX}{from}"))
 }
 
+/// Sort-key prefix of every idempotency record `sender` has in a thread (see
+/// [`client_message`]); rejecting a request deletes them.
+pub fn client_message_prefix(sender: Uuid) -> String {
+    format!("{CLIENT_MESSAGE_PREFIX}{sender}#")
+}
+
+/// Notification dedup key of a message request: only the first request message of a
+/// thread notifies the recipient (see [`notification_dedup`]).
+pub fn message_request_dedup_key(from: Uuid) -> String {
+    format!("message_request#{from}")
+}
+
 // ---- notifications ---------------------------------------------------------------------------
 
 pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
@@ -260,6 +285,14 @@ pub fn connection(connection_id: &str) -> Key {
 /// Per-user set of open connection ids: the connections of 100 users are one BatchGetItem.
 pub fn user_connections(user: Uuid) -> Key {
     Key::new(user_pk(user), CONNECTIONS)
+}
+
+/// Sort key of [`presence`].
+pub const PRESENCE: &str = "PRESENCE";
+
+/// The presence last announced for a user: the push tier debounces online/offline with it.
+pub fn presence(user: Uuid) -> Key {
+    Key::new(user_pk(user), PRESENCE)
 }
 
 pub fn room_partition(channel: &str) -> String {
@@ -389,5 +422,27 @@ mod tests {
         assert_eq!(connection("c1=").pk, "CONN#c1=");
         assert_eq!(unread_notification_entry(id(3), id(4)).pk, unread_partition(id(3)));
         assert_eq!(rate_window(id(1), "post", 60).pk, format!("RATE#{}#post#60", id(1)));
+    }
+
+    #[test]
+    fn follow_request_recency_entries_sort_by_request_and_never_collide() {
+        let older = follow_request_recency_entry(id(1), Uuid::now_v7());
+        let newer = follow_request_recency_entry(id(1), Uuid::now_v7());
+        assert_eq!(older.pk, user_pk(id(1)));
+        assert!(older.sk < newer.sk);
+        let prefixes = [
+            FOLLOW_REQUEST_RECENCY_PREFIX,
+            FOLLOWER_PREFIX,
+            BLOCKED_BY_PREFIX,
+            POST_PREFIX,
+            CONVERSATION_RECENCY_PREFIX,
+        ];
+        for a in prefixes {
+            for b in prefixes {
+                if a != b {
+                    assert!(!b.starts_with(a), "{a} is a prefix of {b}");
+                }
+            }
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! - [`dynamo`]: item mapping (`serde_dynamo`), transactions, paged queries, batches.
 //! - One module per area, each with a small trait and its DynamoDB implementation on
 //!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
-//!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms).
+//!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms),
+//!   [`presence`] (the online state announced to watchers; debounces online/offline).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -22,6 +23,7 @@ pub mod messages;
 pub mod notifications;
 pub mod page;
 pub mod posts;
+pub mod presence;
 pub mod rate_limit;
 pub mod social;
 pub mod table;

@@ -6,13 +6,16 @@
 //! notification with a dedup key is written at most once per key (one like notification
 //! per actor per post however often they like and unlike).
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{n, to_item, tx, with_gsi2};
+use super::dynamo::{from_item, n, number_attribute, to_item, tx, with_gsi2, Query, TransactFailure};
 use super::keys;
-use crate::domain::{new_id, CommentId, Notification, NotificationKind, PostId, UserId};
-use crate::error::Result;
+use super::page::{KeyShape, Page, PageRequest};
+use crate::domain::{
+    new_id, CommentId, Notification, NotificationId, NotificationKind, PostId, UserId,
+};
+use crate::error::{Error, Result};
 
 /// A notification about to be written alongside its cause.
 #[derive(Debug, Clone)]
@@ -107,4 +110,201 @@ pub(crate) struct NotificationRecord<'a> {
 struct DedupRecord {
     notification_id: uuid::Uuid,
     entity: &'static str,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading side
+// ---------------------------------------------------------------------------------------
+
+/// Notifications marked read per transaction by [`NotificationStore::mark_all_read`] (plus
+/// one counter update; kept under the classic 25-item transaction limit).
+pub const MARK_ALL_CHUNK: usize = 24;
+
+/// Most unread notifications one mark-all-read walks (bounds one request's work; the
+/// walk starts again from the newest on the next call).
+pub const MARK_ALL_MAX: usize = 10_000;
+
+/// Attempts at one transaction whose conditions found the state changed since it was read.
+const ATTEMPTS: usize = 5;
+
+#[async_trait::async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// `recipient`'s notifications, newest first (pattern 21), or only the unread ones
+    /// through the sparse unread index (pattern 22).
+    async fn notifications(
+        &self,
+        recipient: UserId,
+        unread_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>>;
+
+    /// The unread counter (pattern 23); never negative.
+    async fn unread_count(&self, recipient: UserId) -> Result<i64>;
+
+    /// Marks one of `recipient`'s notifications read. Already read is fine; a notification
+    /// that does not exist in `recipient`'s partition (unknown, or someone else's) is
+    /// `NotFound`.
+    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()>;
+
+    /// Marks every unread notification read; returns how many this call marked.
+    async fn mark_all_read(&self, recipient: UserId) -> Result<usize>;
+}
+
+/// Marks a notification read and takes it out of the unread index, on condition that it
+/// exists and is unread.
+fn mark_read_item(table: &str, recipient: UserId, notification: NotificationId) -> Result<TransactWriteItem> {
+    tx::update(
+        table,
+        &keys::notification(recipient, notification),
+        "SET #read = :true REMOVE gsi2pk, gsi2sk",
+        Some("attribute_exists(pk) AND #read = :false"),
+        &[("#read", "read")],
+        vec![
+            (":true", AttributeValue::Bool(true)),
+            (":false", AttributeValue::Bool(false)),
+        ],
+    )
+}
+
+/// Takes `count` off the unread counter, on condition that it stays non-negative.
+fn decrement_counter(table: &str, recipient: UserId, count: usize) -> Result<TransactWriteItem> {
+    let count = i64::try_from(count).map_err(|e| Error::internal("unread decrement", e))?;
+    tx::update(
+        table,
+        &keys::notification_state(recipient),
+        "ADD unread_count :minus",
+        Some("unread_count >= :count"),
+        &[],
+        vec![(":minus", n(-count)), (":count", n(count))],
+    )
+}
+
+/// Sets a counter that has drifted below what is being marked read to zero (on condition
+/// it is still below, so a notification that just arrived is not lost).
+fn reset_counter(table: &str, recipient: UserId, below: usize) -> Result<TransactWriteItem> {
+    let below = i64::try_from(below).map_err(|e| Error::internal("unread reset", e))?;
+    tx::update(
+        table,
+        &keys::notification_state(recipient),
+        "SET unread_count = :zero",
+        Some("attribute_not_exists(unread_count) OR unread_count < :below"),
+        &[],
+        vec![(":zero", n(0)), (":below", n(below))],
+    )
+}
+
+impl crate::store::DynamoStore {
+    /// Marks `ids` read and decrements the counter by how many were unread, in one
+    /// transaction; notifications found already read (a concurrent mark) are dropped and
+    /// the rest retried. Returns how many were marked.
+    async fn mark_read_chunk(&self, recipient: UserId, ids: &[NotificationId]) -> Result<usize> {
+        let table = &self.table.name;
+        let mut pending: Vec<NotificationId> = ids.to_vec();
+        let mut counter_drifted = false;
+        // Each failed round drops at least one notification or flips the counter mode.
+        for _ in 0..ids.len() + ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(0);
+            }
+            let mut items = pending
+                .iter()
+                .map(|id| mark_read_item(table, recipient, *id))
+                .collect::<Result<Vec<_>>>()?;
+            items.push(if counter_drifted {
+                reset_counter(table, recipient, pending.len())?
+            } else {
+                decrement_counter(table, recipient, pending.len())?
+            });
+            let counter_index = pending.len();
+            match self.table.transact(items).await {
+                Ok(()) => return Ok(pending.len()),
+                Err(TransactFailure::Other(error)) => return Err(error),
+                Err(failure) => {
+                    let before = pending.len();
+                    let mut index = 0;
+                    pending.retain(|_| {
+                        let keep = !failure.condition_failed_at(index);
+                        index += 1;
+                        keep
+                    });
+                    if pending.len() == before && failure.condition_failed_at(counter_index) {
+                        // Only the counter disagreed: repair it (or, if a notification just
+                        // raised it, go back to decrementing).
+                        counter_drifted = !counter_drifted;
+                    }
+                }
+            }
+        }
+        Err(Error::conflict("notifications changed while being marked read; try again"))
+    }
+}
+
+#[async_trait::async_trait]
+impl NotificationStore for crate::store::DynamoStore {
+    async fn notifications(
+        &self,
+        recipient: UserId,
+        unread_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>> {
+        let page = if unread_only {
+            let partition = keys::unread_partition(recipient);
+            let query = Query::new(KeyShape::Gsi2, &partition).newest_first();
+            self.table.query_page(&query, page).await?
+        } else {
+            let partition = keys::user_pk(recipient);
+            let query = Query::new(KeyShape::Table, &partition)
+                .begins_with(keys::NOTIFICATION_PREFIX)
+                .newest_first();
+            self.table.query_page(&query, page).await?
+        };
+        Ok(Page {
+            items: page.items.into_iter().map(from_item).collect::<Result<_>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn unread_count(&self, recipient: UserId) -> Result<i64> {
+        let count = match self.table.get(&keys::notification_state(recipient)).await? {
+            Some(item) => number_attribute(&item, "unread_count")?,
+            None => 0,
+        };
+        Ok(count.max(0))
+    }
+
+    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()> {
+        if self.mark_read_chunk(recipient, &[notification]).await? == 1 {
+            return Ok(());
+        }
+        // Its condition failed: already read (fine), or not in this user's partition.
+        match self.table.get(&keys::notification(recipient, notification)).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found("notification not found")),
+        }
+    }
+
+    async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
+        let partition = keys::unread_partition(recipient);
+        let query = Query::new(KeyShape::Gsi2, &partition).newest_first();
+        let mut page = PageRequest::first(MARK_ALL_CHUNK);
+        let mut marked = 0;
+        let mut walked = 0;
+        while walked < MARK_ALL_MAX {
+            let unread = self.table.query_page(&query, &page).await?;
+            walked += unread.items.len();
+            let ids = unread
+                .items
+                .into_iter()
+                .map(|item| from_item::<Notification>(item).map(|n| n.id))
+                .collect::<Result<Vec<_>>>()?;
+            marked += self.mark_read_chunk(recipient, &ids).await?;
+            // Marked entries leave the index; the cursor (a position, not an item) still
+            // continues after them.
+            match unread.next_cursor {
+                Some(cursor) => page = PageRequest::after(MARK_ALL_CHUNK, cursor),
+                None => break,
+            }
+        }
+        Ok(marked)
+    }
 }

@@ -1,1 +1,713 @@
-//! (being written)
+//! Posts, author timelines, the home feed, likes and comments.
+//!
+//! Items (see `docs/data-model.md`): a post lives at `POST#{post}` / `POST` with its author
+//! timeline entry on GSI 1 (`USER#{author}` / `POST#{post}`); its likes (`LIKE#{user}`) and
+//! comments (`COMMENT#{comment}`) share the post's partition. Counters (`like_count`,
+//! `comment_count`, the author's `post_count`) move with `ADD` in the same transaction as
+//! the item they count, and every like/comment notification is part of that transaction.
+//!
+//! A deleted post takes its likes and comments with it from the API's point of view: every
+//! read of likes or comments first checks that the post exists, and the items themselves
+//! are cleaned up best-effort after the delete.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem};
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::dynamo::{
+    from_item, key_map, n, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
+};
+use super::keys::{self, Key};
+use super::notifications::{notification_items, NewNotification, NotificationItems};
+use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
+use super::social::SocialStore;
+use super::DynamoStore;
+use crate::clock::to_millis;
+use crate::domain::{
+    new_id, Comment, CommentId, Like, NotificationKind, Post, PostId, UserId,
+    POST_EDIT_WINDOW_SECONDS,
+};
+use crate::error::{Error, Result};
+
+/// How many author timelines the feed reads at once.
+pub const FEED_CONCURRENCY: usize = 16;
+
+/// Most likes and comments a post delete removes inline; anything beyond stays orphaned
+/// (never served, because every read checks the post) until an operator sweep.
+pub const MAX_DELETE_CLEANUP_ITEMS: usize = 1000;
+
+/// What `POST /posts` stores (already validated).
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub author: UserId,
+    pub text: String,
+    pub media_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An edit of a post's text by `editor` at `now`.
+#[derive(Debug, Clone)]
+pub struct PostEdit {
+    pub post: PostId,
+    pub editor: UserId,
+    pub text: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What `POST /posts/{post_id}/comments` stores (already validated).
+#[derive(Debug, Clone)]
+pub struct NewComment {
+    pub author: UserId,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether the caller likes a post after a like/unlike, and the post's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LikeState {
+    pub liked: bool,
+    pub like_count: i64,
+}
+
+#[async_trait]
+pub trait PostStore: Send + Sync {
+    /// Stores a post with its timeline entry and counts it on the author's profile, in one
+    /// transaction. `NotFound` if the author has no profile.
+    async fn create_post(&self, new: NewPost) -> Result<Post>;
+
+    /// Pattern 11: one post.
+    async fn get_post(&self, id: PostId) -> Result<Option<Post>>;
+
+    /// Many posts in one round trip (missing ones are absent).
+    async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>>;
+
+    /// Replaces the text and sets `edited_at`. The author check and the edit window are
+    /// part of the write's condition. Errors: `NotFound`, `Forbidden` (not the author),
+    /// `Forbidden { code: "edit_window_closed" }`.
+    async fn edit_post(&self, edit: PostEdit) -> Result<Post>;
+
+    /// Deletes the post and uncounts it on the author's profile in one transaction, then
+    /// removes its likes and comments best-effort. Errors: `NotFound`, `Forbidden`.
+    async fn delete_post(&self, id: PostId, caller: UserId) -> Result<()>;
+
+    /// Pattern 12: `author`'s posts, newest first.
+    async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>>;
+
+    /// Pattern 13: the home feed of `viewer` — their own posts and those of everyone they
+    /// follow, newest first, never from a user in their block set. The cursor is the last
+    /// post id returned; the next page reads strictly older entries from every timeline.
+    async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
+
+    /// `user` likes `post`: the like, `like_count + 1` and a `like` notification to the author
+    /// (at most one per actor and post, never for a self-like) in one transaction.
+    /// Idempotent. `NotFound` if the post is gone.
+    async fn like(&self, post: &Post, user: UserId, now: DateTime<Utc>) -> Result<LikeState>;
+
+    /// Removes `user`'s like and decrements the count. Idempotent. `NotFound` if the post is gone.
+    async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState>;
+
+    /// Pattern 14: whether `user` likes `post`.
+    async fn has_liked(&self, user: UserId, post: PostId) -> Result<bool>;
+
+    /// Pattern 14 for a page of posts: which of `posts` `user` likes (one BatchGetItem).
+    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<HashSet<PostId>>;
+
+    /// Pattern 15: likes of a post. `NotFound` if the post is gone.
+    async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>>;
+
+    /// Adds a comment, `comment_count + 1` and a `comment` notification to the post author
+    /// (not for one's own post) in one transaction. `NotFound` if the post is gone.
+    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Comment>;
+
+    /// Pattern 16: comments of a post, oldest first. `NotFound` if the post is gone.
+    async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>>;
+
+    /// Deletes a comment (allowed to its author and to the post's author) and decrements
+    /// the count, in one transaction. Errors: `NotFound`, `Forbidden`.
+    async fn delete_comment(&self, post: &Post, comment: CommentId, caller: UserId) -> Result<()>;
+}
+
+// ---- items -----------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct PostRecord<'a> {
+    #[serde(flatten)]
+    post: &'a Post,
+    /// `created_at` as epoch milliseconds: the edit-window condition compares numbers.
+    created_at_ms: i64,
+    entity: &'static str,
+}
+
+#[derive(Serialize)]
+struct LikeRecord<'a> {
+    #[serde(flatten)]
+    like: &'a Like,
+    entity: &'static str,
+}
+
+#[derive(Serialize)]
+struct CommentRecord<'a> {
+    #[serde(flatten)]
+    comment: &'a Comment,
+    entity: &'static str,
+}
+
+/// Position in the merged feed: entries strictly older than this post come next.
+#[derive(Serialize, Deserialize)]
+struct FeedCursor {
+    before: PostId,
+}
+
+fn post_not_found() -> Error {
+    Error::not_found("post not found")
+}
+
+fn comment_not_found() -> Error {
+    Error::not_found("comment not found")
+}
+
+fn edit_window_closed() -> Error {
+    Error::Forbidden {
+        code: "edit_window_closed",
+        message: format!(
+            "a post can be edited only within {POST_EDIT_WINDOW_SECONDS} s of its creation"
+        ),
+    }
+}
+
+/// A transactional delete whose condition needs expression values (e.g. `author_id = :me`).
+fn delete_where(
+    table: &str,
+    key: &Key,
+    condition: &str,
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<TransactWriteItem> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key_map(key)))
+        .condition_expression(condition)
+        .set_expression_attribute_values(tx::values_map(values))
+        .build()
+        .map_err(|e| Error::internal("building transaction delete", e))?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+/// `ADD {counter} :delta` on a post, conditioned on the post existing.
+fn post_counter(table: &str, post: PostId, counter: &str, delta: i64) -> Result<TransactWriteItem> {
+    tx::update(
+        table,
+        &keys::post(post),
+        &format!("ADD {counter} :delta"),
+        Some("attribute_exists(pk)"),
+        &[],
+        vec![(":delta", n(delta))],
+    )
+}
+
+/// Condition checks that no block stands between `actor` and `author` either way, so a
+/// like or comment (and its notification) never comes from a blocked user. Empty for
+/// one's own post.
+fn no_block_between(table: &str, actor: UserId, author: UserId) -> Result<Vec<TransactWriteItem>> {
+    if actor == author {
+        return Ok(Vec::new());
+    }
+    [keys::block(actor, author), keys::block(author, actor)]
+        .iter()
+        .map(|key| tx::condition_check(table, key, "attribute_not_exists(pk)", vec![]))
+        .collect()
+}
+
+/// Items of a like or comment transaction: the new item, the post counter, then the
+/// block checks. A failure at [`POST_COUNTER`] or any later index means the post is gone
+/// or hidden from the actor.
+const NEW_ITEM: usize = 0;
+const POST_COUNTER: usize = 1;
+
+/// Whether a failed like/comment transaction failed because the post is gone or hidden.
+fn post_unreachable(failure: &TransactFailure, cause_len: usize) -> bool {
+    (POST_COUNTER..cause_len).any(|i| failure.condition_failed_at(i))
+}
+
+/// A newest-first read of one author's timeline, optionally strictly older than a post.
+fn timeline_query<'a>(partition: &'a str, before: Option<&'a str>) -> Query<'a> {
+    let query = Query::new(KeyShape::Gsi1, partition)
+        .begins_with(keys::POST_PREFIX)
+        .newest_first();
+    match before {
+        Some(before) => Query {
+            sort: SortKey::Before {
+                prefix: keys::POST_PREFIX,
+                before,
+            },
+            ..query
+        },
+        None => query,
+    }
+}
+
+fn items_to<T: serde::de::DeserializeOwned>(page: Page<Item>) -> Result<Page<T>> {
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_>>()?,
+        next_cursor: page.next_cursor,
+    })
+}
+
+impl DynamoStore {
+    /// Runs a cause's transaction with its notification appended. When the only failed
+    /// condition is the notification's dedup marker (the recipient was already notified of
+    /// this cause), the cause commits on its own. Indices in a returned failure refer to
+    /// `cause` items, which come first.
+    async fn transact_with_notification(
+        &self,
+        cause: Vec<TransactWriteItem>,
+        notification: NotificationItems,
+    ) -> Result<(), TransactFailure> {
+        let cause_len = cause.len();
+        let Some(marker) = notification.dedup_marker.map(|i| cause_len + i) else {
+            let mut items = cause;
+            items.extend(notification.items);
+            return self.table.transact(items).await;
+        };
+        let mut items = cause.clone();
+        items.extend(notification.items);
+        match self.table.transact(items).await {
+            Err(failure)
+                if failure.condition_failed_at(marker)
+                    && !(0..cause_len).any(|i| failure.condition_failed_at(i)) =>
+            {
+                self.table.transact(cause).await
+            }
+            other => other,
+        }
+    }
+
+    /// Fails with `NotFound` unless the post exists (reads of its likes and comments).
+    async fn require_post(&self, post: PostId) -> Result<Post> {
+        self.get_post(post).await?.ok_or_else(post_not_found)
+    }
+
+    async fn like_count(&self, post: PostId) -> Result<i64> {
+        Ok(self.require_post(post).await?.like_count)
+    }
+
+    /// The feed merge: the newest `limit` posts (strictly older than `before`) across the
+    /// timelines of `authors`, read with bounded concurrency.
+    async fn merged_timelines(
+        &self,
+        authors: &[UserId],
+        before: Option<PostId>,
+        limit: usize,
+    ) -> Result<Page<Post>> {
+        let before_sk = before.map(keys::timeline_before);
+        let timelines: Vec<Page<Item>> = futures::stream::iter(authors.iter().copied())
+            .map(|author| {
+                let before_sk = before_sk.as_deref();
+                async move {
+                    let partition = keys::user_pk(author);
+                    let query = timeline_query(&partition, before_sk);
+                    self.table
+                        .query_page(&query, &PageRequest::first(limit))
+                        .await
+                }
+            })
+            .buffer_unordered(FEED_CONCURRENCY)
+            .try_collect()
+            .await?;
+        // A timeline with more entries than it returned has older posts than any it returned.
+        let some_timeline_has_more = timelines.iter().any(|t| t.next_cursor.is_some());
+        let mut posts: Vec<Post> = timelines
+            .into_iter()
+            .flat_map(|t| t.items)
+            .map(from_item)
+            .collect::<Result<_>>()?;
+        posts.sort_by_key(|post| std::cmp::Reverse(post.id));
+        posts.dedup_by_key(|p| p.id);
+        let more = posts.len() > limit || some_timeline_has_more;
+        posts.truncate(limit);
+        let next_cursor = match posts.last() {
+            Some(last) if more => Some(encode_token(&FeedCursor { before: last.id })?),
+            _ => None,
+        };
+        Ok(Page {
+            items: posts,
+            next_cursor,
+        })
+    }
+
+    /// Likes and comments of a deleted post, removed in bounded batches. Failures are
+    /// logged: the items are unreachable anyway because reads check the post.
+    async fn clean_up_deleted_post(&self, post: PostId) {
+        let partition = keys::post_partition(post);
+        let query = Query::new(KeyShape::Table, &partition);
+        let result = async {
+            let items = self
+                .table
+                .query_all(&query, MAX_DELETE_CLEANUP_ITEMS)
+                .await?;
+            let keys: Vec<Key> = items
+                .iter()
+                .filter_map(|item| {
+                    Some(Key {
+                        pk: item.get("pk")?.as_s().ok()?.clone(),
+                        sk: item.get("sk")?.as_s().ok()?.clone(),
+                    })
+                })
+                .collect();
+            self.table.batch_delete(&keys).await?;
+            Ok::<usize, Error>(keys.len())
+        }
+        .await;
+        match result {
+            Ok(removed) => tracing::debug!(%post, removed, "deleted post cleaned up"),
+            Err(error) => {
+                tracing::warn!(%post, error = %error, "cleaning up a deleted post failed")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PostStore for DynamoStore {
+    async fn create_post(&self, new: NewPost) -> Result<Post> {
+        let created_at = to_millis(new.created_at);
+        let post = Post {
+            id: new_id(),
+            author_id: new.author,
+            text: new.text,
+            media_url: new.media_url,
+            created_at,
+            edited_at: None,
+            like_count: 0,
+            comment_count: 0,
+        };
+        let table = &self.table.name;
+        let item = with_gsi1(
+            to_item(
+                &keys::post(post.id),
+                &PostRecord {
+                    post: &post,
+                    created_at_ms: created_at.timestamp_millis(),
+                    entity: "post",
+                },
+            )?,
+            &keys::author_timeline_entry(post.author_id, post.id),
+        );
+        let items = vec![
+            tx::put_new(table, item)?,
+            tx::update(
+                table,
+                &keys::user_profile(post.author_id),
+                "ADD post_count :one",
+                Some("attribute_exists(pk)"),
+                &[],
+                vec![(":one", n(1))],
+            )?,
+        ];
+        self.table
+            .transact_or(items, || Error::not_found("author not found"))
+            .await?;
+        Ok(post)
+    }
+
+    async fn get_post(&self, id: PostId) -> Result<Option<Post>> {
+        self.table.get_as(&keys::post(id)).await
+    }
+
+    async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>> {
+        let keys: Vec<Key> = ids.iter().map(|id| keys::post(*id)).collect();
+        self.table
+            .batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<Post>(item).map(|post| (post.id, post)))
+            .collect()
+    }
+
+    async fn edit_post(&self, edit: PostEdit) -> Result<Post> {
+        let now = to_millis(edit.now);
+        let earliest_creation = now - Duration::seconds(POST_EDIT_WINDOW_SECONDS);
+        let result = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(key_map(&keys::post(edit.post))))
+            .update_expression("SET #text = :text, edited_at = :edited_at")
+            .condition_expression(
+                "attribute_exists(pk) AND author_id = :editor AND created_at_ms >= :earliest",
+            )
+            .expression_attribute_names("#text", "text")
+            .expression_attribute_values(":text", s(&edit.text))
+            .expression_attribute_values(":edited_at", s(crate::domain::format_time(now)))
+            .expression_attribute_values(":editor", s(edit.editor.to_string()))
+            .expression_attribute_values(":earliest", n(earliest_creation.timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => from_item(output.attributes.unwrap_or_default()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // The condition decided; this read only explains which part failed.
+                match self.get_post(edit.post).await? {
+                    None => Err(post_not_found()),
+                    Some(post) if post.author_id != edit.editor => {
+                        Err(Error::forbidden("only the author can edit a post"))
+                    }
+                    Some(_) => Err(edit_window_closed()),
+                }
+            }
+            Err(error) => Err(Error::internal("editing post", error)),
+        }
+    }
+
+    async fn delete_post(&self, id: PostId, caller: UserId) -> Result<()> {
+        let table = &self.table.name;
+        // Only the author may delete, so the profile to uncount is the caller's.
+        let items = vec![
+            delete_where(
+                table,
+                &keys::post(id),
+                "attribute_exists(pk) AND author_id = :caller",
+                vec![(":caller", s(caller.to_string()))],
+            )?,
+            tx::update(
+                table,
+                &keys::user_profile(caller),
+                "ADD post_count :minus_one",
+                Some("attribute_exists(pk)"),
+                &[],
+                vec![(":minus_one", n(-1))],
+            )?,
+        ];
+        match self.table.transact(items).await {
+            Ok(()) => {}
+            Err(TransactFailure::Other(error)) => return Err(error),
+            Err(TransactFailure::ConditionFailed { .. }) => {
+                return Err(match self.get_post(id).await? {
+                    None => post_not_found(),
+                    Some(post) if post.author_id != caller => {
+                        Error::forbidden("only the author can delete a post")
+                    }
+                    Some(_) => Error::invariant("post author has no profile"),
+                });
+            }
+        }
+        self.clean_up_deleted_post(id).await;
+        Ok(())
+    }
+
+    async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>> {
+        let partition = keys::user_pk(author);
+        let query = timeline_query(&partition, None);
+        items_to(self.table.query_page(&query, page).await?)
+    }
+
+    async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
+        // Validate the cursor before any read.
+        let before = match &page.cursor {
+            Some(cursor) => Some(decode_token::<FeedCursor>(cursor)?.before),
+            None => None,
+        };
+        let (following, hidden) =
+            futures::try_join!(self.following_ids(viewer), self.block_set(viewer))?;
+        let mut authors = vec![viewer];
+        let mut seen = HashSet::from([viewer]);
+        // A block removes follows both ways; filtering here also covers a follow that a
+        // concurrent block has not removed yet.
+        for author in following {
+            if !hidden.contains(&author) && seen.insert(author) {
+                authors.push(author);
+            }
+        }
+        self.merged_timelines(&authors, before, page.limit).await
+    }
+
+    async fn like(&self, post: &Post, user: UserId, now: DateTime<Utc>) -> Result<LikeState> {
+        let table = &self.table.name;
+        let like = Like {
+            post_id: post.id,
+            user_id: user,
+            created_at: to_millis(now),
+        };
+        let mut cause = vec![
+            tx::put_new(
+                table,
+                to_item(
+                    &keys::like(post.id, user),
+                    &LikeRecord {
+                        like: &like,
+                        entity: "like",
+                    },
+                )?,
+            )?,
+            post_counter(table, post.id, "like_count", 1)?,
+        ];
+        cause.extend(no_block_between(table, user, post.author_id)?);
+        let cause_len = cause.len();
+        let notification = notification_items(
+            table,
+            &NewNotification {
+                recipient: post.author_id,
+                kind: NotificationKind::Like,
+                actor: user,
+                post_id: Some(post.id),
+                comment_id: None,
+                created_at: like.created_at,
+                dedup_key: Some(format!("like#{}#{user}", post.id)),
+            },
+        )?;
+        match self.transact_with_notification(cause, notification).await {
+            Ok(()) => {}
+            Err(TransactFailure::Other(error)) => return Err(error),
+            Err(failure) if post_unreachable(&failure, cause_len) => return Err(post_not_found()),
+            // Already liked: nothing changed.
+            Err(failure) if failure.condition_failed_at(NEW_ITEM) => {}
+            Err(_) => {
+                return Err(Error::invariant(
+                    "like transaction failed an unexpected condition",
+                ))
+            }
+        }
+        Ok(LikeState {
+            liked: true,
+            like_count: self.like_count(post.id).await?,
+        })
+    }
+
+    async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState> {
+        let table = &self.table.name;
+        let items = vec![
+            tx::delete(table, &keys::like(post, user), Some("attribute_exists(pk)"))?,
+            post_counter(table, post, "like_count", -1)?,
+        ];
+        match self.table.transact(items).await {
+            Ok(()) => {}
+            Err(TransactFailure::Other(error)) => return Err(error),
+            Err(failure) if failure.condition_failed_at(POST_COUNTER) => {
+                return Err(post_not_found())
+            }
+            // Not liked: nothing changed.
+            Err(failure) if failure.condition_failed_at(NEW_ITEM) => {}
+            Err(_) => {
+                return Err(Error::invariant(
+                    "unlike transaction failed an unexpected condition",
+                ))
+            }
+        }
+        Ok(LikeState {
+            liked: false,
+            like_count: self.like_count(post).await?,
+        })
+    }
+
+    async fn has_liked(&self, user: UserId, post: PostId) -> Result<bool> {
+        Ok(self.table.get(&keys::like(post, user)).await?.is_some())
+    }
+
+    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<HashSet<PostId>> {
+        let keys: Vec<Key> = posts.iter().map(|post| keys::like(*post, user)).collect();
+        self.table
+            .batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<Like>(item).map(|like| like.post_id))
+            .collect()
+    }
+
+    async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>> {
+        self.require_post(post).await?;
+        let partition = keys::post_partition(post);
+        let query = Query::new(KeyShape::Table, &partition).begins_with(keys::LIKE_PREFIX);
+        items_to(self.table.query_page(&query, page).await?)
+    }
+
+    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Comment> {
+        let table = &self.table.name;
+        let comment = Comment {
+            id: new_id(),
+            post_id: post.id,
+            author_id: new.author,
+            text: new.text,
+            created_at: to_millis(new.created_at),
+        };
+        let mut cause = vec![
+            tx::put_new(
+                table,
+                to_item(
+                    &keys::comment(post.id, comment.id),
+                    &CommentRecord {
+                        comment: &comment,
+                        entity: "comment",
+                    },
+                )?,
+            )?,
+            post_counter(table, post.id, "comment_count", 1)?,
+        ];
+        cause.extend(no_block_between(table, comment.author_id, post.author_id)?);
+        let notification = notification_items(
+            table,
+            &NewNotification {
+                recipient: post.author_id,
+                kind: NotificationKind::Comment,
+                actor: comment.author_id,
+                post_id: Some(post.id),
+                comment_id: Some(comment.id),
+                created_at: comment.created_at,
+                dedup_key: None,
+            },
+        )?;
+        // Comment ids are fresh, so any failed condition is the post being gone or hidden.
+        self.transact_with_notification(cause, notification)
+            .await
+            .map_err(|failure| failure.into_error(post_not_found))?;
+        Ok(comment)
+    }
+
+    async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>> {
+        self.require_post(post).await?;
+        let partition = keys::post_partition(post);
+        let query = Query::new(KeyShape::Table, &partition).begins_with(keys::COMMENT_PREFIX);
+        items_to(self.table.query_page(&query, page).await?)
+    }
+
+    async fn delete_comment(&self, post: &Post, comment: CommentId, caller: UserId) -> Result<()> {
+        let table = &self.table.name;
+        let key = keys::comment(post.id, comment);
+        // The post author may delete any comment on their post; anyone else only their own,
+        // which the condition checks on the comment itself.
+        let delete = if caller == post.author_id {
+            tx::delete(table, &key, Some("attribute_exists(pk)"))?
+        } else {
+            delete_where(
+                table,
+                &key,
+                "attribute_exists(pk) AND author_id = :caller",
+                vec![(":caller", s(caller.to_string()))],
+            )?
+        };
+        let items = vec![delete, post_counter(table, post.id, "comment_count", -1)?];
+        match self.table.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(TransactFailure::Other(error)) => Err(error),
+            Err(failure) if failure.condition_failed_at(POST_COUNTER) => Err(post_not_found()),
+            Err(_) => match self.table.get(&key).await? {
+                None => Err(comment_not_found()),
+                Some(_) => Err(Error::forbidden(
+                    "only the comment's author or the post's author can delete a comment",
+                )),
+            },
+        }
+    }
+}

@@ -114,7 +114,7 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
         .global_secondary_indexes
         .iter()
         .map(|index| {
-            Ok(GlobalSecondaryIndex::builder()
+            GlobalSecondaryIndex::builder()
                 .index_name(&index.index_name)
                 .set_key_schema(Some(key_schema(&index.key_schema)?))
                 .projection(
@@ -125,7 +125,7 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
                         .build(),
                 )
                 .build()
-                .map_err(|e| Error::internal("building index definition", e))?)
+                .map_err(|e| Error::internal("building index definition", e))
         })
         .collect::<Result<Vec<_>>>()?;
 

@@ -1,1 +1,654 @@
-//! (being written)
+//! Access patterns 5–10: who a user follows, followers, relationship both ways, pending
+//! follow requests, blocks and who blocks a user; plus the follow-counter invariants.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use futures::future::join_all;
+use shared::domain::{Notification, NotificationKind, User, UserId};
+use shared::store::dynamo::{from_item, Query};
+use shared::store::keys;
+use shared::store::page::{KeyShape, PageRequest};
+use shared::store::social::SocialStore;
+use shared::store::users::UserStore;
+use shared::store::DynamoStore;
+use shared::testkit::TestDb;
+
+use crate::support::user;
+
+/// (follower_count, following_count) as stored on the profile.
+async fn counts(store: &DynamoStore, user: UserId) -> (i64, i64) {
+    let profile = store.get_user(user).await.unwrap().unwrap();
+    (profile.follower_count, profile.following_count)
+}
+
+/// Every notification item in `recipient`'s partition (pattern 21), read directly so this
+/// suite does not depend on the notifications store's API.
+async fn notifications_of(store: &DynamoStore, recipient: UserId) -> Vec<Notification> {
+    let partition = keys::user_pk(recipient);
+    let query = Query::new(KeyShape::Table, &partition).begins_with(keys::NOTIFICATION_PREFIX);
+    store
+        .table
+        .query_all(&query, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| from_item(item).unwrap())
+        .collect()
+}
+
+async fn users<const N: usize>(store: &DynamoStore, names: [&str; N]) -> [User; N] {
+    let mut created = Vec::with_capacity(N);
+    for name in names {
+        created.push(user(store, name).await);
+    }
+    created.try_into().unwrap()
+}
+
+#[tokio::test]
+async fn follow_writes_relation_both_counters_and_a_follow_notification() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob] = users(&store, ["alice", "bob"]).await;
+
+    assert!(store.follow(alice.id, bob.id, Utc::now()).await.unwrap());
+
+    assert_eq!(counts(&store, alice.id).await, (0, 1));
+    assert_eq!(counts(&store, bob.id).await, (1, 0));
+    // Pattern 5: who alice follows.
+    let following = store
+        .following(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(following.items.len(), 1);
+    assert_eq!(following.items[0].followee_id, bob.id);
+    assert_eq!(following.next_cursor, None);
+    // Pattern 6: bob's followers.
+    let followers = store
+        .followers(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(followers.items.len(), 1);
+    assert_eq!(followers.items[0].follower_id, alice.id);
+    assert_eq!(store.following_ids(alice.id).await.unwrap(), vec![bob.id]);
+    assert_eq!(
+        store.follower_ids(bob.id, 10).await.unwrap(),
+        vec![alice.id]
+    );
+
+    let notifications = notifications_of(&store, bob.id).await;
+    assert_eq!(notifications.len(), 1);
+    assert_eq!(notifications[0].kind, NotificationKind::Follow);
+    assert_eq!(notifications[0].actor_id, alice.id);
+    assert!(!notifications[0].read);
+    assert!(
+        notifications_of(&store, alice.id).await.is_empty(),
+        "the actor is not notified"
+    );
+
+    // Following again is a no-op: same counters, no second notification.
+    assert!(!store.follow(alice.id, bob.id, Utc::now()).await.unwrap());
+    assert_eq!(counts(&store, bob.id).await, (1, 0));
+    assert_eq!(counts(&store, alice.id).await, (0, 1));
+    assert_eq!(notifications_of(&store, bob.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn self_follow_is_rejected_and_unknown_users_are_not_found() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let alice = user(&store, "alice").await;
+    let ghost = shared::domain::new_id();
+    let before = db.item_count().await;
+
+    assert_eq!(
+        store
+            .follow(alice.id, alice.id, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        store
+            .follow(alice.id, ghost, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        store
+            .request_follow(alice.id, ghost, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        store
+            .block(alice.id, alice.id, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        store
+            .block(alice.id, ghost, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        db.item_count().await,
+        before,
+        "failed writes leave nothing behind"
+    );
+    assert_eq!(counts(&store, alice.id).await, (0, 0));
+}
+
+#[tokio::test]
+async fn twenty_concurrent_follows_count_once_and_concurrent_unfollows_return_to_zero() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob] = users(&store, ["alice", "bob"]).await;
+
+    let now = Utc::now();
+    let results = join_all((0..20).map(|_| store.follow(alice.id, bob.id, now))).await;
+    let created = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|created| *created)
+        .count();
+    assert_eq!(created, 1, "exactly one attempt creates the follow");
+    assert_eq!(counts(&store, alice.id).await, (0, 1));
+    assert_eq!(counts(&store, bob.id).await, (1, 0));
+    assert_eq!(notifications_of(&store, bob.id).await.len(), 1);
+
+    let results = join_all((0..20).map(|_| store.unfollow(alice.id, bob.id))).await;
+    let removed = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|removed| *removed)
+        .count();
+    assert_eq!(removed, 1, "exactly one attempt removes the follow");
+    assert_eq!(counts(&store, alice.id).await, (0, 0));
+    assert_eq!(counts(&store, bob.id).await, (0, 0));
+    assert!(
+        !store
+            .relationship(alice.id, bob.id)
+            .await
+            .unwrap()
+            .following
+    );
+    assert!(
+        !store.unfollow(alice.id, bob.id).await.unwrap(),
+        "unfollow is idempotent"
+    );
+    assert_eq!(counts(&store, bob.id).await, (0, 0));
+}
+
+#[tokio::test]
+async fn relationship_reads_follows_requests_and_blocks_both_ways() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
+
+    let none = store.relationship(alice.id, bob.id).await.unwrap();
+    assert_eq!(none, Default::default());
+
+    store.follow(bob.id, alice.id, Utc::now()).await.unwrap();
+    store
+        .request_follow(alice.id, bob.id, Utc::now())
+        .await
+        .unwrap();
+    let seen_by_alice = store.relationship(alice.id, bob.id).await.unwrap();
+    assert!(!seen_by_alice.following);
+    assert!(seen_by_alice.followed_by);
+    assert!(seen_by_alice.requested);
+    assert!(!seen_by_alice.blocking && !seen_by_alice.blocked_by);
+    let seen_by_bob = store.relationship(bob.id, alice.id).await.unwrap();
+    assert!(seen_by_bob.following);
+    assert!(!seen_by_bob.followed_by);
+    assert!(!seen_by_bob.requested, "the request goes the other way");
+
+    store.block(carol.id, alice.id, Utc::now()).await.unwrap();
+    let seen_by_carol = store.relationship(carol.id, alice.id).await.unwrap();
+    assert!(seen_by_carol.blocking && !seen_by_carol.blocked_by);
+    let seen_by_blocked = store.relationship(alice.id, carol.id).await.unwrap();
+    assert!(!seen_by_blocked.blocking && seen_by_blocked.blocked_by);
+}
+
+#[tokio::test]
+async fn follow_request_then_accept_becomes_a_follow_with_notifications_both_ways() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [private, requester] = users(&store, ["private", "requester"]).await;
+
+    assert!(store
+        .request_follow(requester.id, private.id, Utc::now())
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .request_follow(requester.id, private.id, Utc::now())
+            .await
+            .unwrap(),
+        "a second request while one is pending is a no-op"
+    );
+    let requests = store
+        .follow_requests(private.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(requests.items.len(), 1);
+    assert_eq!(requests.items[0].requester_id, requester.id);
+    assert_eq!(requests.items[0].target_id, private.id);
+    let to_target = notifications_of(&store, private.id).await;
+    assert_eq!(to_target.len(), 1);
+    assert_eq!(to_target[0].kind, NotificationKind::FollowRequest);
+    assert_eq!(to_target[0].actor_id, requester.id);
+    assert_eq!(
+        counts(&store, private.id).await,
+        (0, 0),
+        "a request is not a follow"
+    );
+
+    store
+        .accept_follow_request(private.id, requester.id, Utc::now())
+        .await
+        .unwrap();
+
+    let relationship = store.relationship(requester.id, private.id).await.unwrap();
+    assert!(relationship.following && !relationship.requested);
+    assert_eq!(counts(&store, private.id).await, (1, 0));
+    assert_eq!(counts(&store, requester.id).await, (0, 1));
+    assert!(store
+        .follow_requests(private.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let to_requester = notifications_of(&store, requester.id).await;
+    assert_eq!(to_requester.len(), 1);
+    assert_eq!(to_requester[0].kind, NotificationKind::FollowAccepted);
+    assert_eq!(to_requester[0].actor_id, private.id);
+
+    // The request is consumed: accepting or rejecting it again finds nothing.
+    let again = store
+        .accept_follow_request(private.id, requester.id, Utc::now())
+        .await;
+    assert_eq!(again.unwrap_err().status(), 404);
+    assert_eq!(
+        store
+            .reject_follow_request(private.id, requester.id)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(counts(&store, private.id).await, (1, 0));
+    // Already following: a new request is a no-op.
+    assert!(!store
+        .request_follow(requester.id, private.id, Utc::now())
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn follow_requests_list_oldest_first_and_reject_or_cancel_remove_them() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    // Registered in this order, so user ids ascend; requests are made in the reverse
+    // order to prove the list is by request time, not by requester id.
+    let [target, first, second, third] = users(&store, ["target", "u1", "u2", "u3"]).await;
+    for requester in [&third, &second, &first] {
+        store
+            .request_follow(requester.id, target.id, Utc::now())
+            .await
+            .unwrap();
+    }
+    let page = store
+        .follow_requests(target.id, &PageRequest::first(2))
+        .await
+        .unwrap();
+    let rest = store
+        .follow_requests(
+            target.id,
+            &PageRequest::after(2, page.next_cursor.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.next_cursor, None);
+    let order: Vec<UserId> = page
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|r| r.requester_id)
+        .collect();
+    assert_eq!(order, vec![third.id, second.id, first.id]);
+
+    store
+        .reject_follow_request(target.id, second.id)
+        .await
+        .unwrap();
+    assert!(store
+        .cancel_follow_request(third.id, target.id)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .cancel_follow_request(third.id, target.id)
+            .await
+            .unwrap(),
+        "idempotent"
+    );
+    let left = store
+        .follow_requests(target.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items
+            .iter()
+            .map(|r| r.requester_id)
+            .collect::<Vec<_>>(),
+        vec![first.id]
+    );
+    assert!(
+        !store
+            .relationship(second.id, target.id)
+            .await
+            .unwrap()
+            .following,
+        "reject does not follow"
+    );
+    assert_eq!(counts(&store, target.id).await, (0, 0));
+}
+
+#[tokio::test]
+async fn block_removes_follows_and_requests_both_ways_with_exact_counters() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
+    let now = Utc::now();
+    store.follow(alice.id, bob.id, now).await.unwrap();
+    store.follow(bob.id, alice.id, now).await.unwrap();
+    // Unrelated follows must keep their counts.
+    store.follow(carol.id, alice.id, now).await.unwrap();
+    store.follow(bob.id, carol.id, now).await.unwrap();
+    assert_eq!(counts(&store, alice.id).await, (2, 1));
+    assert_eq!(counts(&store, bob.id).await, (1, 2));
+
+    store.block(alice.id, bob.id, now).await.unwrap();
+
+    assert_eq!(counts(&store, alice.id).await, (1, 0));
+    assert_eq!(counts(&store, bob.id).await, (0, 1));
+    assert_eq!(counts(&store, carol.id).await, (1, 1));
+    let relationship = store.relationship(alice.id, bob.id).await.unwrap();
+    assert!(relationship.blocking && !relationship.following && !relationship.followed_by);
+    assert!(store
+        .followers(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|f| f.follower_id != bob.id));
+
+    // Blocking again changes nothing.
+    store.block(alice.id, bob.id, now).await.unwrap();
+    assert_eq!(counts(&store, alice.id).await, (1, 0));
+
+    // Pending requests both ways go too.
+    let [dave, erin] = users(&store, ["dave", "erin"]).await;
+    store.request_follow(dave.id, erin.id, now).await.unwrap();
+    store.request_follow(erin.id, dave.id, now).await.unwrap();
+    store.block(erin.id, dave.id, now).await.unwrap();
+    assert!(store
+        .follow_requests(erin.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .follow_requests(dave.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(counts(&store, dave.id).await, (0, 0));
+    assert_eq!(counts(&store, erin.id).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_block_either_way_stops_follows_requests_and_their_notifications() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob] = users(&store, ["alice", "bob"]).await;
+    store.block(alice.id, bob.id, Utc::now()).await.unwrap();
+    let before = db.item_count().await;
+
+    for (from, to) in [(alice.id, bob.id), (bob.id, alice.id)] {
+        assert_eq!(
+            store
+                .follow(from, to, Utc::now())
+                .await
+                .unwrap_err()
+                .status(),
+            404
+        );
+        assert_eq!(
+            store
+                .request_follow(from, to, Utc::now())
+                .await
+                .unwrap_err()
+                .status(),
+            404
+        );
+    }
+    assert_eq!(db.item_count().await, before);
+    assert!(notifications_of(&store, alice.id).await.is_empty());
+    assert!(notifications_of(&store, bob.id).await.is_empty());
+
+    // Unblocking (twice: idempotent) lets them follow again.
+    store.unblock(alice.id, bob.id).await.unwrap();
+    store.unblock(alice.id, bob.id).await.unwrap();
+    assert!(store.follow(bob.id, alice.id, Utc::now()).await.unwrap());
+    assert_eq!(counts(&store, alice.id).await, (1, 0));
+}
+
+#[tokio::test]
+async fn accepting_a_request_after_a_block_is_not_found() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [target, requester] = users(&store, ["target", "requester"]).await;
+    store
+        .request_follow(requester.id, target.id, Utc::now())
+        .await
+        .unwrap();
+    store
+        .block(requester.id, target.id, Utc::now())
+        .await
+        .unwrap();
+    let error = store
+        .accept_follow_request(target.id, requester.id, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 404);
+    assert_eq!(counts(&store, target.id).await, (0, 0));
+    assert!(notifications_of(&store, requester.id).await.is_empty());
+}
+
+#[tokio::test]
+async fn blocks_and_who_blocks_a_user_are_listed_both_ways() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol, dave] = users(&store, ["alice", "bob", "carol", "dave"]).await;
+    store.block(alice.id, bob.id, Utc::now()).await.unwrap();
+    store.block(alice.id, carol.id, Utc::now()).await.unwrap();
+    store.block(dave.id, alice.id, Utc::now()).await.unwrap();
+
+    // Pattern 9: whom alice blocks.
+    let blocks = store
+        .blocks(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    let blocked: HashSet<UserId> = blocks.items.iter().map(|b| b.blocked_id).collect();
+    assert_eq!(blocked, HashSet::from([bob.id, carol.id]));
+    assert!(blocks.items.iter().all(|b| b.blocker_id == alice.id));
+    // Pattern 10 (with 9): everyone on the other side of a block.
+    assert_eq!(
+        store.block_set(alice.id).await.unwrap(),
+        HashSet::from([bob.id, carol.id, dave.id])
+    );
+    assert_eq!(
+        store.block_set(bob.id).await.unwrap(),
+        HashSet::from([alice.id])
+    );
+    assert_eq!(
+        store.block_set(dave.id).await.unwrap(),
+        HashSet::from([alice.id])
+    );
+
+    store.unblock(alice.id, bob.id).await.unwrap();
+    assert_eq!(store.block_set(bob.id).await.unwrap(), HashSet::new());
+    assert_eq!(
+        store
+            .blocks(alice.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn concurrent_follows_and_a_block_leave_no_follow_and_exact_counters() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob] = users(&store, ["alice", "bob"]).await;
+    let now = Utc::now();
+    let follows = join_all((0..5).flat_map(|_| {
+        [
+            store.follow(alice.id, bob.id, now),
+            store.follow(bob.id, alice.id, now),
+        ]
+    }));
+    let (follow_results, block_result) = tokio::join!(follows, store.block(alice.id, bob.id, now));
+    block_result.unwrap();
+    for result in follow_results {
+        // Each follow either landed before the block (and was removed by it) or was
+        // refused because of it.
+        if let Err(error) = result {
+            assert_eq!(error.status(), 404, "{error:?}");
+        }
+    }
+    let relationship = store.relationship(alice.id, bob.id).await.unwrap();
+    assert!(relationship.blocking && !relationship.following && !relationship.followed_by);
+    assert_eq!(counts(&store, alice.id).await, (0, 0));
+    assert_eq!(counts(&store, bob.id).await, (0, 0));
+}
+
+#[tokio::test]
+async fn followers_and_following_page_through_every_item_once() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let star = user(&store, "star").await;
+    let mut fans = HashSet::new();
+    for n in 0..25 {
+        let fan = user(&store, &format!("fan{n:02}")).await;
+        store.follow(fan.id, star.id, Utc::now()).await.unwrap();
+        store.follow(star.id, fan.id, Utc::now()).await.unwrap();
+        fans.insert(fan.id);
+    }
+    assert_eq!(counts(&store, star.id).await, (25, 25));
+
+    for list in ["followers", "following"] {
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(10);
+        let mut pages = 0;
+        loop {
+            let result = if list == "followers" {
+                store.followers(star.id, &page).await.unwrap()
+            } else {
+                store.following(star.id, &page).await.unwrap()
+            };
+            pages += 1;
+            assert!(result.items.len() <= 10);
+            seen.extend(result.items.iter().map(|f| {
+                if list == "followers" {
+                    f.follower_id
+                } else {
+                    f.followee_id
+                }
+            }));
+            match result.next_cursor {
+                Some(cursor) => page = PageRequest::after(10, cursor),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3, "{list}");
+        assert_eq!(seen.len(), 25, "{list}: every item once");
+        assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), fans, "{list}");
+    }
+    assert_eq!(store.following_ids(star.id).await.unwrap().len(), 25);
+    assert_eq!(
+        store.follower_ids(star.id, 7).await.unwrap().len(),
+        7,
+        "bounded by max"
+    );
+}
+
+#[tokio::test]
+async fn garbled_or_foreign_cursors_are_validation_errors() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
+    store.follow(bob.id, alice.id, Utc::now()).await.unwrap();
+    store.follow(carol.id, alice.id, Utc::now()).await.unwrap();
+    let first = store
+        .followers(alice.id, &PageRequest::first(1))
+        .await
+        .unwrap();
+    let alices_cursor = first.next_cursor.unwrap();
+
+    // A valid cursor of alice's followers cannot read bob's partition.
+    let foreign = store
+        .followers(bob.id, &PageRequest::after(1, alices_cursor.clone()))
+        .await;
+    assert_eq!(foreign.unwrap_err().status(), 400);
+    // Nor is it a cursor of another index.
+    let wrong_index = store
+        .following(alice.id, &PageRequest::after(1, alices_cursor))
+        .await;
+    assert_eq!(wrong_index.unwrap_err().status(), 400);
+
+    for garbage in ["not-a-cursor", "%%%", "e30", "eyJwayI6IlVTRVIjMSJ9"] {
+        let page = PageRequest::after(10, garbage);
+        assert_eq!(
+            store.followers(alice.id, &page).await.unwrap_err().status(),
+            400,
+            "{garbage}"
+        );
+        assert_eq!(
+            store.following(alice.id, &page).await.unwrap_err().status(),
+            400,
+            "{garbage}"
+        );
+        assert_eq!(
+            store
+                .follow_requests(alice.id, &page)
+                .await
+                .unwrap_err()
+                .status(),
+            400,
+            "{garbage}"
+        );
+        assert_eq!(
+            store.blocks(alice.id, &page).await.unwrap_err().status(),
+            400,
+            "{garbage}"
+        );
+    }
+}

@@ -1,0 +1,698 @@
+//! Route tests of `api-auth`: every route through a real API Gateway payload-2.0 event,
+//! `lambda_http`'s own deserialisation and the real store on embedded DynamoDB.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{json, Value};
+use shared::function::LambdaFunction;
+use shared::http::MAX_BODY_BYTES;
+use shared::testkit::api::{TestRequest, TestResponse};
+use shared::testkit::TestDb;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Api {
+    db: TestDb,
+    function: Arc<dyn LambdaFunction>,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let db = TestDb::start().await;
+        let config = db.config();
+        let clients = db.clients(&config);
+        let state = api_auth::State::new(config, &clients).expect("api-auth state");
+        let function = api_auth::lambda_function(Arc::new(state));
+        Self { db, function }
+    }
+
+    async fn send(&self, request: TestRequest) -> TestResponse {
+        request.send(&self.function).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.send(TestRequest::new("POST", path).json(body)).await
+    }
+
+    /// Registers `username` and returns the session body.
+    async fn register(&self, username: &str) -> Value {
+        let response = self
+            .post(
+                "/auth/register",
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(response.status, 201, "{}", response.body);
+        response.body
+    }
+
+    async fn login(&self, username: &str) -> Value {
+        let response = self
+            .post(
+                "/auth/login",
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+
+    async fn refresh(&self, refresh_token: &Value) -> TestResponse {
+        self.post("/auth/refresh", json!({ "refresh_token": refresh_token }))
+            .await
+    }
+
+    async fn logout(&self, path: &str, session: &Value, refresh_token: &Value) -> TestResponse {
+        let access = session["access_token"].as_str().unwrap();
+        self.send(
+            TestRequest::new("POST", path)
+                .token(access)
+                .json(json!({ "refresh_token": refresh_token })),
+        )
+        .await
+    }
+
+    /// Every item of the table.
+    async fn scan(&self) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .db
+                .dynamodb
+                .scan()
+                .table_name(&self.db.table_name)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .unwrap();
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return items,
+            }
+        }
+    }
+}
+
+/// Asserts an error response: status, code, the full error body and the request id header.
+fn assert_error(response: &TestResponse, status: u16, code: &str, what: &str) {
+    assert_eq!(response.status, status, "{what}: {}", response.body);
+    assert_eq!(
+        response.error_code(),
+        Some(code),
+        "{what}: {}",
+        response.body
+    );
+    let error = &response.body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}"
+    );
+    assert!(
+        error["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{what}"
+    );
+    assert_eq!(
+        response.headers.get("x-request-id").map(String::as_str),
+        error["request_id"].as_str()
+    );
+}
+
+fn assert_session(body: &Value, username: &str) {
+    assert_eq!(body["user"]["username"], username, "{body}");
+    assert!(body["user"]["id"]
+        .as_str()
+        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
+    assert_eq!(
+        body["access_token"].as_str().unwrap().split('.').count(),
+        3,
+        "a JWT"
+    );
+    assert_eq!(body["refresh_token"].as_str().unwrap().len(), 43);
+    assert_eq!(body["expires_in"], 900);
+}
+
+/// Bodies every JSON route must answer with 400, built from a valid `good` body.
+fn malformed_bodies(good: &Value) -> Vec<(String, String)> {
+    let mut unknown = good.clone();
+    unknown["is_admin"] = json!(true);
+    let mut wrong_types = good.clone();
+    for (_, value) in wrong_types.as_object_mut().unwrap().iter_mut() {
+        *value = json!(12345);
+    }
+    let mut missing = good.clone();
+    let first_field = missing.as_object().unwrap().keys().next().unwrap().clone();
+    missing.as_object_mut().unwrap().remove(&first_field);
+    vec![
+        ("truncated JSON".into(), r#"{"username": "ali"#.into()),
+        ("not JSON".into(), "username=alice&password=x".into()),
+        ("empty body".into(), String::new()),
+        ("array".into(), format!("[{good}]")),
+        ("null".into(), "null".into()),
+        ("wrong types".into(), wrong_types.to_string()),
+        ("unknown field".into(), unknown.to_string()),
+        (format!("missing {first_field}"), missing.to_string()),
+    ]
+}
+
+async fn assert_rejects_malformed_bodies(
+    api: &Api,
+    request: impl Fn() -> TestRequest,
+    good: &Value,
+) {
+    for (what, body) in malformed_bodies(good) {
+        let response = api.send(request().raw_body(body)).await;
+        assert_error(&response, 400, "validation_failed", &what);
+    }
+    let oversize = format!(r#"{{"username":"{}"}}"#, "a".repeat(MAX_BODY_BYTES));
+    let response = api.send(request().raw_body(oversize)).await;
+    assert_error(&response, 413, "payload_too_large", "oversize body");
+}
+
+// ---- POST /auth/register -------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_creates_the_user_and_returns_a_working_session() {
+    let api = Api::start().await;
+    let response = api
+        .post(
+            "/auth/register",
+            json!({"username": "Alice_01", "password": PASSWORD, "display_name": "Alice A."}),
+        )
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert!(response.headers.contains_key("x-request-id"));
+    let session = response.body;
+    assert_session(&session, "Alice_01");
+    assert_eq!(session["user"]["display_name"], "Alice A.");
+
+    // Without a display name, the username is used.
+    let bob = api.register("bob").await;
+    assert_eq!(bob["user"]["display_name"], "bob");
+
+    // Both tokens work: the refresh token rotates, the access token logs out.
+    let rotated = api.refresh(&session["refresh_token"]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let logout = api
+        .logout("/auth/logout", &session, &rotated.body["refresh_token"])
+        .await;
+    assert_eq!(logout.status, 204, "{}", logout.body);
+}
+
+#[tokio::test]
+async fn register_rejects_invalid_input_with_400_and_writes_nothing() {
+    let api = Api::start().await;
+    let before = api.db.item_count().await;
+    let good = json!({"username": "alice", "password": PASSWORD});
+    assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/register"), &good)
+        .await;
+
+    let invalid = [
+        (
+            "short password",
+            json!({"username": "alice", "password": "1234567"}),
+        ),
+        (
+            "long password",
+            json!({"username": "alice", "password": "x".repeat(129)}),
+        ),
+        (
+            "username too short",
+            json!({"username": "al", "password": PASSWORD}),
+        ),
+        (
+            "username too long",
+            json!({"username": "a".repeat(31), "password": PASSWORD}),
+        ),
+        (
+            "username with a space",
+            json!({"username": "al ice", "password": PASSWORD}),
+        ),
+        (
+            "username with a dash",
+            json!({"username": "al-ice", "password": PASSWORD}),
+        ),
+        (
+            "non-ASCII username",
+            json!({"username": "émile", "password": PASSWORD}),
+        ),
+        (
+            "empty display name",
+            json!({"username": "alice", "password": PASSWORD, "display_name": ""}),
+        ),
+        (
+            "display name with a control character",
+            json!({"username": "alice", "password": PASSWORD, "display_name": "a\u{7}b"}),
+        ),
+        (
+            "display name too long",
+            json!({"username": "alice", "password": PASSWORD, "display_name": "x".repeat(51)}),
+        ),
+        (
+            "display name of the wrong type",
+            json!({"username": "alice", "password": PASSWORD, "display_name": 7}),
+        ),
+    ];
+    for (what, body) in invalid {
+        let response = api.post("/auth/register", body).await;
+        assert_error(&response, 400, "validation_failed", what);
+    }
+    assert_eq!(
+        api.db.item_count().await,
+        before,
+        "no rejected registration wrote anything"
+    );
+}
+
+#[tokio::test]
+async fn register_with_a_username_taken_in_another_case_is_a_conflict() {
+    let api = Api::start().await;
+    api.register("alice").await;
+    let before = api.db.item_count().await;
+    for spelling in ["ALICE", "Alice", "alice"] {
+        let response = api
+            .post(
+                "/auth/register",
+                json!({"username": spelling, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(&response, 409, "conflict", spelling);
+    }
+    assert_eq!(api.db.item_count().await, before);
+}
+
+#[tokio::test]
+async fn passwords_are_stored_only_as_argon2id_hashes() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let user_id = session["user"]["id"].as_str().unwrap();
+
+    let items = api.scan().await;
+    let credentials = items
+        .iter()
+        .find(|item| {
+            item.get("pk") == Some(&AttributeValue::S(format!("USER#{user_id}")))
+                && item.get("sk") == Some(&AttributeValue::S("CREDENTIALS".into()))
+        })
+        .expect("a credentials item");
+    let hash = credentials["password_hash"].as_s().unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    let refresh_token = session["refresh_token"].as_str().unwrap();
+    for item in &items {
+        let rendered = format!("{item:?}");
+        assert!(!rendered.contains(PASSWORD), "an item holds the password");
+        assert!(
+            !rendered.contains(refresh_token),
+            "an item holds the refresh token"
+        );
+    }
+    // The profile never carries the hash.
+    assert!(session["user"].get("password_hash").is_none());
+    assert!(!session.to_string().contains("argon2"));
+}
+
+// ---- POST /auth/login ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_returns_a_new_session_in_any_letter_case() {
+    let api = Api::start().await;
+    let registered = api.register("Alice").await;
+    let response = api
+        .post(
+            "/auth/login",
+            json!({"username": "aLiCe", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_session(&response.body, "Alice");
+    assert_eq!(response.body["user"]["id"], registered["user"]["id"]);
+    assert_ne!(
+        response.body["refresh_token"], registered["refresh_token"],
+        "a new session"
+    );
+    // The access token authenticates.
+    let logout = api
+        .logout(
+            "/auth/logout",
+            &response.body,
+            &response.body["refresh_token"],
+        )
+        .await;
+    assert_eq!(logout.status, 204, "{}", logout.body);
+}
+
+#[tokio::test]
+async fn login_failures_are_indistinguishable_for_unknown_users_and_wrong_passwords() {
+    let api = Api::start().await;
+    api.register("alice").await;
+    let wrong_password = api
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "not the password"}),
+        )
+        .await;
+    let unknown_user = api
+        .post(
+            "/auth/login",
+            json!({"username": "mallory", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(&wrong_password, 401, "unauthorized", "wrong password");
+    assert_error(&unknown_user, 401, "unauthorized", "unknown user");
+    assert_eq!(
+        wrong_password.body["error"]["message"],
+        unknown_user.body["error"]["message"]
+    );
+    assert_eq!(
+        wrong_password.body["error"]["message"],
+        api_auth::BAD_CREDENTIALS
+    );
+}
+
+#[tokio::test]
+async fn login_rejects_invalid_input_with_400() {
+    let api = Api::start().await;
+    api.register("alice").await;
+    let good = json!({"username": "alice", "password": PASSWORD});
+    assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/login"), &good).await;
+    for (what, body) in [
+        (
+            "short password",
+            json!({"username": "alice", "password": "short"}),
+        ),
+        (
+            "oversized password",
+            json!({"username": "alice", "password": "x".repeat(129)}),
+        ),
+        (
+            "bad username",
+            json!({"username": "a!", "password": PASSWORD}),
+        ),
+        (
+            "display_name is not a login field",
+            json!({"username": "alice", "password": PASSWORD, "display_name": "A"}),
+        ),
+    ] {
+        let response = api.post("/auth/login", body).await;
+        assert_error(&response, 400, "validation_failed", what);
+    }
+}
+
+// ---- POST /auth/refresh --------------------------------------------------------------------
+
+#[tokio::test]
+async fn refresh_rotates_the_pair_and_the_old_token_then_fails() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let rotated = api.refresh(&session["refresh_token"]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_session(&rotated.body, "alice");
+    assert_ne!(rotated.body["refresh_token"], session["refresh_token"]);
+
+    let replay = api.refresh(&session["refresh_token"]).await;
+    assert_error(&replay, 401, "unauthorized", "rotated token replayed");
+}
+
+#[tokio::test]
+async fn reusing_a_rotated_refresh_token_revokes_the_newer_one() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let other_device = api.login("alice").await;
+    let rotated = api.refresh(&session["refresh_token"]).await;
+    assert_eq!(rotated.status, 200);
+
+    // A thief replays the stolen (rotated) token: the whole session dies.
+    assert_error(
+        &api.refresh(&session["refresh_token"]).await,
+        401,
+        "unauthorized",
+        "replay",
+    );
+    assert_error(
+        &api.refresh(&rotated.body["refresh_token"]).await,
+        401,
+        "unauthorized",
+        "newer token after reuse",
+    );
+    // Another session of the same user is unaffected.
+    assert_eq!(
+        api.refresh(&other_device["refresh_token"]).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn refresh_rejects_invalid_input() {
+    let api = Api::start().await;
+    let good = json!({"refresh_token": "x".repeat(43)});
+    assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/refresh"), &good)
+        .await;
+    assert_error(
+        &api.refresh(&json!("")).await,
+        400,
+        "validation_failed",
+        "empty token",
+    );
+    assert_error(
+        &api.refresh(&json!("x".repeat(257))).await,
+        400,
+        "validation_failed",
+        "absurdly long token",
+    );
+    for (what, token) in [
+        (
+            "well-formed unknown token",
+            json!(shared::auth::refresh::generate()),
+        ),
+        ("right length, not base64url", json!("!".repeat(43))),
+        (
+            "an access token",
+            json!(api.register("alice").await["access_token"]),
+        ),
+    ] {
+        assert_error(&api.refresh(&token).await, 401, "unauthorized", what);
+    }
+}
+
+// ---- POST /auth/logout ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn logout_ends_the_session_and_its_refresh_token_then_fails() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let other_device = api.login("alice").await;
+    let response = api
+        .logout("/auth/logout", &session, &session["refresh_token"])
+        .await;
+    assert_eq!(response.status, 204, "{}", response.body);
+    assert_eq!(response.body, Value::Null);
+    assert!(response.headers.contains_key("x-request-id"));
+
+    assert_error(
+        &api.refresh(&session["refresh_token"]).await,
+        401,
+        "unauthorized",
+        "after logout",
+    );
+    assert_eq!(
+        api.refresh(&other_device["refresh_token"]).await.status,
+        200,
+        "other session lives"
+    );
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_session_of_the_caller_only() {
+    let api = Api::start().await;
+    let first = api.register("alice").await;
+    let second = api.login("alice").await;
+    let third = api.login("alice").await;
+    let bob = api.register("bob").await;
+
+    let response = api
+        .logout("/auth/logout?all=true", &second, &second["refresh_token"])
+        .await;
+    assert_eq!(response.status, 204, "{}", response.body);
+    for (what, session) in [("first", &first), ("second", &second), ("third", &third)] {
+        assert_error(
+            &api.refresh(&session["refresh_token"]).await,
+            401,
+            "unauthorized",
+            what,
+        );
+    }
+    assert_eq!(
+        api.refresh(&bob["refresh_token"]).await.status,
+        200,
+        "bob is unaffected"
+    );
+    // Logging in again starts a fresh, working session.
+    let again = api.login("alice").await;
+    assert_eq!(api.refresh(&again["refresh_token"]).await.status, 200);
+}
+
+#[tokio::test]
+async fn logout_requires_a_valid_access_token() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let body = json!({"refresh_token": session["refresh_token"]});
+    let access = session["access_token"].as_str().unwrap();
+    let mut tampered = access.to_owned();
+    tampered.push('x');
+    let requests = [
+        (
+            "no Authorization header",
+            TestRequest::new("POST", "/auth/logout").json(body.clone()),
+        ),
+        (
+            "not a JWT",
+            TestRequest::new("POST", "/auth/logout")
+                .token("garbage")
+                .json(body.clone()),
+        ),
+        (
+            "tampered JWT",
+            TestRequest::new("POST", "/auth/logout")
+                .token(&tampered)
+                .json(body.clone()),
+        ),
+        (
+            "the refresh token as bearer",
+            TestRequest::new("POST", "/auth/logout")
+                .token(session["refresh_token"].as_str().unwrap())
+                .json(body.clone()),
+        ),
+        (
+            "Basic scheme",
+            TestRequest::new("POST", "/auth/logout")
+                .header("Authorization", &format!("Basic {access}"))
+                .json(body.clone()),
+        ),
+    ];
+    for (what, request) in requests {
+        assert_error(&api.send(request).await, 401, "unauthorized", what);
+    }
+    // Nothing was revoked by the refused attempts.
+    assert_eq!(api.refresh(&session["refresh_token"]).await.status, 200);
+}
+
+#[tokio::test]
+async fn logout_with_someone_elses_refresh_token_is_not_found() {
+    let api = Api::start().await;
+    let alice = api.register("alice").await;
+    let mallory = api.register("mallory").await;
+    for path in ["/auth/logout", "/auth/logout?all=true"] {
+        let response = api.logout(path, &mallory, &alice["refresh_token"]).await;
+        assert_error(&response, 404, "not_found", path);
+    }
+    assert_eq!(
+        api.refresh(&alice["refresh_token"]).await.status,
+        200,
+        "alice's session survives"
+    );
+}
+
+#[tokio::test]
+async fn logout_rejects_invalid_input() {
+    let api = Api::start().await;
+    let session = api.register("alice").await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let good = json!({"refresh_token": session["refresh_token"]});
+    assert_rejects_malformed_bodies(
+        &api,
+        || TestRequest::new("POST", "/auth/logout").token(&access),
+        &good,
+    )
+    .await;
+    let response = api
+        .logout(
+            "/auth/logout?all=maybe",
+            &session,
+            &session["refresh_token"],
+        )
+        .await;
+    assert_error(&response, 400, "validation_failed", "all=maybe");
+    let response = api.logout("/auth/logout", &session, &json!("")).await;
+    assert_error(&response, 400, "validation_failed", "empty refresh token");
+    // The session survived every rejected request.
+    assert_eq!(api.refresh(&session["refresh_token"]).await.status, 200);
+}
+
+// ---- GET /health ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn health_answers_without_authentication() {
+    let api = Api::start().await;
+    let response = api.send(TestRequest::new("GET", "/health")).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, json!({"status": "ok"}));
+    assert!(response.headers.contains_key("x-request-id"));
+    // A token, even a bad one, does not matter here.
+    let response = api
+        .send(TestRequest::new("GET", "/health").token("garbage"))
+        .await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_404() {
+    let api = Api::start().await;
+    for (method, path) in [
+        ("GET", "/auth/login"),
+        ("DELETE", "/health"),
+        ("POST", "/auth/nope"),
+    ] {
+        let response = api.send(TestRequest::new(method, path)).await;
+        assert_error(&response, 404, "not_found", &format!("{method} {path}"));
+    }
+}
+
+#[test]
+fn the_router_serves_exactly_the_routes_of_the_openapi_fragment() {
+    let spec: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../../docs/openapi/api-auth.yaml")).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, operations) in spec["paths"].as_mapping().unwrap() {
+        for (method, operation) in operations.as_mapping().unwrap() {
+            let method = method.as_str().unwrap().to_ascii_uppercase();
+            let path = path.as_str().unwrap().to_owned();
+            // Everything but logout is reachable without an access token.
+            let public = operation["security"]
+                .as_sequence()
+                .is_some_and(Vec::is_empty);
+            assert_eq!(public, path != "/auth/logout", "{method} {path}: security");
+            documented.insert((method, path));
+        }
+    }
+    let served: std::collections::BTreeSet<_> = api_auth::router().routes().into_iter().collect();
+    assert_eq!(served, documented);
+}
+
+/// The `cargo lambda invoke --data-file` fixtures are real events this function accepts.
+#[tokio::test]
+async fn the_event_fixtures_invoke_the_function() {
+    let api = Api::start().await;
+    let fixture = |text: &str| -> Value { serde_json::from_str(text).expect("fixture is JSON") };
+    let invoke = |event: Value| {
+        let function = Arc::clone(&api.function);
+        async move {
+            function
+                .invoke(event, lambda_http::Context::default())
+                .await
+                .expect("fixture invocation")
+        }
+    };
+    let health = invoke(fixture(include_str!("../fixtures/health.json"))).await;
+    assert_eq!(health["statusCode"], 200, "{health}");
+    let register = invoke(fixture(include_str!("../fixtures/register.json"))).await;
+    assert_eq!(register["statusCode"], 201, "{register}");
+    assert_eq!(register["headers"]["x-request-id"], "fixture-register-0001");
+    let login = invoke(fixture(include_str!("../fixtures/login.json"))).await;
+    assert_eq!(login["statusCode"], 200, "{login}");
+    let session: Value = serde_json::from_str(login["body"].as_str().unwrap()).unwrap();
+    assert_eq!(session["user"]["username"], "fixture_alice");
+}

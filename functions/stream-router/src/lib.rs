@@ -1,0 +1,1 @@
+//! `stream-router` (being written).

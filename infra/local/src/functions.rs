@@ -1,0 +1,328 @@
+//! The function registry: handler name (the cargo binary, e.g. `api-auth`) → something
+//! that takes a Lambda event as JSON and returns the function's JSON response.
+//!
+//! By default the gateway links every function crate and calls its handler in-process
+//! ([`IN_PROCESS_FUNCTIONS`]); with `--invoke cargo-lambda` each event is POSTed to a running
+//! `cargo lambda watch` instead ([`RemoteFunction`]). Either way the gateway builds the same
+//! events, and every invocation goes through [`LoggedFunction`] for the one-line log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lambda_runtime::Context;
+use serde_json::Value;
+use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::config::Config;
+use shared::function::{BoxError, LambdaFunction};
+
+use crate::template::Template;
+
+/// Builds one function's handler from its configuration and SDK clients.
+pub type FunctionBuilder = fn(Config, &Clients) -> shared::error::Result<Arc<dyn LambdaFunction>>;
+
+/// A REST function crate with the standard shape (`State::new(config, clients)`,
+/// `lambda_function(state)`).
+macro_rules! rest_function {
+    ($krate:ident) => {
+        |config, clients| {
+            Ok($krate::lambda_function(Arc::new($krate::State::new(
+                config, clients,
+            )?)))
+        }
+    };
+}
+
+/// Every handler the gateway can run in-process, by handler name. Adding a function is one
+/// line here (plus its crate in `infra/local/Cargo.toml`).
+pub const IN_PROCESS_FUNCTIONS: &[(&str, FunctionBuilder)] = &[
+    ("api-auth", rest_function!(api_auth)),
+    ("api-users", rest_function!(api_users)),
+    ("api-posts", rest_function!(api_posts)),
+    ("api-messages", rest_function!(api_messages)),
+    ("api-notifications", rest_function!(api_notifications)),
+];
+
+/// Where the in-process functions' SDK clients point.
+#[derive(Debug, Clone)]
+pub struct LocalEndpoints {
+    pub dynamodb: String,
+    pub sqs: String,
+}
+
+/// Functions by handler name, each wrapped for logging.
+#[derive(Clone, Default)]
+pub struct FunctionRegistry {
+    functions: BTreeMap<String, Arc<dyn LambdaFunction>>,
+    verbose: bool,
+}
+
+impl std::fmt::Debug for FunctionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionRegistry")
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("verbose", &self.verbose)
+            .finish()
+    }
+}
+
+impl FunctionRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Dump every event and response (`--verbose`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Registers `function` under `name` (tests register fakes this way).
+    pub fn with(mut self, name: &str, function: Arc<dyn LambdaFunction>) -> Self {
+        self.functions.insert(name.to_owned(), function);
+        self
+    }
+
+    /// The in-process handlers the template invokes, each built with its own configuration:
+    /// `environment` (local values such as `TABLE_NAME`, `WS_MANAGEMENT_ENDPOINT`) over the
+    /// plain variables the template gives that function. Handlers the template names but the
+    /// gateway does not know are left out; [`Template::check_handlers`] reports them.
+    pub fn in_process(
+        template: &Template,
+        environment: &BTreeMap<String, String>,
+        endpoints: &LocalEndpoints,
+    ) -> anyhow::Result<Self> {
+        let mut registry = Self::new();
+        let sdk = local_sdk_config();
+        for function in template.invoked_functions() {
+            let resource = &template.functions[function];
+            let Some((_, build)) = IN_PROCESS_FUNCTIONS
+                .iter()
+                .find(|(name, _)| *name == resource.handler)
+            else {
+                continue;
+            };
+            if registry.functions.contains_key(&resource.handler) {
+                continue;
+            }
+            let mut variables = resource.environment.clone();
+            variables.extend(environment.clone());
+            let config = Config::from_vars(variables).map_err(|e| {
+                anyhow::anyhow!("configuring {} ({function}): {e}", resource.handler)
+            })?;
+            let clients = Clients::from_sdk_config(
+                &sdk,
+                &config,
+                &Endpoints {
+                    dynamodb: Some(endpoints.dynamodb.clone()),
+                    dynamodb_streams: Some(endpoints.dynamodb.clone()),
+                    sqs: Some(endpoints.sqs.clone()),
+                },
+            );
+            let handler = build(config, &clients).map_err(|e| {
+                anyhow::anyhow!("starting {} ({function}): {e}", resource.handler)
+            })?;
+            registry = registry.with(&resource.handler, handler);
+        }
+        Ok(registry)
+    }
+
+    /// Every handler the template invokes, forwarded to `cargo lambda watch` at `base_url`.
+    pub fn cargo_lambda(template: &Template, base_url: &str) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        template
+            .invoked_handlers()
+            .into_iter()
+            .fold(Self::new(), |registry, name| {
+                let remote = RemoteFunction {
+                    client: client.clone(),
+                    url: format!(
+                        "{}/2015-03-31/functions/{name}/invocations",
+                        base_url.trim_end_matches('/')
+                    ),
+                };
+                registry.with(name, Arc::new(remote))
+            })
+    }
+
+    pub fn names(&self) -> BTreeSet<String> {
+        self.functions.keys().cloned().collect()
+    }
+
+    /// The handler `name`, wrapped so each invocation is logged.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn LambdaFunction>> {
+        let inner = self.functions.get(name)?;
+        Some(Arc::new(LoggedFunction {
+            name: name.to_owned(),
+            inner: Arc::clone(inner),
+            verbose: self.verbose,
+        }))
+    }
+
+    /// The handler of the template function `logical_id`.
+    pub fn for_function(
+        &self,
+        template: &Template,
+        logical_id: &str,
+    ) -> anyhow::Result<Arc<dyn LambdaFunction>> {
+        let handler = &template
+            .function(logical_id)
+            .ok_or_else(|| anyhow::anyhow!("{logical_id} is not a function of the template"))?
+            .handler;
+        self.get(handler)
+            .ok_or_else(|| anyhow::anyhow!("{logical_id} (handler `{handler}`) is not registered"))
+    }
+}
+
+/// Forwards events to `cargo lambda watch` (the Lambda Invoke API on port 9000).
+#[derive(Clone)]
+pub struct RemoteFunction {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: String,
+}
+
+#[async_trait]
+impl LambdaFunction for RemoteFunction {
+    async fn invoke(&self, event: Value, _context: Context) -> Result<Value, BoxError> {
+        let request = http::Request::post(&self.url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&event)?)))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("cannot reach cargo lambda at {}: {e}", self.url))?;
+        let status = response.status();
+        let function_error = response.headers().contains_key("x-amz-function-error");
+        let body = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() || function_error {
+            return Err(format!(
+                "{} answered {status}: {}",
+                self.url,
+                String::from_utf8_lossy(&body)
+            )
+            .into());
+        }
+        if body.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+/// Logs one line per invocation — function, route or event source, outcome, duration,
+/// request id — like `sam local`, and with `verbose` the event and response too.
+pub struct LoggedFunction {
+    name: String,
+    inner: Arc<dyn LambdaFunction>,
+    verbose: bool,
+}
+
+/// How long a function may run before the (emulated) Lambda deadline.
+const INVOCATION_DEADLINE: Duration = Duration::from_secs(30);
+
+#[async_trait]
+impl LambdaFunction for LoggedFunction {
+    async fn invoke(&self, event: Value, mut context: Context) -> Result<Value, BoxError> {
+        if context.request_id.is_empty() {
+            context.request_id = uuid::Uuid::new_v4().to_string();
+        }
+        if context.invoked_function_arn.is_empty() {
+            context.invoked_function_arn =
+                format!("arn:aws:lambda:us-east-1:000000000000:function:{}", self.name);
+        }
+        if context.deadline == 0 {
+            let deadline = chrono::Utc::now() + INVOCATION_DEADLINE;
+            context.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or_default();
+        }
+        let trigger = trigger(&event);
+        let request_id = event["requestContext"]["requestId"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| context.request_id.clone());
+        if self.verbose {
+            tracing::info!(function = %self.name, %request_id, "event: {event}");
+        }
+        let started = Instant::now();
+        let result = self.inner.invoke(event, context).await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(response) => {
+                tracing::info!(
+                    "REPORT {} {trigger} {} {duration_ms:.1} ms request_id={request_id}",
+                    self.name,
+                    outcome(response)
+                );
+                if self.verbose {
+                    tracing::info!(function = %self.name, %request_id, "response: {response}");
+                }
+            }
+            Err(error) => tracing::warn!(
+                "REPORT {} {trigger} failed: {error} {duration_ms:.1} ms request_id={request_id}",
+                self.name
+            ),
+        }
+        result
+    }
+}
+
+/// What caused an invocation: the route key, or the event source and batch size.
+fn trigger(event: &Value) -> String {
+    if let Some(route) = event["requestContext"]["routeKey"].as_str() {
+        return route.to_owned();
+    }
+    if let Some(records) = event["Records"].as_array() {
+        let source = records
+            .first()
+            .and_then(|r| r["eventSource"].as_str().or(r["EventSource"].as_str()))
+            .unwrap_or("event source");
+        return format!("{source} ({} records)", records.len());
+    }
+    "direct".to_owned()
+}
+
+/// The status of a response: HTTP status, or reported batch item failures.
+fn outcome(response: &Value) -> String {
+    if let Some(status) = response["statusCode"].as_u64() {
+        return format!("status={status}");
+    }
+    if let Some(failures) = response["batchItemFailures"].as_array() {
+        return format!("batch_item_failures={}", failures.len());
+    }
+    "ok".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn triggers_and_outcomes_name_routes_sources_and_failures() {
+        assert_eq!(
+            trigger(&json!({"requestContext": {"routeKey": "GET /health"}})),
+            "GET /health"
+        );
+        assert_eq!(
+            trigger(&json!({"Records": [{"eventSource": "aws:sqs"}, {}]})),
+            "aws:sqs (2 records)"
+        );
+        assert_eq!(outcome(&json!({"statusCode": 401})), "status=401");
+        assert_eq!(
+            outcome(&json!({"batchItemFailures": [{"itemIdentifier": "1"}]})),
+            "batch_item_failures=1"
+        );
+    }
+
+    #[test]
+    fn every_in_process_name_is_unique() {
+        let names: BTreeSet<_> = IN_PROCESS_FUNCTIONS.iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), IN_PROCESS_FUNCTIONS.len());
+    }
+}

@@ -1,0 +1,527 @@
+//! The SQS event-source mapping: what Lambda does between a queue and a function (the push
+//! worker), played locally against moto or any SQS endpoint.
+//!
+//! # Behaviour (as Lambda's SQS event-source mapping)
+//!
+//! - **Polling.** Long-polls the queue (`WaitTimeSeconds` = `wait_time`, default 1 s, so a
+//!   shutdown or pause is noticed quickly; a stop also cancels the poll in flight), asking
+//!   for every system attribute and message attribute.
+//! - **Batching.** Up to `batch_size` messages per invocation (Lambda's default 10). With a
+//!   `maximum_batching_window` the poller keeps receiving until the batch is full or the
+//!   window (counted from the first message) has passed; as on AWS, a batch size above 10
+//!   requires a window of at least one second.
+//! - **Event.** The function receives exactly the JSON Lambda sends
+//!   (`aws_lambda_events::event::sqs::SqsEvent`): `Records[]` with `messageId`,
+//!   `receiptHandle`, `body`, `attributes` (`ApproximateReceiveCount`, `SentTimestamp`,
+//!   `SenderId`, `ApproximateFirstReceiveTimestamp`, …), `messageAttributes`, `md5OfBody`,
+//!   `md5OfMessageAttributes` (when there are attributes), `eventSource` `aws:sqs`,
+//!   `eventSourceARN`, `awsRegion`.
+//! - **Outcome.** Success deletes the whole batch. An invocation error (or timeout) deletes
+//!   nothing: the messages come back after the queue's visibility timeout, and the queue's
+//!   redrive policy moves them to the DLQ after `maxReceiveCount` receives. With
+//!   `report_batch_item_failures`, a response `{"batchItemFailures":[{"itemIdentifier":
+//!   "<messageId>"}]}` deletes every message except those listed; an absent/null/empty list
+//!   is success; an empty, null or unknown identifier fails the whole batch.
+//! - **Concurrency.** Up to `maximum_concurrency` batches are invoked at once (Lambda's
+//!   `ScalingConfig.MaximumConcurrency`); the poller keeps receiving meanwhile.
+//! - **Fault injection.** [`SqsPollerHandle::pause`] stops delivery until
+//!   [`SqsPollerHandle::resume`]: messages a poll in flight returns after the pause are made
+//!   visible again at once (their receive count has grown by one, as on any receive).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName,
+};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use shared::function::LambdaFunction;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::stream_poller::invocation::{batch_item_failures, stopped, Invoker};
+
+/// The event source name in logs.
+const EVENT_SOURCE: &str = "sqs";
+
+/// Lambda's cap on `BatchSize` for standard queues.
+pub const MAX_BATCH_SIZE: usize = 10_000;
+
+/// SQS returns at most 10 messages per `ReceiveMessage`, and deletes 10 per batch call.
+const SQS_BATCH_LIMIT: usize = 10;
+
+/// SQS's longest long poll.
+const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
+
+/// How long a stopping poller lets in-flight invocations finish before abandoning them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause after a failed `ReceiveMessage` (the endpoint is down or the queue is gone).
+const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Pause between short polls while filling a batching window.
+const WINDOW_POLL_PAUSE: Duration = Duration::from_millis(50);
+
+/// How an SQS event-source mapping behaves; field names follow the Lambda
+/// `EventSourceMapping` properties of `template.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqsPollerConfig {
+    /// The function's name (logs, the invocation context).
+    pub function_name: String,
+    /// The queue read.
+    pub queue_url: String,
+    /// `BatchSize` (1..=10 000, Lambda's default 10).
+    pub batch_size: usize,
+    /// `MaximumBatchingWindowInSeconds` (0..=300 s, default 0).
+    pub maximum_batching_window: Duration,
+    /// The long poll of each `ReceiveMessage` (whole seconds, at most 20).
+    pub wait_time: Duration,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`: batches invoked at the same time (≥ 1).
+    pub maximum_concurrency: usize,
+    /// The function's timeout; an invocation running longer is a function error.
+    pub function_timeout: Duration,
+    /// Start paused (fault injection; see [`SqsPollerHandle::resume`]).
+    pub start_paused: bool,
+    /// Log every event delivered.
+    pub verbose: bool,
+}
+
+impl SqsPollerConfig {
+    /// Lambda's defaults for `function_name` reading `queue_url`.
+    pub fn new(function_name: impl Into<String>, queue_url: impl Into<String>) -> Self {
+        Self {
+            function_name: function_name.into(),
+            queue_url: queue_url.into(),
+            batch_size: 10,
+            maximum_batching_window: Duration::ZERO,
+            wait_time: Duration::from_secs(1),
+            report_batch_item_failures: false,
+            maximum_concurrency: 2,
+            function_timeout: Duration::from_secs(30),
+            start_paused: false,
+            verbose: false,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            bail!(
+                "BatchSize {} of {} is outside 1..={MAX_BATCH_SIZE}",
+                self.batch_size,
+                self.function_name
+            );
+        }
+        if self.batch_size > SQS_BATCH_LIMIT && self.maximum_batching_window < Duration::from_secs(1)
+        {
+            bail!(
+                "{}: a BatchSize above 10 needs MaximumBatchingWindowInSeconds of at least 1",
+                self.function_name
+            );
+        }
+        if self.maximum_batching_window > crate::stream_poller::MAX_BATCHING_WINDOW {
+            bail!(
+                "MaximumBatchingWindowInSeconds of {} exceeds 300",
+                self.function_name
+            );
+        }
+        if self.wait_time > MAX_WAIT_TIME {
+            bail!("the SQS long poll cannot exceed 20 seconds");
+        }
+        if self.maximum_concurrency == 0 {
+            bail!("MaximumConcurrency of {} must be at least 1", self.function_name);
+        }
+        Ok(())
+    }
+}
+
+/// A running SQS poller; stops on [`shutdown`](Self::shutdown) or drop.
+pub struct SqsPollerHandle {
+    queue_arn: String,
+    paused: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SqsPollerHandle {
+    /// The queue being read (the events' `eventSourceARN`).
+    pub fn queue_arn(&self) -> &str {
+        &self.queue_arn
+    }
+
+    /// Stops delivering (fault injection). Invocations already running finish.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Delivers again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Stops polling, lets in-flight invocations finish (up to 5 s) and waits for the task.
+    pub async fn shutdown(mut self) {
+        let _no_receiver_means_already_stopped = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    tracing::error!(queue_arn = %self.queue_arn, "SQS poller panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SqsPollerHandle {
+    fn drop(&mut self) {
+        let _no_receiver_means_already_stopped = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the event-source mapping of `function` on `config.queue_url`.
+pub async fn spawn(
+    config: SqsPollerConfig,
+    sqs: aws_sdk_sqs::Client,
+    function: Arc<dyn LambdaFunction>,
+) -> anyhow::Result<SqsPollerHandle> {
+    config.validate()?;
+    let queue_arn = crate::moto::queue_arn(&sqs, &config.queue_url).await?;
+    let region = queue_arn
+        .split(':')
+        .nth(3)
+        .filter(|region| !region.is_empty())
+        .unwrap_or("us-east-1")
+        .to_owned();
+    let invoker = Invoker::new(
+        function,
+        &config.function_name,
+        &queue_arn,
+        EVENT_SOURCE,
+        config.function_timeout,
+        config.verbose,
+    );
+    let (paused, paused_signal) = watch::channel(config.start_paused);
+    let (stop, stop_signal) = watch::channel(false);
+    let poller = Arc::new(SqsPoller {
+        config,
+        sqs,
+        invoker,
+        queue_arn: queue_arn.clone(),
+        region,
+        paused_signal,
+    });
+    let task = tokio::spawn(poller.run(stop_signal));
+    Ok(SqsPollerHandle {
+        queue_arn,
+        paused,
+        stop,
+        task: Some(task),
+    })
+}
+
+struct SqsPoller {
+    config: SqsPollerConfig,
+    sqs: aws_sdk_sqs::Client,
+    invoker: Invoker,
+    queue_arn: String,
+    region: String,
+    paused_signal: watch::Receiver<bool>,
+}
+
+impl SqsPoller {
+    async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let mut in_flight = JoinSet::new();
+        tokio::select! {
+            () = Arc::clone(&self).receive_forever(&mut in_flight) => {}
+            () = stopped(stop) => {}
+        }
+        // Messages of an abandoned invocation simply reappear after the visibility timeout.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                function = %self.config.function_name,
+                "SQS poller stopped with invocations still running; they were abandoned"
+            );
+        }
+    }
+
+    async fn receive_forever(self: Arc<Self>, in_flight: &mut JoinSet<()>) {
+        let slots = Arc::new(Semaphore::new(self.config.maximum_concurrency));
+        loop {
+            let mut paused = self.paused_signal.clone();
+            if paused.wait_for(|paused| !*paused).await.is_err() {
+                return;
+            }
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            while in_flight.try_join_next().is_some() {}
+            let messages = self.receive_batch().await;
+            if messages.is_empty() {
+                continue;
+            }
+            if *self.paused_signal.borrow() {
+                self.release(&messages).await;
+                continue;
+            }
+            let poller = Arc::clone(&self);
+            in_flight.spawn(async move {
+                poller.deliver(messages).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Receives up to a batch: one long poll, then (with a batching window) more polls until
+    /// the batch is full or the window has passed.
+    async fn receive_batch(&self) -> Vec<Message> {
+        let batch_size = self.config.batch_size;
+        let window = self.config.maximum_batching_window;
+        let mut messages = Vec::new();
+        let mut first_arrival: Option<Instant> = None;
+        loop {
+            let wait = match first_arrival {
+                None => self.config.wait_time,
+                Some(since) => window
+                    .saturating_sub(since.elapsed())
+                    .min(self.config.wait_time),
+            };
+            let wanted = (batch_size - messages.len()).min(SQS_BATCH_LIMIT);
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.config.queue_url)
+                .max_number_of_messages(i32::try_from(wanted).unwrap_or(10))
+                .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(20))
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            let arrived = match received {
+                Ok(output) => output.messages.unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(
+                        queue_url = %self.config.queue_url,
+                        error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                        "ReceiveMessage failed"
+                    );
+                    tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
+                    return messages;
+                }
+            };
+            if !arrived.is_empty() && first_arrival.is_none() {
+                first_arrival = Some(Instant::now());
+            }
+            let got_some = !arrived.is_empty();
+            messages.extend(arrived);
+            let Some(since) = first_arrival else {
+                // Nothing yet: hand control back (pause and stop are checked there).
+                return messages;
+            };
+            if messages.len() >= batch_size || since.elapsed() >= window {
+                return messages;
+            }
+            if !got_some {
+                tokio::time::sleep(WINDOW_POLL_PAUSE).await;
+            }
+        }
+    }
+
+    /// Invokes the function with one batch and deletes what succeeded.
+    async fn deliver(&self, messages: Vec<Message>) {
+        let event = json!({
+            "Records": messages
+                .iter()
+                .map(|message| sqs_record(message, &self.queue_arn, &self.region))
+                .collect::<Vec<_>>(),
+        });
+        let invocation = self.invoker.invoke(&event, messages.len()).await;
+        let Ok(response) = invocation.result else {
+            // Everything stays: visible again after the visibility timeout.
+            return;
+        };
+        let failed: HashSet<String> = if self.config.report_batch_item_failures {
+            match self.reported_failures(&response, &messages) {
+                Ok(failed) => failed,
+                Err(problem) => {
+                    tracing::warn!(
+                        function = %self.config.function_name,
+                        request_id = %invocation.request_id,
+                        "invalid partial batch response ({problem}): the whole batch failed"
+                    );
+                    return;
+                }
+            }
+        } else {
+            HashSet::new()
+        };
+        let succeeded: Vec<&Message> = messages
+            .iter()
+            .filter(|message| {
+                message
+                    .message_id
+                    .as_ref()
+                    .is_none_or(|id| !failed.contains(id))
+            })
+            .collect();
+        self.delete(&succeeded).await;
+    }
+
+    /// The message ids a partial batch response reports; every one must be in the batch.
+    fn reported_failures(
+        &self,
+        response: &Value,
+        messages: &[Message],
+    ) -> Result<HashSet<String>, String> {
+        let batch_ids: HashSet<&str> = messages
+            .iter()
+            .filter_map(|message| message.message_id.as_deref())
+            .collect();
+        let reported = batch_item_failures(response)?;
+        if let Some(unknown) = reported
+            .iter()
+            .find(|id| !batch_ids.contains(id.as_str()))
+        {
+            return Err(format!("itemIdentifier {unknown} is not a messageId of the batch"));
+        }
+        Ok(reported.into_iter().collect())
+    }
+
+    async fn delete(&self, messages: &[&Message]) {
+        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(index, message)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .set_receipt_handle(message.receipt_handle.clone())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.config.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match deleted {
+                Ok(output) if output.failed.is_empty() => {}
+                Ok(output) => tracing::warn!(
+                    queue_url = %self.config.queue_url,
+                    failed = output.failed.len(),
+                    "some processed messages could not be deleted; they will be redelivered"
+                ),
+                Err(error) => tracing::warn!(
+                    queue_url = %self.config.queue_url,
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                    "DeleteMessageBatch failed; the processed messages will be redelivered"
+                ),
+            }
+        }
+    }
+
+    /// Makes messages received while paused visible again at once.
+    async fn release(&self, messages: &[Message]) {
+        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(index, message)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .set_receipt_handle(message.receipt_handle.clone())
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let released = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.config.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(
+                    queue_url = %self.config.queue_url,
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                    "cannot release messages received while paused; they reappear after the visibility timeout"
+                );
+            }
+        }
+    }
+}
+
+/// The Lambda event record of one SQS message.
+fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
+    let attributes: Map<String, Value> = message
+        .attributes
+        .iter()
+        .flatten()
+        .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
+        .collect();
+    let message_attributes: Map<String, Value> = message
+        .message_attributes
+        .iter()
+        .flatten()
+        .map(|(name, value)| (name.clone(), message_attribute(value)))
+        .collect();
+    let mut record = json!({
+        "messageId": message.message_id,
+        "receiptHandle": message.receipt_handle,
+        "body": message.body,
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.md5_of_body,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    });
+    if let Some(digest) = &message.md5_of_message_attributes {
+        record["md5OfMessageAttributes"] = json!(digest);
+    }
+    record
+}
+
+/// A message attribute as Lambda writes it (camelCase, binary as base64).
+fn message_attribute(value: &MessageAttributeValue) -> Value {
+    let base64 = |blob: &aws_smithy_types::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
+    };
+    let mut attribute = json!({
+        "stringListValues": value.string_list_values.clone().unwrap_or_default(),
+        "binaryListValues": value
+            .binary_list_values
+            .iter()
+            .flatten()
+            .map(base64)
+            .collect::<Vec<_>>(),
+        "dataType": value.data_type,
+    });
+    if let Some(text) = &value.string_value {
+        attribute["stringValue"] = json!(text);
+    }
+    if let Some(blob) = &value.binary_value {
+        attribute["binaryValue"] = json!(base64(blob));
+    }
+    attribute
+}

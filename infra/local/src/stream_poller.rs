@@ -1,0 +1,1142 @@
+//! The DynamoDB Streams event-source mapping: what Lambda does between a table's stream and
+//! a function, played locally against any DynamoDB Streams endpoint (embedded dynoxide by
+//! default) through `aws-sdk-dynamodbstreams`.
+//!
+//! # Behaviour (as Lambda's event-source mapping)
+//!
+//! - **Start.** [`spawn`] finds the table's stream (`DescribeTable` → `LatestStreamArn`, else
+//!   `ListStreams`), lists its shards and positions a `LATEST` iterator on every open (leaf)
+//!   shard *before it returns*: every write after `spawn` returns is delivered, nothing
+//!   earlier. Iterators are then kept and advanced (`NextShardIterator`); the stream is never
+//!   re-read from `TRIM_HORIZON` (dynoxide's stream writes slow down as records pile up).
+//! - **Shards.** A shard is closed only when `GetRecords` returns no `NextShardIterator`;
+//!   `EndingSequenceNumber` is ignored (dynoxide reports one on its open shard). A closed
+//!   shard's children (by `ParentShardId`) are read from `TRIM_HORIZON`.
+//! - **Batching.** Every `poll_interval` (default 50 ms) each shard is read; a batch of up to
+//!   `batch_size` records is invoked as soon as it is full, or when `maximum_batching_window`
+//!   has passed since its first record arrived (immediately with the default window of 0).
+//!   Records of a shard are processed strictly in order, one batch at a time.
+//! - **Event.** The function receives exactly the JSON Lambda sends
+//!   (`aws_lambda_events::event::dynamodb::Event`): `Records[]` with `eventID`, `eventName`
+//!   (`INSERT`/`MODIFY`/`REMOVE`), `eventVersion`, `eventSource` `aws:dynamodb`, `awsRegion`,
+//!   `dynamodb{ApproximateCreationDateTime, Keys, NewImage?, OldImage?, SequenceNumber,
+//!   SizeBytes, StreamViewType}`, `eventSourceARN` and, for TTL deletions, `userIdentity`.
+//! - **Errors.** An invocation error (or timeout, or a malformed partial-batch response)
+//!   retries the whole batch. With `bisect_batch_on_function_error` a failing batch of more
+//!   than one record is split in two halves that are processed in order; splitting does not
+//!   use a retry attempt, so a poison record ends up isolated in a batch of one.
+//! - **Partial batch response.** With `report_batch_item_failures`, a response
+//!   `{"batchItemFailures":[{"itemIdentifier":"<SequenceNumber>"}]}` checkpoints at the
+//!   *lowest* reported record: the retry starts there and earlier records are never
+//!   redelivered. An absent/null/empty list is success; an empty, null or unknown
+//!   identifier fails the whole batch. Without the setting the response is ignored.
+//! - **Giving up.** A batch that failed `maximum_retry_attempts` retries (unbounded when
+//!   `None`, Lambda's `-1`), or records older than `maximum_record_age`, are sent as
+//!   Lambda's on-failure record (`requestContext`, `responseContext`, `version`,
+//!   `timestamp`, `DDBStreamBatchInfo`) to the `on_failure_queue_url` SQS queue, and the
+//!   poller moves past them.
+//! - **Fault injection.** `deliver_each_batch_twice` invokes every batch a second time with
+//!   the identical event (an at-least-once duplicate); only the first response counts.
+//!
+//! One log line per invocation (function, event source, status, duration, request id);
+//! `verbose` also logs each event.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, Shard, ShardIteratorType};
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use shared::function::LambdaFunction;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use self::invocation::{batch_item_failures, stopped, Invoker};
+
+/// The event source name in logs.
+const EVENT_SOURCE: &str = "dynamodb-stream";
+
+/// Lambda's cap on `BatchSize` for DynamoDB streams.
+pub const MAX_BATCH_SIZE: usize = 10_000;
+
+/// Lambda's cap on `MaximumBatchingWindowInSeconds`.
+pub const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
+
+/// `GetRecords` returns at most this many records per call.
+const GET_RECORDS_LIMIT: usize = 1_000;
+
+/// The longest pause between retries of a failing batch.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// How often a closed shard's children are looked for.
+const SHARD_DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Attempts to deliver one on-failure record before it is only logged.
+const ON_FAILURE_SEND_ATTEMPTS: u32 = 3;
+
+/// How a stream event-source mapping behaves; field names follow the Lambda
+/// `EventSourceMapping` properties of `template.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPollerConfig {
+    /// The function's name (logs, `functionArn`, the invocation context).
+    pub function_name: String,
+    /// The table whose stream is read.
+    pub table_name: String,
+    /// The stream ARN; `None` resolves the table's latest stream.
+    pub stream_arn: Option<String>,
+    /// How often each shard is read (the gateway's `--stream-poll-interval`).
+    pub poll_interval: Duration,
+    /// `BatchSize` (1..=10 000, Lambda's default 100).
+    pub batch_size: usize,
+    /// `MaximumBatchingWindowInSeconds` (0..=300 s, default 0).
+    pub maximum_batching_window: Duration,
+    /// `BisectBatchOnFunctionError`.
+    pub bisect_batch_on_function_error: bool,
+    /// `MaximumRetryAttempts`; `None` is Lambda's `-1` (retry until the record expires).
+    pub maximum_retry_attempts: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`; `None` is Lambda's `-1` (no limit).
+    pub maximum_record_age: Option<Duration>,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_batch_item_failures: bool,
+    /// `DestinationConfig.OnFailure`: the SQS queue URL that receives discarded batches.
+    pub on_failure_queue_url: Option<String>,
+    /// The function's timeout; an invocation running longer is a function error.
+    pub function_timeout: Duration,
+    /// Pause before the first retry of a failing batch; doubles per retry up to 10 s.
+    pub retry_delay: Duration,
+    /// Fault injection: invoke every batch twice with the identical event.
+    pub deliver_each_batch_twice: bool,
+    /// Log every event delivered.
+    pub verbose: bool,
+}
+
+impl StreamPollerConfig {
+    /// Lambda's defaults for `function_name` reading `table_name`'s stream.
+    pub fn new(function_name: impl Into<String>, table_name: impl Into<String>) -> Self {
+        Self {
+            function_name: function_name.into(),
+            table_name: table_name.into(),
+            stream_arn: None,
+            poll_interval: Duration::from_millis(50),
+            batch_size: 100,
+            maximum_batching_window: Duration::ZERO,
+            bisect_batch_on_function_error: false,
+            maximum_retry_attempts: None,
+            maximum_record_age: None,
+            report_batch_item_failures: false,
+            on_failure_queue_url: None,
+            function_timeout: Duration::from_secs(30),
+            retry_delay: Duration::from_millis(100),
+            deliver_each_batch_twice: false,
+            verbose: false,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            bail!(
+                "BatchSize {} of {} is outside 1..={MAX_BATCH_SIZE}",
+                self.batch_size,
+                self.function_name
+            );
+        }
+        if self.maximum_batching_window > MAX_BATCHING_WINDOW {
+            bail!(
+                "MaximumBatchingWindowInSeconds of {} exceeds 300",
+                self.function_name
+            );
+        }
+        if self.poll_interval.is_zero() {
+            bail!("the stream poll interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// The clients the poller uses. `sqs` is needed only for an on-failure destination.
+#[derive(Debug, Clone)]
+pub struct StreamPollerClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub sqs: Option<aws_sdk_sqs::Client>,
+}
+
+/// A running stream poller; stops on [`shutdown`](Self::shutdown) or drop.
+pub struct StreamPollerHandle {
+    stream_arn: String,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl StreamPollerHandle {
+    /// The stream being read (the events' `eventSourceARN`).
+    pub fn stream_arn(&self) -> &str {
+        &self.stream_arn
+    }
+
+    /// Stops polling (an in-flight invocation is abandoned) and waits for the task to end.
+    pub async fn shutdown(mut self) {
+        let _no_receiver_means_already_stopped = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    tracing::error!(stream_arn = %self.stream_arn, "stream poller panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for StreamPollerHandle {
+    fn drop(&mut self) {
+        let _no_receiver_means_already_stopped = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the event-source mapping of `function` on `config.table_name`'s stream.
+///
+/// Returns once every open shard has a `LATEST` iterator, so writes made after this returns
+/// are delivered. Fails when the configuration is invalid or the table has no stream.
+pub async fn spawn(
+    config: StreamPollerConfig,
+    clients: StreamPollerClients,
+    function: Arc<dyn LambdaFunction>,
+) -> anyhow::Result<StreamPollerHandle> {
+    config.validate()?;
+    if config.on_failure_queue_url.is_some() && clients.sqs.is_none() {
+        bail!(
+            "{}: an on-failure queue needs an SQS client",
+            config.function_name
+        );
+    }
+    let stream_arn = match &config.stream_arn {
+        Some(arn) => arn.clone(),
+        None => resolve_stream_arn(&clients, &config.table_name).await?,
+    };
+    let shards = describe_shards(&clients.streams, &stream_arn).await?;
+    let parents: HashSet<&str> = shards
+        .iter()
+        .filter_map(|shard| shard.parent_shard_id())
+        .collect();
+    let mut readers = Vec::new();
+    let mut known_shards = HashSet::new();
+    for shard in &shards {
+        let Some(shard_id) = shard.shard_id() else {
+            continue;
+        };
+        known_shards.insert(shard_id.to_owned());
+        // Only open shards (no child yet) carry new records.
+        if parents.contains(shard_id) {
+            continue;
+        }
+        let iterator = shard_iterator(
+            &clients.streams,
+            &stream_arn,
+            shard_id,
+            ShardIteratorType::Latest,
+        )
+        .await?;
+        readers.push(ShardReader::new(shard_id, iterator));
+    }
+    let invoker = Invoker::new(
+        function,
+        &config.function_name,
+        &stream_arn,
+        EVENT_SOURCE,
+        config.function_timeout,
+        config.verbose,
+    );
+    let (stop, stop_signal) = watch::channel(false);
+    let poller = StreamPoller {
+        config,
+        clients,
+        invoker,
+        stream_arn: stream_arn.clone(),
+        shards: readers,
+        known_shards,
+        next_shard_discovery: Instant::now(),
+        stop_signal,
+    };
+    let task = tokio::spawn(poller.run());
+    Ok(StreamPollerHandle {
+        stream_arn,
+        stop,
+        task: Some(task),
+    })
+}
+
+async fn resolve_stream_arn(
+    clients: &StreamPollerClients,
+    table_name: &str,
+) -> anyhow::Result<String> {
+    let described = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table_name)
+        .send()
+        .await
+        .with_context(|| format!("DescribeTable {table_name}"))?;
+    if let Some(arn) = described.table.and_then(|table| table.latest_stream_arn) {
+        return Ok(arn);
+    }
+    let listed = clients
+        .streams
+        .list_streams()
+        .table_name(table_name)
+        .send()
+        .await
+        .with_context(|| format!("ListStreams {table_name}"))?;
+    listed
+        .streams
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|stream| stream.stream_arn)
+        .ok_or_else(|| anyhow!("table {table_name} has no stream: enable NEW_AND_OLD_IMAGES"))
+}
+
+/// Every shard of the stream (all `DescribeStream` pages).
+async fn describe_shards(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+) -> anyhow::Result<Vec<Shard>> {
+    let mut shards = Vec::new();
+    let mut start_after: Option<String> = None;
+    loop {
+        let description = streams
+            .describe_stream()
+            .stream_arn(stream_arn)
+            .set_exclusive_start_shard_id(start_after.take())
+            .send()
+            .await
+            .with_context(|| format!("DescribeStream {stream_arn}"))?
+            .stream_description
+            .ok_or_else(|| anyhow!("DescribeStream {stream_arn} returned no description"))?;
+        shards.extend(description.shards.unwrap_or_default());
+        match description.last_evaluated_shard_id {
+            Some(last) => start_after = Some(last),
+            None => return Ok(shards),
+        }
+    }
+}
+
+async fn shard_iterator(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+    shard_id: &str,
+    kind: ShardIteratorType,
+) -> anyhow::Result<String> {
+    streams
+        .get_shard_iterator()
+        .stream_arn(stream_arn)
+        .shard_id(shard_id)
+        .shard_iterator_type(kind.clone())
+        .send()
+        .await
+        .with_context(|| format!("GetShardIterator {kind} on {shard_id}"))?
+        .shard_iterator
+        .ok_or_else(|| anyhow!("GetShardIterator {kind} on {shard_id} returned no iterator"))
+}
+
+/// A stream record as delivered: its Lambda event JSON plus what the poller needs.
+#[derive(Debug, Clone)]
+struct PolledRecord {
+    sequence_number: String,
+    created_at: Option<DateTime<Utc>>,
+    event: Value,
+}
+
+/// Reading position and not-yet-invoked records of one shard.
+#[derive(Debug)]
+struct ShardReader {
+    shard_id: String,
+    /// `None` once the shard is closed (no `NextShardIterator`).
+    iterator: Option<String>,
+    /// The last record read (to renew an expired iterator).
+    last_sequence_number: Option<String>,
+    buffer: VecDeque<PolledRecord>,
+    /// When the oldest buffered record arrived (starts the batching window).
+    first_buffered_at: Option<Instant>,
+    consecutive_errors: u32,
+}
+
+impl ShardReader {
+    fn new(shard_id: &str, iterator: String) -> Self {
+        Self {
+            shard_id: shard_id.to_owned(),
+            iterator: Some(iterator),
+            last_sequence_number: None,
+            buffer: VecDeque::new(),
+            first_buffered_at: None,
+            consecutive_errors: 0,
+        }
+    }
+}
+
+/// A run of records being processed, with its retry bookkeeping.
+#[derive(Debug)]
+struct PendingBatch {
+    records: Vec<PolledRecord>,
+    retries: u32,
+    invocations: u32,
+    last_request_id: Option<String>,
+    /// Set when the last invocation raised an error (Lambda's `functionError`).
+    last_function_error: bool,
+}
+
+impl PendingBatch {
+    fn new(records: Vec<PolledRecord>, retries: u32) -> Self {
+        Self {
+            records,
+            retries,
+            invocations: 0,
+            last_request_id: None,
+            last_function_error: false,
+        }
+    }
+}
+
+/// What one invocation of a batch decided.
+enum BatchOutcome {
+    Success,
+    /// Retry from this index (the lowest reported failure); earlier records are done.
+    RetryFrom(usize),
+    /// The whole batch failed.
+    Failed,
+}
+
+/// Why a batch went to the on-failure destination (Lambda's `condition`).
+#[derive(Debug, Clone, Copy)]
+enum DiscardCondition {
+    RetryAttemptsExhausted,
+    RecordAgeExceeded,
+}
+
+impl DiscardCondition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RetryAttemptsExhausted => "RetryAttemptsExhausted",
+            Self::RecordAgeExceeded => "RecordAgeExceeded",
+        }
+    }
+}
+
+struct StreamPoller {
+    config: StreamPollerConfig,
+    clients: StreamPollerClients,
+    invoker: Invoker,
+    stream_arn: String,
+    shards: Vec<ShardReader>,
+    known_shards: HashSet<String>,
+    next_shard_discovery: Instant,
+    stop_signal: watch::Receiver<bool>,
+}
+
+impl StreamPoller {
+    async fn run(mut self) {
+        let stop = self.stop_signal.clone();
+        // Stopping cancels whatever is in flight (a GetRecords, a retry pause, an invocation).
+        tokio::select! {
+            () = self.poll_forever() => {}
+            () = stopped(stop) => {}
+        }
+        tracing::debug!(stream_arn = %self.stream_arn, "stream poller stopped");
+    }
+
+    async fn poll_forever(&mut self) {
+        loop {
+            let mut invoked = false;
+            for index in 0..self.shards.len() {
+                self.read_shard(index).await;
+                if let Some(batch) = self.take_ready_batch(index) {
+                    let shard_id = self.shards[index].shard_id.clone();
+                    self.process(&shard_id, batch).await;
+                    invoked = true;
+                }
+            }
+            self.follow_closed_shards().await;
+            // A backlog is drained without pausing; an idle stream is polled at the interval.
+            if !invoked {
+                tokio::time::sleep(self.config.poll_interval).await;
+            }
+        }
+    }
+
+    /// One `GetRecords` on the shard, unless a full batch is already buffered.
+    async fn read_shard(&mut self, index: usize) {
+        let batch_size = self.config.batch_size;
+        let shard = &mut self.shards[index];
+        let Some(iterator) = shard.iterator.clone() else {
+            return;
+        };
+        if shard.buffer.len() >= batch_size {
+            return;
+        }
+        let limit = (batch_size - shard.buffer.len()).min(GET_RECORDS_LIMIT);
+        let output = self
+            .clients
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await;
+        match output {
+            Ok(output) => {
+                shard.consecutive_errors = 0;
+                let records = output.records.unwrap_or_default();
+                if !records.is_empty() && shard.buffer.is_empty() {
+                    shard.first_buffered_at = Some(Instant::now());
+                }
+                for record in records
+                    .iter()
+                    .filter_map(|record| polled_record(record, &self.stream_arn))
+                {
+                    shard.last_sequence_number = Some(record.sequence_number.clone());
+                    shard.buffer.push_back(record);
+                }
+                // No next iterator: the shard is closed and fully read.
+                shard.iterator = output.next_shard_iterator;
+            }
+            Err(error) => {
+                shard.consecutive_errors += 1;
+                let expired = matches!(
+                    error.as_service_error(),
+                    Some(GetRecordsError::ExpiredIteratorException(_))
+                );
+                let trimmed = matches!(
+                    error.as_service_error(),
+                    Some(GetRecordsError::TrimmedDataAccessException(_))
+                );
+                // Log the first failure and then sparsely, not every poll interval.
+                if shard.consecutive_errors.is_power_of_two() {
+                    tracing::warn!(
+                        shard_id = %shard.shard_id,
+                        failures = shard.consecutive_errors,
+                        error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&error),
+                        "GetRecords failed"
+                    );
+                }
+                if expired || trimmed {
+                    // An expired iterator resumes after the last record read; trimmed data
+                    // (older than the retention) resumes at the oldest record still there.
+                    let (kind, after) = match (&shard.last_sequence_number, expired) {
+                        (Some(last), true) => {
+                            (ShardIteratorType::AfterSequenceNumber, Some(last.clone()))
+                        }
+                        (None, true) => (ShardIteratorType::Latest, None),
+                        (_, false) => (ShardIteratorType::TrimHorizon, None),
+                    };
+                    let renewed = self
+                        .clients
+                        .streams
+                        .get_shard_iterator()
+                        .stream_arn(&self.stream_arn)
+                        .shard_id(&shard.shard_id)
+                        .shard_iterator_type(kind)
+                        .set_sequence_number(after)
+                        .send()
+                        .await;
+                    if let Ok(Some(iterator)) = renewed.map(|output| output.shard_iterator) {
+                        shard.iterator = Some(iterator);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next batch of the shard if it is full, its window has passed, or the shard is
+    /// closed (nothing more will come).
+    fn take_ready_batch(&mut self, index: usize) -> Option<Vec<PolledRecord>> {
+        let batch_size = self.config.batch_size;
+        let window = self.config.maximum_batching_window;
+        let shard = &mut self.shards[index];
+        if shard.buffer.is_empty() {
+            return None;
+        }
+        let full = shard.buffer.len() >= batch_size;
+        let window_passed = shard
+            .first_buffered_at
+            .is_none_or(|since| since.elapsed() >= window);
+        if !(full || window_passed || shard.iterator.is_none()) {
+            return None;
+        }
+        let count = shard.buffer.len().min(batch_size);
+        let batch: Vec<PolledRecord> = shard.buffer.drain(..count).collect();
+        shard.first_buffered_at = (!shard.buffer.is_empty()).then(Instant::now);
+        Some(batch)
+    }
+
+    /// Invokes the function with `batch` until it succeeds or is discarded, as Lambda does.
+    async fn process(&mut self, shard_id: &str, batch: Vec<PolledRecord>) {
+        let mut pending = VecDeque::from([PendingBatch::new(batch, 0)]);
+        while let Some(mut current) = pending.pop_front() {
+            loop {
+                self.discard_expired_records(shard_id, &mut current).await;
+                if current.records.is_empty() {
+                    break;
+                }
+                match self.invoke(&mut current).await {
+                    BatchOutcome::Success => break,
+                    BatchOutcome::RetryFrom(first_failed) => {
+                        // Checkpoint: records before the lowest failure are never redelivered.
+                        current.records.drain(..first_failed);
+                    }
+                    BatchOutcome::Failed => {
+                        if self.config.bisect_batch_on_function_error && current.records.len() > 1
+                        {
+                            // Halves keep the retry count: a split is not a retry attempt.
+                            let mut first = std::mem::take(&mut current.records);
+                            let second = first.split_off(first.len() / 2);
+                            pending.push_front(PendingBatch::new(second, current.retries));
+                            pending.push_front(PendingBatch::new(first, current.retries));
+                            break;
+                        }
+                    }
+                }
+                current.retries += 1;
+                if self
+                    .config
+                    .maximum_retry_attempts
+                    .is_some_and(|maximum| current.retries > maximum)
+                {
+                    self.discard(
+                        shard_id,
+                        &current,
+                        &current.records,
+                        DiscardCondition::RetryAttemptsExhausted,
+                    )
+                    .await;
+                    break;
+                }
+                tokio::time::sleep(self.retry_delay(current.retries)).await;
+            }
+        }
+    }
+
+    fn retry_delay(&self, retries: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retries.saturating_sub(1));
+        self.config
+            .retry_delay
+            .saturating_mul(factor)
+            .min(MAX_RETRY_DELAY)
+    }
+
+    /// Sends the records older than `maximum_record_age` (a prefix: records are in order)
+    /// to the on-failure destination.
+    async fn discard_expired_records(&mut self, shard_id: &str, batch: &mut PendingBatch) {
+        let Some(maximum_age) = self.config.maximum_record_age else {
+            return;
+        };
+        let now = Utc::now();
+        let expired = batch
+            .records
+            .iter()
+            .take_while(|record| {
+                record.created_at.is_some_and(|created| {
+                    (now - created).to_std().unwrap_or_default() > maximum_age
+                })
+            })
+            .count();
+        if expired > 0 {
+            let records: Vec<PolledRecord> = batch.records.drain(..expired).collect();
+            self.discard(
+                shard_id,
+                batch,
+                &records,
+                DiscardCondition::RecordAgeExceeded,
+            )
+            .await;
+        }
+    }
+
+    async fn invoke(&mut self, batch: &mut PendingBatch) -> BatchOutcome {
+        let event = json!({
+            "Records": batch.records.iter().map(|record| record.event.clone()).collect::<Vec<_>>(),
+        });
+        let count = batch.records.len();
+        let invocation = self.invoker.invoke(&event, count).await;
+        if self.config.deliver_each_batch_twice {
+            // Fault injection: an at-least-once duplicate whose response is ignored.
+            let duplicate = self.invoker.invoke(&event, count).await;
+            tracing::info!(
+                function = %self.config.function_name,
+                request_id = %duplicate.request_id,
+                "fault injection: delivered the batch a second time"
+            );
+        }
+        batch.invocations += 1;
+        batch.last_request_id = Some(invocation.request_id.clone());
+        batch.last_function_error = invocation.result.is_err();
+        let Ok(response) = invocation.result else {
+            return BatchOutcome::Failed;
+        };
+        if !self.config.report_batch_item_failures {
+            return BatchOutcome::Success;
+        }
+        let identifiers = match batch_item_failures(&response) {
+            Ok(identifiers) => identifiers,
+            Err(problem) => {
+                tracing::warn!(
+                    function = %self.config.function_name,
+                    request_id = %invocation.request_id,
+                    "invalid partial batch response ({problem}): the whole batch failed"
+                );
+                return BatchOutcome::Failed;
+            }
+        };
+        if identifiers.is_empty() {
+            return BatchOutcome::Success;
+        }
+        let positions: HashMap<&str, usize> = batch
+            .records
+            .iter()
+            .enumerate()
+            .map(|(index, record)| (record.sequence_number.as_str(), index))
+            .collect();
+        let mut lowest = usize::MAX;
+        for identifier in &identifiers {
+            match positions.get(identifier.as_str()) {
+                Some(&index) => lowest = lowest.min(index),
+                None => {
+                    tracing::warn!(
+                        function = %self.config.function_name,
+                        request_id = %invocation.request_id,
+                        item_identifier = %identifier,
+                        "batchItemFailures names a sequence number not in the batch: the whole batch failed"
+                    );
+                    return BatchOutcome::Failed;
+                }
+            }
+        }
+        BatchOutcome::RetryFrom(lowest)
+    }
+
+    /// Sends Lambda's on-failure record for `records` (part of `batch`) and moves on.
+    async fn discard(
+        &self,
+        shard_id: &str,
+        batch: &PendingBatch,
+        records: &[PolledRecord],
+        condition: DiscardCondition,
+    ) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        let arrival = |record: &PolledRecord| {
+            record
+                .created_at
+                .map(|created| created.to_rfc3339_opts(SecondsFormat::Secs, true))
+        };
+        let mut response_context = json!({"statusCode": 200, "executedVersion": "$LATEST"});
+        if batch.last_function_error {
+            response_context["functionError"] = json!("Unhandled");
+        }
+        let failure_record = json!({
+            "requestContext": {
+                "requestId": batch.last_request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                "functionArn": self.invoker.function_arn(),
+                "condition": condition.as_str(),
+                "approximateInvokeCount": batch.invocations,
+            },
+            "responseContext": response_context,
+            "version": "1.0",
+            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": first.sequence_number,
+                "endSequenceNumber": last.sequence_number,
+                "approximateArrivalOfFirstRecord": arrival(first),
+                "approximateArrivalOfLastRecord": arrival(last),
+                "batchSize": records.len(),
+                "streamArn": self.stream_arn,
+            },
+        });
+        tracing::warn!(
+            function = %self.config.function_name,
+            condition = condition.as_str(),
+            start_sequence_number = %first.sequence_number,
+            end_sequence_number = %last.sequence_number,
+            records = records.len(),
+            "stream batch discarded"
+        );
+        let (Some(queue_url), Some(sqs)) = (&self.config.on_failure_queue_url, &self.clients.sqs)
+        else {
+            tracing::warn!(
+                function = %self.config.function_name,
+                "no on-failure destination: the discarded batch is only logged: {failure_record}"
+            );
+            return;
+        };
+        for attempt in 1..=ON_FAILURE_SEND_ATTEMPTS {
+            let sent = sqs
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(failure_record.to_string())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return,
+                Err(error) if attempt == ON_FAILURE_SEND_ATTEMPTS => tracing::error!(
+                    queue_url = %queue_url,
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                    "cannot send to the on-failure destination; the record was: {failure_record}"
+                ),
+                Err(_) => tokio::time::sleep(self.retry_delay(attempt)).await,
+            }
+        }
+    }
+
+    /// Replaces fully read closed shards by their children (read from `TRIM_HORIZON`).
+    async fn follow_closed_shards(&mut self) {
+        let closed = |shard: &ShardReader| shard.iterator.is_none() && shard.buffer.is_empty();
+        if !self.shards.iter().any(closed) || Instant::now() < self.next_shard_discovery {
+            return;
+        }
+        self.next_shard_discovery = Instant::now() + SHARD_DISCOVERY_INTERVAL;
+        let shards = match describe_shards(&self.clients.streams, &self.stream_arn).await {
+            Ok(shards) => shards,
+            Err(error) => {
+                tracing::warn!(stream_arn = %self.stream_arn, "cannot list shards: {error:#}");
+                return;
+            }
+        };
+        let closed_ids: HashSet<String> = self
+            .shards
+            .iter()
+            .filter(|shard| closed(shard))
+            .map(|shard| shard.shard_id.clone())
+            .collect();
+        let mut children = Vec::new();
+        for shard in &shards {
+            let (Some(shard_id), Some(parent)) = (shard.shard_id(), shard.parent_shard_id()) else {
+                continue;
+            };
+            if !closed_ids.contains(parent) || self.known_shards.contains(shard_id) {
+                continue;
+            }
+            match shard_iterator(
+                &self.clients.streams,
+                &self.stream_arn,
+                shard_id,
+                ShardIteratorType::TrimHorizon,
+            )
+            .await
+            {
+                Ok(iterator) => {
+                    self.known_shards.insert(shard_id.to_owned());
+                    children.push((parent.to_owned(), ShardReader::new(shard_id, iterator)));
+                }
+                Err(error) => tracing::warn!("cannot read child shard {shard_id}: {error:#}"),
+            }
+        }
+        let adopted: HashSet<String> = children.iter().map(|(parent, _)| parent.clone()).collect();
+        // A closed shard leaves once its children are being read.
+        self.shards
+            .retain(|shard| !(closed(shard) && adopted.contains(&shard.shard_id)));
+        self.shards
+            .extend(children.into_iter().map(|(_, reader)| reader));
+    }
+}
+
+/// The Lambda event record for a stream record (`None` for a record without a sequence
+/// number, which no stream produces).
+fn polled_record(record: &Record, stream_arn: &str) -> Option<PolledRecord> {
+    let change = record.dynamodb.as_ref()?;
+    let sequence_number = change.sequence_number.clone()?;
+    let created = change.approximate_creation_date_time;
+    let mut dynamodb = Map::new();
+    if let Some(created) = created {
+        // Lambda sends whole epoch seconds as an integer.
+        let seconds = if created.subsec_nanos() == 0 {
+            json!(created.secs())
+        } else {
+            json!(created.as_secs_f64())
+        };
+        dynamodb.insert("ApproximateCreationDateTime".into(), seconds);
+    }
+    if let Some(keys) = &change.keys {
+        dynamodb.insert("Keys".into(), Value::Object(item_json(keys)));
+    }
+    if let Some(image) = &change.new_image {
+        dynamodb.insert("NewImage".into(), Value::Object(item_json(image)));
+    }
+    if let Some(image) = &change.old_image {
+        dynamodb.insert("OldImage".into(), Value::Object(item_json(image)));
+    }
+    dynamodb.insert("SequenceNumber".into(), json!(sequence_number));
+    if let Some(size) = change.size_bytes {
+        dynamodb.insert("SizeBytes".into(), json!(size));
+    }
+    if let Some(view) = &change.stream_view_type {
+        dynamodb.insert("StreamViewType".into(), json!(view.as_str()));
+    }
+    let mut event = json!({
+        "eventID": record.event_id,
+        "eventName": record.event_name.as_ref().map(|name| name.as_str()),
+        "eventVersion": record.event_version,
+        "eventSource": record.event_source.as_deref().unwrap_or("aws:dynamodb"),
+        "awsRegion": record.aws_region,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    });
+    // Present for TTL deletions: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}.
+    if let Some(identity) = &record.user_identity {
+        event["userIdentity"] = json!({
+            "type": identity.r#type,
+            "principalId": identity.principal_id,
+        });
+    }
+    Some(PolledRecord {
+        sequence_number,
+        created_at: created.and_then(|created| {
+            DateTime::from_timestamp(created.secs(), created.subsec_nanos())
+        }),
+        event,
+    })
+}
+
+/// An item in DynamoDB JSON (`{"attr": {"S": "…"}}`), as stream events carry it.
+fn item_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
+    item.iter()
+        .filter_map(|(name, value)| Some((name.clone(), attribute_json(value)?)))
+        .collect()
+}
+
+fn attribute_json(value: &AttributeValue) -> Option<Value> {
+    let base64 = |blob: &aws_smithy_types::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
+    };
+    Some(match value {
+        AttributeValue::S(text) => json!({ "S": text }),
+        AttributeValue::N(number) => json!({ "N": number }),
+        AttributeValue::B(blob) => json!({ "B": base64(blob) }),
+        AttributeValue::Ss(texts) => json!({ "SS": texts }),
+        AttributeValue::Ns(numbers) => json!({ "NS": numbers }),
+        AttributeValue::Bs(blobs) => json!({ "BS": blobs.iter().map(base64).collect::<Vec<_>>() }),
+        AttributeValue::M(map) => json!({ "M": item_json(map) }),
+        AttributeValue::L(list) => json!({ "L": list.iter().filter_map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::Null(is_null) => json!({ "NULL": is_null }),
+        AttributeValue::Bool(boolean) => json!({ "BOOL": boolean }),
+        // A type newer than this SDK: nothing sensible to forward.
+        _ => return None,
+    })
+}
+
+/// What both pollers share: invoking a function the way an event-source mapping does, and
+/// reading a partial batch response.
+pub mod invocation {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use serde_json::Value;
+    use shared::function::LambdaFunction;
+    use tokio::sync::watch;
+
+    /// The account id used when an event source's ARN has none.
+    const DEFAULT_ACCOUNT: &str = "000000000000";
+
+    /// Invokes one function for one event source, with a timeout and the per-invocation
+    /// log line.
+    pub struct Invoker {
+        function: Arc<dyn LambdaFunction>,
+        function_name: String,
+        function_arn: String,
+        event_source: &'static str,
+        timeout: Duration,
+        verbose: bool,
+    }
+
+    /// The request id of an invocation and its response, or the error as text.
+    pub struct Invocation {
+        pub request_id: String,
+        pub result: Result<Value, String>,
+    }
+
+    impl Invoker {
+        /// `source_arn` (a stream or queue ARN) gives the function ARN's region and account.
+        pub fn new(
+            function: Arc<dyn LambdaFunction>,
+            function_name: &str,
+            source_arn: &str,
+            event_source: &'static str,
+            timeout: Duration,
+            verbose: bool,
+        ) -> Self {
+            Self {
+                function,
+                function_name: function_name.to_owned(),
+                function_arn: function_arn(source_arn, function_name),
+                event_source,
+                timeout,
+                verbose,
+            }
+        }
+
+        /// The ARN the function is invoked as (`Context::invoked_function_arn`).
+        pub fn function_arn(&self) -> &str {
+            &self.function_arn
+        }
+
+        /// Invokes the function with `event` (of `records` records) and logs the outcome.
+        pub async fn invoke(&self, event: &Value, records: usize) -> Invocation {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let mut context = lambda_runtime::Context::default();
+            context.request_id = request_id.clone();
+            context.invoked_function_arn = self.function_arn.clone();
+            let deadline = SystemTime::now() + self.timeout;
+            context.deadline = deadline
+                .duration_since(UNIX_EPOCH)
+                .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or_default();
+            if self.verbose {
+                tracing::info!(
+                    function = %self.function_name,
+                    source = self.event_source,
+                    request_id = %request_id,
+                    "event: {event}"
+                );
+            }
+            let started = Instant::now();
+            let result = match tokio::time::timeout(
+                self.timeout,
+                self.function.invoke(event.clone(), context),
+            )
+            .await
+            {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("Task timed out after {:?}", self.timeout)),
+            };
+            let duration_ms = started.elapsed().as_millis();
+            match &result {
+                Ok(_) => tracing::info!(
+                    function = %self.function_name,
+                    source = self.event_source,
+                    status = "ok",
+                    records,
+                    duration_ms,
+                    request_id = %request_id,
+                    "invoked"
+                ),
+                Err(error) => tracing::warn!(
+                    function = %self.function_name,
+                    source = self.event_source,
+                    status = "error",
+                    records,
+                    duration_ms,
+                    request_id = %request_id,
+                    error = %error,
+                    "invoked"
+                ),
+            }
+            Invocation { request_id, result }
+        }
+    }
+
+    /// `arn:aws:lambda:{region}:{account}:function:{name}` in the region and account of
+    /// the event source.
+    pub fn function_arn(source_arn: &str, function_name: &str) -> String {
+        let mut parts = source_arn.split(':').skip(3);
+        let region = parts
+            .next()
+            .filter(|region| !region.is_empty())
+            .unwrap_or("us-east-1");
+        let account = parts
+            .next()
+            .filter(|account| !account.is_empty())
+            .unwrap_or(DEFAULT_ACCOUNT);
+        format!("arn:aws:lambda:{region}:{account}:function:{function_name}")
+    }
+
+    /// The `itemIdentifier`s of a partial batch response, as Lambda reads it.
+    ///
+    /// Success (an empty list): a null response, an object without `batchItemFailures`, or
+    /// a null or empty list. Complete failure (`Err`): any other response shape, an entry
+    /// without a non-empty string `itemIdentifier`. Whether an identifier belongs to the
+    /// batch is for the caller to check (an unknown one is also a complete failure).
+    pub fn batch_item_failures(response: &Value) -> Result<Vec<String>, String> {
+        let failures = match response {
+            Value::Null => return Ok(Vec::new()),
+            Value::Object(fields) => match fields.get("batchItemFailures") {
+                None | Some(Value::Null) => return Ok(Vec::new()),
+                Some(Value::Array(failures)) => failures,
+                Some(_) => return Err("batchItemFailures is not a list".to_owned()),
+            },
+            _ => return Err("the response is not a JSON object".to_owned()),
+        };
+        failures
+            .iter()
+            .map(|failure| match failure.get("itemIdentifier") {
+                Some(Value::String(identifier)) if !identifier.is_empty() => {
+                    Ok(identifier.clone())
+                }
+                _ => Err(format!("invalid batch item failure {failure}")),
+            })
+            .collect()
+    }
+
+    /// Completes when `stop` turns true (or its sender is gone).
+    pub async fn stopped(mut stop: watch::Receiver<bool>) {
+        let _sender_gone_also_means_stop = stop.wait_for(|stop| *stop).await;
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        use super::*;
+
+        #[test]
+        fn absent_null_or_empty_failure_lists_mean_success() {
+            for response in [
+                Value::Null,
+                json!({}),
+                json!({"batchItemFailures": null}),
+                json!({"batchItemFailures": []}),
+            ] {
+                assert_eq!(batch_item_failures(&response), Ok(Vec::new()), "{response}");
+            }
+        }
+
+        #[test]
+        fn identifiers_are_returned_in_order() {
+            let response = json!({"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]});
+            assert_eq!(
+                batch_item_failures(&response),
+                Ok(vec!["b".to_owned(), "a".to_owned()])
+            );
+        }
+
+        #[test]
+        fn empty_null_or_misnamed_identifiers_fail_the_whole_batch() {
+            for response in [
+                json!({"batchItemFailures": [{"itemIdentifier": ""}]}),
+                json!({"batchItemFailures": [{"itemIdentifier": null}]}),
+                json!({"batchItemFailures": [{"id": "1"}]}),
+                json!({"batchItemFailures": "1"}),
+                json!("not an object"),
+            ] {
+                assert!(batch_item_failures(&response).is_err(), "{response}");
+            }
+        }
+
+        #[test]
+        fn function_arn_takes_region_and_account_from_the_source() {
+            assert_eq!(
+                function_arn("arn:aws:sqs:us-east-1:123456789012:ripple-push", "push-worker"),
+                "arn:aws:lambda:us-east-1:123456789012:function:push-worker"
+            );
+            assert_eq!(
+                function_arn("not-an-arn", "f"),
+                "arn:aws:lambda:us-east-1:000000000000:function:f"
+            );
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! API Gateway WebSocket API emulation: `$connect` decides the handshake, messages are routed
+//! by the route selection expression, `$disconnect` fires when the socket ends, and the
+//! `@connections` management API ([`crate::management`]) shares the port.
+//!
+//! AWS limits apply and are configurable so tests can compress them: 128 KB messages, 32 KB
+//! frames (close 1009 when exceeded), 10 minutes idle, 2 hours per connection.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use serde_json::{json, Map, Value};
+use shared::function::LambdaFunction;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::ids;
+
+/// The `apiId` local WebSocket events carry.
+pub const WEBSOCKET_API_ID: &str = "local-ws";
+
+/// AWS WebSocket API quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketLimits {
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+}
+
+impl Default for WebSocketLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 128 * 1024,
+            max_frame_bytes: 32 * 1024,
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_duration: Duration::from_secs(2 * 60 * 60),
+        }
+    }
+}
+
+/// Fault injection on the WebSocket side; switchable while the gateway runs.
+#[derive(Debug, Default)]
+pub struct WebSocketFaults {
+    /// Never invoke `$disconnect` (a connection that dies silently, as after a crash).
+    pub drop_disconnect: AtomicBool,
+    /// Answer this percentage of `@connections` POSTs with a 500.
+    pub fail_post_percent: AtomicU8,
+}
+
+impl WebSocketFaults {
+    pub fn new(drop_disconnect: bool, fail_post_percent: u8) -> Self {
+        Self {
+            drop_disconnect: AtomicBool::new(drop_disconnect),
+            fail_post_percent: AtomicU8::new(fail_post_percent.min(100)),
+        }
+    }
+}
+
+/// What the socket task is asked to send.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Text(String),
+    Binary(Bytes),
+    Close { code: u16, reason: &'static str },
+}
+
+/// A live connection as the management API sees it.
+#[derive(Debug)]
+pub(crate) struct ConnectionEntry {
+    pub(crate) outbound: mpsc::UnboundedSender<Outbound>,
+    pub(crate) connected_at: DateTime<Utc>,
+    pub(crate) last_active_ms: AtomicI64,
+    pub(crate) source_ip: String,
+    pub(crate) user_agent: String,
+}
+
+/// Open connections by id.
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    inner: Arc<Mutex<BTreeMap<String, Arc<ConnectionEntry>>>>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<ConnectionEntry>>> {
+        // A panic while holding this lock cannot leave the map half-updated (single
+        // insert/remove calls), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn insert(&self, id: &str, entry: Arc<ConnectionEntry>) {
+        self.lock().insert(id.to_owned(), entry);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<ConnectionEntry>> {
+        self.lock().get(id).cloned()
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<ConnectionEntry>> {
+        self.lock().remove(id)
+    }
+
+    /// Ids of the open connections.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+/// Where a message's route key comes from: `$request.body.<path>`.
+#[derive(Debug, Clone, PartialEq)]
+struct RouteSelection {
+    body_path: Option<Vec<String>>,
+}
+
+impl RouteSelection {
+    fn parse(expression: &str) -> Self {
+        let body_path = expression
+            .trim()
+            .strip_prefix("$request.body.")
+            .map(|path| path.split('.').map(str::to_owned).collect());
+        Self { body_path }
+    }
+
+    /// The selected key of a text message, if the message is JSON and has it.
+    fn select(&self, text: &str) -> Option<String> {
+        let path = self.body_path.as_ref()?;
+        let body: Value = serde_json::from_str(text).ok()?;
+        let selected = path.iter().try_fold(&body, |value, key| value.get(key))?;
+        match selected {
+            Value::String(key) => Some(key.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// The WebSocket API: routes, limits, live connections.
+pub struct WebSocketApi {
+    routes: BTreeMap<String, Arc<dyn LambdaFunction>>,
+    selection: RouteSelection,
+    pub(crate) stage: String,
+    limits: WebSocketLimits,
+    pub(crate) faults: Arc<WebSocketFaults>,
+    pub(crate) connections: Connections,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Who is on the other end of a connection, fixed at `$connect`.
+#[derive(Debug, Clone)]
+struct ConnectionInfo {
+    id: String,
+    connected_at: DateTime<Utc>,
+    source_ip: String,
+    user_agent: String,
+    domain_name: String,
+}
+
+/// Why a connection ended, as `$disconnect` reports it.
+#[derive(Debug, Clone, PartialEq)]
+struct Disconnect {
+    code: u16,
+    reason: String,
+}
+
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_NO_STATUS: u16 = 1005;
+const CLOSE_ABNORMAL: u16 = 1006;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_NORMAL: u16 = 1000;
+
+impl WebSocketApi {
+    pub fn new(
+        route_selection_expression: &str,
+        routes: BTreeMap<String, Arc<dyn LambdaFunction>>,
+        stage: &str,
+        limits: WebSocketLimits,
+        faults: Arc<WebSocketFaults>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            routes,
+            selection: RouteSelection::parse(route_selection_expression),
+            stage: stage.to_owned(),
+            limits,
+            faults,
+            connections: Connections::default(),
+            shutdown,
+        }
+    }
+
+    pub fn connections(&self) -> Connections {
+        self.connections.clone()
+    }
+
+    /// WebSocket upgrades on `/` and `/{stage}`, the management API on `/@connections/{id}`
+    /// and `/{stage}/@connections/{id}`; anything else is API Gateway's 403.
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        let management = crate::management::routes();
+        axum::Router::new()
+            .route("/", get(upgrade_at_root))
+            .route("/{stage}", get(upgrade_at_stage))
+            .merge(management)
+            .fallback(|| async { forbidden() })
+            .with_state(self)
+    }
+
+    /// The route a message goes to: the selected key if such a route exists, else
+    /// `$default` (`None` when the API has no `$default`).
+    fn route_for(&self, message: &Message) -> Option<(&str, &Arc<dyn LambdaFunction>)> {
+        let selected = match message {
+            Message::Text(text) => self.selection.select(text.as_str()),
+            _ => None,
+        };
+        selected
+            .and_then(|key| self.routes.get_key_value(key.as_str()))
+            .or_else(|| self.routes.get_key_value("$default"))
+            .map(|(key, function)| (key.as_str(), function))
+    }
+}
+
+pub(crate) fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        json!({"message": "Forbidden"}).to_string(),
+    )
+        .into_response()
+}
+
+async fn upgrade_at_root(
+    State(api): State<Arc<WebSocketApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    connect(api, peer, uri, headers, upgrade).await
+}
+
+async fn upgrade_at_stage(
+    State(api): State<Arc<WebSocketApi>>,
+    Path(stage): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if stage != api.stage {
+        return forbidden();
+    }
+    connect(api, peer, uri, headers, upgrade).await
+}
+
+/// The handshake: `$connect` decides; its status rejects, its `Sec-WebSocket-Protocol`
+/// header is echoed.
+async fn connect(
+    api: Arc<WebSocketApi>,
+    peer: SocketAddr,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let mut upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let info = ConnectionInfo {
+        id: ids::connection_id(),
+        connected_at: Utc::now(),
+        source_ip: peer.ip().to_string(),
+        user_agent: header_text("user-agent"),
+        domain_name: header_text("host")
+            .split(':')
+            .next()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+            .to_owned(),
+    };
+    if let Some(function) = api.routes.get("$connect") {
+        let event = connect_event(&api.stage, &info, &headers, uri.query().unwrap_or_default());
+        let response = match function.invoke(event, lambda_runtime::Context::default()).await {
+            Ok(response) => response,
+            Err(_) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": "Internal server error"}).to_string(),
+                )
+                    .into_response()
+            }
+        };
+        let status = response["statusCode"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        if !status.is_success() {
+            let body = response["body"].as_str().unwrap_or_default().to_owned();
+            return (status, body).into_response();
+        }
+        if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
+            if let Ok(value) = HeaderValue::from_str(&protocol) {
+                upgrade.set_selected_protocol(value);
+            }
+        }
+    }
+    let limits = api.limits;
+    upgrade
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| serve_connection(api, info, socket))
+}
+
+/// A header of a Lambda proxy response, case-insensitively, from `headers` or
+/// `multiValueHeaders`.
+fn response_header(response: &Value, name: &str) -> Option<String> {
+    let single = response["headers"].as_object().and_then(|headers| {
+        headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| value.as_str().map(str::to_owned))
+    });
+    single.or_else(|| {
+        response["multiValueHeaders"].as_object().and_then(|headers| {
+            headers
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .and_then(|(_, values)| values.get(0)?.as_str().map(str::to_owned))
+        })
+    })
+}
+
+/// Runs one connection until it ends, then fires `$disconnect`.
+async fn serve_connection(api: Arc<WebSocketApi>, info: ConnectionInfo, mut socket: WebSocket) {
+    let (outbound, mut queued) = mpsc::unbounded_channel();
+    let entry = Arc::new(ConnectionEntry {
+        outbound: outbound.clone(),
+        connected_at: info.connected_at,
+        last_active_ms: AtomicI64::new(info.connected_at.timestamp_millis()),
+        source_ip: info.source_ip.clone(),
+        user_agent: info.user_agent.clone(),
+    });
+    api.connections.insert(&info.id, Arc::clone(&entry));
+    let info = Arc::new(info);
+    let mut shutdown = api.shutdown.clone();
+    let max_deadline = Instant::now() + api.limits.max_duration;
+    let mut idle_deadline = Instant::now() + api.limits.idle_timeout;
+
+    let disconnect = loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                None => break Disconnect {
+                    code: CLOSE_ABNORMAL,
+                    reason: "Connection closed without a close frame".into(),
+                },
+                Some(Ok(Message::Close(frame))) => break client_close(frame),
+                Some(Ok(message)) => {
+                    idle_deadline = Instant::now() + api.limits.idle_timeout;
+                    entry.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                        tokio::spawn(dispatch(
+                            Arc::clone(&api),
+                            Arc::clone(&info),
+                            message,
+                            outbound.clone(),
+                        ));
+                    }
+                }
+                Some(Err(error)) => {
+                    if is_capacity_error(error) {
+                        close(&mut socket, CLOSE_TOO_BIG, "Message too big").await;
+                        break Disconnect {
+                            code: CLOSE_TOO_BIG,
+                            reason: "Message too big".into(),
+                        };
+                    }
+                    break Disconnect {
+                        code: CLOSE_ABNORMAL,
+                        reason: "Connection reset".into(),
+                    };
+                }
+            },
+            Some(message) = queued.recv() => {
+                let sent = match message {
+                    Outbound::Text(text) => socket.send(Message::text(text)).await,
+                    Outbound::Binary(data) => socket.send(Message::binary(data)).await,
+                    Outbound::Close { code, reason } => {
+                        close(&mut socket, code, reason).await;
+                        break Disconnect { code, reason: reason.into() };
+                    }
+                };
+                if sent.is_err() {
+                    break Disconnect {
+                        code: CLOSE_ABNORMAL,
+                        reason: "Connection reset".into(),
+                    };
+                }
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break Disconnect { code: CLOSE_GOING_AWAY, reason: "Idle timeout".into() };
+            }
+            () = tokio::time::sleep_until(max_deadline) => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break Disconnect {
+                    code: CLOSE_GOING_AWAY,
+                    reason: "Maximum connection duration reached".into(),
+                };
+            }
+            _ = shutdown.changed() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break Disconnect { code: CLOSE_GOING_AWAY, reason: "Gateway shutting down".into() };
+            }
+        }
+    };
+    api.connections.remove(&info.id);
+    finish_close(&mut socket).await;
+    drop(socket);
+
+    if api.faults.drop_disconnect.load(Ordering::Relaxed) {
+        tracing::info!(connection_id = %info.id, "fault injection: $disconnect dropped");
+        return;
+    }
+    if let Some(function) = api.routes.get("$disconnect") {
+        let event = disconnect_event(&api.stage, &info, &disconnect);
+        // $disconnect is best effort on AWS too: its response is ignored.
+        let _ignored = function.invoke(event, lambda_runtime::Context::default()).await;
+    }
+}
+
+/// What `$disconnect` reports for a client's close frame.
+fn client_close(frame: Option<CloseFrame>) -> Disconnect {
+    match frame {
+        Some(frame) => Disconnect {
+            code: frame.code,
+            reason: frame.reason.as_str().to_owned(),
+        },
+        None => Disconnect {
+            code: CLOSE_NO_STATUS,
+            reason: String::new(),
+        },
+    }
+}
+
+/// tungstenite reports oversize frames/messages as capacity errors.
+fn is_capacity_error(error: axum::Error) -> bool {
+    error
+        .into_inner()
+        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    // The peer may already be gone; the connection ends either way.
+    let _peer_may_be_gone = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Completes the closing handshake: flushes our reply to the peer's close frame, or waits
+/// (briefly) for the peer's reply to ours.
+async fn finish_close(socket: &mut WebSocket) {
+    let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
+    let _timed_out_is_fine = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Invokes the route for one message and sends its response body back, or API Gateway's
+/// error frame.
+async fn dispatch(
+    api: Arc<WebSocketApi>,
+    info: Arc<ConnectionInfo>,
+    message: Message,
+    outbound: mpsc::UnboundedSender<Outbound>,
+) {
+    let request_id = ids::request_id();
+    let Some((route_key, function)) = api.route_for(&message) else {
+        let error = json!({
+            "message": "Forbidden",
+            "connectionId": info.id,
+            "requestId": request_id,
+        });
+        // The socket may have closed meanwhile; nothing to tell then.
+        let _closed = outbound.send(Outbound::Text(error.to_string()));
+        return;
+    };
+    let event = message_event(&api.stage, &info, route_key, &message, &request_id);
+    let reply = match function.invoke(event, lambda_runtime::Context::default()).await {
+        Ok(response) => route_response(&response),
+        Err(_) => Some(Outbound::Text(
+            json!({
+                "message": "Internal server error",
+                "connectionId": info.id,
+                "requestId": request_id,
+            })
+            .to_string(),
+        )),
+    };
+    if let Some(reply) = reply {
+        let _closed = outbound.send(reply);
+    }
+}
+
+/// The frame a route's response body becomes, if it has one.
+fn route_response(response: &Value) -> Option<Outbound> {
+    let body = response["body"].as_str().filter(|b| !b.is_empty())?;
+    if response["isBase64Encoded"] == json!(true) {
+        return STANDARD
+            .decode(body)
+            .ok()
+            .map(|data| Outbound::Binary(Bytes::from(data)));
+    }
+    Some(Outbound::Text(body.to_owned()))
+}
+
+// ---- events ------------------------------------------------------------------------------
+
+/// The `requestContext` every WebSocket event carries.
+fn request_context(
+    stage: &str,
+    info: &ConnectionInfo,
+    route_key: &str,
+    event_type: &str,
+    request_id: &str,
+) -> Map<String, Value> {
+    let now = Utc::now();
+    let context = json!({
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": request_id,
+        "requestTime": ids::clf_time(now),
+        "messageDirection": "IN",
+        "stage": stage,
+        "connectedAt": info.connected_at.timestamp_millis(),
+        "requestTimeEpoch": now.timestamp_millis(),
+        "identity": {"sourceIp": info.source_ip, "userAgent": info.user_agent},
+        "requestId": request_id,
+        "domainName": info.domain_name,
+        "connectionId": info.id,
+        "apiId": WEBSOCKET_API_ID,
+    });
+    match context {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn connect_event(stage: &str, info: &ConnectionInfo, headers: &HeaderMap, raw_query: &str) -> Value {
+    let mut single = Map::new();
+    let mut multi: Map<String, Value> = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        single.insert(name.as_str().to_owned(), json!(value));
+        match multi.get_mut(name.as_str()).and_then(Value::as_array_mut) {
+            Some(values) => values.push(json!(value)),
+            None => {
+                multi.insert(name.as_str().to_owned(), json!([value]));
+            }
+        }
+    }
+    let mut query = Map::new();
+    let mut multi_query: Map<String, Value> = Map::new();
+    for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        query.insert(key.to_string(), json!(value));
+        match multi_query.get_mut(key.as_ref()).and_then(Value::as_array_mut) {
+            Some(values) => values.push(json!(value)),
+            None => {
+                multi_query.insert(key.to_string(), json!([value]));
+            }
+        }
+    }
+    let mut event = Map::new();
+    event.insert("headers".into(), Value::Object(single));
+    event.insert("multiValueHeaders".into(), Value::Object(multi));
+    if !query.is_empty() {
+        event.insert("queryStringParameters".into(), Value::Object(query));
+        event.insert(
+            "multiValueQueryStringParameters".into(),
+            Value::Object(multi_query),
+        );
+    }
+    event.insert(
+        "requestContext".into(),
+        Value::Object(request_context(
+            stage,
+            info,
+            "$connect",
+            "CONNECT",
+            &ids::request_id(),
+        )),
+    );
+    event.insert("isBase64Encoded".into(), json!(false));
+    Value::Object(event)
+}
+
+fn message_event(
+    stage: &str,
+    info: &ConnectionInfo,
+    route_key: &str,
+    message: &Message,
+    request_id: &str,
+) -> Value {
+    let mut context = request_context(stage, info, route_key, "MESSAGE", request_id);
+    context.insert("messageId".into(), json!(ids::request_id()));
+    let (body, encoded) = match message {
+        Message::Text(text) => (text.as_str().to_owned(), false),
+        Message::Binary(data) => (STANDARD.encode(data), true),
+        _ => (String::new(), false),
+    };
+    json!({
+        "requestContext": context,
+        "body": body,
+        "isBase64Encoded": encoded,
+    })
+}
+
+fn disconnect_event(stage: &str, info: &ConnectionInfo, disconnect: &Disconnect) -> Value {
+    let mut context = request_context(stage, info, "$disconnect", "DISCONNECT", &ids::request_id());
+    context.insert("disconnectStatusCode".into(), json!(disconnect.code));
+    context.insert("disconnectReason".into(), json!(disconnect.reason));
+    json!({
+        "headers": {"Host": info.domain_name, "x-api-key": "", "x-restapi": ""},
+        "multiValueHeaders": {"Host": [info.domain_name], "x-api-key": [""], "x-restapi": [""]},
+        "requestContext": context,
+        "isBase64Encoded": false,
+    })
+}
+
+/// Close code for a connection deleted through the management API.
+pub(crate) const CLOSE_DELETED: u16 = CLOSE_NORMAL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+
+    fn info() -> ConnectionInfo {
+        ConnectionInfo {
+            id: "abc=".into(),
+            connected_at: Utc::now(),
+            source_ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            domain_name: "localhost".into(),
+        }
+    }
+
+    #[test]
+    fn events_deserialise_as_aws_lambda_events_websocket_requests() {
+        let mut headers = HeaderMap::new();
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static("ripple.v1, tok"));
+        let connect = connect_event("dev", &info(), &headers, "token=a%20b");
+        let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(connect).unwrap();
+        assert_eq!(parsed.request_context.event_type.as_deref(), Some("CONNECT"));
+        assert_eq!(parsed.request_context.connection_id.as_deref(), Some("abc="));
+        assert_eq!(parsed.query_string_parameters.first("token"), Some("a b"));
+        assert_eq!(parsed.headers["Sec-WebSocket-Protocol"], "ripple.v1, tok");
+
+        let message = message_event("dev", &info(), "ping", &Message::text("{}"), "rid");
+        let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(message).unwrap();
+        assert_eq!(parsed.request_context.route_key.as_deref(), Some("ping"));
+        assert!(parsed.request_context.message_id.is_some());
+        assert_eq!(parsed.body.as_deref(), Some("{}"));
+
+        let disconnect = Disconnect {
+            code: 1001,
+            reason: "Going away".into(),
+        };
+        let parsed: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_value(disconnect_event("dev", &info(), &disconnect)).unwrap();
+        assert_eq!(parsed.request_context.disconnect_status_code, Some(1001));
+        assert_eq!(parsed.request_context.event_type.as_deref(), Some("DISCONNECT"));
+    }
+
+    #[test]
+    fn selection_reads_the_body_path_and_ignores_non_json() {
+        let selection = RouteSelection::parse("$request.body.action");
+        assert_eq!(selection.select(r#"{"action":"ping"}"#).as_deref(), Some("ping"));
+        assert_eq!(selection.select("not json"), None);
+        assert_eq!(selection.select(r#"{"action":{"nested":1}}"#), None);
+        let nested = RouteSelection::parse("$request.body.meta.kind");
+        assert_eq!(nested.select(r#"{"meta":{"kind":"x"}}"#).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn the_subprotocol_header_is_found_in_any_case() {
+        let response = json!({"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "ripple.v1"}});
+        assert_eq!(
+            response_header(&response, "sec-websocket-protocol").as_deref(),
+            Some("ripple.v1")
+        );
+        let multi = json!({"multiValueHeaders": {"sec-websocket-protocol": ["ripple.v1"]}});
+        assert_eq!(
+            response_header(&multi, "Sec-WebSocket-Protocol").as_deref(),
+            Some("ripple.v1")
+        );
+    }
+}

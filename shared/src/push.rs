@@ -1,0 +1,597 @@
+//! Delivering events to WebSocket connections.
+//!
+//! - [`PushClient`]: one post to one connection, with a typed outcome — delivered, or
+//!   gone (API Gateway's `GoneException`, HTTP 410: the socket is closed) — and errors typed
+//!   retryable (throttling, 5xx, timeouts) or permanent. [`ManagementApiPush`] is the real
+//!   one, over ONE `aws-sdk-apigatewaymanagement` client built at cold start from
+//!   `WS_MANAGEMENT_ENDPOINT`.
+//! - [`Audience`] and [`AudienceResolver`]: who an event is for, turned into connection ids
+//!   (the connections of 100 users are one `BatchGetItem`).
+//! - [`Dispatcher`]: an audience up to `FANOUT_DIRECT_MAX_CONNECTIONS` connections is pushed
+//!   directly with bounded concurrency and retry-with-backoff; a larger one is split into
+//!   `fanout` messages on the queue for the push worker. A gone connection is removed (with
+//!   its room memberships) and counts as delivered.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
+use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+
+use crate::domain::UserId;
+use crate::error::{cause_chain, Error, Result};
+use crate::events::{Channel, Event};
+use crate::queue::EventQueue;
+use crate::store::connections::ConnectionStore;
+use crate::store::social::SocialStore;
+use crate::store::users::UserStore;
+
+/// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
+/// every concurrent invocation, so this stays modest; throttling is retried anyway.
+pub const DEFAULT_PUSH_CONCURRENCY: usize = 32;
+
+/// Most followers one post event is fanned out to (bounds the read; the SQS path takes
+/// anything above the direct threshold).
+pub const MAX_AUDIENCE_FOLLOWERS: usize = 100_000;
+
+/// What happened to one post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Delivered,
+    /// The connection no longer exists (HTTP 410 `GoneException`).
+    Gone,
+}
+
+/// A post that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushError {
+    /// Throttling, a 5xx or a transport failure: trying again later may work.
+    #[error("retryable push failure: {0}")]
+    Retryable(String),
+    /// The request itself is refused (payload too large, forbidden…): it never will work.
+    #[error("permanent push failure: {0}")]
+    Permanent(String),
+}
+
+impl PushError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
+}
+
+/// Sends bytes to one WebSocket connection.
+#[async_trait]
+pub trait PushClient: Send + Sync {
+    async fn post(&self, connection_id: &str, payload: &[u8]) -> std::result::Result<PushOutcome, PushError>;
+}
+
+/// [`PushClient`] over the API Gateway management API (`POST /@connections/{id}`).
+#[derive(Debug, Clone)]
+pub struct ManagementApiPush {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl ManagementApiPush {
+    pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
+        Self { client }
+    }
+
+    /// The push client of a function that pushes: `WS_MANAGEMENT_ENDPOINT` must be set.
+    pub fn from_clients(clients: &crate::aws::Clients) -> Result<Self> {
+        clients
+            .management
+            .clone()
+            .map(Self::new)
+            .ok_or_else(|| Error::invariant("configuration: required configuration WS_MANAGEMENT_ENDPOINT is not set"))
+    }
+}
+
+#[async_trait]
+impl PushClient for ManagementApiPush {
+    async fn post(&self, connection_id: &str, payload: &[u8]) -> std::result::Result<PushOutcome, PushError> {
+        let sent = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(payload))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(PushOutcome::Delivered),
+            Err(error) => classify_post_error(error),
+        }
+    }
+}
+
+/// Maps a management-API failure onto [`PushOutcome::Gone`] or a typed [`PushError`].
+fn classify_post_error(error: SdkError<PostToConnectionError, HttpResponse>) -> std::result::Result<PushOutcome, PushError> {
+    let described = cause_chain(&error);
+    match &error {
+        SdkError::ServiceError(service) => match service.err() {
+            PostToConnectionError::GoneException(_) => Ok(PushOutcome::Gone),
+            PostToConnectionError::LimitExceededException(_) => Err(PushError::Retryable(described)),
+            PostToConnectionError::PayloadTooLargeException(_) | PostToConnectionError::ForbiddenException(_) => {
+                Err(PushError::Permanent(described))
+            }
+            // Unmodelled errors: 5xx and 429 are worth another try, other 4xx are not.
+            _ => match service.raw().status().as_u16() {
+                status if status >= 500 || status == 429 => Err(PushError::Retryable(described)),
+                _ => Err(PushError::Permanent(described)),
+            },
+        },
+        SdkError::ConstructionFailure(_) => Err(PushError::Permanent(described)),
+        // Timeouts, connection failures, unparseable responses.
+        _ => Err(PushError::Retryable(described)),
+    }
+}
+
+// ---- retry ---------------------------------------------------------------------------------------
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included (at least 1).
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt number `attempt` (1-based): uniform in
+    /// `[0, min(max_delay, base_delay · 2^(attempt-1))]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponential = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let ceiling = exponential.min(self.max_delay);
+        if ceiling.is_zero() {
+            return ceiling;
+        }
+        ceiling.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+    }
+}
+
+// ---- audiences --------------------------------------------------------------------------------
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every open connection of these users.
+    Users(Vec<UserId>),
+    /// Every open connection of these users except one (the connection that caused the event).
+    UsersExcept {
+        users: Vec<UserId>,
+        except_connection: String,
+    },
+    /// The subscribers of a channel.
+    Room(Channel),
+    /// One connection.
+    Connection(String),
+    /// The author and the author's followers, minus anyone in the author's block set
+    /// (a block removes follows, so this only matters for races).
+    AuthorAndFollowers(UserId),
+    /// Who may see the user's presence: if the user shows presence, their mutual follows
+    /// (and `presence:{user}` subscribers that still are), minus blocked relations.
+    PresenceWatchers(UserId),
+}
+
+/// Turns audiences into connection ids.
+#[derive(Clone)]
+pub struct AudienceResolver {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub users: Arc<dyn UserStore>,
+}
+
+impl std::fmt::Debug for AudienceResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudienceResolver").finish_non_exhaustive()
+    }
+}
+
+impl AudienceResolver {
+    /// The union of the audiences' connections, each once, sorted.
+    pub async fn resolve(&self, audiences: &[Audience]) -> Result<Vec<String>> {
+        let mut connection_ids = BTreeSet::new();
+        let mut excluded = HashSet::new();
+        for audience in audiences {
+            match audience {
+                Audience::Users(users) => {
+                    connection_ids.extend(self.connections_of(users).await?);
+                }
+                Audience::UsersExcept {
+                    users,
+                    except_connection,
+                } => {
+                    connection_ids.extend(self.connections_of(users).await?);
+                    excluded.insert(except_connection.clone());
+                }
+                Audience::Room(channel) => {
+                    let members = self.connections.room_members(&channel.to_string()).await?;
+                    connection_ids.extend(members.into_iter().map(|member| member.connection_id));
+                }
+                Audience::Connection(id) => {
+                    connection_ids.insert(id.clone());
+                }
+                Audience::AuthorAndFollowers(author) => {
+                    let blocked = self.social.block_set(*author).await?;
+                    let mut users: Vec<UserId> = self
+                        .social
+                        .follower_ids(*author, MAX_AUDIENCE_FOLLOWERS)
+                        .await?
+                        .into_iter()
+                        .filter(|follower| !blocked.contains(follower))
+                        .collect();
+                    users.push(*author);
+                    connection_ids.extend(self.connections_of(&users).await?);
+                }
+                Audience::PresenceWatchers(user) => {
+                    connection_ids.extend(self.presence_watchers(*user).await?);
+                }
+            }
+        }
+        Ok(connection_ids.into_iter().filter(|id| !excluded.contains(id)).collect())
+    }
+
+    async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {
+        let unique: Vec<UserId> = users.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+        Ok(self
+            .connections
+            .connections_of_users(&unique)
+            .await?
+            .into_values()
+            .flatten()
+            .collect())
+    }
+
+    async fn presence_watchers(&self, user: UserId) -> Result<Vec<String>> {
+        let Some(profile) = self.users.get_user(user).await? else {
+            return Ok(Vec::new());
+        };
+        if !profile.show_presence {
+            return Ok(Vec::new());
+        }
+        let blocked = self.social.block_set(user).await?;
+        let following: HashSet<UserId> = self.social.following_ids(user).await?.into_iter().collect();
+        let mutuals: HashSet<UserId> = self
+            .social
+            .follower_ids(user, MAX_AUDIENCE_FOLLOWERS)
+            .await?
+            .into_iter()
+            .filter(|follower| following.contains(follower) && !blocked.contains(follower))
+            .collect();
+        let mut watchers = self.connections_of(&mutuals.iter().copied().collect::<Vec<_>>()).await?;
+        // Subscribers were mutual when they subscribed; one who unfollowed or was blocked
+        // since then is not told any more.
+        let subscribers = self.connections.room_members(&Channel::Presence(user).to_string()).await?;
+        watchers.extend(
+            subscribers
+                .into_iter()
+                .filter(|member| mutuals.contains(&member.user_id))
+                .map(|member| member.connection_id),
+        );
+        Ok(watchers)
+    }
+}
+
+// ---- delivery -----------------------------------------------------------------------------------
+
+/// How a dispatch reached its audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchPath {
+    /// Nobody to send to.
+    Nobody,
+    /// Pushed from this invocation.
+    Direct,
+    /// Handed to the push worker through the queue.
+    Queued,
+}
+
+impl DispatchPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nobody => "nobody",
+            Self::Direct => "direct",
+            Self::Queued => "queued",
+        }
+    }
+}
+
+/// What one dispatch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchReport {
+    pub path: DispatchPath,
+    /// Size of the audience in connections.
+    pub connections: usize,
+    pub delivered: usize,
+    /// Connections found gone (and removed); they count as delivered.
+    pub gone: usize,
+    /// Connections still failing with retryable errors after every attempt.
+    pub retryable_failures: Vec<String>,
+    /// Connections that refused the post for good (logged and dropped).
+    pub dropped: usize,
+    /// `fanout` messages queued.
+    pub queued_messages: usize,
+    /// Time spent posting (direct path only).
+    pub push_latency: Duration,
+}
+
+impl DispatchReport {
+    fn new(path: DispatchPath, connections: usize) -> Self {
+        Self {
+            path,
+            connections,
+            delivered: 0,
+            gone: 0,
+            retryable_failures: Vec::new(),
+            dropped: 0,
+            queued_messages: 0,
+            push_latency: Duration::ZERO,
+        }
+    }
+
+    /// Whether the source must be retried (some connection could not be reached yet).
+    pub fn needs_retry(&self) -> bool {
+        !self.retryable_failures.is_empty()
+    }
+}
+
+/// Pushes events directly or through the queue.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub push: Arc<dyn PushClient>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub queue: Arc<dyn EventQueue>,
+    /// Audiences up to this many connections are pushed directly.
+    pub direct_max_connections: usize,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("direct_max_connections", &self.direct_max_connections)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+enum PostResult {
+    Delivered,
+    Gone,
+    Retryable(String),
+    Dropped,
+}
+
+impl Dispatcher {
+    /// Direct push for small audiences, the queue for large ones. A queue failure is an
+    /// error (the caller retries its source); push failures are in the report.
+    pub async fn dispatch(&self, event: &Event, connection_ids: &[String]) -> Result<DispatchReport> {
+        if connection_ids.is_empty() {
+            return Ok(DispatchReport::new(DispatchPath::Nobody, 0));
+        }
+        if connection_ids.len() > self.direct_max_connections {
+            let mut report = DispatchReport::new(DispatchPath::Queued, connection_ids.len());
+            report.queued_messages = self.queue.enqueue_fanout(event, connection_ids).await?;
+            return Ok(report);
+        }
+        self.deliver(event, connection_ids).await
+    }
+
+    /// Posts `event` to every connection with bounded concurrency, retrying retryable
+    /// failures with backoff. Gone connections are removed and count as delivered.
+    pub async fn deliver(&self, event: &Event, connection_ids: &[String]) -> Result<DispatchReport> {
+        let payload: Arc<[u8]> = event.to_json()?.into_bytes().into();
+        let started = Instant::now();
+        let results: Vec<(String, PostResult)> = stream::iter(connection_ids.iter().cloned())
+            .map(|connection_id| {
+                let payload = Arc::clone(&payload);
+                async move {
+                    let result = self.post_with_retry(&connection_id, &payload).await;
+                    (connection_id, result)
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = DispatchReport::new(DispatchPath::Direct, connection_ids.len());
+        report.push_latency = started.elapsed();
+        for (connection_id, result) in results {
+            match result {
+                PostResult::Delivered => report.delivered += 1,
+                PostResult::Gone => report.gone += 1,
+                PostResult::Dropped => report.dropped += 1,
+                PostResult::Retryable(error) => {
+                    tracing::warn!(connection_id, event_id = %event.event_id, error, "push still failing after retries");
+                    report.retryable_failures.push(connection_id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn post_with_retry(&self, connection_id: &str, payload: &[u8]) -> PostResult {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.push.post(connection_id, payload).await {
+                Ok(PushOutcome::Delivered) => return PostResult::Delivered,
+                Ok(PushOutcome::Gone) => {
+                    self.forget_gone_connection(connection_id).await;
+                    return PostResult::Gone;
+                }
+                Err(PushError::Permanent(error)) => {
+                    tracing::error!(connection_id, error, "push refused; dropped");
+                    return PostResult::Dropped;
+                }
+                Err(PushError::Retryable(error)) => {
+                    if attempt >= self.retry.attempts.max(1) {
+                        return PostResult::Retryable(error);
+                    }
+                    tracing::debug!(connection_id, attempt, error, "push failed; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// A gone connection is removed with its memberships, so fan-outs stop reaching for it.
+    /// If that fails, the connection's TTL cleans up later; the event was still handled.
+    async fn forget_gone_connection(&self, connection_id: &str) {
+        match self.connections.remove_connection(connection_id).await {
+            Ok(_) => tracing::debug!(connection_id, "gone connection removed"),
+            Err(error) => {
+                tracing::warn!(connection_id, error = %error, causes = %cause_chain(&error), "removing a gone connection failed")
+            }
+        }
+    }
+}
+
+// ---- the push tier as one value ------------------------------------------------------------------
+
+/// Everything a function that pushes needs: audience resolution, dispatch, presence state.
+/// The stream router and the push worker (and the WebSocket functions' relays) hold one.
+#[derive(Clone)]
+pub struct PushTier {
+    pub resolver: AudienceResolver,
+    pub dispatcher: Dispatcher,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub presence: Arc<dyn crate::store::presence::PresenceStore>,
+}
+
+impl std::fmt::Debug for PushTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushTier")
+            .field("dispatcher", &self.dispatcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushTier {
+    /// The push tier over the DynamoDB store, with the default concurrency and retry policy.
+    pub fn new(
+        store: Arc<crate::store::DynamoStore>,
+        push: Arc<dyn PushClient>,
+        queue: Arc<dyn EventQueue>,
+        direct_max_connections: usize,
+    ) -> Self {
+        Self {
+            resolver: AudienceResolver {
+                connections: store.clone(),
+                social: store.clone(),
+                users: store.clone(),
+            },
+            dispatcher: Dispatcher {
+                push,
+                connections: store.clone(),
+                queue,
+                direct_max_connections,
+                concurrency: DEFAULT_PUSH_CONCURRENCY,
+                retry: RetryPolicy::default(),
+            },
+            connections: store.clone(),
+            presence: store,
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.dispatcher.retry = retry;
+        self
+    }
+
+    /// Resolves the audience and dispatches the event to it.
+    pub async fn send(&self, event: &Event, audiences: &[Audience]) -> Result<DispatchReport> {
+        let connection_ids = self.resolver.resolve(audiences).await?;
+        self.dispatcher.dispatch(event, &connection_ids).await
+    }
+}
+
+// ---- metrics -------------------------------------------------------------------------------------
+
+/// Totals of one invocation, emitted as one EMF line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushMetrics {
+    /// Records or messages handled.
+    pub inputs: usize,
+    /// Inputs reported as failed (to be retried).
+    pub failures: usize,
+    pub events: usize,
+    /// Connections addressed, summed over events.
+    pub fanout_connections: usize,
+    pub direct_dispatches: usize,
+    pub queued_dispatches: usize,
+    pub queued_messages: usize,
+    pub delivered: usize,
+    pub gone: usize,
+    pub dropped: usize,
+    pub push_latency: Duration,
+    /// Queue messages that could not be read (push worker).
+    pub malformed: usize,
+}
+
+impl PushMetrics {
+    pub fn add(&mut self, report: &DispatchReport) {
+        self.events += 1;
+        self.fanout_connections += report.connections;
+        match report.path {
+            DispatchPath::Direct => self.direct_dispatches += 1,
+            DispatchPath::Queued => self.queued_dispatches += 1,
+            DispatchPath::Nobody => {}
+        }
+        self.queued_messages += report.queued_messages;
+        self.delivered += report.delivered;
+        self.gone += report.gone;
+        self.dropped += report.dropped;
+        self.push_latency += report.push_latency;
+    }
+
+    /// The EMF document for `function` (the `Function` dimension).
+    pub fn emf_document(&self, function: &str, timestamp_ms: i64) -> serde_json::Value {
+        use crate::telemetry::emf::{document, Metric};
+        let path = match (self.direct_dispatches > 0, self.queued_dispatches > 0) {
+            (_, true) => DispatchPath::Queued,
+            (true, false) => DispatchPath::Direct,
+            (false, false) => DispatchPath::Nobody,
+        };
+        let mut properties = serde_json::Map::new();
+        properties.insert("queue_path_taken".into(), serde_json::Value::Bool(self.queued_dispatches > 0));
+        properties.insert("dispatch_path".into(), path.as_str().into());
+        document(
+            timestamp_ms,
+            &[("Function", function)],
+            &[
+                Metric::count("Inputs", self.inputs),
+                Metric::count("Failures", self.failures),
+                Metric::count("Events", self.events),
+                Metric::count("FanoutConnections", self.fanout_connections),
+                Metric::count("DirectDispatches", self.direct_dispatches),
+                Metric::count("QueuedDispatches", self.queued_dispatches),
+                Metric::count("QueuedMessages", self.queued_messages),
+                Metric::count("Delivered", self.delivered),
+                Metric::count("GoneConnections", self.gone),
+                Metric::count("DroppedPushes", self.dropped),
+                Metric::count("MalformedMessages", self.malformed),
+                Metric::milliseconds("PushLatency", self.push_latency),
+            ],
+            properties,
+        )
+    }
+}

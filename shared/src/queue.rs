@@ -1,0 +1,327 @@
+//! The fan-out queue: typed, versioned SQS messages between the stream router and the
+//! push worker.
+//!
+//! Two kinds of message share the queue, told apart by `kind`:
+//!
+//! - `fanout`: an event and a chunk of at most [`FANOUT_CHUNK_CONNECTIONS`] connection ids.
+//!   Large audiences are split so each message stays far below SQS's 256 KiB body limit
+//!   (an event is at most a few tens of KiB: the longest text is a 4000-character message)
+//!   and one worker invocation's work stays bounded.
+//! - `presence_check`: sent with a delay equal to the presence grace period when a
+//!   connection closes; the worker announces `user_offline` only if the user still has no
+//!   connection when it arrives (see `shared::store::presence`).
+//!
+//! Every body carries `"version": 1`. A body of another version, or one that does not parse,
+//! is malformed: the worker logs and drops it instead of letting it bounce until the DLQ.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{rfc3339, UserId};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::push::RetryPolicy;
+
+/// The body format version this code writes and reads.
+pub const QUEUE_MESSAGE_VERSION: u32 = 1;
+
+/// Connection ids per `fanout` message.
+pub const FANOUT_CHUNK_CONNECTIONS: usize = 200;
+
+/// Entries per `SendMessageBatch` call (the SQS maximum).
+pub const SEND_BATCH_MAX: usize = 10;
+
+/// SQS's body limit; a body at or above it is a bug, reported before sending.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Longest delay SQS accepts on a message.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// One queue message body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueueMessage {
+    Fanout(FanoutChunk),
+    PresenceCheck(PresenceCheck),
+}
+
+/// An event and the connections it goes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutChunk {
+    pub event: Event,
+    pub connection_ids: Vec<String>,
+}
+
+/// "Is `user_id` still disconnected?", asked once the grace period after a disconnect ran out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceCheck {
+    pub user_id: UserId,
+    /// The connection whose closing started the grace period; names the check, so a
+    /// redelivered check produces the same `user_offline` event id.
+    pub connection_id: String,
+    #[serde(with = "rfc3339")]
+    pub disconnected_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct VersionedRef<'a> {
+    version: u32,
+    #[serde(flatten)]
+    message: &'a QueueMessage,
+}
+
+/// Why a body could not be read. Never retryable: the same bytes will fail the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedMessage {
+    #[error("queue message version {0} is not supported (expected {QUEUE_MESSAGE_VERSION})")]
+    Version(u32),
+    #[error("queue message does not parse: {0}")]
+    Parse(#[from] serde_json::Error),
+}
+
+impl QueueMessage {
+    /// The versioned JSON body.
+    pub fn to_body(&self) -> Result<String> {
+        let body = serde_json::to_string(&VersionedRef {
+            version: QUEUE_MESSAGE_VERSION,
+            message: self,
+        })
+        .map_err(|e| Error::internal("serialising a queue message", e))?;
+        if body.len() >= MAX_MESSAGE_BYTES {
+            return Err(Error::invariant(format!(
+                "queue message of {} bytes exceeds the SQS limit",
+                body.len()
+            )));
+        }
+        Ok(body)
+    }
+
+    /// Reads a body written by [`QueueMessage::to_body`].
+    pub fn parse(body: &str) -> std::result::Result<Self, MalformedMessage> {
+        // The version is checked before the payload, so a future version is reported as such
+        // instead of as whatever parse error its new shape causes.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let VersionOnly { version } = serde_json::from_str(body)?;
+        if version != QUEUE_MESSAGE_VERSION {
+            return Err(MalformedMessage::Version(version));
+        }
+        // `version` is one more field to the message types, which ignore it.
+        Ok(serde_json::from_str(body)?)
+    }
+}
+
+/// Splits an audience into `fanout` messages of at most [`FANOUT_CHUNK_CONNECTIONS`] ids.
+pub fn fanout_messages(event: &Event, connection_ids: &[String]) -> Vec<QueueMessage> {
+    connection_ids
+        .chunks(FANOUT_CHUNK_CONNECTIONS)
+        .map(|chunk| {
+            QueueMessage::Fanout(FanoutChunk {
+                event: event.clone(),
+                connection_ids: chunk.to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Where the push tier parks work for later or for the push worker.
+#[async_trait]
+pub trait EventQueue: Send + Sync {
+    /// Sends `event` for `connection_ids` as `fanout` messages; returns how many messages.
+    /// An error means some messages may not have been sent: the caller retries the whole
+    /// fan-out (duplicates carry the same `event_id`).
+    async fn enqueue_fanout(&self, event: &Event, connection_ids: &[String]) -> Result<usize>;
+
+    /// Sends a presence check that becomes visible after `delay`.
+    async fn schedule_presence_check(&self, check: &PresenceCheck, delay: Duration) -> Result<()>;
+}
+
+/// [`EventQueue`] over one SQS queue.
+#[derive(Debug, Clone)]
+pub struct SqsEventQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    retry: RetryPolicy,
+}
+
+impl SqsEventQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends up to [`SEND_BATCH_MAX`] bodies, re-sending the entries SQS reports as failed
+    /// (throttling, internal errors) with backoff. Entries failed by the sender's fault
+    /// (which a retry cannot fix) and entries still failing after the last attempt are errors.
+    async fn send_batch(&self, bodies: &[String]) -> Result<()> {
+        let mut pending: Vec<(String, &String)> =
+            bodies.iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(*body)
+                        .build()
+                        .map_err(|e| Error::internal("building an SQS batch entry", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let outcome = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let failed: Vec<_> = match outcome {
+                Ok(output) => {
+                    if let Some(entry) = output.failed().iter().find(|entry| entry.sender_fault()) {
+                        return Err(Error::invariant(format!(
+                            "SQS rejected a fan-out message: {} {}",
+                            entry.code(),
+                            entry.message().unwrap_or_default()
+                        )));
+                    }
+                    output.failed().iter().map(|entry| entry.id().to_owned()).collect()
+                }
+                Err(error) if attempt < self.retry.attempts => {
+                    tracing::warn!(attempt, error = %crate::error::cause_chain(&error), "SendMessageBatch failed; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    continue;
+                }
+                Err(error) => return Err(Error::internal("SendMessageBatch", error)),
+            };
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if attempt >= self.retry.attempts {
+                return Err(Error::invariant(format!(
+                    "{} fan-out messages still failing after {attempt} attempts",
+                    failed.len()
+                )));
+            }
+            pending.retain(|(id, _)| failed.contains(id));
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqsEventQueue {
+    async fn enqueue_fanout(&self, event: &Event, connection_ids: &[String]) -> Result<usize> {
+        let bodies = fanout_messages(event, connection_ids)
+            .iter()
+            .map(QueueMessage::to_body)
+            .collect::<Result<Vec<_>>>()?;
+        for batch in bodies.chunks(SEND_BATCH_MAX) {
+            self.send_batch(batch).await?;
+        }
+        Ok(bodies.len())
+    }
+
+    async fn schedule_presence_check(&self, check: &PresenceCheck, delay: Duration) -> Result<()> {
+        let body = QueueMessage::PresenceCheck(check.clone()).to_body()?;
+        let delay_seconds = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds)
+            .send()
+            .await
+            .map_err(|e| Error::internal("scheduling a presence check", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::Post;
+
+    fn event() -> Event {
+        Event::post_created(&Post {
+            id: Uuid::from_u128(1),
+            author_id: Uuid::from_u128(2),
+            text: "x".repeat(crate::domain::POST_TEXT_MAX),
+            media_url: Some(format!("https://example.com/{}", "m".repeat(2000))),
+            created_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
+            edited_at: None,
+            like_count: 0,
+            comment_count: 0,
+        })
+    }
+
+    #[test]
+    fn fanout_messages_split_the_audience_into_chunks_that_round_trip() {
+        let ids: Vec<String> = (0..450).map(|i| format!("conn-{i:04}=")).collect();
+        let messages = fanout_messages(&event(), &ids);
+        assert_eq!(messages.len(), 3);
+        let mut seen = Vec::new();
+        for message in &messages {
+            let body = message.to_body().unwrap();
+            assert!(body.len() < MAX_MESSAGE_BYTES / 4, "{} bytes", body.len());
+            assert!(body.contains("\"version\":1"));
+            match QueueMessage::parse(&body).unwrap() {
+                QueueMessage::Fanout(chunk) => {
+                    assert!(chunk.connection_ids.len() <= FANOUT_CHUNK_CONNECTIONS);
+                    assert_eq!(chunk.event, event());
+                    seen.extend(chunk.connection_ids);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, ids);
+    }
+
+    #[test]
+    fn presence_checks_round_trip() {
+        let check = QueueMessage::PresenceCheck(PresenceCheck {
+            user_id: Uuid::from_u128(5),
+            connection_id: "abc=".into(),
+            disconnected_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
+        });
+        let body = check.to_body().unwrap();
+        assert!(body.contains("\"kind\":\"presence_check\""), "{body}");
+        assert_eq!(QueueMessage::parse(&body).unwrap(), check);
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_malformed() {
+        let body = QueueMessage::PresenceCheck(PresenceCheck {
+            user_id: Uuid::from_u128(5),
+            connection_id: "abc=".into(),
+            disconnected_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
+        })
+        .to_body()
+        .unwrap()
+        .replace("\"version\":1", "\"version\":2");
+        assert!(matches!(QueueMessage::parse(&body), Err(MalformedMessage::Version(2))));
+        for garbage in ["", "{}", "[1]", "{\"version\":1}", "{\"version\":1,\"kind\":\"nope\"}"] {
+            assert!(QueueMessage::parse(garbage).is_err(), "{garbage}");
+        }
+    }
+}
