@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-ddb-local \
-        lint-template check-template dev sam-build clean-dev
+        lint-openapi lint-template check-template dev sam-build clean-dev
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -82,7 +82,7 @@ lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.tx
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy cargo-test test-ddb-local lint-template check-template ## everything CI runs
+test: tools fmt-check clippy cargo-test test-ddb-local lint-openapi lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -99,6 +99,9 @@ cargo-test:
 
 test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB Local
 	$(SCRIPTS)/ddb-local.sh -- cargo test -p shared --test store
+
+lint-openapi: $(TOOLS_STAMP) ## validate docs/openapi.yaml against the OpenAPI 3.1 schema
+	$(VENV)/bin/openapi-spec-validator docs/openapi.yaml
 
 lint-template: $(TOOLS_STAMP) ## cfn-lint + sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml

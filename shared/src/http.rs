@@ -73,7 +73,14 @@ impl ApiRequest {
         if self.body.is_empty() {
             return Err(Error::validation("request body must be a JSON object"));
         }
-        serde_json::from_slice(&self.body).map_err(|e| {
+        let value: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| Error::validation(format!("request body is not valid JSON: {e}")))?;
+        // serde reads a struct from a JSON array too (`["x"]` would fill the first field), so
+        // the object shape is checked before the fields.
+        if !value.is_object() {
+            return Err(Error::validation("request body must be a JSON object"));
+        }
+        serde_json::from_value(value).map_err(|e| {
             // serde's message names the field and the expected type, never internal state.
             Error::validation(format!("invalid request body: {e}"))
         })
@@ -88,6 +95,15 @@ impl ApiRequest {
         }
     }
 
+    /// For action routes that take no input: no body, or an empty JSON object. Anything
+    /// else is a 400, so a client that sends fields expecting them to matter learns at once.
+    pub fn expect_no_body(&self) -> Result<()> {
+        #[derive(Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NoBody {}
+        self.json_or_default::<NoBody>().map(|_| ())
+    }
+
     /// The token of an `Authorization: Bearer …` header.
     pub fn bearer_token(&self) -> Result<&str> {
         let header = self
@@ -100,7 +116,9 @@ impl ApiRequest {
             .split_once(' ')
             .ok_or_else(|| Error::unauthorized("Authorization must be `Bearer <token>`"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(Error::unauthorized("Authorization must be `Bearer <token>`"));
+            return Err(Error::unauthorized(
+                "Authorization must be `Bearer <token>`",
+            ));
         }
         Ok(token.trim())
     }
@@ -227,7 +245,12 @@ impl<S: Send + Sync + 'static> Router<S> {
         response
     }
 
-    async fn dispatch(&self, state: Arc<S>, request: Request, request_id: &str) -> Result<Response<Body>> {
+    async fn dispatch(
+        &self,
+        state: Arc<S>,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response<Body>> {
         let path = request.uri().path().to_owned();
         let matched = self
             .paths
@@ -272,7 +295,11 @@ impl<S: Send + Sync + 'static> Router<S> {
             request_id: request_id.to_owned(),
         };
         let response = handler(state, api_request).await?;
-        Ok(json_response(response.status, response.body.as_ref(), request_id))
+        Ok(json_response(
+            response.status,
+            response.body.as_ref(),
+            request_id,
+        ))
     }
 }
 
@@ -359,12 +386,16 @@ mod tests {
             .uri(format!("https://api.example.com{path}"))
             .body(Body::from(body))
             .unwrap();
-        request.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        request
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
         request
     }
 
     async fn call(method: &str, path: &str, body: &str) -> (u16, Value) {
-        let response = router().handle(Arc::new(State), request(method, path, body)).await;
+        let response = router()
+            .handle(Arc::new(State), request(method, path, body))
+            .await;
         assert!(response.headers().contains_key("x-request-id"));
         let status = response.status().as_u16();
         let body = match response.body() {
@@ -392,7 +423,16 @@ mod tests {
         assert_eq!(status, 400);
         assert_eq!(body["error"]["code"], "validation_failed");
         assert!(body["error"]["request_id"].is_string());
-        for bad in ["{", "[]", r#"{"text": 5}"#, r#"{"text":"x","extra":1}"#, ""] {
+        for bad in [
+            "{",
+            "[]",
+            r#"["x"]"#,
+            "\"x\"",
+            "null",
+            r#"{"text": 5}"#,
+            r#"{"text":"x","extra":1}"#,
+            "",
+        ] {
             let (status, body) = call("POST", "/posts", bad).await;
             assert_eq!(status, 400, "{bad}");
             assert_eq!(body["error"]["code"], "validation_failed", "{bad}");
@@ -420,7 +460,12 @@ mod tests {
 
     #[test]
     fn rate_limited_responses_carry_retry_after() {
-        let response = error_response(&Error::RateLimited { retry_after_secs: 12 }, "r");
+        let response = error_response(
+            &Error::RateLimited {
+                retry_after_secs: 12,
+            },
+            "r",
+        );
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "12");
     }

@@ -595,3 +595,95 @@ impl PushMetrics {
         )
     }
 }
+
+/// A [`PushClient`] that records what it is asked to send, for the push tier's handler tests
+/// (the management API itself is exercised through the local gateway's end-to-end tests).
+#[cfg(feature = "testkit")]
+pub mod testing {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use serde_json::Value;
+
+    use super::{PushClient, PushError, PushOutcome};
+
+    /// Records every post; connections can be declared gone or failing.
+    #[derive(Debug, Default)]
+    pub struct RecordingPush {
+        delivered: Mutex<Vec<(String, Value)>>,
+        attempts: Mutex<HashMap<String, usize>>,
+        gone: Mutex<HashSet<String>>,
+        failing: Mutex<HashMap<String, PushError>>,
+    }
+
+    impl RecordingPush {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Posts to `connection_id` answer 410 from now on.
+        pub fn mark_gone(&self, connection_id: &str) {
+            lock(&self.gone).insert(connection_id.to_owned());
+        }
+
+        /// Posts to `connection_id` fail with `error` from now on.
+        pub fn fail(&self, connection_id: &str, error: PushError) {
+            lock(&self.failing).insert(connection_id.to_owned(), error);
+        }
+
+        /// Every delivered `(connection_id, event)`, in delivery order.
+        pub fn delivered(&self) -> Vec<(String, Value)> {
+            lock(&self.delivered).clone()
+        }
+
+        /// Events delivered to one connection.
+        pub fn events_to(&self, connection_id: &str) -> Vec<Value> {
+            self.delivered()
+                .into_iter()
+                .filter(|(id, _)| id == connection_id)
+                .map(|(_, event)| event)
+                .collect()
+        }
+
+        /// Events of one `type` delivered to one connection.
+        pub fn events_of_type(&self, connection_id: &str, kind: &str) -> Vec<Value> {
+            self.events_to(connection_id)
+                .into_iter()
+                .filter(|event| event["type"] == kind)
+                .collect()
+        }
+
+        /// Posts attempted to one connection, failed ones included.
+        pub fn attempts(&self, connection_id: &str) -> usize {
+            lock(&self.attempts).get(connection_id).copied().unwrap_or(0)
+        }
+
+        pub fn clear(&self) {
+            lock(&self.delivered).clear();
+            lock(&self.attempts).clear();
+        }
+    }
+
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        // A panicking test thread poisons the lock; the data is still what was recorded.
+        mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[async_trait]
+    impl PushClient for RecordingPush {
+        async fn post(&self, connection_id: &str, payload: &[u8]) -> Result<PushOutcome, PushError> {
+            *lock(&self.attempts).entry(connection_id.to_owned()).or_default() += 1;
+            if lock(&self.gone).contains(connection_id) {
+                return Ok(PushOutcome::Gone);
+            }
+            if let Some(error) = lock(&self.failing).get(connection_id) {
+                return Err(error.clone());
+            }
+            let event: Value = serde_json::from_slice(payload)
+                .map_err(|e| PushError::Permanent(format!("payload is not JSON: {e}")))?;
+            lock(&self.delivered).push((connection_id.to_owned(), event));
+            Ok(PushOutcome::Delivered)
+        }
+    }
+}

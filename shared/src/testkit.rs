@@ -132,7 +132,12 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("cannot open in-memory dynoxide: {e}"));
                 let server = EmbeddedDynamo::start(database)
                     .unwrap_or_else(|e| panic!("cannot start embedded dynoxide: {e}"));
-                (server.endpoint(), Some(Arc::new(server)), "ripple".to_owned(), "dynoxide")
+                (
+                    server.endpoint(),
+                    Some(Arc::new(server)),
+                    "ripple".to_owned(),
+                    "dynoxide",
+                )
             }
         };
         let sdk = local_sdk_config();
@@ -169,7 +174,11 @@ impl TestDb {
             ("TABLE_NAME".to_owned(), self.table_name.clone()),
             ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
         ];
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration is invalid: {e}"))
     }
 
@@ -188,6 +197,30 @@ impl TestDb {
                 sqs: None,
             },
         )
+    }
+
+    /// Every item of the table, following `LastEvaluatedKey` (for "what is stored"
+    /// assertions such as "no item holds a secret").
+    pub async fn scan_all(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table_name)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("scan failed: {e:?}"));
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return items,
+            }
+        }
     }
 
     /// Number of items in the table (for "nothing was written" assertions).
@@ -345,7 +378,12 @@ pub mod api {
                 .as_object()
                 .map(|h| {
                     h.iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                        .map(|(k, v)| {
+                            (
+                                k.to_ascii_lowercase(),
+                                v.as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -362,3 +400,6 @@ pub mod api {
         }
     }
 }
+
+/// WebSocket API events (`$connect`, `$disconnect`, messages) for the WebSocket functions.
+pub mod ws;

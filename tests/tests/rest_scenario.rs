@@ -83,7 +83,7 @@ async fn social_scenario_across_all_functions() {
     let accepted = stack
         .call(&stack.users, &a, "POST", &format!("/follow-requests/{}/accept", c.id), None)
         .await;
-    assert_eq!(accepted.status, 200, "{:?}", accepted.body);
+    assert_eq!(accepted.status, 204, "{:?}", accepted.body);
     let visible = stack
         .call(&stack.posts, &c, "GET", &format!("/users/{}/posts?limit=5", a.id), None)
         .await;
@@ -94,7 +94,7 @@ async fn social_scenario_across_all_functions() {
     let block = stack
         .call(&stack.users, &b, "PUT", &format!("/users/{}/block", a.id), None)
         .await;
-    assert_eq!(block.status, 200, "{:?}", block.body);
+    assert_eq!(block.status, 204, "{:?}", block.body);
     let feed = stack.call(&stack.posts, &b, "GET", "/feed", None).await;
     assert_eq!(feed.status, 200);
     assert!(

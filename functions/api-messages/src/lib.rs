@@ -56,7 +56,10 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
@@ -73,12 +76,28 @@ impl State {
 pub fn router() -> Router<State> {
     Router::new()
         .route(Method::GET, "/conversations", list_conversations)
-        .route(Method::GET, "/conversations/{user_id}/messages", list_messages)
-        .route(Method::POST, "/conversations/{user_id}/messages", send_message)
+        .route(
+            Method::GET,
+            "/conversations/{user_id}/messages",
+            list_messages,
+        )
+        .route(
+            Method::POST,
+            "/conversations/{user_id}/messages",
+            send_message,
+        )
         .route(Method::POST, "/conversations/{user_id}/read", mark_read)
         .route(Method::GET, "/message-requests", list_message_requests)
-        .route(Method::POST, "/message-requests/{user_id}/accept", accept_request)
-        .route(Method::POST, "/message-requests/{user_id}/reject", reject_request)
+        .route(
+            Method::POST,
+            "/message-requests/{user_id}/accept",
+            accept_request,
+        )
+        .route(
+            Method::POST,
+            "/message-requests/{user_id}/reject",
+            reject_request,
+        )
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -141,7 +160,8 @@ async fn with_other_users<T, V>(
     view: impl Fn(T, UserSummary) -> V,
 ) -> Result<Page<V>> {
     let ids: Vec<UserId> = page.items.iter().map(&other).collect();
-    let (users, blocked) = futures::try_join!(state.users.get_users(&ids), state.social.block_set(caller))?;
+    let (users, blocked) =
+        futures::try_join!(state.users.get_users(&ids), state.social.block_set(caller))?;
     let summaries: HashMap<UserId, UserSummary> = users
         .iter()
         .filter(|(id, _)| !blocked.contains(*id))
@@ -159,12 +179,6 @@ async fn with_other_users<T, V>(
         next_cursor: page.next_cursor,
     })
 }
-
-/// The body of an action route: none, or an empty JSON object. Anything else is a 400, as
-/// unknown fields are everywhere.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoBody {}
 
 // ---- handlers ----------------------------------------------------------------------------
 
@@ -209,11 +223,22 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     let other = other_user(&request, caller)?;
     let body: SendMessageBody = request.json()?;
     let now = state.clock.now();
-    let new = NewMessage::new(caller, other, &body.text, body.client_message_id.as_deref(), now)?;
+    let new = NewMessage::new(
+        caller,
+        other,
+        &body.text,
+        body.client_message_id.as_deref(),
+        now,
+    )?;
     let action = RateLimitedAction::Message;
     state
         .rate_limiter
-        .hit(caller, action, action.budget(&state.config.rate_limits), now)
+        .hit(
+            caller,
+            action,
+            action.budget(&state.config.rate_limits),
+            now,
+        )
         .await?;
     let sent = state.messages.send_message(new).await?;
     tracing::info!(
@@ -232,7 +257,7 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    request.json_or_default::<NoBody>()?;
+    request.expect_no_body()?;
     let other = other_user(&request, caller)?;
     state.messages.mark_conversation_read(caller, other).await?;
     Ok(ApiResponse::no_content())
@@ -261,7 +286,7 @@ async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    request.json_or_default::<NoBody>()?;
+    request.expect_no_body()?;
     let from = other_user(&request, caller)?;
     state.messages.accept_message_request(caller, from).await?;
     tracing::info!(%from, "message request accepted");
@@ -271,7 +296,7 @@ async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    request.json_or_default::<NoBody>()?;
+    request.expect_no_body()?;
     let from = other_user(&request, caller)?;
     state.messages.reject_message_request(caller, from).await?;
     tracing::info!(%from, "message request rejected");

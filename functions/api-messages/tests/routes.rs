@@ -86,7 +86,10 @@ impl Api {
     }
 
     async fn call(&self, who: &Account, method: &str, path: &str) -> TestResponse {
-        TestRequest::new(method, path).token(&who.token).send(&self.function).await
+        TestRequest::new(method, path)
+            .token(&who.token)
+            .send(&self.function)
+            .await
     }
 
     async fn send(&self, from: &Account, to: &Account, body: Value) -> TestResponse {
@@ -139,13 +142,23 @@ async fn every_route_needs_a_valid_access_token() {
     let api = Api::start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
-    let expired = api.tokens.issue(alice.id(), Utc::now() - Duration::hours(2)).unwrap();
+    let expired = api
+        .tokens
+        .issue(alice.id(), Utc::now() - Duration::hours(2))
+        .unwrap();
     for (method, path) in every_route(bob.id()) {
         let body = json!({ "text": "hi" });
-        let missing = TestRequest::new(method, &path).json(body.clone()).send(&api.function).await;
+        let missing = TestRequest::new(method, &path)
+            .json(body.clone())
+            .send(&api.function)
+            .await;
         assert_error(&missing, 401, "unauthorized");
         for bad in ["not-a-jwt", expired.as_str(), &format!("{}x", alice.token)] {
-            let invalid = TestRequest::new(method, &path).token(bad).json(body.clone()).send(&api.function).await;
+            let invalid = TestRequest::new(method, &path)
+                .token(bad)
+                .json(body.clone())
+                .send(&api.function)
+                .await;
             assert_error(&invalid, 401, "unauthorized");
         }
         let wrong_scheme = TestRequest::new(method, &path)
@@ -154,19 +167,34 @@ async fn every_route_needs_a_valid_access_token() {
             .await;
         assert_error(&wrong_scheme, 401, "unauthorized");
     }
-    assert_eq!(api.db.item_count().await, 6, "only the two users' items exist");
+    assert_eq!(
+        api.db.item_count().await,
+        6,
+        "only the two users' items exist"
+    );
 }
 
 #[tokio::test]
 async fn every_user_id_route_rejects_a_bad_uuid_and_the_caller_themselves() {
     let api = Api::start().await;
     let alice = api.account("alice").await;
-    for (method, path) in every_route(alice.id()).into_iter().filter(|(_, p)| p.contains(&alice.id().to_string())) {
+    for (method, path) in every_route(alice.id())
+        .into_iter()
+        .filter(|(_, p)| p.contains(&alice.id().to_string()))
+    {
         let body = json!({ "text": "hi" });
-        let own = TestRequest::new(method, &path).token(&alice.token).json(body.clone()).send(&api.function).await;
+        let own = TestRequest::new(method, &path)
+            .token(&alice.token)
+            .json(body.clone())
+            .send(&api.function)
+            .await;
         assert_error(&own, 400, "validation_failed");
         let bad_uuid = path.replace(&alice.id().to_string(), "not-a-uuid");
-        let response = TestRequest::new(method, &bad_uuid).token(&alice.token).json(body).send(&api.function).await;
+        let response = TestRequest::new(method, &bad_uuid)
+            .token(&alice.token)
+            .json(body)
+            .send(&api.function)
+            .await;
         assert_error(&response, 400, "validation_failed");
     }
 }
@@ -176,7 +204,13 @@ async fn post_message_creates_it_and_a_retry_with_the_same_client_id_returns_it_
     let api = Api::start().await;
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
 
-    let created = api.send(&alice, &bob, json!({ "text": "  hello bob ", "client_message_id": "m-1" })).await;
+    let created = api
+        .send(
+            &alice,
+            &bob,
+            json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
+        )
+        .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.body["from"], alice.id().to_string());
     assert_eq!(created.body["to"], bob.id().to_string());
@@ -185,12 +219,24 @@ async fn post_message_creates_it_and_a_retry_with_the_same_client_id_returns_it_
     assert!(created.body["id"].is_string() && created.body["created_at"].is_string());
     let items = api.db.item_count().await;
 
-    let retry = api.send(&alice, &bob, json!({ "text": "  hello bob ", "client_message_id": "m-1" })).await;
+    let retry = api
+        .send(
+            &alice,
+            &bob,
+            json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
+        )
+        .await;
     assert_eq!(retry.status, 200, "a retry is not a new message");
     assert_eq!(retry.body, created.body);
     assert_eq!(api.db.item_count().await, items, "nothing new stored");
 
-    let thread = api.call(&bob, "GET", &format!("/conversations/{}/messages", alice.id())).await;
+    let thread = api
+        .call(
+            &bob,
+            "GET",
+            &format!("/conversations/{}/messages", alice.id()),
+        )
+        .await;
     assert_eq!(texts(&thread.body), vec!["hello bob"]);
 }
 
@@ -234,13 +280,22 @@ async fn post_message_rejects_malformed_bodies_without_storing_anything() {
     assert_error(&oversize, 413, "payload_too_large");
     assert_eq!(api.db.item_count().await, items);
     // 4000 characters is the limit, not beyond it.
-    assert_eq!(api.send(&alice, &bob, json!({ "text": "é".repeat(4000) })).await.status, 201);
+    assert_eq!(
+        api.send(&alice, &bob, json!({ "text": "é".repeat(4000) }))
+            .await
+            .status,
+        201
+    );
 }
 
 #[tokio::test]
 async fn post_message_to_an_unknown_or_blocked_user_is_refused() {
     let api = Api::start().await;
-    let (alice, bob, carol) = (api.account("alice").await, api.account("bob").await, api.account("carol").await);
+    let (alice, bob, carol) = (
+        api.account("alice").await,
+        api.account("bob").await,
+        api.account("carol").await,
+    );
     let ghost = Account {
         user: User {
             id: new_id(),
@@ -248,11 +303,26 @@ async fn post_message_to_an_unknown_or_blocked_user_is_refused() {
         },
         token: String::new(),
     };
-    assert_error(&api.send(&alice, &ghost, json!({ "text": "hi" })).await, 404, "not_found");
+    assert_error(
+        &api.send(&alice, &ghost, json!({ "text": "hi" })).await,
+        404,
+        "not_found",
+    );
 
-    api.store.block(bob.id(), alice.id(), Utc::now()).await.unwrap();
-    assert_error(&api.send(&alice, &bob, json!({ "text": "hi" })).await, 403, "forbidden");
-    assert_error(&api.send(&bob, &alice, json!({ "text": "hi" })).await, 403, "forbidden");
+    api.store
+        .block(bob.id(), alice.id(), Utc::now())
+        .await
+        .unwrap();
+    assert_error(
+        &api.send(&alice, &bob, json!({ "text": "hi" })).await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &api.send(&bob, &alice, json!({ "text": "hi" })).await,
+        403,
+        "forbidden",
+    );
     api.message(&alice, &carol, "still fine").await;
 }
 
@@ -273,7 +343,11 @@ async fn post_message_over_the_budget_is_rate_limited() {
 #[tokio::test]
 async fn get_conversations_lists_the_callers_own_newest_first() {
     let api = Api::start().await;
-    let (alice, bob, carol) = (api.account("alice").await, api.account("bob").await, api.account("carol").await);
+    let (alice, bob, carol) = (
+        api.account("alice").await,
+        api.account("bob").await,
+        api.account("carol").await,
+    );
     api.message(&alice, &bob, "to bob").await;
     api.message(&carol, &alice, "from carol").await;
 
@@ -293,8 +367,17 @@ async fn get_conversations_lists_the_callers_own_newest_first() {
     // Paged one at a time, each conversation once.
     let first = api.call(&alice, "GET", "/conversations?limit=1").await;
     let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
-    let second = api.call(&alice, "GET", &format!("/conversations?limit=1&cursor={cursor}")).await;
-    assert_eq!(second.body["items"][0]["other_user"]["id"], bob.id().to_string());
+    let second = api
+        .call(
+            &alice,
+            "GET",
+            &format!("/conversations?limit=1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(
+        second.body["items"][0]["other_user"]["id"],
+        bob.id().to_string()
+    );
     assert!(second.body["next_cursor"].is_null());
 
     // Bob only sees his own conversation; a stranger sees none.
@@ -304,13 +387,27 @@ async fn get_conversations_lists_the_callers_own_newest_first() {
     let daves = api.call(&dave, "GET", "/conversations").await;
     assert_eq!(daves.body, json!({ "items": [], "next_cursor": null }));
     // Alice's cursor is no use to Bob.
-    let foreign = api.call(&bob, "GET", &format!("/conversations?limit=1&cursor={cursor}")).await;
+    let foreign = api
+        .call(
+            &bob,
+            "GET",
+            &format!("/conversations?limit=1&cursor={cursor}"),
+        )
+        .await;
     assert_error(&foreign, 400, "validation_failed");
 
     // A block hides the conversation.
-    api.store.block(alice.id(), carol.id(), Utc::now()).await.unwrap();
+    api.store
+        .block(alice.id(), carol.id(), Utc::now())
+        .await
+        .unwrap();
     let list = api.call(&alice, "GET", "/conversations").await;
-    let others: Vec<_> = list.body["items"].as_array().unwrap().iter().map(|c| c["other_user"]["id"].clone()).collect();
+    let others: Vec<_> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["other_user"]["id"].clone())
+        .collect();
     assert_eq!(others, vec![json!(bob.id().to_string())]);
 }
 
@@ -320,7 +417,13 @@ async fn list_routes_reject_bad_limits_and_cursors() {
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
     let messages = format!("/conversations/{}/messages", bob.id());
     for path in ["/conversations", "/message-requests", messages.as_str()] {
-        for query in ["limit=0", "limit=101", "limit=ten", "cursor=%25%25%25", "cursor=e30"] {
+        for query in [
+            "limit=0",
+            "limit=101",
+            "limit=ten",
+            "cursor=%25%25%25",
+            "cursor=e30",
+        ] {
             let response = api.call(&alice, "GET", &format!("{path}?{query}")).await;
             assert_error(&response, 400, "validation_failed");
         }
@@ -330,9 +433,17 @@ async fn list_routes_reject_bad_limits_and_cursors() {
 #[tokio::test]
 async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread() {
     let api = Api::start().await;
-    let (alice, bob, carol) = (api.account("alice").await, api.account("bob").await, api.account("carol").await);
+    let (alice, bob, carol) = (
+        api.account("alice").await,
+        api.account("bob").await,
+        api.account("carol").await,
+    );
     for i in 0..5 {
-        let (from, to) = if i % 2 == 0 { (&alice, &bob) } else { (&bob, &alice) };
+        let (from, to) = if i % 2 == 0 {
+            (&alice, &bob)
+        } else {
+            (&bob, &alice)
+        };
         api.message(from, to, &format!("ab {i}")).await;
     }
     api.message(&carol, &alice, "ca 0").await;
@@ -344,38 +455,73 @@ async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread(
         assert_eq!(page.status, 200, "{:?}", page.body);
         seen.extend(texts(&page.body));
         match page.body["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/conversations/{}/messages?limit=2&cursor={cursor}", alice.id()),
+            Some(cursor) => {
+                path = format!(
+                    "/conversations/{}/messages?limit=2&cursor={cursor}",
+                    alice.id()
+                )
+            }
             None => break,
         }
     }
     assert_eq!(seen, vec!["ab 4", "ab 3", "ab 2", "ab 1", "ab 0"]);
 
     // Carol asking for "messages with Alice" gets her own thread with Alice, nothing of Bob's.
-    let carols = api.call(&carol, "GET", &format!("/conversations/{}/messages", alice.id())).await;
+    let carols = api
+        .call(
+            &carol,
+            "GET",
+            &format!("/conversations/{}/messages", alice.id()),
+        )
+        .await;
     assert_eq!(texts(&carols.body), vec!["ca 0"]);
-    let with_bob = api.call(&carol, "GET", &format!("/conversations/{}/messages", bob.id())).await;
+    let with_bob = api
+        .call(
+            &carol,
+            "GET",
+            &format!("/conversations/{}/messages", bob.id()),
+        )
+        .await;
     assert_eq!(with_bob.body["items"], json!([]));
 
-    let unknown = api.call(&alice, "GET", &format!("/conversations/{}/messages", new_id())).await;
+    let unknown = api
+        .call(
+            &alice,
+            "GET",
+            &format!("/conversations/{}/messages", new_id()),
+        )
+        .await;
     assert_error(&unknown, 404, "not_found");
 }
 
 #[tokio::test]
 async fn post_read_zeroes_the_callers_unread_count_only() {
     let api = Api::start().await;
-    let (alice, bob, carol) = (api.account("alice").await, api.account("bob").await, api.account("carol").await);
+    let (alice, bob, carol) = (
+        api.account("alice").await,
+        api.account("bob").await,
+        api.account("carol").await,
+    );
     api.message(&alice, &bob, "one").await;
     api.message(&alice, &bob, "two").await;
     let unread = |list: &TestResponse| list.body["items"][0]["unread_count"].clone();
     assert_eq!(unread(&api.call(&bob, "GET", "/conversations").await), 2);
 
-    let read = api.call(&bob, "POST", &format!("/conversations/{}/read", alice.id())).await;
+    let read = api
+        .call(&bob, "POST", &format!("/conversations/{}/read", alice.id()))
+        .await;
     assert_eq!(read.status, 204, "{:?}", read.body);
     assert_eq!(unread(&api.call(&bob, "GET", "/conversations").await), 0);
 
     // Carol has no conversation with Alice: nothing to mark, and Bob's is untouched.
     api.message(&alice, &bob, "three").await;
-    let other = api.call(&carol, "POST", &format!("/conversations/{}/read", alice.id())).await;
+    let other = api
+        .call(
+            &carol,
+            "POST",
+            &format!("/conversations/{}/read", alice.id()),
+        )
+        .await;
     assert_error(&other, 404, "not_found");
     assert_eq!(unread(&api.call(&bob, "GET", "/conversations").await), 1);
 }
@@ -383,7 +529,11 @@ async fn post_read_zeroes_the_callers_unread_count_only() {
 #[tokio::test]
 async fn a_message_to_a_private_stranger_is_a_request_that_can_be_accepted() {
     let api = Api::start().await;
-    let (alice, bob, carol) = (api.account("alice").await, api.private_account("bob").await, api.account("carol").await);
+    let (alice, bob, carol) = (
+        api.account("alice").await,
+        api.private_account("bob").await,
+        api.account("carol").await,
+    );
     let request = api.message(&alice, &bob, "hello?").await;
     assert_eq!(request["status"], "requested");
 
@@ -395,24 +545,64 @@ async fn a_message_to_a_private_stranger_is_a_request_that_can_be_accepted() {
     assert_eq!(items[0]["last_message"]["text"], "hello?");
     assert!(items[0]["created_at"].is_string());
     let bobs = api.call(&bob, "GET", "/conversations").await;
-    assert_eq!(bobs.body["items"], json!([]), "a request is not a conversation yet");
+    assert_eq!(
+        bobs.body["items"],
+        json!([]),
+        "a request is not a conversation yet"
+    );
     // Nobody else sees or answers Bob's requests.
     let carols = api.call(&carol, "GET", "/message-requests").await;
     assert_eq!(carols.body["items"], json!([]));
-    let not_hers = api.call(&carol, "POST", &format!("/message-requests/{}/accept", alice.id())).await;
+    let not_hers = api
+        .call(
+            &carol,
+            "POST",
+            &format!("/message-requests/{}/accept", alice.id()),
+        )
+        .await;
     assert_error(&not_hers, 404, "not_found");
-    let not_hers = api.call(&carol, "POST", &format!("/message-requests/{}/reject", alice.id())).await;
+    let not_hers = api
+        .call(
+            &carol,
+            "POST",
+            &format!("/message-requests/{}/reject", alice.id()),
+        )
+        .await;
     assert_error(&not_hers, 404, "not_found");
-    let wrong_way = api.call(&alice, "POST", &format!("/message-requests/{}/accept", bob.id())).await;
+    let wrong_way = api
+        .call(
+            &alice,
+            "POST",
+            &format!("/message-requests/{}/accept", bob.id()),
+        )
+        .await;
     assert_error(&wrong_way, 404, "not_found");
 
-    let accepted = api.call(&bob, "POST", &format!("/message-requests/{}/accept", alice.id())).await;
+    let accepted = api
+        .call(
+            &bob,
+            "POST",
+            &format!("/message-requests/{}/accept", alice.id()),
+        )
+        .await;
     assert_eq!(accepted.status, 204, "{:?}", accepted.body);
-    assert_eq!(api.call(&bob, "GET", "/message-requests").await.body["items"], json!([]));
+    assert_eq!(
+        api.call(&bob, "GET", "/message-requests").await.body["items"],
+        json!([])
+    );
     let bobs = api.call(&bob, "GET", "/conversations").await;
-    assert_eq!(bobs.body["items"][0]["other_user"]["id"], alice.id().to_string());
+    assert_eq!(
+        bobs.body["items"][0]["other_user"]["id"],
+        alice.id().to_string()
+    );
     assert_eq!(api.message(&alice, &bob, "thanks").await["status"], "sent");
-    let again = api.call(&bob, "POST", &format!("/message-requests/{}/accept", alice.id())).await;
+    let again = api
+        .call(
+            &bob,
+            "POST",
+            &format!("/message-requests/{}/accept", alice.id()),
+        )
+        .await;
     assert_error(&again, 404, "not_found");
 }
 
@@ -423,13 +613,37 @@ async fn rejecting_a_request_deletes_the_pending_thread() {
     api.message(&alice, &bob, "hello?").await;
     api.message(&alice, &bob, "hello??").await;
 
-    let rejected = api.call(&bob, "POST", &format!("/message-requests/{}/reject", alice.id())).await;
+    let rejected = api
+        .call(
+            &bob,
+            "POST",
+            &format!("/message-requests/{}/reject", alice.id()),
+        )
+        .await;
     assert_eq!(rejected.status, 204, "{:?}", rejected.body);
-    assert_eq!(api.call(&bob, "GET", "/message-requests").await.body["items"], json!([]));
-    let thread = api.call(&alice, "GET", &format!("/conversations/{}/messages", bob.id())).await;
+    assert_eq!(
+        api.call(&bob, "GET", "/message-requests").await.body["items"],
+        json!([])
+    );
+    let thread = api
+        .call(
+            &alice,
+            "GET",
+            &format!("/conversations/{}/messages", bob.id()),
+        )
+        .await;
     assert_eq!(thread.body["items"], json!([]));
-    assert_eq!(api.call(&alice, "GET", "/conversations").await.body["items"], json!([]));
-    let again = api.call(&bob, "POST", &format!("/message-requests/{}/reject", alice.id())).await;
+    assert_eq!(
+        api.call(&alice, "GET", "/conversations").await.body["items"],
+        json!([])
+    );
+    let again = api
+        .call(
+            &bob,
+            "POST",
+            &format!("/message-requests/{}/reject", alice.id()),
+        )
+        .await;
     assert_error(&again, 404, "not_found");
 }
 
@@ -438,8 +652,14 @@ async fn message_requests_from_blocked_users_are_not_listed() {
     let api = Api::start().await;
     let (alice, bob) = (api.account("alice").await, api.private_account("bob").await);
     api.message(&alice, &bob, "hello?").await;
-    api.store.block(bob.id(), alice.id(), Utc::now()).await.unwrap();
-    assert_eq!(api.call(&bob, "GET", "/message-requests").await.body["items"], json!([]));
+    api.store
+        .block(bob.id(), alice.id(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.call(&bob, "GET", "/message-requests").await.body["items"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -459,7 +679,11 @@ async fn action_routes_reject_bodies_they_do_not_take() {
             .send(&api.function)
             .await;
         assert_error(&unknown_field, 400, "validation_failed");
-        let malformed = TestRequest::new("POST", &action).token(&bob.token).raw_body("{").send(&api.function).await;
+        let malformed = TestRequest::new("POST", &action)
+            .token(&bob.token)
+            .raw_body("{")
+            .send(&api.function)
+            .await;
         assert_error(&malformed, 400, "validation_failed");
     }
     assert_eq!(api.db.item_count().await, items, "nothing changed");
@@ -492,7 +716,10 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
         user: api.store.get_user(fixture_user).await.unwrap().unwrap(),
         token: api.tokens.issue(fixture_user, Utc::now()).unwrap(),
     };
-    assert_eq!(api.message(&bob, &alice, "hello?").await["status"], "requested");
+    assert_eq!(
+        api.message(&bob, &alice, "hello?").await["status"],
+        "requested"
+    );
 
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let mut fixtures: Vec<_> = std::fs::read_dir(&directory)
@@ -501,15 +728,27 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
         .filter(|path| path.extension().is_some_and(|e| e == "json"))
         .collect();
     fixtures.sort();
-    assert_eq!(fixtures.len(), api_messages::router().routes().len(), "one fixture per route");
+    assert_eq!(
+        fixtures.len(),
+        api_messages::router().routes().len(),
+        "one fixture per route"
+    );
     let mut routes_hit = std::collections::BTreeSet::new();
     for path in fixtures {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let event: Value = serde_json::from_str(&text.replace("<ACCESS_TOKEN>", &alice.token)).unwrap();
-        let method = event["requestContext"]["http"]["method"].as_str().unwrap().to_owned();
+        let event: Value =
+            serde_json::from_str(&text.replace("<ACCESS_TOKEN>", &alice.token)).unwrap();
+        let method = event["requestContext"]["http"]["method"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         routes_hit.insert((method, event["rawPath"].as_str().unwrap().to_owned()));
-        let response = api.function.invoke(event, lambda_http::Context::default()).await.unwrap();
+        let response = api
+            .function
+            .invoke(event, lambda_http::Context::default())
+            .await
+            .unwrap();
         let status = response["statusCode"].as_u64().unwrap();
         let expected = match name.as_str() {
             "accept-message-request" | "mark-conversation-read" => 204,
@@ -520,5 +759,9 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
         };
         assert_eq!(status, expected, "{name}: {response}");
     }
-    assert_eq!(routes_hit.len(), api_messages::router().routes().len(), "every route has its fixture");
+    assert_eq!(
+        routes_hit.len(),
+        api_messages::router().routes().len(),
+        "every route has its fixture"
+    );
 }

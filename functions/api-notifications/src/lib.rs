@@ -55,7 +55,10 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self {
             tokens: TokenService::new(&config.jwt)?,
             config,
@@ -72,7 +75,11 @@ pub fn router() -> Router<State> {
     Router::new()
         .route(Method::GET, "/notifications", list_notifications)
         .route(Method::GET, "/notifications/unread-count", unread_count)
-        .route(Method::POST, "/notifications/{notification_id}/read", mark_read)
+        .route(
+            Method::POST,
+            "/notifications/{notification_id}/read",
+            mark_read,
+        )
         .route(Method::POST, "/notifications/read-all", mark_all_read)
 }
 
@@ -87,12 +94,6 @@ pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Bod
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
 }
-
-/// The body of an action route: none, or an empty JSON object. Anything else is a 400, as
-/// unknown fields are everywhere.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoBody {}
 
 /// A notification as clients see it: the actor as a summary instead of an id.
 #[derive(Debug, Serialize)]
@@ -115,7 +116,10 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
     let caller = state.tokens.authenticate(&request)?;
     let unread_only = request.query_flag("unread")?;
     let page = request.page()?;
-    let notifications = state.notifications.notifications(caller, unread_only, &page).await?;
+    let notifications = state
+        .notifications
+        .notifications(caller, unread_only, &page)
+        .await?;
     let actors: Vec<UserId> = notifications.items.iter().map(|n| n.actor_id).collect();
     let (users, blocked) = futures::try_join!(
         state.users.get_users(&actors),
@@ -154,7 +158,7 @@ async fn unread_count(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    request.json_or_default::<NoBody>()?;
+    request.expect_no_body()?;
     let notification = request.path_id("notification_id")?;
     state.notifications.mark_read(caller, notification).await?;
     Ok(ApiResponse::no_content())
@@ -163,7 +167,7 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    request.json_or_default::<NoBody>()?;
+    request.expect_no_body()?;
     let marked = state.notifications.mark_all_read(caller).await?;
     tracing::info!(marked, "notifications marked read");
     ApiResponse::ok(json!({ "marked": marked }))

@@ -132,14 +132,6 @@ struct ProfilePatch {
 }
 
 impl ProfilePatch {
-    /// The body, which must be a JSON object: serde would otherwise also accept a JSON array
-    /// as a struct (`["x"]` setting `display_name`).
-    fn from_request(request: &ApiRequest) -> Result<Self> {
-        let object: serde_json::Map<String, serde_json::Value> = request.json()?;
-        serde_json::from_value(serde_json::Value::Object(object))
-            .map_err(|e| Error::validation(format!("invalid request body: {e}")))
-    }
-
     fn validate(self) -> Result<ProfileUpdate> {
         let update = ProfileUpdate {
             display_name: self
@@ -296,7 +288,7 @@ async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let update = ProfilePatch::from_request(&request)?.validate()?;
+    let update = request.json::<ProfilePatch>()?.validate()?;
     let user = state
         .users
         .update_profile(caller, &update)

@@ -351,3 +351,336 @@ fn connection(change: &Change) -> Result<Decision, BadRecord> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::dynamodb::UserIdentity;
+    use chrono::TimeZone;
+    use serde_json::{json, Value};
+    use shared::domain::{Like, MessageStatus, NotificationKind};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn time(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// The item as the stores write it: the record's fields plus `entity` (and key
+    /// attributes, which the decision ignores).
+    fn image<T: serde::Serialize>(record: &T, entity: &str) -> serde_dynamo::Item {
+        let mut value = serde_json::to_value(record).unwrap();
+        value["entity"] = json!(entity);
+        value["pk"] = json!("PK");
+        value["sk"] = json!("SK");
+        serde_dynamo::to_item(value).unwrap()
+    }
+
+    fn record(
+        event_name: &str,
+        old: Option<serde_dynamo::Item>,
+        new: Option<serde_dynamo::Item>,
+        sequence: &str,
+    ) -> EventRecord {
+        let mut record = EventRecord::default();
+        record.event_name = event_name.to_owned();
+        record.event_id = format!("event-{sequence}");
+        record.change.sequence_number = Some(sequence.to_owned());
+        record.change.approximate_creation_date_time = time(100);
+        if let Some(old) = old {
+            record.change.old_image = old;
+        }
+        if let Some(new) = new {
+            record.change.new_image = new;
+        }
+        record
+    }
+
+    fn post() -> Post {
+        Post {
+            id: id(10),
+            author_id: id(1),
+            text: "hello".into(),
+            media_url: None,
+            created_at: time(0),
+            edited_at: None,
+            like_count: 0,
+            comment_count: 0,
+        }
+    }
+
+    fn kinds(decision: &Decision) -> Vec<&'static str> {
+        decision.pushes.iter().map(|push| push.event.kind()).collect()
+    }
+
+    #[test]
+    fn a_new_post_goes_to_its_author_and_followers() {
+        let decision = decide(&record("INSERT", None, Some(image(&post(), "post")), "1")).unwrap();
+        assert_eq!(kinds(&decision), ["post_created"]);
+        assert_eq!(decision.pushes[0].audience, [Audience::AuthorAndFollowers(id(1))]);
+        assert!(decision.effects.is_empty());
+    }
+
+    #[test]
+    fn an_edit_goes_to_followers_and_the_post_room_and_a_like_only_to_the_room() {
+        let old = post();
+        let edited = Post {
+            text: "hello, edited".into(),
+            edited_at: Some(time(30)),
+            ..old.clone()
+        };
+        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&edited, "post")), "2")).unwrap();
+        assert_eq!(kinds(&decision), ["post_updated"]);
+        assert_eq!(
+            decision.pushes[0].audience,
+            [Audience::AuthorAndFollowers(id(1)), Audience::Room(Channel::Post(id(10)))]
+        );
+
+        let liked = Post {
+            like_count: 1,
+            ..old.clone()
+        };
+        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&liked, "post")), "3")).unwrap();
+        assert_eq!(kinds(&decision), ["like_updated"]);
+        assert_eq!(decision.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
+        let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
+        assert_eq!(value["data"], json!({"post_id": id(10), "like_count": 1}));
+
+        // A comment count change is told by the comment's own record.
+        let commented = Post {
+            comment_count: 1,
+            ..old.clone()
+        };
+        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&commented, "post")), "4")).unwrap();
+        assert!(decision.is_empty(), "{decision:?}");
+    }
+
+    #[test]
+    fn a_deleted_post_is_told_to_followers_and_the_room() {
+        let decision = decide(&record("REMOVE", Some(image(&post(), "post")), None, "5")).unwrap();
+        assert_eq!(kinds(&decision), ["post_deleted"]);
+        assert_eq!(decision.pushes[0].event.occurred_at, time(100));
+        assert_eq!(decision.pushes[0].audience.len(), 2);
+    }
+
+    fn notification(read: bool) -> Notification {
+        Notification {
+            id: Uuid::now_v7(),
+            recipient_id: id(1),
+            kind: NotificationKind::Like,
+            actor_id: id(2),
+            post_id: Some(id(10)),
+            comment_id: None,
+            created_at: time(5),
+            read,
+        }
+    }
+
+    #[test]
+    fn notifications_go_to_their_recipient_with_a_cursor_and_reads_are_told_once() {
+        let unread = notification(false);
+        let decision = decide(&record("INSERT", None, Some(image(&unread, "notification")), "6")).unwrap();
+        assert_eq!(kinds(&decision), ["new_notification"]);
+        assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(1)])]);
+        assert_eq!(decision.pushes[0].event.cursor, Some(unread.id));
+
+        let read = Notification {
+            read: true,
+            ..unread.clone()
+        };
+        let decision = decide(&record(
+            "MODIFY",
+            Some(image(&unread, "notification")),
+            Some(image(&read, "notification")),
+            "7",
+        ))
+        .unwrap();
+        assert_eq!(kinds(&decision), ["notification_read"]);
+        let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
+        assert_eq!(value["data"]["notification_ids"], json!([unread.id]));
+
+        // Already read: nothing new to tell.
+        let decision = decide(&record(
+            "MODIFY",
+            Some(image(&read, "notification")),
+            Some(image(&read, "notification")),
+            "8",
+        ))
+        .unwrap();
+        assert!(decision.is_empty());
+        let decision = decide(&record("REMOVE", Some(image(&read, "notification")), None, "9")).unwrap();
+        assert!(decision.is_empty());
+    }
+
+    #[test]
+    fn comments_go_to_the_post_room() {
+        let comment = Comment {
+            id: id(20),
+            post_id: id(10),
+            author_id: id(2),
+            text: "nice".into(),
+            created_at: time(3),
+        };
+        let added = decide(&record("INSERT", None, Some(image(&comment, "comment")), "10")).unwrap();
+        assert_eq!(kinds(&added), ["new_comment"]);
+        assert_eq!(added.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
+        let removed = decide(&record("REMOVE", Some(image(&comment, "comment")), None, "11")).unwrap();
+        assert_eq!(kinds(&removed), ["comment_deleted"]);
+        assert_eq!(removed.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
+    }
+
+    fn message(status: MessageStatus) -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            from: id(1),
+            to: id(2),
+            text: "hi".into(),
+            created_at: time(4),
+            status,
+            client_message_id: None,
+        }
+    }
+
+    #[test]
+    fn a_message_goes_to_recipient_and_sender_and_a_request_is_a_request_to_the_recipient() {
+        let sent = message(MessageStatus::Sent);
+        let decision = decide(&record("INSERT", None, Some(image(&sent, "message")), "12")).unwrap();
+        assert_eq!(kinds(&decision), ["new_message"]);
+        assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(2), id(1)])]);
+        assert_eq!(decision.pushes[0].event.cursor, Some(sent.id));
+
+        let requested = message(MessageStatus::Requested);
+        let decision = decide(&record("INSERT", None, Some(image(&requested, "message")), "13")).unwrap();
+        assert_eq!(kinds(&decision), ["message_request", "new_message"]);
+        assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(2)])]);
+        assert_eq!(decision.pushes[1].audience, [Audience::Users(vec![id(1)])]);
+    }
+
+    fn connection() -> Connection {
+        Connection {
+            connection_id: "abc123=".into(),
+            user_id: id(1),
+            connected_at: time(0),
+            user_agent: None,
+            expires_at: 1_700_010_000,
+        }
+    }
+
+    #[test]
+    fn connections_drive_presence_effects_and_ttl_removals_release_the_connection() {
+        let opened = decide(&record("INSERT", None, Some(image(&connection(), "connection")), "14")).unwrap();
+        assert!(opened.pushes.is_empty());
+        assert_eq!(
+            opened.effects,
+            [Effect::AnnounceOnline {
+                user: id(1),
+                connection_id: "abc123=".into(),
+                connected_at: time(0),
+            }]
+        );
+
+        let check = Effect::ScheduleOfflineCheck(PresenceCheck {
+            user_id: id(1),
+            connection_id: "abc123=".into(),
+            disconnected_at: time(100),
+        });
+        let closed = decide(&record("REMOVE", Some(image(&connection(), "connection")), None, "15")).unwrap();
+        assert_eq!(closed.effects, [check.clone()]);
+
+        // A TTL deletion, as the Lambda event carries it.
+        let mut value = serde_json::to_value(record("REMOVE", Some(image(&connection(), "connection")), None, "16")).unwrap();
+        value["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+        let expired: EventRecord = serde_json::from_value(value).unwrap();
+        let decision = decide(&expired).unwrap();
+        assert_eq!(decision.effects.len(), 2);
+        match &decision.effects[0] {
+            Effect::ReleaseExpiredConnection(stored) => assert_eq!(stored.connection, connection()),
+            other => panic!("expected a release first, got {other:?}"),
+        }
+        assert_eq!(decision.effects[1], check);
+
+        // Some other service deleting it is an ordinary disconnect.
+        let mut other = record("REMOVE", Some(image(&connection(), "connection")), None, "17");
+        let mut identity = UserIdentity::default();
+        identity.type_ = "Service".into();
+        identity.principal_id = "backup.amazonaws.com".into();
+        other.user_identity = Some(identity);
+        assert_eq!(decide(&other).unwrap().effects, [check]);
+    }
+
+    #[test]
+    fn items_nobody_is_told_about_produce_nothing() {
+        let like = Like {
+            post_id: id(10),
+            user_id: id(2),
+            created_at: time(1),
+        };
+        for (entity, item) in [
+            ("like", image(&like, "like")),
+            ("follow", image(&json!({"follower_id": id(1), "followee_id": id(2)}), "follow")),
+            ("refresh_token", image(&json!({"user_id": id(1)}), "refresh_token")),
+            ("rate_window", image(&json!({"count": 1}), "rate_window")),
+            ("notification_dedup", image(&json!({"notification_id": id(3)}), "notification_dedup")),
+            ("presence", image(&json!({"online": true}), "presence")),
+            ("room_member", image(&json!({"channel": "post:x"}), "room_member")),
+        ] {
+            for name in ["INSERT", "MODIFY", "REMOVE"] {
+                let decision =
+                    decide(&record(name, Some(item.clone()), Some(item.clone()), "18")).unwrap();
+                assert!(decision.is_empty(), "{entity} {name}: {decision:?}");
+            }
+        }
+        // No entity at all (a foreign item): nothing, not an error.
+        let foreign: serde_dynamo::Item = serde_dynamo::to_item(json!({"pk": "X", "sk": "Y"})).unwrap();
+        assert!(decide(&record("INSERT", None, Some(foreign), "19")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_same_record_always_gives_the_same_event_ids() {
+        let liked = Post {
+            like_count: 1,
+            ..post()
+        };
+        let records = [
+            record("INSERT", None, Some(image(&post(), "post")), "20"),
+            record("MODIFY", Some(image(&post(), "post")), Some(image(&liked, "post")), "21"),
+            record("REMOVE", Some(image(&post(), "post")), None, "22"),
+            record("INSERT", None, Some(image(&notification(false), "notification")), "23"),
+            record("INSERT", None, Some(image(&message(MessageStatus::Requested), "message")), "24"),
+        ];
+        for record in &records {
+            let first: Vec<Uuid> = decide(record).unwrap().pushes.iter().map(|p| p.event.event_id).collect();
+            let second: Vec<Uuid> = decide(record).unwrap().pushes.iter().map(|p| p.event.event_id).collect();
+            assert!(!first.is_empty());
+            assert_eq!(first, second, "{}", record.event_name);
+        }
+        // The same like count reached by a later change is a different event.
+        let later = record("MODIFY", Some(image(&post(), "post")), Some(image(&liked, "post")), "99");
+        assert_ne!(
+            decide(&records[1]).unwrap().pushes[0].event.event_id,
+            decide(&later).unwrap().pushes[0].event.event_id
+        );
+    }
+
+    #[test]
+    fn unreadable_records_are_errors() {
+        assert!(matches!(
+            decide(&record("UPSERT", None, Some(image(&post(), "post")), "30")),
+            Err(BadRecord::EventName(_))
+        ));
+        // An insert whose new image lacks the post's fields.
+        let broken: serde_dynamo::Item = serde_dynamo::to_item(json!({"entity": "post", "id": "not-a-uuid"})).unwrap();
+        assert!(matches!(
+            decide(&record("INSERT", None, Some(broken), "31")),
+            Err(BadRecord::Image { .. })
+        ));
+        // A modify that lost its old image (e.g. a KEYS_ONLY stream).
+        let value: Value = serde_json::to_value(record("MODIFY", None, Some(image(&post(), "post")), "32")).unwrap();
+        let keys_only: EventRecord = serde_json::from_value(value).unwrap();
+        assert!(matches!(decide(&keys_only), Err(BadRecord::MissingImage { .. })));
+    }
+}

@@ -1,1 +1,15 @@
-fn main() {}
+//! Lambda entry point of `stream-router`: configuration and clients once per cold start, then
+//! the runtime loop over DynamoDB stream batches. Everything else lives in the library.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = shared::config::Config::from_vars(std::env::vars())?;
+    shared::telemetry::init(&config.log_filter);
+    let clients = shared::aws::Clients::from_env(&config).await;
+    let state = Arc::new(stream_router::State::new(config, &clients)?);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| stream_router::handle(&state, event))).await
+}

@@ -125,9 +125,8 @@ impl FunctionRegistry {
                     sqs: Some(endpoints.sqs.clone()),
                 },
             );
-            let handler = build(config, &clients).map_err(|e| {
-                anyhow::anyhow!("starting {} ({function}): {e}", resource.handler)
-            })?;
+            let handler = build(config, &clients)
+                .map_err(|e| anyhow::anyhow!("starting {} ({function}): {e}", resource.handler))?;
             registry = registry.with(&resource.handler, handler);
         }
         Ok(registry)
@@ -151,6 +150,14 @@ impl FunctionRegistry {
             })
     }
 
+    /// Names of the handlers [`IN_PROCESS_FUNCTIONS`] can build.
+    pub fn in_process_names() -> BTreeSet<String> {
+        IN_PROCESS_FUNCTIONS
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
+    }
+
     pub fn names(&self) -> BTreeSet<String> {
         self.functions.keys().cloned().collect()
     }
@@ -163,6 +170,12 @@ impl FunctionRegistry {
             inner: Arc::clone(inner),
             verbose: self.verbose,
         }))
+    }
+
+    /// The handler `name` without the invocation log line, for callers that log invocations
+    /// themselves (the event-source pollers).
+    pub fn unlogged(&self, name: &str) -> Option<Arc<dyn LambdaFunction>> {
+        self.functions.get(name).cloned()
     }
 
     /// The handler of the template function `logical_id`.
@@ -234,8 +247,10 @@ impl LambdaFunction for LoggedFunction {
             context.request_id = uuid::Uuid::new_v4().to_string();
         }
         if context.invoked_function_arn.is_empty() {
-            context.invoked_function_arn =
-                format!("arn:aws:lambda:us-east-1:000000000000:function:{}", self.name);
+            context.invoked_function_arn = format!(
+                "arn:aws:lambda:us-east-1:000000000000:function:{}",
+                self.name
+            );
         }
         if context.deadline == 0 {
             let deadline = chrono::Utc::now() + INVOCATION_DEADLINE;

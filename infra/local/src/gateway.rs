@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -19,6 +20,9 @@ use crate::functions::FunctionRegistry;
 use crate::http_api::{BoundRoute, HttpApi};
 use crate::template::Template;
 use crate::websocket::{Connections, WebSocketApi, WebSocketFaults, WebSocketLimits};
+
+/// How long shutdown waits for `$disconnect` handlers and in-flight messages.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The stage when neither the template nor the options name one.
 pub const DEFAULT_STAGE: &str = "local";
@@ -88,7 +92,11 @@ impl BoundGateway {
     }
 
     /// Checks that every route has a handler, then serves.
-    pub fn serve(self, template: &Template, functions: &FunctionRegistry) -> anyhow::Result<Gateway> {
+    pub fn serve(
+        self,
+        template: &Template,
+        functions: &FunctionRegistry,
+    ) -> anyhow::Result<Gateway> {
         template.check_handlers(&functions.names())?;
         let routes = template
             .http_api
@@ -101,8 +109,8 @@ impl BoundGateway {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let http_api = HttpApi::new(routes, template.http_api.cors.clone())
-            .map_err(anyhow::Error::msg)?;
+        let http_api =
+            HttpApi::new(routes, template.http_api.cors.clone()).map_err(anyhow::Error::msg)?;
 
         let (shutdown, shutdown_signal) = watch::channel(false);
         let (selection, websocket_routes) = match &template.websocket_api {
@@ -129,11 +137,16 @@ impl BoundGateway {
         let urls = self.urls();
         let tasks = vec![
             serve(self.http, http_api.router(), shutdown_signal.clone()),
-            serve(self.websocket, websocket_api.router(), shutdown_signal),
+            serve(
+                self.websocket,
+                Arc::clone(&websocket_api).router(),
+                shutdown_signal,
+            ),
         ];
         Ok(Gateway {
             urls,
             connections,
+            websocket_api,
             faults: self.options.faults,
             shutdown,
             tasks,
@@ -141,7 +154,11 @@ impl BoundGateway {
     }
 }
 
-fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, service)
@@ -193,6 +210,7 @@ impl GatewayUrls {
 pub struct Gateway {
     urls: GatewayUrls,
     connections: Connections,
+    websocket_api: Arc<WebSocketApi>,
     faults: Arc<WebSocketFaults>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -213,7 +231,8 @@ impl Gateway {
         &self.faults
     }
 
-    /// Closes every WebSocket (1001, `$disconnect` fired) and stops both listeners.
+    /// Closes every WebSocket (1001, `$disconnect` fired), stops both listeners and waits
+    /// (bounded) for the connection and message tasks to finish.
     pub async fn shutdown(mut self) {
         let _receivers_may_be_gone = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
@@ -222,6 +241,17 @@ impl Gateway {
                     tracing::error!("a gateway listener panicked");
                 }
             }
+        }
+        let drained = async {
+            while self.websocket_api.tasks_in_flight() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            tracing::warn!(
+                "{} WebSocket tasks still running at shutdown",
+                self.websocket_api.tasks_in_flight()
+            );
         }
     }
 }

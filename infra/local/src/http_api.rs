@@ -42,10 +42,7 @@ pub struct HttpApi {
 }
 
 impl HttpApi {
-    pub fn new(
-        routes: Vec<BoundRoute>,
-        cors: Option<CorsConfiguration>,
-    ) -> Result<Self, String> {
+    pub fn new(routes: Vec<BoundRoute>, cors: Option<CorsConfiguration>) -> Result<Self, String> {
         let mut by_path: BTreeMap<String, Vec<BoundRoute>> = BTreeMap::new();
         let mut default_route = None;
         for bound in routes {
@@ -103,10 +100,12 @@ impl HttpApi {
 /// API Gateway `{proxy+}` → matchit `{*proxy}`.
 fn matchit_path(path: &str) -> String {
     path.split('/')
-        .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-            Some(name) => format!("{{*{name}}}"),
-            None => segment.to_owned(),
-        })
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+                Some(name) => format!("{{*{name}}}"),
+                None => segment.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -119,7 +118,11 @@ fn percent_decode(text: &str) -> String {
 
 /// API Gateway's own JSON error answers.
 fn gateway_message(status: StatusCode, message: &str) -> Response {
-    (status, [(http::header::CONTENT_TYPE, "application/json")], json!({ "message": message }).to_string())
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        json!({ "message": message }).to_string(),
+    )
         .into_response()
 }
 
@@ -147,7 +150,12 @@ async fn serve_request(
     response
 }
 
-async fn invoke_route(api: &HttpApi, peer: SocketAddr, request: Request, request_id: &str) -> Response {
+async fn invoke_route(
+    api: &HttpApi,
+    peer: SocketAddr,
+    request: Request,
+    request_id: &str,
+) -> Response {
     let (parts, body) = request.into_parts();
     let Some((route, path_parameters)) = api.find(&parts.method, parts.uri.path()) else {
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
@@ -171,7 +179,11 @@ async fn invoke_route(api: &HttpApi, peer: SocketAddr, request: Request, request
         request_id,
         Utc::now(),
     );
-    match route.function.invoke(event, lambda_runtime::Context::default()).await {
+    match route
+        .function
+        .invoke(event, lambda_runtime::Context::default())
+        .await
+    {
         Ok(output) => map_response(output).unwrap_or_else(|problem| {
             tracing::warn!(request_id, "malformed function response: {problem}");
             gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -215,7 +227,10 @@ pub fn http_event(
     headers
         .entry("x-forwarded-for".to_owned())
         .or_insert_with(|| request.source_ip.clone());
-    headers.insert("x-forwarded-port".to_owned(), request.source_port.to_string());
+    headers.insert(
+        "x-forwarded-port".to_owned(),
+        request.source_port.to_string(),
+    );
     headers.insert("x-forwarded-proto".to_owned(), "http".to_owned());
     let domain_name = headers
         .get("host")
@@ -282,7 +297,11 @@ fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
             .entry(name.as_str().to_ascii_lowercase())
             .and_modify(|existing| {
                 // Cookies are separated by `;` in one header; others by commas.
-                existing.push_str(if name == http::header::COOKIE { "; " } else { "," });
+                existing.push_str(if name == http::header::COOKIE {
+                    "; "
+                } else {
+                    ","
+                });
                 existing.push_str(&value);
             })
             .or_insert(value);
@@ -414,8 +433,12 @@ fn origin_allowed(cors: &CorsConfiguration, origin: &str) -> bool {
         match allowed.split_once('*') {
             Some((prefix, suffix)) => {
                 origin.len() > prefix.len() + suffix.len()
-                    && origin.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
-                    && origin.to_ascii_lowercase().ends_with(&suffix.to_ascii_lowercase())
+                    && origin
+                        .to_ascii_lowercase()
+                        .starts_with(&prefix.to_ascii_lowercase())
+                    && origin
+                        .to_ascii_lowercase()
+                        .ends_with(&suffix.to_ascii_lowercase())
             }
             None => allowed.eq_ignore_ascii_case(origin),
         }
@@ -511,7 +534,10 @@ mod tests {
 
     fn cors() -> CorsConfiguration {
         CorsConfiguration {
-            allow_origins: vec!["https://app.example".into(), "https://*.preview.example".into()],
+            allow_origins: vec![
+                "https://app.example".into(),
+                "https://*.preview.example".into(),
+            ],
             allow_methods: vec!["GET".into(), "POST".into()],
             allow_headers: vec!["authorization".into(), "content-type".into()],
             expose_headers: vec!["x-request-id".into()],
@@ -547,7 +573,10 @@ mod tests {
         assert_eq!(event["headers"]["x-multi"], "a,b");
         assert!(event["headers"].get("cookie").is_none());
         assert_eq!(event["cookies"], json!(["a=1", "b=2"]));
-        assert_eq!(event["queryStringParameters"], json!({"tag": "a,b", "q": "hello world"}));
+        assert_eq!(
+            event["queryStringParameters"],
+            json!({"tag": "a,b", "q": "hello world"})
+        );
         assert_eq!(event["pathParameters"], json!({"post_id": "p 1"}));
         assert_eq!(event["requestContext"]["http"]["method"], "POST");
         assert_eq!(event["requestContext"]["domainName"], "localhost");
@@ -556,7 +585,10 @@ mod tests {
         assert_eq!(event["body"], r#"{"x":1}"#);
         assert_eq!(event["isBase64Encoded"], false);
         let parsed: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
-        assert!(matches!(parsed, lambda_http::request::LambdaRequest::ApiGatewayV2(_)));
+        assert!(matches!(
+            parsed,
+            lambda_http::request::LambdaRequest::ApiGatewayV2(_)
+        ));
     }
 
     #[test]
@@ -601,7 +633,10 @@ mod tests {
         apply_cors(&cors, "https://evil.example", &mut headers);
         assert!(headers.get("access-control-allow-origin").is_none());
         apply_cors(&cors, "https://app.example", &mut headers);
-        assert_eq!(headers["access-control-allow-origin"], "https://app.example");
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "https://app.example"
+        );
         assert_eq!(headers["access-control-expose-headers"], "x-request-id");
     }
 

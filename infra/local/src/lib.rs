@@ -8,10 +8,12 @@ pub mod sqs_poller;
 pub mod stream_poller;
 
 // Gateway core (template, HTTP API, WebSocket API, @connections, invocation, CLI).
+pub mod cli;
 pub mod functions;
 pub mod gateway;
 pub mod http_api;
 pub mod ids;
 pub mod management;
+pub mod stack;
 pub mod template;
 pub mod websocket;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use rand::Rng;
@@ -89,9 +88,9 @@ async fn post_to_connection(
     let Some(connection) = api.connections.get(&id) else {
         return gone(&id);
     };
-    let frame = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Outbound::Text(text),
-        Err(_) => Outbound::Binary(Bytes::from(body)),
+    let frame = match std::str::from_utf8(&body) {
+        Ok(text) => Outbound::Text(text.to_owned()),
+        Err(_) => Outbound::Binary(body),
     };
     if connection.outbound.send(frame).is_err() {
         return gone(&id);
@@ -109,10 +108,9 @@ async fn get_connection(
     let Some(connection) = api.connections.get(&id) else {
         return gone(&id);
     };
-    let last_active = DateTime::<Utc>::from_timestamp_millis(
-        connection.last_active_ms.load(Ordering::Relaxed),
-    )
-    .unwrap_or(connection.connected_at);
+    let last_active =
+        DateTime::<Utc>::from_timestamp_millis(connection.last_active_ms.load(Ordering::Relaxed))
+            .unwrap_or(connection.connected_at);
     // The wire names are camelCase (the SDKs' `ConnectedAt` etc. are their renderings).
     (
         StatusCode::OK,

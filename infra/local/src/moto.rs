@@ -180,11 +180,9 @@ impl MotoServer {
             .ok_or_else(|| StartError::Fatal(anyhow!("moto watchdog has no stdout")))?;
         let mut first_line = String::new();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let read = tokio::time::timeout(
-            remaining,
-            BufReader::new(stdout).read_line(&mut first_line),
-        )
-        .await;
+        let read =
+            tokio::time::timeout(remaining, BufReader::new(stdout).read_line(&mut first_line))
+                .await;
         self.moto_pid = match read {
             Ok(Ok(_)) => first_line.trim().parse().map_err(|_| {
                 StartError::Fatal(anyhow!(
@@ -245,7 +243,10 @@ impl MotoServer {
         if let Some(mut watchdog) = self.watchdog.take() {
             let exited = tokio::time::timeout(SHUTDOWN_TIMEOUT, watchdog.wait()).await;
             if !matches!(exited, Ok(Ok(_))) {
-                tracing::warn!(pid = self.moto_pid, "moto watchdog did not exit; killing it");
+                tracing::warn!(
+                    pid = self.moto_pid,
+                    "moto watchdog did not exit; killing it"
+                );
                 // kill_on_drop reaps what is left; moto itself still sees the lifeline close.
                 let _already_gone_is_fine = watchdog.start_kill();
             }
@@ -266,7 +267,10 @@ impl Drop for MotoServer {
                     Ok(None) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
-            tracing::warn!(pid = self.moto_pid, "moto watchdog did not exit; killing it");
+            tracing::warn!(
+                pid = self.moto_pid,
+                "moto watchdog did not exit; killing it"
+            );
         }
     }
 }
@@ -306,10 +310,7 @@ async fn answers_http(port: u16) -> bool {
 /// Forwards moto's output (one line per request) to `tracing` at debug level and keeps the
 /// last lines for start-up error messages. Draining also keeps moto from blocking on a full
 /// pipe.
-async fn drain_output(
-    output: tokio::process::ChildStderr,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) {
+async fn drain_output(output: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(output).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::debug!(target: "moto", "{line}");
@@ -397,7 +398,10 @@ pub async fn ensure_queues(
                 QueueAttributeName::VisibilityTimeout,
                 settings.visibility_timeout.as_secs().to_string(),
             ),
-            (QueueAttributeName::RedrivePolicy, redrive_policy.to_string()),
+            (
+                QueueAttributeName::RedrivePolicy,
+                redrive_policy.to_string(),
+            ),
         ]),
     )
     .await?;

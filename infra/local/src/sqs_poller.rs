@@ -117,7 +117,8 @@ impl SqsPollerConfig {
                 self.function_name
             );
         }
-        if self.batch_size > SQS_BATCH_LIMIT && self.maximum_batching_window < Duration::from_secs(1)
+        if self.batch_size > SQS_BATCH_LIMIT
+            && self.maximum_batching_window < Duration::from_secs(1)
         {
             bail!(
                 "{}: a BatchSize above 10 needs MaximumBatchingWindowInSeconds of at least 1",
@@ -134,7 +135,10 @@ impl SqsPollerConfig {
             bail!("the SQS long poll cannot exceed 20 seconds");
         }
         if self.maximum_concurrency == 0 {
-            bail!("MaximumConcurrency of {} must be at least 1", self.function_name);
+            bail!(
+                "MaximumConcurrency of {} must be at least 1",
+                self.function_name
+            );
         }
         Ok(())
     }
@@ -393,11 +397,10 @@ impl SqsPoller {
             .filter_map(|message| message.message_id.as_deref())
             .collect();
         let reported = batch_item_failures(response)?;
-        if let Some(unknown) = reported
-            .iter()
-            .find(|id| !batch_ids.contains(id.as_str()))
-        {
-            return Err(format!("itemIdentifier {unknown} is not a messageId of the batch"));
+        if let Some(unknown) = reported.iter().find(|id| !batch_ids.contains(id.as_str())) {
+            return Err(format!(
+                "itemIdentifier {unknown} is not a messageId of the batch"
+            ));
         }
         Ok(reported.into_iter().collect())
     }

@@ -589,8 +589,7 @@ impl StreamPoller {
                         current.records.drain(..first_failed);
                     }
                     BatchOutcome::Failed => {
-                        if self.config.bisect_batch_on_function_error && current.records.len() > 1
-                        {
+                        if self.config.bisect_batch_on_function_error && current.records.len() > 1 {
                             // Halves keep the retry count: a split is not a retry attempt.
                             let mut first = std::mem::take(&mut current.records);
                             let second = first.split_off(first.len() / 2);
@@ -895,9 +894,8 @@ fn polled_record(record: &Record, stream_arn: &str) -> Option<PolledRecord> {
     }
     Some(PolledRecord {
         sequence_number,
-        created_at: created.and_then(|created| {
-            DateTime::from_timestamp(created.secs(), created.subsec_nanos())
-        }),
+        created_at: created
+            .and_then(|created| DateTime::from_timestamp(created.secs(), created.subsec_nanos())),
         event,
     })
 }
@@ -921,7 +919,9 @@ fn attribute_json(value: &AttributeValue) -> Option<Value> {
         AttributeValue::Ns(numbers) => json!({ "NS": numbers }),
         AttributeValue::Bs(blobs) => json!({ "BS": blobs.iter().map(base64).collect::<Vec<_>>() }),
         AttributeValue::M(map) => json!({ "M": item_json(map) }),
-        AttributeValue::L(list) => json!({ "L": list.iter().filter_map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::L(list) => {
+            json!({ "L": list.iter().filter_map(attribute_json).collect::<Vec<_>>() })
+        }
         AttributeValue::Null(is_null) => json!({ "NULL": is_null }),
         AttributeValue::Bool(boolean) => json!({ "BOOL": boolean }),
         // A type newer than this SDK: nothing sensible to forward.
@@ -1074,9 +1074,7 @@ pub mod invocation {
         failures
             .iter()
             .map(|failure| match failure.get("itemIdentifier") {
-                Some(Value::String(identifier)) if !identifier.is_empty() => {
-                    Ok(identifier.clone())
-                }
+                Some(Value::String(identifier)) if !identifier.is_empty() => Ok(identifier.clone()),
                 _ => Err(format!("invalid batch item failure {failure}")),
             })
             .collect()
@@ -1107,7 +1105,8 @@ pub mod invocation {
 
         #[test]
         fn identifiers_are_returned_in_order() {
-            let response = json!({"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]});
+            let response =
+                json!({"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]});
             assert_eq!(
                 batch_item_failures(&response),
                 Ok(vec!["b".to_owned(), "a".to_owned()])
@@ -1130,7 +1129,10 @@ pub mod invocation {
         #[test]
         fn function_arn_takes_region_and_account_from_the_source() {
             assert_eq!(
-                function_arn("arn:aws:sqs:us-east-1:123456789012:ripple-push", "push-worker"),
+                function_arn(
+                    "arn:aws:sqs:us-east-1:123456789012:ripple-push",
+                    "push-worker"
+                ),
                 "arn:aws:lambda:us-east-1:123456789012:function:push-worker"
             );
             assert_eq!(

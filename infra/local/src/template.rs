@@ -198,40 +198,52 @@ impl Template {
             .collect()
     }
 
-    /// Every route or event source whose function has no handler in `available`, as a
-    /// start-up error naming each of them.
+    /// Every route or event source whose function has no handler in `available`, as one
+    /// start-up error listing, per missing handler, what needs it.
     pub fn check_handlers(&self, available: &BTreeSet<String>) -> Result<(), TemplateError> {
-        let mut problems = Vec::new();
-        let mut check = |what: String, function: &str| {
-            let handler = &self.functions[function].handler;
-            if !available.contains(handler) {
-                problems.push(format!(
-                    "{what} → function {function} (handler `{handler}`) has no registered handler"
-                ));
+        let mut missing: BTreeMap<&str, (&str, Vec<String>)> = BTreeMap::new();
+        let mut check = |what: String, function: &'_ str| {
+            let resource = &self.functions[function];
+            if !available.contains(&resource.handler) {
+                missing
+                    .entry(resource.handler.as_str())
+                    .or_insert((resource.logical_id.as_str(), Vec::new()))
+                    .1
+                    .push(what);
             }
         };
         for route in &self.http_api.routes {
-            check(format!("HTTP route `{}`", route.route_key()), &route.function);
+            check(format!("HTTP `{}`", route.route_key()), &route.function);
         }
         if let Some(api) = &self.websocket_api {
             for (key, function) in &api.routes {
-                check(format!("WebSocket route `{key}`"), function);
+                check(format!("WebSocket `{key}`"), function);
             }
         }
         for source in &self.stream_sources {
-            check("DynamoDB stream event source".to_owned(), &source.function);
+            check("the DynamoDB stream".to_owned(), &source.function);
         }
         for source in &self.sqs_sources {
-            check(format!("SQS event source ({})", source.queue), &source.function);
+            check(format!("SQS queue {}", source.queue), &source.function);
         }
-        if problems.is_empty() {
+        if missing.is_empty() {
             return Ok(());
         }
+        let problems = missing
+            .iter()
+            .map(|(handler, (function, uses))| {
+                format!(
+                    "  - `{handler}` (function {function}), needed by {}",
+                    uses.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let known = available.iter().cloned().collect::<Vec<_>>().join(", ");
         Err(invalid(format!(
-            "{}. Registered handlers: [{known}]. Add the function to the registry in \
-             infra/local/src/functions.rs (one line) or fix the template.",
-            problems.join("; ")
+            "these handlers are not registered:\n{problems}\nregistered: [{known}]. Add each \
+             function to the registry in infra/local/src/functions.rs (one line) or fix the \
+             template."
         )))
     }
 }
@@ -263,7 +275,10 @@ impl<'a> Parser<'a> {
             template
                 .functions
                 .insert(id.to_owned(), self.function(id, resource)?);
-            if let Some(events) = properties(resource).get("Events").and_then(Value::as_mapping) {
+            if let Some(events) = properties(resource)
+                .get("Events")
+                .and_then(Value::as_mapping)
+            {
                 for (name, event) in events {
                     let name = name.as_str().unwrap_or_default();
                     self.function_event(&mut template, id, name, event)?;
@@ -274,7 +289,9 @@ impl<'a> Parser<'a> {
             self.event_source_mapping(&mut template, resource)?;
         }
         for (id, resource) in self.resources_of(&["AWS::SQS::Queue"]) {
-            template.queues.insert(id.to_owned(), self.queue(id, resource)?);
+            template
+                .queues
+                .insert(id.to_owned(), self.queue(id, resource)?);
         }
         template.http_api.cors = self.http_cors()?;
         template.websocket_api = self.websocket_api()?;
@@ -369,7 +386,11 @@ impl<'a> Parser<'a> {
                         "{function}.Events.{name}: Path `{path}` must start with `/`"
                     )));
                 }
-                let method = if method == "*" { "ANY".to_owned() } else { method };
+                let method = if method == "*" {
+                    "ANY".to_owned()
+                } else {
+                    method
+                };
                 template.http_api.routes.push(HttpRoute {
                     method,
                     path,
@@ -453,7 +474,9 @@ impl<'a> Parser<'a> {
             maximum_retry_attempts: match retries {
                 None | Some(-1) => None,
                 Some(n) => Some(u32::try_from(n).map_err(|_| {
-                    invalid(format!("{function}: MaximumRetryAttempts {n} is out of range"))
+                    invalid(format!(
+                        "{function}: MaximumRetryAttempts {n} is out of range"
+                    ))
                 })?),
             },
             report_batch_item_failures: reports_item_failures(props),
@@ -632,8 +655,18 @@ impl<'a> Parser<'a> {
             .sqs_sources
             .iter()
             .map(|s| &s.queue)
-            .chain(template.stream_sources.iter().flat_map(|s| &s.on_failure_queue))
-            .chain(template.queues.values().flat_map(|q| q.redrive.as_ref().map(|r| &r.dead_letter_queue)));
+            .chain(
+                template
+                    .stream_sources
+                    .iter()
+                    .flat_map(|s| &s.on_failure_queue),
+            )
+            .chain(
+                template
+                    .queues
+                    .values()
+                    .flat_map(|q| q.redrive.as_ref().map(|r| &r.dead_letter_queue)),
+            );
         for queue in queue_refs {
             if !template.queues.contains_key(queue) {
                 return Err(invalid(format!(
@@ -673,7 +706,9 @@ impl<'a> Parser<'a> {
                 return Vec::new();
             }
         }
-        self.scalar(value).map(|s| split(&s, ",")).unwrap_or_default()
+        self.scalar(value)
+            .map(|s| split(&s, ","))
+            .unwrap_or_default()
     }
 
     fn integer(&self, props: &Value, key: &str) -> Result<Option<i64>, TemplateError> {
@@ -692,7 +727,8 @@ impl<'a> Parser<'a> {
     fn unsigned(&self, props: &Value, key: &str) -> Result<Option<u32>, TemplateError> {
         self.integer(props, key)?
             .map(|n| {
-                u32::try_from(n).map_err(|_| invalid(format!("{key} must be non-negative, got {n}")))
+                u32::try_from(n)
+                    .map_err(|_| invalid(format!("{key} must be non-negative, got {n}")))
             })
             .transpose()
     }
@@ -769,7 +805,9 @@ fn collect_references(value: &Value, found: &mut Vec<String>) {
             let tag = tagged.tag.to_string();
             match (tag.trim_start_matches('!'), &tagged.value) {
                 ("Ref", Value::String(id)) => push_reference(found, id),
-                ("GetAtt", Value::String(path)) => push_reference(found, path.split('.').next().unwrap_or_default()),
+                ("GetAtt", Value::String(path)) => {
+                    push_reference(found, path.split('.').next().unwrap_or_default())
+                }
                 ("GetAtt", Value::Sequence(parts)) => {
                     if let Some(id) = parts.first().and_then(Value::as_str) {
                         push_reference(found, id);
@@ -974,15 +1012,29 @@ Resources:
         assert_eq!(template.functions["AuthFunction"].handler, "api-auth");
         assert_eq!(template.functions["PostsFunction"].handler, "api-posts");
         let env = &template.functions["AuthFunction"].environment;
-        assert_eq!(env.get("MAX_CONNECTIONS_PER_USER").map(String::as_str), Some("10"));
+        assert_eq!(
+            env.get("MAX_CONNECTIONS_PER_USER").map(String::as_str),
+            Some("10")
+        );
         assert_eq!(env.get("FEATURE").map(String::as_str), Some("on"));
-        assert!(!env.contains_key("TABLE_NAME"), "intrinsics are filled in locally");
+        assert!(
+            !env.contains_key("TABLE_NAME"),
+            "intrinsics are filled in locally"
+        );
 
-        let keys: Vec<_> = template.http_api.routes.iter().map(HttpRoute::route_key).collect();
+        let keys: Vec<_> = template
+            .http_api
+            .routes
+            .iter()
+            .map(HttpRoute::route_key)
+            .collect();
         assert_eq!(keys, ["GET /health", "GET /posts/{post_id}"]);
 
         let cors = template.http_api.cors.as_ref().unwrap();
-        assert_eq!(cors.allow_origins, ["http://localhost:5173", "https://app.example"]);
+        assert_eq!(
+            cors.allow_origins,
+            ["http://localhost:5173", "https://app.example"]
+        );
         assert_eq!(cors.allow_methods, ["GET", "POST"]);
         assert_eq!(cors.allow_headers, ["authorization", "content-type"]);
         assert_eq!(cors.max_age, Some(600));
@@ -1006,7 +1058,10 @@ Resources:
         assert!(sqs.report_batch_item_failures);
 
         let fanout = &template.queues["FanoutQueue"];
-        assert_eq!(fanout.name, "FanoutQueue", "a computed QueueName falls back to the id");
+        assert_eq!(
+            fanout.name, "FanoutQueue",
+            "a computed QueueName falls back to the id"
+        );
         assert_eq!(fanout.visibility_timeout_seconds, Some(180));
         assert_eq!(
             fanout.redrive,
@@ -1025,8 +1080,12 @@ Resources:
             .map(String::from)
             .into();
         let error = template.check_handlers(&available).unwrap_err().to_string();
-        assert!(error.contains("SQS event source (FanoutQueue)"), "{error}");
-        assert!(error.contains("`push-worker`"), "{error}");
+        assert!(
+            error.contains(
+                "`push-worker` (function WorkerFunction), needed by SQS queue FanoutQueue"
+            ),
+            "{error}"
+        );
         assert!(!error.contains("GET /health"), "{error}");
     }
 

@@ -96,7 +96,9 @@ impl Connections {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<ConnectionEntry>>> {
         // A panic while holding this lock cannot leave the map half-updated (single
         // insert/remove calls), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn insert(&self, id: &str, entry: Arc<ConnectionEntry>) {
@@ -155,6 +157,8 @@ pub struct WebSocketApi {
     pub(crate) faults: Arc<WebSocketFaults>,
     pub(crate) connections: Connections,
     shutdown: watch::Receiver<bool>,
+    /// One clone per running connection or message task: shutdown waits for them.
+    in_flight: Arc<()>,
 }
 
 /// Who is on the other end of a connection, fixed at `$connect`.
@@ -197,7 +201,13 @@ impl WebSocketApi {
             faults,
             connections: Connections::default(),
             shutdown,
+            in_flight: Arc::new(()),
         }
+    }
+
+    /// Connection and message tasks still running (each holds a clone of `in_flight`).
+    pub fn tasks_in_flight(&self) -> usize {
+        Arc::strong_count(&self.in_flight) - 1
     }
 
     pub fn connections(&self) -> Connections {
@@ -297,7 +307,10 @@ async fn connect(
     };
     if let Some(function) = api.routes.get("$connect") {
         let event = connect_event(&api.stage, &info, &headers, uri.query().unwrap_or_default());
-        let response = match function.invoke(event, lambda_runtime::Context::default()).await {
+        let response = match function
+            .invoke(event, lambda_runtime::Context::default())
+            .await
+        {
             Ok(response) => response,
             Err(_) => {
                 return (
@@ -339,17 +352,20 @@ fn response_header(response: &Value, name: &str) -> Option<String> {
             .and_then(|(_, value)| value.as_str().map(str::to_owned))
     });
     single.or_else(|| {
-        response["multiValueHeaders"].as_object().and_then(|headers| {
-            headers
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .and_then(|(_, values)| values.get(0)?.as_str().map(str::to_owned))
-        })
+        response["multiValueHeaders"]
+            .as_object()
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .and_then(|(_, values)| values.get(0)?.as_str().map(str::to_owned))
+            })
     })
 }
 
 /// Runs one connection until it ends, then fires `$disconnect`.
 async fn serve_connection(api: Arc<WebSocketApi>, info: ConnectionInfo, mut socket: WebSocket) {
+    let _in_flight = Arc::clone(&api.in_flight);
     let (outbound, mut queued) = mpsc::unbounded_channel();
     let entry = Arc::new(ConnectionEntry {
         outbound: outbound.clone(),
@@ -442,7 +458,9 @@ async fn serve_connection(api: Arc<WebSocketApi>, info: ConnectionInfo, mut sock
     if let Some(function) = api.routes.get("$disconnect") {
         let event = disconnect_event(&api.stage, &info, &disconnect);
         // $disconnect is best effort on AWS too: its response is ignored.
-        let _ignored = function.invoke(event, lambda_runtime::Context::default()).await;
+        let _ignored = function
+            .invoke(event, lambda_runtime::Context::default())
+            .await;
     }
 }
 
@@ -492,6 +510,7 @@ async fn dispatch(
     message: Message,
     outbound: mpsc::UnboundedSender<Outbound>,
 ) {
+    let _in_flight = Arc::clone(&api.in_flight);
     let request_id = ids::request_id();
     let Some((route_key, function)) = api.route_for(&message) else {
         let error = json!({
@@ -504,7 +523,10 @@ async fn dispatch(
         return;
     };
     let event = message_event(&api.stage, &info, route_key, &message, &request_id);
-    let reply = match function.invoke(event, lambda_runtime::Context::default()).await {
+    let reply = match function
+        .invoke(event, lambda_runtime::Context::default())
+        .await
+    {
         Ok(response) => route_response(&response),
         Err(_) => Some(Outbound::Text(
             json!({
@@ -564,7 +586,12 @@ fn request_context(
     }
 }
 
-fn connect_event(stage: &str, info: &ConnectionInfo, headers: &HeaderMap, raw_query: &str) -> Value {
+fn connect_event(
+    stage: &str,
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    raw_query: &str,
+) -> Value {
     let mut single = Map::new();
     let mut multi: Map<String, Value> = Map::new();
     for (name, value) in headers {
@@ -581,7 +608,10 @@ fn connect_event(stage: &str, info: &ConnectionInfo, headers: &HeaderMap, raw_qu
     let mut multi_query: Map<String, Value> = Map::new();
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         query.insert(key.to_string(), json!(value));
-        match multi_query.get_mut(key.as_ref()).and_then(Value::as_array_mut) {
+        match multi_query
+            .get_mut(key.as_ref())
+            .and_then(Value::as_array_mut)
+        {
             Some(values) => values.push(json!(value)),
             None => {
                 multi_query.insert(key.to_string(), json!([value]));
@@ -666,11 +696,20 @@ mod tests {
     #[test]
     fn events_deserialise_as_aws_lambda_events_websocket_requests() {
         let mut headers = HeaderMap::new();
-        headers.insert("sec-websocket-protocol", HeaderValue::from_static("ripple.v1, tok"));
+        headers.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("ripple.v1, tok"),
+        );
         let connect = connect_event("dev", &info(), &headers, "token=a%20b");
         let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(connect).unwrap();
-        assert_eq!(parsed.request_context.event_type.as_deref(), Some("CONNECT"));
-        assert_eq!(parsed.request_context.connection_id.as_deref(), Some("abc="));
+        assert_eq!(
+            parsed.request_context.event_type.as_deref(),
+            Some("CONNECT")
+        );
+        assert_eq!(
+            parsed.request_context.connection_id.as_deref(),
+            Some("abc=")
+        );
         assert_eq!(parsed.query_string_parameters.first("token"), Some("a b"));
         assert_eq!(parsed.headers["Sec-WebSocket-Protocol"], "ripple.v1, tok");
 
@@ -687,22 +726,32 @@ mod tests {
         let parsed: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(disconnect_event("dev", &info(), &disconnect)).unwrap();
         assert_eq!(parsed.request_context.disconnect_status_code, Some(1001));
-        assert_eq!(parsed.request_context.event_type.as_deref(), Some("DISCONNECT"));
+        assert_eq!(
+            parsed.request_context.event_type.as_deref(),
+            Some("DISCONNECT")
+        );
     }
 
     #[test]
     fn selection_reads_the_body_path_and_ignores_non_json() {
         let selection = RouteSelection::parse("$request.body.action");
-        assert_eq!(selection.select(r#"{"action":"ping"}"#).as_deref(), Some("ping"));
+        assert_eq!(
+            selection.select(r#"{"action":"ping"}"#).as_deref(),
+            Some("ping")
+        );
         assert_eq!(selection.select("not json"), None);
         assert_eq!(selection.select(r#"{"action":{"nested":1}}"#), None);
         let nested = RouteSelection::parse("$request.body.meta.kind");
-        assert_eq!(nested.select(r#"{"meta":{"kind":"x"}}"#).as_deref(), Some("x"));
+        assert_eq!(
+            nested.select(r#"{"meta":{"kind":"x"}}"#).as_deref(),
+            Some("x")
+        );
     }
 
     #[test]
     fn the_subprotocol_header_is_found_in_any_case() {
-        let response = json!({"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "ripple.v1"}});
+        let response =
+            json!({"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "ripple.v1"}});
         assert_eq!(
             response_header(&response, "sec-websocket-protocol").as_deref(),
             Some("ripple.v1")

@@ -100,7 +100,10 @@ pub fn follower_entry(follower: Uuid, followee: Uuid) -> IndexKey {
 /// A pending request from `requester` to the private account `target`; lives in the
 /// target's partition, which is where the target lists them.
 pub fn follow_request(target: Uuid, requester: Uuid) -> Key {
-    Key::new(user_pk(target), format!("{FOLLOW_REQUEST_PREFIX}{requester}"))
+    Key::new(
+        user_pk(target),
+        format!("{FOLLOW_REQUEST_PREFIX}{requester}"),
+    )
 }
 
 /// `blocker` blocks `blocked`: lives in the blocker's partition.
@@ -208,7 +211,10 @@ pub fn conversation_recency_entry(owner: Uuid, last_message: Uuid) -> IndexKey {
 
 /// A pending message request from `from`, in the recipient's partition.
 pub fn message_request(recipient: Uuid, from: Uuid) -> Key {
-    Key::new(user_pk(recipient), format!("{MESSAGE_REQUEST_PREFIX}{from}"))
+    Key::new(
+        user_pk(recipient),
+        format!("{MESSAGE_REQUEST_PREFIX}{from}"),
+    )
 }
 
 /// Sort-key prefix of every idempotency record `sender` has in a thread (see
@@ -225,12 +231,31 @@ pub fn message_request_dedup_key(from: Uuid) -> String {
 
 // ---- notifications ---------------------------------------------------------------------------
 
+/// Notification dedup key of a like: one like notification per actor per post, however often
+/// they like and unlike.
+pub fn like_dedup_key(post: Uuid, actor: Uuid) -> String {
+    format!("like#{post}#{actor}")
+}
+
+/// Notification dedup key of a follow: follow/unfollow/follow notifies once.
+pub fn follow_dedup_key(actor: Uuid) -> String {
+    format!("follow#{actor}")
+}
+
+/// Notification dedup key of a follow request: request/cancel/request notifies once.
+pub fn follow_request_dedup_key(actor: Uuid) -> String {
+    format!("follow_request#{actor}")
+}
+
 pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
 pub const NOTIFICATION_STATE: &str = "NOTIFSTATE";
 pub const NOTIFICATION_DEDUP_PREFIX: &str = "NOTIFKEY#";
 
 pub fn notification(recipient: Uuid, notification: Uuid) -> Key {
-    Key::new(user_pk(recipient), format!("{NOTIFICATION_PREFIX}{notification}"))
+    Key::new(
+        user_pk(recipient),
+        format!("{NOTIFICATION_PREFIX}{notification}"),
+    )
 }
 
 /// The recipient's unread counter.
@@ -323,9 +348,18 @@ mod tests {
 
     #[test]
     fn thread_partition_is_symmetric() {
-        assert_eq!(thread_partition(id(1), id(2)), thread_partition(id(2), id(1)));
-        assert_ne!(thread_partition(id(1), id(2)), thread_partition(id(1), id(3)));
-        assert_eq!(message(id(1), id(2), id(9)).pk, message(id(2), id(1), id(9)).pk);
+        assert_eq!(
+            thread_partition(id(1), id(2)),
+            thread_partition(id(2), id(1))
+        );
+        assert_ne!(
+            thread_partition(id(1), id(2)),
+            thread_partition(id(1), id(3))
+        );
+        assert_eq!(
+            message(id(1), id(2), id(9)).pk,
+            message(id(2), id(1), id(9)).pk
+        );
     }
 
     #[test]
@@ -412,16 +446,27 @@ mod tests {
         let older = Uuid::now_v7();
         let newer = Uuid::now_v7();
         assert!(author_timeline_entry(id(1), older).sk < author_timeline_entry(id(1), newer).sk);
-        assert_eq!(timeline_before(newer), author_timeline_entry(id(1), newer).sk);
+        assert_eq!(
+            timeline_before(newer),
+            author_timeline_entry(id(1), newer).sk
+        );
     }
 
     #[test]
     fn message_and_room_keys() {
-        assert!(client_message(id(1), id(2), "abc").sk.contains(&id(1).to_string()));
+        assert!(client_message(id(1), id(2), "abc")
+            .sk
+            .contains(&id(1).to_string()));
         assert_eq!(room_member("post:x", "c1=").pk, "ROOM#post:x");
         assert_eq!(connection("c1=").pk, "CONN#c1=");
-        assert_eq!(unread_notification_entry(id(3), id(4)).pk, unread_partition(id(3)));
-        assert_eq!(rate_window(id(1), "post", 60).pk, format!("RATE#{}#post#60", id(1)));
+        assert_eq!(
+            unread_notification_entry(id(3), id(4)).pk,
+            unread_partition(id(3))
+        );
+        assert_eq!(
+            rate_window(id(1), "post", 60).pk,
+            format!("RATE#{}#post#60", id(1))
+        );
     }
 
     #[test]
@@ -444,5 +489,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn client_message_records_of_a_sender_share_a_prefix_no_other_sender_matches() {
+        let (alice, bob) = (id(1), id(2));
+        let record = client_message(alice, bob, "c-1");
+        assert!(record.sk.starts_with(&client_message_prefix(alice)));
+        assert!(!record.sk.starts_with(&client_message_prefix(bob)));
+        assert!(!client_message_prefix(alice).starts_with(MESSAGE_PREFIX));
+        assert_ne!(
+            message_request_dedup_key(alice),
+            message_request_dedup_key(bob)
+        );
     }
 }

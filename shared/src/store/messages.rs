@@ -27,8 +27,9 @@ use super::page::{KeyShape, Page, PageRequest};
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
-    format_time, new_id, validate_client_message_id, validate_message_text, Conversation, ConversationState,
-    Message, MessageId, MessageRequest, MessageStatus, NotificationKind, User, UserId,
+    format_time, new_id, validate_client_message_id, validate_message_text, Conversation,
+    ConversationState, Message, MessageId, MessageRequest, MessageStatus, NotificationKind, User,
+    UserId,
 };
 use crate::error::{Error, Result};
 
@@ -116,14 +117,23 @@ pub trait MessageStore: Send + Sync {
 
     /// Messages between `viewer` and `other`, newest first (pattern 18). Only ever reads the
     /// thread `viewer` is part of.
-    async fn messages(&self, viewer: UserId, other: UserId, page: &PageRequest) -> Result<Page<Message>>;
+    async fn messages(
+        &self,
+        viewer: UserId,
+        other: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>>;
 
     /// Sets `owner`'s unread count of the conversation with `other` to zero. `NotFound` when
     /// there is no such conversation.
     async fn mark_conversation_read(&self, owner: UserId, other: UserId) -> Result<()>;
 
     /// Message requests waiting for `recipient` (pattern 20), by sender id.
-    async fn message_requests(&self, recipient: UserId, page: &PageRequest) -> Result<Page<MessageRequest>>;
+    async fn message_requests(
+        &self,
+        recipient: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<MessageRequest>>;
 
     /// `recipient` accepts `from`'s request: the request is gone and the thread is an
     /// ordinary conversation. `NotFound` when no request is pending.
@@ -172,13 +182,16 @@ enum SendFailure {
 }
 
 fn item_string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// Removes and returns the item with `key` from a BatchGetItem result.
 fn take_item(items: &mut Vec<Item>, key: &Key) -> Option<Item> {
     let position = items.iter().position(|item| {
-        item_string(item, "pk") == Some(key.pk.as_str()) && item_string(item, "sk") == Some(key.sk.as_str())
+        item_string(item, "pk") == Some(key.pk.as_str())
+            && item_string(item, "sk") == Some(key.sk.as_str())
     })?;
     Some(items.swap_remove(position))
 }
@@ -189,7 +202,11 @@ fn attribute<T: Serialize>(value: &T) -> Result<AttributeValue> {
 
 fn page_of<T: serde::de::DeserializeOwned>(page: Page<Item>) -> Result<Page<T>> {
     Ok(Page {
-        items: page.items.into_iter().map(from_item).collect::<Result<_>>()?,
+        items: page
+            .items
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_>>()?,
         next_cursor: page.next_cursor,
     })
 }
@@ -322,7 +339,9 @@ impl DynamoStore {
         Ok(SendContext {
             recipient: take_item(&mut found, &profile).map(from_item).transpose()?,
             recipient_follows_sender: take_item(&mut found, &follow).is_some(),
-            blocked: blocks.iter().any(|key| take_item(&mut found, key).is_some()),
+            blocked: blocks
+                .iter()
+                .any(|key| take_item(&mut found, key).is_some()),
             sender_state: state_of(take_item(&mut found, &sender_conversation))?,
             recipient_state: state_of(take_item(&mut found, &recipient_conversation))?,
             replayed: match client_record {
@@ -437,7 +456,14 @@ impl DynamoStore {
                 dedup_index = notification.dedup_marker.map(|i| i + items.len());
                 items.extend(notification.items);
             }
-            Ok((items, blocks, client_index, recipient_index, request_index, dedup_index))
+            Ok((
+                items,
+                blocks,
+                client_index,
+                recipient_index,
+                request_index,
+                dedup_index,
+            ))
         };
         let (items, blocks, client_index, recipient_index, request_index, dedup_index) =
             build().map_err(SendFailure::Fatal)?;
@@ -446,7 +472,8 @@ impl DynamoStore {
             Err(TransactFailure::Other(error)) => return Err(SendFailure::Fatal(error)),
             Err(failure) => failure,
         };
-        let failed_at = |index: Option<usize>| index.is_some_and(|i| failure.condition_failed_at(i));
+        let failed_at =
+            |index: Option<usize>| index.is_some_and(|i| failure.condition_failed_at(i));
         Err(if blocks.clone().any(|i| failure.condition_failed_at(i)) {
             SendFailure::Fatal(blocked())
         } else if failed_at(client_index) || failed_at(Some(recipient_index)) {
@@ -458,7 +485,9 @@ impl DynamoStore {
         } else if failed_at(dedup_index) {
             SendFailure::AlreadyNotified
         } else {
-            SendFailure::Fatal(Error::invariant("send transaction failed an unexpected condition"))
+            SendFailure::Fatal(Error::invariant(
+                "send transaction failed an unexpected condition",
+            ))
         })
     }
 
@@ -477,9 +506,12 @@ impl MessageStore for DynamoStore {
         for _ in 0..ATTEMPTS {
             let context = self.send_context(&new).await?;
             if let Some(id) = context.replayed {
-                let message = self.get_message(new.from, new.to, id).await?.ok_or_else(|| {
-                    Error::invariant("idempotency record points at a missing message")
-                })?;
+                let message = self
+                    .get_message(new.from, new.to, id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invariant("idempotency record points at a missing message")
+                    })?;
                 return Ok(SentMessage {
                     message,
                     created: false,
@@ -532,7 +564,12 @@ impl MessageStore for DynamoStore {
         page_of(self.table.query_page(&query, page).await?)
     }
 
-    async fn messages(&self, viewer: UserId, other: UserId, page: &PageRequest) -> Result<Page<Message>> {
+    async fn messages(
+        &self,
+        viewer: UserId,
+        other: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>> {
         let partition = keys::thread_partition(viewer, other);
         let query = Query::new(KeyShape::Table, &partition)
             .begins_with(keys::MESSAGE_PREFIX)
@@ -565,9 +602,14 @@ impl MessageStore for DynamoStore {
         }
     }
 
-    async fn message_requests(&self, recipient: UserId, page: &PageRequest) -> Result<Page<MessageRequest>> {
+    async fn message_requests(
+        &self,
+        recipient: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<MessageRequest>> {
         let partition = keys::user_pk(recipient);
-        let query = Query::new(KeyShape::Table, &partition).begins_with(keys::MESSAGE_REQUEST_PREFIX);
+        let query =
+            Query::new(KeyShape::Table, &partition).begins_with(keys::MESSAGE_REQUEST_PREFIX);
         page_of(self.table.query_page(&query, page).await?)
     }
 
@@ -615,7 +657,9 @@ impl MessageStore for DynamoStore {
                 Err(TransactFailure::ConditionFailed { .. }) => continue,
             }
         }
-        Err(Error::conflict("the conversation changed while accepting; try again"))
+        Err(Error::conflict(
+            "the conversation changed while accepting; try again",
+        ))
     }
 
     async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
@@ -623,8 +667,11 @@ impl MessageStore for DynamoStore {
         let request_key = keys::message_request(recipient, from);
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let request: MessageRequest =
-                self.table.get_as(&request_key).await?.ok_or_else(no_request)?;
+            let request: MessageRequest = self
+                .table
+                .get_as(&request_key)
+                .await?
+                .ok_or_else(no_request)?;
             let last_id = request
                 .last_message
                 .as_ref()
@@ -653,7 +700,9 @@ impl MessageStore for DynamoStore {
             }
         }
         let Some(last) = last else {
-            return Err(Error::conflict("the conversation changed while rejecting; try again"));
+            return Err(Error::conflict(
+                "the conversation changed while rejecting; try again",
+            ));
         };
         self.delete_pending_thread(recipient, from, last).await
     }
@@ -664,7 +713,12 @@ impl DynamoStore {
     /// including `last`, and their idempotency records (records first, so a retry never
     /// finds a record whose message is gone). Bounded: a pending request holds at most
     /// [`MAX_PENDING_REQUEST_MESSAGES`] messages.
-    async fn delete_pending_thread(&self, recipient: UserId, from: UserId, last: MessageId) -> Result<()> {
+    async fn delete_pending_thread(
+        &self,
+        recipient: UserId,
+        from: UserId,
+        last: MessageId,
+    ) -> Result<()> {
         let partition = keys::thread_partition(recipient, from);
         let client_prefix = keys::client_message_prefix(from);
         let records = self

@@ -9,7 +9,9 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{from_item, n, number_attribute, to_item, tx, with_gsi2, Query, TransactFailure};
+use super::dynamo::{
+    from_item, n, number_attribute, to_item, tx, with_gsi2, Query, TransactFailure,
+};
 use super::keys;
 use super::page::{KeyShape, Page, PageRequest};
 use crate::domain::{
@@ -75,7 +77,10 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
             "ADD unread_count :one SET entity = :entity",
             None,
             &[],
-            vec![(":one", n(1)), (":entity", super::dynamo::s("notification_state"))],
+            vec![
+                (":one", n(1)),
+                (":entity", super::dynamo::s("notification_state")),
+            ],
         )?,
     ];
     let mut dedup_marker = None;
@@ -97,6 +102,36 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
         dedup_marker,
         notification: Some(notification),
     })
+}
+
+impl super::DynamoStore {
+    /// Runs a cause's transaction with its notification appended. When the only failed
+    /// condition is the notification's dedup marker (the recipient was already notified of
+    /// this cause), the cause commits on its own. Indices in a returned failure refer to
+    /// `cause` items, which come first.
+    pub(crate) async fn transact_with_notification(
+        &self,
+        cause: Vec<TransactWriteItem>,
+        notification: NotificationItems,
+    ) -> Result<(), TransactFailure> {
+        let cause_len = cause.len();
+        let Some(marker) = notification.dedup_marker.map(|i| cause_len + i) else {
+            let mut items = cause;
+            items.extend(notification.items);
+            return self.table.transact(items).await;
+        };
+        let mut items = cause.clone();
+        items.extend(notification.items);
+        match self.table.transact(items).await {
+            Err(failure)
+                if failure.condition_failed_at(marker)
+                    && !(0..cause_len).any(|i| failure.condition_failed_at(i)) =>
+            {
+                self.table.transact(cause).await
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -152,7 +187,11 @@ pub trait NotificationStore: Send + Sync {
 
 /// Marks a notification read and takes it out of the unread index, on condition that it
 /// exists and is unread.
-fn mark_read_item(table: &str, recipient: UserId, notification: NotificationId) -> Result<TransactWriteItem> {
+fn mark_read_item(
+    table: &str,
+    recipient: UserId,
+    notification: NotificationId,
+) -> Result<TransactWriteItem> {
     tx::update(
         table,
         &keys::notification(recipient, notification),
@@ -235,7 +274,9 @@ impl crate::store::DynamoStore {
                 }
             }
         }
-        Err(Error::conflict("notifications changed while being marked read; try again"))
+        Err(Error::conflict(
+            "notifications changed while being marked read; try again",
+        ))
     }
 }
 
@@ -259,7 +300,11 @@ impl NotificationStore for crate::store::DynamoStore {
             self.table.query_page(&query, page).await?
         };
         Ok(Page {
-            items: page.items.into_iter().map(from_item).collect::<Result<_>>()?,
+            items: page
+                .items
+                .into_iter()
+                .map(from_item)
+                .collect::<Result<_>>()?,
             next_cursor: page.next_cursor,
         })
     }
@@ -277,7 +322,11 @@ impl NotificationStore for crate::store::DynamoStore {
             return Ok(());
         }
         // Its condition failed: already read (fine), or not in this user's partition.
-        match self.table.get(&keys::notification(recipient, notification)).await? {
+        match self
+            .table
+            .get(&keys::notification(recipient, notification))
+            .await?
+        {
             Some(_) => Ok(()),
             None => Err(Error::not_found("notification not found")),
         }

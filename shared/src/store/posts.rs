@@ -22,7 +22,7 @@ use super::dynamo::{
     from_item, key_map, n, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
 };
 use super::keys::{self, Key};
-use super::notifications::{notification_items, NewNotification, NotificationItems};
+use super::notifications::{notification_items, NewNotification};
 use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
 use super::social::SocialStore;
 use super::DynamoStore;
@@ -261,34 +261,6 @@ fn items_to<T: serde::de::DeserializeOwned>(page: Page<Item>) -> Result<Page<T>>
 }
 
 impl DynamoStore {
-    /// Runs a cause's transaction with its notification appended. When the only failed
-    /// condition is the notification's dedup marker (the recipient was already notified of
-    /// this cause), the cause commits on its own. Indices in a returned failure refer to
-    /// `cause` items, which come first.
-    async fn transact_with_notification(
-        &self,
-        cause: Vec<TransactWriteItem>,
-        notification: NotificationItems,
-    ) -> Result<(), TransactFailure> {
-        let cause_len = cause.len();
-        let Some(marker) = notification.dedup_marker.map(|i| cause_len + i) else {
-            let mut items = cause;
-            items.extend(notification.items);
-            return self.table.transact(items).await;
-        };
-        let mut items = cause.clone();
-        items.extend(notification.items);
-        match self.table.transact(items).await {
-            Err(failure)
-                if failure.condition_failed_at(marker)
-                    && !(0..cause_len).any(|i| failure.condition_failed_at(i)) =>
-            {
-                self.table.transact(cause).await
-            }
-            other => other,
-        }
-    }
-
     /// Fails with `NotFound` unless the post exists (reads of its likes and comments).
     async fn require_post(&self, post: PostId) -> Result<Post> {
         self.get_post(post).await?.ok_or_else(post_not_found)
@@ -565,7 +537,7 @@ impl PostStore for DynamoStore {
                 post_id: Some(post.id),
                 comment_id: None,
                 created_at: like.created_at,
-                dedup_key: Some(format!("like#{}#{user}", post.id)),
+                dedup_key: Some(keys::like_dedup_key(post.id, user)),
             },
         )?;
         match self.transact_with_notification(cause, notification).await {

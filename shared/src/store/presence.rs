@@ -63,9 +63,10 @@ impl DynamoStore {
         tx::update(
             &self.table.name,
             &keys::presence(user),
-            "SET online = :online, #cause = :cause, changed_at = :at, user_id = :user, entity = :entity",
+            "SET #online = :online, #cause = :cause, changed_at = :at, user_id = :user, entity = :entity",
             Some(condition),
-            &[("#cause", "cause")],
+            // Both are DynamoDB reserved words.
+            &[("#online", "online"), ("#cause", "cause")],
             values,
         )
     }
@@ -88,7 +89,7 @@ impl PresenceStore for DynamoStore {
             true,
             cause,
             at,
-            "attribute_not_exists(online) OR online = :offline OR #cause = :cause",
+            "attribute_not_exists(#online) OR #online = :offline OR #cause = :cause",
             vec![(":offline", AttributeValue::Bool(false))],
         )?;
         announced(self.table.transact(vec![update]).await)
@@ -106,7 +107,7 @@ impl PresenceStore for DynamoStore {
             false,
             cause,
             at,
-            "online = :was_online OR #cause = :cause",
+            "#online = :was_online OR #cause = :cause",
             vec![(":was_online", AttributeValue::Bool(true))],
         )?;
         announced(self.table.transact(vec![no_connections, update]).await)

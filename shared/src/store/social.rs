@@ -287,15 +287,15 @@ impl DynamoStore {
         })
     }
 
-    /// The follow item, both counters, the no-block checks both ways and `notice`: the
-    /// transaction items shared by a direct follow and an accepted request, at the indexes
-    /// named by [`FOLLOW_ITEM`], [`FOLLOWER_PROFILE`], [`FOLLOWEE_PROFILE`], [`BLOCK_CHECKS`].
+    /// The follow item, both counters and the no-block checks both ways: the transaction
+    /// items shared by a direct follow and an accepted request, at the indexes named by
+    /// [`FOLLOW_ITEM`], [`FOLLOWER_PROFILE`], [`FOLLOWEE_PROFILE`], [`BLOCK_CHECKS`]. The
+    /// notification goes through `transact_with_notification`.
     fn follow_items(
         &self,
         follower: UserId,
         followee: UserId,
         now: DateTime<Utc>,
-        notice: NewNotification,
     ) -> Result<Vec<TransactWriteItem>> {
         let table = &self.table.name;
         let follow = Follow {
@@ -307,15 +307,13 @@ impl DynamoStore {
             record_item(&keys::follow(follower, followee), &follow, "follow")?,
             &keys::follower_entry(follower, followee),
         );
-        let mut items = vec![
+        Ok(vec![
             tx::put_new(table, item)?,
             profile_counters(table, follower, 1, 0)?,
             profile_counters(table, followee, 0, 1)?,
             absent(table, &keys::block(follower, followee))?,
             absent(table, &keys::block(followee, follower))?,
-        ];
-        items.extend(notification_items(table, &notice)?.items);
-        Ok(items)
+        ])
     }
 
     async fn query_records<T: serde::de::DeserializeOwned>(
@@ -365,13 +363,15 @@ impl SocialStore for DynamoStore {
         if follower == followee {
             return Err(Error::validation("you cannot follow yourself"));
         }
-        let items = self.follow_items(
-            follower,
-            followee,
-            now,
-            notification(followee, NotificationKind::Follow, follower, now),
+        let items = self.follow_items(follower, followee, now)?;
+        let notice = notification_items(
+            &self.table.name,
+            &NewNotification {
+                dedup_key: Some(keys::follow_dedup_key(follower)),
+                ..notification(followee, NotificationKind::Follow, follower, now)
+            },
         )?;
-        match self.table.transact(items).await {
+        match self.transact_with_notification(items, notice).await {
             Ok(()) => Ok(true),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 if BLOCK_CHECKS
@@ -413,7 +413,7 @@ impl SocialStore for DynamoStore {
             )?,
             &keys::follow_request_recency_entry(target, new_id()),
         );
-        let mut items = vec![
+        let items = vec![
             tx::put_new(table, item)?,
             // Already following: nothing to request.
             absent(table, &keys::follow(requester, target))?,
@@ -422,14 +422,14 @@ impl SocialStore for DynamoStore {
             absent(table, &keys::block(requester, target))?,
             absent(table, &keys::block(target, requester))?,
         ];
-        items.extend(
-            notification_items(
-                table,
-                &notification(target, NotificationKind::FollowRequest, requester, now),
-            )?
-            .items,
-        );
-        match self.table.transact(items).await {
+        let notice = notification_items(
+            table,
+            &NewNotification {
+                dedup_key: Some(keys::follow_request_dedup_key(requester)),
+                ..notification(target, NotificationKind::FollowRequest, requester, now)
+            },
+        )?;
+        match self.transact_with_notification(items, notice).await {
             Ok(()) => Ok(true),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 // Items 2–5: both profiles exist, no block either way.
@@ -480,15 +480,14 @@ impl SocialStore for DynamoStore {
         let table = &self.table.name;
         let request_key = keys::follow_request(target, requester);
         // The request is the last item so the follow items keep their documented indexes.
-        let mut items = self.follow_items(
-            requester,
-            target,
-            now,
-            notification(requester, NotificationKind::FollowAccepted, target, now),
-        )?;
+        let mut items = self.follow_items(requester, target, now)?;
         let request_index = items.len();
         items.push(tx::delete(table, &request_key, Some(ITEM_EXISTS))?);
-        match self.table.transact(items).await {
+        let notice = notification_items(
+            table,
+            &notification(requester, NotificationKind::FollowAccepted, target, now),
+        )?;
+        match self.transact_with_notification(items, notice).await {
             Ok(()) => Ok(()),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 if failure.condition_failed_at(request_index)

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use shared::domain::{ConversationState, Message, MessageStatus, User};
-use shared::store::messages::{MessageStore, NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES};
+use shared::store::messages::{
+    MessageStore, NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES,
+};
 use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
@@ -71,13 +73,20 @@ where
 async fn conversations_of_a_user_newest_first_with_last_message_and_unread_count() {
     let db = TestDb::start().await;
     let store = db.store();
-    let (alice, bob, carol) = (user(&store, "alice").await, user(&store, "bob").await, user(&store, "carol").await);
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
 
     send(&store, &alice, &bob, "hi bob").await;
     send(&store, &carol, &alice, "hi alice").await;
     let from_bob = send(&store, &bob, &alice, "hey alice").await;
 
-    let list = store.conversations(alice.id, &PageRequest::first(10)).await.unwrap();
+    let list = store
+        .conversations(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     let others: Vec<_> = list.items.iter().map(|c| c.other_user_id).collect();
     assert_eq!(others, vec![bob.id, carol.id], "most recent first");
     assert_eq!(list.items[0].last_message.as_ref(), Some(&from_bob));
@@ -95,21 +104,39 @@ async fn conversations_of_a_user_newest_first_with_last_message_and_unread_count
     .await;
     assert_eq!(pages, 2);
     let others: Vec<_> = all.iter().map(|c| c.other_user_id).collect();
-    assert_eq!(others, vec![carol.id, bob.id], "each conversation once, newest first");
-    let carols = store.conversations(carol.id, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(
+        others,
+        vec![carol.id, bob.id],
+        "each conversation once, newest first"
+    );
+    let carols = store
+        .conversations(carol.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(carols.items.len(), 1);
     assert_eq!(carols.items[0].unread_count, 1);
-    assert_eq!(carols.items[0].last_message.as_ref().unwrap().text, "hello carol");
+    assert_eq!(
+        carols.items[0].last_message.as_ref().unwrap().text,
+        "hello carol"
+    );
 }
 
 #[tokio::test]
 async fn messages_of_a_thread_newest_first_across_pages_and_only_that_thread() {
     let db = TestDb::start().await;
     let store = db.store();
-    let (alice, bob, carol) = (user(&store, "alice").await, user(&store, "bob").await, user(&store, "carol").await);
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
     let mut sent = Vec::new();
     for i in 0..8 {
-        let (from, to) = if i % 2 == 0 { (&alice, &bob) } else { (&bob, &alice) };
+        let (from, to) = if i % 2 == 0 {
+            (&alice, &bob)
+        } else {
+            (&bob, &alice)
+        };
         sent.push(send(&store, from, to, &format!("message {i}")).await);
     }
     send(&store, &carol, &alice, "another thread").await;
@@ -121,12 +148,21 @@ async fn messages_of_a_thread_newest_first_across_pages_and_only_that_thread() {
     .await;
     assert_eq!(pages, 3);
     sent.reverse();
-    assert_eq!(all, sent, "every message once, newest first, the same from either side");
-    let from_alice_side = store.messages(alice.id, bob.id, &PageRequest::first(100)).await.unwrap();
+    assert_eq!(
+        all, sent,
+        "every message once, newest first, the same from either side"
+    );
+    let from_alice_side = store
+        .messages(alice.id, bob.id, &PageRequest::first(100))
+        .await
+        .unwrap();
     assert_eq!(from_alice_side.items, sent);
 
     // A third user only ever reads their own thread with Alice.
-    let carols = store.messages(carol.id, alice.id, &PageRequest::first(100)).await.unwrap();
+    let carols = store
+        .messages(carol.id, alice.id, &PageRequest::first(100))
+        .await
+        .unwrap();
     assert_eq!(carols.items.len(), 1);
     assert_eq!(carols.items[0].text, "another thread");
 }
@@ -147,16 +183,37 @@ async fn a_retry_with_the_same_client_message_id_returns_the_same_message_and_st
     assert!(!retry.created);
     assert_eq!(retry.message, first.message);
     assert_eq!(db.item_count().await, items, "nothing new stored");
-    assert_eq!(store.unread_count(bob.id).await.unwrap(), unread, "no second notification");
-    let thread = store.messages(alice.id, bob.id, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(
+        store.unread_count(bob.id).await.unwrap(),
+        unread,
+        "no second notification"
+    );
+    let thread = store
+        .messages(alice.id, bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(thread.items.len(), 1);
-    let bobs = store.conversations(bob.id, &PageRequest::first(10)).await.unwrap();
+    let bobs = store
+        .conversations(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(bobs.items[0].unread_count, 1);
 
     // The id is per sender: Bob may use the same one, and Alice a new one.
-    assert!(send_with_id(&store, &bob, &alice, "mine", Some("c-123")).await.created);
-    assert!(send_with_id(&store, &alice, &bob, "twice", Some("c-124")).await.created);
-    let thread = store.messages(alice.id, bob.id, &PageRequest::first(10)).await.unwrap();
+    assert!(
+        send_with_id(&store, &bob, &alice, "mine", Some("c-123"))
+            .await
+            .created
+    );
+    assert!(
+        send_with_id(&store, &alice, &bob, "twice", Some("c-124"))
+            .await
+            .created
+    );
+    let thread = store
+        .messages(alice.id, bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(thread.items.len(), 3);
 }
 
@@ -173,23 +230,53 @@ async fn a_message_to_a_private_non_follower_is_a_request_until_accepted() {
     assert_eq!(second.status, MessageStatus::Requested);
 
     // Pattern 20: Bob sees the request, not a conversation; Alice sees her conversation.
-    let requests = store.message_requests(bob.id, &PageRequest::first(10)).await.unwrap();
+    let requests = store
+        .message_requests(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(requests.items.len(), 1);
     assert_eq!(requests.items[0].from, alice.id);
     assert_eq!(requests.items[0].to, bob.id);
     assert_eq!(requests.items[0].last_message.as_ref(), Some(&second));
-    assert!(store.conversations(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    let alices = store.conversations(alice.id, &PageRequest::first(10)).await.unwrap();
+    assert!(store
+        .conversations(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let alices = store
+        .conversations(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(alices.items.len(), 1);
     assert_eq!(alices.items[0].other_user_id, bob.id);
     // Only the first request message notifies.
     assert_eq!(store.unread_count(bob.id).await.unwrap(), 1);
     // The recipient can read the pending thread to decide.
-    assert_eq!(store.messages(bob.id, alice.id, &PageRequest::first(10)).await.unwrap().items.len(), 2);
+    assert_eq!(
+        store
+            .messages(bob.id, alice.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
 
-    store.accept_message_request(bob.id, alice.id).await.unwrap();
-    assert!(store.message_requests(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    let bobs = store.conversations(bob.id, &PageRequest::first(10)).await.unwrap();
+    store
+        .accept_message_request(bob.id, alice.id)
+        .await
+        .unwrap();
+    assert!(store
+        .message_requests(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let bobs = store
+        .conversations(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(bobs.items.len(), 1);
     assert_eq!(bobs.items[0].state, ConversationState::Accepted);
     assert_eq!(bobs.items[0].unread_count, 2);
@@ -197,8 +284,15 @@ async fn a_message_to_a_private_non_follower_is_a_request_until_accepted() {
 
     let after = send(&store, &alice, &bob, "thanks").await;
     assert_eq!(after.status, MessageStatus::Sent);
-    assert_eq!(store.unread_count(bob.id).await.unwrap(), 2, "sent messages notify each time");
-    let error = store.accept_message_request(bob.id, alice.id).await.unwrap_err();
+    assert_eq!(
+        store.unread_count(bob.id).await.unwrap(),
+        2,
+        "sent messages notify each time"
+    );
+    let error = store
+        .accept_message_request(bob.id, alice.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.status(), 404);
 }
 
@@ -210,9 +304,25 @@ async fn a_private_recipient_who_follows_the_sender_gets_sent_messages() {
     make_private(&store, &bob).await;
     store.follow(bob.id, alice.id, Utc::now()).await.unwrap();
 
-    assert_eq!(send(&store, &alice, &bob, "hi").await.status, MessageStatus::Sent);
-    assert!(store.message_requests(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    assert_eq!(store.conversations(bob.id, &PageRequest::first(10)).await.unwrap().items.len(), 1);
+    assert_eq!(
+        send(&store, &alice, &bob, "hi").await.status,
+        MessageStatus::Sent
+    );
+    assert!(store
+        .message_requests(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store
+            .conversations(bob.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -225,11 +335,22 @@ async fn writing_back_accepts_a_request() {
 
     let reply = send(&store, &bob, &alice, "hi alice").await;
     assert_eq!(reply.status, MessageStatus::Sent);
-    assert!(store.message_requests(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    let bobs = store.conversations(bob.id, &PageRequest::first(10)).await.unwrap();
+    assert!(store
+        .message_requests(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let bobs = store
+        .conversations(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(bobs.items.len(), 1);
     assert_eq!(bobs.items[0].state, ConversationState::Accepted);
-    assert_eq!(send(&store, &alice, &bob, "great").await.status, MessageStatus::Sent);
+    assert_eq!(
+        send(&store, &alice, &bob, "great").await.status,
+        MessageStatus::Sent
+    );
 }
 
 #[tokio::test]
@@ -241,12 +362,38 @@ async fn rejecting_a_request_deletes_the_pending_thread() {
     let first = send_with_id(&store, &alice, &bob, "hello?", Some("c-1")).await;
     send_with_id(&store, &alice, &bob, "hello??", Some("c-2")).await;
 
-    store.reject_message_request(bob.id, alice.id).await.unwrap();
-    assert!(store.message_requests(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    assert!(store.messages(alice.id, bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    assert!(store.conversations(alice.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    assert!(store.conversations(bob.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
-    let error = store.mark_conversation_read(bob.id, alice.id).await.unwrap_err();
+    store
+        .reject_message_request(bob.id, alice.id)
+        .await
+        .unwrap();
+    assert!(store
+        .message_requests(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .messages(alice.id, bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .conversations(alice.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .conversations(bob.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let error = store
+        .mark_conversation_read(bob.id, alice.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.status(), 404, "both conversation items are gone");
 
     // The idempotency records went too: the same client id is a new message now, and
@@ -257,7 +404,10 @@ async fn rejecting_a_request_deletes_the_pending_thread() {
     assert_eq!(again.message.status, MessageStatus::Requested);
     assert_eq!(store.unread_count(bob.id).await.unwrap(), 1);
 
-    let error = store.reject_message_request(alice.id, bob.id).await.unwrap_err();
+    let error = store
+        .reject_message_request(alice.id, bob.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.status(), 404, "there is no request from Bob to Alice");
 }
 
@@ -281,7 +431,11 @@ async fn a_pending_request_holds_a_bounded_number_of_messages() {
 async fn a_block_either_way_forbids_messages_and_stores_nothing() {
     let db = TestDb::start().await;
     let store = db.store();
-    let (alice, bob, carol) = (user(&store, "alice").await, user(&store, "bob").await, user(&store, "carol").await);
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
     store.block(bob.id, alice.id, Utc::now()).await.unwrap();
     let items = db.item_count().await;
     for (from, to) in [(&alice, &bob), (&bob, &alice)] {
@@ -290,7 +444,10 @@ async fn a_block_either_way_forbids_messages_and_stores_nothing() {
         assert_eq!(error.status(), 403, "{} → {}", from.username, to.username);
     }
     assert_eq!(db.item_count().await, items);
-    assert_eq!(send(&store, &alice, &carol, "hi").await.status, MessageStatus::Sent);
+    assert_eq!(
+        send(&store, &alice, &carol, "hi").await.status,
+        MessageStatus::Sent
+    );
 }
 
 #[tokio::test]
@@ -300,7 +457,12 @@ async fn unknown_recipients_and_messages_to_oneself_are_refused() {
     let alice = user(&store, "alice").await;
     let new = NewMessage::new(alice.id, shared::domain::new_id(), "hi", None, Utc::now()).unwrap();
     assert_eq!(store.send_message(new).await.unwrap_err().status(), 404);
-    assert_eq!(NewMessage::new(alice.id, alice.id, "hi", None, Utc::now()).unwrap_err().status(), 400);
+    assert_eq!(
+        NewMessage::new(alice.id, alice.id, "hi", None, Utc::now())
+            .unwrap_err()
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -315,17 +477,30 @@ async fn marking_a_conversation_read_zeroes_only_the_readers_unread_count() {
     let unread = |owner: &User| {
         let store = store.clone();
         let owner = owner.id;
-        async move { store.conversations(owner, &PageRequest::first(10)).await.unwrap().items[0].unread_count }
+        async move {
+            store
+                .conversations(owner, &PageRequest::first(10))
+                .await
+                .unwrap()
+                .items[0]
+                .unread_count
+        }
     };
     assert_eq!(unread(&bob).await, 3);
-    store.mark_conversation_read(bob.id, alice.id).await.unwrap();
+    store
+        .mark_conversation_read(bob.id, alice.id)
+        .await
+        .unwrap();
     assert_eq!(unread(&bob).await, 0);
     assert_eq!(unread(&alice).await, 1);
     send(&store, &alice, &bob, "four").await;
     assert_eq!(unread(&bob).await, 1);
 
     let stranger = user(&store, "carol").await;
-    let error = store.mark_conversation_read(stranger.id, alice.id).await.unwrap_err();
+    let error = store
+        .mark_conversation_read(stranger.id, alice.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.status(), 404);
 }
 
@@ -333,24 +508,69 @@ async fn marking_a_conversation_read_zeroes_only_the_readers_unread_count() {
 async fn garbled_or_foreign_cursors_are_validation_errors() {
     let db = TestDb::start().await;
     let store = db.store();
-    let (alice, bob, carol) = (user(&store, "alice").await, user(&store, "bob").await, user(&store, "carol").await);
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
     for _ in 0..3 {
         send(&store, &alice, &bob, "x").await;
         send(&store, &alice, &carol, "y").await;
     }
     let garbled = PageRequest::after(1, "not-a-cursor!!");
-    assert_eq!(store.conversations(alice.id, &garbled).await.unwrap_err().status(), 400);
-    assert_eq!(store.messages(alice.id, bob.id, &garbled).await.unwrap_err().status(), 400);
-    assert_eq!(store.message_requests(alice.id, &garbled).await.unwrap_err().status(), 400);
+    assert_eq!(
+        store
+            .conversations(alice.id, &garbled)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        store
+            .messages(alice.id, bob.id, &garbled)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        store
+            .message_requests(alice.id, &garbled)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
 
     // A cursor of the Alice–Bob thread cannot read the Alice–Carol thread.
-    let page = store.messages(alice.id, bob.id, &PageRequest::first(1)).await.unwrap();
+    let page = store
+        .messages(alice.id, bob.id, &PageRequest::first(1))
+        .await
+        .unwrap();
     let foreign = PageRequest::after(1, page.next_cursor.unwrap());
-    assert_eq!(store.messages(alice.id, carol.id, &foreign).await.unwrap_err().status(), 400);
+    assert_eq!(
+        store
+            .messages(alice.id, carol.id, &foreign)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
     // Nor is Alice's conversations cursor valid for Bob's.
-    let page = store.conversations(alice.id, &PageRequest::first(1)).await.unwrap();
+    let page = store
+        .conversations(alice.id, &PageRequest::first(1))
+        .await
+        .unwrap();
     let foreign = PageRequest::after(1, page.next_cursor.unwrap());
-    assert_eq!(store.conversations(bob.id, &foreign).await.unwrap_err().status(), 400);
+    assert_eq!(
+        store
+            .conversations(bob.id, &foreign)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -367,6 +587,9 @@ async fn concurrent_retries_with_one_client_message_id_store_one_message() {
     let ids: HashSet<_> = results.iter().map(|r| r.message.id).collect();
     assert_eq!(ids.len(), 1, "every attempt returns the one stored message");
     assert_eq!(results.iter().filter(|r| r.created).count(), 1);
-    let thread = store.messages(alice.id, bob.id, &PageRequest::first(10)).await.unwrap();
+    let thread = store
+        .messages(alice.id, bob.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(thread.items.len(), 1);
 }

@@ -17,7 +17,12 @@ use shared::testkit::TestDb;
 use crate::support::user;
 
 /// Writes one notification the way a cause does (its items in a transaction).
-async fn notify(store: &DynamoStore, recipient: &User, actor: &User, kind: NotificationKind) -> Notification {
+async fn notify(
+    store: &DynamoStore,
+    recipient: &User,
+    actor: &User,
+    kind: NotificationKind,
+) -> Notification {
     let items = notification_items(
         &store.table.name,
         &NewNotification {
@@ -32,11 +37,20 @@ async fn notify(store: &DynamoStore, recipient: &User, actor: &User, kind: Notif
         },
     )
     .unwrap();
-    store.table.transact(items.items).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store
+        .table
+        .transact(items.items)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     items.notification.unwrap()
 }
 
-async fn notify_many(store: &DynamoStore, recipient: &User, actor: &User, count: usize) -> Vec<Notification> {
+async fn notify_many(
+    store: &DynamoStore,
+    recipient: &User,
+    actor: &User,
+    count: usize,
+) -> Vec<Notification> {
     let mut all = Vec::new();
     for _ in 0..count {
         all.push(notify(store, recipient, actor, NotificationKind::Like).await);
@@ -44,12 +58,20 @@ async fn notify_many(store: &DynamoStore, recipient: &User, actor: &User, count:
     all
 }
 
-async fn list_all(store: &DynamoStore, recipient: &User, unread_only: bool, page_size: usize) -> (Vec<Notification>, usize) {
+async fn list_all(
+    store: &DynamoStore,
+    recipient: &User,
+    unread_only: bool,
+    page_size: usize,
+) -> (Vec<Notification>, usize) {
     let mut all = Vec::new();
     let mut pages = 0;
     let mut request = PageRequest::first(page_size);
     loop {
-        let page = store.notifications(recipient.id, unread_only, &request).await.unwrap();
+        let page = store
+            .notifications(recipient.id, unread_only, &request)
+            .await
+            .unwrap();
         pages += 1;
         all.extend(page.items);
         match page.next_cursor {
@@ -74,7 +96,10 @@ async fn notifications_newest_first_across_pages_each_once() {
     let (all, pages) = list_all(&store, &alice, false, 3).await;
     assert_eq!(pages, 3);
     written.reverse();
-    assert_eq!(all, written, "every notification once, newest first, only Alice's");
+    assert_eq!(
+        all, written,
+        "every notification once, newest first, only Alice's"
+    );
     assert!(all.iter().all(|n| !n.read && n.recipient_id == alice.id));
 }
 
@@ -84,7 +109,10 @@ async fn notifications_caused_by_a_follow_are_listed_with_their_kind_and_actor()
     let store = db.store();
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     store.follow(bob.id, alice.id, Utc::now()).await.unwrap();
-    let page = store.notifications(alice.id, false, &PageRequest::first(10)).await.unwrap();
+    let page = store
+        .notifications(alice.id, false, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].kind, NotificationKind::Follow);
     assert_eq!(page.items[0].actor_id, bob.id);
@@ -96,7 +124,11 @@ async fn unread_filter_and_count_stay_exact_as_notifications_are_read() {
     let db = TestDb::start().await;
     let store = db.store();
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
-    assert_eq!(store.unread_count(alice.id).await.unwrap(), 0, "no counter yet is zero");
+    assert_eq!(
+        store.unread_count(alice.id).await.unwrap(),
+        0,
+        "no counter yet is zero"
+    );
     let written = notify_many(&store, &alice, &bob, 5).await;
     assert_eq!(store.unread_count(alice.id).await.unwrap(), 5);
 
@@ -108,7 +140,10 @@ async fn unread_filter_and_count_stay_exact_as_notifications_are_read() {
 
     let (unread, pages) = list_all(&store, &alice, true, 2).await;
     assert_eq!(pages, 2);
-    assert_eq!(ids(&unread), vec![written[4].id, written[2].id, written[0].id]);
+    assert_eq!(
+        ids(&unread),
+        vec![written[4].id, written[2].id, written[0].id]
+    );
     let (all, _) = list_all(&store, &alice, false, 10).await;
     let read: HashSet<_> = all.iter().filter(|n| n.read).map(|n| n.id).collect();
     assert_eq!(read, HashSet::from([written[1].id, written[3].id]));
@@ -121,8 +156,22 @@ async fn marking_an_unknown_or_someone_elses_notification_is_not_found() {
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     let alices = notify(&store, &alice, &bob, NotificationKind::Follow).await;
 
-    assert_eq!(store.mark_read(bob.id, alices.id).await.unwrap_err().status(), 404);
-    assert_eq!(store.mark_read(alice.id, new_id()).await.unwrap_err().status(), 404);
+    assert_eq!(
+        store
+            .mark_read(bob.id, alices.id)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        store
+            .mark_read(alice.id, new_id())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
     assert_eq!(store.unread_count(alice.id).await.unwrap(), 1, "untouched");
     let (unread, _) = list_all(&store, &alice, true, 10).await;
     assert_eq!(ids(&unread), vec![alices.id]);
@@ -144,8 +193,16 @@ async fn mark_all_read_empties_the_unread_index_in_chunks() {
     let (all, _) = list_all(&store, &alice, false, 100).await;
     assert_eq!(all.len(), 30);
     assert!(all.iter().all(|n| n.read));
-    assert_eq!(store.mark_all_read(alice.id).await.unwrap(), 0, "nothing left");
-    assert_eq!(store.unread_count(bob.id).await.unwrap(), 1, "Bob's are his own");
+    assert_eq!(
+        store.mark_all_read(alice.id).await.unwrap(),
+        0,
+        "nothing left"
+    );
+    assert_eq!(
+        store.unread_count(bob.id).await.unwrap(),
+        1,
+        "Bob's are his own"
+    );
 
     // New notifications count from zero again.
     notify(&store, &alice, &bob, NotificationKind::Comment).await;
@@ -174,8 +231,16 @@ async fn the_unread_counter_never_goes_negative() {
     assert_eq!(store.unread_count(alice.id).await.unwrap(), 0);
     assert_eq!(store.mark_all_read(alice.id).await.unwrap(), 1);
     assert_eq!(store.unread_count(alice.id).await.unwrap(), 0);
-    let state = store.table.get(&keys::notification_state(alice.id)).await.unwrap().unwrap();
-    assert_eq!(shared::store::dynamo::number_attribute(&state, "unread_count").unwrap(), 0);
+    let state = store
+        .table
+        .get(&keys::notification_state(alice.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shared::store::dynamo::number_attribute(&state, "unread_count").unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -187,14 +252,30 @@ async fn garbled_or_foreign_cursors_are_validation_errors() {
     notify_many(&store, &bob, &alice, 3).await;
     for unread_only in [false, true] {
         let garbled = PageRequest::after(1, "%%%garbage");
-        let error = store.notifications(alice.id, unread_only, &garbled).await.unwrap_err();
+        let error = store
+            .notifications(alice.id, unread_only, &garbled)
+            .await
+            .unwrap_err();
         assert_eq!(error.status(), 400);
         // Alice's cursor does not read Bob's notifications, nor the other list's index.
-        let page = store.notifications(alice.id, unread_only, &PageRequest::first(1)).await.unwrap();
+        let page = store
+            .notifications(alice.id, unread_only, &PageRequest::first(1))
+            .await
+            .unwrap();
         let cursor = page.next_cursor.unwrap();
         let foreign = PageRequest::after(1, cursor.clone());
-        assert_eq!(store.notifications(bob.id, unread_only, &foreign).await.unwrap_err().status(), 400);
-        let other_list = store.notifications(alice.id, !unread_only, &foreign).await.unwrap_err();
+        assert_eq!(
+            store
+                .notifications(bob.id, unread_only, &foreign)
+                .await
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let other_list = store
+            .notifications(alice.id, !unread_only, &foreign)
+            .await
+            .unwrap_err();
         assert_eq!(other_list.status(), 400);
     }
 }

@@ -652,3 +652,34 @@ async fn garbled_or_foreign_cursors_are_validation_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn follow_unfollow_follow_and_request_cancel_request_notify_once() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
+    let now = Utc::now();
+
+    for _ in 0..3 {
+        assert!(store.follow(bob.id, alice.id, now).await.unwrap());
+        assert!(store.unfollow(bob.id, alice.id).await.unwrap());
+    }
+    assert_eq!(counts(&store, alice.id).await, (0, 0), "counters follow every change");
+    let follows: Vec<_> = notifications_of(&store, alice.id)
+        .await
+        .into_iter()
+        .filter(|n| n.kind == NotificationKind::Follow && n.actor_id == bob.id)
+        .collect();
+    assert_eq!(follows.len(), 1, "one follow notification per actor: {follows:?}");
+
+    for _ in 0..3 {
+        assert!(store.request_follow(carol.id, alice.id, now).await.unwrap());
+        assert!(store.cancel_follow_request(carol.id, alice.id).await.unwrap());
+    }
+    let requests: Vec<_> = notifications_of(&store, alice.id)
+        .await
+        .into_iter()
+        .filter(|n| n.kind == NotificationKind::FollowRequest)
+        .collect();
+    assert_eq!(requests.len(), 1, "one request notification per actor: {requests:?}");
+}

@@ -1,0 +1,201 @@
+//! `push-worker` against a real dynoxide table and moto: messages are put on the fan-out
+//! queue by the real `SqsEventQueue`, received from moto and handed to the function as the
+//! `SqsEvent` Lambda would build; a recording push client stands in for API Gateway.
+
+#[path = "../../stream-router/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::clock::ManualClock;
+use shared::domain::UserId;
+use shared::events::Event;
+use shared::function::LambdaFunction;
+use shared::push::PushError;
+use shared::queue::{EventQueue, PresenceCheck};
+use shared::store::connections::ConnectionStore;
+use shared::store::presence::PresenceStore;
+use shared::store::social::SocialStore;
+use support::{event_ids, invoke, now, sqs_event, Harness, FAST_RETRY};
+
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
+
+fn worker(harness: &Harness) -> Arc<dyn LambdaFunction> {
+    let mut state = push_worker::State::from_parts(
+        harness.config.clone(),
+        harness.store.clone(),
+        harness.push.clone(),
+        harness.queue.clone(),
+        Arc::new(ManualClock::new(now())),
+    );
+    state.tier = state.tier.with_retry(FAST_RETRY);
+    push_worker::lambda_function(Arc::new(state))
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Receives what is on the queue and invokes the worker with it, as the event-source mapping does.
+async fn deliver_queue(harness: &Harness, function: &Arc<dyn LambdaFunction>) -> (Vec<aws_sdk_sqs::types::Message>, Value) {
+    let messages = harness.receive_all().await;
+    let response = invoke(function, sqs_event(QUEUE_ARN, &messages)).await;
+    (messages, response)
+}
+
+fn sample_event(author: UserId) -> Event {
+    Event::post_created(&shared::domain::Post {
+        id: shared::domain::new_id(),
+        author_id: author,
+        text: "fan-out".into(),
+        media_url: None,
+        created_at: now(),
+        edited_at: None,
+        like_count: 0,
+        comment_count: 0,
+    })
+}
+
+#[tokio::test]
+async fn a_fanout_chunk_reaches_every_connection_and_gone_connections_are_deleted() {
+    let harness = Harness::start(&[]).await;
+    let user = harness.user("alice").await;
+    let mut connections = Vec::new();
+    for n in 0..5 {
+        connections.push(harness.connect(user, &format!("c{n}=")).await);
+    }
+    harness.push.mark_gone("c3=");
+    let event = sample_event(user);
+    harness.queue.enqueue_fanout(&event, &connections).await.unwrap();
+
+    let (messages, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert_eq!(messages.len(), 1);
+    assert!(failures(&response).is_empty(), "{response}");
+    for connection in connections.iter().filter(|c| *c != "c3=") {
+        let events = harness.push.events_to(connection);
+        assert_eq!(event_ids(&events), [event.event_id.to_string()], "{connection}");
+        assert_eq!(events[0]["type"], "post_created");
+    }
+    assert!(harness.store.get_connection("c3=").await.unwrap().is_none(), "the gone connection is deleted");
+    assert!(!harness.store.connections_of_user(user).await.unwrap().contains(&"c3=".to_owned()));
+}
+
+#[tokio::test]
+async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
+    let harness = Harness::start(&[]).await;
+    let user = harness.user("alice").await;
+    let healthy = harness.connect(user, "ok=").await;
+    let throttled = harness.connect(user, "slow=").await;
+    harness.push.fail(&throttled, PushError::Retryable("LimitExceededException".into()));
+    let function = worker(&harness);
+    let first = sample_event(user);
+    let second = sample_event(user);
+    harness.queue.enqueue_fanout(&first, &[healthy.clone()]).await.unwrap();
+    harness.queue.enqueue_fanout(&second, &[throttled.clone(), healthy.clone()]).await.unwrap();
+
+    let (messages, response) = deliver_queue(&harness, &function).await;
+
+    let failing: Vec<String> = messages
+        .iter()
+        .filter(|m| m.body().unwrap_or_default().contains("slow="))
+        .filter_map(|m| m.message_id().map(str::to_owned))
+        .collect();
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failures(&response), failing);
+    assert_eq!(harness.push.attempts(&throttled), FAST_RETRY.attempts as usize, "retried before giving up");
+    // The healthy connection got both events; the redelivery will repeat the second with its id.
+    let ids = event_ids(&harness.push.events_to(&healthy));
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&first.event_id.to_string()) && ids.contains(&second.event_id.to_string()));
+    assert!(harness.store.get_connection(&throttled).await.unwrap().is_some(), "a throttled connection is kept");
+}
+
+#[tokio::test]
+async fn malformed_messages_are_dropped_without_holding_up_the_batch() {
+    let harness = Harness::start(&[]).await;
+    let user = harness.user("alice").await;
+    let connection = harness.connect(user, "c=").await;
+    let event = sample_event(user);
+    for body in ["not json", r#"{"version":2,"kind":"fanout"}"#, r#"{"version":1,"kind":"teleport"}"#] {
+        harness.sqs.send_message().queue_url(&harness.queue_url).message_body(body).send().await.unwrap();
+    }
+    harness.queue.enqueue_fanout(&event, &[connection.clone()]).await.unwrap();
+
+    let (messages, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert_eq!(messages.len(), 4);
+    assert!(failures(&response).is_empty(), "malformed bodies are not retried: {response}");
+    assert_eq!(event_ids(&harness.push.events_to(&connection)), [event.event_id.to_string()]);
+}
+
+/// Alice and Bob follow each other; Bob is online; Alice was announced online and her last
+/// connection `a1=` just closed.
+async fn mutuals_with_alice_gone(harness: &Harness) -> (UserId, String) {
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(a, b, now()).await.unwrap();
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    harness.connect(a, "a1=").await;
+    assert!(harness.store.announce_online(a, "connect:a1=", now()).await.unwrap());
+    harness.store.remove_connection("a1=").await.unwrap();
+    (a, b1)
+}
+
+fn check(user: UserId) -> PresenceCheck {
+    PresenceCheck {
+        user_id: user,
+        connection_id: "a1=".into(),
+        disconnected_at: now(),
+    }
+}
+
+#[tokio::test]
+async fn a_user_still_away_after_the_grace_period_is_announced_offline_once() {
+    let harness = Harness::start(&[]).await;
+    let (a, b1) = mutuals_with_alice_gone(&harness).await;
+    let function = worker(&harness);
+    // The router schedules it with the grace period as delay; here it is due at once.
+    harness.queue.schedule_presence_check(&check(a), Duration::ZERO).await.unwrap();
+
+    let (messages, response) = deliver_queue(&harness, &function).await;
+    assert_eq!(messages.len(), 1);
+    assert!(failures(&response).is_empty(), "{response}");
+    let offline = harness.push.events_of_type(&b1, "user_offline");
+    assert_eq!(offline.len(), 1, "{:?}", harness.push.events_to(&b1));
+    assert_eq!(offline[0]["data"]["user_id"], a.to_string());
+
+    // A redelivered check repeats the same event; a later check of another disconnect
+    // finds her already offline and says nothing.
+    invoke(&function, sqs_event(QUEUE_ARN, &messages)).await;
+    let again = harness.push.events_of_type(&b1, "user_offline");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0]["event_id"], again[1]["event_id"]);
+    let mut other = check(a);
+    other.connection_id = "a0=".into();
+    harness.queue.schedule_presence_check(&other, Duration::ZERO).await.unwrap();
+    deliver_queue(&harness, &function).await;
+    assert_eq!(harness.push.events_of_type(&b1, "user_offline").len(), 2);
+}
+
+#[tokio::test]
+async fn a_reconnect_within_the_grace_period_announces_nothing() {
+    let harness = Harness::start(&[]).await;
+    let (a, b1) = mutuals_with_alice_gone(&harness).await;
+    harness.connect(a, "a2=").await;
+    // The reconnect's own announcement finds her still online: nothing to tell.
+    assert!(!harness.store.announce_online(a, "connect:a2=", now()).await.unwrap());
+    harness.queue.schedule_presence_check(&check(a), Duration::ZERO).await.unwrap();
+
+    let (_, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.push.events_to(&b1).is_empty(), "{:?}", harness.push.events_to(&b1));
+}

@@ -1,0 +1,483 @@
+//! `stream-router` against a real dynoxide table and its real stream, with moto as the
+//! fan-out queue: items are written through the real stores, the stream records they
+//! produce are handed to the function exactly as Lambda would, and a recording push client
+//! shows who received what.
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use shared::clock::ManualClock;
+use shared::domain::{new_id, Follow, Subscription, UserId};
+use shared::function::LambdaFunction;
+use shared::queue::QueueMessage;
+use shared::store::connections::ConnectionStore;
+use shared::store::dynamo::{to_item, with_gsi1};
+use shared::store::keys;
+use shared::store::messages::{MessageStore, NewMessage};
+use shared::store::posts::{NewComment, NewPost, PostStore};
+use shared::store::presence::PresenceStore;
+use shared::store::social::SocialStore;
+use shared::store::users::{ProfileUpdate, UserStore};
+use stream_router::State;
+use support::{event_ids, invoke, now, Harness, StreamReader, FAST_RETRY};
+
+fn router(harness: &Harness) -> Arc<dyn LambdaFunction> {
+    let mut state = State::from_parts(
+        harness.config.clone(),
+        harness.store.clone(),
+        harness.push.clone(),
+        harness.queue.clone(),
+        Arc::new(ManualClock::new(now())),
+    );
+    state.tier = state.tier.with_retry(FAST_RETRY);
+    stream_router::lambda_function(Arc::new(state))
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn post(harness: &Harness, author: UserId, text: &str) -> shared::domain::Post {
+    harness
+        .store
+        .create_post(NewPost {
+            author,
+            text: text.to_owned(),
+            media_url: None,
+            created_at: now(),
+        })
+        .await
+        .unwrap()
+}
+
+/// A follow item written behind the store's back, as a follow racing a block could leave it.
+async fn stray_follow(harness: &Harness, follower: UserId, followee: UserId) {
+    #[derive(serde::Serialize)]
+    struct FollowItem {
+        #[serde(flatten)]
+        follow: Follow,
+        entity: &'static str,
+    }
+    let item = with_gsi1(
+        to_item(
+            &keys::follow(follower, followee),
+            &FollowItem {
+                follow: Follow {
+                    follower_id: follower,
+                    followee_id: followee,
+                    created_at: now(),
+                },
+                entity: "follow",
+            },
+        )
+        .unwrap(),
+        &keys::follower_entry(follower, followee),
+    );
+    harness.store.table.put(item).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_post_reaches_the_author_and_online_followers_but_no_stranger_or_blocked_user() {
+    let harness = Harness::start(&[]).await;
+    let (a, b, c, d) = (
+        harness.user("alice").await,
+        harness.user("bob").await,
+        harness.user("carol").await,
+        harness.user("dave").await,
+    );
+    let now = now();
+    harness.store.follow(b, a, now).await.unwrap();
+    harness.store.block(a, d, now).await.unwrap();
+    stray_follow(&harness, d, a).await;
+    let a1 = harness.connect(a, "a1=").await;
+    let b1 = harness.connect(b, "b1=").await;
+    let b2 = harness.connect(b, "b2=").await;
+    let c1 = harness.connect(c, "c1=").await;
+    let d1 = harness.connect(d, "d1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await; // set-up records are not what this test is about
+
+    let post = post(&harness, a, "hello followers").await;
+    let response = invoke(&function, stream.next_event().await).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    let mut ids = Vec::new();
+    for connection in [&a1, &b1, &b2] {
+        let events = harness.push.events_of_type(connection, "post_created");
+        assert_eq!(events.len(), 1, "{connection}: {events:?}");
+        assert_eq!(events[0]["data"]["id"], post.id.to_string());
+        assert_eq!(events[0]["data"]["text"], "hello followers");
+        ids.extend(event_ids(&events));
+    }
+    assert!(ids.windows(2).all(|pair| pair[0] == pair[1]), "one event id everywhere: {ids:?}");
+    assert!(harness.push.events_to(&c1).is_empty(), "a stranger got {:?}", harness.push.events_to(&c1));
+    assert!(harness.push.events_to(&d1).is_empty(), "a blocked user got {:?}", harness.push.events_to(&d1));
+}
+
+#[tokio::test]
+async fn a_retried_batch_pushes_the_same_event_ids_again() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    post(&harness, a, "once").await;
+    let batch = stream.next_event().await;
+    invoke(&function, batch.clone()).await;
+    invoke(&function, batch).await;
+
+    let events = harness.push.events_of_type(&b1, "post_created");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event_id"], events[1]["event_id"]);
+    assert_eq!(events[0], events[1], "a redelivered record is the very same event");
+}
+
+#[tokio::test]
+async fn likes_and_comments_go_to_the_post_room_and_notifications_to_the_author() {
+    let harness = Harness::start(&[]).await;
+    let (a, b, c) = (
+        harness.user("alice").await,
+        harness.user("bob").await,
+        harness.user("carol").await,
+    );
+    let a1 = harness.connect(a, "a1=").await;
+    let c1 = harness.connect(c, "c1=").await;
+    let post = post(&harness, a, "like me").await;
+    let room = format!("post:{}", post.id);
+    harness
+        .store
+        .subscribe(
+            &Subscription {
+                channel: room.clone(),
+                connection_id: c1.clone(),
+                user_id: c,
+            },
+            now().timestamp() + 8100,
+        )
+        .await
+        .unwrap();
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    harness.store.like(&post, b, now()).await.unwrap();
+    let comment = harness
+        .store
+        .add_comment(
+            &post,
+            NewComment {
+                author: b,
+                text: "nice".into(),
+                created_at: now(),
+            },
+        )
+        .await
+        .unwrap();
+    // The author liking their own post: a count change, no notification.
+    let liked = harness.store.get_post(post.id).await.unwrap().unwrap();
+    harness.store.like(&liked, a, now()).await.unwrap();
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+
+    let likes = harness.push.events_of_type(&c1, "like_updated");
+    assert_eq!(
+        likes.iter().map(|e| e["data"].clone()).collect::<Vec<_>>(),
+        [
+            json!({"post_id": post.id, "like_count": 1}),
+            json!({"post_id": post.id, "like_count": 2})
+        ]
+    );
+    let comments = harness.push.events_of_type(&c1, "new_comment");
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["data"]["id"], comment.id.to_string());
+    // The author is not subscribed to the room: only their notifications reach them.
+    let notifications = harness.push.events_of_type(&a1, "new_notification");
+    let kinds: Vec<&str> = notifications.iter().filter_map(|n| n["data"]["type"].as_str()).collect();
+    assert_eq!(kinds, ["like", "comment"], "{notifications:?}");
+    assert!(notifications.iter().all(|n| n["cursor"].is_string()));
+    assert!(harness.push.events_of_type(&a1, "like_updated").is_empty());
+}
+
+#[tokio::test]
+async fn a_direct_message_reaches_both_sides_and_a_request_is_a_request() {
+    let harness = Harness::start(&[]).await;
+    let (a, b, p) = (
+        harness.user("alice").await,
+        harness.user("bob").await,
+        harness.user("priv").await,
+    );
+    harness.store.follow(a, b, now()).await.unwrap();
+    harness.store.follow(b, a, now()).await.unwrap();
+    harness
+        .store
+        .update_profile(
+            p,
+            &ProfileUpdate {
+                is_private: Some(true),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let a1 = harness.connect(a, "a1=").await;
+    let a2 = harness.connect(a, "a2=").await;
+    let b1 = harness.connect(b, "b1=").await;
+    let p1 = harness.connect(p, "p1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    let sent = harness
+        .store
+        .send_message(NewMessage::new(a, b, "hi bob", None, now()).unwrap())
+        .await
+        .unwrap()
+        .message;
+    let request = harness
+        .store
+        .send_message(NewMessage::new(a, p, "hi stranger", None, now()).unwrap())
+        .await
+        .unwrap()
+        .message;
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+
+    for connection in [&b1, &a1, &a2] {
+        let messages = harness.push.events_of_type(connection, "new_message");
+        assert!(
+            messages.iter().any(|m| m["data"]["id"] == sent.id.to_string() && m["cursor"] == sent.id.to_string()),
+            "{connection}: {messages:?}"
+        );
+    }
+    let requests = harness.push.events_of_type(&p1, "message_request");
+    assert_eq!(requests.len(), 1, "{:?}", harness.push.events_to(&p1));
+    assert_eq!(requests[0]["data"]["id"], request.id.to_string());
+    assert!(harness.push.events_of_type(&p1, "new_message").is_empty());
+    // The sender sees their own request message as a message.
+    assert!(harness
+        .push
+        .events_of_type(&a1, "new_message")
+        .iter()
+        .any(|m| m["data"]["id"] == request.id.to_string()));
+}
+
+#[tokio::test]
+async fn an_audience_above_the_threshold_is_queued_in_chunks_for_the_push_worker() {
+    let harness = Harness::start(&[("FANOUT_DIRECT_MAX_CONNECTIONS", "2")]).await;
+    let author = harness.user("alice").await;
+    harness.connect(author, "author=").await;
+    let mut expected = vec!["author=".to_owned()];
+    for n in 0..4 {
+        let follower = harness.user(&format!("fan{n}")).await;
+        harness.store.follow(follower, author, now()).await.unwrap();
+        expected.push(harness.connect(follower, &format!("fan{n}=")).await);
+    }
+    expected.sort();
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    let post = post(&harness, author, "to the many").await;
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+
+    assert!(harness.push.delivered().is_empty(), "nothing is pushed directly: {:?}", harness.push.delivered());
+    let mut queued = Vec::new();
+    for message in harness.receive_all().await {
+        match QueueMessage::parse(message.body().unwrap_or_default()).unwrap() {
+            QueueMessage::Fanout(chunk) => {
+                assert_eq!(chunk.event.kind(), "post_created");
+                assert_eq!(chunk.event.event_id, shared::events::Event::post_created(&post).event_id);
+                queued.extend(chunk.connection_ids);
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    queued.sort();
+    assert_eq!(queued, expected);
+}
+
+#[tokio::test]
+async fn a_poisoned_record_is_reported_alone_and_the_others_are_still_delivered() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    post(&harness, a, "first").await;
+    post(&harness, a, "second").await;
+    let mut event = stream.next_event().await;
+    let records = event["Records"].as_array_mut().unwrap();
+    let mut poison = records
+        .iter()
+        .find(|r| r["dynamodb"]["NewImage"]["entity"]["S"] == "post")
+        .cloned()
+        .unwrap();
+    poison["dynamodb"]["NewImage"]["id"] = json!({"S": "not-a-uuid"});
+    poison["dynamodb"]["SequenceNumber"] = json!("poisoned-0001");
+    records.insert(1, poison);
+
+    let response = invoke(&function, event).await;
+
+    assert_eq!(failures(&response), ["poisoned-0001"]);
+    let texts: Vec<String> = harness
+        .push
+        .events_of_type(&b1, "post_created")
+        .iter()
+        .map(|e| e["data"]["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts, ["first", "second"]);
+}
+
+#[tokio::test]
+async fn undeliverable_pushes_fail_the_record_and_gone_connections_are_removed() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let b2 = harness.connect(b, "b2=").await;
+    harness.push.mark_gone(&b2);
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    post(&harness, a, "gone").await;
+    let event = stream.next_event().await;
+    let response = invoke(&function, event.clone()).await;
+    assert!(failures(&response).is_empty(), "gone counts as delivered: {response}");
+    assert_eq!(harness.push.events_of_type(&b1, "post_created").len(), 1);
+    assert!(harness.store.get_connection(&b2).await.unwrap().is_none());
+    assert_eq!(harness.store.connections_of_user(b).await.unwrap(), [b1.clone()]);
+
+    // Throttled on every attempt: the record is reported for redelivery.
+    harness.push.fail(&b1, shared::push::PushError::Retryable("throttled".into()));
+    let response = invoke(&function, event.clone()).await;
+    let sequence = event["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dynamodb"]["NewImage"]["entity"]["S"] == "post")
+        .map(|r| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(failures(&response), [sequence]);
+    assert_eq!(harness.push.attempts(&b1), 1 + FAST_RETRY.attempts as usize);
+}
+
+#[tokio::test]
+async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_delayed_check() {
+    let harness = Harness::start(&[]).await;
+    let (a, b, c) = (
+        harness.user("alice").await,
+        harness.user("bob").await,
+        harness.user("carol").await,
+    );
+    harness.store.follow(a, b, now()).await.unwrap();
+    harness.store.follow(b, a, now()).await.unwrap();
+    // Carol follows alice, but alice does not follow back: not a mutual.
+    harness.store.follow(c, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let c1 = harness.connect(c, "c1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    harness.connect(a, "a1=").await;
+    invoke(&function, stream.next_event().await).await;
+    let online = harness.push.events_of_type(&b1, "user_online");
+    assert_eq!(online.len(), 1, "{:?}", harness.push.events_to(&b1));
+    assert_eq!(online[0]["data"]["user_id"], a.to_string());
+    assert!(harness.push.events_to(&c1).is_empty());
+
+    // A second device: already online, nothing to tell.
+    harness.connect(a, "a2=").await;
+    invoke(&function, stream.next_event().await).await;
+    assert_eq!(harness.push.events_of_type(&b1, "user_online").len(), 1);
+
+    // Closing a connection announces nothing yet: a check waits out the grace period.
+    harness.store.remove_connection("a1=").await.unwrap();
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.push.events_of_type(&b1, "user_offline").is_empty());
+    assert_eq!(harness.delayed_messages().await, 1);
+    assert!(harness.receive_all().await.is_empty(), "the check is not visible before its delay");
+}
+
+#[tokio::test]
+async fn presence_is_not_announced_for_a_user_who_hides_it() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(a, b, now()).await.unwrap();
+    harness.store.follow(b, a, now()).await.unwrap();
+    harness
+        .store
+        .update_profile(
+            a,
+            &ProfileUpdate {
+                show_presence: Some(false),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    harness.connect(a, "a1=").await;
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.push.events_to(&b1).is_empty(), "{:?}", harness.push.events_to(&b1));
+    // The state is still tracked, so turning presence on later starts from the truth.
+    assert!(!harness.store.announce_online(a, "connect:other=", now()).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_connection_deleted_by_ttl_is_released_like_a_disconnect() {
+    let harness = Harness::start(&[]).await;
+    let a = harness.user("alice").await;
+    let a1 = harness.connect(a, "a1=").await;
+    let channel = format!("post:{}", new_id());
+    harness
+        .store
+        .subscribe(
+            &Subscription {
+                channel: channel.clone(),
+                connection_id: a1.clone(),
+                user_id: a,
+            },
+            now().timestamp() + 8100,
+        )
+        .await
+        .unwrap();
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    // What DynamoDB's TTL does: delete the item alone, leaving the user's set and the room.
+    harness.store.table.delete(&keys::connection(&a1)).await.unwrap();
+    let mut event = stream.next_event().await;
+    for record in event["Records"].as_array_mut().unwrap() {
+        record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    let response = invoke(&function, event).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.store.connections_of_user(a).await.unwrap().is_empty());
+    assert!(harness.store.room_members(&channel).await.unwrap().is_empty());
+    assert_eq!(harness.delayed_messages().await, 1, "a presence check was scheduled");
+}

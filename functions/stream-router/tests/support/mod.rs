@@ -1,0 +1,353 @@
+//! Test harness of the push tier, shared by the `stream-router` and `push-worker` tests
+//! (`push-worker` includes this file by path): a fresh dynoxide table, a moto SQS server with
+//! the fan-out queue, the real stores, a recording push client, and readers that turn the
+//! table's real stream records and the queue's real messages into Lambda events.
+#![allow(dead_code)] // Each test crate uses a different part of it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use chrono::{DateTime, Utc};
+use ripple_local::moto::MotoServer;
+use serde_json::{json, Map, Value};
+use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::config::Config;
+use shared::domain::{new_id, Connection, UserId};
+use shared::function::LambdaFunction;
+use shared::push::testing::RecordingPush;
+use shared::push::RetryPolicy;
+use shared::queue::SqsEventQueue;
+use shared::store::connections::ConnectionStore;
+use shared::store::users::{NewUser, UserStore};
+use shared::store::DynamoStore;
+use shared::testkit::TestDb;
+
+/// Retries without waiting: the tests check what is retried, not how long it waits.
+pub const FAST_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    base_delay: std::time::Duration::ZERO,
+    max_delay: std::time::Duration::ZERO,
+};
+
+pub struct Harness {
+    pub db: TestDb,
+    pub moto: MotoServer,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub config: Config,
+    pub store: Arc<DynamoStore>,
+    pub push: Arc<RecordingPush>,
+    pub queue: Arc<SqsEventQueue>,
+}
+
+fn moto_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
+}
+
+impl Harness {
+    /// Starts dynoxide and moto (fails with "run `make tools`" when moto is not installed).
+    pub async fn start(extra_config: &[(&str, &str)]) -> Self {
+        let db = TestDb::start().await;
+        let moto = MotoServer::start(&moto_binary())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start moto (run `make tools`): {e:#}"));
+        let bootstrap = db.config();
+        let clients = Clients::from_sdk_config(
+            &local_sdk_config(),
+            &bootstrap,
+            &Endpoints {
+                dynamodb: Some(db.endpoint.clone()),
+                dynamodb_streams: Some(db.endpoint.clone()),
+                sqs: Some(moto.endpoint().to_owned()),
+            },
+        );
+        let queue_url = clients
+            .sqs
+            .create_queue()
+            .queue_name("ripple-push")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cannot create the fan-out queue: {e:?}"))
+            .queue_url()
+            .unwrap_or_else(|| panic!("CreateQueue returned no URL"))
+            .to_owned();
+        let mut vars = vec![("FANOUT_QUEUE_URL", queue_url.as_str())];
+        vars.extend_from_slice(extra_config);
+        let config = db.config_with(&vars);
+        let store = Arc::new(db.store());
+        let queue = Arc::new(SqsEventQueue::new(clients.sqs.clone(), &queue_url).with_retry(FAST_RETRY));
+        Self {
+            sqs: clients.sqs,
+            queue_url,
+            config,
+            store,
+            push: Arc::new(RecordingPush::new()),
+            queue,
+            moto,
+            db,
+        }
+    }
+
+    pub async fn user(&self, username: &str) -> UserId {
+        let user = self
+            .store
+            .create_user(NewUser {
+                id: new_id(),
+                username: username.to_owned(),
+                display_name: username.to_owned(),
+                password_hash: "not-a-real-hash".to_owned(),
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("creating {username}: {e}"));
+        user.id
+    }
+
+    /// Opens a connection for `user` (as `ws-connect` stores it) and returns its id.
+    pub async fn connect(&self, user: UserId, connection_id: &str) -> String {
+        let connected_at = shared::clock::to_millis(Utc::now());
+        self.store
+            .add_connection(
+                &Connection {
+                    connection_id: connection_id.to_owned(),
+                    user_id: user,
+                    connected_at,
+                    user_agent: None,
+                    expires_at: connected_at.timestamp() + 8100,
+                },
+                10,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("connecting {connection_id}: {e}"));
+        connection_id.to_owned()
+    }
+
+    /// Every message now visible on the fan-out queue (received, so hidden afterwards).
+    pub async fn receive_all(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut messages = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("ReceiveMessage: {e:?}"));
+            let batch = output.messages().to_vec();
+            if batch.is_empty() {
+                return messages;
+            }
+            messages.extend(batch);
+        }
+    }
+
+    /// How many messages wait in the queue with a delay still running.
+    pub async fn delayed_messages(&self) -> usize {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetQueueAttributes: {e:?}"));
+        output
+            .attributes()
+            .and_then(|attributes| attributes.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("no ApproximateNumberOfMessagesDelayed"))
+    }
+}
+
+/// The `SqsEvent` Lambda sends for these messages.
+pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|message| {
+            json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "md5OfBody": message.md5_of_body(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Invokes a function as Lambda would and returns its JSON response.
+pub async fn invoke(function: &Arc<dyn LambdaFunction>, event: Value) -> Value {
+    function
+        .invoke(event, lambda_runtime::Context::default())
+        .await
+        .unwrap_or_else(|e| panic!("invocation failed: {e}"))
+}
+
+/// Reads the table's real stream, shard by shard, from where it last stopped.
+pub struct StreamReader {
+    streams: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    /// Next iterator per shard.
+    positions: HashMap<String, String>,
+}
+
+impl StreamReader {
+    /// Starts at the beginning of the stream.
+    pub async fn new(db: &TestDb) -> Self {
+        let table = db
+            .dynamodb
+            .describe_table()
+            .table_name(&db.table_name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeTable: {e:?}"));
+        let stream_arn = table
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .unwrap_or_else(|| panic!("the table has no stream"))
+            .to_owned();
+        Self {
+            streams: db.streams.clone(),
+            stream_arn,
+            positions: HashMap::new(),
+        }
+    }
+
+    /// Every record written since the last call (the first call: since the table began).
+    pub async fn read(&mut self) -> Vec<Record> {
+        let description = self
+            .streams
+            .describe_stream()
+            .stream_arn(&self.stream_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeStream: {e:?}"));
+        let shards: Vec<String> = description
+            .stream_description()
+            .map(|d| d.shards().iter().filter_map(|s| s.shard_id().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let mut records = Vec::new();
+        for shard in shards {
+            let mut iterator = match self.positions.get(&shard) {
+                Some(iterator) => iterator.clone(),
+                None => self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(&shard)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GetShardIterator: {e:?}"))
+                    .shard_iterator()
+                    .unwrap_or_else(|| panic!("no shard iterator"))
+                    .to_owned(),
+            };
+            loop {
+                let output = self
+                    .streams
+                    .get_records()
+                    .shard_iterator(&iterator)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GetRecords: {e:?}"));
+                let batch = output.records().to_vec();
+                let next = output.next_shard_iterator().map(str::to_owned);
+                if let Some(next) = &next {
+                    iterator = next.clone();
+                }
+                if batch.is_empty() || next.is_none() {
+                    break;
+                }
+                records.extend(batch);
+            }
+            self.positions.insert(shard, iterator);
+        }
+        records
+    }
+
+    /// The `DynamoDbEvent` Lambda sends for the records written since the last read.
+    pub async fn next_event(&mut self) -> Value {
+        let records = self.read().await;
+        self.event(&records)
+    }
+
+    pub fn event(&self, records: &[Record]) -> Value {
+        json!({ "Records": records.iter().map(|r| self.record_json(r)).collect::<Vec<_>>() })
+    }
+
+    fn record_json(&self, record: &Record) -> Value {
+        let change = record.dynamodb().unwrap_or_else(|| panic!("record without dynamodb"));
+        let mut dynamodb = Map::new();
+        if let Some(time) = change.approximate_creation_date_time() {
+            dynamodb.insert("ApproximateCreationDateTime".into(), json!(time.secs()));
+        }
+        for (name, image) in [
+            ("Keys", change.keys()),
+            ("NewImage", change.new_image()),
+            ("OldImage", change.old_image()),
+        ] {
+            if let Some(image) = image {
+                dynamodb.insert(name.into(), image_json(image));
+            }
+        }
+        dynamodb.insert("SequenceNumber".into(), json!(change.sequence_number()));
+        dynamodb.insert("SizeBytes".into(), json!(change.size_bytes().unwrap_or(0)));
+        dynamodb.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
+        let mut value = json!({
+            "eventID": record.event_id(),
+            "eventName": record.event_name().map(|n| n.as_str()),
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "eventSourceARN": self.stream_arn,
+            "dynamodb": dynamodb,
+        });
+        if let Some(identity) = record.user_identity() {
+            value["userIdentity"] = json!({"type": identity.r#type(), "principalId": identity.principal_id()});
+        }
+        value
+    }
+}
+
+/// A stream image in the Lambda event's DynamoDB-JSON form.
+fn image_json(image: &HashMap<String, AttributeValue>) -> Value {
+    Value::Object(image.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect())
+}
+
+fn attribute_json(value: &AttributeValue) -> Value {
+    use base64::Engine as _;
+    let b64 = |blob: &aws_sdk_dynamodbstreams::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": b64(b) }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(_) => json!({ "NULL": true }),
+        AttributeValue::Ss(values) => json!({ "SS": values }),
+        AttributeValue::Ns(values) => json!({ "NS": values }),
+        AttributeValue::Bs(values) => json!({ "BS": values.iter().map(b64).collect::<Vec<_>>() }),
+        AttributeValue::L(values) => json!({ "L": values.iter().map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::M(map) => json!({ "M": image_json(map) }),
+        other => panic!("unsupported attribute value {other:?}"),
+    }
+}
+
+/// Ids of the events in a list of pushed events.
+pub fn event_ids(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["event_id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// Now, as stored (millisecond precision).
+pub fn now() -> DateTime<Utc> {
+    shared::clock::to_millis(Utc::now())
+}

@@ -1,0 +1,99 @@
+//! `ws-disconnect`: the WebSocket API's `$disconnect` route.
+//!
+//! Removes the connection, its entry in the user's connection set and its room memberships
+//! (`ConnectionStore::remove_connection`, one transaction). Always answers 200: API Gateway
+//! ignores the result of `$disconnect` and never retries it, so a failure is logged and the
+//! leftovers are cleaned up later — by the connection's TTL (the stream router then releases
+//! its set entry and memberships) or by the push tier the first time a post to it is answered
+//! `410 Gone`. A repeated or unknown connection id is simply nothing to do.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use lambda_runtime::LambdaEvent;
+use shared::aws::Clients;
+use shared::config::Config;
+use shared::error::{cause_chain, Error, Result};
+use shared::function::{BoxError, LambdaFunction, TypedFunction};
+use shared::store::connections::ConnectionStore;
+use shared::store::DynamoStore;
+
+/// Everything the handler needs, built once per cold start.
+pub struct State {
+    pub config: Config,
+    pub connections: Arc<dyn ConnectionStore>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Production state over the DynamoDB store.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        Ok(Self::from_parts(config, store))
+    }
+
+    /// State over any connection store.
+    pub fn from_parts(config: Config, connections: Arc<dyn ConnectionStore>) -> Self {
+        Self {
+            config,
+            connections,
+        }
+    }
+}
+
+/// The function as the local gateway and the tests invoke it.
+pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
+    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let state = Arc::clone(&state);
+        async move { handle(&state, event).await }
+    })
+}
+
+/// Handles one `$disconnect`; always 200 (see the module docs).
+#[tracing::instrument(
+    skip(state, event),
+    fields(request_id = %event.payload.request_context.request_id.as_deref().unwrap_or_default())
+)]
+pub async fn handle(
+    state: &State,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let context = &event.payload.request_context;
+    match disconnect(state, context.connection_id.as_deref()).await {
+        Ok(Some(user)) => tracing::info!(
+            %user,
+            connection_id = ?context.connection_id,
+            status = ?context.disconnect_status_code,
+            reason = ?context.disconnect_reason,
+            "disconnected"
+        ),
+        Ok(None) => tracing::debug!(connection_id = ?context.connection_id, "connection already gone"),
+        Err(error) => tracing::error!(
+            connection_id = ?context.connection_id,
+            error = %error,
+            causes = %cause_chain(&error),
+            "removing the connection failed; its TTL will clean up"
+        ),
+    }
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = 200;
+    Ok(response)
+}
+
+/// The user whose connection was removed; `None` if it was already gone.
+async fn disconnect(state: &State, connection_id: Option<&str>) -> Result<Option<shared::domain::UserId>> {
+    let connection_id =
+        connection_id.ok_or_else(|| Error::invariant("$disconnect event without requestContext.connectionId"))?;
+    Ok(state
+        .connections
+        .remove_connection(connection_id)
+        .await?
+        .map(|connection| connection.user_id))
+}

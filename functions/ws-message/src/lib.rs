@@ -1,0 +1,251 @@
+//! `ws-message`: every WebSocket message route — `subscribe`, `unsubscribe`, `typing`,
+//! `ping`, `resume` and `$default` (non-JSON or unknown actions).
+//!
+//! | action | reply (route response) | other effects |
+//! |---|---|---|
+//! | `subscribe {channel}` | `subscribed {channel}` | room membership stored |
+//! | `unsubscribe {channel}` | `unsubscribed {channel}` | membership removed (idempotent) |
+//! | `typing {to, state}` | none | `user_typing` posted to the recipient's connections |
+//! | `ping` | `pong {server_time}` | — |
+//! | `resume {since}` | `resumed {gap, replayed, feed_new_posts}` | missed events posted first, in order |
+//! | anything else | `error {code, message, request_id}` | — |
+//!
+//! **Replies travel as the route response.** Every action route is two-way in
+//! `template.yaml` (and in the local gateway), so the body this function returns is sent on
+//! the caller's socket by API Gateway — no management-API call per reply. The management API
+//! (`shared::push::PushClient`) carries only what is not a reply: typing relays to other
+//! users, and the events a `resume` replays, which are posted in order before the function
+//! returns — so the closing `resumed` reply always arrives after them. Every reply echoes the
+//! frame's `request_id`. Errors use the `error` event of `shared::events::Event::error`
+//! (code and message from `shared::error::Error`) and leave the connection open.
+//!
+//! The caller is identified by their connection (stored by `ws-connect` after the token was
+//! verified): one `GetItem` per frame, except `ping`, which needs no identity.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use lambda_runtime::LambdaEvent;
+use shared::aws::Clients;
+use shared::clock::{Clock, SystemClock};
+use shared::config::Config;
+use shared::domain::{Connection, Subscription};
+use shared::error::{Error, Result};
+use shared::events::{Channel, Event, EventBody};
+use shared::function::{BoxError, LambdaFunction, TypedFunction};
+use shared::push::{ManagementApiPush, PushClient, RetryPolicy};
+use shared::store::connections::ConnectionStore;
+use shared::store::messages::MessageStore;
+use shared::store::notifications::NotificationStore;
+use shared::store::posts::PostStore;
+use shared::store::social::SocialStore;
+use shared::store::users::UserStore;
+use shared::store::DynamoStore;
+
+pub mod channels;
+pub mod frame;
+pub mod relay;
+pub mod resume;
+pub mod store;
+pub mod typing;
+
+use frame::{Action, Frame, Route};
+use relay::{Delivery, Relay};
+use store::RealtimeStore;
+
+/// Everything a handler needs, built once per cold start.
+pub struct State {
+    pub config: Config,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub users: Arc<dyn UserStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub posts: Arc<dyn PostStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub messages: Arc<dyn MessageStore>,
+    pub realtime: Arc<dyn RealtimeStore>,
+    pub relay: Relay,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .field("relay", &self.relay)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Production state: DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is
+    /// required) and the system clock.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
+        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
+    }
+
+    /// State over the given store, push client and clock.
+    pub fn from_parts(
+        config: Config,
+        store: Arc<DynamoStore>,
+        push: Arc<dyn PushClient>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            connections: store.clone(),
+            users: store.clone(),
+            social: store.clone(),
+            posts: store.clone(),
+            notifications: store.clone(),
+            messages: store.clone(),
+            realtime: store.clone(),
+            relay: Relay {
+                push,
+                connections: store,
+                retry: RetryPolicy::default(),
+            },
+            clock,
+        }
+    }
+}
+
+/// The function as the local gateway and the tests invoke it.
+pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
+    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let state = Arc::clone(&state);
+        async move { handle(&state, event).await }
+    })
+}
+
+/// Handles one message. Always 200: the outcome, error or not, is the reply's body.
+#[tracing::instrument(
+    skip(state, event),
+    fields(
+        request_id = %event.payload.request_context.request_id.as_deref().unwrap_or_default(),
+        route_key = %event.payload.request_context.route_key.as_deref().unwrap_or_default(),
+    )
+)]
+pub async fn handle(
+    state: &State,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let request = &event.payload;
+    let frame = Frame::read(request.body.as_deref(), request.is_base64_encoded);
+    let request_id = frame.request_id.clone();
+    let reply = match process(state, request, frame).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            error.log(request.request_context.request_id.as_deref().unwrap_or_default());
+            Some(Event::error(&error, request_id.as_deref(), state.clock.now()))
+        }
+    };
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = 200;
+    response.body = reply.map(|event| event.to_json()).transpose()?.map(Body::Text);
+    Ok(response)
+}
+
+/// Runs one frame; `Ok(None)` when there is nothing to reply.
+async fn process(
+    state: &State,
+    request: &ApiGatewayWebsocketProxyRequest,
+    frame: Frame,
+) -> Result<Option<Event>> {
+    let context = &request.request_context;
+    let route_key = context.route_key.as_deref().unwrap_or_default();
+    let route = Route::parse(route_key)
+        .ok_or_else(|| Error::invariant(format!("ws-message invoked for route {route_key:?}")))?;
+    let action = frame.action?;
+    if !action.arrives_on(route) {
+        return Err(Error::invariant(format!(
+            "route {route_key:?} delivered a {:?} frame",
+            action.route()
+        )));
+    }
+    let request_id = frame.request_id;
+    let now = state.clock.now();
+    if let Action::Ping {} = action {
+        return Ok(Some(Event::ephemeral(
+            EventBody::Pong {
+                server_time: now,
+                request_id,
+            },
+            now,
+        )));
+    }
+    let caller = caller(state, context.connection_id.as_deref()).await?;
+    match action {
+        Action::Ping {} => Err(Error::invariant("ping is answered before the caller is read")),
+        Action::Subscribe { channel } => {
+            let channel = Channel::parse(&channel)?;
+            channels::authorize(state, caller.user_id, channel).await?;
+            let subscription = Subscription {
+                channel: channel.to_string(),
+                connection_id: caller.connection_id.clone(),
+                user_id: caller.user_id,
+            };
+            state
+                .connections
+                .subscribe(&subscription, caller.expires_at)
+                .await?;
+            Ok(Some(Event::ephemeral(
+                EventBody::Subscribed {
+                    channel: subscription.channel,
+                    request_id,
+                },
+                now,
+            )))
+        }
+        Action::Unsubscribe { channel } => {
+            let channel = Channel::parse(&channel)?.to_string();
+            state
+                .connections
+                .unsubscribe(&caller.connection_id, &channel)
+                .await?;
+            Ok(Some(Event::ephemeral(
+                EventBody::Unsubscribed {
+                    channel,
+                    request_id,
+                },
+                now,
+            )))
+        }
+        Action::Typing { to, state: typing } => {
+            let delivered = typing::relay(state, &caller, to, typing).await?;
+            tracing::debug!(%to, delivered, "typing relayed");
+            Ok(None)
+        }
+        Action::Resume { since } => {
+            let replay = resume::collect(state, caller.user_id, &since, now).await?;
+            for event in &replay.events {
+                if state.relay.send(&caller.connection_id, event).await? == Delivery::Gone {
+                    // The caller hung up mid-replay: nobody to reply to.
+                    return Ok(None);
+                }
+            }
+            tracing::info!(
+                replayed = replay.events.len(),
+                gap = replay.gap,
+                feed_new_posts = replay.feed_new_posts,
+                "resumed"
+            );
+            Ok(Some(replay.resumed(request_id, state.clock.now())))
+        }
+    }
+}
+
+/// The caller's connection; a connection `ws-connect` did not register (or that expired)
+/// cannot act.
+async fn caller(state: &State, connection_id: Option<&str>) -> Result<Connection> {
+    let connection_id = connection_id
+        .ok_or_else(|| Error::invariant("message event without requestContext.connectionId"))?;
+    state
+        .connections
+        .get_connection(connection_id)
+        .await?
+        .ok_or_else(|| Error::unauthorized("this connection is not registered; reconnect"))
+}

@@ -1,0 +1,210 @@
+//! `ripple-local`'s flags (parsed by `main.rs` with clap) and how they become
+//! [`StackOptions`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::gateway::GatewayOptions;
+use crate::stack::{InvokeMode, StackOptions};
+use crate::websocket::{WebSocketFaults, WebSocketLimits};
+
+/// Default `cargo lambda watch` address.
+pub const CARGO_LAMBDA_DEFAULT_URL: &str = "http://127.0.0.1:9000";
+
+/// Ripple's local stack: API Gateway HTTP + WebSocket emulation, `@connections`, DynamoDB
+/// (embedded dynoxide), SQS (moto) and the stream / SQS event sources, from template.yaml.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ripple-local", version)]
+pub struct Args {
+    /// The SAM template with the routes and event sources.
+    #[arg(long, default_value = "template.yaml")]
+    pub template: PathBuf,
+    /// Address both APIs listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// HTTP API port (0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    pub http_port: u16,
+    /// WebSocket API + management API port (0: any free port).
+    #[arg(long, default_value_t = 3001)]
+    pub ws_port: u16,
+    /// WebSocket stage (default: the template's AWS::ApiGatewayV2::Stage).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// `in-process` (default), or `cargo-lambda[=URL]` to POST events to `cargo lambda watch`.
+    #[arg(long, default_value = "in-process", value_parser = parse_invoke)]
+    pub invoke: InvokeMode,
+    /// Directory of the persistent database.
+    #[arg(long, default_value = ".ripple")]
+    pub state_dir: PathBuf,
+    /// Keep the database in memory (nothing persists).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Delete the persistent database before starting.
+    #[arg(long)]
+    pub reset: bool,
+    /// Seconds between TTL sweeps (dynoxide deletes expired items only when swept).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ttl_sweep_secs: u64,
+    /// Use this SQS endpoint instead of starting moto_server.
+    #[arg(long)]
+    pub sqs_endpoint: Option<String>,
+    /// The moto_server executable.
+    #[arg(
+        long,
+        env = "RIPPLE_MOTO_SERVER",
+        default_value = ".venv/bin/moto_server"
+    )]
+    pub moto_server: PathBuf,
+    /// DynamoDB table name.
+    #[arg(long, default_value = "ripple")]
+    pub table_name: String,
+    /// HS256 signing secret for the functions (default: a fixed development secret).
+    #[arg(long, env = "RIPPLE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Extra function environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_parser = parse_key_value)]
+    pub environment: Vec<(String, String)>,
+    /// WebSocket idle timeout in seconds (AWS: 600).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Maximum WebSocket connection duration in seconds (AWS: 7200).
+    #[arg(long, default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connection_secs: u64,
+    /// DynamoDB stream poll interval in milliseconds.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_poll_interval_ms: u64,
+    /// Override the fan-out queue's VisibilityTimeout (seconds), e.g. to see redelivery fast.
+    #[arg(long)]
+    pub visibility_timeout_secs: Option<u64>,
+    /// Fault: never invoke `$disconnect`.
+    #[arg(long)]
+    pub drop_disconnect: bool,
+    /// Fault: answer this percentage of `@connections` POSTs with 500.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub fail_post_percent: u8,
+    /// Fault: deliver every DynamoDB stream batch twice.
+    #[arg(long)]
+    pub duplicate_stream_batches: bool,
+    /// Fault: start with the SQS poller paused.
+    #[arg(long)]
+    pub pause_sqs: bool,
+    /// Log every event and response.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+fn parse_invoke(value: &str) -> Result<InvokeMode, String> {
+    match value.split_once('=') {
+        None if value == "in-process" => Ok(InvokeMode::InProcess),
+        None if value == "cargo-lambda" => {
+            Ok(InvokeMode::CargoLambda(CARGO_LAMBDA_DEFAULT_URL.to_owned()))
+        }
+        Some(("cargo-lambda", url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(InvokeMode::CargoLambda(url.to_owned()))
+        }
+        _ => Err(format!(
+            "expected `in-process`, `cargo-lambda` or `cargo-lambda=http://HOST:PORT`, got `{value}`"
+        )),
+    }
+}
+
+fn parse_key_value(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, val)) if !key.is_empty() => Ok((key.to_owned(), val.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{value}`")),
+    }
+}
+
+impl Args {
+    pub fn stack_options(&self) -> StackOptions {
+        let mut options = StackOptions::new(&self.template);
+        options.gateway = GatewayOptions {
+            http_address: SocketAddr::new(self.host, self.http_port),
+            websocket_address: SocketAddr::new(self.host, self.ws_port),
+            stage: self.stage.clone(),
+            limits: WebSocketLimits {
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_duration: Duration::from_secs(self.max_connection_secs),
+                ..WebSocketLimits::default()
+            },
+            faults: Arc::new(WebSocketFaults::new(
+                self.drop_disconnect,
+                self.fail_post_percent,
+            )),
+        };
+        options.invoke = self.invoke.clone();
+        options.state_dir = self.state_dir.clone();
+        options.in_memory = self.in_memory;
+        options.reset = self.reset;
+        options.ttl_sweep_interval = Duration::from_secs(self.ttl_sweep_secs);
+        options.sqs_endpoint = self.sqs_endpoint.clone();
+        options.moto_server = self.moto_server.clone();
+        options.table_name = self.table_name.clone();
+        options.jwt_secret = self.jwt_secret.clone();
+        options.environment = self.environment.clone();
+        options.stream_poll_interval = Duration::from_millis(self.stream_poll_interval_ms);
+        options.visibility_timeout = self.visibility_timeout_secs.map(Duration::from_secs);
+        options.duplicate_stream_batches = self.duplicate_stream_batches;
+        options.pause_sqs = self.pause_sqs;
+        options.verbose = self.verbose;
+        options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoke_modes_parse_with_the_cargo_lambda_default() {
+        assert_eq!(parse_invoke("in-process"), Ok(InvokeMode::InProcess));
+        assert_eq!(
+            parse_invoke("cargo-lambda"),
+            Ok(InvokeMode::CargoLambda(CARGO_LAMBDA_DEFAULT_URL.into()))
+        );
+        assert_eq!(
+            parse_invoke("cargo-lambda=http://127.0.0.1:9100"),
+            Ok(InvokeMode::CargoLambda("http://127.0.0.1:9100".into()))
+        );
+        assert!(parse_invoke("lambda").is_err());
+        assert!(parse_invoke("cargo-lambda=localhost:9000").is_err());
+    }
+
+    #[test]
+    fn flags_become_stack_options() {
+        let args = Args::try_parse_from([
+            "ripple-local",
+            "--http-port",
+            "0",
+            "--idle-timeout-secs",
+            "2",
+            "--fail-post-percent",
+            "25",
+            "--drop-disconnect",
+            "--env",
+            "RATE_LIMIT_POSTS_PER_MINUTE=1000",
+            "--in-memory",
+        ])
+        .unwrap();
+        let options = args.stack_options();
+        assert_eq!(options.gateway.http_address.port(), 0);
+        assert_eq!(options.gateway.websocket_address.port(), 3001);
+        assert_eq!(options.gateway.limits.idle_timeout, Duration::from_secs(2));
+        assert!(options
+            .gateway
+            .faults
+            .drop_disconnect
+            .load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(
+            options.environment,
+            [("RATE_LIMIT_POSTS_PER_MINUTE".to_owned(), "1000".to_owned())]
+        );
+        assert!(options.in_memory);
+        assert!(Args::try_parse_from(["ripple-local", "--fail-post-percent", "101"]).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! The WebSocket API and `@connections` through real sockets (tokio-tungstenite) and the real
+//! `aws-sdk-apigatewaymanagement` client, against the gateway started in-process.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use common::*;
+use futures::SinkExt;
+use ripple_local::gateway::GatewayOptions;
+use ripple_local::websocket::{WebSocketFaults, WebSocketLimits};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn token_url(url: &str) -> String {
+    format!("{url}?token={GOOD_TOKEN}")
+}
+
+/// The connection id the server gives this socket (the echo route reports it).
+async fn connection_id_of(socket: &mut Socket) -> String {
+    send_text(socket, r#"{"action":"echo"}"#).await;
+    next_json(socket).await["connection_id"]
+        .as_str()
+        .expect("echo reply carries the connection id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn connect_with_a_bad_token_is_rejected_with_the_functions_401() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let url = gateway.urls().websocket_url();
+
+    let error = connect(&format!("{url}?token=bad"), None)
+        .await
+        .unwrap_err();
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected an HTTP rejection, got {other:?}"),
+    }
+    let error = connect(&url, Some("ripple.v1, wrong")).await.unwrap_err();
+    assert!(
+        matches!(&error, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401),
+        "{error:?}"
+    );
+    assert!(gateway.connections().ids().is_empty());
+
+    let events = functions.events.lock().unwrap().clone();
+    let connect_event = &events[0];
+    assert_eq!(connect_event["requestContext"]["eventType"], "CONNECT");
+    assert_eq!(connect_event["requestContext"]["routeKey"], "$connect");
+    assert_eq!(connect_event["queryStringParameters"]["token"], "bad");
+    assert_eq!(connect_event["requestContext"]["stage"], "test");
+    assert_eq!(
+        connect_event["requestContext"]["identity"]["sourceIp"],
+        "127.0.0.1"
+    );
+    assert_eq!(
+        connect_event["requestContext"]["identity"]["userAgent"],
+        "ripple-gateway-test"
+    );
+    let connection_id = connect_event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap();
+    assert!(connection_id.ends_with('='), "{connection_id}");
+}
+
+#[tokio::test]
+async fn the_subprotocol_returned_by_connect_is_echoed() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let url = gateway.urls().websocket_url();
+    let (_socket, response) = connect(&url, Some(&format!("ripple.v1, {GOOD_TOKEN}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["sec-websocket-protocol"], "ripple.v1");
+
+    // Without a subprotocol (token in the query) the handshake carries none.
+    let (_socket, response) = connect(&token_url(&url), None).await.unwrap();
+    assert!(response.headers().get("sec-websocket-protocol").is_none());
+}
+
+#[tokio::test]
+async fn messages_are_routed_by_the_selection_expression_with_default_fallback() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+
+    send_text(&mut socket, r#"{"action":"echo","n":1}"#).await;
+    let reply = next_json(&mut socket).await;
+    assert_eq!(reply["route"], "echo");
+    assert_eq!(reply["body"], r#"{"action":"echo","n":1}"#);
+
+    send_text(&mut socket, r#"{"action":"no-such-route"}"#).await;
+    assert_eq!(next_json(&mut socket).await["route"], "$default");
+
+    send_text(&mut socket, "this is not json").await;
+    let reply = next_json(&mut socket).await;
+    assert_eq!(reply["route"], "$default");
+    assert_eq!(reply["body"], "this is not json");
+
+    let events = functions.events.lock().unwrap().clone();
+    let message = events
+        .iter()
+        .find(|e| e["requestContext"]["routeKey"] == "echo")
+        .unwrap();
+    let context = &message["requestContext"];
+    assert_eq!(context["eventType"], "MESSAGE");
+    assert!(context["messageId"].is_string());
+    assert!(context["connectedAt"].as_i64().unwrap() > 0);
+    assert!(
+        context["requestTimeEpoch"].as_i64().unwrap() >= context["connectedAt"].as_i64().unwrap()
+    );
+    assert_eq!(context["apiId"], "local-ws");
+}
+
+#[tokio::test]
+async fn closing_fires_disconnect_with_the_clients_status_code() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+    socket
+        .close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "tab closed".into(),
+        }))
+        .await
+        .unwrap();
+
+    let disconnect = functions.next_disconnect().await;
+    let context = &disconnect["requestContext"];
+    assert_eq!(context["routeKey"], "$disconnect");
+    assert_eq!(context["eventType"], "DISCONNECT");
+    assert_eq!(context["connectionId"], id.as_str());
+    assert_eq!(context["disconnectStatusCode"], 1001);
+    assert_eq!(context["disconnectReason"], "tab closed");
+    assert!(gateway.connections().ids().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversize_frame_closes_the_connection_with_1009() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    // 40 KB in one frame: over the 32 KB frame limit, under the 128 KB message limit.
+    let oversize = format!(r#"{{"action":"echo","pad":"{}"}}"#, "x".repeat(40 * 1024));
+    socket.send(Message::text(oversize)).await.unwrap();
+
+    let (code, _reason) = next_close(&mut socket).await;
+    assert_eq!(code, 1009);
+    let disconnect = functions.next_disconnect().await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let options = GatewayOptions {
+        limits: WebSocketLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..WebSocketLimits::default()
+        },
+        ..GatewayOptions::default()
+    };
+    let (gateway, functions) = websocket_gateway(options).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+
+    let (code, reason) = next_close(&mut socket).await;
+    assert_eq!((code, reason.as_str()), (1001, "Going away"));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let disconnect = functions.next_disconnect().await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1001);
+    assert_eq!(
+        disconnect["requestContext"]["disconnectReason"],
+        "Idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_at_the_maximum_duration_even_when_active() {
+    let options = GatewayOptions {
+        limits: WebSocketLimits {
+            max_duration: Duration::from_secs(1),
+            ..WebSocketLimits::default()
+        },
+        ..GatewayOptions::default()
+    };
+    let (gateway, functions) = websocket_gateway(options).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    // Activity does not extend the hard limit.
+    send_text(&mut socket, r#"{"action":"echo"}"#).await;
+    next_json(&mut socket).await;
+    let (code, _) = next_close(&mut socket).await;
+    assert_eq!(code, 1001);
+    let disconnect = functions.next_disconnect().await;
+    assert_eq!(
+        disconnect["requestContext"]["disconnectReason"],
+        "Maximum connection duration reached"
+    );
+}
+
+#[tokio::test]
+async fn post_to_connection_reaches_exactly_the_addressed_socket() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let url = token_url(&gateway.urls().websocket_url());
+    let (mut first, _) = connect(&url, None).await.unwrap();
+    let (mut second, _) = connect(&url, None).await.unwrap();
+    let first_id = connection_id_of(&mut first).await;
+    let second_id = connection_id_of(&mut second).await;
+    assert_ne!(first_id, second_id);
+
+    let client = management_client(&gateway.urls().management_endpoint());
+    client
+        .post_to_connection()
+        .connection_id(&second_id)
+        .data(Blob::new(r#"{"type":"hello","to":"second"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut second).await["to"], "second");
+
+    client
+        .post_to_connection()
+        .connection_id(&first_id)
+        .data(Blob::new(r#"{"to":"first"}"#))
+        .send()
+        .await
+        .unwrap();
+    // The first frame the first socket sees is its own message: nothing leaked across.
+    assert_eq!(next_json(&mut first).await["to"], "first");
+}
+
+#[tokio::test]
+async fn get_connection_returns_connected_at_and_identity() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let before = aws_smithy_types::DateTime::from_secs(chrono::Utc::now().timestamp() - 1);
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+
+    let client = management_client(&gateway.urls().management_endpoint());
+    let connection = client
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let connected_at = connection.connected_at().expect("connectedAt");
+    assert!(connected_at.secs() >= before.secs(), "{connected_at:?}");
+    assert!(connection.last_active_at().expect("lastActiveAt").secs() >= connected_at.secs());
+    let identity = connection.identity().expect("identity");
+    assert_eq!(identity.source_ip(), Some("127.0.0.1"));
+    assert_eq!(identity.user_agent(), Some("ripple-gateway-test"));
+}
+
+#[tokio::test]
+async fn delete_connection_closes_the_socket_and_fires_disconnect() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+
+    let client = management_client(&gateway.urls().management_endpoint());
+    client
+        .delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+
+    let (code, _) = next_close(&mut socket).await;
+    assert_eq!(code, 1000);
+    let disconnect = functions.next_disconnect().await;
+    assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    // Deleted means gone for the management API too.
+    let error = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("late"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error.into_service_error(),
+        PostToConnectionError::GoneException(_)
+    ));
+}
+
+#[tokio::test]
+async fn an_unknown_connection_is_the_sdks_gone_exception() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let client = management_client(&gateway.urls().management_endpoint());
+    let error = client
+        .post_to_connection()
+        .connection_id("bm90LWEtY29ubmVjdGlvbg==")
+        .data(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.into_service_error(),
+            PostToConnectionError::GoneException(_)
+        ),
+        "unknown ids must map to GoneException"
+    );
+
+    // The raw wire answer, for boto3 and the CLI: 410 + x-amzn-ErrorType, also without the
+    // stage prefix and with the id URL-encoded.
+    let url = format!(
+        "http://{}/@connections/bm90LWEtY29ubmVjdGlvbg%3D%3D",
+        gateway.urls().websocket_address
+    );
+    let response = http_request("POST", &url, &[], b"{}").await;
+    assert_eq!(response.status, 410);
+    assert_eq!(response.headers["x-amzn-errortype"], "GoneException");
+    assert!(response.json()["message"].is_string());
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_gone() {
+    let (gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+    socket.close(None).await.unwrap();
+    functions.next_disconnect().await;
+
+    let client = management_client(&gateway.urls().management_endpoint());
+    let error = client
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.into_service_error().is_gone_exception());
+}
+
+#[tokio::test]
+async fn fault_flags_drop_disconnects_and_fail_posts() {
+    let options = GatewayOptions {
+        faults: Arc::new(WebSocketFaults::new(true, 100)),
+        ..GatewayOptions::default()
+    };
+    let (gateway, functions) = websocket_gateway(options).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+
+    let url = format!("{}/@connections/{id}", gateway.urls().management_endpoint());
+    let response = http_request("POST", &url, &[], b"{}").await;
+    assert_eq!(response.status, 500);
+
+    socket.close(None).await.unwrap();
+    assert!(
+        functions
+            .no_disconnect_within(Duration::from_millis(500))
+            .await
+    );
+    assert!(gateway.connections().ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_stage_is_forbidden() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let address = gateway.urls().websocket_address;
+    let error = connect(&format!("ws://{address}/other?token={GOOD_TOKEN}"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403),
+        "{error:?}"
+    );
+    let response = http_request(
+        "GET",
+        &format!("http://{address}/other/@connections/x"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 403);
+}
