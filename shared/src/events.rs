@@ -182,7 +182,12 @@ impl EventBody {
 
 impl Event {
     /// An event whose id is derived from `name` (see [`derive_event_id`]).
-    fn derived(name: String, occurred_at: DateTime<Utc>, cursor: Option<Uuid>, body: EventBody) -> Self {
+    fn derived(
+        name: String,
+        occurred_at: DateTime<Utc>,
+        cursor: Option<Uuid>,
+        body: EventBody,
+    ) -> Self {
         Self {
             event_id: derive_event_id(&name),
             occurred_at,
@@ -388,7 +393,10 @@ impl Channel {
     pub fn parse(raw: &str) -> crate::error::Result<Self> {
         let invalid = || Error::validation("channel must be post:{post_id} or presence:{user_id}");
         let (kind, id) = raw.split_once(':').ok_or_else(invalid)?;
-        let id = Uuid::parse_str(id).ok().filter(|id| !id.is_nil()).ok_or_else(invalid)?;
+        let id = Uuid::parse_str(id)
+            .ok()
+            .filter(|id| !id.is_nil())
+            .ok_or_else(invalid)?;
         match kind {
             "post" => Ok(Self::Post(id)),
             "presence" => Ok(Self::Presence(id)),
@@ -439,7 +447,10 @@ mod tests {
         assert_eq!(value["event_id"], event.event_id.to_string());
         assert_eq!(value["occurred_at"], "2023-11-14T22:13:20.000Z");
         assert_eq!(value["data"]["id"], Uuid::from_u128(1).to_string());
-        assert!(value.get("cursor").is_none(), "posts are not resumable: {value}");
+        assert!(
+            value.get("cursor").is_none(),
+            "posts are not resumable: {value}"
+        );
         let back: Event = serde_json::from_value(value).unwrap();
         assert_eq!(back, event);
     }
@@ -465,13 +476,22 @@ mod tests {
 
     #[test]
     fn event_ids_are_stable_for_the_same_fact_and_distinct_otherwise() {
-        assert_eq!(Event::post_created(&post()).event_id, Event::post_created(&post()).event_id);
-        assert_ne!(Event::post_created(&post()).event_id, Event::post_updated(&post()).event_id);
+        assert_eq!(
+            Event::post_created(&post()).event_id,
+            Event::post_created(&post()).event_id
+        );
+        assert_ne!(
+            Event::post_created(&post()).event_id,
+            Event::post_updated(&post()).event_id
+        );
         let mut edited = post();
         edited.edited_at = Some(time(30));
         let mut edited_again = post();
         edited_again.edited_at = Some(time(60));
-        assert_ne!(Event::post_updated(&edited).event_id, Event::post_updated(&edited_again).event_id);
+        assert_ne!(
+            Event::post_updated(&edited).event_id,
+            Event::post_updated(&edited_again).event_id
+        );
         // The same count reached twice is two changes.
         assert_ne!(
             Event::like_updated(&post(), "100", time(1)).event_id,
@@ -493,8 +513,14 @@ mod tests {
             status: MessageStatus::Requested,
             client_message_id: None,
         };
-        assert_eq!(Event::message_for(&message, message.to).kind(), "message_request");
-        assert_eq!(Event::message_for(&message, message.from).kind(), "new_message");
+        assert_eq!(
+            Event::message_for(&message, message.to).kind(),
+            "message_request"
+        );
+        assert_eq!(
+            Event::message_for(&message, message.from).kind(),
+            "new_message"
+        );
         let sent = Message {
             status: MessageStatus::Sent,
             ..message.clone()
@@ -535,8 +561,18 @@ mod tests {
         let channel = Channel::parse(&format!("post:{post}")).unwrap();
         assert_eq!(channel, Channel::Post(post));
         assert_eq!(channel.to_string(), format!("post:{post}"));
-        assert!(matches!(Channel::parse(&format!("presence:{post}")), Ok(Channel::Presence(_))));
-        for bad in ["", "post", "post:", "post:nope", "room:1", &format!("posts:{post}")] {
+        assert!(matches!(
+            Channel::parse(&format!("presence:{post}")),
+            Ok(Channel::Presence(_))
+        ));
+        for bad in [
+            "",
+            "post",
+            "post:",
+            "post:nope",
+            "room:1",
+            &format!("posts:{post}"),
+        ] {
             assert!(Channel::parse(bad).is_err(), "{bad}");
         }
     }

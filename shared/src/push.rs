@@ -68,7 +68,11 @@ impl PushError {
 /// Sends bytes to one WebSocket connection.
 #[async_trait]
 pub trait PushClient: Send + Sync {
-    async fn post(&self, connection_id: &str, payload: &[u8]) -> std::result::Result<PushOutcome, PushError>;
+    async fn post(
+        &self,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> std::result::Result<PushOutcome, PushError>;
 }
 
 /// [`PushClient`] over the API Gateway management API (`POST /@connections/{id}`).
@@ -84,17 +88,21 @@ impl ManagementApiPush {
 
     /// The push client of a function that pushes: `WS_MANAGEMENT_ENDPOINT` must be set.
     pub fn from_clients(clients: &crate::aws::Clients) -> Result<Self> {
-        clients
-            .management
-            .clone()
-            .map(Self::new)
-            .ok_or_else(|| Error::invariant("configuration: required configuration WS_MANAGEMENT_ENDPOINT is not set"))
+        clients.management.clone().map(Self::new).ok_or_else(|| {
+            Error::invariant(
+                "configuration: required configuration WS_MANAGEMENT_ENDPOINT is not set",
+            )
+        })
     }
 }
 
 #[async_trait]
 impl PushClient for ManagementApiPush {
-    async fn post(&self, connection_id: &str, payload: &[u8]) -> std::result::Result<PushOutcome, PushError> {
+    async fn post(
+        &self,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> std::result::Result<PushOutcome, PushError> {
         let sent = self
             .client
             .post_to_connection()
@@ -110,15 +118,18 @@ impl PushClient for ManagementApiPush {
 }
 
 /// Maps a management-API failure onto [`PushOutcome::Gone`] or a typed [`PushError`].
-fn classify_post_error(error: SdkError<PostToConnectionError, HttpResponse>) -> std::result::Result<PushOutcome, PushError> {
+fn classify_post_error(
+    error: SdkError<PostToConnectionError, HttpResponse>,
+) -> std::result::Result<PushOutcome, PushError> {
     let described = cause_chain(&error);
     match &error {
         SdkError::ServiceError(service) => match service.err() {
             PostToConnectionError::GoneException(_) => Ok(PushOutcome::Gone),
-            PostToConnectionError::LimitExceededException(_) => Err(PushError::Retryable(described)),
-            PostToConnectionError::PayloadTooLargeException(_) | PostToConnectionError::ForbiddenException(_) => {
-                Err(PushError::Permanent(described))
+            PostToConnectionError::LimitExceededException(_) => {
+                Err(PushError::Retryable(described))
             }
+            PostToConnectionError::PayloadTooLargeException(_)
+            | PostToConnectionError::ForbiddenException(_) => Err(PushError::Permanent(described)),
             // Unmodelled errors: 5xx and 429 are worth another try, other 4xx are not.
             _ => match service.raw().status().as_u16() {
                 status if status >= 500 || status == 429 => Err(PushError::Retryable(described)),
@@ -246,11 +257,19 @@ impl AudienceResolver {
                 }
             }
         }
-        Ok(connection_ids.into_iter().filter(|id| !excluded.contains(id)).collect())
+        Ok(connection_ids
+            .into_iter()
+            .filter(|id| !excluded.contains(id))
+            .collect())
     }
 
     async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {
-        let unique: Vec<UserId> = users.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+        let unique: Vec<UserId> = users
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         Ok(self
             .connections
             .connections_of_users(&unique)
@@ -268,7 +287,8 @@ impl AudienceResolver {
             return Ok(Vec::new());
         }
         let blocked = self.social.block_set(user).await?;
-        let following: HashSet<UserId> = self.social.following_ids(user).await?.into_iter().collect();
+        let following: HashSet<UserId> =
+            self.social.following_ids(user).await?.into_iter().collect();
         let mutuals: HashSet<UserId> = self
             .social
             .follower_ids(user, MAX_AUDIENCE_FOLLOWERS)
@@ -276,10 +296,15 @@ impl AudienceResolver {
             .into_iter()
             .filter(|follower| following.contains(follower) && !blocked.contains(follower))
             .collect();
-        let mut watchers = self.connections_of(&mutuals.iter().copied().collect::<Vec<_>>()).await?;
+        let mut watchers = self
+            .connections_of(&mutuals.iter().copied().collect::<Vec<_>>())
+            .await?;
         // Subscribers were mutual when they subscribed; one who unfollowed or was blocked
         // since then is not told any more.
-        let subscribers = self.connections.room_members(&Channel::Presence(user).to_string()).await?;
+        let subscribers = self
+            .connections
+            .room_members(&Channel::Presence(user).to_string())
+            .await?;
         watchers.extend(
             subscribers
                 .into_iter()
@@ -384,7 +409,11 @@ enum PostResult {
 impl Dispatcher {
     /// Direct push for small audiences, the queue for large ones. A queue failure is an
     /// error (the caller retries its source); push failures are in the report.
-    pub async fn dispatch(&self, event: &Event, connection_ids: &[String]) -> Result<DispatchReport> {
+    pub async fn dispatch(
+        &self,
+        event: &Event,
+        connection_ids: &[String],
+    ) -> Result<DispatchReport> {
         if connection_ids.is_empty() {
             return Ok(DispatchReport::new(DispatchPath::Nobody, 0));
         }
@@ -398,7 +427,11 @@ impl Dispatcher {
 
     /// Posts `event` to every connection with bounded concurrency, retrying retryable
     /// failures with backoff. Gone connections are removed and count as delivered.
-    pub async fn deliver(&self, event: &Event, connection_ids: &[String]) -> Result<DispatchReport> {
+    pub async fn deliver(
+        &self,
+        event: &Event,
+        connection_ids: &[String],
+    ) -> Result<DispatchReport> {
         let payload: Arc<[u8]> = event.to_json()?.into_bytes().into();
         let started = Instant::now();
         let results: Vec<(String, PostResult)> = stream::iter(connection_ids.iter().cloned())
@@ -572,7 +605,10 @@ impl PushMetrics {
             (false, false) => DispatchPath::Nobody,
         };
         let mut properties = serde_json::Map::new();
-        properties.insert("queue_path_taken".into(), serde_json::Value::Bool(self.queued_dispatches > 0));
+        properties.insert(
+            "queue_path_taken".into(),
+            serde_json::Value::Bool(self.queued_dispatches > 0),
+        );
         properties.insert("dispatch_path".into(), path.as_str().into());
         document(
             timestamp_ms,
@@ -593,6 +629,114 @@ impl PushMetrics {
             ],
             properties,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_apigatewaymanagement::types::error::{
+        GoneException, LimitExceededException, PayloadTooLargeException,
+    };
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    fn service_error(
+        error: PostToConnectionError,
+        status: u16,
+    ) -> SdkError<PostToConnectionError, HttpResponse> {
+        let status = status
+            .try_into()
+            .unwrap_or_else(|_| panic!("bad status {status}"));
+        SdkError::service_error(error, HttpResponse::new(status, SdkBody::empty()))
+    }
+
+    #[test]
+    fn management_api_errors_map_to_gone_retryable_or_permanent() {
+        let gone = service_error(
+            PostToConnectionError::GoneException(GoneException::builder().build()),
+            410,
+        );
+        assert_eq!(classify_post_error(gone).unwrap(), PushOutcome::Gone);
+
+        let throttled = service_error(
+            PostToConnectionError::LimitExceededException(
+                LimitExceededException::builder().build(),
+            ),
+            429,
+        );
+        assert!(classify_post_error(throttled).unwrap_err().is_retryable());
+
+        let too_large = service_error(
+            PostToConnectionError::PayloadTooLargeException(
+                PayloadTooLargeException::builder().build(),
+            ),
+            413,
+        );
+        assert!(!classify_post_error(too_large).unwrap_err().is_retryable());
+
+        let unmodelled = |status| {
+            service_error(
+                PostToConnectionError::generic(ErrorMetadata::builder().code("X").build()),
+                status,
+            )
+        };
+        assert!(classify_post_error(unmodelled(503))
+            .unwrap_err()
+            .is_retryable());
+        assert!(classify_post_error(unmodelled(500))
+            .unwrap_err()
+            .is_retryable());
+        assert!(!classify_post_error(unmodelled(400))
+            .unwrap_err()
+            .is_retryable());
+
+        let timeout: SdkError<PostToConnectionError, HttpResponse> =
+            SdkError::timeout_error("slow");
+        assert!(classify_post_error(timeout).unwrap_err().is_retryable());
+    }
+
+    #[test]
+    fn backoff_grows_within_its_cap() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(25),
+        };
+        for _ in 0..50 {
+            assert!(policy.delay(1) <= Duration::from_millis(10));
+            assert!(policy.delay(2) <= Duration::from_millis(20));
+            assert!(policy.delay(3) <= Duration::from_millis(25));
+            assert!(policy.delay(40) <= Duration::from_millis(25));
+        }
+        let instant = RetryPolicy {
+            base_delay: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(instant.delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn metrics_sum_reports_and_say_which_path_was_taken() {
+        let mut metrics = PushMetrics::default();
+        let mut direct = DispatchReport::new(DispatchPath::Direct, 3);
+        direct.delivered = 2;
+        direct.gone = 1;
+        metrics.add(&direct);
+        let document = metrics.emf_document("stream-router", 0);
+        assert_eq!(document["queue_path_taken"], false);
+        assert_eq!(document["GoneConnections"], 1.0);
+
+        let mut queued = DispatchReport::new(DispatchPath::Queued, 500);
+        queued.queued_messages = 3;
+        metrics.add(&queued);
+        let document = metrics.emf_document("stream-router", 0);
+        assert_eq!(document["queue_path_taken"], true);
+        assert_eq!(document["dispatch_path"], "queued");
+        assert_eq!(document["FanoutConnections"], 503.0);
+        assert_eq!(document["QueuedMessages"], 3.0);
+        assert_eq!(document["Events"], 2.0);
     }
 }
 
@@ -656,7 +800,10 @@ pub mod testing {
 
         /// Posts attempted to one connection, failed ones included.
         pub fn attempts(&self, connection_id: &str) -> usize {
-            lock(&self.attempts).get(connection_id).copied().unwrap_or(0)
+            lock(&self.attempts)
+                .get(connection_id)
+                .copied()
+                .unwrap_or(0)
         }
 
         pub fn clear(&self) {
@@ -667,13 +814,21 @@ pub mod testing {
 
     fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         // A panicking test thread poisons the lock; the data is still what was recorded.
-        mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        mutex
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[async_trait]
     impl PushClient for RecordingPush {
-        async fn post(&self, connection_id: &str, payload: &[u8]) -> Result<PushOutcome, PushError> {
-            *lock(&self.attempts).entry(connection_id.to_owned()).or_default() += 1;
+        async fn post(
+            &self,
+            connection_id: &str,
+            payload: &[u8],
+        ) -> Result<PushOutcome, PushError> {
+            *lock(&self.attempts)
+                .entry(connection_id.to_owned())
+                .or_default() += 1;
             if lock(&self.gone).contains(connection_id) {
                 return Ok(PushOutcome::Gone);
             }

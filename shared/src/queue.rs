@@ -171,8 +171,11 @@ impl SqsEventQueue {
     /// (throttling, internal errors) with backoff. Entries failed by the sender's fault
     /// (which a retry cannot fix) and entries still failing after the last attempt are errors.
     async fn send_batch(&self, bodies: &[String]) -> Result<()> {
-        let mut pending: Vec<(String, &String)> =
-            bodies.iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
+        let mut pending: Vec<(String, &String)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| (i.to_string(), body))
+            .collect();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -202,7 +205,11 @@ impl SqsEventQueue {
                             entry.message().unwrap_or_default()
                         )));
                     }
-                    output.failed().iter().map(|entry| entry.id().to_owned()).collect()
+                    output
+                        .failed()
+                        .iter()
+                        .map(|entry| entry.id().to_owned())
+                        .collect()
                 }
                 Err(error) if attempt < self.retry.attempts => {
                     tracing::warn!(attempt, error = %crate::error::cause_chain(&error), "SendMessageBatch failed; retrying");
@@ -319,8 +326,17 @@ mod tests {
         .to_body()
         .unwrap()
         .replace("\"version\":1", "\"version\":2");
-        assert!(matches!(QueueMessage::parse(&body), Err(MalformedMessage::Version(2))));
-        for garbage in ["", "{}", "[1]", "{\"version\":1}", "{\"version\":1,\"kind\":\"nope\"}"] {
+        assert!(matches!(
+            QueueMessage::parse(&body),
+            Err(MalformedMessage::Version(2))
+        ));
+        for garbage in [
+            "",
+            "{}",
+            "[1]",
+            "{\"version\":1}",
+            "{\"version\":1,\"kind\":\"nope\"}",
+        ] {
             assert!(QueueMessage::parse(garbage).is_err(), "{garbage}");
         }
     }

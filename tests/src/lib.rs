@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use shared::function::LambdaFunction;
-use shared::testkit::api::{TestRequest, TestResponse};
-use shared::testkit::TestDb;
+use shared::store::users::UserStore;
+use shared::testkit::api::{TestAccount, TestApi, TestRequest, TestResponse};
 
 /// The REST functions of Ripple over one database.
 pub struct RestStack {
-    pub db: TestDb,
+    /// The database, its store and token service (its function is `api-auth`).
+    pub api: TestApi,
     pub auth: Arc<dyn LambdaFunction>,
     pub users: Arc<dyn LambdaFunction>,
     pub posts: Arc<dyn LambdaFunction>,
@@ -18,37 +19,37 @@ pub struct RestStack {
     pub notifications: Arc<dyn LambdaFunction>,
 }
 
-/// A registered user and their access token.
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub id: String,
-    pub username: String,
-    pub token: String,
-}
-
 impl RestStack {
     pub async fn start() -> Self {
-        let db = TestDb::start().await;
-        let config = db.config();
-        let clients = db.clients(&config);
-        let auth = api_auth::lambda_function(Arc::new(
-            api_auth::State::new(config.clone(), &clients).expect("api-auth state"),
-        ));
-        let users = api_users::lambda_function(Arc::new(
-            api_users::State::new(config.clone(), &clients).expect("api-users state"),
-        ));
-        let posts = api_posts::lambda_function(Arc::new(
-            api_posts::State::new(config.clone(), &clients).expect("api-posts state"),
-        ));
-        let messages = api_messages::lambda_function(Arc::new(
-            api_messages::State::new(config.clone(), &clients).expect("api-messages state"),
-        ));
-        let notifications = api_notifications::lambda_function(Arc::new(
-            api_notifications::State::new(config, &clients).expect("api-notifications state"),
-        ));
+        let api = TestApi::start(|config, clients| {
+            Ok(api_auth::lambda_function(Arc::new(api_auth::State::new(
+                config, clients,
+            )?)))
+        })
+        .await;
+        let users = api.other_function(|config, clients| {
+            Ok(api_users::lambda_function(Arc::new(api_users::State::new(
+                config, clients,
+            )?)))
+        });
+        let posts = api.other_function(|config, clients| {
+            Ok(api_posts::lambda_function(Arc::new(api_posts::State::new(
+                config, clients,
+            )?)))
+        });
+        let messages = api.other_function(|config, clients| {
+            Ok(api_messages::lambda_function(Arc::new(
+                api_messages::State::new(config, clients)?,
+            )))
+        });
+        let notifications = api.other_function(|config, clients| {
+            Ok(api_notifications::lambda_function(Arc::new(
+                api_notifications::State::new(config, clients)?,
+            )))
+        });
         Self {
-            db,
-            auth,
+            auth: Arc::clone(&api.function),
+            api,
             users,
             posts,
             messages,
@@ -56,19 +57,32 @@ impl RestStack {
         }
     }
 
-    /// Registers `username` through `POST /auth/register`.
-    pub async fn register(&self, username: &str) -> Account {
+    /// Registers `username` through `POST /auth/register`; the account holds the user as
+    /// stored and the access token the registration returned.
+    pub async fn register(&self, username: &str) -> TestAccount {
         let response = TestRequest::new("POST", "/auth/register")
             .json(json!({ "username": username, "password": "correct horse battery" }))
             .send(&self.auth)
             .await;
-        assert_eq!(response.status, 201, "register {username}: {:?}", response.body);
-        Account {
-            id: response.body["user"]["id"]
-                .as_str()
-                .expect("user id")
-                .to_owned(),
-            username: username.to_owned(),
+        assert_eq!(
+            response.status, 201,
+            "register {username}: {:?}",
+            response.body
+        );
+        let id = response.body["user"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("register {username}: no user id: {:?}", response.body));
+        let user = self
+            .api
+            .store
+            .get_user(id)
+            .await
+            .unwrap_or_else(|e| panic!("reading {username}: {e:?}"))
+            .unwrap_or_else(|| panic!("{username} was registered but is not stored"));
+        assert_eq!(user.username, username);
+        TestAccount {
+            user,
             token: response.body["access_token"]
                 .as_str()
                 .expect("access token")
@@ -80,15 +94,15 @@ impl RestStack {
     pub async fn call(
         &self,
         function: &Arc<dyn LambdaFunction>,
-        account: &Account,
+        account: &TestAccount,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> TestResponse {
-        let mut request = TestRequest::new(method, path).token(&account.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request.send(function).await
+        TestRequest::new(method, path)
+            .token(&account.token)
+            .optional_json(body)
+            .send(function)
+            .await
     }
 }

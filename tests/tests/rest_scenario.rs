@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use ripple_tests::RestStack;
 use serde_json::json;
+use shared::testkit::api::walk_pages;
 
 #[tokio::test]
 async fn social_scenario_across_all_functions() {
@@ -17,7 +18,13 @@ async fn social_scenario_across_all_functions() {
 
     // B follows A (public): following at once.
     let follow = stack
-        .call(&stack.users, &b, "PUT", &format!("/users/{}/follow", a.id), None)
+        .call(
+            &stack.users,
+            &b,
+            "PUT",
+            &format!("/users/{}/follow", a.id()),
+            None,
+        )
         .await;
     assert_eq!(follow.status, 200, "{:?}", follow.body);
     assert_eq!(follow.body["status"], "following");
@@ -26,53 +33,69 @@ async fn social_scenario_across_all_functions() {
     let mut posted = Vec::new();
     for i in 0..25 {
         let response = stack
-            .call(&stack.posts, &a, "POST", "/posts", Some(json!({ "text": format!("post {i}") })))
+            .call(
+                &stack.posts,
+                &a,
+                "POST",
+                "/posts",
+                Some(json!({ "text": format!("post {i}") })),
+            )
             .await;
         assert_eq!(response.status, 201, "{:?}", response.body);
         posted.push(response.body["id"].as_str().unwrap().to_owned());
     }
 
     // B's feed pages through all 25, newest first, each exactly once.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/feed?limit=10&cursor={cursor}"),
-            None => "/feed?limit=10".to_owned(),
-        };
-        let page = stack.call(&stack.posts, &b, "GET", &path, None).await;
-        assert_eq!(page.status, 200, "{:?}", page.body);
-        pages += 1;
-        for item in page.body["items"].as_array().unwrap() {
-            seen.push(item["id"].as_str().unwrap().to_owned());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-        assert!(pages < 10, "feed does not terminate");
-    }
+    let (feed, pages) = walk_pages(&stack.posts, &b.token, "/feed", 10).await;
+    let seen: Vec<String> = feed
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 25);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "no duplicates");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        25,
+        "no duplicates"
+    );
     let mut newest_first = posted.clone();
     newest_first.reverse();
     assert_eq!(seen, newest_first);
 
     // A goes private; C's follow becomes a request.
     let private = stack
-        .call(&stack.users, &a, "PATCH", "/users/me", Some(json!({ "is_private": true })))
+        .call(
+            &stack.users,
+            &a,
+            "PATCH",
+            "/users/me",
+            Some(json!({ "is_private": true })),
+        )
         .await;
     assert_eq!(private.status, 200, "{:?}", private.body);
     let request = stack
-        .call(&stack.users, &c, "PUT", &format!("/users/{}/follow", a.id), None)
+        .call(
+            &stack.users,
+            &c,
+            "PUT",
+            &format!("/users/{}/follow", a.id()),
+            None,
+        )
         .await;
     assert_eq!(request.body["status"], "requested");
     let hidden = stack
-        .call(&stack.posts, &c, "GET", &format!("/users/{}/posts", a.id), None)
+        .call(
+            &stack.posts,
+            &c,
+            "GET",
+            &format!("/users/{}/posts", a.id()),
+            None,
+        )
         .await;
-    assert_eq!(hidden.status, 403, "a private account's posts are not for C yet");
+    assert_eq!(
+        hidden.status, 403,
+        "a private account's posts are not for C yet"
+    );
 
     // A sees and accepts the request; C now sees A's posts.
     let requests = stack
@@ -81,18 +104,36 @@ async fn social_scenario_across_all_functions() {
     assert_eq!(requests.status, 200);
     assert_eq!(requests.body["items"].as_array().unwrap().len(), 1);
     let accepted = stack
-        .call(&stack.users, &a, "POST", &format!("/follow-requests/{}/accept", c.id), None)
+        .call(
+            &stack.users,
+            &a,
+            "POST",
+            &format!("/follow-requests/{}/accept", c.id()),
+            None,
+        )
         .await;
     assert_eq!(accepted.status, 204, "{:?}", accepted.body);
     let visible = stack
-        .call(&stack.posts, &c, "GET", &format!("/users/{}/posts?limit=5", a.id), None)
+        .call(
+            &stack.posts,
+            &c,
+            "GET",
+            &format!("/users/{}/posts?limit=5", a.id()),
+            None,
+        )
         .await;
     assert_eq!(visible.status, 200, "{:?}", visible.body);
     assert_eq!(visible.body["items"].as_array().unwrap().len(), 5);
 
     // B blocks A: A disappears from B's feed and search, and A cannot message B.
     let block = stack
-        .call(&stack.users, &b, "PUT", &format!("/users/{}/block", a.id), None)
+        .call(
+            &stack.users,
+            &b,
+            "PUT",
+            &format!("/users/{}/block", a.id()),
+            None,
+        )
         .await;
     assert_eq!(block.status, 204, "{:?}", block.body);
     let feed = stack.call(&stack.posts, &b, "GET", "/feed", None).await;
@@ -102,18 +143,24 @@ async fn social_scenario_across_all_functions() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|post| post["author"]["id"] != a.id.as_str()),
+            .all(|post| post["author"]["id"] != a.id().to_string()),
         "A's posts are gone from B's feed"
     );
-    let search = stack.call(&stack.users, &b, "GET", "/users?q=ali", None).await;
+    let search = stack
+        .call(&stack.users, &b, "GET", "/users?q=ali", None)
+        .await;
     assert_eq!(search.status, 200);
-    assert!(search.body["items"].as_array().unwrap().is_empty(), "{:?}", search.body);
+    assert!(
+        search.body["items"].as_array().unwrap().is_empty(),
+        "{:?}",
+        search.body
+    );
     let message = stack
         .call(
             &stack.messages,
             &a,
             "POST",
-            &format!("/conversations/{}/messages", b.id),
+            &format!("/conversations/{}/messages", b.id()),
             Some(json!({ "text": "hello?" })),
         )
         .await;
@@ -121,5 +168,9 @@ async fn social_scenario_across_all_functions() {
 
     // The block also removed B's follow of A, with exact counters.
     let profile = stack.call(&stack.users, &a, "GET", "/users/me", None).await;
-    assert_eq!(profile.body["follower_count"], 1, "only C follows A now: {:?}", profile.body);
+    assert_eq!(
+        profile.body["follower_count"], 1,
+        "only C follows A now: {:?}",
+        profile.body
+    );
 }

@@ -5,99 +5,65 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
-use shared::function::LambdaFunction;
 use shared::http::MAX_BODY_BYTES;
-use shared::testkit::api::{TestRequest, TestResponse};
-use shared::testkit::TestDb;
+use shared::testkit::api::{assert_error_for, TestApi, TestRequest, TestResponse};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Api {
-    db: TestDb,
-    function: Arc<dyn LambdaFunction>,
+/// `api-auth` over a fresh database.
+async fn start() -> TestApi {
+    TestApi::start(|config, clients| {
+        Ok(api_auth::lambda_function(Arc::new(api_auth::State::new(
+            config, clients,
+        )?)))
+    })
+    .await
 }
 
-impl Api {
-    async fn start() -> Self {
-        let db = TestDb::start().await;
-        let config = db.config();
-        let clients = db.clients(&config);
-        let state = api_auth::State::new(config, &clients).expect("api-auth state");
-        let function = api_auth::lambda_function(Arc::new(state));
-        Self { db, function }
-    }
-
-    async fn send(&self, request: TestRequest) -> TestResponse {
-        request.send(&self.function).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> TestResponse {
-        self.send(TestRequest::new("POST", path).json(body)).await
-    }
-
-    /// Registers `username` and returns the session body.
-    async fn register(&self, username: &str) -> Value {
-        let response = self
-            .post(
-                "/auth/register",
-                json!({"username": username, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(response.status, 201, "{}", response.body);
-        response.body
-    }
-
-    async fn login(&self, username: &str) -> Value {
-        let response = self
-            .post(
-                "/auth/login",
-                json!({"username": username, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(response.status, 200, "{}", response.body);
-        response.body
-    }
-
-    async fn refresh(&self, refresh_token: &Value) -> TestResponse {
-        self.post("/auth/refresh", json!({ "refresh_token": refresh_token }))
-            .await
-    }
-
-    async fn logout(&self, path: &str, session: &Value, refresh_token: &Value) -> TestResponse {
-        let access = session["access_token"].as_str().unwrap();
-        self.send(
-            TestRequest::new("POST", path)
-                .token(access)
-                .json(json!({ "refresh_token": refresh_token })),
-        )
-        .await
-    }
+async fn post(api: &TestApi, path: &str, body: Value) -> TestResponse {
+    api.send(TestRequest::new("POST", path).json(body)).await
 }
 
-/// Asserts an error response: status, code, the full error body and the request id header.
-fn assert_error(response: &TestResponse, status: u16, code: &str, what: &str) {
-    assert_eq!(response.status, status, "{what}: {}", response.body);
-    assert_eq!(
-        response.error_code(),
-        Some(code),
-        "{what}: {}",
-        response.body
-    );
-    let error = &response.body["error"];
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}"
-    );
-    assert!(
-        error["request_id"]
-            .as_str()
-            .is_some_and(|id| !id.is_empty()),
-        "{what}"
-    );
-    assert_eq!(
-        response.headers.get("x-request-id").map(String::as_str),
-        error["request_id"].as_str()
-    );
+/// Registers `username` and returns the session body.
+async fn register(api: &TestApi, username: &str) -> Value {
+    let response = post(
+        api,
+        "/auth/register",
+        json!({"username": username, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    response.body
+}
+
+async fn login(api: &TestApi, username: &str) -> Value {
+    let response = post(
+        api,
+        "/auth/login",
+        json!({"username": username, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+async fn refresh(api: &TestApi, refresh_token: &Value) -> TestResponse {
+    post(
+        api,
+        "/auth/refresh",
+        json!({ "refresh_token": refresh_token }),
+    )
+    .await
+}
+
+async fn logout(api: &TestApi, path: &str, session: &Value, refresh_token: &Value) -> TestResponse {
+    let access = session["access_token"].as_str().unwrap();
+    api.send(
+        TestRequest::new("POST", path)
+            .token(access)
+            .json(json!({ "refresh_token": refresh_token })),
+    )
+    .await
 }
 
 fn assert_session(body: &Value, username: &str) {
@@ -138,30 +104,30 @@ fn malformed_bodies(good: &Value) -> Vec<(String, String)> {
 }
 
 async fn assert_rejects_malformed_bodies(
-    api: &Api,
+    api: &TestApi,
     request: impl Fn() -> TestRequest,
     good: &Value,
 ) {
     for (what, body) in malformed_bodies(good) {
         let response = api.send(request().raw_body(body)).await;
-        assert_error(&response, 400, "validation_failed", &what);
+        assert_error_for(&response, 400, "validation_failed", &what);
     }
     let oversize = format!(r#"{{"username":"{}"}}"#, "a".repeat(MAX_BODY_BYTES));
     let response = api.send(request().raw_body(oversize)).await;
-    assert_error(&response, 413, "payload_too_large", "oversize body");
+    assert_error_for(&response, 413, "payload_too_large", "oversize body");
 }
 
 // ---- POST /auth/register -------------------------------------------------------------------
 
 #[tokio::test]
 async fn register_creates_the_user_and_returns_a_working_session() {
-    let api = Api::start().await;
-    let response = api
-        .post(
-            "/auth/register",
-            json!({"username": "Alice_01", "password": PASSWORD, "display_name": "Alice A."}),
-        )
-        .await;
+    let api = start().await;
+    let response = post(
+        &api,
+        "/auth/register",
+        json!({"username": "Alice_01", "password": PASSWORD, "display_name": "Alice A."}),
+    )
+    .await;
     assert_eq!(response.status, 201, "{}", response.body);
     assert!(response.headers.contains_key("x-request-id"));
     let session = response.body;
@@ -169,21 +135,25 @@ async fn register_creates_the_user_and_returns_a_working_session() {
     assert_eq!(session["user"]["display_name"], "Alice A.");
 
     // Without a display name, the username is used.
-    let bob = api.register("bob").await;
+    let bob = register(&api, "bob").await;
     assert_eq!(bob["user"]["display_name"], "bob");
 
     // Both tokens work: the refresh token rotates, the access token logs out.
-    let rotated = api.refresh(&session["refresh_token"]).await;
+    let rotated = refresh(&api, &session["refresh_token"]).await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
-    let logout = api
-        .logout("/auth/logout", &session, &rotated.body["refresh_token"])
-        .await;
+    let logout = logout(
+        &api,
+        "/auth/logout",
+        &session,
+        &rotated.body["refresh_token"],
+    )
+    .await;
     assert_eq!(logout.status, 204, "{}", logout.body);
 }
 
 #[tokio::test]
 async fn register_rejects_invalid_input_with_400_and_writes_nothing() {
-    let api = Api::start().await;
+    let api = start().await;
     let before = api.db.item_count().await;
     let good = json!({"username": "alice", "password": PASSWORD});
     assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/register"), &good)
@@ -236,8 +206,8 @@ async fn register_rejects_invalid_input_with_400_and_writes_nothing() {
         ),
     ];
     for (what, body) in invalid {
-        let response = api.post("/auth/register", body).await;
-        assert_error(&response, 400, "validation_failed", what);
+        let response = post(&api, "/auth/register", body).await;
+        assert_error_for(&response, 400, "validation_failed", what);
     }
     assert_eq!(
         api.db.item_count().await,
@@ -248,25 +218,25 @@ async fn register_rejects_invalid_input_with_400_and_writes_nothing() {
 
 #[tokio::test]
 async fn register_with_a_username_taken_in_another_case_is_a_conflict() {
-    let api = Api::start().await;
-    api.register("alice").await;
+    let api = start().await;
+    register(&api, "alice").await;
     let before = api.db.item_count().await;
     for spelling in ["ALICE", "Alice", "alice"] {
-        let response = api
-            .post(
-                "/auth/register",
-                json!({"username": spelling, "password": PASSWORD}),
-            )
-            .await;
-        assert_error(&response, 409, "conflict", spelling);
+        let response = post(
+            &api,
+            "/auth/register",
+            json!({"username": spelling, "password": PASSWORD}),
+        )
+        .await;
+        assert_error_for(&response, 409, "conflict", spelling);
     }
     assert_eq!(api.db.item_count().await, before);
 }
 
 #[tokio::test]
 async fn passwords_are_stored_only_as_argon2id_hashes() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
     let user_id = session["user"]["id"].as_str().unwrap();
 
     let items = api.db.scan_all().await;
@@ -297,14 +267,14 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
 
 #[tokio::test]
 async fn login_returns_a_new_session_in_any_letter_case() {
-    let api = Api::start().await;
-    let registered = api.register("Alice").await;
-    let response = api
-        .post(
-            "/auth/login",
-            json!({"username": "aLiCe", "password": PASSWORD}),
-        )
-        .await;
+    let api = start().await;
+    let registered = register(&api, "Alice").await;
+    let response = post(
+        &api,
+        "/auth/login",
+        json!({"username": "aLiCe", "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_session(&response.body, "Alice");
     assert_eq!(response.body["user"]["id"], registered["user"]["id"]);
@@ -313,34 +283,34 @@ async fn login_returns_a_new_session_in_any_letter_case() {
         "a new session"
     );
     // The access token authenticates.
-    let logout = api
-        .logout(
-            "/auth/logout",
-            &response.body,
-            &response.body["refresh_token"],
-        )
-        .await;
+    let logout = logout(
+        &api,
+        "/auth/logout",
+        &response.body,
+        &response.body["refresh_token"],
+    )
+    .await;
     assert_eq!(logout.status, 204, "{}", logout.body);
 }
 
 #[tokio::test]
 async fn login_failures_are_indistinguishable_for_unknown_users_and_wrong_passwords() {
-    let api = Api::start().await;
-    api.register("alice").await;
-    let wrong_password = api
-        .post(
-            "/auth/login",
-            json!({"username": "alice", "password": "not the password"}),
-        )
-        .await;
-    let unknown_user = api
-        .post(
-            "/auth/login",
-            json!({"username": "mallory", "password": PASSWORD}),
-        )
-        .await;
-    assert_error(&wrong_password, 401, "unauthorized", "wrong password");
-    assert_error(&unknown_user, 401, "unauthorized", "unknown user");
+    let api = start().await;
+    register(&api, "alice").await;
+    let wrong_password = post(
+        &api,
+        "/auth/login",
+        json!({"username": "alice", "password": "not the password"}),
+    )
+    .await;
+    let unknown_user = post(
+        &api,
+        "/auth/login",
+        json!({"username": "mallory", "password": PASSWORD}),
+    )
+    .await;
+    assert_error_for(&wrong_password, 401, "unauthorized", "wrong password");
+    assert_error_for(&unknown_user, 401, "unauthorized", "unknown user");
     assert_eq!(
         wrong_password.body["error"]["message"],
         unknown_user.body["error"]["message"]
@@ -353,8 +323,8 @@ async fn login_failures_are_indistinguishable_for_unknown_users_and_wrong_passwo
 
 #[tokio::test]
 async fn login_rejects_invalid_input_with_400() {
-    let api = Api::start().await;
-    api.register("alice").await;
+    let api = start().await;
+    register(&api, "alice").await;
     let good = json!({"username": "alice", "password": PASSWORD});
     assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/login"), &good).await;
     for (what, body) in [
@@ -375,8 +345,8 @@ async fn login_rejects_invalid_input_with_400() {
             json!({"username": "alice", "password": PASSWORD, "display_name": "A"}),
         ),
     ] {
-        let response = api.post("/auth/login", body).await;
-        assert_error(&response, 400, "validation_failed", what);
+        let response = post(&api, "/auth/login", body).await;
+        assert_error_for(&response, 400, "validation_failed", what);
     }
 }
 
@@ -384,59 +354,59 @@ async fn login_rejects_invalid_input_with_400() {
 
 #[tokio::test]
 async fn refresh_rotates_the_pair_and_the_old_token_then_fails() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
-    let rotated = api.refresh(&session["refresh_token"]).await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
+    let rotated = refresh(&api, &session["refresh_token"]).await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     assert_session(&rotated.body, "alice");
     assert_ne!(rotated.body["refresh_token"], session["refresh_token"]);
 
-    let replay = api.refresh(&session["refresh_token"]).await;
-    assert_error(&replay, 401, "unauthorized", "rotated token replayed");
+    let replay = refresh(&api, &session["refresh_token"]).await;
+    assert_error_for(&replay, 401, "unauthorized", "rotated token replayed");
 }
 
 #[tokio::test]
 async fn reusing_a_rotated_refresh_token_revokes_the_newer_one() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
-    let other_device = api.login("alice").await;
-    let rotated = api.refresh(&session["refresh_token"]).await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
+    let other_device = login(&api, "alice").await;
+    let rotated = refresh(&api, &session["refresh_token"]).await;
     assert_eq!(rotated.status, 200);
 
     // A thief replays the stolen (rotated) token: the whole session dies.
-    assert_error(
-        &api.refresh(&session["refresh_token"]).await,
+    assert_error_for(
+        &refresh(&api, &session["refresh_token"]).await,
         401,
         "unauthorized",
         "replay",
     );
-    assert_error(
-        &api.refresh(&rotated.body["refresh_token"]).await,
+    assert_error_for(
+        &refresh(&api, &rotated.body["refresh_token"]).await,
         401,
         "unauthorized",
         "newer token after reuse",
     );
     // Another session of the same user is unaffected.
     assert_eq!(
-        api.refresh(&other_device["refresh_token"]).await.status,
+        refresh(&api, &other_device["refresh_token"]).await.status,
         200
     );
 }
 
 #[tokio::test]
 async fn refresh_rejects_invalid_input() {
-    let api = Api::start().await;
+    let api = start().await;
     let good = json!({"refresh_token": "x".repeat(43)});
     assert_rejects_malformed_bodies(&api, || TestRequest::new("POST", "/auth/refresh"), &good)
         .await;
-    assert_error(
-        &api.refresh(&json!("")).await,
+    assert_error_for(
+        &refresh(&api, &json!("")).await,
         400,
         "validation_failed",
         "empty token",
     );
-    assert_error(
-        &api.refresh(&json!("x".repeat(257))).await,
+    assert_error_for(
+        &refresh(&api, &json!("x".repeat(257))).await,
         400,
         "validation_failed",
         "absurdly long token",
@@ -449,10 +419,10 @@ async fn refresh_rejects_invalid_input() {
         ("right length, not base64url", json!("!".repeat(43))),
         (
             "an access token",
-            json!(api.register("alice").await["access_token"]),
+            json!(register(&api, "alice").await["access_token"]),
         ),
     ] {
-        assert_error(&api.refresh(&token).await, 401, "unauthorized", what);
+        assert_error_for(&refresh(&api, &token).await, 401, "unauthorized", what);
     }
 }
 
@@ -460,24 +430,22 @@ async fn refresh_rejects_invalid_input() {
 
 #[tokio::test]
 async fn logout_ends_the_session_and_its_refresh_token_then_fails() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
-    let other_device = api.login("alice").await;
-    let response = api
-        .logout("/auth/logout", &session, &session["refresh_token"])
-        .await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
+    let other_device = login(&api, "alice").await;
+    let response = logout(&api, "/auth/logout", &session, &session["refresh_token"]).await;
     assert_eq!(response.status, 204, "{}", response.body);
     assert_eq!(response.body, Value::Null);
     assert!(response.headers.contains_key("x-request-id"));
 
-    assert_error(
-        &api.refresh(&session["refresh_token"]).await,
+    assert_error_for(
+        &refresh(&api, &session["refresh_token"]).await,
         401,
         "unauthorized",
         "after logout",
     );
     assert_eq!(
-        api.refresh(&other_device["refresh_token"]).await.status,
+        refresh(&api, &other_device["refresh_token"]).await.status,
         200,
         "other session lives"
     );
@@ -485,38 +453,42 @@ async fn logout_ends_the_session_and_its_refresh_token_then_fails() {
 
 #[tokio::test]
 async fn logout_all_ends_every_session_of_the_caller_only() {
-    let api = Api::start().await;
-    let first = api.register("alice").await;
-    let second = api.login("alice").await;
-    let third = api.login("alice").await;
-    let bob = api.register("bob").await;
+    let api = start().await;
+    let first = register(&api, "alice").await;
+    let second = login(&api, "alice").await;
+    let third = login(&api, "alice").await;
+    let bob = register(&api, "bob").await;
 
-    let response = api
-        .logout("/auth/logout?all=true", &second, &second["refresh_token"])
-        .await;
+    let response = logout(
+        &api,
+        "/auth/logout?all=true",
+        &second,
+        &second["refresh_token"],
+    )
+    .await;
     assert_eq!(response.status, 204, "{}", response.body);
     for (what, session) in [("first", &first), ("second", &second), ("third", &third)] {
-        assert_error(
-            &api.refresh(&session["refresh_token"]).await,
+        assert_error_for(
+            &refresh(&api, &session["refresh_token"]).await,
             401,
             "unauthorized",
             what,
         );
     }
     assert_eq!(
-        api.refresh(&bob["refresh_token"]).await.status,
+        refresh(&api, &bob["refresh_token"]).await.status,
         200,
         "bob is unaffected"
     );
     // Logging in again starts a fresh, working session.
-    let again = api.login("alice").await;
-    assert_eq!(api.refresh(&again["refresh_token"]).await.status, 200);
+    let again = login(&api, "alice").await;
+    assert_eq!(refresh(&api, &again["refresh_token"]).await.status, 200);
 }
 
 #[tokio::test]
 async fn logout_requires_a_valid_access_token() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
     let body = json!({"refresh_token": session["refresh_token"]});
     let access = session["access_token"].as_str().unwrap();
     let mut tampered = access.to_owned();
@@ -552,23 +524,23 @@ async fn logout_requires_a_valid_access_token() {
         ),
     ];
     for (what, request) in requests {
-        assert_error(&api.send(request).await, 401, "unauthorized", what);
+        assert_error_for(&api.send(request).await, 401, "unauthorized", what);
     }
     // Nothing was revoked by the refused attempts.
-    assert_eq!(api.refresh(&session["refresh_token"]).await.status, 200);
+    assert_eq!(refresh(&api, &session["refresh_token"]).await.status, 200);
 }
 
 #[tokio::test]
 async fn logout_with_someone_elses_refresh_token_is_not_found() {
-    let api = Api::start().await;
-    let alice = api.register("alice").await;
-    let mallory = api.register("mallory").await;
+    let api = start().await;
+    let alice = register(&api, "alice").await;
+    let mallory = register(&api, "mallory").await;
     for path in ["/auth/logout", "/auth/logout?all=true"] {
-        let response = api.logout(path, &mallory, &alice["refresh_token"]).await;
-        assert_error(&response, 404, "not_found", path);
+        let response = logout(&api, path, &mallory, &alice["refresh_token"]).await;
+        assert_error_for(&response, 404, "not_found", path);
     }
     assert_eq!(
-        api.refresh(&alice["refresh_token"]).await.status,
+        refresh(&api, &alice["refresh_token"]).await.status,
         200,
         "alice's session survives"
     );
@@ -576,8 +548,8 @@ async fn logout_with_someone_elses_refresh_token_is_not_found() {
 
 #[tokio::test]
 async fn logout_rejects_invalid_input() {
-    let api = Api::start().await;
-    let session = api.register("alice").await;
+    let api = start().await;
+    let session = register(&api, "alice").await;
     let access = session["access_token"].as_str().unwrap().to_owned();
     let good = json!({"refresh_token": session["refresh_token"]});
     assert_rejects_malformed_bodies(
@@ -586,25 +558,25 @@ async fn logout_rejects_invalid_input() {
         &good,
     )
     .await;
-    let response = api
-        .logout(
-            "/auth/logout?all=maybe",
-            &session,
-            &session["refresh_token"],
-        )
-        .await;
-    assert_error(&response, 400, "validation_failed", "all=maybe");
-    let response = api.logout("/auth/logout", &session, &json!("")).await;
-    assert_error(&response, 400, "validation_failed", "empty refresh token");
+    let response = logout(
+        &api,
+        "/auth/logout?all=maybe",
+        &session,
+        &session["refresh_token"],
+    )
+    .await;
+    assert_error_for(&response, 400, "validation_failed", "all=maybe");
+    let response = logout(&api, "/auth/logout", &session, &json!("")).await;
+    assert_error_for(&response, 400, "validation_failed", "empty refresh token");
     // The session survived every rejected request.
-    assert_eq!(api.refresh(&session["refresh_token"]).await.status, 200);
+    assert_eq!(refresh(&api, &session["refresh_token"]).await.status, 200);
 }
 
 // ---- GET /health ---------------------------------------------------------------------------
 
 #[tokio::test]
 async fn health_answers_without_authentication() {
-    let api = Api::start().await;
+    let api = start().await;
     let response = api.send(TestRequest::new("GET", "/health")).await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body, json!({"status": "ok"}));
@@ -618,14 +590,14 @@ async fn health_answers_without_authentication() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_404() {
-    let api = Api::start().await;
+    let api = start().await;
     for (method, path) in [
         ("GET", "/auth/login"),
         ("DELETE", "/health"),
         ("POST", "/auth/nope"),
     ] {
         let response = api.send(TestRequest::new(method, path)).await;
-        assert_error(&response, 404, "not_found", &format!("{method} {path}"));
+        assert_error_for(&response, 404, "not_found", &format!("{method} {path}"));
     }
 }
 
@@ -648,7 +620,7 @@ fn the_openapi_spec_marks_only_logout_as_authenticated() {
 /// The `cargo lambda invoke --data-file` fixtures are real events this function accepts.
 #[tokio::test]
 async fn the_event_fixtures_invoke_the_function() {
-    let api = Api::start().await;
+    let api = start().await;
     let fixture = |text: &str| -> Value { serde_json::from_str(text).expect("fixture is JSON") };
     let invoke = |event: Value| {
         let function = Arc::clone(&api.function);

@@ -6,113 +6,46 @@ use std::sync::Arc;
 use api_messages::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::auth::TokenService;
 use shared::domain::{new_id, User, UserId};
-use shared::function::LambdaFunction;
 use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, ProfileUpdate, UserStore};
-use shared::store::DynamoStore;
-use shared::testkit::api::{TestRequest, TestResponse};
-use shared::testkit::TestDb;
+use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest, TestResponse};
 
-/// A running function and direct access to its database.
-struct Api {
-    db: TestDb,
-    store: DynamoStore,
-    function: Arc<dyn LambdaFunction>,
-    tokens: TokenService,
+/// `api-messages` over a fresh database.
+async fn start() -> TestApi {
+    start_with(&[]).await
 }
 
-/// A user and a valid access token.
-struct Account {
-    user: User,
-    token: String,
+/// `api-messages` over a fresh database, with configuration overrides.
+async fn start_with(config: &[(&str, &str)]) -> TestApi {
+    TestApi::start_with(config, |config, clients| {
+        Ok(api_messages::lambda_function(Arc::new(State::new(
+            config, clients,
+        )?)))
+    })
+    .await
 }
 
-impl Account {
-    fn id(&self) -> UserId {
-        self.user.id
-    }
+/// `POST /conversations/{to}/messages` as `from`.
+async fn send_message(
+    api: &TestApi,
+    from: &TestAccount,
+    to: &TestAccount,
+    body: Value,
+) -> TestResponse {
+    api.call_json(
+        from,
+        "POST",
+        &format!("/conversations/{}/messages", to.id()),
+        body,
+    )
+    .await
 }
 
-impl Api {
-    async fn start() -> Self {
-        Self::start_with(&[]).await
-    }
-
-    async fn start_with(config: &[(&str, &str)]) -> Self {
-        let db = TestDb::start().await;
-        let config = db.config_with(config);
-        let clients = db.clients(&config);
-        let tokens = TokenService::new(&config.jwt).unwrap();
-        let state = Arc::new(State::new(config, &clients).unwrap());
-        Self {
-            store: db.store(),
-            function: api_messages::lambda_function(state),
-            tokens,
-            db,
-        }
-    }
-
-    async fn account(&self, username: &str) -> Account {
-        let user = self
-            .store
-            .create_user(NewUser {
-                id: new_id(),
-                username: username.to_owned(),
-                display_name: format!("{username} display"),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-                created_at: Utc::now(),
-            })
-            .await
-            .unwrap();
-        let token = self.tokens.issue(user.id, Utc::now()).unwrap();
-        Account { user, token }
-    }
-
-    async fn private_account(&self, username: &str) -> Account {
-        let account = self.account(username).await;
-        self.store
-            .update_profile(
-                account.id(),
-                &ProfileUpdate {
-                    is_private: Some(true),
-                    ..ProfileUpdate::default()
-                },
-            )
-            .await
-            .unwrap();
-        account
-    }
-
-    async fn call(&self, who: &Account, method: &str, path: &str) -> TestResponse {
-        TestRequest::new(method, path)
-            .token(&who.token)
-            .send(&self.function)
-            .await
-    }
-
-    async fn send(&self, from: &Account, to: &Account, body: Value) -> TestResponse {
-        TestRequest::new("POST", &format!("/conversations/{}/messages", to.id()))
-            .token(&from.token)
-            .json(body)
-            .send(&self.function)
-            .await
-    }
-
-    /// Sends a message and asserts it was created.
-    async fn message(&self, from: &Account, to: &Account, text: &str) -> Value {
-        let response = self.send(from, to, json!({ "text": text })).await;
-        assert_eq!(response.status, 201, "{:?}", response.body);
-        response.body
-    }
-}
-
-fn assert_error(response: &TestResponse, status: u16, code: &str) {
-    assert_eq!(response.status, status, "{:?}", response.body);
-    assert_eq!(response.error_code(), Some(code), "{:?}", response.body);
-    assert!(response.body["error"]["request_id"].is_string());
-    assert!(response.headers.contains_key("x-request-id"));
+/// Sends a message and asserts it was created.
+async fn message(api: &TestApi, from: &TestAccount, to: &TestAccount, text: &str) -> Value {
+    let response = send_message(api, from, to, json!({ "text": text })).await;
+    assert_eq!(response.status, 201, "{:?}", response.body);
+    response.body
 }
 
 fn texts(list: &Value) -> Vec<String> {
@@ -139,7 +72,7 @@ fn every_route(other: UserId) -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn every_route_needs_a_valid_access_token() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let expired = api
@@ -176,7 +109,7 @@ async fn every_route_needs_a_valid_access_token() {
 
 #[tokio::test]
 async fn every_user_id_route_rejects_a_bad_uuid_and_the_caller_themselves() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     for (method, path) in every_route(alice.id())
         .into_iter()
@@ -201,16 +134,16 @@ async fn every_user_id_route_rejects_a_bad_uuid_and_the_caller_themselves() {
 
 #[tokio::test]
 async fn post_message_creates_it_and_a_retry_with_the_same_client_id_returns_it_unchanged() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
 
-    let created = api
-        .send(
-            &alice,
-            &bob,
-            json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
-        )
-        .await;
+    let created = send_message(
+        &api,
+        &alice,
+        &bob,
+        json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
+    )
+    .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.body["from"], alice.id().to_string());
     assert_eq!(created.body["to"], bob.id().to_string());
@@ -219,13 +152,13 @@ async fn post_message_creates_it_and_a_retry_with_the_same_client_id_returns_it_
     assert!(created.body["id"].is_string() && created.body["created_at"].is_string());
     let items = api.db.item_count().await;
 
-    let retry = api
-        .send(
-            &alice,
-            &bob,
-            json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
-        )
-        .await;
+    let retry = send_message(
+        &api,
+        &alice,
+        &bob,
+        json!({ "text": "  hello bob ", "client_message_id": "m-1" }),
+    )
+    .await;
     assert_eq!(retry.status, 200, "a retry is not a new message");
     assert_eq!(retry.body, created.body);
     assert_eq!(api.db.item_count().await, items, "nothing new stored");
@@ -242,7 +175,7 @@ async fn post_message_creates_it_and_a_retry_with_the_same_client_id_returns_it_
 
 #[tokio::test]
 async fn post_message_rejects_malformed_bodies_without_storing_anything() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
     let items = api.db.item_count().await;
     let bad_bodies = [
@@ -260,7 +193,7 @@ async fn post_message_rejects_malformed_bodies_without_storing_anything() {
         json!([]),
     ];
     for body in bad_bodies {
-        let response = api.send(&alice, &bob, body.clone()).await;
+        let response = send_message(&api, &alice, &bob, body.clone()).await;
         assert_eq!(response.status, 400, "{body}");
         assert_eq!(response.error_code(), Some("validation_failed"));
     }
@@ -281,7 +214,7 @@ async fn post_message_rejects_malformed_bodies_without_storing_anything() {
     assert_eq!(api.db.item_count().await, items);
     // 4000 characters is the limit, not beyond it.
     assert_eq!(
-        api.send(&alice, &bob, json!({ "text": "é".repeat(4000) }))
+        send_message(&api, &alice, &bob, json!({ "text": "é".repeat(4000) }))
             .await
             .status,
         201
@@ -290,13 +223,13 @@ async fn post_message_rejects_malformed_bodies_without_storing_anything() {
 
 #[tokio::test]
 async fn post_message_to_an_unknown_or_blocked_user_is_refused() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob, carol) = (
         api.account("alice").await,
         api.account("bob").await,
         api.account("carol").await,
     );
-    let ghost = Account {
+    let ghost = TestAccount {
         user: User {
             id: new_id(),
             ..bob.user.clone()
@@ -304,7 +237,7 @@ async fn post_message_to_an_unknown_or_blocked_user_is_refused() {
         token: String::new(),
     };
     assert_error(
-        &api.send(&alice, &ghost, json!({ "text": "hi" })).await,
+        &send_message(&api, &alice, &ghost, json!({ "text": "hi" })).await,
         404,
         "not_found",
     );
@@ -314,42 +247,42 @@ async fn post_message_to_an_unknown_or_blocked_user_is_refused() {
         .await
         .unwrap();
     assert_error(
-        &api.send(&alice, &bob, json!({ "text": "hi" })).await,
+        &send_message(&api, &alice, &bob, json!({ "text": "hi" })).await,
         403,
         "forbidden",
     );
     assert_error(
-        &api.send(&bob, &alice, json!({ "text": "hi" })).await,
+        &send_message(&api, &bob, &alice, json!({ "text": "hi" })).await,
         403,
         "forbidden",
     );
-    api.message(&alice, &carol, "still fine").await;
+    message(&api, &alice, &carol, "still fine").await;
 }
 
 #[tokio::test]
 async fn post_message_over_the_budget_is_rate_limited() {
-    let api = Api::start_with(&[("RATE_LIMIT_MESSAGES_PER_MINUTE", "2")]).await;
+    let api = start_with(&[("RATE_LIMIT_MESSAGES_PER_MINUTE", "2")]).await;
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
-    api.message(&alice, &bob, "one").await;
-    api.message(&alice, &bob, "two").await;
-    let limited = api.send(&alice, &bob, json!({ "text": "three" })).await;
+    message(&api, &alice, &bob, "one").await;
+    message(&api, &alice, &bob, "two").await;
+    let limited = send_message(&api, &alice, &bob, json!({ "text": "three" })).await;
     assert_error(&limited, 429, "rate_limited");
     let retry_after: u64 = limited.headers["retry-after"].parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     // Bob has his own budget.
-    api.message(&bob, &alice, "back").await;
+    message(&api, &bob, &alice, "back").await;
 }
 
 #[tokio::test]
 async fn get_conversations_lists_the_callers_own_newest_first() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob, carol) = (
         api.account("alice").await,
         api.account("bob").await,
         api.account("carol").await,
     );
-    api.message(&alice, &bob, "to bob").await;
-    api.message(&carol, &alice, "from carol").await;
+    message(&api, &alice, &bob, "to bob").await;
+    message(&api, &carol, &alice, "from carol").await;
 
     let list = api.call(&alice, "GET", "/conversations").await;
     assert_eq!(list.status, 200, "{:?}", list.body);
@@ -413,7 +346,7 @@ async fn get_conversations_lists_the_callers_own_newest_first() {
 
 #[tokio::test]
 async fn list_routes_reject_bad_limits_and_cursors() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
     let messages = format!("/conversations/{}/messages", bob.id());
     for path in ["/conversations", "/message-requests", messages.as_str()] {
@@ -432,7 +365,7 @@ async fn list_routes_reject_bad_limits_and_cursors() {
 
 #[tokio::test]
 async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob, carol) = (
         api.account("alice").await,
         api.account("bob").await,
@@ -444,9 +377,9 @@ async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread(
         } else {
             (&bob, &alice)
         };
-        api.message(from, to, &format!("ab {i}")).await;
+        message(&api, from, to, &format!("ab {i}")).await;
     }
-    api.message(&carol, &alice, "ca 0").await;
+    message(&api, &carol, &alice, "ca 0").await;
 
     let mut seen = Vec::new();
     let mut path = format!("/conversations/{}/messages?limit=2", alice.id());
@@ -496,14 +429,14 @@ async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread(
 
 #[tokio::test]
 async fn post_read_zeroes_the_callers_unread_count_only() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob, carol) = (
         api.account("alice").await,
         api.account("bob").await,
         api.account("carol").await,
     );
-    api.message(&alice, &bob, "one").await;
-    api.message(&alice, &bob, "two").await;
+    message(&api, &alice, &bob, "one").await;
+    message(&api, &alice, &bob, "two").await;
     let unread = |list: &TestResponse| list.body["items"][0]["unread_count"].clone();
     assert_eq!(unread(&api.call(&bob, "GET", "/conversations").await), 2);
 
@@ -514,7 +447,7 @@ async fn post_read_zeroes_the_callers_unread_count_only() {
     assert_eq!(unread(&api.call(&bob, "GET", "/conversations").await), 0);
 
     // Carol has no conversation with Alice: nothing to mark, and Bob's is untouched.
-    api.message(&alice, &bob, "three").await;
+    message(&api, &alice, &bob, "three").await;
     let other = api
         .call(
             &carol,
@@ -528,13 +461,13 @@ async fn post_read_zeroes_the_callers_unread_count_only() {
 
 #[tokio::test]
 async fn a_message_to_a_private_stranger_is_a_request_that_can_be_accepted() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob, carol) = (
         api.account("alice").await,
         api.private_account("bob").await,
         api.account("carol").await,
     );
-    let request = api.message(&alice, &bob, "hello?").await;
+    let request = message(&api, &alice, &bob, "hello?").await;
     assert_eq!(request["status"], "requested");
 
     let requests = api.call(&bob, "GET", "/message-requests").await;
@@ -595,7 +528,10 @@ async fn a_message_to_a_private_stranger_is_a_request_that_can_be_accepted() {
         bobs.body["items"][0]["other_user"]["id"],
         alice.id().to_string()
     );
-    assert_eq!(api.message(&alice, &bob, "thanks").await["status"], "sent");
+    assert_eq!(
+        message(&api, &alice, &bob, "thanks").await["status"],
+        "sent"
+    );
     let again = api
         .call(
             &bob,
@@ -608,10 +544,10 @@ async fn a_message_to_a_private_stranger_is_a_request_that_can_be_accepted() {
 
 #[tokio::test]
 async fn rejecting_a_request_deletes_the_pending_thread() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.private_account("bob").await);
-    api.message(&alice, &bob, "hello?").await;
-    api.message(&alice, &bob, "hello??").await;
+    message(&api, &alice, &bob, "hello?").await;
+    message(&api, &alice, &bob, "hello??").await;
 
     let rejected = api
         .call(
@@ -649,9 +585,9 @@ async fn rejecting_a_request_deletes_the_pending_thread() {
 
 #[tokio::test]
 async fn message_requests_from_blocked_users_are_not_listed() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.private_account("bob").await);
-    api.message(&alice, &bob, "hello?").await;
+    message(&api, &alice, &bob, "hello?").await;
     api.store
         .block(bob.id(), alice.id(), Utc::now())
         .await
@@ -664,9 +600,9 @@ async fn message_requests_from_blocked_users_are_not_listed() {
 
 #[tokio::test]
 async fn action_routes_reject_bodies_they_do_not_take() {
-    let api = Api::start().await;
+    let api = start().await;
     let (alice, bob) = (api.account("alice").await, api.private_account("bob").await);
-    api.message(&alice, &bob, "hello?").await;
+    message(&api, &alice, &bob, "hello?").await;
     let items = api.db.item_count().await;
     for action in [
         format!("/conversations/{}/read", alice.id()),
@@ -698,70 +634,33 @@ async fn action_routes_reject_bodies_they_do_not_take() {
 
 #[tokio::test]
 async fn every_fixture_is_an_event_that_reaches_its_route() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.private_account("alice").await;
     // The user the fixtures' paths name, with a request waiting for Alice.
     let fixture_user: UserId = "0190f5a4-7b1e-7c3a-9d2e-00000000b0b0".parse().unwrap();
-    api.store
-        .create_user(NewUser {
-            id: fixture_user,
-            username: "fixture_bob".to_owned(),
-            display_name: "Bob".to_owned(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-            created_at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    let bob = Account {
-        user: api.store.get_user(fixture_user).await.unwrap().unwrap(),
-        token: api.tokens.issue(fixture_user, Utc::now()).unwrap(),
-    };
+    let bob = api.account_with_id(fixture_user, "fixture_bob").await;
     assert_eq!(
-        api.message(&bob, &alice, "hello?").await["status"],
+        message(&api, &bob, &alice, "hello?").await["status"],
         "requested"
     );
 
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut fixtures: Vec<_> = std::fs::read_dir(&directory)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .collect();
-    fixtures.sort();
-    assert_eq!(
-        fixtures.len(),
-        api_messages::router().routes().len(),
-        "one fixture per route"
-    );
-    let mut routes_hit = std::collections::BTreeSet::new();
-    for path in fixtures {
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let event: Value =
-            serde_json::from_str(&text.replace("<ACCESS_TOKEN>", &alice.token)).unwrap();
-        let method = event["requestContext"]["http"]["method"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        routes_hit.insert((method, event["rawPath"].as_str().unwrap().to_owned()));
-        let response = api
-            .function
-            .invoke(event, lambda_http::Context::default())
-            .await
-            .unwrap();
-        let status = response["statusCode"].as_u64().unwrap();
-        let expected = match name.as_str() {
+    let route_count = api_messages::router().routes().len();
+    for fixture in api
+        .invoke_fixtures(&directory, &alice.token, route_count)
+        .await
+    {
+        let expected = match fixture.name.as_str() {
             "accept-message-request" | "mark-conversation-read" => 204,
             "send-message" => 201,
             // Accepted just before (fixtures run in name order).
             "reject-message-request" => 404,
             _ => 200,
         };
-        assert_eq!(status, expected, "{name}: {response}");
+        assert_eq!(
+            fixture.status, expected,
+            "{}: {}",
+            fixture.name, fixture.response
+        );
     }
-    assert_eq!(
-        routes_hit.len(),
-        api_messages::router().routes().len(),
-        "every route has its fixture"
-    );
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use chrono::{DateTime, Utc};
 use http::Method;
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use shared::auth::TokenService;
 use shared::aws::Clients;

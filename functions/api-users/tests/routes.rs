@@ -8,108 +8,30 @@ use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::TokenService;
-use shared::domain::{new_id, User, UserId};
-use shared::function::LambdaFunction;
+use shared::domain::{new_id, UserId};
 use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, ProfileUpdate, UserStore};
-use shared::store::DynamoStore;
-use shared::testkit::api::{TestRequest, TestResponse};
-use shared::testkit::TestDb;
+use shared::store::users::UserStore;
+use shared::testkit::api::{assert_error, TestApi, TestRequest, TestResponse};
 
-/// A running function and direct access to its database.
-struct Api {
-    db: TestDb,
-    store: DynamoStore,
-    function: Arc<dyn LambdaFunction>,
-    tokens: TokenService,
+/// `api-users` over a fresh database.
+async fn start() -> TestApi {
+    start_with(&[]).await
 }
 
-/// A registered user and a valid access token.
-struct Account {
-    user: User,
-    token: String,
+/// `api-users` over a fresh database, with configuration overrides.
+async fn start_with(config: &[(&str, &str)]) -> TestApi {
+    TestApi::start_with(config, |config, clients| {
+        Ok(api_users::lambda_function(Arc::new(State::new(
+            config, clients,
+        )?)))
+    })
+    .await
 }
 
-impl Account {
-    fn id(&self) -> UserId {
-        self.user.id
-    }
-}
-
-impl Api {
-    async fn start() -> Self {
-        Self::start_with(&[]).await
-    }
-
-    async fn start_with(config: &[(&str, &str)]) -> Self {
-        let db = TestDb::start().await;
-        let config = db.config_with(config);
-        let clients = db.clients(&config);
-        let tokens = TokenService::new(&config.jwt).unwrap();
-        let state = Arc::new(State::new(config, &clients).unwrap());
-        Self {
-            store: db.store(),
-            function: api_users::lambda_function(state),
-            tokens,
-            db,
-        }
-    }
-
-    async fn account(&self, username: &str) -> Account {
-        let user = self
-            .store
-            .create_user(NewUser {
-                id: new_id(),
-                username: username.to_owned(),
-                display_name: format!("{username} display"),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-                created_at: Utc::now(),
-            })
-            .await
-            .unwrap();
-        let token = self.tokens.issue(user.id, Utc::now()).unwrap();
-        Account { user, token }
-    }
-
-    async fn private_account(&self, username: &str) -> Account {
-        let account = self.account(username).await;
-        self.store
-            .update_profile(
-                account.id(),
-                &ProfileUpdate {
-                    is_private: Some(true),
-                    ..ProfileUpdate::default()
-                },
-            )
-            .await
-            .unwrap();
-        account
-    }
-
-    async fn send(&self, request: TestRequest) -> TestResponse {
-        request.send(&self.function).await
-    }
-
-    /// `method path` as `who`.
-    async fn call(&self, who: &Account, method: &str, path: &str) -> TestResponse {
-        self.send(TestRequest::new(method, path).token(&who.token))
-            .await
-    }
-
-    async fn counts(&self, user: UserId) -> (i64, i64) {
-        let user = self.store.get_user(user).await.unwrap().unwrap();
-        (user.follower_count, user.following_count)
-    }
-}
-
-/// Asserts an error response: status, code, and the standard error body.
-#[track_caller]
-fn assert_error(response: &TestResponse, status: u16, code: &str) {
-    assert_eq!(response.status, status, "{:?}", response.body);
-    assert_eq!(response.error_code(), Some(code), "{:?}", response.body);
-    assert!(response.body["error"]["message"].is_string());
-    assert!(response.body["error"]["request_id"].is_string());
-    assert!(response.headers.contains_key("x-request-id"));
+/// `user`'s (followers, following) counts as stored.
+async fn counts(api: &TestApi, user: UserId) -> (i64, i64) {
+    let user = api.store.get_user(user).await.unwrap().unwrap();
+    (user.follower_count, user.following_count)
 }
 
 /// Ids of the `user`s of a related-users list.
@@ -146,7 +68,7 @@ fn every_route(other: UserId) -> Vec<(&'static str, String, Option<Value>)> {
 
 #[tokio::test]
 async fn every_route_rejects_missing_and_invalid_tokens() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let foreign_config = api.db.config_with(&[(
@@ -194,7 +116,7 @@ async fn every_route_rejects_missing_and_invalid_tokens() {
 
 #[tokio::test]
 async fn a_valid_token_of_an_account_that_does_not_exist_is_unauthorized() {
-    let api = Api::start().await;
+    let api = start().await;
     // Correctly signed and unexpired, but for an id no account has.
     let ghost_token = api.tokens.issue(new_id(), Utc::now()).unwrap();
     let get = api
@@ -230,7 +152,7 @@ fn the_unauthorized_table_covers_every_route() {
 
 #[tokio::test]
 async fn unknown_routes_are_not_found() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     assert_error(
         &api.call(&alice, "GET", "/users/me/nothing").await,
@@ -248,7 +170,7 @@ async fn unknown_routes_are_not_found() {
 
 #[tokio::test]
 async fn get_me_returns_the_callers_profile_without_secrets() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("Alice").await;
     let response = api.call(&alice, "GET", "/users/me").await;
     assert_eq!(response.status, 200, "{:?}", response.body);
@@ -267,7 +189,7 @@ async fn get_me_returns_the_callers_profile_without_secrets() {
 
 #[tokio::test]
 async fn patch_me_updates_only_the_given_fields_of_the_caller() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let response = api
@@ -292,7 +214,7 @@ async fn patch_me_updates_only_the_given_fields_of_the_caller() {
 
 #[tokio::test]
 async fn patch_me_rejects_bad_bodies() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let long_bio = "b".repeat(301);
     let bodies = [
@@ -361,7 +283,7 @@ async fn patch_me_rejects_bad_bodies() {
 
 #[tokio::test]
 async fn get_user_returns_profile_counts_and_relationship() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     api.store
@@ -396,7 +318,7 @@ async fn get_user_returns_profile_counts_and_relationship() {
 
 #[tokio::test]
 async fn get_user_rejects_bad_ids_and_hides_unknown_and_blocked_users() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let carol = api.account("carol").await;
@@ -443,7 +365,7 @@ async fn get_user_rejects_bad_ids_and_hides_unknown_and_blocked_users() {
 
 #[tokio::test]
 async fn search_finds_username_prefixes_case_insensitively_and_pages() {
-    let api = Api::start().await;
+    let api = start().await;
     let caller = api.account("zed").await;
     for name in ["Alice", "alfred", "Albert", "bob"] {
         api.account(name).await;
@@ -473,7 +395,7 @@ async fn search_finds_username_prefixes_case_insensitively_and_pages() {
 
 #[tokio::test]
 async fn search_leaves_out_users_on_the_other_side_of_a_block() {
-    let api = Api::start().await;
+    let api = start().await;
     let caller = api.account("caller").await;
     let blocked = api.account("sam").await;
     let blocker = api.account("sara").await;
@@ -499,7 +421,7 @@ async fn search_leaves_out_users_on_the_other_side_of_a_block() {
 
 #[tokio::test]
 async fn search_rejects_bad_queries_limits_and_cursors() {
-    let api = Api::start().await;
+    let api = start().await;
     let caller = api.account("caller").await;
     let long = "a".repeat(31);
     for path in [
@@ -534,7 +456,7 @@ async fn search_rejects_bad_queries_limits_and_cursors() {
 
 #[tokio::test]
 async fn follow_a_public_account_is_immediate_and_idempotent() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let path = format!("/users/{}/follow", bob.id());
@@ -543,13 +465,13 @@ async fn follow_a_public_account_is_immediate_and_idempotent() {
         assert_eq!(response.status, 200, "{:?}", response.body);
         assert_eq!(response.body, json!({"status": "following"}));
     }
-    assert_eq!(api.counts(bob.id()).await, (1, 0));
-    assert_eq!(api.counts(alice.id()).await, (0, 1));
+    assert_eq!(counts(&api, bob.id()).await, (1, 0));
+    assert_eq!(counts(&api, alice.id()).await, (0, 1));
 }
 
 #[tokio::test]
 async fn follow_a_private_account_is_a_request_until_accepted() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let private = api.private_account("private").await;
     let path = format!("/users/{}/follow", private.id());
@@ -558,7 +480,7 @@ async fn follow_a_private_account_is_a_request_until_accepted() {
         assert_eq!(response.status, 200, "{:?}", response.body);
         assert_eq!(response.body, json!({"status": "requested"}));
     }
-    assert_eq!(api.counts(private.id()).await, (0, 0));
+    assert_eq!(counts(&api, private.id()).await, (0, 0));
     let profile = api
         .call(&alice, "GET", &format!("/users/{}", private.id()))
         .await;
@@ -574,7 +496,7 @@ async fn follow_a_private_account_is_a_request_until_accepted() {
 
 #[tokio::test]
 async fn follow_rejects_self_bad_ids_unknown_and_blocked_users() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let carol = api.account("carol").await;
@@ -616,12 +538,12 @@ async fn follow_rejects_self_bad_ids_unknown_and_blocked_users() {
             .await;
         assert_error(&response, 404, "not_found");
     }
-    assert_eq!(api.counts(alice.id()).await, (0, 0));
+    assert_eq!(counts(&api, alice.id()).await, (0, 0));
 }
 
 #[tokio::test]
 async fn unfollow_removes_the_follow_or_the_pending_request_and_is_idempotent() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let private = api.private_account("private").await;
@@ -637,8 +559,8 @@ async fn unfollow_removes_the_follow_or_the_pending_request_and_is_idempotent() 
         assert_eq!(response.status, 204, "{:?}", response.body);
         assert_eq!(response.body, Value::Null);
     }
-    assert_eq!(api.counts(bob.id()).await, (0, 0));
-    assert_eq!(api.counts(alice.id()).await, (0, 0));
+    assert_eq!(counts(&api, bob.id()).await, (0, 0));
+    assert_eq!(counts(&api, alice.id()).await, (0, 0));
 
     let cancel = api
         .call(&alice, "DELETE", &format!("/users/{}/follow", private.id()))
@@ -665,7 +587,7 @@ async fn unfollow_removes_the_follow_or_the_pending_request_and_is_idempotent() 
 
 #[tokio::test]
 async fn follows_over_budget_are_rate_limited_with_retry_after() {
-    let api = Api::start_with(&[("RATE_LIMIT_FOLLOWS_PER_MINUTE", "1")]).await;
+    let api = start_with(&[("RATE_LIMIT_FOLLOWS_PER_MINUTE", "1")]).await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let carol = api.account("carol").await;
@@ -680,7 +602,7 @@ async fn follows_over_budget_are_rate_limited_with_retry_after() {
     let retry_after: u64 = second.headers["retry-after"].parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(
-        api.counts(carol.id()).await,
+        counts(&api, carol.id()).await,
         (0, 0),
         "nothing written over budget"
     );
@@ -695,7 +617,7 @@ async fn follows_over_budget_are_rate_limited_with_retry_after() {
 
 #[tokio::test]
 async fn follower_and_following_lists_embed_user_summaries_and_page() {
-    let api = Api::start().await;
+    let api = start().await;
     let star = api.account("star").await;
     let viewer = api.account("viewer").await;
     let mut fans = BTreeSet::new();
@@ -738,7 +660,7 @@ async fn follower_and_following_lists_embed_user_summaries_and_page() {
 
 #[tokio::test]
 async fn private_follow_lists_are_for_the_owner_and_approved_followers_only() {
-    let api = Api::start().await;
+    let api = start().await;
     let private = api.private_account("private").await;
     let follower = api.account("follower").await;
     let stranger = api.account("stranger").await;
@@ -771,7 +693,7 @@ async fn private_follow_lists_are_for_the_owner_and_approved_followers_only() {
 
 #[tokio::test]
 async fn follow_lists_hide_blocked_pairs_and_reject_bad_input() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     let carol = api.account("carol").await;
@@ -842,7 +764,7 @@ async fn follow_lists_hide_blocked_pairs_and_reject_bad_input() {
 
 #[tokio::test]
 async fn follow_requests_are_listed_oldest_first_and_accepted_or_rejected() {
-    let api = Api::start().await;
+    let api = start().await;
     let private = api.private_account("private").await;
     let first = api.account("first").await;
     let second = api.account("second").await;
@@ -874,7 +796,7 @@ async fn follow_requests_are_listed_oldest_first_and_accepted_or_rejected() {
         )
         .await;
     assert_eq!(reject.status, 204);
-    assert_eq!(api.counts(private.id()).await, (1, 0));
+    assert_eq!(counts(&api, private.id()).await, (1, 0));
     let profile = api
         .call(&second, "GET", &format!("/users/{}", private.id()))
         .await;
@@ -901,7 +823,7 @@ async fn follow_requests_are_listed_oldest_first_and_accepted_or_rejected() {
 
 #[tokio::test]
 async fn follow_requests_of_another_user_cannot_be_read_or_answered() {
-    let api = Api::start().await;
+    let api = start().await;
     let private = api.private_account("private").await;
     let requester = api.account("requester").await;
     let intruder = api.account("intruder").await;
@@ -939,12 +861,12 @@ async fn follow_requests_of_another_user_cannot_be_read_or_answered() {
         listed_ids(&api.call(&private, "GET", "/follow-requests").await),
         vec![requester.id().to_string()]
     );
-    assert_eq!(api.counts(private.id()).await, (0, 0));
+    assert_eq!(counts(&api, private.id()).await, (0, 0));
 }
 
 #[tokio::test]
 async fn follow_request_routes_reject_bad_input() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     for path in [
         "/follow-requests/not-a-uuid/accept",
@@ -965,14 +887,14 @@ async fn follow_request_routes_reject_bad_input() {
 
 #[tokio::test]
 async fn block_removes_follows_both_ways_and_is_listed_only_to_the_blocker() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
     api.call(&alice, "PUT", &format!("/users/{}/follow", bob.id()))
         .await;
     api.call(&bob, "PUT", &format!("/users/{}/follow", alice.id()))
         .await;
-    assert_eq!(api.counts(alice.id()).await, (1, 1));
+    assert_eq!(counts(&api, alice.id()).await, (1, 1));
 
     for _ in 0..2 {
         let response = api
@@ -980,8 +902,8 @@ async fn block_removes_follows_both_ways_and_is_listed_only_to_the_blocker() {
             .await;
         assert_eq!(response.status, 204, "{:?}", response.body);
     }
-    assert_eq!(api.counts(alice.id()).await, (0, 0));
-    assert_eq!(api.counts(bob.id()).await, (0, 0));
+    assert_eq!(counts(&api, alice.id()).await, (0, 0));
+    assert_eq!(counts(&api, bob.id()).await, (0, 0));
     let profile = api
         .call(&bob, "GET", &format!("/users/{}", alice.id()))
         .await;
@@ -1023,7 +945,7 @@ async fn block_removes_follows_both_ways_and_is_listed_only_to_the_blocker() {
 
 #[tokio::test]
 async fn block_routes_reject_self_bad_ids_unknown_users_and_bad_pages() {
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.account("alice").await;
     for method in ["PUT", "DELETE"] {
         assert_error(
@@ -1064,7 +986,7 @@ async fn block_routes_reject_self_bad_ids_unknown_users_and_bad_pages() {
 #[tokio::test]
 async fn the_event_fixtures_invoke_the_function() {
     const FIXTURE_USER: &str = "0190f5a4-7b1e-7c3a-9d2e-00000000b0b0";
-    let api = Api::start().await;
+    let api = start().await;
     let alice = api.private_account("alice").await;
     let bob = api.account("bob").await;
     api.store
@@ -1134,7 +1056,7 @@ async fn the_event_fixtures_invoke_the_function() {
         );
     }
     assert_eq!(
-        api.counts(alice.id()).await,
+        counts(&api, alice.id()).await,
         (0, 0),
         "accepted, then blocked"
     );

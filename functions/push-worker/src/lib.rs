@@ -27,7 +27,9 @@ use shared::config::Config;
 use shared::error::{cause_chain, Result};
 use shared::events::Event;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Audience, DispatchReport, ManagementApiPush, PushClient, PushMetrics, PushTier};
+use shared::push::{
+    Audience, DispatchReport, ManagementApiPush, PushClient, PushMetrics, PushTier,
+};
 use shared::queue::{EventQueue, FanoutChunk, PresenceCheck, QueueMessage, SqsEventQueue};
 use shared::store::DynamoStore;
 
@@ -62,8 +64,17 @@ impl State {
             config.require_fanout_queue_url()?,
         ));
         let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
-        Ok(Self::from_parts(config, store, push, queue, Arc::new(SystemClock)))
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        Ok(Self::from_parts(
+            config,
+            store,
+            push,
+            queue,
+            Arc::new(SystemClock),
+        ))
     }
 
     /// State over the given store, push client and queue.
@@ -75,7 +86,11 @@ impl State {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
-        Self { config, tier, clock }
+        Self {
+            config,
+            tier,
+            clock,
+        }
     }
 }
 
@@ -96,7 +111,10 @@ enum Handled {
 
 /// Handles one batch of queue messages; reports the ones to redeliver.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
-pub async fn handle(state: &State, event: LambdaEvent<SqsEvent>) -> std::result::Result<SqsBatchResponse, BoxError> {
+pub async fn handle(
+    state: &State,
+    event: LambdaEvent<SqsEvent>,
+) -> std::result::Result<SqsBatchResponse, BoxError> {
     let mut metrics = PushMetrics::default();
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
@@ -110,11 +128,17 @@ pub async fn handle(state: &State, event: LambdaEvent<SqsEvent>) -> std::result:
             }
         }
     }
-    shared::telemetry::emf::emit(&metrics.emf_document(FUNCTION_NAME, state.clock.now().timestamp_millis()));
+    shared::telemetry::emf::emit(
+        &metrics.emf_document(FUNCTION_NAME, state.clock.now().timestamp_millis()),
+    );
     Ok(response)
 }
 
-async fn process_message(state: &State, message: &SqsMessage, metrics: &mut PushMetrics) -> Handled {
+async fn process_message(
+    state: &State,
+    message: &SqsMessage,
+    metrics: &mut PushMetrics,
+) -> Handled {
     let message_id = message.message_id.as_deref().unwrap_or("");
     let body = message.body.as_deref().unwrap_or("");
     let parsed = match QueueMessage::parse(body) {
@@ -134,7 +158,11 @@ async fn process_message(state: &State, message: &SqsMessage, metrics: &mut Push
         Ok(Some(report)) => {
             metrics.add(&report);
             if report.needs_retry() {
-                tracing::warn!(message_id, failing = report.retryable_failures.len(), "pushes still failing; message will be redelivered");
+                tracing::warn!(
+                    message_id,
+                    failing = report.retryable_failures.len(),
+                    "pushes still failing; message will be redelivered"
+                );
                 Handled::Retry
             } else {
                 Handled::Done

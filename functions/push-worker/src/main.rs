@@ -11,5 +11,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init(&config.log_filter);
     let clients = shared::aws::Clients::from_env(&config).await;
     let state = Arc::new(push_worker::State::new(config, &clients)?);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| push_worker::handle(&state, event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
+        push_worker::handle(&state, event)
+    }))
+    .await
 }

@@ -44,7 +44,10 @@ fn failures(response: &Value) -> Vec<String> {
 }
 
 /// Receives what is on the queue and invokes the worker with it, as the event-source mapping does.
-async fn deliver_queue(harness: &Harness, function: &Arc<dyn LambdaFunction>) -> (Vec<aws_sdk_sqs::types::Message>, Value) {
+async fn deliver_queue(
+    harness: &Harness,
+    function: &Arc<dyn LambdaFunction>,
+) -> (Vec<aws_sdk_sqs::types::Message>, Value) {
     let messages = harness.receive_all().await;
     let response = invoke(function, sqs_event(QUEUE_ARN, &messages)).await;
     (messages, response)
@@ -73,7 +76,11 @@ async fn a_fanout_chunk_reaches_every_connection_and_gone_connections_are_delete
     }
     harness.push.mark_gone("c3=");
     let event = sample_event(user);
-    harness.queue.enqueue_fanout(&event, &connections).await.unwrap();
+    harness
+        .queue
+        .enqueue_fanout(&event, &connections)
+        .await
+        .unwrap();
 
     let (messages, response) = deliver_queue(&harness, &worker(&harness)).await;
 
@@ -81,11 +88,23 @@ async fn a_fanout_chunk_reaches_every_connection_and_gone_connections_are_delete
     assert!(failures(&response).is_empty(), "{response}");
     for connection in connections.iter().filter(|c| *c != "c3=") {
         let events = harness.push.events_to(connection);
-        assert_eq!(event_ids(&events), [event.event_id.to_string()], "{connection}");
+        assert_eq!(
+            event_ids(&events),
+            [event.event_id.to_string()],
+            "{connection}"
+        );
         assert_eq!(events[0]["type"], "post_created");
     }
-    assert!(harness.store.get_connection("c3=").await.unwrap().is_none(), "the gone connection is deleted");
-    assert!(!harness.store.connections_of_user(user).await.unwrap().contains(&"c3=".to_owned()));
+    assert!(
+        harness.store.get_connection("c3=").await.unwrap().is_none(),
+        "the gone connection is deleted"
+    );
+    assert!(!harness
+        .store
+        .connections_of_user(user)
+        .await
+        .unwrap()
+        .contains(&"c3=".to_owned()));
 }
 
 #[tokio::test]
@@ -94,12 +113,23 @@ async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
     let user = harness.user("alice").await;
     let healthy = harness.connect(user, "ok=").await;
     let throttled = harness.connect(user, "slow=").await;
-    harness.push.fail(&throttled, PushError::Retryable("LimitExceededException".into()));
+    harness.push.fail(
+        &throttled,
+        PushError::Retryable("LimitExceededException".into()),
+    );
     let function = worker(&harness);
     let first = sample_event(user);
     let second = sample_event(user);
-    harness.queue.enqueue_fanout(&first, &[healthy.clone()]).await.unwrap();
-    harness.queue.enqueue_fanout(&second, &[throttled.clone(), healthy.clone()]).await.unwrap();
+    harness
+        .queue
+        .enqueue_fanout(&first, std::slice::from_ref(&healthy))
+        .await
+        .unwrap();
+    harness
+        .queue
+        .enqueue_fanout(&second, &[throttled.clone(), healthy.clone()])
+        .await
+        .unwrap();
 
     let (messages, response) = deliver_queue(&harness, &function).await;
 
@@ -110,12 +140,26 @@ async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
         .collect();
     assert_eq!(failing.len(), 1);
     assert_eq!(failures(&response), failing);
-    assert_eq!(harness.push.attempts(&throttled), FAST_RETRY.attempts as usize, "retried before giving up");
+    assert_eq!(
+        harness.push.attempts(&throttled),
+        FAST_RETRY.attempts as usize,
+        "retried before giving up"
+    );
     // The healthy connection got both events; the redelivery will repeat the second with its id.
     let ids = event_ids(&harness.push.events_to(&healthy));
     assert_eq!(ids.len(), 2);
-    assert!(ids.contains(&first.event_id.to_string()) && ids.contains(&second.event_id.to_string()));
-    assert!(harness.store.get_connection(&throttled).await.unwrap().is_some(), "a throttled connection is kept");
+    assert!(
+        ids.contains(&first.event_id.to_string()) && ids.contains(&second.event_id.to_string())
+    );
+    assert!(
+        harness
+            .store
+            .get_connection(&throttled)
+            .await
+            .unwrap()
+            .is_some(),
+        "a throttled connection is kept"
+    );
 }
 
 #[tokio::test]
@@ -124,16 +168,37 @@ async fn malformed_messages_are_dropped_without_holding_up_the_batch() {
     let user = harness.user("alice").await;
     let connection = harness.connect(user, "c=").await;
     let event = sample_event(user);
-    for body in ["not json", r#"{"version":2,"kind":"fanout"}"#, r#"{"version":1,"kind":"teleport"}"#] {
-        harness.sqs.send_message().queue_url(&harness.queue_url).message_body(body).send().await.unwrap();
+    for body in [
+        "not json",
+        r#"{"version":2,"kind":"fanout"}"#,
+        r#"{"version":1,"kind":"teleport"}"#,
+    ] {
+        harness
+            .sqs
+            .send_message()
+            .queue_url(&harness.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
     }
-    harness.queue.enqueue_fanout(&event, &[connection.clone()]).await.unwrap();
+    harness
+        .queue
+        .enqueue_fanout(&event, std::slice::from_ref(&connection))
+        .await
+        .unwrap();
 
     let (messages, response) = deliver_queue(&harness, &worker(&harness)).await;
 
     assert_eq!(messages.len(), 4);
-    assert!(failures(&response).is_empty(), "malformed bodies are not retried: {response}");
-    assert_eq!(event_ids(&harness.push.events_to(&connection)), [event.event_id.to_string()]);
+    assert!(
+        failures(&response).is_empty(),
+        "malformed bodies are not retried: {response}"
+    );
+    assert_eq!(
+        event_ids(&harness.push.events_to(&connection)),
+        [event.event_id.to_string()]
+    );
 }
 
 /// Alice and Bob follow each other; Bob is online; Alice was announced online and her last
@@ -144,7 +209,11 @@ async fn mutuals_with_alice_gone(harness: &Harness) -> (UserId, String) {
     harness.store.follow(b, a, now()).await.unwrap();
     let b1 = harness.connect(b, "b1=").await;
     harness.connect(a, "a1=").await;
-    assert!(harness.store.announce_online(a, "connect:a1=", now()).await.unwrap());
+    assert!(harness
+        .store
+        .announce_online(a, "connect:a1=", now())
+        .await
+        .unwrap());
     harness.store.remove_connection("a1=").await.unwrap();
     (a, b1)
 }
@@ -163,7 +232,11 @@ async fn a_user_still_away_after_the_grace_period_is_announced_offline_once() {
     let (a, b1) = mutuals_with_alice_gone(&harness).await;
     let function = worker(&harness);
     // The router schedules it with the grace period as delay; here it is due at once.
-    harness.queue.schedule_presence_check(&check(a), Duration::ZERO).await.unwrap();
+    harness
+        .queue
+        .schedule_presence_check(&check(a), Duration::ZERO)
+        .await
+        .unwrap();
 
     let (messages, response) = deliver_queue(&harness, &function).await;
     assert_eq!(messages.len(), 1);
@@ -180,7 +253,11 @@ async fn a_user_still_away_after_the_grace_period_is_announced_offline_once() {
     assert_eq!(again[0]["event_id"], again[1]["event_id"]);
     let mut other = check(a);
     other.connection_id = "a0=".into();
-    harness.queue.schedule_presence_check(&other, Duration::ZERO).await.unwrap();
+    harness
+        .queue
+        .schedule_presence_check(&other, Duration::ZERO)
+        .await
+        .unwrap();
     deliver_queue(&harness, &function).await;
     assert_eq!(harness.push.events_of_type(&b1, "user_offline").len(), 2);
 }
@@ -191,11 +268,23 @@ async fn a_reconnect_within_the_grace_period_announces_nothing() {
     let (a, b1) = mutuals_with_alice_gone(&harness).await;
     harness.connect(a, "a2=").await;
     // The reconnect's own announcement finds her still online: nothing to tell.
-    assert!(!harness.store.announce_online(a, "connect:a2=", now()).await.unwrap());
-    harness.queue.schedule_presence_check(&check(a), Duration::ZERO).await.unwrap();
+    assert!(!harness
+        .store
+        .announce_online(a, "connect:a2=", now())
+        .await
+        .unwrap());
+    harness
+        .queue
+        .schedule_presence_check(&check(a), Duration::ZERO)
+        .await
+        .unwrap();
 
     let (_, response) = deliver_queue(&harness, &worker(&harness)).await;
 
     assert!(failures(&response).is_empty(), "{response}");
-    assert!(harness.push.events_to(&b1).is_empty(), "{:?}", harness.push.events_to(&b1));
+    assert!(
+        harness.push.events_to(&b1).is_empty(),
+        "{:?}",
+        harness.push.events_to(&b1)
+    );
 }

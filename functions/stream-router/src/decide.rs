@@ -147,11 +147,11 @@ impl Change<'_> {
         })
     }
 
-    fn new<T: DeserializeOwned>(&self) -> Result<T, BadRecord> {
+    fn new_image<T: DeserializeOwned>(&self) -> Result<T, BadRecord> {
         self.image("new")
     }
 
-    fn old<T: DeserializeOwned>(&self) -> Result<T, BadRecord> {
+    fn old_image<T: DeserializeOwned>(&self) -> Result<T, BadRecord> {
         self.image("old")
     }
 
@@ -170,10 +170,9 @@ impl Change<'_> {
     }
 
     fn removed_by_ttl(&self) -> bool {
-        self.record
-            .user_identity
-            .as_ref()
-            .is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL)
+        self.record.user_identity.as_ref().is_some_and(|identity| {
+            identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL
+        })
     }
 }
 
@@ -221,18 +220,19 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
     let decision = Decision::default();
     match change.operation {
         Operation::Insert => {
-            let post: Post = change.new()?;
+            let post: Post = change.new_image()?;
             Ok(decision.push(
                 Event::post_created(&post),
                 vec![Audience::AuthorAndFollowers(post.author_id)],
             ))
         }
         Operation::Modify => {
-            let old: Post = change.old()?;
-            let new: Post = change.new()?;
+            let old: Post = change.old_image()?;
+            let new: Post = change.new_image()?;
             let mut decision = decision;
-            let content_changed =
-                old.text != new.text || old.media_url != new.media_url || old.edited_at != new.edited_at;
+            let content_changed = old.text != new.text
+                || old.media_url != new.media_url
+                || old.edited_at != new.edited_at;
             if content_changed {
                 decision = decision.push(
                     Event::post_updated(&new),
@@ -248,10 +248,13 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
             Ok(decision)
         }
         Operation::Remove => {
-            let post: Post = change.old()?;
+            let post: Post = change.old_image()?;
             Ok(decision.push(
                 Event::post_deleted(&post, change.time()),
-                vec![Audience::AuthorAndFollowers(post.author_id), post_room(&post)],
+                vec![
+                    Audience::AuthorAndFollowers(post.author_id),
+                    post_room(&post),
+                ],
             ))
         }
     }
@@ -261,15 +264,15 @@ fn notification(change: &Change) -> Result<Decision, BadRecord> {
     let decision = Decision::default();
     match change.operation {
         Operation::Insert => {
-            let notification: Notification = change.new()?;
+            let notification: Notification = change.new_image()?;
             Ok(decision.push(
                 Event::new_notification(&notification),
                 vec![Audience::Users(vec![notification.recipient_id])],
             ))
         }
         Operation::Modify => {
-            let old: Notification = change.old()?;
-            let new: Notification = change.new()?;
+            let old: Notification = change.old_image()?;
+            let new: Notification = change.new_image()?;
             if old.read || !new.read {
                 return Ok(decision);
             }
@@ -286,7 +289,7 @@ fn comment(change: &Change) -> Result<Decision, BadRecord> {
     let decision = Decision::default();
     match change.operation {
         Operation::Insert => {
-            let comment: Comment = change.new()?;
+            let comment: Comment = change.new_image()?;
             Ok(decision.push(
                 Event::new_comment(&comment),
                 vec![Audience::Room(Channel::Post(comment.post_id))],
@@ -294,7 +297,7 @@ fn comment(change: &Change) -> Result<Decision, BadRecord> {
         }
         Operation::Modify => Ok(decision),
         Operation::Remove => {
-            let comment: Comment = change.old()?;
+            let comment: Comment = change.old_image()?;
             Ok(decision.push(
                 Event::comment_deleted(&comment, change.time()),
                 vec![Audience::Room(Channel::Post(comment.post_id))],
@@ -307,11 +310,14 @@ fn message(change: &Change) -> Result<Decision, BadRecord> {
     if change.operation != Operation::Insert {
         return Ok(Decision::default());
     }
-    let message: Message = change.new()?;
+    let message: Message = change.new_image()?;
     let to_recipient = Event::message_for(&message, message.to);
     let to_sender = Event::message_for(&message, message.from);
     if to_recipient == to_sender {
-        return Ok(Decision::default().push(to_recipient, vec![Audience::Users(vec![message.to, message.from])]));
+        return Ok(Decision::default().push(
+            to_recipient,
+            vec![Audience::Users(vec![message.to, message.from])],
+        ));
     }
     Ok(Decision::default()
         .push(to_recipient, vec![Audience::Users(vec![message.to])])
@@ -322,7 +328,7 @@ fn connection(change: &Change) -> Result<Decision, BadRecord> {
     let decision = Decision::default();
     match change.operation {
         Operation::Insert => {
-            let connection: Connection = change.new()?;
+            let connection: Connection = change.new_image()?;
             Ok(decision.effect(Effect::AnnounceOnline {
                 user: connection.user_id,
                 connection_id: connection.connection_id,
@@ -332,15 +338,18 @@ fn connection(change: &Change) -> Result<Decision, BadRecord> {
         // Subscriptions bump the connection's version: nothing for anyone else.
         Operation::Modify => Ok(decision),
         Operation::Remove => {
-            let connection: Connection = change.old()?;
+            let connection: Connection = change.old_image()?;
             let mut decision = decision;
             if change.removed_by_ttl() {
-                let image: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
-                    change.record.change.old_image.clone().into();
-                let stored = StoredConnection::from_item(image).map_err(|source| BadRecord::Image {
-                    entity: change.entity.clone(),
-                    source,
-                })?;
+                let image: std::collections::HashMap<
+                    String,
+                    aws_sdk_dynamodb::types::AttributeValue,
+                > = change.record.change.old_image.clone().into();
+                let stored =
+                    StoredConnection::from_item(image).map_err(|source| BadRecord::Image {
+                        entity: change.entity.clone(),
+                        source,
+                    })?;
                 decision = decision.effect(Effect::ReleaseExpiredConnection(Box::new(stored)));
             }
             Ok(decision.effect(Effect::ScheduleOfflineCheck(PresenceCheck {
@@ -414,14 +423,21 @@ mod tests {
     }
 
     fn kinds(decision: &Decision) -> Vec<&'static str> {
-        decision.pushes.iter().map(|push| push.event.kind()).collect()
+        decision
+            .pushes
+            .iter()
+            .map(|push| push.event.kind())
+            .collect()
     }
 
     #[test]
     fn a_new_post_goes_to_its_author_and_followers() {
         let decision = decide(&record("INSERT", None, Some(image(&post(), "post")), "1")).unwrap();
         assert_eq!(kinds(&decision), ["post_created"]);
-        assert_eq!(decision.pushes[0].audience, [Audience::AuthorAndFollowers(id(1))]);
+        assert_eq!(
+            decision.pushes[0].audience,
+            [Audience::AuthorAndFollowers(id(1))]
+        );
         assert!(decision.effects.is_empty());
     }
 
@@ -433,20 +449,38 @@ mod tests {
             edited_at: Some(time(30)),
             ..old.clone()
         };
-        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&edited, "post")), "2")).unwrap();
+        let decision = decide(&record(
+            "MODIFY",
+            Some(image(&old, "post")),
+            Some(image(&edited, "post")),
+            "2",
+        ))
+        .unwrap();
         assert_eq!(kinds(&decision), ["post_updated"]);
         assert_eq!(
             decision.pushes[0].audience,
-            [Audience::AuthorAndFollowers(id(1)), Audience::Room(Channel::Post(id(10)))]
+            [
+                Audience::AuthorAndFollowers(id(1)),
+                Audience::Room(Channel::Post(id(10)))
+            ]
         );
 
         let liked = Post {
             like_count: 1,
             ..old.clone()
         };
-        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&liked, "post")), "3")).unwrap();
+        let decision = decide(&record(
+            "MODIFY",
+            Some(image(&old, "post")),
+            Some(image(&liked, "post")),
+            "3",
+        ))
+        .unwrap();
         assert_eq!(kinds(&decision), ["like_updated"]);
-        assert_eq!(decision.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
+        assert_eq!(
+            decision.pushes[0].audience,
+            [Audience::Room(Channel::Post(id(10)))]
+        );
         let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
         assert_eq!(value["data"], json!({"post_id": id(10), "like_count": 1}));
 
@@ -455,7 +489,13 @@ mod tests {
             comment_count: 1,
             ..old.clone()
         };
-        let decision = decide(&record("MODIFY", Some(image(&old, "post")), Some(image(&commented, "post")), "4")).unwrap();
+        let decision = decide(&record(
+            "MODIFY",
+            Some(image(&old, "post")),
+            Some(image(&commented, "post")),
+            "4",
+        ))
+        .unwrap();
         assert!(decision.is_empty(), "{decision:?}");
     }
 
@@ -483,7 +523,13 @@ mod tests {
     #[test]
     fn notifications_go_to_their_recipient_with_a_cursor_and_reads_are_told_once() {
         let unread = notification(false);
-        let decision = decide(&record("INSERT", None, Some(image(&unread, "notification")), "6")).unwrap();
+        let decision = decide(&record(
+            "INSERT",
+            None,
+            Some(image(&unread, "notification")),
+            "6",
+        ))
+        .unwrap();
         assert_eq!(kinds(&decision), ["new_notification"]);
         assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(1)])]);
         assert_eq!(decision.pushes[0].event.cursor, Some(unread.id));
@@ -512,7 +558,13 @@ mod tests {
         ))
         .unwrap();
         assert!(decision.is_empty());
-        let decision = decide(&record("REMOVE", Some(image(&read, "notification")), None, "9")).unwrap();
+        let decision = decide(&record(
+            "REMOVE",
+            Some(image(&read, "notification")),
+            None,
+            "9",
+        ))
+        .unwrap();
         assert!(decision.is_empty());
     }
 
@@ -525,12 +577,30 @@ mod tests {
             text: "nice".into(),
             created_at: time(3),
         };
-        let added = decide(&record("INSERT", None, Some(image(&comment, "comment")), "10")).unwrap();
+        let added = decide(&record(
+            "INSERT",
+            None,
+            Some(image(&comment, "comment")),
+            "10",
+        ))
+        .unwrap();
         assert_eq!(kinds(&added), ["new_comment"]);
-        assert_eq!(added.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
-        let removed = decide(&record("REMOVE", Some(image(&comment, "comment")), None, "11")).unwrap();
+        assert_eq!(
+            added.pushes[0].audience,
+            [Audience::Room(Channel::Post(id(10)))]
+        );
+        let removed = decide(&record(
+            "REMOVE",
+            Some(image(&comment, "comment")),
+            None,
+            "11",
+        ))
+        .unwrap();
         assert_eq!(kinds(&removed), ["comment_deleted"]);
-        assert_eq!(removed.pushes[0].audience, [Audience::Room(Channel::Post(id(10)))]);
+        assert_eq!(
+            removed.pushes[0].audience,
+            [Audience::Room(Channel::Post(id(10)))]
+        );
     }
 
     fn message(status: MessageStatus) -> Message {
@@ -548,13 +618,23 @@ mod tests {
     #[test]
     fn a_message_goes_to_recipient_and_sender_and_a_request_is_a_request_to_the_recipient() {
         let sent = message(MessageStatus::Sent);
-        let decision = decide(&record("INSERT", None, Some(image(&sent, "message")), "12")).unwrap();
+        let decision =
+            decide(&record("INSERT", None, Some(image(&sent, "message")), "12")).unwrap();
         assert_eq!(kinds(&decision), ["new_message"]);
-        assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(2), id(1)])]);
+        assert_eq!(
+            decision.pushes[0].audience,
+            [Audience::Users(vec![id(2), id(1)])]
+        );
         assert_eq!(decision.pushes[0].event.cursor, Some(sent.id));
 
         let requested = message(MessageStatus::Requested);
-        let decision = decide(&record("INSERT", None, Some(image(&requested, "message")), "13")).unwrap();
+        let decision = decide(&record(
+            "INSERT",
+            None,
+            Some(image(&requested, "message")),
+            "13",
+        ))
+        .unwrap();
         assert_eq!(kinds(&decision), ["message_request", "new_message"]);
         assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(2)])]);
         assert_eq!(decision.pushes[1].audience, [Audience::Users(vec![id(1)])]);
@@ -572,7 +652,13 @@ mod tests {
 
     #[test]
     fn connections_drive_presence_effects_and_ttl_removals_release_the_connection() {
-        let opened = decide(&record("INSERT", None, Some(image(&connection(), "connection")), "14")).unwrap();
+        let opened = decide(&record(
+            "INSERT",
+            None,
+            Some(image(&connection(), "connection")),
+            "14",
+        ))
+        .unwrap();
         assert!(opened.pushes.is_empty());
         assert_eq!(
             opened.effects,
@@ -588,11 +674,23 @@ mod tests {
             connection_id: "abc123=".into(),
             disconnected_at: time(100),
         });
-        let closed = decide(&record("REMOVE", Some(image(&connection(), "connection")), None, "15")).unwrap();
-        assert_eq!(closed.effects, [check.clone()]);
+        let closed = decide(&record(
+            "REMOVE",
+            Some(image(&connection(), "connection")),
+            None,
+            "15",
+        ))
+        .unwrap();
+        assert_eq!(closed.effects, std::slice::from_ref(&check));
 
         // A TTL deletion, as the Lambda event carries it.
-        let mut value = serde_json::to_value(record("REMOVE", Some(image(&connection(), "connection")), None, "16")).unwrap();
+        let mut value = serde_json::to_value(record(
+            "REMOVE",
+            Some(image(&connection(), "connection")),
+            None,
+            "16",
+        ))
+        .unwrap();
         value["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
         let expired: EventRecord = serde_json::from_value(value).unwrap();
         let decision = decide(&expired).unwrap();
@@ -604,7 +702,12 @@ mod tests {
         assert_eq!(decision.effects[1], check);
 
         // Some other service deleting it is an ordinary disconnect.
-        let mut other = record("REMOVE", Some(image(&connection(), "connection")), None, "17");
+        let mut other = record(
+            "REMOVE",
+            Some(image(&connection(), "connection")),
+            None,
+            "17",
+        );
         let mut identity = UserIdentity::default();
         identity.type_ = "Service".into();
         identity.principal_id = "backup.amazonaws.com".into();
@@ -621,12 +724,27 @@ mod tests {
         };
         for (entity, item) in [
             ("like", image(&like, "like")),
-            ("follow", image(&json!({"follower_id": id(1), "followee_id": id(2)}), "follow")),
-            ("refresh_token", image(&json!({"user_id": id(1)}), "refresh_token")),
+            (
+                "follow",
+                image(
+                    &json!({"follower_id": id(1), "followee_id": id(2)}),
+                    "follow",
+                ),
+            ),
+            (
+                "refresh_token",
+                image(&json!({"user_id": id(1)}), "refresh_token"),
+            ),
             ("rate_window", image(&json!({"count": 1}), "rate_window")),
-            ("notification_dedup", image(&json!({"notification_id": id(3)}), "notification_dedup")),
+            (
+                "notification_dedup",
+                image(&json!({"notification_id": id(3)}), "notification_dedup"),
+            ),
             ("presence", image(&json!({"online": true}), "presence")),
-            ("room_member", image(&json!({"channel": "post:x"}), "room_member")),
+            (
+                "room_member",
+                image(&json!({"channel": "post:x"}), "room_member"),
+            ),
         ] {
             for name in ["INSERT", "MODIFY", "REMOVE"] {
                 let decision =
@@ -635,8 +753,11 @@ mod tests {
             }
         }
         // No entity at all (a foreign item): nothing, not an error.
-        let foreign: serde_dynamo::Item = serde_dynamo::to_item(json!({"pk": "X", "sk": "Y"})).unwrap();
-        assert!(decide(&record("INSERT", None, Some(foreign), "19")).unwrap().is_empty());
+        let foreign: serde_dynamo::Item =
+            serde_dynamo::to_item(json!({"pk": "X", "sk": "Y"})).unwrap();
+        assert!(decide(&record("INSERT", None, Some(foreign), "19"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -647,19 +768,49 @@ mod tests {
         };
         let records = [
             record("INSERT", None, Some(image(&post(), "post")), "20"),
-            record("MODIFY", Some(image(&post(), "post")), Some(image(&liked, "post")), "21"),
+            record(
+                "MODIFY",
+                Some(image(&post(), "post")),
+                Some(image(&liked, "post")),
+                "21",
+            ),
             record("REMOVE", Some(image(&post(), "post")), None, "22"),
-            record("INSERT", None, Some(image(&notification(false), "notification")), "23"),
-            record("INSERT", None, Some(image(&message(MessageStatus::Requested), "message")), "24"),
+            record(
+                "INSERT",
+                None,
+                Some(image(&notification(false), "notification")),
+                "23",
+            ),
+            record(
+                "INSERT",
+                None,
+                Some(image(&message(MessageStatus::Requested), "message")),
+                "24",
+            ),
         ];
         for record in &records {
-            let first: Vec<Uuid> = decide(record).unwrap().pushes.iter().map(|p| p.event.event_id).collect();
-            let second: Vec<Uuid> = decide(record).unwrap().pushes.iter().map(|p| p.event.event_id).collect();
+            let first: Vec<Uuid> = decide(record)
+                .unwrap()
+                .pushes
+                .iter()
+                .map(|p| p.event.event_id)
+                .collect();
+            let second: Vec<Uuid> = decide(record)
+                .unwrap()
+                .pushes
+                .iter()
+                .map(|p| p.event.event_id)
+                .collect();
             assert!(!first.is_empty());
             assert_eq!(first, second, "{}", record.event_name);
         }
         // The same like count reached by a later change is a different event.
-        let later = record("MODIFY", Some(image(&post(), "post")), Some(image(&liked, "post")), "99");
+        let later = record(
+            "MODIFY",
+            Some(image(&post(), "post")),
+            Some(image(&liked, "post")),
+            "99",
+        );
         assert_ne!(
             decide(&records[1]).unwrap().pushes[0].event.event_id,
             decide(&later).unwrap().pushes[0].event.event_id
@@ -673,14 +824,20 @@ mod tests {
             Err(BadRecord::EventName(_))
         ));
         // An insert whose new image lacks the post's fields.
-        let broken: serde_dynamo::Item = serde_dynamo::to_item(json!({"entity": "post", "id": "not-a-uuid"})).unwrap();
+        let broken: serde_dynamo::Item =
+            serde_dynamo::to_item(json!({"entity": "post", "id": "not-a-uuid"})).unwrap();
         assert!(matches!(
             decide(&record("INSERT", None, Some(broken), "31")),
             Err(BadRecord::Image { .. })
         ));
         // A modify that lost its old image (e.g. a KEYS_ONLY stream).
-        let value: Value = serde_json::to_value(record("MODIFY", None, Some(image(&post(), "post")), "32")).unwrap();
+        let value: Value =
+            serde_json::to_value(record("MODIFY", None, Some(image(&post(), "post")), "32"))
+                .unwrap();
         let keys_only: EventRecord = serde_json::from_value(value).unwrap();
-        assert!(matches!(decide(&keys_only), Err(BadRecord::MissingImage { .. })));
+        assert!(matches!(
+            decide(&keys_only),
+            Err(BadRecord::MissingImage { .. })
+        ));
     }
 }

@@ -69,8 +69,17 @@ impl State {
             config.require_fanout_queue_url()?,
         ));
         let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
-        Ok(Self::from_parts(config, store, push, queue, Arc::new(SystemClock)))
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        Ok(Self::from_parts(
+            config,
+            store,
+            push,
+            queue,
+            Arc::new(SystemClock),
+        ))
     }
 
     /// State over the given store, push client and queue.
@@ -81,7 +90,12 @@ impl State {
         queue: Arc<dyn EventQueue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let tier = PushTier::new(store, push, queue.clone(), config.fanout_direct_max_connections);
+        let tier = PushTier::new(
+            store,
+            push,
+            queue.clone(),
+            config.fanout_direct_max_connections,
+        );
         Self {
             config,
             tier,
@@ -112,7 +126,10 @@ enum RecordFailure {
 
 /// Handles one batch of stream records; reports failed records for redelivery.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
-pub async fn handle(state: &State, event: LambdaEvent<DynamoDbEvent>) -> std::result::Result<DynamoDbEventResponse, BoxError> {
+pub async fn handle(
+    state: &State,
+    event: LambdaEvent<DynamoDbEvent>,
+) -> std::result::Result<DynamoDbEventResponse, BoxError> {
     let mut metrics = PushMetrics::default();
     let mut response = DynamoDbEventResponse::default();
     for record in &event.payload.records {
@@ -138,7 +155,9 @@ pub async fn handle(state: &State, event: LambdaEvent<DynamoDbEvent>) -> std::re
             response.batch_item_failures.push(item);
         }
     }
-    shared::telemetry::emf::emit(&metrics.emf_document(FUNCTION_NAME, state.clock.now().timestamp_millis()));
+    shared::telemetry::emf::emit(
+        &metrics.emf_document(FUNCTION_NAME, state.clock.now().timestamp_millis()),
+    );
     Ok(response)
 }
 
@@ -177,11 +196,18 @@ async fn process_record(
 async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
     match effect {
         Effect::ReleaseExpiredConnection(stored) => {
-            state.tier.connections.release_expired_connection(&stored).await?;
+            state
+                .tier
+                .connections
+                .release_expired_connection(&stored)
+                .await?;
             Ok(None)
         }
         Effect::ScheduleOfflineCheck(check) => {
-            state.queue.schedule_presence_check(&check, PRESENCE_GRACE).await?;
+            state
+                .queue
+                .schedule_presence_check(&check, PRESENCE_GRACE)
+                .await?;
             Ok(None)
         }
         Effect::AnnounceOnline {
@@ -190,7 +216,12 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
             connected_at,
         } => {
             let cause = format!("connect:{connection_id}");
-            if !state.tier.presence.announce_online(user, &cause, connected_at).await? {
+            if !state
+                .tier
+                .presence
+                .announce_online(user, &cause, connected_at)
+                .await?
+            {
                 return Ok(None);
             }
             Ok(Some(Push {

@@ -74,7 +74,10 @@ impl State {
 
     /// The DynamoDB store and the given clock.
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Self::from_parts(config, store, clock)
     }
 
@@ -126,9 +129,14 @@ pub async fn handle(
         }
         Err(error) => {
             error.log(&request_id);
-            let mut response = response(error.status(), Some(error.http_body(&request_id).to_string()));
+            let mut response = response(
+                error.status(),
+                Some(error.http_body(&request_id).to_string()),
+            );
             if let Some(seconds) = error.retry_after() {
-                response.headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+                response
+                    .headers
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             Ok(response)
         }
@@ -140,10 +148,9 @@ async fn connect(
     request: &ApiGatewayWebsocketProxyRequest,
     credentials: &Credentials,
 ) -> Result<UserId> {
-    let token = credentials
-        .token
-        .as_deref()
-        .ok_or_else(|| Error::unauthorized("an access token is required (?token= or Sec-WebSocket-Protocol)"))?;
+    let token = credentials.token.as_deref().ok_or_else(|| {
+        Error::unauthorized("an access token is required (?token= or Sec-WebSocket-Protocol)")
+    })?;
     if token.len() > MAX_TOKEN_CHARS {
         return Err(Error::unauthorized("invalid or expired access token"));
     }
@@ -246,7 +253,10 @@ fn response(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
 mod tests {
     use super::*;
 
-    fn request_with(headers: &[(&str, &str)], query: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+    fn request_with(
+        headers: &[(&str, &str)],
+        query: Option<&str>,
+    ) -> ApiGatewayWebsocketProxyRequest {
         let mut event = serde_json::json!({
             "headers": headers.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "requestContext": {"connectedAt": 0, "requestTimeEpoch": 0, "routeKey": "$connect"},
@@ -259,7 +269,10 @@ mod tests {
 
     #[test]
     fn token_after_the_subprotocol_wins_over_the_query_string() {
-        let request = request_with(&[("Sec-WebSocket-Protocol", "ripple.v1, header-token")], Some("query-token"));
+        let request = request_with(
+            &[("Sec-WebSocket-Protocol", "ripple.v1, header-token")],
+            Some("query-token"),
+        );
         let credentials = Credentials::from_request(&request);
         assert_eq!(credentials.token.as_deref(), Some("header-token"));
         assert!(credentials.subprotocol_offered);
@@ -285,6 +298,9 @@ mod tests {
     fn user_agent_is_truncated() {
         let long = "x".repeat(MAX_USER_AGENT_CHARS + 50);
         let request = request_with(&[("User-Agent", &long)], None);
-        assert_eq!(user_agent(&request).map(|a| a.len()), Some(MAX_USER_AGENT_CHARS));
+        assert_eq!(
+            user_agent(&request).map(|a| a.len()),
+            Some(MAX_USER_AGENT_CHARS)
+        );
     }
 }

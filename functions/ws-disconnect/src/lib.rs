@@ -35,7 +35,10 @@ impl std::fmt::Debug for State {
 impl State {
     /// Production state over the DynamoDB store.
     pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self::from_parts(config, store))
     }
 
@@ -74,7 +77,9 @@ pub async fn handle(
             reason = ?context.disconnect_reason,
             "disconnected"
         ),
-        Ok(None) => tracing::debug!(connection_id = ?context.connection_id, "connection already gone"),
+        Ok(None) => {
+            tracing::debug!(connection_id = ?context.connection_id, "connection already gone")
+        }
         Err(error) => tracing::error!(
             connection_id = ?context.connection_id,
             error = %error,
@@ -88,9 +93,12 @@ pub async fn handle(
 }
 
 /// The user whose connection was removed; `None` if it was already gone.
-async fn disconnect(state: &State, connection_id: Option<&str>) -> Result<Option<shared::domain::UserId>> {
-    let connection_id =
-        connection_id.ok_or_else(|| Error::invariant("$disconnect event without requestContext.connectionId"))?;
+async fn disconnect(
+    state: &State,
+    connection_id: Option<&str>,
+) -> Result<Option<shared::domain::UserId>> {
+    let connection_id = connection_id
+        .ok_or_else(|| Error::invariant("$disconnect event without requestContext.connectionId"))?;
     Ok(state
         .connections
         .remove_connection(connection_id)

@@ -101,7 +101,9 @@ impl Frame {
         }
         let body = body.unwrap_or_default();
         if body.trim().is_empty() {
-            return rejected(Error::validation("empty frame; send a JSON object with an action"));
+            return rejected(Error::validation(
+                "empty frame; send a JSON object with an action",
+            ));
         }
         if body.len() > MAX_FRAME_BYTES {
             return rejected(Error::PayloadTooLarge {
@@ -111,7 +113,9 @@ impl Frame {
         let mut object = match serde_json::from_str::<Value>(body) {
             Ok(Value::Object(object)) => object,
             Ok(_) => return rejected(Error::validation("a frame must be a JSON object")),
-            Err(error) => return rejected(Error::validation(format!("frame is not JSON: {error}"))),
+            Err(error) => {
+                return rejected(Error::validation(format!("frame is not JSON: {error}")))
+            }
         };
         let request_id = match object.remove("request_id") {
             None | Some(Value::Null) => None,
@@ -140,14 +144,32 @@ mod tests {
     fn reads_every_action_with_its_request_id() {
         let user = uuid::Uuid::from_u128(7);
         let cases = [
-            (r#"{"action":"subscribe","request_id":"r1","channel":"post:x"}"#, Action::Subscribe { channel: "post:x".into() }),
-            (r#"{"action":"unsubscribe","request_id":"r1","channel":"post:x"}"#, Action::Unsubscribe { channel: "post:x".into() }),
             (
-                &format!(r#"{{"action":"typing","request_id":"r1","to":"{user}","state":"start"}}"#),
-                Action::Typing { to: user, state: TypingState::Start },
+                r#"{"action":"subscribe","request_id":"r1","channel":"post:x"}"#,
+                Action::Subscribe {
+                    channel: "post:x".into(),
+                },
+            ),
+            (
+                r#"{"action":"unsubscribe","request_id":"r1","channel":"post:x"}"#,
+                Action::Unsubscribe {
+                    channel: "post:x".into(),
+                },
+            ),
+            (
+                &format!(
+                    r#"{{"action":"typing","request_id":"r1","to":"{user}","state":"start"}}"#
+                ),
+                Action::Typing {
+                    to: user,
+                    state: TypingState::Start,
+                },
             ),
             (r#"{"action":"ping","request_id":"r1"}"#, Action::Ping {}),
-            (r#"{"action":"resume","request_id":"r1","since":"c"}"#, Action::Resume { since: "c".into() }),
+            (
+                r#"{"action":"resume","request_id":"r1","since":"c"}"#,
+                Action::Resume { since: "c".into() },
+            ),
         ];
         for (body, expected) in cases {
             let frame = read(body);
@@ -176,16 +198,31 @@ mod tests {
         ] {
             let frame = read(body);
             assert_eq!(frame.request_id.as_deref(), Some("r2"), "{body}");
-            assert_eq!(frame.action.unwrap_err().code(), "validation_failed", "{body}");
+            assert_eq!(
+                frame.action.unwrap_err().code(),
+                "validation_failed",
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_rejected_without_a_request_id() {
-        for body in ["not json", "[1,2]", "\"ping\"", "", "   ", r#"{"action":"ping","request_id":5}"#] {
+        for body in [
+            "not json",
+            "[1,2]",
+            "\"ping\"",
+            "",
+            "   ",
+            r#"{"action":"ping","request_id":5}"#,
+        ] {
             let frame = read(body);
             assert_eq!(frame.request_id, None, "{body}");
-            assert_eq!(frame.action.unwrap_err().code(), "validation_failed", "{body}");
+            assert_eq!(
+                frame.action.unwrap_err().code(),
+                "validation_failed",
+                "{body}"
+            );
         }
         let long_id = "r".repeat(MAX_REQUEST_ID_CHARS + 1);
         let frame = read(&format!(r#"{{"action":"ping","request_id":"{long_id}"}}"#));
@@ -195,7 +232,10 @@ mod tests {
 
     #[test]
     fn oversize_and_binary_frames_are_rejected() {
-        let big = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
+        let big = format!(
+            r#"{{"action":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
         assert_eq!(read(&big).action.unwrap_err().code(), "payload_too_large");
         let binary = Frame::read(Some("AAEC"), true);
         assert_eq!(binary.action.unwrap_err().code(), "validation_failed");

@@ -83,7 +83,10 @@ impl State {
     /// required) and the system clock.
     pub fn new(config: Config, clients: &Clients) -> Result<Self> {
         let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
 
@@ -139,13 +142,26 @@ pub async fn handle(
     let reply = match process(state, request, frame).await {
         Ok(reply) => reply,
         Err(error) => {
-            error.log(request.request_context.request_id.as_deref().unwrap_or_default());
-            Some(Event::error(&error, request_id.as_deref(), state.clock.now()))
+            error.log(
+                request
+                    .request_context
+                    .request_id
+                    .as_deref()
+                    .unwrap_or_default(),
+            );
+            Some(Event::error(
+                &error,
+                request_id.as_deref(),
+                state.clock.now(),
+            ))
         }
     };
     let mut response = ApiGatewayProxyResponse::default();
     response.status_code = 200;
-    response.body = reply.map(|event| event.to_json()).transpose()?.map(Body::Text);
+    response.body = reply
+        .map(|event| event.to_json())
+        .transpose()?
+        .map(Body::Text);
     Ok(response)
 }
 
@@ -179,7 +195,9 @@ async fn process(
     }
     let caller = caller(state, context.connection_id.as_deref()).await?;
     match action {
-        Action::Ping {} => Err(Error::invariant("ping is answered before the caller is read")),
+        Action::Ping {} => Err(Error::invariant(
+            "ping is answered before the caller is read",
+        )),
         Action::Subscribe { channel } => {
             let channel = Channel::parse(&channel)?;
             channels::authorize(state, caller.user_id, channel).await?;

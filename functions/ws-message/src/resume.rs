@@ -106,15 +106,23 @@ pub fn parse_cursor(since: &str) -> Result<(Uuid, DateTime<Utc>)> {
 }
 
 /// Collects what `user` missed since `since`.
-pub async fn collect(state: &State, user: UserId, since: &str, now: DateTime<Utc>) -> Result<Replay> {
+pub async fn collect(
+    state: &State,
+    user: UserId,
+    since: &str,
+    now: DateTime<Utc>,
+) -> Result<Replay> {
     let (since, since_at) = parse_cursor(since)?;
     if since_at < now - RESUME_WINDOW || since_at > now + MAX_CURSOR_SKEW {
         return Ok(Replay::gap(now));
     }
 
-    let notifications = newer_than(since, MAX_REPLAY, |n: &Notification| Some(n.id), |page| async move {
-        state.notifications.notifications(user, false, &page).await
-    })
+    let notifications = newer_than(
+        since,
+        MAX_REPLAY,
+        |n: &Notification| Some(n.id),
+        |page| async move { state.notifications.notifications(user, false, &page).await },
+    )
     .await?;
     let Some(notifications) = notifications else {
         return Ok(Replay::gap(now));
@@ -126,21 +134,31 @@ pub async fn collect(state: &State, user: UserId, since: &str, now: DateTime<Utc
     };
     for other in threads {
         let budget = MAX_REPLAY.saturating_sub(events.len());
-        let messages = newer_than(since, budget, |m: &Message| Some(m.id), |page| async move {
-            state.messages.messages(user, other, &page).await
-        })
+        let messages = newer_than(
+            since,
+            budget,
+            |m: &Message| Some(m.id),
+            |page| async move { state.messages.messages(user, other, &page).await },
+        )
         .await?;
         let Some(messages) = messages else {
             return Ok(Replay::gap(now));
         };
-        events.extend(messages.iter().map(|message| Event::message_for(message, user)));
+        events.extend(
+            messages
+                .iter()
+                .map(|message| Event::message_for(message, user)),
+        );
     }
     // UUIDv7 ids order by creation time; notifications and messages interleave correctly.
     events.sort_by_key(|event| event.cursor);
 
-    let feed_new_posts = newer_than(since, MAX_FEED_NEW_POSTS, |p: &Post| Some(p.id), |page| async move {
-        state.posts.feed(user, &page).await
-    })
+    let feed_new_posts = newer_than(
+        since,
+        MAX_FEED_NEW_POSTS,
+        |p: &Post| Some(p.id),
+        |page| async move { state.posts.feed(user, &page).await },
+    )
     .await?
     .map_or(MAX_FEED_NEW_POSTS, |posts| posts.len());
 
@@ -161,7 +179,11 @@ pub async fn collect(state: &State, user: UserId, since: &str, now: DateTime<Utc
 /// accepted conversations (newest first, so the walk stops at the first older one) and the
 /// pending requests to `user`. `None` if there are more than [`MAX_REPLAY`] of them (each
 /// has at least one new message: a gap) or too many requests to scan.
-async fn threads_with_news(state: &State, user: UserId, since: Uuid) -> Result<Option<BTreeSet<UserId>>> {
+async fn threads_with_news(
+    state: &State,
+    user: UserId,
+    since: Uuid,
+) -> Result<Option<BTreeSet<UserId>>> {
     let conversations = newer_than(
         since,
         MAX_REPLAY,
@@ -213,7 +235,7 @@ where
     loop {
         let listing = fetch(page).await?;
         for item in listing.items {
-            if !id_of(&item).is_some_and(|id| id > since) {
+            if id_of(&item).is_none_or(|id| id <= since) {
                 return Ok(Some(kept));
             }
             if kept.len() == budget {
@@ -238,8 +260,10 @@ mod tests {
     fn time_cursor_is_below_every_id_of_its_millisecond_and_above_earlier_ones() {
         let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
         let cursor = time_cursor(at);
-        let same_ms = uuid::Builder::from_unix_timestamp_millis(1_700_000_000_123, &[0xff; 10]).into_uuid();
-        let earlier = uuid::Builder::from_unix_timestamp_millis(1_700_000_000_122, &[0xff; 10]).into_uuid();
+        let same_ms =
+            uuid::Builder::from_unix_timestamp_millis(1_700_000_000_123, &[0xff; 10]).into_uuid();
+        let earlier =
+            uuid::Builder::from_unix_timestamp_millis(1_700_000_000_122, &[0xff; 10]).into_uuid();
         assert!(cursor < same_ms);
         assert!(earlier < cursor);
         assert_eq!(parse_cursor(&cursor.to_string()).unwrap(), (cursor, at));
@@ -265,9 +289,22 @@ mod tests {
             let next_cursor = (start + 2 < listing.len()).then(|| (start + 2).to_string());
             async move { Ok(Page { items, next_cursor }) }
         };
-        let newer = newer_than(ids[1], 10, |id: &Uuid| Some(*id), fetch).await.unwrap();
+        let newer = newer_than(ids[1], 10, |id: &Uuid| Some(*id), fetch)
+            .await
+            .unwrap();
         assert_eq!(newer, Some(vec![ids[4], ids[3], ids[2]]));
-        assert_eq!(newer_than(ids[1], 2, |id: &Uuid| Some(*id), fetch).await.unwrap(), None);
-        assert_eq!(newer_than(ids[1], 3, |id: &Uuid| Some(*id), fetch).await.unwrap().map(|v| v.len()), Some(3));
+        assert_eq!(
+            newer_than(ids[1], 2, |id: &Uuid| Some(*id), fetch)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            newer_than(ids[1], 3, |id: &Uuid| Some(*id), fetch)
+                .await
+                .unwrap()
+                .map(|v| v.len()),
+            Some(3)
+        );
     }
 }

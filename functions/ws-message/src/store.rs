@@ -82,10 +82,8 @@ impl RealtimeStore for DynamoStore {
     }
 
     async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool> {
-        let conversation: Option<Conversation> = self
-            .table
-            .get_as(&keys::conversation(owner, other))
-            .await?;
+        let conversation: Option<Conversation> =
+            self.table.get_as(&keys::conversation(owner, other)).await?;
         Ok(conversation.is_some_and(|c| c.state == ConversationState::Accepted))
     }
 }

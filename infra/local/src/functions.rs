@@ -27,9 +27,9 @@ use crate::template::Template;
 /// Builds one function's handler from its configuration and SDK clients.
 pub type FunctionBuilder = fn(Config, &Clients) -> shared::error::Result<Arc<dyn LambdaFunction>>;
 
-/// A REST function crate with the standard shape (`State::new(config, clients)`,
-/// `lambda_function(state)`).
-macro_rules! rest_function {
+/// A function crate with the standard shape (`State::new(config, clients)`,
+/// `lambda_function(state)`), as every Ripple function has.
+macro_rules! standard_function {
     ($krate:ident) => {
         |config, clients| {
             Ok($krate::lambda_function(Arc::new($krate::State::new(
@@ -42,11 +42,16 @@ macro_rules! rest_function {
 /// Every handler the gateway can run in-process, by handler name. Adding a function is one
 /// line here (plus its crate in `infra/local/Cargo.toml`).
 pub const IN_PROCESS_FUNCTIONS: &[(&str, FunctionBuilder)] = &[
-    ("api-auth", rest_function!(api_auth)),
-    ("api-users", rest_function!(api_users)),
-    ("api-posts", rest_function!(api_posts)),
-    ("api-messages", rest_function!(api_messages)),
-    ("api-notifications", rest_function!(api_notifications)),
+    ("api-auth", standard_function!(api_auth)),
+    ("api-users", standard_function!(api_users)),
+    ("api-posts", standard_function!(api_posts)),
+    ("api-messages", standard_function!(api_messages)),
+    ("api-notifications", standard_function!(api_notifications)),
+    ("ws-connect", standard_function!(ws_connect)),
+    ("ws-disconnect", standard_function!(ws_disconnect)),
+    ("ws-message", standard_function!(ws_message)),
+    ("stream-router", standard_function!(stream_router)),
+    ("push-worker", standard_function!(push_worker)),
 ];
 
 /// Where the in-process functions' SDK clients point.
@@ -86,6 +91,14 @@ impl FunctionRegistry {
     /// Registers `function` under `name` (tests register fakes this way).
     pub fn with(mut self, name: &str, function: Arc<dyn LambdaFunction>) -> Self {
         self.functions.insert(name.to_owned(), function);
+        self
+    }
+
+    /// `self` plus every function of `other` (which wins on a name clash).
+    pub fn merge(mut self, other: &FunctionRegistry) -> Self {
+        for (name, function) in &other.functions {
+            self.functions.insert(name.clone(), Arc::clone(function));
+        }
         self
     }
 

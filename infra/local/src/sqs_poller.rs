@@ -78,7 +78,7 @@ pub struct SqsPollerConfig {
     pub batch_size: usize,
     /// `MaximumBatchingWindowInSeconds` (0..=300 s, default 0).
     pub maximum_batching_window: Duration,
-    /// The long poll of each `ReceiveMessage` (whole seconds, at most 20).
+    /// The long poll of each `ReceiveMessage` (1 to 20 whole seconds).
     pub wait_time: Duration,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
@@ -131,8 +131,9 @@ impl SqsPollerConfig {
                 self.function_name
             );
         }
-        if self.wait_time > MAX_WAIT_TIME {
-            bail!("the SQS long poll cannot exceed 20 seconds");
+        // Whole seconds only: a zero wait would turn an idle queue into a busy loop.
+        if self.wait_time < Duration::from_secs(1) || self.wait_time > MAX_WAIT_TIME {
+            bail!("the SQS long poll must be 1 to 20 seconds");
         }
         if self.maximum_concurrency == 0 {
             bail!(
@@ -527,4 +528,79 @@ fn message_attribute(value: &MessageAttributeValue) -> Value {
         attribute["binaryValue"] = json!(base64(blob));
     }
     attribute
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_smithy_types::Blob;
+
+    use super::*;
+
+    const QUEUE_ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:ripple-push";
+
+    #[test]
+    fn a_message_becomes_the_lambda_record() {
+        let message = Message::builder()
+            .message_id("m-1")
+            .receipt_handle("rh-1")
+            .body("{\"event\":1}")
+            .md5_of_body("digest")
+            .md5_of_message_attributes("attributes-digest")
+            .set_attributes(Some(HashMap::from([
+                (
+                    MessageSystemAttributeName::ApproximateReceiveCount,
+                    "2".to_owned(),
+                ),
+                (
+                    MessageSystemAttributeName::SentTimestamp,
+                    "1700000000000".to_owned(),
+                ),
+            ])))
+            .message_attributes(
+                "payload",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(Blob::new(b"\x01\x02"))
+                    .build()
+                    .expect("a valid attribute"),
+            )
+            .build();
+        let record = sqs_record(&message, QUEUE_ARN, "eu-west-1");
+        assert_eq!(
+            record,
+            json!({
+                "messageId": "m-1",
+                "receiptHandle": "rh-1",
+                "body": "{\"event\":1}",
+                "attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1700000000000"},
+                "messageAttributes": {"payload": {
+                    "binaryValue": "AQI=",
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": "Binary",
+                }},
+                "md5OfBody": "digest",
+                "md5OfMessageAttributes": "attributes-digest",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": QUEUE_ARN,
+                "awsRegion": "eu-west-1",
+            })
+        );
+        let parsed: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(json!({ "Records": [record] })).expect("an SQS event");
+        assert_eq!(parsed.records[0].message_id.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn a_batch_above_ten_needs_a_batching_window() {
+        let mut config = SqsPollerConfig::new("push-worker", "http://queue");
+        config.batch_size = 11;
+        assert!(config.validate().is_err());
+        config.maximum_batching_window = Duration::from_secs(1);
+        assert!(config.validate().is_ok());
+        config.maximum_concurrency = 0;
+        assert!(config.validate().is_err());
+    }
 }

@@ -104,6 +104,8 @@ pub struct LocalStack {
     pub table_name: String,
     /// True when the functions use [`DEV_JWT_SECRET`].
     pub dev_secret: bool,
+    /// With `--invoke cargo-lambda`: the environment `cargo lambda watch` needs.
+    pub cargo_lambda_environment: Option<String>,
     gateway: Option<Gateway>,
     stream_pollers: Vec<StreamPollerHandle>,
     sqs_pollers: Vec<SqsPollerHandle>,
@@ -114,10 +116,21 @@ pub struct LocalStack {
 
 impl LocalStack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        Self::start_with_functions(options, FunctionRegistry::new()).await
+    }
+
+    /// [`start`](Self::start) with `extra` functions registered over the built-in ones
+    /// (tests run their own handlers behind the real gateway and pollers this way).
+    pub async fn start_with_functions(
+        options: StackOptions,
+        extra: FunctionRegistry,
+    ) -> anyhow::Result<Self> {
         let template = Template::from_file(&options.template)?;
         if options.invoke == InvokeMode::InProcess {
             // Fail before starting anything when a route has no handler.
-            template.check_handlers(&FunctionRegistry::in_process_names())?;
+            let mut available = FunctionRegistry::in_process_names();
+            available.extend(extra.names());
+            template.check_handlers(&available)?;
         }
 
         // Storage.
@@ -179,6 +192,8 @@ impl LocalStack {
             ("AWS_ENDPOINT_URL_SQS".to_owned(), sqs_endpoint.clone()),
         ]);
         environment.extend(options.environment.iter().cloned());
+        let cargo_lambda_environment = matches!(options.invoke, InvokeMode::CargoLambda(_))
+            .then(|| shell_environment(&environment, options.jwt_secret.is_none()));
         let registry = match &options.invoke {
             InvokeMode::InProcess => FunctionRegistry::in_process(
                 &template,
@@ -190,6 +205,7 @@ impl LocalStack {
             )?,
             InvokeMode::CargoLambda(url) => FunctionRegistry::cargo_lambda(&template, url),
         }
+        .merge(&extra)
         .verbose(options.verbose);
         let gateway = bound.serve(&template, &registry)?;
 
@@ -203,6 +219,10 @@ impl LocalStack {
             config.maximum_batching_window = source.maximum_batching_window;
             config.bisect_batch_on_function_error = source.bisect_batch_on_function_error;
             config.maximum_retry_attempts = source.maximum_retry_attempts;
+            config.maximum_record_age = source.maximum_record_age;
+            if let Some(timeout) = function.timeout {
+                config.function_timeout = timeout;
+            }
             config.report_batch_item_failures = source.report_batch_item_failures;
             config.on_failure_queue_url = source
                 .on_failure_queue
@@ -232,6 +252,12 @@ impl LocalStack {
             config.batch_size = usize::try_from(source.batch_size)?;
             config.maximum_batching_window = source.maximum_batching_window;
             config.report_batch_item_failures = source.report_batch_item_failures;
+            if let Some(concurrency) = source.maximum_concurrency {
+                config.maximum_concurrency = usize::try_from(concurrency)?;
+            }
+            if let Some(timeout) = function.timeout {
+                config.function_timeout = timeout;
+            }
             config.start_paused = options.pause_sqs;
             config.verbose = options.verbose;
             let handler = registry
@@ -248,6 +274,7 @@ impl LocalStack {
             queues,
             table_name: options.table_name,
             dev_secret: options.jwt_secret.is_none(),
+            cargo_lambda_environment,
             gateway: Some(gateway),
             stream_pollers,
             sqs_pollers,
@@ -287,6 +314,10 @@ impl LocalStack {
         } else {
             "from --jwt-secret"
         };
+        let cargo_lambda = match &self.cargo_lambda_environment {
+            Some(environment) => format!("  cargo lambda watch environment:\n    {environment}\n"),
+            None => String::new(),
+        };
         format!(
             "ripple-local is running\n  \
              HTTP API:        {}\n  \
@@ -298,6 +329,7 @@ impl LocalStack {
              Fan-out DLQ:     {}\n  \
              Stream failures: {}\n  \
              JWT secret:      {secret}\n\
+             {cargo_lambda}\
              Press Ctrl-C to stop.",
             self.urls.http_url(),
             self.urls.websocket_url(),
@@ -336,6 +368,19 @@ impl Drop for LocalStack {
     fn drop(&mut self) {
         self.ttl_sweeper.abort();
     }
+}
+
+/// `KEY=value` pairs for a shell. A secret the user supplied is never printed; the
+/// development secret is public anyway.
+fn shell_environment(environment: &BTreeMap<String, String>, dev_secret: bool) -> String {
+    environment
+        .iter()
+        .map(|(key, value)| match key.as_str() {
+            "JWT_SECRET" if !dev_secret => "JWT_SECRET=<your --jwt-secret>".to_owned(),
+            _ => format!("{key}={value}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, Option<PathBuf>)> {
@@ -442,6 +487,17 @@ fn queue_url(template: &Template, queues: &Queues, logical_id: &str) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cargo_lambda_environment_never_shows_a_supplied_secret() {
+        let environment = BTreeMap::from([
+            ("JWT_SECRET".to_owned(), "supplied-secret-value".to_owned()),
+            ("TABLE_NAME".to_owned(), "ripple".to_owned()),
+        ]);
+        let shown = shell_environment(&environment, false);
+        assert_eq!(shown, "JWT_SECRET=<your --jwt-secret> TABLE_NAME=ripple");
+        assert!(shell_environment(&environment, true).contains("supplied-secret-value"));
+    }
 
     #[test]
     fn queue_settings_come_from_the_event_sources_and_redrive_policy() {

@@ -98,7 +98,8 @@ pub struct StreamPollerConfig {
     pub bisect_batch_on_function_error: bool,
     /// `MaximumRetryAttempts`; `None` is Lambda's `-1` (retry until the record expires).
     pub maximum_retry_attempts: Option<u32>,
-    /// `MaximumRecordAgeInSeconds`; `None` is Lambda's `-1` (no limit).
+    /// `MaximumRecordAgeInSeconds`; `None` is Lambda's `-1` (no limit). Values below AWS's
+    /// 60 s minimum are accepted so that tests can compress time.
     pub maximum_record_age: Option<Duration>,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
@@ -460,7 +461,7 @@ impl StreamPoller {
                     invoked = true;
                 }
             }
-            self.follow_closed_shards().await;
+            self.discover_shards().await;
             // A backlog is drained without pausing; an idle stream is polled at the interval.
             if !invoked {
                 tokio::time::sleep(self.config.poll_interval).await;
@@ -614,17 +615,9 @@ impl StreamPoller {
                     .await;
                     break;
                 }
-                tokio::time::sleep(self.retry_delay(current.retries)).await;
+                tokio::time::sleep(retry_delay(self.config.retry_delay, current.retries)).await;
             }
         }
-    }
-
-    fn retry_delay(&self, retries: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retries.saturating_sub(1));
-        self.config
-            .retry_delay
-            .saturating_mul(factor)
-            .min(MAX_RETRY_DELAY)
     }
 
     /// Sends the records older than `maximum_record_age` (a prefix: records are in order)
@@ -737,9 +730,15 @@ impl StreamPoller {
         if batch.last_function_error {
             response_context["functionError"] = json!("Unhandled");
         }
+        // Records too old to invoke were never part of an invocation: they get an id of
+        // their own.
+        let request_id = batch
+            .last_request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let failure_record = json!({
             "requestContext": {
-                "requestId": batch.last_request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                "requestId": request_id,
                 "functionArn": self.invoker.function_arn(),
                 "condition": condition.as_str(),
                 "approximateInvokeCount": batch.invocations,
@@ -787,37 +786,43 @@ impl StreamPoller {
                     error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
                     "cannot send to the on-failure destination; the record was: {failure_record}"
                 ),
-                Err(_) => tokio::time::sleep(self.retry_delay(attempt)).await,
+                Err(_) => tokio::time::sleep(retry_delay(self.config.retry_delay, attempt)).await,
             }
         }
     }
 
-    /// Replaces fully read closed shards by their children (read from `TRIM_HORIZON`).
-    async fn follow_closed_shards(&mut self) {
-        let closed = |shard: &ShardReader| shard.iterator.is_none() && shard.buffer.is_empty();
-        if !self.shards.iter().any(closed) || Instant::now() < self.next_shard_discovery {
+    /// Drops fully read closed shards and starts reading shards that appeared since the
+    /// poller started (a closed shard's children, or the first shard of a stream that had
+    /// none) from `TRIM_HORIZON`: every record in them is newer than the start. A shard whose
+    /// parent is still being read waits, so that records stay in order.
+    async fn discover_shards(&mut self) {
+        let finished = |shard: &ShardReader| shard.iterator.is_none() && shard.buffer.is_empty();
+        let needed = self.shards.is_empty() || self.shards.iter().any(finished);
+        if !needed || Instant::now() < self.next_shard_discovery {
             return;
         }
         self.next_shard_discovery = Instant::now() + SHARD_DISCOVERY_INTERVAL;
-        let shards = match describe_shards(&self.clients.streams, &self.stream_arn).await {
-            Ok(shards) => shards,
+        let listed = match describe_shards(&self.clients.streams, &self.stream_arn).await {
+            Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(stream_arn = %self.stream_arn, "cannot list shards: {error:#}");
                 return;
             }
         };
-        let closed_ids: HashSet<String> = self
+        self.shards.retain(|shard| !finished(shard));
+        let still_read: HashSet<String> = self
             .shards
             .iter()
-            .filter(|shard| closed(shard))
             .map(|shard| shard.shard_id.clone())
             .collect();
-        let mut children = Vec::new();
-        for shard in &shards {
-            let (Some(shard_id), Some(parent)) = (shard.shard_id(), shard.parent_shard_id()) else {
+        for shard in &listed {
+            let Some(shard_id) = shard.shard_id() else {
                 continue;
             };
-            if !closed_ids.contains(parent) || self.known_shards.contains(shard_id) {
+            let parent_unfinished = shard
+                .parent_shard_id()
+                .is_some_and(|parent| still_read.contains(parent));
+            if self.known_shards.contains(shard_id) || parent_unfinished {
                 continue;
             }
             match shard_iterator(
@@ -830,18 +835,18 @@ impl StreamPoller {
             {
                 Ok(iterator) => {
                     self.known_shards.insert(shard_id.to_owned());
-                    children.push((parent.to_owned(), ShardReader::new(shard_id, iterator)));
+                    self.shards.push(ShardReader::new(shard_id, iterator));
                 }
-                Err(error) => tracing::warn!("cannot read child shard {shard_id}: {error:#}"),
+                Err(error) => tracing::warn!("cannot read new shard {shard_id}: {error:#}"),
             }
         }
-        let adopted: HashSet<String> = children.iter().map(|(parent, _)| parent.clone()).collect();
-        // A closed shard leaves once its children are being read.
-        self.shards
-            .retain(|shard| !(closed(shard) && adopted.contains(&shard.shard_id)));
-        self.shards
-            .extend(children.into_iter().map(|(_, reader)| reader));
     }
+}
+
+/// The pause before retry number `retries` (≥ 1): `first`, doubling, at most 10 s.
+fn retry_delay(first: Duration, retries: u32) -> Duration {
+    let factor = 2u32.saturating_pow(retries.saturating_sub(1));
+    first.saturating_mul(factor).min(MAX_RETRY_DELAY)
 }
 
 /// The Lambda event record for a stream record (`None` for a record without a sequence
@@ -1140,5 +1145,140 @@ pub mod invocation {
                 "arn:aws:lambda:us-east-1:000000000000:function:f"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodbstreams::types::{Identity, OperationType, StreamRecord, StreamViewType};
+    use aws_smithy_types::{Blob, DateTime as SmithyDateTime};
+
+    use super::*;
+
+    const STREAM_ARN: &str =
+        "arn:aws:dynamodb:us-east-1:000000000000:table/ripple/stream/2024-01-01T00:00:00.000";
+
+    fn ttl_removal() -> Record {
+        let keys = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("CONN#1".into())),
+            ("sk".to_owned(), AttributeValue::S("META".into())),
+        ]);
+        let mut old_image = keys.clone();
+        old_image.extend([
+            (
+                "expires_at".to_owned(),
+                AttributeValue::N("1700000000".into()),
+            ),
+            ("online".to_owned(), AttributeValue::Bool(true)),
+            ("agent".to_owned(), AttributeValue::Null(true)),
+            ("raw".to_owned(), AttributeValue::B(Blob::new(b"\x00\x01"))),
+            (
+                "rooms".to_owned(),
+                AttributeValue::L(vec![AttributeValue::Ss(vec!["post:1".into()])]),
+            ),
+            (
+                "meta".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "n".to_owned(),
+                    AttributeValue::Ns(vec!["1".into(), "2".into()]),
+                )])),
+            ),
+        ]);
+        Record::builder()
+            .event_id("e-1")
+            .event_name(OperationType::Remove)
+            .event_version("1.1")
+            .event_source("aws:dynamodb")
+            .aws_region("us-east-1")
+            .user_identity(
+                Identity::builder()
+                    .r#type("Service")
+                    .principal_id("dynamodb.amazonaws.com")
+                    .build(),
+            )
+            .dynamodb(
+                StreamRecord::builder()
+                    .approximate_creation_date_time(SmithyDateTime::from_secs(1_700_000_100))
+                    .set_keys(Some(keys))
+                    .set_old_image(Some(old_image))
+                    .sequence_number("000000000000000000042")
+                    .size_bytes(120)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn a_ttl_removal_becomes_the_lambda_record_with_user_identity() {
+        let polled = polled_record(&ttl_removal(), STREAM_ARN).expect("a complete record");
+        assert_eq!(polled.sequence_number, "000000000000000000042");
+        let event = &polled.event;
+        assert_eq!(event["eventName"], "REMOVE");
+        assert_eq!(event["eventSourceARN"], STREAM_ARN);
+        assert_eq!(
+            event["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
+        let change = &event["dynamodb"];
+        assert_eq!(change["ApproximateCreationDateTime"], 1_700_000_100);
+        assert!(change.get("NewImage").is_none());
+        assert_eq!(change["OldImage"]["online"], json!({"BOOL": true}));
+        assert_eq!(change["OldImage"]["agent"], json!({"NULL": true}));
+        assert_eq!(change["OldImage"]["raw"], json!({"B": "AAE="}));
+        assert_eq!(
+            change["OldImage"]["rooms"],
+            json!({"L": [{"SS": ["post:1"]}]})
+        );
+        assert_eq!(
+            change["OldImage"]["meta"],
+            json!({"M": {"n": {"NS": ["1", "2"]}}})
+        );
+        assert_eq!(change["SizeBytes"], 120);
+        assert_eq!(change["StreamViewType"], "NEW_AND_OLD_IMAGES");
+
+        // The Lambda runtime's own type reads it back, identity and images included.
+        let parsed: aws_lambda_events::event::dynamodb::Event =
+            serde_json::from_value(json!({ "Records": [event] })).expect("a DynamoDB event");
+        let record = &parsed.records[0];
+        assert_eq!(record.event_name, "REMOVE");
+        assert_eq!(
+            record
+                .user_identity
+                .as_ref()
+                .map(|identity| identity.type_.as_str()),
+            Some("Service")
+        );
+        assert_eq!(record.change.old_image.len(), 8);
+        assert_eq!(
+            record.change.approximate_creation_date_time.timestamp(),
+            1_700_000_100
+        );
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let first = Duration::from_millis(100);
+        let delays = [1, 2, 3, 20].map(|retries| retry_delay(first, retries));
+        assert_eq!(
+            delays,
+            [
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+                Duration::from_millis(400),
+                MAX_RETRY_DELAY
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_batch_sizes_are_rejected() {
+        let mut config = StreamPollerConfig::new("f", "t");
+        for invalid in [0, MAX_BATCH_SIZE + 1] {
+            config.batch_size = invalid;
+            assert!(config.validate().is_err(), "batch size {invalid}");
+        }
+        config.batch_size = MAX_BATCH_SIZE;
+        assert!(config.validate().is_ok());
     }
 }

@@ -53,6 +53,8 @@ pub struct FunctionResource {
     /// Environment variables with plain values (Globals merged with the function's own);
     /// values that are intrinsic functions are left to the gateway to fill in locally.
     pub environment: BTreeMap<String, String>,
+    /// `Timeout` (function, else Globals), if set.
+    pub timeout: Option<Duration>,
 }
 
 /// The HTTP API: routes and CORS.
@@ -118,6 +120,8 @@ pub struct StreamEventSource {
     pub bisect_batch_on_function_error: bool,
     /// `None` = retry until the record expires (`-1`, Lambda's default).
     pub maximum_retry_attempts: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`; `None` = no limit (`-1`, Lambda's default).
+    pub maximum_record_age: Option<Duration>,
     pub report_batch_item_failures: bool,
     /// Logical id of the on-failure destination queue.
     pub on_failure_queue: Option<String>,
@@ -132,6 +136,8 @@ pub struct SqsEventSource {
     pub batch_size: u32,
     pub maximum_batching_window: Duration,
     pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`, if set.
+    pub maximum_concurrency: Option<u32>,
 }
 
 /// An `AWS::SQS::Queue`.
@@ -355,10 +361,18 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        let timeout = match props.get("Timeout") {
+            Some(_) => self.unsigned(props, "Timeout")?,
+            None => match self.globals.and_then(|g| g.get("Function")) {
+                Some(globals) => self.unsigned(globals, "Timeout")?,
+                None => None,
+            },
+        };
         Ok(FunctionResource {
             logical_id: id.to_owned(),
             handler,
             environment,
+            timeout: timeout.map(|seconds| Duration::from_secs(seconds.into())),
         })
     }
 
@@ -453,6 +467,7 @@ impl<'a> Parser<'a> {
         props: &Value,
     ) -> Result<StreamEventSource, TemplateError> {
         let retries = self.integer(props, "MaximumRetryAttempts")?;
+        let record_age = self.integer(props, "MaximumRecordAgeInSeconds")?;
         let on_failure_queue = props
             .get("DestinationConfig")
             .and_then(|d| d.get("OnFailure"))
@@ -479,6 +494,16 @@ impl<'a> Parser<'a> {
                     ))
                 })?),
             },
+            maximum_record_age: match record_age {
+                None | Some(-1) => None,
+                Some(seconds) => Some(Duration::from_secs(u64::try_from(seconds).map_err(
+                    |_| {
+                        invalid(format!(
+                            "{function}: MaximumRecordAgeInSeconds {seconds} is out of range"
+                        ))
+                    },
+                )?)),
+            },
             report_batch_item_failures: reports_item_failures(props),
             on_failure_queue,
         })
@@ -500,6 +525,10 @@ impl<'a> Parser<'a> {
                     .into(),
             ),
             report_batch_item_failures: reports_item_failures(props),
+            maximum_concurrency: match props.get("ScalingConfig") {
+                Some(scaling) => self.unsigned(scaling, "MaximumConcurrency")?,
+                None => None,
+            },
         })
     }
 
@@ -1011,6 +1040,7 @@ Resources:
         let template = Template::parse(TEMPLATE).unwrap();
         assert_eq!(template.functions["AuthFunction"].handler, "api-auth");
         assert_eq!(template.functions["PostsFunction"].handler, "api-posts");
+        assert_eq!(template.functions["PostsFunction"].timeout, None);
         let env = &template.functions["AuthFunction"].environment;
         assert_eq!(
             env.get("MAX_CONNECTIONS_PER_USER").map(String::as_str),
@@ -1051,6 +1081,7 @@ Resources:
         assert!(stream.bisect_batch_on_function_error);
         assert_eq!(stream.maximum_retry_attempts, Some(3));
         assert!(stream.report_batch_item_failures);
+        assert_eq!(stream.maximum_record_age, None);
         assert_eq!(stream.on_failure_queue.as_deref(), Some("StreamDlq"));
 
         let sqs = &template.sqs_sources[0];
@@ -1096,6 +1127,35 @@ Resources:
         )
         .unwrap();
         assert_eq!(references(&value), ["A", "B", "C", "D", "E", "F", "G"]);
+    }
+
+    #[test]
+    fn the_repository_template_drives_the_gateway() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = Template::from_file(&path).unwrap();
+        let health = template
+            .http_api
+            .routes
+            .iter()
+            .find(|r| r.route_key() == "GET /health")
+            .expect("GET /health is routed");
+        assert_eq!(template.functions[&health.function].handler, "api-auth");
+        assert!(template.http_api.cors.is_some());
+        let websocket = template.websocket_api.as_ref().expect("a WebSocket API");
+        for key in ["$connect", "$disconnect", "$default"] {
+            assert!(websocket.routes.contains_key(key), "{key}");
+        }
+        assert!(websocket.stage.is_some());
+        let [stream] = template.stream_sources.as_slice() else {
+            panic!("exactly one stream mapping: {:?}", template.stream_sources);
+        };
+        assert!(stream.report_batch_item_failures && stream.bisect_batch_on_function_error);
+        assert!(stream.maximum_retry_attempts.is_some() && stream.on_failure_queue.is_some());
+        let [sqs] = template.sqs_sources.as_slice() else {
+            panic!("exactly one SQS mapping: {:?}", template.sqs_sources);
+        };
+        assert!(sqs.report_batch_item_failures);
+        assert!(template.queues[&sqs.queue].redrive.is_some());
     }
 
     #[test]

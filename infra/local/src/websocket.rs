@@ -326,8 +326,9 @@ async fn connect(
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK);
         if !status.is_success() {
-            let body = response["body"].as_str().unwrap_or_default().to_owned();
-            return (status, body).into_response();
+            // The function's status, headers and body reach the client.
+            return crate::http_api::map_response(response)
+                .unwrap_or_else(|_| status.into_response());
         }
         if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
             if let Ok(value) = HeaderValue::from_str(&protocol) {

@@ -1,5 +1,6 @@
-//! `make dev`, end to end: the built `ripple-local` binary with the real moto_server from the
-//! repository's `.venv` (`make tools`), serving `GET /health` and a WebSocket connection, and
+//! `make dev`, end to end: the built `ripple-local` binary over the repository's
+//! `template.yaml` with the real functions and the real moto_server from `.venv`
+//! (`make tools`), serving `GET /health` and an authenticated WebSocket connection, and
 //! leaving no process behind after Ctrl-C.
 
 mod common;
@@ -42,7 +43,7 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
         Path::new(MOTO_SERVER).is_file(),
         "{MOTO_SERVER} is missing: run `make tools`"
     );
-    let template = format!("{}/tests/fixtures/dev.yaml", env!("CARGO_MANIFEST_DIR"));
+    let template = format!("{}/../../template.yaml", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_ripple-local"))
         .args([
             "--template",
@@ -81,7 +82,8 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
         .unwrap();
     let http_url = banner_value(&banner, "HTTP API:").to_owned();
     let websocket_url = banner_value(&banner, "WebSocket API:").to_owned();
-    assert!(banner_value(&banner, "Management API:").ends_with("/smoke"));
+    let management = banner_value(&banner, "Management API:");
+    assert!(websocket_url.ends_with(management.rsplit('/').next().unwrap()));
     let sqs = banner_value(&banner, "SQS:");
     let moto_pid: u32 = sqs
         .rsplit_once("moto_server pid ")
@@ -93,7 +95,22 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "ok");
 
-    let (mut socket, response) = connect(&websocket_url, None)
+    // ws-connect checks the access token: register through the HTTP API to get one.
+    let session = http_request(
+        "POST",
+        &format!("{http_url}/auth/register"),
+        &[("content-type", "application/json")],
+        br#"{"username":"dev_smoke","password":"a long enough password"}"#,
+    )
+    .await;
+    assert_eq!(session.status, 201);
+    let token = session.json()["access_token"].as_str().unwrap().to_owned();
+    let rejected = connect(&websocket_url, None).await.unwrap_err();
+    assert!(
+        matches!(&rejected, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401),
+        "{rejected:?}"
+    );
+    let (mut socket, response) = connect(&format!("{websocket_url}?token={token}"), None)
         .await
         .expect("WebSocket accepted");
     assert_eq!(response.status(), 101);

@@ -72,7 +72,7 @@ fn succeed(_event: &Value) -> Result<Value, BoxError> {
 #[tokio::test]
 async fn partial_failure_is_redelivered_until_the_dlq_and_successes_are_deleted() {
     let (_moto, sqs, queues) = moto_with_queues().await;
-    let (function, mut invocations) = RecordingFunction::new(|event: &Value| {
+    let (function, mut invocations) = RecordingFunction::scripted(|event: &Value| {
         let failures: Vec<Value> = records(event)
             .iter()
             .filter(|record| record["body"] == "poison")
@@ -131,7 +131,7 @@ async fn invocation_error_leaves_the_whole_batch_for_redelivery() {
     let (_moto, sqs, queues) = moto_with_queues().await;
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let (function, mut invocations) = RecordingFunction::new(move |_event: &Value| {
+    let (function, mut invocations) = RecordingFunction::scripted(move |_event: &Value| {
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
             Err("the first invocation crashes".into())
         } else {
@@ -164,7 +164,7 @@ async fn invocation_error_leaves_the_whole_batch_for_redelivery() {
 #[tokio::test]
 async fn batch_size_is_honoured() {
     let (_moto, sqs, queues) = moto_with_queues().await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     let mut config = SqsPollerConfig::new("push-worker", &queues.fanout.url);
     config.batch_size = 2;
     config.start_paused = true;
@@ -191,7 +191,7 @@ async fn batch_size_is_honoured() {
 #[tokio::test]
 async fn pause_stops_delivery_until_resumed() {
     let (_moto, sqs, queues) = moto_with_queues().await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     let poller = start_poller(
         &sqs,
         SqsPollerConfig::new("push-worker", &queues.fanout.url),

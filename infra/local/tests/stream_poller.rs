@@ -97,7 +97,7 @@ fn succeed(_event: &Value) -> Result<Value, BoxError> {
 #[tokio::test]
 async fn insert_modify_remove_events_carry_the_images_of_the_writes() {
     let db = TestDb::start().await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     let poller = start_poller(&db, None, config(&db, 10, Duration::from_secs(2)), function).await;
 
     put(&db, "a", "first").await;
@@ -174,7 +174,7 @@ async fn insert_modify_remove_events_carry_the_images_of_the_writes() {
 async fn starts_at_latest_so_writes_before_start_are_not_delivered() {
     let db = TestDb::start().await;
     put_all(&db, &["before-1", "before-2"]).await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     let poller = start_poller(&db, None, config(&db, 10, Duration::ZERO), function).await;
 
     put(&db, "after", "v1").await;
@@ -187,7 +187,7 @@ async fn starts_at_latest_so_writes_before_start_are_not_delivered() {
 #[tokio::test]
 async fn batch_size_is_honoured() {
     let db = TestDb::start().await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     // The window gathers full batches; the last, short one goes when the window ends.
     let poller = start_poller(&db, None, config(&db, 2, Duration::from_secs(3)), function).await;
 
@@ -204,7 +204,7 @@ async fn partial_failure_retries_from_the_lowest_reported_record_then_sends_it_t
     let db = TestDb::start().await;
     let (moto, sqs, on_failure_url) = on_failure_queue().await;
     // Reports two failures, the higher one first: the checkpoint is the lower one ("poison").
-    let (function, mut invocations) = RecordingFunction::new(|event: &Value| {
+    let (function, mut invocations) = RecordingFunction::scripted(|event: &Value| {
         let failures: Vec<Value> = ["e", "poison"]
             .iter()
             .filter_map(|failing| {
@@ -266,7 +266,7 @@ async fn partial_failure_retries_from_the_lowest_reported_record_then_sends_it_t
 async fn function_error_bisects_the_batch_until_the_poison_record_is_isolated() {
     let db = TestDb::start().await;
     let (moto, sqs, on_failure_url) = on_failure_queue().await;
-    let (function, mut invocations) = RecordingFunction::new(|event: &Value| {
+    let (function, mut invocations) = RecordingFunction::scripted(|event: &Value| {
         if sort_keys(event).iter().any(|sk| sk == "poison") {
             Err("cannot process the poison record".into())
         } else {
@@ -312,7 +312,7 @@ async fn invocation_error_without_bisect_retries_the_whole_batch() {
     let db = TestDb::start().await;
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = Arc::clone(&attempts);
-    let (function, mut invocations) = RecordingFunction::new(move |_event: &Value| {
+    let (function, mut invocations) = RecordingFunction::scripted(move |_event: &Value| {
         // The first invocation fails; the retry succeeds.
         if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             Err("transient failure".into())
@@ -334,7 +334,7 @@ async fn invocation_error_without_bisect_retries_the_whole_batch() {
 #[tokio::test]
 async fn duplicate_batch_fault_delivers_each_batch_twice() {
     let db = TestDb::start().await;
-    let (function, mut invocations) = RecordingFunction::new(succeed);
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
     let mut config = config(&db, 10, Duration::ZERO);
     config.deliver_each_batch_twice = true;
     let poller = start_poller(&db, None, config, function).await;
@@ -347,5 +347,35 @@ async fn duplicate_batch_fault_delivers_each_batch_twice() {
         deliveries[0], deliveries[1],
         "the duplicate must be the identical event"
     );
+    poller.shutdown().await;
+}
+
+#[tokio::test]
+async fn records_older_than_the_maximum_age_go_to_the_on_failure_queue() {
+    let db = TestDb::start().await;
+    let (moto, sqs, on_failure_url) = on_failure_queue().await;
+    let (function, mut invocations) =
+        RecordingFunction::scripted(|_event: &Value| Err("always failing".into()));
+    let mut config = config(&db, 10, Duration::ZERO);
+    // Unbounded retries: only the record age ends them.
+    config.maximum_retry_attempts = None;
+    config.maximum_record_age = Some(Duration::from_secs(1));
+    config.retry_delay = Duration::from_millis(200);
+    config.on_failure_queue_url = Some(on_failure_url.clone());
+    let poller = start_poller(&db, Some(&moto), config, function).await;
+
+    put(&db, "stale", "v1").await;
+
+    let first = invocations.next().await;
+    assert_eq!(sort_keys(&first), ["stale"]);
+    let failure = receive_messages(&sqs, &on_failure_url, 1).await;
+    let body: Value = serde_json::from_str(failure[0].body().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("on-failure record is not JSON: {error}"));
+    assert_eq!(body["requestContext"]["condition"], "RecordAgeExceeded");
+    assert_eq!(
+        body["DDBStreamBatchInfo"]["startSequenceNumber"],
+        sequence_number(&records(&first)[0]).as_str()
+    );
+    assert_eq!(body["DDBStreamBatchInfo"]["batchSize"], 1);
     poller.shutdown().await;
 }

@@ -39,7 +39,9 @@ async fn connect_with_a_bad_token_is_rejected_with_the_functions_401() {
         .unwrap_err();
     match error {
         tokio_tungstenite::tungstenite::Error::Http(response) => {
-            assert_eq!(response.status(), 401)
+            assert_eq!(response.status(), 401);
+            let body = response.body().as_deref().unwrap_or_default();
+            assert_eq!(body, br#"{"message":"Unauthorized"}"#);
         }
         other => panic!("expected an HTTP rejection, got {other:?}"),
     }

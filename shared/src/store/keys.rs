@@ -503,4 +503,30 @@ mod tests {
             message_request_dedup_key(bob)
         );
     }
+
+    #[test]
+    fn presence_lives_in_the_user_partition_apart_from_every_other_item() {
+        let user = id(7);
+        assert_eq!(presence(user).pk, user_pk(user));
+        for other in [
+            user_profile(user).sk,
+            user_credentials(user).sk,
+            notification_state(user).sk,
+            user_connections(user).sk,
+        ] {
+            assert_ne!(presence(user).sk, other);
+        }
+        for prefix in [
+            FOLLOWING_PREFIX,
+            FOLLOW_REQUEST_PREFIX,
+            BLOCKING_PREFIX,
+            CONVERSATION_PREFIX,
+            MESSAGE_REQUEST_PREFIX,
+            NOTIFICATION_PREFIX,
+            NOTIFICATION_DEDUP_PREFIX,
+            TOKEN_FAMILY_PREFIX,
+        ] {
+            assert!(!PRESENCE.starts_with(prefix), "{prefix}");
+        }
+    }
 }

@@ -25,9 +25,12 @@ pub fn connection_id() -> String {
 
 /// The route API Gateway selects for a message body.
 pub fn route_for(body: &str) -> &'static str {
-    let action = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|value| value.get("action").and_then(Value::as_str).map(str::to_owned));
+    let action = serde_json::from_str::<Value>(body).ok().and_then(|value| {
+        value
+            .get("action")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     action
         .and_then(|action| ACTION_ROUTES.iter().find(|route| **route == action))
         .copied()
@@ -218,7 +221,12 @@ impl WsEvent {
             .as_object()
             .map(|h| {
                 h.iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.to_ascii_lowercase(),
+                            v.as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -77,7 +77,8 @@ impl Harness {
         vars.extend_from_slice(extra_config);
         let config = db.config_with(&vars);
         let store = Arc::new(db.store());
-        let queue = Arc::new(SqsEventQueue::new(clients.sqs.clone(), &queue_url).with_retry(FAST_RETRY));
+        let queue =
+            Arc::new(SqsEventQueue::new(clients.sqs.clone(), &queue_url).with_retry(FAST_RETRY));
         Self {
             sqs: clients.sqs,
             queue_url,
@@ -151,13 +152,19 @@ impl Harness {
             .sqs
             .get_queue_attributes()
             .queue_url(&self.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+            )
             .send()
             .await
             .unwrap_or_else(|e| panic!("GetQueueAttributes: {e:?}"));
         output
             .attributes()
-            .and_then(|attributes| attributes.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+            .and_then(|attributes| {
+                attributes.get(
+                    &aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                )
+            })
             .and_then(|count| count.parse().ok())
             .unwrap_or_else(|| panic!("no ApproximateNumberOfMessagesDelayed"))
     }
@@ -233,7 +240,12 @@ impl StreamReader {
             .unwrap_or_else(|e| panic!("DescribeStream: {e:?}"));
         let shards: Vec<String> = description
             .stream_description()
-            .map(|d| d.shards().iter().filter_map(|s| s.shard_id().map(str::to_owned)).collect())
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut records = Vec::new();
         for shard in shards {
@@ -286,7 +298,9 @@ impl StreamReader {
     }
 
     fn record_json(&self, record: &Record) -> Value {
-        let change = record.dynamodb().unwrap_or_else(|| panic!("record without dynamodb"));
+        let change = record
+            .dynamodb()
+            .unwrap_or_else(|| panic!("record without dynamodb"));
         let mut dynamodb = Map::new();
         if let Some(time) = change.approximate_creation_date_time() {
             dynamodb.insert("ApproximateCreationDateTime".into(), json!(time.secs()));
@@ -313,7 +327,8 @@ impl StreamReader {
             "dynamodb": dynamodb,
         });
         if let Some(identity) = record.user_identity() {
-            value["userIdentity"] = json!({"type": identity.r#type(), "principalId": identity.principal_id()});
+            value["userIdentity"] =
+                json!({"type": identity.r#type(), "principalId": identity.principal_id()});
         }
         value
     }
@@ -321,12 +336,19 @@ impl StreamReader {
 
 /// A stream image in the Lambda event's DynamoDB-JSON form.
 fn image_json(image: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(image.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect())
+    Value::Object(
+        image
+            .iter()
+            .map(|(k, v)| (k.clone(), attribute_json(v)))
+            .collect(),
+    )
 }
 
 fn attribute_json(value: &AttributeValue) -> Value {
     use base64::Engine as _;
-    let b64 = |blob: &aws_sdk_dynamodbstreams::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
+    let b64 = |blob: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
+    };
     match value {
         AttributeValue::S(s) => json!({ "S": s }),
         AttributeValue::N(n) => json!({ "N": n }),
@@ -336,7 +358,9 @@ fn attribute_json(value: &AttributeValue) -> Value {
         AttributeValue::Ss(values) => json!({ "SS": values }),
         AttributeValue::Ns(values) => json!({ "NS": values }),
         AttributeValue::Bs(values) => json!({ "BS": values.iter().map(b64).collect::<Vec<_>>() }),
-        AttributeValue::L(values) => json!({ "L": values.iter().map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::L(values) => {
+            json!({ "L": values.iter().map(attribute_json).collect::<Vec<_>>() })
+        }
         AttributeValue::M(map) => json!({ "M": image_json(map) }),
         other => panic!("unsupported attribute value {other:?}"),
     }
@@ -344,7 +368,10 @@ fn attribute_json(value: &AttributeValue) -> Value {
 
 /// Ids of the events in a list of pushed events.
 pub fn event_ids(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["event_id"].as_str().unwrap_or_default().to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Now, as stored (millisecond precision).

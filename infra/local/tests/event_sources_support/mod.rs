@@ -114,7 +114,7 @@ pub struct RecordingFunction {
 
 impl RecordingFunction {
     /// The function, and the receiving end of the events it is invoked with.
-    pub fn new(
+    pub fn scripted(
         script: impl Fn(&Value) -> Result<Value, BoxError> + Send + Sync + 'static,
     ) -> (Arc<dyn LambdaFunction>, Invocations) {
         let (events, received) = mpsc::unbounded_channel();
