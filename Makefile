@@ -27,7 +27,7 @@ DEV_ARGS ?=
 
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
-.PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-ddb-local \
+.PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-ddb-local \
         lint-openapi lint-template check-template dev sam-build clean-dev
 
 help: ## list targets
@@ -82,7 +82,7 @@ lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.tx
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy cargo-test test-ddb-local lint-openapi lint-template check-template ## everything CI runs
+test: tools fmt-check clippy cargo-test test-js test-ddb-local lint-openapi lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -96,6 +96,9 @@ clippy: ## lint the workspace (warnings are errors)
 
 cargo-test:
 	cargo test --workspace
+
+test-js: ## the JavaScript client's tests (node --test, no npm packages)
+	node --test clients/js/test/
 
 test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB Local
 	$(SCRIPTS)/ddb-local.sh -- cargo test -p shared --test store

@@ -1,5 +1,6 @@
-//! Ripple's one error type, and the single place where it becomes an HTTP status and body
-//! or a WebSocket `error` event.
+//! Ripple's one error type, and the single place where it becomes an HTTP status and body.
+//! Its WebSocket form is built in exactly one place too, `events::Event::error`, from the
+//! same [`Error::code`] and [`Error::public_message`].
 //!
 //! Handlers return `Result<_, Error>`; nothing else decides status codes. A 5xx never
 //! reveals its cause to the client: the body is generic and the cause chain goes to the log.
@@ -139,18 +140,6 @@ impl Error {
         })
     }
 
-    /// The WebSocket `error` event sent back on the socket that made the request.
-    pub fn ws_event(&self, request_id: Option<&str>) -> Value {
-        json!({
-            "type": "error",
-            "data": {
-                "code": self.code(),
-                "message": self.public_message(),
-                "request_id": request_id,
-            }
-        })
-    }
-
     /// Logs the error at the level it deserves: the whole cause chain for server faults,
     /// one debug line for client mistakes.
     pub fn log(&self, request_id: &str) {
@@ -231,7 +220,7 @@ mod tests {
             code: "edit_window_closed",
             message: "posts can be edited for 120 s".into(),
         };
-        assert_eq!(error.ws_event(Some("r9"))["data"]["code"], "edit_window_closed");
-        assert_eq!(error.ws_event(Some("r9"))["data"]["request_id"], "r9");
+        assert_eq!(error.code(), "edit_window_closed");
+        assert_eq!(error.status(), 403);
     }
 }

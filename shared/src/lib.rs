@@ -9,8 +9,9 @@
 //!
 //! - [`config`]: the typed [`config::Config`], built once at cold start from the
 //!   environment pairs `main.rs` passes in. Library code never reads the environment.
-//! - [`error`]: the one [`error::Error`] enum, and its mapping to an HTTP status + JSON body
-//!   and to a WebSocket `error` event — the only place either mapping exists.
+//! - [`error`]: the one [`error::Error`] enum and its mapping to an HTTP status + JSON body
+//!   (the only place it exists; `http::error_response` applies it). Its WebSocket `error`
+//!   event is built in one place too: [`events::Event::error`].
 //! - [`auth`]: access tokens (JWT, pinned algorithm), refresh tokens (hashed, rotated,
 //!   revocable families) and argon2id password hashing.
 //! - [`domain`]: users, posts, comments, likes, follows, blocks, messages, notifications,
