@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-ddb-local \
-        lint-openapi lint-template check-template dev sam-build clean-dev
+        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -121,6 +121,12 @@ check-template: $(TOOLS_STAMP) ## Ripple's own template invariants (infra/script
 dev: tools ## run the whole stack locally (infra/local gateway; moto_server from .venv)
 	PATH="$(VENV)/bin:$$PATH" RIPPLE_MOTO_SERVER="$(VENV)/bin/moto_server" \
 	  cargo run -p ripple-local -- $(DEV_ARGS)
+
+# The deployment smoke test (scripts/smoke.sh) against a running `make dev` (another terminal).
+# Not part of `make test`. Other URLs: make smoke-local SMOKE_ARGS="--http-url ... --ws-url ..."
+SMOKE_ARGS ?=
+smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event) against a running make dev
+	$(ROOT)/scripts/smoke.sh --local $(SMOKE_ARGS)
 
 clean-dev: ## remove local-stack state (.ripple/)
 	rm -rf .ripple

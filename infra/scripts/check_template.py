@@ -19,10 +19,17 @@ Rules (each failure prints `<rule>: <what is wrong>`; exit status 1 if any faile
   iam          no statement grants a wildcard action (`*`, `dynamodb:*`, `dynamodb:Get*`),
                `Resource: "*"` or NotAction/NotResource unless the line just before it is a
                `# justification: ...` comment; execute-api:ManageConnections only for the functions
-               that push, sqs:SendMessage only for the stream router, queue consumption only for
-               the push worker.
+               that push, sqs:SendMessage only for the stream router and the push worker, queue
+               consumption only for the push worker.
   websocket    every WebSocket route targets an AWS_PROXY integration of a function that has an
                AWS::Lambda::Permission for API Gateway; the deployment waits for every route.
+  grants       each function's identity policy grants exactly EXPECTED_GRANTS (the IAM audit of
+               what its code calls): no action more, none missing, each on exactly the listed
+               resource kinds (table, its indexes, its stream, a queue, the stage's @connections);
+               ManageConnections only as POST on `${WebSocketApi}/${WebSocketStageName}/POST/@connections/*`.
+  environment  every function has the variables its Config/State require (REQUIRED_ENV); the
+               management endpoint names this WebSocket API and stage, FANOUT_QUEUE_URL names a
+               queue the function may send to.
   http         every HttpApi event uses this template's HttpApi, payload format 2.0, and no
                method + path is served twice.
 
@@ -58,11 +65,79 @@ EXPECTED_FUNCTIONS = {
 BUILD_METHOD = "rust-cargolambda"
 # Functions that post to WebSocket connections (execute-api:ManageConnections).
 PUSHING_FUNCTIONS = {"WsMessageFunction", "StreamRouterFunction", "PushWorkerFunction"}
-# Which functions may perform which (lower-cased) SQS actions.
+# Which functions may perform which (lower-cased) SQS actions. The push worker sends too: a
+# `user_offline` with a large audience is fanned out through the queue again
+# (push_worker::State::new requires FANOUT_QUEUE_URL).
 SQS_ACTION_OWNERS = {
-    "sqs:sendmessage": {"StreamRouterFunction"},
+    "sqs:sendmessage": {"StreamRouterFunction", "PushWorkerFunction"},
     "sqs:receivemessage": {"PushWorkerFunction"},
     "sqs:deletemessage": {"PushWorkerFunction"},
+}
+
+# ---- the IAM audit: what each function's code really calls ----------------------------------
+# Resource kinds a grant is classified into (see `resource_kind`).
+TABLE, INDEX, STREAM, CONNECTIONS = "table", "index/*", "stream", "@connections"
+FANOUT_QUEUE, STREAM_DLQ = "queue:FanoutQueue", "queue:StreamDeadLetterQueue"
+
+
+def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[str]]:
+    grants = {f"dynamodb:{action}": {TABLE} for action in items}
+    if query:
+        grants["dynamodb:Query"] = set(query)
+    return grants
+
+
+# Function -> (action -> resource kinds): EXACTLY what its code and the shared modules it calls
+# perform (docs/deploy.md, "IAM"). A grant not listed is over-privilege; a listed one missing is
+# an AccessDenied in production. Update both together when code starts using a new operation.
+EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
+    "ApiAuthFunction": _dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
+    "ApiUsersFunction": _dynamodb(
+        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"],
+        {TABLE, INDEX},
+    ),
+    "ApiPostsFunction": _dynamodb(
+        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
+        {TABLE, INDEX},
+    ),
+    "ApiMessagesFunction": _dynamodb(
+        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
+        {TABLE, INDEX},
+    ),
+    "ApiNotificationsFunction": _dynamodb(["GetItem", "BatchGetItem", "UpdateItem", "TransactWriteItems"], {TABLE, INDEX}),
+    "WsConnectFunction": _dynamodb(["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"]),
+    "WsDisconnectFunction": _dynamodb(["GetItem", "UpdateItem", "DeleteItem", "TransactWriteItems"]),
+    "WsMessageFunction": {
+        **_dynamodb(["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"], {TABLE, INDEX}),
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
+    "StreamRouterFunction": {
+        **_dynamodb(["GetItem", "BatchGetItem", "UpdateItem", "DeleteItem", "TransactWriteItems"], {TABLE, INDEX}),
+        "dynamodb:DescribeStream": {STREAM},
+        "dynamodb:GetRecords": {STREAM},
+        "dynamodb:GetShardIterator": {STREAM},
+        "dynamodb:ListStreams": {STREAM},
+        # The fan-out queue (code) and the stream mapping's on-failure destination (Lambda).
+        "sqs:SendMessage": {FANOUT_QUEUE, STREAM_DLQ},
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
+    "PushWorkerFunction": {
+        **_dynamodb(["GetItem", "BatchGetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"], {TABLE, INDEX}),
+        "sqs:ReceiveMessage": {FANOUT_QUEUE},
+        "sqs:DeleteMessage": {FANOUT_QUEUE},
+        "sqs:GetQueueAttributes": {FANOUT_QUEUE},
+        "sqs:SendMessage": {FANOUT_QUEUE},
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
+}
+
+# Environment each function's `State::new` / `Config::from_vars` refuses to start without
+# (shared/src/config.rs; TABLE_NAME and JWT_SECRET for everyone, usually from Globals).
+REQUIRED_ENV_ALL = {"TABLE_NAME", "JWT_SECRET"}
+REQUIRED_ENV = {
+    "WsMessageFunction": {"WS_MANAGEMENT_ENDPOINT"},
+    "StreamRouterFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
+    "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
 }
 JUSTIFICATION = "# justification:"
 VISIBILITY_TIMEOUT_FACTOR = 6
@@ -506,6 +581,128 @@ def check_iam(template: dict[str, Any], lines: list[str], report: Report) -> Non
                 report.error("iam", f"{where}: {action} is only for {sorted(owners)}")
 
 
+def resource_kind(template: dict[str, Any], resource: Any) -> str:
+    """Classifies one policy resource into the kinds EXPECTED_GRANTS uses (else its JSON)."""
+    tables = resources_of_type(template, "AWS::DynamoDB::Table")
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    target = referenced_id(resource)
+    attribute = getatt_attribute(resource)
+    if target in tables and attribute == "Arn":
+        return TABLE
+    if target in tables and attribute in ("StreamArn", "LatestStreamArn"):
+        return STREAM
+    if target in queues and attribute == "Arn":
+        return f"queue:{target}"
+    text = plain(resource.get("Fn::Sub")) if isinstance(resource, dict) else None
+    if isinstance(text, str) and target in tables:
+        if text.endswith(".Arn}/index/*"):
+            return INDEX
+        if text.endswith(".Arn}/stream/*"):
+            return STREAM
+    if isinstance(text, str) and "/@connections/" in text:
+        return CONNECTIONS
+    return json.dumps(plain(resource), sort_keys=True)
+
+
+MANAGE_CONNECTIONS_ARN = re.compile(
+    r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+    r"\$\{(?P<api>[A-Za-z0-9]+)\}/\$\{(?P<stage>[A-Za-z0-9]+)\}/POST/@connections/\*$"
+)
+
+
+def _websocket_api_and_stage_parameter(template: dict[str, Any]) -> tuple[set[str], set[str]]:
+    apis = {
+        api_id
+        for api_id, api in resources_of_type(template, "AWS::ApiGatewayV2::Api").items()
+        if properties(api).get("ProtocolType") == "WEBSOCKET"
+    }
+    stage_parameters = {
+        str(properties(stage)["StageName"]["Ref"])
+        for stage in resources_of_type(template, "AWS::ApiGatewayV2::Stage").values()
+        if referenced_id(properties(stage).get("ApiId")) in apis
+        and isinstance(properties(stage).get("StageName"), dict)
+        and "Ref" in properties(stage)["StageName"]
+    }
+    return apis, stage_parameters
+
+
+def function_grants(template: dict[str, Any], function_id: str) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for _where, owner, statement in iam_statements(template):
+        if owner != function_id or statement.get("Effect", "Allow") != "Allow":
+            continue
+        kinds = {resource_kind(template, r) for r in as_list(statement.get("Resource"))}
+        for action in as_list(statement.get("Action")):
+            grants.setdefault(str(action).lower(), set()).update(kinds)
+    return grants
+
+
+def check_grants(template: dict[str, Any], report: Report) -> None:
+    apis, stage_parameters = _websocket_api_and_stage_parameter(template)
+    for function_id in sorted(resources_of_type(template, "AWS::Serverless::Function")):
+        expected = EXPECTED_GRANTS.get(function_id)
+        if expected is None:
+            continue  # reported by the functions rule
+        wanted = {action.lower(): kinds for action, kinds in expected.items()}
+        have = function_grants(template, function_id)
+        for action in sorted(set(have) - set(wanted)):
+            report.error("grants", f"{function_id} is granted {action} on {sorted(have[action])}, which its code never calls")
+        for action in sorted(set(wanted) - set(have)):
+            report.error("grants", f"{function_id} lacks {action} on {sorted(wanted[action])}, which its code calls (AccessDenied at run time)")
+        for action in sorted(set(wanted) & set(have)):
+            if have[action] != wanted[action]:
+                extra, missing = sorted(have[action] - wanted[action]), sorted(wanted[action] - have[action])
+                report.error(
+                    "grants",
+                    f"{function_id} {action}: resources must be exactly {sorted(wanted[action])}"
+                    + (f"; not {extra}" if extra else "")
+                    + (f"; missing {missing}" if missing else ""),
+                )
+        for _where, owner, statement in iam_statements(template):
+            if owner != function_id:
+                continue
+            actions = {str(a).lower() for a in as_list(statement.get("Action"))}
+            if "execute-api:manageconnections" not in actions:
+                continue
+            for resource in as_list(statement.get("Resource")):
+                text = plain(resource.get("Fn::Sub")) if isinstance(resource, dict) else None
+                match = MANAGE_CONNECTIONS_ARN.match(text) if isinstance(text, str) else None
+                if not match or match["api"] not in apis or match["stage"] not in stage_parameters:
+                    report.error(
+                        "grants",
+                        f"{function_id}: execute-api:ManageConnections must be exactly "
+                        f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{<WebSocketApi>}}/${{<stage parameter>}}/POST/@connections/* "
+                        f"(the code only posts), not {json.dumps(plain(resource))}",
+                    )
+
+
+def function_environment(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for source in (template.get("Globals", {}).get("Function", {}), properties(function)):
+        variables = (source.get("Environment") or {}).get("Variables") or {}
+        merged.update(variables)
+    return merged
+
+
+def check_environment(template: dict[str, Any], report: Report) -> None:
+    apis, stage_parameters = _websocket_api_and_stage_parameter(template)
+    for function_id, function in sorted(resources_of_type(template, "AWS::Serverless::Function").items()):
+        environment = function_environment(template, function)
+        for name in sorted((REQUIRED_ENV_ALL | REQUIRED_ENV.get(function_id, set())) - set(environment)):
+            report.error("environment", f"{function_id} needs {name} (its Config/State refuses to start without it)")
+        endpoint = environment.get("WS_MANAGEMENT_ENDPOINT")
+        if endpoint is not None:
+            text = plain(endpoint.get("Fn::Sub")) if isinstance(endpoint, dict) else plain(endpoint)
+            names = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", text)) if isinstance(text, str) else set()
+            if not (isinstance(text, str) and text.startswith("https://") and names & apis and names & stage_parameters):
+                report.error("environment", f"{function_id}.WS_MANAGEMENT_ENDPOINT must be https://${{<WebSocketApi>}}...../${{<stage parameter>}}, not {json.dumps(plain(endpoint))}")
+        queue = environment.get("FANOUT_QUEUE_URL")
+        if queue is not None:
+            queue_id = referenced_id(queue)
+            if f"queue:{queue_id}" not in function_grants(template, function_id).get("sqs:sendmessage", set()):
+                report.error("environment", f"{function_id}.FANOUT_QUEUE_URL must !Ref a queue the function may sqs:SendMessage to (found {json.dumps(plain(queue))})")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules: websocket and http
 # ---------------------------------------------------------------------------------------------
@@ -586,6 +783,8 @@ def run(template_path: Path, table_path: Path, root: Path) -> Report:
     check_stream_mapping(template, report)
     check_queue_mappings(template, report)
     check_iam(template, lines, report)
+    check_grants(template, report)
+    check_environment(template, report)
     check_websocket(template, report)
     check_http(template, report)
     return report
@@ -605,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR {error}", file=sys.stderr)
         print(f"check_template: {len(report.errors)} problem(s) in {args.template}", file=sys.stderr)
         return 1
-    print(f"check_template: {args.template} OK (table, functions, stream, queue, iam, websocket, http)")
+    print(f"check_template: {args.template} OK (table, functions, stream, queue, iam, grants, environment, websocket, http)")
     return 0
 
 

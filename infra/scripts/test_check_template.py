@@ -131,6 +131,41 @@ def _unknown_function(template: Template, _table: dict) -> None:
     resources(template)["RogueFunction"] = copy.deepcopy(resources(template)["ApiAuthFunction"])
 
 
+def _drop_action(function_id: str, sid: str, action: str) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        for statement in policy_statements(template, function_id):
+            if statement.get("Sid") == sid:
+                statement["Action"] = [a for a in statement["Action"] if a != action]
+                return
+        raise AssertionError(f"{function_id} has no statement {sid}")
+
+    return mutate
+
+
+def _drop_statement(function_id: str, sid: str) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        statements = policy_statements(template, function_id)
+        kept = [s for s in statements if s.get("Sid") != sid]
+        assert len(kept) == len(statements) - 1, f"{function_id} has no statement {sid}"
+        statements[:] = kept
+
+    return mutate
+
+
+def _drop_env(function_id: str, name: str) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        del props(template, function_id)["Environment"]["Variables"][name]
+
+    return mutate
+
+
+def _drop_global_env(name: str) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        del template["Globals"]["Function"]["Environment"]["Variables"][name]
+
+    return mutate
+
+
 def _route_without_permission(template: Template, _table: dict) -> None:
     del resources(template)["WsDisconnectPermission"]
 
@@ -182,8 +217,26 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("iam: NotAction", _grant("ApiUsersFunction", {"Effect": "Allow", "NotAction": "iam:*", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "NotAction grants everything else"),
     ("iam: ManageConnections for a REST function", _grant("ApiPostsFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/prod/POST/@connections/*"}}), "only for the pushing functions"),
     ("iam: ManageConnections on the whole API", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*"}}), "scoped to the stage's @connections ARN"),
-    ("iam: SendMessage for the worker", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['StreamRouterFunction']"),
+    ("iam: SendMessage for a WebSocket function", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['PushWorkerFunction', 'StreamRouterFunction']"),
     ("iam: ReceiveMessage for the router", _grant("StreamRouterFunction", {"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:receivemessage is only for ['PushWorkerFunction']"),
+    # grants (the per-function IAM audit)
+    ("grants: an action the code never calls", _grant("ApiAuthFunction", {"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "ApiAuthFunction is granted dynamodb:deleteitem"),
+    ("grants: Scan for anyone", _grant("ApiNotificationsFunction", {"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "is granted dynamodb:scan"),
+    ("grants: an action the code calls is missing", _drop_action("PushWorkerFunction", "StaleConnectionCleanupAndPresence", "dynamodb:ConditionCheckItem"), "PushWorkerFunction lacks dynamodb:conditioncheckitem"),
+    ("grants: index query without an index read", _grant("WsConnectFunction", {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::Sub": "${Table.Arn}/index/*"}}), "WsConnectFunction is granted dynamodb:query"),
+    ("grants: index missing for a GSI reader", _set(["ApiUsersFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], {"Fn::GetAtt": ["Table", "Arn"]}), "missing ['index/*']"),
+    ("grants: index granted to a table-only reader", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]), "not ['index/*']"),
+    ("grants: pushing function cannot push", _drop_statement("StreamRouterFunction", "PushToConnections"), "StreamRouterFunction lacks execute-api:manageconnections"),
+    ("grants: ManageConnections for any method", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStageName}/*/@connections/*"}}), "(the code only posts)"),
+    ("grants: worker sends to a DLQ", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}), "not ['queue:FanoutDeadLetterQueue']"),
+    ("grants: router loses its failure destination", _drop_statement("StreamRouterFunction", "StreamFailureDestination"), "missing ['queue:StreamDeadLetterQueue']"),
+    # environment
+    ("environment: worker without FANOUT_QUEUE_URL", _drop_env("PushWorkerFunction", "FANOUT_QUEUE_URL"), "PushWorkerFunction needs FANOUT_QUEUE_URL"),
+    ("environment: router without WS_MANAGEMENT_ENDPOINT", _drop_env("StreamRouterFunction", "WS_MANAGEMENT_ENDPOINT"), "StreamRouterFunction needs WS_MANAGEMENT_ENDPOINT"),
+    ("environment: ws-message without WS_MANAGEMENT_ENDPOINT", _drop_env("WsMessageFunction", "WS_MANAGEMENT_ENDPOINT"), "WsMessageFunction needs WS_MANAGEMENT_ENDPOINT"),
+    ("environment: endpoint of another API", _set(["PushWorkerFunction", "Properties", "Environment", "Variables", "WS_MANAGEMENT_ENDPOINT"], "https://example.com/prod"), "WS_MANAGEMENT_ENDPOINT must be"),
+    ("environment: queue URL of a DLQ", _set(["StreamRouterFunction", "Properties", "Environment", "Variables", "FANOUT_QUEUE_URL"], {"Ref": "FanoutDeadLetterQueue"}), "FANOUT_QUEUE_URL must !Ref a queue"),
+    ("environment: no JWT secret in Globals", _drop_global_env("JWT_SECRET"), "ApiAuthFunction needs JWT_SECRET"),
     # websocket and http
     ("websocket: function without permission", _route_without_permission, "WsDisconnectFunction has no AWS::Lambda::Permission"),
     ("websocket: deployment does not wait for a route", _set(["WebSocketDeployment", "DependsOn"], ["WsConnectRoute"]), "must DependsOn every route"),
@@ -196,7 +249,7 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
 # Raw-text cases for the justification comment (comments only exist in the text)
 # ---------------------------------------------------------------------------------------------
 
-ANCHOR = "            - Sid: EnqueueFanout\n"
+ANCHOR = "            - Sid: StreamFailureDestination\n"
 WILDCARD_STATEMENT = (
     "            - Sid: WildcardForTest\n"
     "              Effect: Allow\n"
@@ -204,11 +257,15 @@ WILDCARD_STATEMENT = (
     "{comment}"
     '              Resource: "*"\n'
 )
+# (name, comment line, whether the iam rule must flag the statement). A justified "*" still
+# fails the grants rule (GetItem is granted on the table only), so these cases look at the
+# iam rule's message, not at the exit status.
 TEXT_CASES: list[tuple[str, str, bool]] = [
-    ("iam text: Resource * without justification", "", False),
-    ("iam text: Resource * with an unrelated comment", "              # this is fine, trust me\n", False),
-    ("iam text: Resource * with a justification", "              # justification: test-only, AWS requires * here\n", True),
+    ("iam text: Resource * without justification", "", True),
+    ("iam text: Resource * with an unrelated comment", "              # this is fine, trust me\n", True),
+    ("iam text: Resource * with a justification", "              # justification: test-only, AWS requires * here\n", False),
 ]
+IAM_WILDCARD_MESSAGE = 'ERROR iam: StreamRouterFunction: Resource: "*"'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,11 +323,16 @@ def main() -> int:
         if original_text.count(ANCHOR) != 1:
             failures.append(f"iam text cases: anchor {ANCHOR.strip()!r} must occur exactly once in {template_path}")
         else:
-            for index, (name, comment, should_pass) in enumerate(TEXT_CASES):
+            for index, (name, comment, flagged) in enumerate(TEXT_CASES):
                 text = original_text.replace(ANCHOR, WILDCARD_STATEMENT.format(comment=comment) + ANCHOR)
                 template_copy = scratch_dir / f"text{index}.yaml"
                 template_copy.write_text(text, encoding="utf-8")
-                expect(name, run_checker(template_copy, table_path, root), should_pass, 'Resource: "*"')
+                result = run_checker(template_copy, table_path, root)
+                output = result.stdout + result.stderr
+                if (IAM_WILDCARD_MESSAGE in output) != flagged:
+                    failures.append(f"{name}: the iam rule should {'' if flagged else 'NOT '}report the wildcard:\n{output}")
+                else:
+                    print(f"  ok  {name}")
 
     total = 2 + len(STRUCTURAL_CASES) + len(TEXT_CASES)
     if failures:

@@ -356,6 +356,95 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
     response
 }
 
+// ---- what every REST function's state shares ----------------------------------------------
+
+/// The parts every REST function's `State` is built from: its configuration, the
+/// access-token service, the clock and the single-table store (which implements every store
+/// trait a handler holds).
+pub struct ApiParts {
+    pub config: crate::config::Config,
+    pub tokens: crate::auth::TokenService,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    pub store: Arc<crate::store::DynamoStore>,
+}
+
+impl ApiParts {
+    /// DynamoDB store over `clients`, tokens from `config.jwt`, and the given clock.
+    pub fn new(
+        config: crate::config::Config,
+        clients: &crate::aws::Clients,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self> {
+        let store = Arc::new(crate::store::DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        Ok(Self {
+            tokens: crate::auth::TokenService::new(&config.jwt)?,
+            config,
+            clock,
+            store,
+        })
+    }
+}
+
+/// The `Debug` of a REST function's state: its table, token service and clock, never the
+/// configuration's secrets nor the stores.
+pub fn debug_state(
+    f: &mut std::fmt::Formatter<'_>,
+    config: &crate::config::Config,
+    tokens: &crate::auth::TokenService,
+    clock: &Arc<dyn crate::clock::Clock>,
+) -> std::fmt::Result {
+    f.debug_struct("State")
+        .field("table", &config.table_name)
+        .field("tokens", tokens)
+        .field("clock", clock)
+        .finish_non_exhaustive()
+}
+
+/// Spends one unit of `user`'s per-minute budget for `action` (the budget configured in
+/// `limits`); `RateLimited` (429 with Retry-After) once the window's budget is spent.
+pub async fn spend_rate_limit(
+    limiter: &dyn crate::store::rate_limit::RateLimiter,
+    limits: &crate::config::RateLimits,
+    user: crate::domain::UserId,
+    action: crate::store::rate_limit::RateLimitedAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    limiter.hit(user, action, action.budget(limits), now).await
+}
+
+/// Turns a page of items about other users (`user_of`) into views carrying those users'
+/// summaries, leaving out users in a block relation with `viewer` (and any whose profile
+/// is gone). The page's cursor is kept: a page may come out shorter, never skip items.
+pub async fn with_user_summaries<T, V>(
+    users: &dyn crate::store::users::UserStore,
+    social: &dyn crate::store::social::SocialStore,
+    viewer: crate::domain::UserId,
+    page: crate::store::Page<T>,
+    user_of: impl Fn(&T) -> crate::domain::UserId,
+    view: impl Fn(T, crate::domain::UserSummary) -> V,
+) -> Result<crate::store::Page<V>> {
+    let ids: Vec<crate::domain::UserId> = page.items.iter().map(&user_of).collect();
+    let (profiles, blocked) = futures::try_join!(users.get_users(&ids), social.block_set(viewer))?;
+    Ok(crate::store::Page {
+        items: page
+            .items
+            .into_iter()
+            .filter_map(|item| {
+                let user = user_of(&item);
+                if blocked.contains(&user) {
+                    return None;
+                }
+                let summary = crate::domain::UserSummary::from(profiles.get(&user)?);
+                Some(view(item, summary))
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

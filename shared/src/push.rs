@@ -7,10 +7,12 @@
 //!   `WS_MANAGEMENT_ENDPOINT`.
 //! - [`Audience`] and [`AudienceResolver`]: who an event is for, turned into connection ids
 //!   (the connections of 100 users are one `BatchGetItem`).
-//! - [`Dispatcher`]: an audience up to `FANOUT_DIRECT_MAX_CONNECTIONS` connections is pushed
-//!   directly with bounded concurrency and retry-with-backoff; a larger one is split into
-//!   `fanout` messages on the queue for the push worker. A gone connection is removed (with
-//!   its room memberships) and counts as delivered.
+//! - [`DirectPush`]: the direct path — posts with bounded concurrency and retry-with-backoff;
+//!   a gone connection is removed (with its room memberships) and counts as delivered. The
+//!   only path of functions whose audiences are small by construction (`ws-message`).
+//! - [`Dispatcher`]: an audience up to `FANOUT_DIRECT_MAX_CONNECTIONS` connections goes
+//!   through [`DirectPush`]; a larger one is split into `fanout` messages on the queue for
+//!   the push worker.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -24,13 +26,17 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 
+use crate::aws::Clients;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::domain::UserId;
 use crate::error::{cause_chain, Error, Result};
 use crate::events::{Channel, Event};
-use crate::queue::EventQueue;
+use crate::queue::{EventQueue, SqsEventQueue};
 use crate::store::connections::ConnectionStore;
 use crate::store::social::SocialStore;
 use crate::store::users::UserStore;
+use crate::store::DynamoStore;
 
 /// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
 /// every concurrent invocation, so this stays modest; throttling is retried anyway.
@@ -49,7 +55,7 @@ pub enum PushOutcome {
 }
 
 /// A post that failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
     /// Throttling, a 5xx or a transport failure: trying again later may work.
     #[error("retryable push failure: {0}")]
@@ -87,7 +93,7 @@ impl ManagementApiPush {
     }
 
     /// The push client of a function that pushes: `WS_MANAGEMENT_ENDPOINT` must be set.
-    pub fn from_clients(clients: &crate::aws::Clients) -> Result<Self> {
+    pub fn from_clients(clients: &Clients) -> Result<Self> {
         clients.management.clone().map(Self::new).ok_or_else(|| {
             Error::invariant(
                 "configuration: required configuration WS_MANAGEMENT_ENDPOINT is not set",
@@ -377,33 +383,150 @@ impl DispatchReport {
     }
 }
 
-/// Pushes events directly or through the queue.
+/// What became of one event posted to one connection, retries included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The connection was gone (410) and has been removed with its memberships.
+    Gone,
+    /// Refused for good ([`PushError::Permanent`]) or still failing after the last attempt
+    /// ([`PushError::Retryable`]).
+    Failed(PushError),
+}
+
+/// The direct path: posts events straight to connections with bounded concurrency,
+/// retrying retryable failures with backoff; a gone connection is removed (with its room
+/// memberships) so later fan-outs stop reaching for it.
+///
+/// Used on its own by functions whose audiences are small by construction (`ws-message`:
+/// typing relays, `resume` replays), and by [`Dispatcher`] for audiences under the queue
+/// threshold and for the push worker's queued chunks.
 #[derive(Clone)]
-pub struct Dispatcher {
+pub struct DirectPush {
     pub push: Arc<dyn PushClient>,
     pub connections: Arc<dyn ConnectionStore>,
-    pub queue: Arc<dyn EventQueue>,
-    /// Audiences up to this many connections are pushed directly.
-    pub direct_max_connections: usize,
+    /// Posts in flight at once per [`DirectPush::deliver`].
     pub concurrency: usize,
     pub retry: RetryPolicy,
 }
 
-impl std::fmt::Debug for Dispatcher {
+impl std::fmt::Debug for DirectPush {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
-            .field("direct_max_connections", &self.direct_max_connections)
+        f.debug_struct("DirectPush")
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
-enum PostResult {
-    Delivered,
-    Gone,
-    Retryable(String),
-    Dropped,
+impl DirectPush {
+    /// Direct push with [`DEFAULT_PUSH_CONCURRENCY`] and the default [`RetryPolicy`].
+    pub fn new(push: Arc<dyn PushClient>, connections: Arc<dyn ConnectionStore>) -> Self {
+        Self {
+            push,
+            connections,
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Posts `event` to every connection with bounded concurrency. Gone connections are
+    /// removed and counted apart; failures are in the report (a permanent one is logged and
+    /// dropped, a retryable one still failing is listed for the caller to retry).
+    pub async fn deliver(
+        &self,
+        event: &Event,
+        connection_ids: &[String],
+    ) -> Result<DispatchReport> {
+        let payload: Arc<[u8]> = event.to_json()?.into_bytes().into();
+        let started = Instant::now();
+        let results: Vec<(String, Delivery)> = stream::iter(connection_ids.iter().cloned())
+            .map(|connection_id| {
+                let payload = Arc::clone(&payload);
+                async move {
+                    let delivery = self.post_with_retry(&connection_id, &payload).await;
+                    (connection_id, delivery)
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = DispatchReport::new(DispatchPath::Direct, connection_ids.len());
+        report.push_latency = started.elapsed();
+        for (connection_id, delivery) in results {
+            match delivery {
+                Delivery::Delivered => report.delivered += 1,
+                Delivery::Gone => report.gone += 1,
+                Delivery::Failed(PushError::Permanent(error)) => {
+                    tracing::error!(connection_id, event_id = %event.event_id, error, "push refused; dropped");
+                    report.dropped += 1;
+                }
+                Delivery::Failed(PushError::Retryable(error)) => {
+                    tracing::warn!(connection_id, event_id = %event.event_id, error, "push still failing after retries");
+                    report.retryable_failures.push(connection_id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Posts `event` to one connection, retrying retryable failures (for callers that must
+    /// know the outcome before going on, e.g. an ordered replay that stops when the
+    /// connection is gone).
+    pub async fn post(&self, connection_id: &str, event: &Event) -> Result<Delivery> {
+        let payload = event.to_json()?.into_bytes();
+        Ok(self.post_with_retry(connection_id, &payload).await)
+    }
+
+    async fn post_with_retry(&self, connection_id: &str, payload: &[u8]) -> Delivery {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.push.post(connection_id, payload).await {
+                Ok(PushOutcome::Delivered) => return Delivery::Delivered,
+                Ok(PushOutcome::Gone) => {
+                    self.forget_gone_connection(connection_id).await;
+                    return Delivery::Gone;
+                }
+                Err(PushError::Retryable(error)) if attempt < self.retry.attempts.max(1) => {
+                    tracing::debug!(connection_id, attempt, error, "push failed; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+                Err(error) => return Delivery::Failed(error),
+            }
+        }
+    }
+
+    /// A gone connection is removed with its memberships, so fan-outs stop reaching for it.
+    /// If that fails, the connection's TTL cleans up later; the event was still handled.
+    async fn forget_gone_connection(&self, connection_id: &str) {
+        match self.connections.remove_connection(connection_id).await {
+            Ok(_) => tracing::debug!(connection_id, "gone connection removed"),
+            Err(error) => {
+                tracing::warn!(connection_id, error = %error, causes = %cause_chain(&error), "removing a gone connection failed")
+            }
+        }
+    }
+}
+
+/// Pushes events directly or through the queue: an audience up to
+/// `direct_max_connections` goes through [`DirectPush`], a larger one is split into
+/// `fanout` messages for the push worker.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub direct: DirectPush,
+    pub queue: Arc<dyn EventQueue>,
+    /// Audiences up to this many connections are pushed directly.
+    pub direct_max_connections: usize,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("direct", &self.direct)
+            .field("direct_max_connections", &self.direct_max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dispatcher {
@@ -422,86 +545,15 @@ impl Dispatcher {
             report.queued_messages = self.queue.enqueue_fanout(event, connection_ids).await?;
             return Ok(report);
         }
-        self.deliver(event, connection_ids).await
-    }
-
-    /// Posts `event` to every connection with bounded concurrency, retrying retryable
-    /// failures with backoff. Gone connections are removed and count as delivered.
-    pub async fn deliver(
-        &self,
-        event: &Event,
-        connection_ids: &[String],
-    ) -> Result<DispatchReport> {
-        let payload: Arc<[u8]> = event.to_json()?.into_bytes().into();
-        let started = Instant::now();
-        let results: Vec<(String, PostResult)> = stream::iter(connection_ids.iter().cloned())
-            .map(|connection_id| {
-                let payload = Arc::clone(&payload);
-                async move {
-                    let result = self.post_with_retry(&connection_id, &payload).await;
-                    (connection_id, result)
-                }
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        let mut report = DispatchReport::new(DispatchPath::Direct, connection_ids.len());
-        report.push_latency = started.elapsed();
-        for (connection_id, result) in results {
-            match result {
-                PostResult::Delivered => report.delivered += 1,
-                PostResult::Gone => report.gone += 1,
-                PostResult::Dropped => report.dropped += 1,
-                PostResult::Retryable(error) => {
-                    tracing::warn!(connection_id, event_id = %event.event_id, error, "push still failing after retries");
-                    report.retryable_failures.push(connection_id);
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    async fn post_with_retry(&self, connection_id: &str, payload: &[u8]) -> PostResult {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.push.post(connection_id, payload).await {
-                Ok(PushOutcome::Delivered) => return PostResult::Delivered,
-                Ok(PushOutcome::Gone) => {
-                    self.forget_gone_connection(connection_id).await;
-                    return PostResult::Gone;
-                }
-                Err(PushError::Permanent(error)) => {
-                    tracing::error!(connection_id, error, "push refused; dropped");
-                    return PostResult::Dropped;
-                }
-                Err(PushError::Retryable(error)) => {
-                    if attempt >= self.retry.attempts.max(1) {
-                        return PostResult::Retryable(error);
-                    }
-                    tracing::debug!(connection_id, attempt, error, "push failed; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
-                }
-            }
-        }
-    }
-
-    /// A gone connection is removed with its memberships, so fan-outs stop reaching for it.
-    /// If that fails, the connection's TTL cleans up later; the event was still handled.
-    async fn forget_gone_connection(&self, connection_id: &str) {
-        match self.connections.remove_connection(connection_id).await {
-            Ok(_) => tracing::debug!(connection_id, "gone connection removed"),
-            Err(error) => {
-                tracing::warn!(connection_id, error = %error, causes = %cause_chain(&error), "removing a gone connection failed")
-            }
-        }
+        self.direct.deliver(event, connection_ids).await
     }
 }
 
 // ---- the push tier as one value ------------------------------------------------------------------
 
 /// Everything a function that pushes needs: audience resolution, dispatch, presence state.
-/// The stream router and the push worker (and the WebSocket functions' relays) hold one.
+/// The stream router and the push worker hold one (through [`PushFunctionState`]);
+/// `ws-message`, whose audiences are one user's connections, holds only a [`DirectPush`].
 #[derive(Clone)]
 pub struct PushTier {
     pub resolver: AudienceResolver,
@@ -521,7 +573,7 @@ impl std::fmt::Debug for PushTier {
 impl PushTier {
     /// The push tier over the DynamoDB store, with the default concurrency and retry policy.
     pub fn new(
-        store: Arc<crate::store::DynamoStore>,
+        store: Arc<DynamoStore>,
         push: Arc<dyn PushClient>,
         queue: Arc<dyn EventQueue>,
         direct_max_connections: usize,
@@ -533,12 +585,9 @@ impl PushTier {
                 users: store.clone(),
             },
             dispatcher: Dispatcher {
-                push,
-                connections: store.clone(),
+                direct: DirectPush::new(push, store.clone()),
                 queue,
                 direct_max_connections,
-                concurrency: DEFAULT_PUSH_CONCURRENCY,
-                retry: RetryPolicy::default(),
             },
             connections: store.clone(),
             presence: store,
@@ -546,7 +595,7 @@ impl PushTier {
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.dispatcher.retry = retry;
+        self.dispatcher.direct.retry = retry;
         self
     }
 
@@ -554,6 +603,67 @@ impl PushTier {
     pub async fn send(&self, event: &Event, audiences: &[Audience]) -> Result<DispatchReport> {
         let connection_ids = self.resolver.resolve(audiences).await?;
         self.dispatcher.dispatch(event, &connection_ids).await
+    }
+
+    /// The fan-out queue (also where delayed presence checks are scheduled).
+    pub fn queue(&self) -> &dyn EventQueue {
+        self.dispatcher.queue.as_ref()
+    }
+}
+
+/// The state of a push-tier function — `stream-router` and `push-worker` are built the same
+/// way (each re-exports this as its `State`): the configuration, the push tier, the clock.
+pub struct PushFunctionState {
+    pub config: Config,
+    pub tier: PushTier,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PushFunctionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushFunctionState")
+            .field("table", &self.config.table_name)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushFunctionState {
+    /// Production state: DynamoDB, the management API and the SQS fan-out queue (both
+    /// `WS_MANAGEMENT_ENDPOINT` and `FANOUT_QUEUE_URL` are required), the system clock.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        let queue = Arc::new(SqsEventQueue::new(
+            clients.sqs.clone(),
+            config.require_fanout_queue_url()?,
+        ));
+        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        Ok(Self::from_parts(
+            config,
+            store,
+            push,
+            queue,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// State over the given store, push client, queue and clock.
+    pub fn from_parts(
+        config: Config,
+        store: Arc<DynamoStore>,
+        push: Arc<dyn PushClient>,
+        queue: Arc<dyn EventQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
+        Self {
+            config,
+            tier,
+            clock,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared set-up for Ripple's cross-function tests: every REST function wired to one fresh
 //! embedded DynamoDB, invoked exactly as API Gateway would (payload 2.0 JSON events).
 
+pub mod realtime;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};

@@ -53,11 +53,7 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tokens", &self.tokens)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
     }
 }
 
@@ -69,7 +65,10 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(clients.dynamodb.clone(), &config.table_name));
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
         Self::from_parts(config, store.clone(), store, clock)
     }
 
@@ -165,7 +164,12 @@ struct Session {
     expires_in: i64,
 }
 
-fn session(state: &State, user: User, refresh: IssuedRefreshToken, now: chrono::DateTime<chrono::Utc>) -> Result<Session> {
+fn session(
+    state: &State,
+    user: User,
+    refresh: IssuedRefreshToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Session> {
     Ok(Session {
         access_token: state.tokens.issue(user.id, now)?,
         refresh_token: refresh.token,
@@ -261,7 +265,10 @@ async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
             .await?;
         tracing::info!(user_id = %caller, revoked, "logged out everywhere");
     } else {
-        state.refresh_tokens.revoke_session(token, caller, now).await?;
+        state
+            .refresh_tokens
+            .revoke_session(token, caller, now)
+            .await?;
         tracing::info!(user_id = %caller, "logged out");
     }
     Ok(ApiResponse::no_content())

@@ -5,7 +5,6 @@
 //! messages. Conversations and requests involving a user in a block relation with the
 //! caller are not listed; sending across a block is refused by the send transaction itself.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
@@ -20,12 +19,14 @@ use shared::config::Config;
 use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::http::{
+    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
+};
 use shared::store::messages::{MessageStore, NewMessage};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
-use shared::store::{DynamoStore, Page};
+use shared::store::Page;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -40,11 +41,7 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tokens", &self.tokens)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
     }
 }
 
@@ -56,18 +53,20 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: TokenService::new(&config.jwt)?,
+        let ApiParts {
             config,
+            tokens,
+            clock,
+            store,
+        } = ApiParts::new(config, clients, clock)?;
+        Ok(Self {
+            config,
+            tokens,
+            clock,
             users: store.clone(),
             social: store.clone(),
             messages: store.clone(),
             rate_limiter: store,
-            clock,
         })
     }
 }
@@ -150,8 +149,7 @@ fn other_user(request: &ApiRequest, caller: UserId) -> Result<UserId> {
     Ok(other)
 }
 
-/// Turns a page of items about other users into views carrying those users' summaries,
-/// leaving out users in a block relation with the caller (and any whose profile is gone).
+/// [`with_user_summaries`] over this function's stores.
 async fn with_other_users<T, V>(
     state: &State,
     caller: UserId,
@@ -159,25 +157,15 @@ async fn with_other_users<T, V>(
     other: impl Fn(&T) -> UserId,
     view: impl Fn(T, UserSummary) -> V,
 ) -> Result<Page<V>> {
-    let ids: Vec<UserId> = page.items.iter().map(&other).collect();
-    let (users, blocked) =
-        futures::try_join!(state.users.get_users(&ids), state.social.block_set(caller))?;
-    let summaries: HashMap<UserId, UserSummary> = users
-        .iter()
-        .filter(|(id, _)| !blocked.contains(*id))
-        .map(|(id, user)| (*id, UserSummary::from(user)))
-        .collect();
-    Ok(Page {
-        items: page
-            .items
-            .into_iter()
-            .filter_map(|item| {
-                let summary = summaries.get(&other(&item))?.clone();
-                Some(view(item, summary))
-            })
-            .collect(),
-        next_cursor: page.next_cursor,
-    })
+    with_user_summaries(
+        state.users.as_ref(),
+        state.social.as_ref(),
+        caller,
+        page,
+        other,
+        view,
+    )
+    .await
 }
 
 // ---- handlers ----------------------------------------------------------------------------
@@ -230,16 +218,14 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
         body.client_message_id.as_deref(),
         now,
     )?;
-    let action = RateLimitedAction::Message;
-    state
-        .rate_limiter
-        .hit(
-            caller,
-            action,
-            action.budget(&state.config.rate_limits),
-            now,
-        )
-        .await?;
+    spend_rate_limit(
+        state.rate_limiter.as_ref(),
+        &state.config.rate_limits,
+        caller,
+        RateLimitedAction::Message,
+        now,
+    )
+    .await?;
     let sent = state.messages.send_message(new).await?;
     tracing::info!(
         message_id = %sent.message.id,

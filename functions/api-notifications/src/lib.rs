@@ -16,16 +16,13 @@ use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{
-    rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserId, UserSummary,
-};
+use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
 use shared::function::LambdaFunction;
-use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::notifications::NotificationStore;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
-use shared::store::{DynamoStore, Page};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -39,11 +36,7 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tokens", &self.tokens)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
     }
 }
 
@@ -55,17 +48,19 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: TokenService::new(&config.jwt)?,
+        let ApiParts {
             config,
+            tokens,
+            clock,
+            store,
+        } = ApiParts::new(config, clients, clock)?;
+        Ok(Self {
+            config,
+            tokens,
+            clock,
             users: store.clone(),
             social: store.clone(),
             notifications: store,
-            clock,
         })
     }
 }
@@ -120,32 +115,24 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
         .notifications
         .notifications(caller, unread_only, &page)
         .await?;
-    let actors: Vec<UserId> = notifications.items.iter().map(|n| n.actor_id).collect();
-    let (users, blocked) = futures::try_join!(
-        state.users.get_users(&actors),
-        state.social.block_set(caller)
-    )?;
-    let items = notifications
-        .items
-        .into_iter()
-        .filter(|n| !blocked.contains(&n.actor_id))
-        .filter_map(|n| {
-            let actor = UserSummary::from(users.get(&n.actor_id)?);
-            Some(NotificationView {
-                id: n.id,
-                kind: n.kind,
-                actor,
-                post_id: n.post_id,
-                comment_id: n.comment_id,
-                created_at: n.created_at,
-                read: n.read,
-            })
-        })
-        .collect();
-    ApiResponse::ok(Page {
-        items,
-        next_cursor: notifications.next_cursor,
-    })
+    let views = with_user_summaries(
+        state.users.as_ref(),
+        state.social.as_ref(),
+        caller,
+        notifications,
+        |n| n.actor_id,
+        |n, actor| NotificationView {
+            id: n.id,
+            kind: n.kind,
+            actor,
+            post_id: n.post_id,
+            comment_id: n.comment_id,
+            created_at: n.created_at,
+            read: n.read,
+        },
+    )
+    .await?;
+    ApiResponse::ok(views)
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]

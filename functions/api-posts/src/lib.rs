@@ -37,13 +37,12 @@ use shared::config::Config;
 use shared::domain::{self, Comment, CommentId, Post, PostId, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::http::{spend_rate_limit, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::page::Page;
 use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore, Visibility};
 use shared::store::users::UserStore;
-use shared::store::DynamoStore;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -58,11 +57,7 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tokens", &self.tokens)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
     }
 }
 
@@ -74,13 +69,15 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: TokenService::new(&config.jwt)?,
+        let ApiParts {
             config,
+            tokens,
+            clock,
+            store,
+        } = ApiParts::new(config, clients, clock)?;
+        Ok(Self {
+            config,
+            tokens,
             clock,
             users: store.clone(),
             social: store.clone(),
@@ -91,10 +88,14 @@ impl State {
 
     /// Spends one unit of the caller's per-minute budget for `action`.
     async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
-        let budget = action.budget(&self.config.rate_limits);
-        self.rate_limiter
-            .hit(user, action, budget, self.clock.now())
-            .await
+        spend_rate_limit(
+            self.rate_limiter.as_ref(),
+            &self.config.rate_limits,
+            user,
+            action,
+            self.clock.now(),
+        )
+        .await
     }
 }
 

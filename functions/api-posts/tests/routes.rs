@@ -128,10 +128,7 @@ async fn every_route_rejects_a_missing_or_invalid_token() {
         "every route is covered"
     );
     for (method, path, body) in routes {
-        let mut anonymous = TestRequest::new(method, &path);
-        if let Some(body) = &body {
-            anonymous = anonymous.json(body.clone());
-        }
+        let anonymous = TestRequest::new(method, &path).optional_json(body);
         for request in [
             anonymous.clone(),
             anonymous.clone().token("not-a-jwt"),

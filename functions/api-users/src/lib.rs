@@ -37,11 +37,11 @@ use shared::config::Config;
 use shared::domain::{self, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::http::{spend_rate_limit, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore};
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
-use shared::store::{DynamoStore, Page};
+use shared::store::Page;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -61,13 +61,15 @@ impl State {
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: TokenService::new(&config.jwt)?,
+        let ApiParts {
             config,
+            tokens,
+            clock,
+            store,
+        } = ApiParts::new(config, clients, clock)?;
+        Ok(Self {
+            config,
+            tokens,
             clock,
             users: store.clone(),
             social: store.clone(),
@@ -351,11 +353,14 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "follow")?;
     let now = state.clock.now();
-    let budget = RateLimitedAction::Follow.budget(&state.config.rate_limits);
-    state
-        .rate_limiter
-        .hit(caller, RateLimitedAction::Follow, budget, now)
-        .await?;
+    spend_rate_limit(
+        state.rate_limiter.as_ref(),
+        &state.config.rate_limits,
+        caller,
+        RateLimitedAction::Follow,
+        now,
+    )
+    .await?;
     let (user, relationship) = futures::try_join!(
         state.users.get_user(target),
         state.social.relationship(caller, target)

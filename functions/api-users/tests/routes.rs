@@ -87,10 +87,7 @@ async fn every_route_rejects_missing_and_invalid_tokens() {
 
     for (method, path, body) in every_route(bob.id()) {
         let request = |token: Option<&str>| {
-            let mut request = TestRequest::new(method, &path);
-            if let Some(body) = &body {
-                request = request.json(body.clone());
-            }
+            let request = TestRequest::new(method, &path).optional_json(body.clone());
             match token {
                 Some(token) => request.token(token),
                 None => request,

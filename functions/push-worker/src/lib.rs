@@ -21,17 +21,11 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use shared::aws::Clients;
-use shared::clock::{Clock, SystemClock};
-use shared::config::Config;
 use shared::error::{cause_chain, Result};
 use shared::events::Event;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{
-    Audience, DispatchReport, ManagementApiPush, PushClient, PushMetrics, PushTier,
-};
-use shared::queue::{EventQueue, FanoutChunk, PresenceCheck, QueueMessage, SqsEventQueue};
-use shared::store::DynamoStore;
+use shared::push::{Audience, DispatchReport, PushMetrics};
+use shared::queue::{FanoutChunk, PresenceCheck, QueueMessage};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "push-worker";
@@ -39,60 +33,9 @@ pub const FUNCTION_NAME: &str = "push-worker";
 /// Characters of a malformed body quoted in the log.
 const MALFORMED_BODY_LOG_CHARS: usize = 200;
 
-/// Everything the handler needs, built once per cold start.
-pub struct State {
-    pub config: Config,
-    pub tier: PushTier,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tier", &self.tier)
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Production state: needs `FANOUT_QUEUE_URL` (a presence change with a large audience
-    /// is fanned out again) and `WS_MANAGEMENT_ENDPOINT`.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let queue = Arc::new(SqsEventQueue::new(
-            clients.sqs.clone(),
-            config.require_fanout_queue_url()?,
-        ));
-        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self::from_parts(
-            config,
-            store,
-            push,
-            queue,
-            Arc::new(SystemClock),
-        ))
-    }
-
-    /// State over the given store, push client and queue.
-    pub fn from_parts(
-        config: Config,
-        store: Arc<DynamoStore>,
-        push: Arc<dyn PushClient>,
-        queue: Arc<dyn EventQueue>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
-        Self {
-            config,
-            tier,
-            clock,
-        }
-    }
-}
+/// Everything the handler needs, built once per cold start: the push tier's one state
+/// (`State::new(config, clients)` in production, `State::from_parts` over given parts).
+pub use shared::push::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
@@ -181,6 +124,7 @@ async fn deliver_chunk(state: &State, chunk: &FanoutChunk) -> Result<Option<Disp
     state
         .tier
         .dispatcher
+        .direct
         .deliver(&chunk.event, &chunk.connection_ids)
         .await
         .map(Some)

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::clock::ManualClock;
 use shared::domain::UserId;
 use shared::events::Event;
 use shared::function::LambdaFunction;
@@ -18,29 +17,12 @@ use shared::queue::{EventQueue, PresenceCheck};
 use shared::store::connections::ConnectionStore;
 use shared::store::presence::PresenceStore;
 use shared::store::social::SocialStore;
-use support::{event_ids, invoke, now, sqs_event, Harness, FAST_RETRY};
+use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
 
 fn worker(harness: &Harness) -> Arc<dyn LambdaFunction> {
-    let mut state = push_worker::State::from_parts(
-        harness.config.clone(),
-        harness.store.clone(),
-        harness.push.clone(),
-        harness.queue.clone(),
-        Arc::new(ManualClock::new(now())),
-    );
-    state.tier = state.tier.with_retry(FAST_RETRY);
-    push_worker::lambda_function(Arc::new(state))
-}
-
-fn failures(response: &Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    push_worker::lambda_function(Arc::new(harness.state()))
 }
 
 /// Receives what is on the queue and invokes the worker with it, as the event-source mapping does.

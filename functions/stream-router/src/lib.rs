@@ -28,82 +28,20 @@ use std::sync::Arc;
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
-use shared::aws::Clients;
-use shared::clock::{Clock, SystemClock};
-use shared::config::Config;
 use shared::error::{cause_chain, Error, Result};
 use shared::events::Event;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Audience, ManagementApiPush, PushClient, PushMetrics, PushTier};
-use shared::queue::{EventQueue, SqsEventQueue};
+use shared::push::{Audience, PushMetrics};
 use shared::store::presence::PRESENCE_GRACE;
-use shared::store::DynamoStore;
 
 use crate::decide::{decide, BadRecord, Effect, Push};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "stream-router";
 
-/// Everything the handler needs, built once per cold start.
-pub struct State {
-    pub config: Config,
-    pub tier: PushTier,
-    pub queue: Arc<dyn EventQueue>,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tier", &self.tier)
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Production state: needs `FANOUT_QUEUE_URL` and `WS_MANAGEMENT_ENDPOINT`.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let queue = Arc::new(SqsEventQueue::new(
-            clients.sqs.clone(),
-            config.require_fanout_queue_url()?,
-        ));
-        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self::from_parts(
-            config,
-            store,
-            push,
-            queue,
-            Arc::new(SystemClock),
-        ))
-    }
-
-    /// State over the given store, push client and queue.
-    pub fn from_parts(
-        config: Config,
-        store: Arc<DynamoStore>,
-        push: Arc<dyn PushClient>,
-        queue: Arc<dyn EventQueue>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let tier = PushTier::new(
-            store,
-            push,
-            queue.clone(),
-            config.fanout_direct_max_connections,
-        );
-        Self {
-            config,
-            tier,
-            queue,
-            clock,
-        }
-    }
-}
+/// Everything the handler needs, built once per cold start: the push tier's one state
+/// (`State::new(config, clients)` in production, `State::from_parts` over given parts).
+pub use shared::push::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
@@ -205,7 +143,8 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
         }
         Effect::ScheduleOfflineCheck(check) => {
             state
-                .queue
+                .tier
+                .queue()
                 .schedule_presence_check(&check, PRESENCE_GRACE)
                 .await?;
             Ok(None)

@@ -7,8 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use shared::clock::ManualClock;
+use serde_json::json;
 use shared::domain::{new_id, Follow, Subscription, UserId};
 use shared::function::LambdaFunction;
 use shared::queue::QueueMessage;
@@ -20,28 +19,10 @@ use shared::store::posts::{NewComment, NewPost, PostStore};
 use shared::store::presence::PresenceStore;
 use shared::store::social::SocialStore;
 use shared::store::users::{ProfileUpdate, UserStore};
-use stream_router::State;
-use support::{event_ids, invoke, now, Harness, StreamReader, FAST_RETRY};
+use support::{event_ids, failures, invoke, now, Harness, StreamReader, FAST_RETRY};
 
 fn router(harness: &Harness) -> Arc<dyn LambdaFunction> {
-    let mut state = State::from_parts(
-        harness.config.clone(),
-        harness.store.clone(),
-        harness.push.clone(),
-        harness.queue.clone(),
-        Arc::new(ManualClock::new(now())),
-    );
-    state.tier = state.tier.with_retry(FAST_RETRY);
-    stream_router::lambda_function(Arc::new(state))
-}
-
-fn failures(response: &Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    stream_router::lambda_function(Arc::new(harness.state()))
 }
 
 async fn post(harness: &Harness, author: UserId, text: &str) -> shared::domain::Post {

@@ -13,11 +13,13 @@
 //! **Replies travel as the route response.** Every action route is two-way in
 //! `template.yaml` (and in the local gateway), so the body this function returns is sent on
 //! the caller's socket by API Gateway — no management-API call per reply. The management API
-//! (`shared::push::PushClient`) carries only what is not a reply: typing relays to other
-//! users, and the events a `resume` replays, which are posted in order before the function
-//! returns — so the closing `resumed` reply always arrives after them. Every reply echoes the
-//! frame's `request_id`. Errors use the `error` event of `shared::events::Event::error`
-//! (code and message from `shared::error::Error`) and leave the connection open.
+//! (through `shared::push::DirectPush`: retries, gone connections removed) carries only what
+//! is not a reply: typing relays to other users, and the events a `resume` replays, which are
+//! posted in order before the function returns — so the closing `resumed` reply always
+//! arrives after them. Those audiences are one user's few connections, so there is no
+//! fan-out queue here. Every reply echoes the frame's `request_id`. Errors use the `error`
+//! event of `shared::events::Event::error` (code and message from `shared::error::Error`)
+//! and leave the connection open.
 //!
 //! The caller is identified by their connection (stored by `ws-connect` after the token was
 //! verified): one `GetItem` per frame, except `ping`, which needs no identity.
@@ -34,7 +36,7 @@ use shared::domain::{Connection, Subscription};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{ManagementApiPush, PushClient, RetryPolicy};
+use shared::push::{Delivery, DirectPush, ManagementApiPush, PushClient};
 use shared::store::connections::ConnectionStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
@@ -45,14 +47,10 @@ use shared::store::DynamoStore;
 
 pub mod channels;
 pub mod frame;
-pub mod relay;
 pub mod resume;
-pub mod store;
 pub mod typing;
 
 use frame::{Action, Frame, Route};
-use relay::{Delivery, Relay};
-use store::RealtimeStore;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -63,8 +61,8 @@ pub struct State {
     pub posts: Arc<dyn PostStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub messages: Arc<dyn MessageStore>,
-    pub realtime: Arc<dyn RealtimeStore>,
-    pub relay: Relay,
+    /// Typing relays and `resume` replays (the direct push path only).
+    pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -72,7 +70,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
             .field("table", &self.config.table_name)
-            .field("relay", &self.relay)
+            .field("push", &self.push)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -105,12 +103,7 @@ impl State {
             posts: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
-            realtime: store.clone(),
-            relay: Relay {
-                push,
-                connections: store,
-                retry: RetryPolicy::default(),
-            },
+            push: DirectPush::new(push, store),
             clock,
         }
     }
@@ -240,9 +233,17 @@ async fn process(
         Action::Resume { since } => {
             let replay = resume::collect(state, caller.user_id, &since, now).await?;
             for event in &replay.events {
-                if state.relay.send(&caller.connection_id, event).await? == Delivery::Gone {
+                match state.push.post(&caller.connection_id, event).await? {
+                    Delivery::Delivered => {}
                     // The caller hung up mid-replay: nobody to reply to.
-                    return Ok(None);
+                    Delivery::Gone => return Ok(None),
+                    // A gap in the replay would go unnoticed: fail the resume instead.
+                    Delivery::Failed(error) => {
+                        return Err(Error::internal(
+                            format!("replaying {} to the caller", event.kind()),
+                            error,
+                        ))
+                    }
                 }
             }
             tracing::info!(

@@ -2,9 +2,9 @@
 //! `user_typing {from, state, expires_at}` through the management API — never stored, never
 //! through the stream.
 //!
-//! Order of checks: the throttle first (one conditional write, see `store`), so a client
-//! that floods typing frames costs one refused write each and nothing more; then who may
-//! type to whom — the same rule as who may message whom: no block either way, and a
+//! Order of checks: the throttle first (one conditional write of the caller's connection
+//! item, `ConnectionStore::claim_typing_slot`), so a client that floods typing frames costs
+//! one refused write each and nothing more; then who may type to whom — the same rule as who may message whom: no block either way, and a
 //! conversation must be possible without a request (the recipient is public, follows the
 //! caller, or has accepted the thread; `shared::store::messages::message_status`).
 
@@ -31,7 +31,7 @@ pub async fn relay(
     }
     let now = state.clock.now();
     if !state
-        .realtime
+        .connections
         .claim_typing_slot(&caller.connection_id, now, TYPING_INTERVAL)
         .await?
     {
@@ -42,7 +42,10 @@ pub async fn relay(
     authorize(state, caller.user_id, to).await?;
     let recipients = state.connections.connections_of_user(to).await?;
     let event = Event::user_typing(caller.user_id, typing, now);
-    Ok(state.relay.broadcast(&recipients, &event).await)
+    // Best effort: a recipient connection that fails is logged by the push tier, and
+    // typing is never worth an error to the caller.
+    let report = state.push.deliver(&event, &recipients).await?;
+    Ok(report.delivered)
 }
 
 /// `Ok` if `from` may type to `to`.
@@ -57,7 +60,7 @@ async fn authorize(state: &State, from: UserId, to: UserId) -> Result<()> {
     }
     // Only a private recipient who does not follow the caller needs the thread's state.
     let needs_thread = recipient.is_private && !relationship.followed_by;
-    let accepted = needs_thread && state.realtime.thread_accepted(to, from).await?;
+    let accepted = needs_thread && state.messages.thread_accepted(to, from).await?;
     if message_status(recipient.is_private, relationship.followed_by, accepted)
         == MessageStatus::Requested
     {

@@ -260,10 +260,8 @@ impl LambdaFunction for LoggedFunction {
             context.request_id = uuid::Uuid::new_v4().to_string();
         }
         if context.invoked_function_arn.is_empty() {
-            context.invoked_function_arn = format!(
-                "arn:aws:lambda:us-east-1:000000000000:function:{}",
-                self.name
-            );
+            // No event source: the default region and account.
+            context.invoked_function_arn = crate::event_source::function_arn("", &self.name);
         }
         if context.deadline == 0 {
             let deadline = chrono::Utc::now() + INVOCATION_DEADLINE;

@@ -3,6 +3,7 @@
 //! handler code that runs on AWS.
 
 // Event sources and the SQS server process.
+pub mod event_source;
 pub mod moto;
 pub mod sqs_poller;
 pub mod stream_poller;

@@ -41,9 +41,11 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
-use crate::stream_poller::invocation::{batch_item_failures, stopped, Invoker};
+use crate::event_source::{
+    batch_item_failures, source_region, stopped, validate_batching, Invoker, PollerTask,
+};
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "sqs";
@@ -110,24 +112,17 @@ impl SqsPollerConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            bail!(
-                "BatchSize {} of {} is outside 1..={MAX_BATCH_SIZE}",
-                self.batch_size,
-                self.function_name
-            );
-        }
+        validate_batching(
+            &self.function_name,
+            self.batch_size,
+            MAX_BATCH_SIZE,
+            self.maximum_batching_window,
+        )?;
         if self.batch_size > SQS_BATCH_LIMIT
             && self.maximum_batching_window < Duration::from_secs(1)
         {
             bail!(
                 "{}: a BatchSize above 10 needs MaximumBatchingWindowInSeconds of at least 1",
-                self.function_name
-            );
-        }
-        if self.maximum_batching_window > crate::stream_poller::MAX_BATCHING_WINDOW {
-            bail!(
-                "MaximumBatchingWindowInSeconds of {} exceeds 300",
                 self.function_name
             );
         }
@@ -149,8 +144,7 @@ impl SqsPollerConfig {
 pub struct SqsPollerHandle {
     queue_arn: String,
     paused: watch::Sender<bool>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    task: PollerTask,
 }
 
 impl SqsPollerHandle {
@@ -174,24 +168,8 @@ impl SqsPollerHandle {
     }
 
     /// Stops polling, lets in-flight invocations finish (up to 5 s) and waits for the task.
-    pub async fn shutdown(mut self) {
-        let _no_receiver_means_already_stopped = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            if let Err(error) = task.await {
-                if error.is_panic() {
-                    tracing::error!(queue_arn = %self.queue_arn, "SQS poller panicked");
-                }
-            }
-        }
-    }
-}
-
-impl Drop for SqsPollerHandle {
-    fn drop(&mut self) {
-        let _no_receiver_means_already_stopped = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.task.shutdown(&self.queue_arn).await;
     }
 }
 
@@ -203,12 +181,7 @@ pub async fn spawn(
 ) -> anyhow::Result<SqsPollerHandle> {
     config.validate()?;
     let queue_arn = crate::moto::queue_arn(&sqs, &config.queue_url).await?;
-    let region = queue_arn
-        .split(':')
-        .nth(3)
-        .filter(|region| !region.is_empty())
-        .unwrap_or("us-east-1")
-        .to_owned();
+    let region = source_region(&queue_arn).to_owned();
     let invoker = Invoker::new(
         function,
         &config.function_name,
@@ -218,7 +191,6 @@ pub async fn spawn(
         config.verbose,
     );
     let (paused, paused_signal) = watch::channel(config.start_paused);
-    let (stop, stop_signal) = watch::channel(false);
     let poller = Arc::new(SqsPoller {
         config,
         sqs,
@@ -227,12 +199,11 @@ pub async fn spawn(
         region,
         paused_signal,
     });
-    let task = tokio::spawn(poller.run(stop_signal));
+    let task = PollerTask::spawn(|stop_signal| poller.run(stop_signal));
     Ok(SqsPollerHandle {
         queue_arn,
         paused,
-        stop,
-        task: Some(task),
+        task,
     })
 }
 

@@ -53,18 +53,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use self::invocation::{batch_item_failures, stopped, Invoker};
+use crate::event_source::{batch_item_failures, stopped, validate_batching, Invoker, PollerTask};
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "dynamodb-stream";
 
 /// Lambda's cap on `BatchSize` for DynamoDB streams.
 pub const MAX_BATCH_SIZE: usize = 10_000;
-
-/// Lambda's cap on `MaximumBatchingWindowInSeconds`.
-pub const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
 
 /// `GetRecords` returns at most this many records per call.
 const GET_RECORDS_LIMIT: usize = 1_000;
@@ -138,19 +134,12 @@ impl StreamPollerConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            bail!(
-                "BatchSize {} of {} is outside 1..={MAX_BATCH_SIZE}",
-                self.batch_size,
-                self.function_name
-            );
-        }
-        if self.maximum_batching_window > MAX_BATCHING_WINDOW {
-            bail!(
-                "MaximumBatchingWindowInSeconds of {} exceeds 300",
-                self.function_name
-            );
-        }
+        validate_batching(
+            &self.function_name,
+            self.batch_size,
+            MAX_BATCH_SIZE,
+            self.maximum_batching_window,
+        )?;
         if self.poll_interval.is_zero() {
             bail!("the stream poll interval must be positive");
         }
@@ -169,8 +158,7 @@ pub struct StreamPollerClients {
 /// A running stream poller; stops on [`shutdown`](Self::shutdown) or drop.
 pub struct StreamPollerHandle {
     stream_arn: String,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    task: PollerTask,
 }
 
 impl StreamPollerHandle {
@@ -180,24 +168,8 @@ impl StreamPollerHandle {
     }
 
     /// Stops polling (an in-flight invocation is abandoned) and waits for the task to end.
-    pub async fn shutdown(mut self) {
-        let _no_receiver_means_already_stopped = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            if let Err(error) = task.await {
-                if error.is_panic() {
-                    tracing::error!(stream_arn = %self.stream_arn, "stream poller panicked");
-                }
-            }
-        }
-    }
-}
-
-impl Drop for StreamPollerHandle {
-    fn drop(&mut self) {
-        let _no_receiver_means_already_stopped = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.task.shutdown(&self.stream_arn).await;
     }
 }
 
@@ -254,23 +226,21 @@ pub async fn spawn(
         config.function_timeout,
         config.verbose,
     );
-    let (stop, stop_signal) = watch::channel(false);
-    let poller = StreamPoller {
-        config,
-        clients,
-        invoker,
-        stream_arn: stream_arn.clone(),
-        shards: readers,
-        known_shards,
-        next_shard_discovery: Instant::now(),
-        stop_signal,
-    };
-    let task = tokio::spawn(poller.run());
-    Ok(StreamPollerHandle {
-        stream_arn,
-        stop,
-        task: Some(task),
-    })
+    let poller_stream_arn = stream_arn.clone();
+    let task = PollerTask::spawn(move |stop_signal| {
+        StreamPoller {
+            config,
+            clients,
+            invoker,
+            stream_arn: poller_stream_arn,
+            shards: readers,
+            known_shards,
+            next_shard_discovery: Instant::now(),
+            stop_signal,
+        }
+        .run()
+    });
+    Ok(StreamPollerHandle { stream_arn, task })
 }
 
 async fn resolve_stream_arn(
@@ -849,14 +819,31 @@ fn retry_delay(first: Duration, retries: u32) -> Duration {
     first.saturating_mul(factor).min(MAX_RETRY_DELAY)
 }
 
-/// The Lambda event record for a stream record (`None` for a record without a sequence
-/// number, which no stream produces).
+/// A record as the poller keeps it: its position, its age and its Lambda event record
+/// (`None` for a record without a sequence number, which no stream produces).
 fn polled_record(record: &Record, stream_arn: &str) -> Option<PolledRecord> {
     let change = record.dynamodb.as_ref()?;
-    let sequence_number = change.sequence_number.clone()?;
-    let created = change.approximate_creation_date_time;
+    Some(PolledRecord {
+        sequence_number: change.sequence_number.clone()?,
+        created_at: change
+            .approximate_creation_date_time
+            .and_then(|created| DateTime::from_timestamp(created.secs(), created.subsec_nanos())),
+        event: lambda_record(record, stream_arn)?,
+    })
+}
+
+/// The record of a Lambda DynamoDB stream event (one element of `Records`, as
+/// `aws_lambda_events::event::dynamodb::EventRecord` reads it) for a record read from a
+/// stream through `aws-sdk-dynamodbstreams`. `None` for a record without a sequence number,
+/// which no stream produces.
+///
+/// The one conversion of stream records to Lambda's JSON: the poller sends it, and tests
+/// that read a table's stream themselves (the push tier's) build their events with it.
+pub fn lambda_record(record: &Record, stream_arn: &str) -> Option<Value> {
+    let change = record.dynamodb.as_ref()?;
+    let sequence_number = change.sequence_number.as_ref()?;
     let mut dynamodb = Map::new();
-    if let Some(created) = created {
+    if let Some(created) = change.approximate_creation_date_time {
         // Lambda sends whole epoch seconds as an integer.
         let seconds = if created.subsec_nanos() == 0 {
             json!(created.secs())
@@ -897,22 +884,19 @@ fn polled_record(record: &Record, stream_arn: &str) -> Option<PolledRecord> {
             "principalId": identity.principal_id,
         });
     }
-    Some(PolledRecord {
-        sequence_number,
-        created_at: created
-            .and_then(|created| DateTime::from_timestamp(created.secs(), created.subsec_nanos())),
-        event,
-    })
+    Some(event)
 }
 
 /// An item in DynamoDB JSON (`{"attr": {"S": "…"}}`), as stream events carry it.
-fn item_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
+pub fn item_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
     item.iter()
         .filter_map(|(name, value)| Some((name.clone(), attribute_json(value)?)))
         .collect()
 }
 
-fn attribute_json(value: &AttributeValue) -> Option<Value> {
+/// One attribute value in DynamoDB JSON (`{"S": "…"}`, `{"M": {…}}`, …); `None` for a type
+/// newer than this SDK.
+pub fn attribute_json(value: &AttributeValue) -> Option<Value> {
     let base64 = |blob: &aws_smithy_types::Blob| {
         base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
     };
@@ -932,220 +916,6 @@ fn attribute_json(value: &AttributeValue) -> Option<Value> {
         // A type newer than this SDK: nothing sensible to forward.
         _ => return None,
     })
-}
-
-/// What both pollers share: invoking a function the way an event-source mapping does, and
-/// reading a partial batch response.
-pub mod invocation {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-    use serde_json::Value;
-    use shared::function::LambdaFunction;
-    use tokio::sync::watch;
-
-    /// The account id used when an event source's ARN has none.
-    const DEFAULT_ACCOUNT: &str = "000000000000";
-
-    /// Invokes one function for one event source, with a timeout and the per-invocation
-    /// log line.
-    pub struct Invoker {
-        function: Arc<dyn LambdaFunction>,
-        function_name: String,
-        function_arn: String,
-        event_source: &'static str,
-        timeout: Duration,
-        verbose: bool,
-    }
-
-    /// The request id of an invocation and its response, or the error as text.
-    pub struct Invocation {
-        pub request_id: String,
-        pub result: Result<Value, String>,
-    }
-
-    impl Invoker {
-        /// `source_arn` (a stream or queue ARN) gives the function ARN's region and account.
-        pub fn new(
-            function: Arc<dyn LambdaFunction>,
-            function_name: &str,
-            source_arn: &str,
-            event_source: &'static str,
-            timeout: Duration,
-            verbose: bool,
-        ) -> Self {
-            Self {
-                function,
-                function_name: function_name.to_owned(),
-                function_arn: function_arn(source_arn, function_name),
-                event_source,
-                timeout,
-                verbose,
-            }
-        }
-
-        /// The ARN the function is invoked as (`Context::invoked_function_arn`).
-        pub fn function_arn(&self) -> &str {
-            &self.function_arn
-        }
-
-        /// Invokes the function with `event` (of `records` records) and logs the outcome.
-        pub async fn invoke(&self, event: &Value, records: usize) -> Invocation {
-            let request_id = uuid::Uuid::new_v4().to_string();
-            let mut context = lambda_runtime::Context::default();
-            context.request_id = request_id.clone();
-            context.invoked_function_arn = self.function_arn.clone();
-            let deadline = SystemTime::now() + self.timeout;
-            context.deadline = deadline
-                .duration_since(UNIX_EPOCH)
-                .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or_default();
-            if self.verbose {
-                tracing::info!(
-                    function = %self.function_name,
-                    source = self.event_source,
-                    request_id = %request_id,
-                    "event: {event}"
-                );
-            }
-            let started = Instant::now();
-            let result = match tokio::time::timeout(
-                self.timeout,
-                self.function.invoke(event.clone(), context),
-            )
-            .await
-            {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("Task timed out after {:?}", self.timeout)),
-            };
-            let duration_ms = started.elapsed().as_millis();
-            match &result {
-                Ok(_) => tracing::info!(
-                    function = %self.function_name,
-                    source = self.event_source,
-                    status = "ok",
-                    records,
-                    duration_ms,
-                    request_id = %request_id,
-                    "invoked"
-                ),
-                Err(error) => tracing::warn!(
-                    function = %self.function_name,
-                    source = self.event_source,
-                    status = "error",
-                    records,
-                    duration_ms,
-                    request_id = %request_id,
-                    error = %error,
-                    "invoked"
-                ),
-            }
-            Invocation { request_id, result }
-        }
-    }
-
-    /// `arn:aws:lambda:{region}:{account}:function:{name}` in the region and account of
-    /// the event source.
-    pub fn function_arn(source_arn: &str, function_name: &str) -> String {
-        let mut parts = source_arn.split(':').skip(3);
-        let region = parts
-            .next()
-            .filter(|region| !region.is_empty())
-            .unwrap_or("us-east-1");
-        let account = parts
-            .next()
-            .filter(|account| !account.is_empty())
-            .unwrap_or(DEFAULT_ACCOUNT);
-        format!("arn:aws:lambda:{region}:{account}:function:{function_name}")
-    }
-
-    /// The `itemIdentifier`s of a partial batch response, as Lambda reads it.
-    ///
-    /// Success (an empty list): a null response, an object without `batchItemFailures`, or
-    /// a null or empty list. Complete failure (`Err`): any other response shape, an entry
-    /// without a non-empty string `itemIdentifier`. Whether an identifier belongs to the
-    /// batch is for the caller to check (an unknown one is also a complete failure).
-    pub fn batch_item_failures(response: &Value) -> Result<Vec<String>, String> {
-        let failures = match response {
-            Value::Null => return Ok(Vec::new()),
-            Value::Object(fields) => match fields.get("batchItemFailures") {
-                None | Some(Value::Null) => return Ok(Vec::new()),
-                Some(Value::Array(failures)) => failures,
-                Some(_) => return Err("batchItemFailures is not a list".to_owned()),
-            },
-            _ => return Err("the response is not a JSON object".to_owned()),
-        };
-        failures
-            .iter()
-            .map(|failure| match failure.get("itemIdentifier") {
-                Some(Value::String(identifier)) if !identifier.is_empty() => Ok(identifier.clone()),
-                _ => Err(format!("invalid batch item failure {failure}")),
-            })
-            .collect()
-    }
-
-    /// Completes when `stop` turns true (or its sender is gone).
-    pub async fn stopped(mut stop: watch::Receiver<bool>) {
-        let _sender_gone_also_means_stop = stop.wait_for(|stop| *stop).await;
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use serde_json::json;
-
-        use super::*;
-
-        #[test]
-        fn absent_null_or_empty_failure_lists_mean_success() {
-            for response in [
-                Value::Null,
-                json!({}),
-                json!({"batchItemFailures": null}),
-                json!({"batchItemFailures": []}),
-            ] {
-                assert_eq!(batch_item_failures(&response), Ok(Vec::new()), "{response}");
-            }
-        }
-
-        #[test]
-        fn identifiers_are_returned_in_order() {
-            let response =
-                json!({"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "a"}]});
-            assert_eq!(
-                batch_item_failures(&response),
-                Ok(vec!["b".to_owned(), "a".to_owned()])
-            );
-        }
-
-        #[test]
-        fn empty_null_or_misnamed_identifiers_fail_the_whole_batch() {
-            for response in [
-                json!({"batchItemFailures": [{"itemIdentifier": ""}]}),
-                json!({"batchItemFailures": [{"itemIdentifier": null}]}),
-                json!({"batchItemFailures": [{"id": "1"}]}),
-                json!({"batchItemFailures": "1"}),
-                json!("not an object"),
-            ] {
-                assert!(batch_item_failures(&response).is_err(), "{response}");
-            }
-        }
-
-        #[test]
-        fn function_arn_takes_region_and_account_from_the_source() {
-            assert_eq!(
-                function_arn(
-                    "arn:aws:sqs:us-east-1:123456789012:ripple-push",
-                    "push-worker"
-                ),
-                "arn:aws:lambda:us-east-1:123456789012:function:push-worker"
-            );
-            assert_eq!(
-                function_arn("not-an-arn", "f"),
-                "arn:aws:lambda:us-east-1:000000000000:function:f"
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,9 @@ pub fn number_attribute(item: &Item, name: &str) -> Result<i64> {
         Some(AttributeValue::N(raw)) => raw
             .parse()
             .map_err(|e| Error::internal(format!("attribute {name} is not an integer"), e)),
-        Some(_) => Err(Error::invariant(format!("attribute {name} is not a number"))),
+        Some(_) => Err(Error::invariant(format!(
+            "attribute {name} is not a number"
+        ))),
     }
 }
 
@@ -316,6 +318,41 @@ impl Table {
         Ok(())
     }
 
+    /// One conditional `UpdateItem`: `Ok(true)` when it was applied, `Ok(false)` when
+    /// `condition` did not hold (then nothing was written). Any other failure is an error.
+    /// `names` and `values` are the expression's `#name` and `:value` placeholders.
+    pub async fn update_if(
+        &self,
+        key: &Key,
+        expression: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_map(key)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(tx::names_map(names))
+            .set_expression_attribute_values(tx::values_map(values))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(Error::internal("UpdateItem", error)),
+        }
+    }
+
     /// Reads many items by key, in chunks of 100, following `UnprocessedKeys`.
     /// Missing items are simply absent from the result; order is not preserved.
     pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>> {
@@ -355,7 +392,9 @@ impl Table {
                         backoff(attempt).await;
                     }
                     Some(_) => {
-                        return Err(Error::invariant("BatchGetItem kept returning unprocessed keys"))
+                        return Err(Error::invariant(
+                            "BatchGetItem kept returning unprocessed keys",
+                        ))
                     }
                     None => break,
                 }
@@ -497,7 +536,10 @@ pub enum SortKey<'a> {
     BeginsWith(&'a str),
     /// Items with `prefix` whose sort key is strictly less than `before`: a timeline older
     /// than a given id.
-    Before { prefix: &'a str, before: &'a str },
+    Before {
+        prefix: &'a str,
+        before: &'a str,
+    },
 }
 
 /// A query on the table or one of its indexes.
@@ -538,13 +580,19 @@ impl<'a> Query<'a> {
         match self.sort {
             SortKey::Before { before, .. } => {
                 let sk_name = self.shape.attributes()[1];
-                item.get(sk_name).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(before)
+                item.get(sk_name)
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    != Some(before)
             }
             _ => true,
         }
     }
 
-    fn builder(&self, table: &Table) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    fn builder(
+        &self,
+        table: &Table,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let (pk_name, sk_name, index) = match self.shape {
             KeyShape::Table => ("pk", "sk", None),
             KeyShape::Gsi1 => ("gsi1pk", "gsi1sk", Some(super::keys::GSI1)),

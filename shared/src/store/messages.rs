@@ -143,6 +143,11 @@ pub trait MessageStore: Send + Sync {
     /// conversations, the request and the sender's idempotency records) is deleted.
     /// `NotFound` when no request is pending.
     async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()>;
+
+    /// Whether `owner` has accepted their thread with `other` (their conversation exists
+    /// and is `accepted`): the third input of [`message_status`], for callers that need the
+    /// policy without sending (the WebSocket `typing` action).
+    async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool>;
 }
 
 // ---- records ---------------------------------------------------------------------------
@@ -660,6 +665,12 @@ impl MessageStore for DynamoStore {
         Err(Error::conflict(
             "the conversation changed while accepting; try again",
         ))
+    }
+
+    async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool> {
+        let conversation: Option<Conversation> =
+            self.table.get_as(&keys::conversation(owner, other)).await?;
+        Ok(conversation.is_some_and(|c| c.state == ConversationState::Accepted))
     }
 
     async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {

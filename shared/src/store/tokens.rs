@@ -20,7 +20,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::dynamo::{from_item, key_map, n, s, to_item, tx, Query};
+use super::dynamo::{from_item, n, s, to_item, tx, Query};
 use super::keys;
 use super::page::KeyShape;
 use super::DynamoStore;
@@ -99,7 +99,12 @@ pub trait TokenStore: Send + Sync {
     async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>>;
 
     /// Marks `old_hash` used and stores `new` in `new.family_id`, atomically (see module doc).
-    async fn rotate(&self, old_hash: &str, new: &NewRefreshToken, now: DateTime<Utc>) -> Result<Rotation>;
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation>;
 
     /// Revokes one family. `Ok(false)` when it does not exist.
     async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool>;
@@ -172,7 +177,12 @@ impl TokenStore for DynamoStore {
         self.table.get_as(&keys::token_family(user, family)).await
     }
 
-    async fn rotate(&self, old_hash: &str, new: &NewRefreshToken, now: DateTime<Utc>) -> Result<Rotation> {
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
         let table = &self.table.name;
         let items = vec![
             // 0: the old token becomes used, only if it exists, is unused and belongs to the
@@ -221,29 +231,18 @@ impl TokenStore for DynamoStore {
     }
 
     async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool> {
-        let result = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .set_key(Some(key_map(&keys::token_family(user, family))))
-            .update_expression("SET revoked = :true, revoked_at = :now")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", s(crate::domain::format_time(now)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(Error::internal("revoking refresh-token family", error)),
-        }
+        self.table
+            .update_if(
+                &keys::token_family(user, family),
+                "SET revoked = :true, revoked_at = :now",
+                "attribute_exists(pk)",
+                &[],
+                vec![
+                    (":true", AttributeValue::Bool(true)),
+                    (":now", s(crate::domain::format_time(now))),
+                ],
+            )
+            .await
     }
 
     async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>> {

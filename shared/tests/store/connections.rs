@@ -517,3 +517,71 @@ async fn releasing_a_ttl_deleted_connection_cleans_up_after_it() {
     assert_eq!(store.connections_of_user(alice).await.unwrap(), vec!["c2"]);
     assert!(store.room_members("post:p").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_typing_slot_is_one_conditional_update_of_the_existing_connection_item() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let alice = new_id();
+    let phone = connection(alice, "phone");
+    store.add_connection(&phone, LIMIT).await.unwrap();
+    store
+        .add_connection(&connection(alice, "tablet"), LIMIT)
+        .await
+        .unwrap();
+    let before = db.item_count().await;
+    let interval = Duration::seconds(1);
+    let start = to_millis(Utc::now());
+
+    assert!(store
+        .claim_typing_slot("phone", start, interval)
+        .await
+        .unwrap());
+    let too_soon = start + Duration::milliseconds(999);
+    assert!(!store
+        .claim_typing_slot("phone", too_soon, interval)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .claim_typing_slot("tablet", too_soon, interval)
+            .await
+            .unwrap(),
+        "the slot is per connection"
+    );
+    let next = start + interval;
+    assert!(store
+        .claim_typing_slot("phone", next, interval)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .claim_typing_slot("vanished", next, interval)
+            .await
+            .unwrap(),
+        "no slot for a connection that does not exist"
+    );
+    assert_eq!(db.item_count().await, before, "no item is ever created");
+
+    let item = db
+        .dynamodb
+        .get_item()
+        .table_name(&db.table_name)
+        .set_key(Some(key_map(&keys::connection("phone"))))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        item.get(shared::store::connections::TYPING_AT_ATTRIBUTE),
+        Some(&AttributeValue::N(next.timestamp_millis().to_string()))
+    );
+    assert_eq!(
+        item.get("version"),
+        Some(&AttributeValue::N("0".to_owned())),
+        "typing never bumps the version a removal is conditioned on"
+    );
+    assert_eq!(store.get_connection("phone").await.unwrap(), Some(phone));
+    assert!(store.remove_connection("phone").await.unwrap().is_some());
+}

@@ -11,11 +11,10 @@ use shared::store::messages::{
 use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
-use shared::store::users::{ProfileUpdate, UserStore};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
-use crate::support::user;
+use crate::support::{make_private, user, walk_pages};
 
 async fn send(store: &DynamoStore, from: &User, to: &User, text: &str) -> Message {
     send_with_id(store, from, to, text, None).await.message
@@ -33,40 +32,6 @@ async fn send_with_id(
         .send_message(new)
         .await
         .unwrap_or_else(|e| panic!("{} → {}: {e:?}", from.username, to.username))
-}
-
-async fn make_private(store: &DynamoStore, user: &User) {
-    store
-        .update_profile(
-            user.id,
-            &ProfileUpdate {
-                is_private: Some(true),
-                ..ProfileUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
-}
-
-/// Every page of a listing, following the cursor.
-async fn walk<T, F, Fut>(page_size: usize, mut fetch: F) -> (Vec<T>, usize)
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = shared::Result<shared::store::Page<T>>>,
-{
-    let mut all = Vec::new();
-    let mut pages = 0;
-    let mut request = PageRequest::first(page_size);
-    loop {
-        let page = fetch(request.clone()).await.unwrap();
-        pages += 1;
-        assert!(page.items.len() <= page_size);
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(cursor) => request = PageRequest::after(page_size, cursor),
-            None => return (all, pages),
-        }
-    }
 }
 
 #[tokio::test]
@@ -97,7 +62,7 @@ async fn conversations_of_a_user_newest_first_with_last_message_and_unread_count
 
     // Writing moves a conversation to the top, and the writer's own unread count stays.
     send(&store, &alice, &carol, "hello carol").await;
-    let (all, pages) = walk(1, |page| {
+    let (all, pages) = walk_pages(1, |page| {
         let store = store.clone();
         async move { store.conversations(alice.id, &page).await }
     })
@@ -141,7 +106,7 @@ async fn messages_of_a_thread_newest_first_across_pages_and_only_that_thread() {
     }
     send(&store, &carol, &alice, "another thread").await;
 
-    let (all, pages) = walk(3, |page| {
+    let (all, pages) = walk_pages(3, |page| {
         let store = store.clone();
         async move { store.messages(bob.id, alice.id, &page).await }
     })
@@ -592,4 +557,40 @@ async fn concurrent_retries_with_one_client_message_id_store_one_message() {
         .await
         .unwrap();
     assert_eq!(thread.items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_thread_is_accepted_by_its_writer_and_by_a_recipient_who_accepts_it() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
+    make_private(&store, &bob).await;
+    assert!(
+        !store.thread_accepted(bob.id, alice.id).await.unwrap(),
+        "no conversation yet"
+    );
+
+    send(&store, &alice, &bob, "hi bob").await;
+    assert!(
+        store.thread_accepted(alice.id, bob.id).await.unwrap(),
+        "writing is accepting"
+    );
+    assert!(
+        !store.thread_accepted(bob.id, alice.id).await.unwrap(),
+        "a pending request is not accepted"
+    );
+
+    store
+        .accept_message_request(bob.id, alice.id)
+        .await
+        .unwrap();
+    assert!(store.thread_accepted(bob.id, alice.id).await.unwrap());
+    assert!(
+        !store.thread_accepted(bob.id, carol.id).await.unwrap(),
+        "per thread"
+    );
 }

@@ -14,7 +14,7 @@ use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
-use crate::support::user;
+use crate::support::{user, walk_pages};
 
 /// Writes one notification the way a cause does (its items in a transaction).
 async fn notify(
@@ -58,27 +58,17 @@ async fn notify_many(
     all
 }
 
+/// Every notification of `recipient` (only the unread ones with `unread_only`), page by page.
 async fn list_all(
     store: &DynamoStore,
     recipient: &User,
     unread_only: bool,
     page_size: usize,
 ) -> (Vec<Notification>, usize) {
-    let mut all = Vec::new();
-    let mut pages = 0;
-    let mut request = PageRequest::first(page_size);
-    loop {
-        let page = store
-            .notifications(recipient.id, unread_only, &request)
-            .await
-            .unwrap();
-        pages += 1;
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(cursor) => request = PageRequest::after(page_size, cursor),
-            None => return (all, pages),
-        }
-    }
+    walk_pages(page_size, |page| async move {
+        store.notifications(recipient.id, unread_only, &page).await
+    })
+    .await
 }
 
 fn ids(notifications: &[Notification]) -> Vec<uuid::Uuid> {

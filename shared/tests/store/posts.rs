@@ -5,16 +5,16 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use shared::domain::{new_id, NotificationKind, Post, User};
-use shared::store::dynamo::{from_item, Query};
+use shared::store::dynamo::Query;
 use shared::store::keys;
-use shared::store::page::{KeyShape, Page, PageRequest};
+use shared::store::page::{KeyShape, PageRequest};
 use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
-use crate::support::user;
+use crate::support::{stored_notifications, user, walk_pages};
 
 async fn post(store: &DynamoStore, author: &User, text: &str) -> Post {
     store
@@ -45,42 +45,6 @@ async fn comment(
         )
         .await
         .unwrap_or_else(|e| panic!("commenting {text}: {e:?}"))
-}
-
-/// Every notification `recipient` has, read straight from the table.
-async fn notifications(store: &DynamoStore, recipient: &User) -> Vec<shared::domain::Notification> {
-    let partition = keys::user_pk(recipient.id);
-    let query = Query::new(KeyShape::Table, &partition).begins_with(keys::NOTIFICATION_PREFIX);
-    store
-        .table
-        .query_all(&query, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|item| from_item(item).unwrap())
-        .collect()
-}
-
-/// Walks every page of a list with `limit`, returning the items and the number of pages.
-async fn walk<T, F, Fut>(limit: usize, mut read: F) -> (Vec<T>, usize)
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = shared::Result<Page<T>>>,
-{
-    let mut items = Vec::new();
-    let mut request = PageRequest::first(limit);
-    let mut pages = 0;
-    loop {
-        let page = read(request).await.unwrap();
-        pages += 1;
-        assert!(page.items.len() <= limit);
-        items.extend(page.items);
-        match page.next_cursor {
-            Some(cursor) => request = PageRequest::after(limit, cursor),
-            None => return (items, pages),
-        }
-        assert!(pages < 100, "pagination does not end");
-    }
 }
 
 #[tokio::test]
@@ -272,7 +236,7 @@ async fn author_timeline_pages_newest_first_through_every_post_once() {
     }
     post(&store, &bob, "not alice's").await;
 
-    let (posts, pages) = walk(3, |page| {
+    let (posts, pages) = walk_pages(3, |page| {
         let store = store.clone();
         async move { store.author_posts(alice.id, &page).await }
     })
@@ -371,7 +335,7 @@ async fn feed_merges_followed_authors_newest_first_without_duplicates_or_blocked
     }
     expected.reverse();
 
-    let (feed, pages) = walk(5, |page| {
+    let (feed, pages) = walk_pages(5, |page| {
         let store = store.clone();
         async move { store.feed(viewer.id, &page).await }
     })
@@ -386,7 +350,7 @@ async fn feed_merges_followed_authors_newest_first_without_duplicates_or_blocked
 
     // Cat blocks the viewer: cat's posts leave the viewer's feed.
     store.block(cat.id, viewer.id, Utc::now()).await.unwrap();
-    let (after_block, _) = walk(7, |page| {
+    let (after_block, _) = walk_pages(7, |page| {
         let store = store.clone();
         async move { store.feed(viewer.id, &page).await }
     })
@@ -460,7 +424,7 @@ async fn concurrent_likes_of_the_same_pair_count_once() {
         store.get_post(liked.id).await.unwrap().unwrap().like_count,
         1
     );
-    assert_eq!(notifications(&store, &alice).await.len(), 1);
+    assert_eq!(stored_notifications(&store, alice.id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -472,7 +436,7 @@ async fn a_like_notifies_the_author_once_and_a_self_like_never() {
     let liked = post(&store, &alice, "like me").await;
 
     store.like(&liked, bob.id, Utc::now()).await.unwrap();
-    let sent = notifications(&store, &alice).await;
+    let sent = stored_notifications(&store, alice.id).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].kind, NotificationKind::Like);
     assert_eq!(sent[0].actor_id, bob.id);
@@ -482,12 +446,12 @@ async fn a_like_notifies_the_author_once_and_a_self_like_never() {
     store.unlike(liked.id, bob.id).await.unwrap();
     let again = store.like(&liked, bob.id, Utc::now()).await.unwrap();
     assert_eq!(again.like_count, 1, "the like itself still counts");
-    assert_eq!(notifications(&store, &alice).await.len(), 1);
+    assert_eq!(stored_notifications(&store, alice.id).await.len(), 1);
 
     let own = store.like(&liked, alice.id, Utc::now()).await.unwrap();
     assert_eq!(own.like_count, 2);
     assert_eq!(
-        notifications(&store, &alice).await.len(),
+        stored_notifications(&store, alice.id).await.len(),
         1,
         "no notification for a self-like"
     );
@@ -524,7 +488,7 @@ async fn a_blocked_user_can_neither_like_nor_comment() {
     assert_eq!(error.status(), 404);
     let current = store.get_post(guarded.id).await.unwrap().unwrap();
     assert_eq!((current.like_count, current.comment_count), (0, 0));
-    assert!(notifications(&store, &alice).await.is_empty());
+    assert!(stored_notifications(&store, alice.id).await.is_empty());
 }
 
 #[tokio::test]
@@ -558,7 +522,7 @@ async fn has_liked_for_a_page_of_posts_and_likes_of_a_post() {
     assert_eq!(liked, HashSet::from([posts[1].id]));
     assert!(store.liked_among(fans[1].id, &[]).await.unwrap().is_empty());
 
-    let (likes, pages) = walk(2, |page| {
+    let (likes, pages) = walk_pages(2, |page| {
         let store = store.clone();
         let post = posts[1].id;
         async move { store.likes(post, &page).await }
@@ -586,7 +550,7 @@ async fn comments_page_oldest_first_and_notify_the_post_author() {
                 .id,
         );
     }
-    let (comments, pages) = walk(3, |page| {
+    let (comments, pages) = walk_pages(3, |page| {
         let store = store.clone();
         async move { store.comments(discussed.id, &page).await }
     })
@@ -607,7 +571,7 @@ async fn comments_page_oldest_first_and_notify_the_post_author() {
         7
     );
 
-    let sent = notifications(&store, &alice).await;
+    let sent = stored_notifications(&store, alice.id).await;
     assert_eq!(
         sent.len(),
         4,
@@ -619,7 +583,7 @@ async fn comments_page_oldest_first_and_notify_the_post_author() {
     assert!(sent
         .iter()
         .all(|n| n.comment_id.is_some_and(|c| written.contains(&c))));
-    assert!(notifications(&store, &bob).await.is_empty());
+    assert!(stored_notifications(&store, bob.id).await.is_empty());
 }
 
 #[tokio::test]

@@ -5,44 +5,19 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use futures::future::join_all;
-use shared::domain::{Notification, NotificationKind, User, UserId};
-use shared::store::dynamo::{from_item, Query};
-use shared::store::keys;
-use shared::store::page::{KeyShape, PageRequest};
+use shared::domain::{NotificationKind, UserId};
+use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
-use crate::support::user;
+use crate::support::{stored_notifications, user, users, walk_pages};
 
 /// (follower_count, following_count) as stored on the profile.
 async fn counts(store: &DynamoStore, user: UserId) -> (i64, i64) {
     let profile = store.get_user(user).await.unwrap().unwrap();
     (profile.follower_count, profile.following_count)
-}
-
-/// Every notification item in `recipient`'s partition (pattern 21), read directly so this
-/// suite does not depend on the notifications store's API.
-async fn notifications_of(store: &DynamoStore, recipient: UserId) -> Vec<Notification> {
-    let partition = keys::user_pk(recipient);
-    let query = Query::new(KeyShape::Table, &partition).begins_with(keys::NOTIFICATION_PREFIX);
-    store
-        .table
-        .query_all(&query, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|item| from_item(item).unwrap())
-        .collect()
-}
-
-async fn users<const N: usize>(store: &DynamoStore, names: [&str; N]) -> [User; N] {
-    let mut created = Vec::with_capacity(N);
-    for name in names {
-        created.push(user(store, name).await);
-    }
-    created.try_into().unwrap()
 }
 
 #[tokio::test]
@@ -76,13 +51,13 @@ async fn follow_writes_relation_both_counters_and_a_follow_notification() {
         vec![alice.id]
     );
 
-    let notifications = notifications_of(&store, bob.id).await;
+    let notifications = stored_notifications(&store, bob.id).await;
     assert_eq!(notifications.len(), 1);
     assert_eq!(notifications[0].kind, NotificationKind::Follow);
     assert_eq!(notifications[0].actor_id, alice.id);
     assert!(!notifications[0].read);
     assert!(
-        notifications_of(&store, alice.id).await.is_empty(),
+        stored_notifications(&store, alice.id).await.is_empty(),
         "the actor is not notified"
     );
 
@@ -90,7 +65,7 @@ async fn follow_writes_relation_both_counters_and_a_follow_notification() {
     assert!(!store.follow(alice.id, bob.id, Utc::now()).await.unwrap());
     assert_eq!(counts(&store, bob.id).await, (1, 0));
     assert_eq!(counts(&store, alice.id).await, (0, 1));
-    assert_eq!(notifications_of(&store, bob.id).await.len(), 1);
+    assert_eq!(stored_notifications(&store, bob.id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -165,7 +140,7 @@ async fn twenty_concurrent_follows_count_once_and_concurrent_unfollows_return_to
     assert_eq!(created, 1, "exactly one attempt creates the follow");
     assert_eq!(counts(&store, alice.id).await, (0, 1));
     assert_eq!(counts(&store, bob.id).await, (1, 0));
-    assert_eq!(notifications_of(&store, bob.id).await.len(), 1);
+    assert_eq!(stored_notifications(&store, bob.id).await.len(), 1);
 
     let results = join_all((0..20).map(|_| store.unfollow(alice.id, bob.id))).await;
     let removed = results
@@ -245,7 +220,7 @@ async fn follow_request_then_accept_becomes_a_follow_with_notifications_both_way
     assert_eq!(requests.items.len(), 1);
     assert_eq!(requests.items[0].requester_id, requester.id);
     assert_eq!(requests.items[0].target_id, private.id);
-    let to_target = notifications_of(&store, private.id).await;
+    let to_target = stored_notifications(&store, private.id).await;
     assert_eq!(to_target.len(), 1);
     assert_eq!(to_target[0].kind, NotificationKind::FollowRequest);
     assert_eq!(to_target[0].actor_id, requester.id);
@@ -270,7 +245,7 @@ async fn follow_request_then_accept_becomes_a_follow_with_notifications_both_way
         .unwrap()
         .items
         .is_empty());
-    let to_requester = notifications_of(&store, requester.id).await;
+    let to_requester = stored_notifications(&store, requester.id).await;
     assert_eq!(to_requester.len(), 1);
     assert_eq!(to_requester[0].kind, NotificationKind::FollowAccepted);
     assert_eq!(to_requester[0].actor_id, private.id);
@@ -447,8 +422,8 @@ async fn a_block_either_way_stops_follows_requests_and_their_notifications() {
         );
     }
     assert_eq!(db.item_count().await, before);
-    assert!(notifications_of(&store, alice.id).await.is_empty());
-    assert!(notifications_of(&store, bob.id).await.is_empty());
+    assert!(stored_notifications(&store, alice.id).await.is_empty());
+    assert!(stored_notifications(&store, bob.id).await.is_empty());
 
     // Unblocking (twice: idempotent) lets them follow again.
     store.unblock(alice.id, bob.id).await.unwrap();
@@ -476,7 +451,7 @@ async fn accepting_a_request_after_a_block_is_not_found() {
         .unwrap_err();
     assert_eq!(error.status(), 404);
     assert_eq!(counts(&store, target.id).await, (0, 0));
-    assert!(notifications_of(&store, requester.id).await.is_empty());
+    assert!(stored_notifications(&store, requester.id).await.is_empty());
 }
 
 #[tokio::test]
@@ -565,29 +540,27 @@ async fn followers_and_following_page_through_every_item_once() {
     assert_eq!(counts(&store, star.id).await, (25, 25));
 
     for list in ["followers", "following"] {
-        let mut seen = Vec::new();
-        let mut page = PageRequest::first(10);
-        let mut pages = 0;
-        loop {
-            let result = if list == "followers" {
-                store.followers(star.id, &page).await.unwrap()
-            } else {
-                store.following(star.id, &page).await.unwrap()
-            };
-            pages += 1;
-            assert!(result.items.len() <= 10);
-            seen.extend(result.items.iter().map(|f| {
+        let (follows, pages) = walk_pages(10, |page| {
+            let store = store.clone();
+            async move {
+                if list == "followers" {
+                    store.followers(star.id, &page).await
+                } else {
+                    store.following(star.id, &page).await
+                }
+            }
+        })
+        .await;
+        let seen: Vec<_> = follows
+            .iter()
+            .map(|f| {
                 if list == "followers" {
                     f.follower_id
                 } else {
                     f.followee_id
                 }
-            }));
-            match result.next_cursor {
-                Some(cursor) => page = PageRequest::after(10, cursor),
-                None => break,
-            }
-        }
+            })
+            .collect();
         assert_eq!(pages, 3, "{list}");
         assert_eq!(seen.len(), 25, "{list}: every item once");
         assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), fans, "{list}");
@@ -664,22 +637,37 @@ async fn follow_unfollow_follow_and_request_cancel_request_notify_once() {
         assert!(store.follow(bob.id, alice.id, now).await.unwrap());
         assert!(store.unfollow(bob.id, alice.id).await.unwrap());
     }
-    assert_eq!(counts(&store, alice.id).await, (0, 0), "counters follow every change");
-    let follows: Vec<_> = notifications_of(&store, alice.id)
+    assert_eq!(
+        counts(&store, alice.id).await,
+        (0, 0),
+        "counters follow every change"
+    );
+    let follows: Vec<_> = stored_notifications(&store, alice.id)
         .await
         .into_iter()
         .filter(|n| n.kind == NotificationKind::Follow && n.actor_id == bob.id)
         .collect();
-    assert_eq!(follows.len(), 1, "one follow notification per actor: {follows:?}");
+    assert_eq!(
+        follows.len(),
+        1,
+        "one follow notification per actor: {follows:?}"
+    );
 
     for _ in 0..3 {
         assert!(store.request_follow(carol.id, alice.id, now).await.unwrap());
-        assert!(store.cancel_follow_request(carol.id, alice.id).await.unwrap());
+        assert!(store
+            .cancel_follow_request(carol.id, alice.id)
+            .await
+            .unwrap());
     }
-    let requests: Vec<_> = notifications_of(&store, alice.id)
+    let requests: Vec<_> = stored_notifications(&store, alice.id)
         .await
         .into_iter()
         .filter(|n| n.kind == NotificationKind::FollowRequest)
         .collect();
-    assert_eq!(requests.len(), 1, "one request notification per actor: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one request notification per actor: {requests:?}"
+    );
 }

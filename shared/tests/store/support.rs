@@ -78,7 +78,10 @@ where
     loop {
         let page = read(request).await.unwrap();
         pages += 1;
-        assert!(page.items.len() <= limit, "page {pages} holds more than {limit}");
+        assert!(
+            page.items.len() <= limit,
+            "page {pages} holds more than {limit}"
+        );
         items.extend(page.items);
         match page.next_cursor {
             Some(cursor) => request = PageRequest::after(limit, cursor),

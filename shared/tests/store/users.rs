@@ -6,7 +6,7 @@ use shared::store::page::PageRequest;
 use shared::store::users::{ProfileUpdate, UserStore};
 use shared::testkit::TestDb;
 
-use crate::support::user;
+use crate::support::{user, walk_pages};
 
 #[tokio::test]
 async fn user_by_id_and_by_username_case_insensitively() {
@@ -18,10 +18,18 @@ async fn user_by_id_and_by_username_case_insensitively() {
     assert_eq!(loaded, alice);
     assert_eq!(loaded.username, "Alice", "display case is kept");
     for spelling in ["alice", "ALICE", "Alice"] {
-        assert_eq!(store.user_id_by_username(spelling).await.unwrap(), Some(alice.id));
+        assert_eq!(
+            store.user_id_by_username(spelling).await.unwrap(),
+            Some(alice.id)
+        );
     }
     assert_eq!(store.user_id_by_username("bob").await.unwrap(), None);
-    assert!(store.password_hash(alice.id).await.unwrap().unwrap().starts_with("$argon2id$"));
+    assert!(store
+        .password_hash(alice.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .starts_with("$argon2id$"));
 }
 
 #[tokio::test]
@@ -43,7 +51,11 @@ async fn duplicate_username_in_any_case_is_a_conflict() {
             .unwrap_err();
         assert_eq!(error.status(), 409, "{spelling}: {error:?}");
     }
-    assert_eq!(db.item_count().await, before, "a failed registration writes nothing");
+    assert_eq!(
+        db.item_count().await,
+        before,
+        "a failed registration writes nothing"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +90,13 @@ async fn profile_update_changes_only_given_fields() {
     assert!(updated.is_private);
     assert_eq!(updated.display_name, alice.display_name);
     let missing = store
-        .update_profile(shared::domain::new_id(), &ProfileUpdate { bio: Some("x".into()), ..Default::default() })
+        .update_profile(
+            shared::domain::new_id(),
+            &ProfileUpdate {
+                bio: Some("x".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(missing.status(), 404);
@@ -94,24 +112,28 @@ async fn username_prefix_search_pages_through_every_match_once() {
     user(&store, "sally").await;
     user(&store, "bob").await;
 
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    let mut pages = 0;
-    loop {
-        let result = store.search_usernames("sam", &page).await.unwrap();
-        pages += 1;
-        seen.extend(result.items.iter().map(|u| u.username.clone()));
-        match result.next_cursor {
-            Some(cursor) => page = PageRequest::after(3, cursor),
-            None => break,
-        }
-    }
+    let (found, pages) = walk_pages(3, |page| {
+        let store = store.clone();
+        async move { store.search_usernames("sam", &page).await }
+    })
+    .await;
+    let seen: Vec<_> = found.iter().map(|u| u.username.clone()).collect();
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 7);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7, "no duplicates");
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "username order: {seen:?}");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        7,
+        "no duplicates"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "username order: {seen:?}"
+    );
 
-    let s_matches = store.search_usernames("s", &PageRequest::first(100)).await.unwrap();
+    let s_matches = store
+        .search_usernames("s", &PageRequest::first(100))
+        .await
+        .unwrap();
     assert_eq!(s_matches.items.len(), 8);
 }
 
@@ -122,7 +144,10 @@ async fn a_garbled_or_foreign_cursor_is_a_validation_error() {
     for name in ["sam_a", "sam_b", "tom_a", "tom_b"] {
         user(&store, name).await;
     }
-    let first = store.search_usernames("sam", &PageRequest::first(1)).await.unwrap();
+    let first = store
+        .search_usernames("sam", &PageRequest::first(1))
+        .await
+        .unwrap();
     let cursor = first.next_cursor.unwrap();
     // A cursor from the `s` partition must not read the `t` partition.
     let error = store

@@ -1,23 +1,26 @@
 //! Test harness of the push tier, shared by the `stream-router` and `push-worker` tests
 //! (`push-worker` includes this file by path): a fresh dynoxide table, a moto SQS server with
 //! the fan-out queue, the real stores, a recording push client, and readers that turn the
-//! table's real stream records and the queue's real messages into Lambda events.
+//! table's real stream records (through the local gateway's own conversion) and the queue's
+//! real messages into Lambda events.
 #![allow(dead_code)] // Each test crate uses a different part of it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use chrono::{DateTime, Utc};
 use ripple_local::moto::MotoServer;
-use serde_json::{json, Map, Value};
+use ripple_local::stream_poller::lambda_record;
+use serde_json::{json, Value};
 use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::clock::ManualClock;
 use shared::config::Config;
 use shared::domain::{new_id, Connection, UserId};
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
-use shared::push::RetryPolicy;
+use shared::push::{PushFunctionState, RetryPolicy};
 use shared::queue::SqsEventQueue;
 use shared::store::connections::ConnectionStore;
 use shared::store::users::{NewUser, UserStore};
@@ -89,6 +92,20 @@ impl Harness {
             moto,
             db,
         }
+    }
+
+    /// The state of either push-tier function over this harness (both re-export
+    /// `PushFunctionState` as their `State`): retries without waiting, a manual clock.
+    pub fn state(&self) -> PushFunctionState {
+        let mut state = PushFunctionState::from_parts(
+            self.config.clone(),
+            self.store.clone(),
+            self.push.clone(),
+            self.queue.clone(),
+            Arc::new(ManualClock::new(now())),
+        );
+        state.tier = state.tier.with_retry(FAST_RETRY);
+        state
     }
 
     pub async fn user(&self, username: &str) -> UserId {
@@ -189,6 +206,16 @@ pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> V
         })
         .collect();
     json!({ "Records": records })
+}
+
+/// The `itemIdentifier`s of a partial batch response (panics without `batchItemFailures`).
+pub fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Invokes a function as Lambda would and returns its JSON response.
@@ -297,72 +324,12 @@ impl StreamReader {
         json!({ "Records": records.iter().map(|r| self.record_json(r)).collect::<Vec<_>>() })
     }
 
+    /// The Lambda record of a stream record, built by the local gateway's stream poller
+    /// (`ripple_local::stream_poller::lambda_record`), so these tests and `ripple-local`
+    /// hand the function the same JSON.
     fn record_json(&self, record: &Record) -> Value {
-        let change = record
-            .dynamodb()
-            .unwrap_or_else(|| panic!("record without dynamodb"));
-        let mut dynamodb = Map::new();
-        if let Some(time) = change.approximate_creation_date_time() {
-            dynamodb.insert("ApproximateCreationDateTime".into(), json!(time.secs()));
-        }
-        for (name, image) in [
-            ("Keys", change.keys()),
-            ("NewImage", change.new_image()),
-            ("OldImage", change.old_image()),
-        ] {
-            if let Some(image) = image {
-                dynamodb.insert(name.into(), image_json(image));
-            }
-        }
-        dynamodb.insert("SequenceNumber".into(), json!(change.sequence_number()));
-        dynamodb.insert("SizeBytes".into(), json!(change.size_bytes().unwrap_or(0)));
-        dynamodb.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
-        let mut value = json!({
-            "eventID": record.event_id(),
-            "eventName": record.event_name().map(|n| n.as_str()),
-            "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb",
-            "awsRegion": "us-east-1",
-            "eventSourceARN": self.stream_arn,
-            "dynamodb": dynamodb,
-        });
-        if let Some(identity) = record.user_identity() {
-            value["userIdentity"] =
-                json!({"type": identity.r#type(), "principalId": identity.principal_id()});
-        }
-        value
-    }
-}
-
-/// A stream image in the Lambda event's DynamoDB-JSON form.
-fn image_json(image: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(
-        image
-            .iter()
-            .map(|(k, v)| (k.clone(), attribute_json(v)))
-            .collect(),
-    )
-}
-
-fn attribute_json(value: &AttributeValue) -> Value {
-    use base64::Engine as _;
-    let b64 = |blob: &aws_sdk_dynamodbstreams::primitives::Blob| {
-        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
-    };
-    match value {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": b64(b) }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        AttributeValue::Null(_) => json!({ "NULL": true }),
-        AttributeValue::Ss(values) => json!({ "SS": values }),
-        AttributeValue::Ns(values) => json!({ "NS": values }),
-        AttributeValue::Bs(values) => json!({ "BS": values.iter().map(b64).collect::<Vec<_>>() }),
-        AttributeValue::L(values) => {
-            json!({ "L": values.iter().map(attribute_json).collect::<Vec<_>>() })
-        }
-        AttributeValue::M(map) => json!({ "M": image_json(map) }),
-        other => panic!("unsupported attribute value {other:?}"),
+        lambda_record(record, &self.stream_arn)
+            .unwrap_or_else(|| panic!("stream record without a sequence number: {record:?}"))
     }
 }
 
