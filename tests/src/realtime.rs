@@ -7,7 +7,7 @@
 //! Every wait is bounded: a missing event fails the test with what the socket did receive,
 //! never hangs it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use ripple_local::sqs_poller::SqsPollerHandle;
 use ripple_local::stack::{LocalStack, StackOptions};
 use ripple_local::websocket::WebSocketFaults;
 use serde_json::{json, Value};
+use shared::store::keys::{self, Key};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,6 +32,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
 
 /// Longest wait for something that should happen promptly (an event, a reply, a cleanup).
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -72,6 +74,14 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub token: String,
+}
+
+impl User {
+    /// The id as a UUID (what the table's keys are built from).
+    pub fn uuid(&self) -> Uuid {
+        Uuid::parse_str(&self.id)
+            .unwrap_or_else(|e| panic!("{}'s id {} is not a UUID: {e}", self.username, self.id))
+    }
 }
 
 /// An HTTP response of the gateway's HTTP API.
@@ -416,6 +426,25 @@ impl RealtimeStack {
         }
     }
 
+    /// Whether the connection item of `connection_id` exists.
+    pub async fn connection_item_exists(&self, connection_id: &str) -> bool {
+        self.item(&keys::connection(connection_id)).await.is_some()
+    }
+
+    /// The ids in `user`'s connection set (the item fan-out reads).
+    pub async fn user_connection_ids(&self, user: &User) -> Vec<String> {
+        self.item(&keys::user_connections(user.uuid()))
+            .await
+            .and_then(|item| item.get("connection_ids")?.as_ss().ok().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The sort keys of `user`'s notification items.
+    pub async fn notification_items(&self, user: &User) -> Vec<String> {
+        self.sort_keys(&keys::user_pk(user.uuid()), keys::NOTIFICATION_PREFIX)
+            .await
+    }
+
     /// The sort keys of the items in partition `pk` whose sort key starts with `prefix`.
     pub async fn sort_keys(&self, pk: &str, prefix: &str) -> Vec<String> {
         let page = self
@@ -436,21 +465,17 @@ impl RealtimeStack {
             .collect()
     }
 
-    /// The item `pk`/`sk`, if present.
-    pub async fn item(
-        &self,
-        pk: &str,
-        sk: &str,
-    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    /// The item at `key`, if present.
+    pub async fn item(&self, key: &Key) -> Option<HashMap<String, AttributeValue>> {
         self.dynamodb
             .get_item()
             .table_name(&self.stack.table_name)
-            .key("pk", AttributeValue::S(pk.to_owned()))
-            .key("sk", AttributeValue::S(sk.to_owned()))
+            .key("pk", AttributeValue::S(key.pk.clone()))
+            .key("sk", AttributeValue::S(key.sk.clone()))
             .consistent_read(true)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("reading {pk}/{sk}: {e:?}"))
+            .unwrap_or_else(|e| panic!("reading {key:?}: {e:?}"))
             .item
     }
 
@@ -488,10 +513,7 @@ where
         if condition().await {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not within {timeout:?}: {what}"
-        );
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -692,13 +714,9 @@ impl WsClient {
             changes.borrow_and_update();
             {
                 let inbox = lock(&self.inbox);
-                let unexpected = inbox
-                    .frames
-                    .iter()
-                    .enumerate()
-                    .find(|(index, frame)| {
-                        !inbox.consumed.contains(index) && predicate(&frame.json)
-                    });
+                let unexpected = inbox.frames.iter().enumerate().find(|(index, frame)| {
+                    !inbox.consumed.contains(index) && predicate(&frame.json)
+                });
                 if let Some((_, frame)) = unexpected {
                     panic!("{}: unexpected {what}: {}", self.label, frame.text);
                 }
@@ -774,7 +792,9 @@ impl Drop for WsClient {
 
 fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
     // The reader only pushes whole frames; a poisoned lock is still consistent.
-    inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    inbox
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Types of the received frames, for failure messages.

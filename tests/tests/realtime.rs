@@ -58,11 +58,9 @@ fn is_presence(kind: &'static str, user: &User) -> impl Fn(&Value) -> bool {
 /// A UUIDv7 of the millisecond `ms` (the smallest one): a resume cursor for that moment.
 fn cursor_at(ms: i64) -> String {
     let ms = u64::try_from(ms).expect("a time after 1970");
-    format!(
-        "{:08x}-{:04x}-7000-8000-000000000000",
-        ms >> 16,
-        ms & 0xffff
-    )
+    uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10])
+        .into_uuid()
+        .to_string()
 }
 
 // ---- 1. posts ------------------------------------------------------------------------------
@@ -121,8 +119,7 @@ async fn a_post_reaches_every_socket_of_followers_and_author_but_not_strangers_o
 // ---- 2. likes ------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_like_notifies_the_author_and_updates_room_subscribers_but_a_self_like_notifies_nobody(
-) {
+async fn a_like_notifies_the_author_and_updates_room_subscribers_but_a_self_like_notifies_nobody() {
     let stack = RealtimeStack::start().await;
     let a = stack.register("alice").await;
     let b = stack.register("bob").await;
@@ -142,12 +139,12 @@ async fn a_like_notifies_the_author_and_updates_room_subscribers_but_a_self_like
     assert_eq!(notification["data"]["type"], "like", "{notification}");
     assert_eq!(notification["data"]["actor_id"], b.id.as_str());
     assert_eq!(notification["data"]["post_id"], post_id.as_str());
-    assert!(notification["cursor"].is_string(), "resumable: {notification}");
-    let update = room.next_event_of_type("like_updated", WAIT).await;
-    assert_eq!(
-        update["data"],
-        json!({"post_id": post_id, "like_count": 1})
+    assert!(
+        notification["cursor"].is_string(),
+        "resumable: {notification}"
     );
+    let update = room.next_event_of_type("like_updated", WAIT).await;
+    assert_eq!(update["data"], json!({"post_id": post_id, "like_count": 1}));
 
     // A likes their own post: the room sees the count, A gets no notification.
     let liked = stack.like(&a, &post_id).await;
@@ -160,9 +157,7 @@ async fn a_like_notifies_the_author_and_updates_room_subscribers_but_a_self_like
     })
     .await;
     a1.assert_no_event("new_notification", QUIET).await;
-    let notifications = stack
-        .call(&a, "GET", "/notifications", None, 200)
-        .await;
+    let notifications = stack.call(&a, "GET", "/notifications", None, 200).await;
     assert_eq!(
         notifications["items"].as_array().map(Vec::len),
         Some(1),
@@ -209,9 +204,7 @@ async fn a_message_reaches_the_recipient_and_the_senders_sockets_or_becomes_a_re
     let a = stack.register("alice").await;
     let b = stack.register("bob").await;
     let p = stack.register("private_pat").await;
-    stack
-        .update_profile(&p, json!({"is_private": true}))
-        .await;
+    stack.update_profile(&p, json!({"is_private": true})).await;
 
     let a1 = stack.connect(&a).await;
     let a2 = stack.connect(&a).await;
@@ -222,7 +215,12 @@ async fn a_message_reaches_the_recipient_and_the_senders_sockets_or_becomes_a_re
     let message_id = text(&message, "/id").to_owned();
     for socket in [&b1, &a2, &a1] {
         let event = socket.next_event_of_type("new_message", WAIT).await;
-        assert_eq!(event["data"]["id"], message_id.as_str(), "{}: {event}", socket.label);
+        assert_eq!(
+            event["data"]["id"],
+            message_id.as_str(),
+            "{}: {event}",
+            socket.label
+        );
         assert_eq!(event["data"]["text"], "hi bob");
         assert_eq!(event["cursor"], message_id.as_str());
     }
@@ -299,19 +297,15 @@ async fn typing_is_relayed_with_an_expiry_never_across_a_block_and_never_stored(
         }))
         .await;
     }
-    eventually(
-        "all 50 typing frames relayed or refused",
-        WAIT,
-        || async {
-            let refused = a3
-                .events_of_type("error")
-                .iter()
-                .filter(|e| e["data"]["code"] == "rate_limited")
-                .count();
-            let relayed = b1.events_of_type("user_typing").len() - relayed_before;
-            refused + relayed == 50
-        },
-    )
+    eventually("all 50 typing frames relayed or refused", WAIT, || async {
+        let refused = a3
+            .events_of_type("error")
+            .iter()
+            .filter(|e| e["data"]["code"] == "rate_limited")
+            .count();
+        let relayed = b1.events_of_type("user_typing").len() - relayed_before;
+        refused + relayed == 50
+    })
     .await;
     let relayed = b1.events_of_type("user_typing").len() - relayed_before;
     assert!(relayed >= 1, "the first frame is relayed");
@@ -370,16 +364,18 @@ async fn presence_reaches_mutuals_is_debounced_on_reconnect_and_hidden_when_swit
     .await;
     // F's presence check ran at about the same time as A's; wait out its grace period
     // anyway, then a quiet period: neither offline nor a second online for F.
-    let until_checked = (reconnected_at + PRESENCE_GRACE + QUIET)
-        .saturating_duration_since(Instant::now());
+    let until_checked =
+        (reconnected_at + PRESENCE_GRACE + QUIET).saturating_duration_since(Instant::now());
     w1.assert_nothing_where("presence of the reconnected F", until_checked, |event| {
         event["data"]["user_id"] == f.id.as_str()
             && (event["type"] == "user_offline" || event["type"] == "user_online")
     })
     .await;
-    w1.assert_nothing_where("presence of E (show_presence off)", Duration::ZERO, |event| {
-        event["data"]["user_id"] == e.id.as_str()
-    })
+    w1.assert_nothing_where(
+        "presence of E (show_presence off)",
+        Duration::ZERO,
+        |event| event["data"]["user_id"] == e.id.as_str(),
+    )
     .await;
     s1.assert_nothing_where("presence for a one-way follower", Duration::ZERO, |event| {
         event["type"] == "user_online" || event["type"] == "user_offline"
@@ -396,9 +392,7 @@ async fn refused_subscriptions_and_garbage_frames_get_errors_and_the_socket_stay
     let stack = RealtimeStack::start().await;
     let p = stack.register("private_pat").await;
     let x = stack.register("outsider").await;
-    stack
-        .update_profile(&p, json!({"is_private": true}))
-        .await;
+    stack.update_profile(&p, json!({"is_private": true})).await;
     let post = stack.post(&p, "followers only").await;
     let post_id = text(&post, "/id").to_owned();
 
@@ -409,7 +403,7 @@ async fn refused_subscriptions_and_garbage_frames_get_errors_and_the_socket_stay
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
 
-    let missing = cursor_at(Utc::now().timestamp_millis());
+    let missing = uuid::Uuid::now_v7();
     let refused = x1
         .request(json!({"action": "subscribe", "channel": format!("post:{missing}")}))
         .await;
@@ -421,7 +415,10 @@ async fn refused_subscriptions_and_garbage_frames_get_errors_and_the_socket_stay
         (Message::text("this is not json"), "validation_failed"),
         (Message::text("[1, 2, 3]"), "validation_failed"),
         (Message::text(r#"{"no_action": true}"#), "validation_failed"),
-        (Message::binary(vec![0u8, 159, 146, 150]), "validation_failed"),
+        (
+            Message::binary(vec![0u8, 159, 146, 150]),
+            "validation_failed",
+        ),
         (Message::text(oversize.to_string()), "payload_too_large"),
     ] {
         let shown: String = format!("{garbage:?}").chars().take(80).collect();
@@ -439,7 +436,10 @@ async fn refused_subscriptions_and_garbage_frames_get_errors_and_the_socket_stay
     ] {
         let error = x1.request(frame.clone()).await;
         assert_eq!(error["type"], "error", "{frame}: {error}");
-        assert_eq!(error["data"]["code"], "validation_failed", "{frame}: {error}");
+        assert_eq!(
+            error["data"]["code"], "validation_failed",
+            "{frame}: {error}"
+        );
     }
     // Still open and working.
     let pong = x1.request(json!({"action": "ping"})).await;
@@ -536,7 +536,11 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     }
     let event_ids: HashSet<&str> = replayed.iter().map(|e| text(e, "/event_id")).collect();
     assert_eq!(event_ids.len(), 5, "no duplicate events");
-    assert_eq!(resumed["cursor"], expected[4].as_str(), "caught up to the last");
+    assert_eq!(
+        resumed["cursor"],
+        expected[4].as_str(),
+        "caught up to the last"
+    );
 
     // A cursor older than the 24-hour retention: a gap, nothing replayed.
     let ancient = cursor_at(Utc::now().timestamp_millis() - 25 * 3600 * 1000);
@@ -566,17 +570,8 @@ async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push()
 
     let a1 = stack.connect(&a).await;
     let (b1, b_connection) = stack.connect_with_id(&b).await;
-    let connection_pk = format!("CONN#{b_connection}");
-    let user_connections = |item: Option<std::collections::HashMap<String, _>>| -> Vec<String> {
-        item.and_then(|item| {
-            let ids: &aws_sdk_dynamodb::types::AttributeValue = item.get("connection_ids")?;
-            ids.as_ss().ok().cloned()
-        })
-        .unwrap_or_default()
-    };
-    let b_pk = format!("USER#{}", b.id);
-    assert!(stack.item(&connection_pk, "CONN").await.is_some());
-    assert!(user_connections(stack.item(&b_pk, "CONNECTIONS").await).contains(&b_connection));
+    assert!(stack.connection_item_exists(&b_connection).await);
+    assert!(stack.user_connection_ids(&b).await.contains(&b_connection));
 
     // B's socket dies and the gateway loses the $disconnect.
     stack
@@ -590,7 +585,7 @@ async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push()
     .await;
     tokio::time::sleep(QUIET).await;
     assert!(
-        stack.item(&connection_pk, "CONN").await.is_some(),
+        stack.connection_item_exists(&b_connection).await,
         "no $disconnect ran: the connection item is still there"
     );
 
@@ -603,11 +598,11 @@ async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push()
     )
     .await;
     eventually("B's connection item is deleted", WAIT, || async {
-        stack.item(&connection_pk, "CONN").await.is_none()
+        !stack.connection_item_exists(&b_connection).await
     })
     .await;
     assert!(
-        !user_connections(stack.item(&b_pk, "CONNECTIONS").await).contains(&b_connection),
+        !stack.user_connection_ids(&b).await.contains(&b_connection),
         "and it left B's connection set"
     );
     stack.stop().await;
@@ -656,7 +651,9 @@ async fn a_post_to_300_connected_followers_goes_through_the_queue_and_reaches_ea
     a1.next_event_where(
         "the last follower's notification (stream backlog drained)",
         BACKLOG_WAIT,
-        |event| event["type"] == "new_notification" && event["data"]["actor_id"] == last_id.as_str(),
+        |event| {
+            event["type"] == "new_notification" && event["data"]["actor_id"] == last_id.as_str()
+        },
     )
     .await;
     eprintln!(
@@ -691,7 +688,8 @@ async fn a_post_to_300_connected_followers_goes_through_the_queue_and_reaches_ea
             .await;
     }
     eprintln!(
-        "{FOLLOWERS} sockets received the post {:.1} ms after the SQS poller resumed",
+        "{} sockets received the post {:.1} ms after the SQS poller resumed",
+        sockets.len(),
         resumed_at.elapsed().as_secs_f64() * 1000.0
     );
     tokio::time::sleep(QUIET).await;
@@ -732,15 +730,17 @@ async fn a_duplicated_stream_batch_repeats_only_the_event_id_which_the_js_client
         .iter()
         .map(|event| text(event, "/event_id"))
         .collect();
-    assert_eq!(ids.len(), 1, "a repeat carries the same id: {notifications:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "a repeat carries the same id: {notifications:?}"
+    );
     assert_eq!(first, second, "the repeat is the same event");
     let updates = room.events_of_type("like_updated");
     let ids: HashSet<&str> = updates.iter().map(|e| text(e, "/event_id")).collect();
     assert_eq!(ids.len(), 1, "{updates:?}");
 
-    let stored = stack
-        .sort_keys(&format!("USER#{}", a.id), "NOTIF#")
-        .await;
+    let stored = stack.notification_items(&a).await;
     assert_eq!(stored.len(), 1, "one notification item: {stored:?}");
 
     // The JavaScript client, fed exactly the frames A's socket received, emits it once.
@@ -784,7 +784,10 @@ console.log(JSON.stringify(delivered));
         tokio::process::Command::new("node")
             .args(["--input-type=module", "-e", SCRIPT])
             .env("RIPPLE_CLIENT_URL", format!("file://{}", module.display()))
-            .env("RIPPLE_FRAMES", serde_json::to_string(frames).unwrap_or_default())
+            .env(
+                "RIPPLE_FRAMES",
+                serde_json::to_string(frames).unwrap_or_default(),
+            )
             .kill_on_drop(true)
             .output(),
     )
