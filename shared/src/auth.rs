@@ -102,12 +102,11 @@ impl TokenService {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
                 tracing::debug!(reason = %e, "access token rejected");
                 Error::unauthorized("invalid or expired access token")
-            },
-        )?;
+            })?;
         crate::domain::parse_id(&data.claims.sub, "sub")
             .map_err(|_| Error::unauthorized("invalid or expired access token"))
     }

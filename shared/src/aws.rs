@@ -64,8 +64,16 @@ pub fn local_sdk_config() -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new("local", "local", None, None, "ripple-local"),
-        ))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "ripple-local",
+                ),
+            ),
+        )
         .build()
 }

@@ -12,7 +12,8 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 
 /// Truncates to whole milliseconds, the precision of stored RFC 3339 timestamps.
 pub fn to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
-    time.duration_trunc(Duration::milliseconds(1)).unwrap_or(time)
+    time.duration_trunc(Duration::milliseconds(1))
+        .unwrap_or(time)
 }
 
 /// The real clock.
@@ -39,18 +40,29 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *now += by;
     }
 
     pub fn set(&self, to: DateTime<Utc>) {
-        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = to;
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = to;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        to_millis(*self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        to_millis(
+            *self
+                .now
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 }
 

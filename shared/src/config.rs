@@ -126,7 +126,11 @@ impl Config {
 
         let defaults = RateLimits::default();
         let rate_limits = RateLimits {
-            posts_per_minute: number(&vars, "RATE_LIMIT_POSTS_PER_MINUTE", defaults.posts_per_minute)?,
+            posts_per_minute: number(
+                &vars,
+                "RATE_LIMIT_POSTS_PER_MINUTE",
+                defaults.posts_per_minute,
+            )?,
             comments_per_minute: number(
                 &vars,
                 "RATE_LIMIT_COMMENTS_PER_MINUTE",
@@ -174,13 +178,18 @@ impl Config {
     }
 }
 
-fn number<T: std::str::FromStr>(vars: &HashMap<String, String>, name: &str, default: T) -> Result<T> {
+fn number<T: std::str::FromStr>(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T> {
     match vars.get(name) {
         None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| config_error(format!("{name} must be a non-negative integer, got {raw:?}"))),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            config_error(format!(
+                "{name} must be a non-negative integer, got {raw:?}"
+            ))
+        }),
     }
 }
 

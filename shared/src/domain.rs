@@ -54,14 +54,19 @@ pub mod rfc3339 {
         use chrono::{DateTime, Utc};
         use serde::{Deserialize, Deserializer, Serializer};
 
-        pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            time: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match time {
                 Some(t) => s.serialize_str(&super::super::format_time(*t)),
                 None => s.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
             Option::<String>::deserialize(d)?
                 .map(|raw| {
                     DateTime::parse_from_rfc3339(&raw)
@@ -321,10 +326,7 @@ pub fn validate_username(raw: &str) -> Result<String> {
             "username must be {USERNAME_MIN}–{USERNAME_MAX} characters"
         )));
     }
-    if !raw
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(Error::validation(
             "username may contain only letters a–z, digits and underscores",
         ));
@@ -421,7 +423,14 @@ mod tests {
     #[test]
     fn usernames_are_case_insensitive_and_restricted() {
         assert_eq!(validate_username("Alice_01").unwrap(), "alice_01");
-        for bad in ["ab", "a".repeat(31).as_str(), "al ice", "alice!", "ålice", ""] {
+        for bad in [
+            "ab",
+            "a".repeat(31).as_str(),
+            "al ice",
+            "alice!",
+            "ålice",
+            "",
+        ] {
             assert!(validate_username(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_username(&"a".repeat(30)).is_ok());

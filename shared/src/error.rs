@@ -198,7 +198,11 @@ mod tests {
             (Error::forbidden("x"), 403, "forbidden"),
             (Error::not_found("x"), 404, "not_found"),
             (Error::conflict("x"), 409, "conflict"),
-            (Error::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
+            (
+                Error::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
             (
                 Error::RateLimited {
                     retry_after_secs: 7,

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use serde_yaml::Value;
 
 fn repo_file(path: &str) -> String {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }
 
@@ -19,7 +21,10 @@ fn served_routes() -> BTreeSet<(String, String, String)> {
         ("ApiUsersFunction", api_users::router().routes()),
         ("ApiPostsFunction", api_posts::router().routes()),
         ("ApiMessagesFunction", api_messages::router().routes()),
-        ("ApiNotificationsFunction", api_notifications::router().routes()),
+        (
+            "ApiNotificationsFunction",
+            api_notifications::router().routes(),
+        ),
     ];
     functions
         .into_iter()
@@ -41,7 +46,8 @@ fn untag(value: &Value) -> &Value {
 
 #[test]
 fn every_served_route_is_in_the_openapi_spec_and_nothing_else_is() {
-    let spec: Value = serde_yaml::from_str(&repo_file("docs/openapi.yaml")).expect("openapi.yaml parses");
+    let spec: Value =
+        serde_yaml::from_str(&repo_file("docs/openapi.yaml")).expect("openapi.yaml parses");
     assert_eq!(spec["openapi"].as_str(), Some("3.1.0"));
     let mut documented = BTreeSet::new();
     for (path, item) in spec["paths"].as_mapping().expect("paths") {
@@ -59,13 +65,20 @@ fn every_served_route_is_in_the_openapi_spec_and_nothing_else_is() {
         .collect();
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
-    assert!(undocumented.is_empty(), "served but not in docs/openapi.yaml: {undocumented:?}");
-    assert!(unserved.is_empty(), "in docs/openapi.yaml but served by no function: {unserved:?}");
+    assert!(
+        undocumented.is_empty(),
+        "served but not in docs/openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "in docs/openapi.yaml but served by no function: {unserved:?}"
+    );
 }
 
 #[test]
 fn every_served_route_is_in_the_template_on_its_function_and_nothing_else_is() {
-    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).expect("template.yaml parses");
+    let template: Value =
+        serde_yaml::from_str(&repo_file("template.yaml")).expect("template.yaml parses");
     let mut declared = BTreeSet::new();
     for (name, resource) in template["Resources"].as_mapping().expect("Resources") {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -80,14 +93,26 @@ fn every_served_route_is_in_the_template_on_its_function_and_nothing_else_is() {
                 continue;
             }
             let properties = &event["Properties"];
-            let method = untag(&properties["Method"]).as_str().expect("Method").to_ascii_uppercase();
-            let path = untag(&properties["Path"]).as_str().expect("Path").to_owned();
+            let method = untag(&properties["Method"])
+                .as_str()
+                .expect("Method")
+                .to_ascii_uppercase();
+            let path = untag(&properties["Path"])
+                .as_str()
+                .expect("Path")
+                .to_owned();
             declared.insert((name.to_owned(), method, path));
         }
     }
     let served = served_routes();
     let missing: Vec<_> = served.difference(&declared).collect();
     let extra: Vec<_> = declared.difference(&served).collect();
-    assert!(missing.is_empty(), "served but not routed to that function in template.yaml: {missing:?}");
-    assert!(extra.is_empty(), "routed in template.yaml but not served by that function: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "served but not routed to that function in template.yaml: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "routed in template.yaml but not served by that function: {extra:?}"
+    );
 }

@@ -11,5 +11,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init(&config.log_filter);
     let clients = shared::aws::Clients::from_env(&config).await;
     let state = Arc::new(api_notifications::State::new(config, &clients)?);
-    lambda_http::run(service_fn(|request| api_notifications::handle(&state, request))).await
+    lambda_http::run(service_fn(|request| {
+        api_notifications::handle(&state, request)
+    }))
+    .await
 }

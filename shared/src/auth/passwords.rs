@@ -109,6 +109,10 @@ mod tests {
         assert_eq!(params.m_cost(), MEMORY_KIB);
         assert_eq!(params.t_cost(), ITERATIONS);
         assert_eq!(params.p_cost(), PARALLELISM);
-        assert_eq!(parsed.salt.map(|s| s.len()), Some(22), "16-byte salt like real hashes");
+        assert_eq!(
+            parsed.salt.map(|s| s.len()),
+            Some(22),
+            "16-byte salt like real hashes"
+        );
     }
 }

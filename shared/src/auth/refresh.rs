@@ -87,7 +87,9 @@ pub struct RefreshTokens {
 
 impl std::fmt::Debug for RefreshTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshTokens").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("RefreshTokens")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +101,12 @@ impl RefreshTokens {
         Ok(Self { store, ttl })
     }
 
-    fn mint(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> (IssuedRefreshToken, NewRefreshToken) {
+    fn mint(
+        &self,
+        user: UserId,
+        family: Uuid,
+        now: DateTime<Utc>,
+    ) -> (IssuedRefreshToken, NewRefreshToken) {
         let token = generate();
         let expires_at = now + self.ttl;
         let record = NewRefreshToken {
@@ -118,7 +125,11 @@ impl RefreshTokens {
     }
 
     /// Starts a new session (family) for `user` with its first token.
-    pub async fn start_session(&self, user: UserId, now: DateTime<Utc>) -> Result<IssuedRefreshToken> {
+    pub async fn start_session(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedRefreshToken> {
         let (issued, record) = self.mint(user, new_id(), now);
         self.store.create_family(&record, now).await?;
         Ok(issued)
@@ -193,7 +204,12 @@ impl RefreshTokens {
 
     /// Logout: revokes the family of `presented`, which must belong to `caller`. Works on
     /// used or expired tokens of the caller too (the session ends either way).
-    pub async fn revoke_session(&self, presented: &str, caller: UserId, now: DateTime<Utc>) -> Result<()> {
+    pub async fn revoke_session(
+        &self,
+        presented: &str,
+        caller: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let token = self.owned_by(presented, caller).await?;
         self.store
             .revoke_family(token.user_id, token.family_id, now)
@@ -203,7 +219,12 @@ impl RefreshTokens {
 
     /// Logout everywhere: after checking that `presented` belongs to `caller`, revokes every
     /// family of the caller. Returns how many sessions were still live.
-    pub async fn revoke_all_sessions(&self, presented: &str, caller: UserId, now: DateTime<Utc>) -> Result<usize> {
+    pub async fn revoke_all_sessions(
+        &self,
+        presented: &str,
+        caller: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
         let token = self.owned_by(presented, caller).await?;
         self.store.revoke_all_families(token.user_id, now).await
     }
@@ -220,7 +241,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), TOKEN_CHARS);
         assert!(is_well_formed(&a));
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 
     #[test]
@@ -233,7 +256,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_recognised() {
-        for bad in ["", "short", &"A".repeat(44), &format!("{}=", &generate()[..42]), "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
+        for bad in [
+            "",
+            "short",
+            &"A".repeat(44),
+            &format!("{}=", &generate()[..42]),
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
             assert!(!is_well_formed(bad), "{bad}");
         }
     }

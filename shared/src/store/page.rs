@@ -182,7 +182,10 @@ mod tests {
         assert!(cursor
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_eq!(decode_key(&cursor, KeyShape::Table, "USER#1").unwrap(), original);
+        assert_eq!(
+            decode_key(&cursor, KeyShape::Table, "USER#1").unwrap(),
+            original
+        );
     }
 
     #[test]
@@ -200,11 +203,20 @@ mod tests {
 
     #[test]
     fn page_request_limits() {
-        assert_eq!(PageRequest::from_query(None, None).unwrap().limit, DEFAULT_LIMIT);
-        assert_eq!(PageRequest::from_query(Some("100"), None).unwrap().limit, 100);
+        assert_eq!(
+            PageRequest::from_query(None, None).unwrap().limit,
+            DEFAULT_LIMIT
+        );
+        assert_eq!(
+            PageRequest::from_query(Some("100"), None).unwrap().limit,
+            100
+        );
         for bad in ["0", "101", "-1", "ten", ""] {
             assert!(PageRequest::from_query(Some(bad), None).is_err(), "{bad}");
         }
-        assert_eq!(PageRequest::from_query(None, Some("")).unwrap().cursor, None);
+        assert_eq!(
+            PageRequest::from_query(None, Some("")).unwrap().cursor,
+            None
+        );
     }
 }

@@ -156,7 +156,10 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
             // The winner of the race also enables TTL.
             return Ok(());
         }
-        return Err(Error::internal(format!("creating table {table_name}"), error));
+        return Err(Error::internal(
+            format!("creating table {table_name}"),
+            error,
+        ));
     }
 
     client
@@ -185,7 +188,10 @@ mod tests {
         assert_eq!(definition.time_to_live_attribute, "expires_at");
         let table = definition.table;
         assert_eq!(table.billing_mode, "PAY_PER_REQUEST");
-        assert_eq!(table.stream_specification.stream_view_type, "NEW_AND_OLD_IMAGES");
+        assert_eq!(
+            table.stream_specification.stream_view_type,
+            "NEW_AND_OLD_IMAGES"
+        );
         let names: Vec<_> = table
             .global_secondary_indexes
             .iter()

@@ -191,7 +191,8 @@ impl UserStore for DynamoStore {
         }
         if let Some(is_private) = update.is_private {
             sets.push("is_private = :is_private");
-            request = request.expression_attribute_values(":is_private", AttributeValue::Bool(is_private));
+            request = request
+                .expression_attribute_values(":is_private", AttributeValue::Bool(is_private));
         }
         if let Some(show_presence) = update.show_presence {
             sets.push("show_presence = :show_presence");
