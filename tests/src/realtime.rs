@@ -341,15 +341,18 @@ impl RealtimeStack {
         WsClient::spawn(&user.username, socket)
     }
 
-    /// Opens a socket as `user` and returns it with its connection id (the one id the
-    /// gateway gained meanwhile, so connect sequentially when using this).
+    /// Opens a socket as `user` and returns it with its connection id: the one id that
+    /// `ws-connect` added to the user's connection set (written before the handshake
+    /// completes, so this is exact even while other users connect; the gateway's own
+    /// registry may lag the handshake and is not used here).
     pub async fn connect_with_id(&self, user: &User) -> (WsClient, String) {
-        let before = self.open_connection_ids();
+        let before: BTreeSet<String> = self.user_connection_ids(user).await.into_iter().collect();
         let client = self.connect(user).await;
         let new: Vec<String> = self
-            .open_connection_ids()
-            .difference(&before)
-            .cloned()
+            .user_connection_ids(user)
+            .await
+            .into_iter()
+            .filter(|id| !before.contains(id))
             .collect();
         assert_eq!(
             new.len(),

@@ -336,11 +336,61 @@ async fn connect(
             }
         }
     }
+    // The connection is registered BEFORE the 101 goes out: on API Gateway a connection can
+    // be posted to as soon as `$connect` succeeded, and a push racing the upgrade must be
+    // queued for the socket, not answered 410 (which would make the push tier delete a
+    // live connection).
+    let (entry, queued) = register(&api, &info);
     let limits = api.limits;
+    let failed = (Arc::clone(&api), info.clone());
     upgrade
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| serve_connection(api, info, socket))
+        .on_failed_upgrade(move |error| {
+            let (api, info) = failed;
+            tracing::info!(connection_id = %info.id, %error, "WebSocket upgrade failed");
+            api.connections.remove(&info.id);
+            tokio::spawn(async move {
+                let disconnect = Disconnect {
+                    code: CLOSE_ABNORMAL,
+                    reason: "Upgrade failed".into(),
+                };
+                fire_disconnect(&api, &info, &disconnect).await;
+            });
+        })
+        .on_upgrade(move |socket| serve_connection(api, info, entry, queued, socket))
+}
+
+/// Adds a connection to the registry `@connections` reads, with its outbound queue.
+fn register(
+    api: &WebSocketApi,
+    info: &ConnectionInfo,
+) -> (Arc<ConnectionEntry>, mpsc::UnboundedReceiver<Outbound>) {
+    let (outbound, queued) = mpsc::unbounded_channel();
+    let entry = Arc::new(ConnectionEntry {
+        outbound,
+        connected_at: info.connected_at,
+        last_active_ms: AtomicI64::new(info.connected_at.timestamp_millis()),
+        source_ip: info.source_ip.clone(),
+        user_agent: info.user_agent.clone(),
+    });
+    api.connections.insert(&info.id, Arc::clone(&entry));
+    (entry, queued)
+}
+
+/// Invokes `$disconnect` (unless the fault flag drops it). Best effort, as on AWS: the
+/// function's response is ignored; failures are logged by the invocation wrapper.
+async fn fire_disconnect(api: &WebSocketApi, info: &ConnectionInfo, disconnect: &Disconnect) {
+    if api.faults.drop_disconnect.load(Ordering::Relaxed) {
+        tracing::info!(connection_id = %info.id, "fault injection: $disconnect dropped");
+        return;
+    }
+    if let Some(function) = api.routes.get("$disconnect") {
+        let event = disconnect_event(&api.stage, info, disconnect);
+        let _response_is_ignored_on_aws_too = function
+            .invoke(event, lambda_runtime::Context::default())
+            .await;
+    }
 }
 
 /// A header of a Lambda proxy response, case-insensitively, from `headers` or
@@ -365,17 +415,15 @@ fn response_header(response: &Value, name: &str) -> Option<String> {
 }
 
 /// Runs one connection until it ends, then fires `$disconnect`.
-async fn serve_connection(api: Arc<WebSocketApi>, info: ConnectionInfo, mut socket: WebSocket) {
+async fn serve_connection(
+    api: Arc<WebSocketApi>,
+    info: ConnectionInfo,
+    entry: Arc<ConnectionEntry>,
+    mut queued: mpsc::UnboundedReceiver<Outbound>,
+    mut socket: WebSocket,
+) {
     let _in_flight = Arc::clone(&api.in_flight);
-    let (outbound, mut queued) = mpsc::unbounded_channel();
-    let entry = Arc::new(ConnectionEntry {
-        outbound: outbound.clone(),
-        connected_at: info.connected_at,
-        last_active_ms: AtomicI64::new(info.connected_at.timestamp_millis()),
-        source_ip: info.source_ip.clone(),
-        user_agent: info.user_agent.clone(),
-    });
-    api.connections.insert(&info.id, Arc::clone(&entry));
+    let outbound = entry.outbound.clone();
     let info = Arc::new(info);
     let mut shutdown = api.shutdown.clone();
     let max_deadline = Instant::now() + api.limits.max_duration;
@@ -451,18 +499,7 @@ async fn serve_connection(api: Arc<WebSocketApi>, info: ConnectionInfo, mut sock
     api.connections.remove(&info.id);
     finish_close(&mut socket).await;
     drop(socket);
-
-    if api.faults.drop_disconnect.load(Ordering::Relaxed) {
-        tracing::info!(connection_id = %info.id, "fault injection: $disconnect dropped");
-        return;
-    }
-    if let Some(function) = api.routes.get("$disconnect") {
-        let event = disconnect_event(&api.stage, &info, &disconnect);
-        // $disconnect is best effort on AWS too: its response is ignored.
-        let _ignored = function
-            .invoke(event, lambda_runtime::Context::default())
-            .await;
-    }
+    fire_disconnect(&api, &info, &disconnect).await;
 }
 
 /// What `$disconnect` reports for a client's close frame.

@@ -245,6 +245,29 @@ async fn post_to_connection_reaches_exactly_the_addressed_socket() {
     assert_eq!(next_json(&mut first).await["to"], "first");
 }
 
+/// API Gateway accepts posts to a connection as soon as `$connect` succeeded; a push that
+/// races the upgrade must be queued for the socket, never answered 410 (the push tier would
+/// then delete a live connection).
+#[tokio::test]
+async fn a_connection_is_registered_before_the_handshake_completes() {
+    let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    // No await between the handshake and the check: the registry already has it.
+    let ids = gateway.connections().ids();
+    assert_eq!(ids.len(), 1, "registered by the time the 101 arrived: {ids:?}");
+    let client = management_client(&gateway.urls().management_endpoint());
+    client
+        .post_to_connection()
+        .connection_id(&ids[0])
+        .data(Blob::new(r#"{"early":true}"#))
+        .send()
+        .await
+        .expect("a post right after the handshake is delivered");
+    assert_eq!(next_json(&mut socket).await["early"], true);
+}
+
 #[tokio::test]
 async fn get_connection_returns_connected_at_and_identity() {
     let (gateway, _functions) = websocket_gateway(GatewayOptions::default()).await;
