@@ -403,6 +403,24 @@ impl Table {
         Ok(found)
     }
 
+    /// Reads many records by key (see [`Table::batch_get`]) and indexes them by `id_of`;
+    /// missing ones are simply absent.
+    pub async fn batch_get_map<T, K>(
+        &self,
+        keys: &[Key],
+        id_of: impl Fn(&T) -> K,
+    ) -> Result<HashMap<K, T>>
+    where
+        T: DeserializeOwned,
+        K: std::hash::Hash + Eq,
+    {
+        self.batch_get(keys)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<T>(item).map(|record| (id_of(&record), record)))
+            .collect()
+    }
+
     /// Deletes many items, 25 per request, following `UnprocessedItems`.
     pub async fn batch_delete(&self, keys: &[Key]) -> Result<()> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};

@@ -395,12 +395,7 @@ impl PostStore for DynamoStore {
 
     async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>> {
         let keys: Vec<Key> = ids.iter().map(|id| keys::post(*id)).collect();
-        self.table
-            .batch_get(&keys)
-            .await?
-            .into_iter()
-            .map(|item| from_item::<Post>(item).map(|post| (post.id, post)))
-            .collect()
+        self.table.batch_get_map(&keys, |post: &Post| post.id).await
     }
 
     async fn edit_post(&self, edit: PostEdit) -> Result<Post> {

@@ -143,12 +143,7 @@ impl UserStore for DynamoStore {
 
     async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>> {
         let keys: Vec<_> = ids.iter().map(|id| keys::user_profile(*id)).collect();
-        self.table
-            .batch_get(&keys)
-            .await?
-            .into_iter()
-            .map(|item| from_item::<User>(item).map(|user| (user.id, user)))
-            .collect()
+        self.table.batch_get_map(&keys, |user: &User| user.id).await
     }
 
     async fn user_id_by_username(&self, username: &str) -> Result<Option<UserId>> {
