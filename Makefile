@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-ddb-local \
-        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev
+        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -127,6 +127,13 @@ dev: tools ## run the whole stack locally (infra/local gateway; moto_server from
 SMOKE_ARGS ?=
 smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event) against a running make dev
 	$(ROOT)/scripts/smoke.sh --local $(SMOKE_ARGS)
+
+# The realtime latency benchmark (tests/src/bin/bench_realtime.rs): one local stack, REST →
+# WebSocket latencies and their ratios. Not part of `make test`. Flags: make bench
+# BENCH_ARGS="--json" (or "--help").
+BENCH_ARGS ?=
+bench: $(TOOLS_STAMP) ## realtime latency benchmark (release; BENCH_ARGS="--json", "--help")
+	cargo run -p ripple-tests --release --bin bench_realtime -- $(BENCH_ARGS)
 
 clean-dev: ## remove local-stack state (.ripple/)
 	rm -rf .ripple

@@ -99,9 +99,33 @@ pub mod emf {
         Value::Object(root)
     }
 
-    /// Writes the document as one stdout line, where the Lambda log agent picks it up.
+    /// Where [`emit`] writes documents.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Sink {
+        /// One stdout line, where the Lambda log agent picks it up (the default).
+        Stdout = 0,
+        /// One stderr line: for hosts that run the functions in-process and keep stdout for
+        /// themselves (the local gateway prints its URLs there, the benchmark its report).
+        Stderr = 1,
+        /// Dropped.
+        Discard = 2,
+    }
+
+    static SINK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(Sink::Stdout as u8);
+
+    /// Chooses where documents go, for the whole process. Lambda functions never call it.
+    pub fn set_sink(sink: Sink) {
+        SINK.store(sink as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes the document as one line to the configured [`Sink`].
     pub fn emit(document: &Value) {
-        println!("{document}");
+        match SINK.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => println!("{document}"),
+            1 => eprintln!("{document}"),
+            _ => {}
+        }
     }
 
     #[cfg(test)]

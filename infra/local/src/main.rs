@@ -18,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    // The functions' CloudWatch EMF lines are function logs: stderr, with the rest of them.
+    shared::telemetry::emf::set_sink(shared::telemetry::emf::Sink::Stderr);
     let stack = LocalStack::start(args.stack_options()).await?;
     // The banner goes to stdout (logs go to stderr) so scripts can read the URLs.
     println!("{}", stack.banner());
