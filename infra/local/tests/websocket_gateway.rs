@@ -256,7 +256,11 @@ async fn a_connection_is_registered_before_the_handshake_completes() {
         .unwrap();
     // No await between the handshake and the check: the registry already has it.
     let ids = gateway.connections().ids();
-    assert_eq!(ids.len(), 1, "registered by the time the 101 arrived: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "registered by the time the 101 arrived: {ids:?}"
+    );
     let client = management_client(&gateway.urls().management_endpoint());
     client
         .post_to_connection()
