@@ -64,6 +64,9 @@ pub struct State {
     /// Typing relays and `resume` replays (the direct push path only).
     pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
+    /// The 1-per-second typing limit of this container's connections (in memory: typing is
+    /// never written to DynamoDB; see [`typing::TypingLimiter`] for the trade-off).
+    pub typing: typing::TypingLimiter,
 }
 
 impl std::fmt::Debug for State {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for State {
             .field("table", &self.config.table_name)
             .field("push", &self.push)
             .field("clock", &self.clock)
+            .field("typing", &self.typing)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +109,7 @@ impl State {
             messages: store.clone(),
             push: DirectPush::new(push, store),
             clock,
+            typing: typing::TypingLimiter::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use shared::events::Event;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
 use shared::store::connections::ConnectionStore;
+use shared::store::dynamo::Item;
 use shared::store::messages::{MessageStore, NewMessage};
 use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
@@ -554,12 +555,12 @@ async fn typing_to_a_private_user_needs_a_follow_or_an_accepted_thread() {
 }
 
 #[tokio::test]
-async fn typing_is_limited_to_one_per_second_per_connection() {
+async fn a_second_typing_frame_within_a_second_is_refused_and_not_relayed() {
     let harness = Harness::start().await;
     let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
     let alice_connection = harness.connect(&alice).await;
-    let alice_tablet = harness.connect(&alice).await;
     let bob_connection = harness.connect(&bob).await;
+    let relayed = || harness.push.events_of_type(&bob_connection, "user_typing");
 
     assert_eq!(
         harness
@@ -568,19 +569,20 @@ async fn typing_is_limited_to_one_per_second_per_connection() {
             .body,
         None
     );
+    assert_eq!(relayed().len(), 1);
+
     harness.clock.advance(Duration::milliseconds(999));
     let refused = harness
-        .reply(&alice_connection, typing(bob.id, "start"))
+        .reply(
+            &alice_connection,
+            json!({"action": "typing", "request_id": "t-too-soon", "to": bob.id, "state": "stop"}),
+        )
         .await;
-    assert_error(&refused, "rate_limited", Some("t1"));
-    // The limit is per connection.
-    assert_eq!(
-        harness
-            .send(&alice_tablet, typing(bob.id, "start"))
-            .await
-            .body,
-        None
-    );
+    assert_error(&refused, "rate_limited", Some("t-too-soon"));
+    assert_eq!(relayed().len(), 1, "a refused frame is not relayed");
+
+    // The window is measured from the last ACCEPTED frame: one second after it, the next
+    // frame is relayed.
     harness.clock.advance(Duration::milliseconds(1));
     assert_eq!(
         harness
@@ -589,38 +591,94 @@ async fn typing_is_limited_to_one_per_second_per_connection() {
             .body,
         None
     );
+    let events = relayed();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["data"]["state"], "stop");
+}
+
+#[tokio::test]
+async fn the_typing_limit_of_one_connection_does_not_affect_another() {
+    let harness = Harness::start().await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    let alice_phone = harness.connect(&alice).await;
+    let alice_tablet = harness.connect(&alice).await;
+    let bob_connection = harness.connect(&bob).await;
+
+    for connection in [&alice_phone, &alice_tablet] {
+        assert_eq!(
+            harness.send(connection, typing(bob.id, "start")).await.body,
+            None,
+            "{connection}"
+        );
+    }
+    // Both connections have now used their second: each is refused on its own.
+    for connection in [&alice_phone, &alice_tablet] {
+        assert_error(
+            &harness.reply(connection, typing(bob.id, "start")).await,
+            "rate_limited",
+            Some("t1"),
+        );
+    }
     assert_eq!(
         harness
             .push
             .events_of_type(&bob_connection, "user_typing")
             .len(),
-        3
+        2
     );
 }
 
+/// Every item of the table in a stable order, for "nothing was written" comparisons.
+async fn table_contents(db: &TestDb) -> Vec<Item> {
+    let key = |item: &Item| {
+        ["pk", "sk"].map(|name| {
+            item.get(name)
+                .and_then(|value| value.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        })
+    };
+    let mut items = db.scan_all().await;
+    items.sort_by_key(key);
+    items
+}
+
 #[tokio::test]
-async fn fifty_typing_messages_leave_the_table_item_count_unchanged() {
+async fn fifty_typing_frames_leave_every_item_of_the_table_unchanged() {
     let harness = Harness::start().await;
     let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
     let alice_connection = harness.connect(&alice).await;
     let bob_connection = harness.connect(&bob).await;
-    let before = harness.db.item_count().await;
+    let before = table_contents(&harness.db).await;
 
+    // A frame every half second: every other one is relayed, the rest are refused, so both
+    // paths run 25 times.
+    let mut refused = 0;
     for i in 0..50 {
         let state = if i % 2 == 0 { "start" } else { "stop" };
         let response = harness.send(&alice_connection, typing(bob.id, state)).await;
-        assert_eq!(response.body, None, "typing {i}: {response:?}");
-        harness.clock.advance(Duration::seconds(1));
+        if response.body.is_some() {
+            assert_error(&response.json(), "rate_limited", Some("t1"));
+            refused += 1;
+        }
+        harness.clock.advance(Duration::milliseconds(500));
     }
 
+    assert_eq!(refused, 25);
     assert_eq!(
         harness
             .push
             .events_of_type(&bob_connection, "user_typing")
             .len(),
-        50
+        25
     );
-    assert_eq!(harness.db.item_count().await, before);
+    let after = table_contents(&harness.db).await;
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "typing created or deleted an item"
+    );
+    assert_eq!(after, before, "typing modified an item");
 }
 
 // ---- resume -------------------------------------------------------------------------------------

@@ -16,15 +16,11 @@
 //! - Removal deletes the connection on the condition that its `version` is the one read, in
 //!   the same transaction as its memberships: a subscribe racing a disconnect makes the
 //!   removal retry with the new room list instead of leaving a membership behind.
-//! - The typing throttle ([`ConnectionStore::claim_typing_slot`]) is one conditional
-//!   `UpdateItem` of the connection item's `typing_at`: the "long enough since the last one"
-//!   check is DynamoDB's condition, so it holds across every warm container.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
-use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{from_item, key_map, n, s, to_item, tx, Item, Query, MAX_TRANSACTION_ITEMS};
@@ -45,10 +41,6 @@ pub const MAX_ROOM_MEMBERS: usize = 10_000;
 /// `Retry-After` of a refused connection: a slot frees when another of the user's
 /// connections closes, which cannot be predicted, so this is only a back-off hint.
 pub const CONNECTION_LIMIT_RETRY_AFTER_SECS: u64 = 60;
-
-/// The attribute of the connection item holding the time (epoch milliseconds) of the last
-/// typing relay (see [`ConnectionStore::claim_typing_slot`]).
-pub const TYPING_AT_ATTRIBUTE: &str = "typing_at";
 
 /// Attempts at removing a connection whose room list keeps changing under us.
 const REMOVE_ATTEMPTS: u32 = 5;
@@ -119,22 +111,6 @@ pub trait ConnectionStore: Send + Sync {
 
     /// Pattern 27: the subscribers of a channel (at most [`MAX_ROOM_MEMBERS`]).
     async fn room_members(&self, channel: &str) -> Result<Vec<Subscription>>;
-
-    /// The typing throttle: takes the connection's typing slot at `now` if the previous one
-    /// is at least `interval` old. `Ok(true)` if taken, `Ok(false)` if too soon (or the
-    /// connection is gone — then nobody is listening to the answer either).
-    ///
-    /// One conditional `UpdateItem` of [`TYPING_AT_ATTRIBUTE`] on the EXISTING connection
-    /// item: the limit holds across every container (an in-memory limiter would not — API
-    /// Gateway spreads one connection's frames over all of them), no item is ever created,
-    /// and `version` is not bumped (a removal racing it is not disturbed). What is typed,
-    /// and to whom, is never written.
-    async fn claim_typing_slot(
-        &self,
-        connection_id: &str,
-        now: DateTime<Utc>,
-        interval: Duration,
-    ) -> Result<bool>;
 }
 
 #[derive(Serialize)]
@@ -476,24 +452,5 @@ impl ConnectionStore for DynamoStore {
             .into_iter()
             .map(from_item)
             .collect()
-    }
-
-    async fn claim_typing_slot(
-        &self,
-        connection_id: &str,
-        now: DateTime<Utc>,
-        interval: Duration,
-    ) -> Result<bool> {
-        let now_ms = now.timestamp_millis();
-        let latest_allowed_previous = now_ms - interval.num_milliseconds();
-        self.table
-            .update_if(
-                &keys::connection(connection_id),
-                "SET #typing_at = :now",
-                "attribute_exists(pk) AND (attribute_not_exists(#typing_at) OR #typing_at <= :latest)",
-                &[("#typing_at", TYPING_AT_ATTRIBUTE)],
-                vec![(":now", n(now_ms)), (":latest", n(latest_allowed_previous))],
-            )
-            .await
     }
 }
