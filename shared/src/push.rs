@@ -247,11 +247,11 @@ impl AudienceResolver {
                     connection_ids.insert(id.clone());
                 }
                 Audience::AuthorAndFollowers(author) => {
-                    let blocked = self.social.block_set(*author).await?;
-                    let mut users: Vec<UserId> = self
-                        .social
-                        .follower_ids(*author, MAX_AUDIENCE_FOLLOWERS)
-                        .await?
+                    let (blocked, followers) = futures::try_join!(
+                        self.social.block_set(*author),
+                        self.social.follower_ids(*author, MAX_AUDIENCE_FOLLOWERS),
+                    )?;
+                    let mut users: Vec<UserId> = followers
                         .into_iter()
                         .filter(|follower| !blocked.contains(follower))
                         .collect();
@@ -292,13 +292,14 @@ impl AudienceResolver {
         if !profile.show_presence {
             return Ok(Vec::new());
         }
-        let blocked = self.social.block_set(user).await?;
-        let following: HashSet<UserId> =
-            self.social.following_ids(user).await?.into_iter().collect();
-        let mutuals: HashSet<UserId> = self
-            .social
-            .follower_ids(user, MAX_AUDIENCE_FOLLOWERS)
-            .await?
+        // Independent reads: run them side by side.
+        let (blocked, following, followers) = futures::try_join!(
+            self.social.block_set(user),
+            self.social.following_ids(user),
+            self.social.follower_ids(user, MAX_AUDIENCE_FOLLOWERS),
+        )?;
+        let following: HashSet<UserId> = following.into_iter().collect();
+        let mutuals: HashSet<UserId> = followers
             .into_iter()
             .filter(|follower| following.contains(follower) && !blocked.contains(follower))
             .collect();

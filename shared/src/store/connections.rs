@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{from_item, key_map, n, s, to_item, tx, Item, Query, MAX_TRANSACTION_ITEMS};
@@ -147,16 +147,12 @@ struct RoomMemberRecord<'a> {
 
 /// Deletes a connection item only if it is still at the `version` that was read.
 fn delete_if_version(table: &str, stored: &StoredConnection) -> Result<TransactWriteItem> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .set_key(Some(key_map(&keys::connection(
-            &stored.connection.connection_id,
-        ))))
-        .condition_expression("version = :version")
-        .expression_attribute_values(":version", n(stored.version))
-        .build()
-        .map_err(|e| Error::internal("building connection delete", e))?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
+    tx::delete_where(
+        table,
+        &keys::connection(&stored.connection.connection_id),
+        "version = :version",
+        vec![(":version", n(stored.version))],
+    )
 }
 
 fn string_set(values: impl IntoIterator<Item = impl Into<String>>) -> AttributeValue {

@@ -70,6 +70,20 @@ pub fn key_map(key: &Key) -> Item {
     ])
 }
 
+/// The table key (`pk`, `sk`) of a stored item, e.g. one returned by a query.
+pub fn item_key(item: &Item) -> Result<Key> {
+    let attribute = |name: &str| {
+        item.get(name)
+            .and_then(|value| value.as_s().ok())
+            .cloned()
+            .ok_or_else(|| Error::invariant(format!("stored item without {name}")))
+    };
+    Ok(Key {
+        pk: attribute("pk")?,
+        sk: attribute("sk")?,
+    })
+}
+
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -137,6 +151,23 @@ pub mod tx {
             .table_name(table)
             .set_key(Some(key_map(key)))
             .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| Error::internal("building transaction delete", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// A delete on a condition that needs expression values (e.g. `author_id = :caller`).
+    pub fn delete_where(
+        table: &str,
+        key: &Key,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key_map(key)))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values_map(values))
             .build()
             .map_err(|e| Error::internal("building transaction delete", e))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -501,6 +532,23 @@ impl Table {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// [`Table::query_page`] with every item deserialised into a record.
+    pub async fn query_page_as<T: DeserializeOwned>(
+        &self,
+        query: &Query<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<T>> {
+        let page = self.query_page(query, page).await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(from_item)
+                .collect::<Result<_>>()?,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// Every item of a query (for bounded internal reads such as "who do I follow").

@@ -16,11 +16,11 @@
 //! conditions make a stale read fail and be re-read instead of writing a wrong state.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{from_item, key_map, n, s, to_item, tx, Item, Query, TransactFailure};
+use super::dynamo::{from_item, item_key, n, s, to_item, tx, Item, Query, TransactFailure};
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification};
 use super::page::{KeyShape, Page, PageRequest};
@@ -181,39 +181,19 @@ struct SendContext {
 enum SendFailure {
     /// Read again and rebuild: the client id was just used, or the recipient's state moved.
     Reread,
-    /// The one-notification-per-request marker exists: commit without the notification.
-    AlreadyNotified,
     Fatal(Error),
-}
-
-fn item_string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
 }
 
 /// Removes and returns the item with `key` from a BatchGetItem result.
 fn take_item(items: &mut Vec<Item>, key: &Key) -> Option<Item> {
-    let position = items.iter().position(|item| {
-        item_string(item, "pk") == Some(key.pk.as_str())
-            && item_string(item, "sk") == Some(key.sk.as_str())
-    })?;
+    let position = items
+        .iter()
+        .position(|item| item_key(item).is_ok_and(|found| found == *key))?;
     Some(items.swap_remove(position))
 }
 
 fn attribute<T: Serialize>(value: &T) -> Result<AttributeValue> {
     Ok(serde_dynamo::to_attribute_value(value)?)
-}
-
-fn page_of<T: serde::de::DeserializeOwned>(page: Page<Item>) -> Result<Page<T>> {
-    Ok(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_>>()?,
-        next_cursor: page.next_cursor,
-    })
 }
 
 fn no_request() -> Error {
@@ -269,25 +249,6 @@ fn conversation_update(
         &[("#state", "state")],
         values,
     )
-}
-
-/// A delete on condition, with expression values (`tx::delete` takes none).
-fn conditional_delete(
-    table: &str,
-    key: &Key,
-    condition: &str,
-    values: Vec<(&str, AttributeValue)>,
-) -> Result<TransactWriteItem> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .set_key(Some(key_map(key)))
-        .condition_expression(condition)
-        .set_expression_attribute_values(Some(
-            values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        ))
-        .build()
-        .map_err(|e| Error::internal("building transaction delete", e))?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
 /// The request item of a message request: created with the first request message, its
@@ -359,13 +320,13 @@ impl DynamoStore {
         })
     }
 
-    /// Builds and runs the send transaction for `message`.
+    /// Builds and runs the send transaction for `message`, with the recipient's
+    /// notification (left out when the one-per-request notification was already sent).
     async fn commit_send(
         &self,
         new: &NewMessage,
         context: &SendContext,
         message: &Message,
-        notify: bool,
     ) -> Result<(), SendFailure> {
         let table = &self.table.name;
         let (from, to) = (message.from, message.to);
@@ -443,36 +404,31 @@ impl DynamoStore {
                     }
                 }
             }
-            let mut dedup_index = None;
-            if notify {
-                let notification = notification_items(
-                    table,
-                    &NewNotification {
-                        recipient: to,
-                        kind: NotificationKind::Message,
-                        actor: from,
-                        post_id: None,
-                        comment_id: None,
-                        created_at: message.created_at,
-                        dedup_key: (message.status == MessageStatus::Requested)
-                            .then(|| keys::message_request_dedup_key(from)),
-                    },
-                )?;
-                dedup_index = notification.dedup_marker.map(|i| i + items.len());
-                items.extend(notification.items);
-            }
+            let notification = notification_items(
+                table,
+                &NewNotification {
+                    recipient: to,
+                    kind: NotificationKind::Message,
+                    actor: from,
+                    post_id: None,
+                    comment_id: None,
+                    created_at: message.created_at,
+                    dedup_key: (message.status == MessageStatus::Requested)
+                        .then(|| keys::message_request_dedup_key(from)),
+                },
+            )?;
             Ok((
                 items,
+                notification,
                 blocks,
                 client_index,
                 recipient_index,
                 request_index,
-                dedup_index,
             ))
         };
-        let (items, blocks, client_index, recipient_index, request_index, dedup_index) =
+        let (items, notification, blocks, client_index, recipient_index, request_index) =
             build().map_err(SendFailure::Fatal)?;
-        let failure = match self.table.transact(items).await {
+        let failure = match self.transact_with_notification(items, notification).await {
             Ok(()) => return Ok(()),
             Err(TransactFailure::Other(error)) => return Err(SendFailure::Fatal(error)),
             Err(failure) => failure,
@@ -487,8 +443,6 @@ impl DynamoStore {
             SendFailure::Fatal(Error::forbidden(format!(
                 "at most {MAX_PENDING_REQUEST_MESSAGES} messages may wait in a message request"
             )))
-        } else if failed_at(dedup_index) {
-            SendFailure::AlreadyNotified
         } else {
             SendFailure::Fatal(Error::invariant(
                 "send transaction failed an unexpected condition",
@@ -541,11 +495,7 @@ impl MessageStore for DynamoStore {
                 ),
                 client_message_id: new.client_message_id.clone(),
             };
-            let mut result = self.commit_send(&new, &context, &message, true).await;
-            if matches!(result, Err(SendFailure::AlreadyNotified)) {
-                result = self.commit_send(&new, &context, &message, false).await;
-            }
-            match result {
+            match self.commit_send(&new, &context, &message).await {
                 Ok(()) => {
                     return Ok(SentMessage {
                         message,
@@ -553,7 +503,7 @@ impl MessageStore for DynamoStore {
                     })
                 }
                 Err(SendFailure::Fatal(error)) => return Err(error),
-                Err(SendFailure::Reread | SendFailure::AlreadyNotified) => continue,
+                Err(SendFailure::Reread) => continue,
             }
         }
         Err(Error::conflict(
@@ -566,7 +516,7 @@ impl MessageStore for DynamoStore {
         let query = Query::new(KeyShape::Gsi1, &partition)
             .begins_with(keys::CONVERSATION_RECENCY_PREFIX)
             .newest_first();
-        page_of(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn messages(
@@ -579,31 +529,24 @@ impl MessageStore for DynamoStore {
         let query = Query::new(KeyShape::Table, &partition)
             .begins_with(keys::MESSAGE_PREFIX)
             .newest_first();
-        page_of(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn mark_conversation_read(&self, owner: UserId, other: UserId) -> Result<()> {
-        let result = self
+        let marked = self
             .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .set_key(Some(key_map(&keys::conversation(owner, other))))
-            .update_expression("SET unread_count = :zero")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(Error::not_found("conversation not found"))
-            }
-            Err(error) => Err(Error::internal("marking conversation read", error)),
+            .update_if(
+                &keys::conversation(owner, other),
+                "SET unread_count = :zero",
+                "attribute_exists(pk)",
+                &[],
+                vec![(":zero", n(0))],
+            )
+            .await?;
+        if marked {
+            Ok(())
+        } else {
+            Err(Error::not_found("conversation not found"))
         }
     }
 
@@ -615,7 +558,7 @@ impl MessageStore for DynamoStore {
         let partition = keys::user_pk(recipient);
         let query =
             Query::new(KeyShape::Table, &partition).begins_with(keys::MESSAGE_REQUEST_PREFIX);
-        page_of(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn accept_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
@@ -623,14 +566,15 @@ impl MessageStore for DynamoStore {
         let request_key = keys::message_request(recipient, from);
         let conversation_key = keys::conversation(recipient, from);
         for _ in 0..ATTEMPTS {
-            if self.table.get(&request_key).await?.is_none() {
+            // A pending request always comes with the recipient's `requested` conversation
+            // (they are written and removed together), so this one read answers "is there a
+            // request"; the transaction's conditions catch any change since.
+            let conversation: Option<Conversation> = self.table.get_as(&conversation_key).await?;
+            let Some(conversation) =
+                conversation.filter(|c| c.state == ConversationState::Requested)
+            else {
                 return Err(no_request());
-            }
-            let conversation: Conversation = self
-                .table
-                .get_as(&conversation_key)
-                .await?
-                .ok_or_else(|| Error::invariant("message request without a conversation"))?;
+            };
             let last = conversation
                 .last_message
                 .as_ref()
@@ -692,9 +636,9 @@ impl MessageStore for DynamoStore {
             // The visible state goes first and atomically, on condition that no message
             // arrived since the read (a later message starts a new request and survives).
             let items = vec![
-                conditional_delete(table, &request_key, "last_message.id = :last", last_value())?,
+                tx::delete_where(table, &request_key, "last_message.id = :last", last_value())?,
                 tx::delete(table, &keys::conversation(recipient, from), None)?,
-                conditional_delete(
+                tx::delete_where(
                     table,
                     &keys::conversation(from, recipient),
                     "attribute_not_exists(pk) OR last_message.id = :last",
@@ -765,16 +709,6 @@ impl DynamoStore {
             }
         }
         self.table.batch_delete(&doomed).await
-    }
-}
-
-fn item_key(item: &Item) -> Result<Key> {
-    match (item_string(item, "pk"), item_string(item, "sk")) {
-        (Some(pk), Some(sk)) => Ok(Key {
-            pk: pk.to_owned(),
-            sk: sk.to_owned(),
-        }),
-        _ => Err(Error::invariant("queried item without pk/sk")),
     }
 }
 

@@ -288,25 +288,17 @@ impl NotificationStore for crate::store::DynamoStore {
         unread_only: bool,
         page: &PageRequest,
     ) -> Result<Page<Notification>> {
-        let page = if unread_only {
+        if unread_only {
             let partition = keys::unread_partition(recipient);
             let query = Query::new(KeyShape::Gsi2, &partition).newest_first();
-            self.table.query_page(&query, page).await?
+            self.table.query_page_as(&query, page).await
         } else {
             let partition = keys::user_pk(recipient);
             let query = Query::new(KeyShape::Table, &partition)
                 .begins_with(keys::NOTIFICATION_PREFIX)
                 .newest_first();
-            self.table.query_page(&query, page).await?
-        };
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<Result<_>>()?,
-            next_cursor: page.next_cursor,
-        })
+            self.table.query_page_as(&query, page).await
+        }
     }
 
     async fn unread_count(&self, recipient: UserId) -> Result<i64> {

@@ -13,13 +13,14 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    from_item, key_map, n, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
+    from_item, item_key, key_map, n, s, to_item, tx, with_gsi1, Item, Query, SortKey,
+    TransactFailure,
 };
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification};
@@ -179,23 +180,6 @@ fn edit_window_closed() -> Error {
     }
 }
 
-/// A transactional delete whose condition needs expression values (e.g. `author_id = :me`).
-fn delete_where(
-    table: &str,
-    key: &Key,
-    condition: &str,
-    values: Vec<(&str, AttributeValue)>,
-) -> Result<TransactWriteItem> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .set_key(Some(key_map(key)))
-        .condition_expression(condition)
-        .set_expression_attribute_values(tx::values_map(values))
-        .build()
-        .map_err(|e| Error::internal("building transaction delete", e))?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
-}
-
 /// `ADD {counter} :delta` on a post, conditioned on the post existing.
 fn post_counter(table: &str, post: PostId, counter: &str, delta: i64) -> Result<TransactWriteItem> {
     tx::update(
@@ -247,17 +231,6 @@ fn timeline_query<'a>(partition: &'a str, before: Option<&'a str>) -> Query<'a> 
         },
         None => query,
     }
-}
-
-fn items_to<T: serde::de::DeserializeOwned>(page: Page<Item>) -> Result<Page<T>> {
-    Ok(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_>>()?,
-        next_cursor: page.next_cursor,
-    })
 }
 
 impl DynamoStore {
@@ -324,15 +297,7 @@ impl DynamoStore {
                 .table
                 .query_all(&query, MAX_DELETE_CLEANUP_ITEMS)
                 .await?;
-            let keys: Vec<Key> = items
-                .iter()
-                .filter_map(|item| {
-                    Some(Key {
-                        pk: item.get("pk")?.as_s().ok()?.clone(),
-                        sk: item.get("sk")?.as_s().ok()?.clone(),
-                    })
-                })
-                .collect();
+            let keys = items.iter().map(item_key).collect::<Result<Vec<Key>>>()?;
             self.table.batch_delete(&keys).await?;
             Ok::<usize, Error>(keys.len())
         }
@@ -443,7 +408,7 @@ impl PostStore for DynamoStore {
         let table = &self.table.name;
         // Only the author may delete, so the profile to uncount is the caller's.
         let items = vec![
-            delete_where(
+            tx::delete_where(
                 table,
                 &keys::post(id),
                 "attribute_exists(pk) AND author_id = :caller",
@@ -478,7 +443,7 @@ impl PostStore for DynamoStore {
     async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>> {
         let partition = keys::user_pk(author);
         let query = timeline_query(&partition, None);
-        items_to(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
@@ -597,7 +562,7 @@ impl PostStore for DynamoStore {
         self.require_post(post).await?;
         let partition = keys::post_partition(post);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::LIKE_PREFIX);
-        items_to(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Comment> {
@@ -646,7 +611,7 @@ impl PostStore for DynamoStore {
         self.require_post(post).await?;
         let partition = keys::post_partition(post);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::COMMENT_PREFIX);
-        items_to(self.table.query_page(&query, page).await?)
+        self.table.query_page_as(&query, page).await
     }
 
     async fn delete_comment(&self, post: &Post, comment: CommentId, caller: UserId) -> Result<()> {
@@ -657,7 +622,7 @@ impl PostStore for DynamoStore {
         let delete = if caller == post.author_id {
             tx::delete(table, &key, Some("attribute_exists(pk)"))?
         } else {
-            delete_where(
+            tx::delete_where(
                 table,
                 &key,
                 "attribute_exists(pk) AND author_id = :caller",

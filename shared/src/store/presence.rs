@@ -42,57 +42,49 @@ pub trait PresenceStore: Send + Sync {
     async fn announce_offline(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
-impl DynamoStore {
-    fn presence_update(
-        &self,
-        user: UserId,
-        online: bool,
-        cause: &str,
-        at: DateTime<Utc>,
-        condition: &str,
-        condition_values: Vec<(&'static str, AttributeValue)>,
-    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
-        let mut values = vec![
-            (":online", AttributeValue::Bool(online)),
-            (":cause", s(cause)),
-            (":at", s(format_time(at))),
-            (":user", s(user.to_string())),
-            (":entity", s("presence")),
-        ];
-        values.extend(condition_values);
-        tx::update(
-            &self.table.name,
-            &keys::presence(user),
-            "SET #online = :online, #cause = :cause, changed_at = :at, user_id = :user, entity = :entity",
-            Some(condition),
-            // Both are DynamoDB reserved words.
-            &[("#online", "online"), ("#cause", "cause")],
-            values,
-        )
-    }
-}
+/// The presence write both announcements make; `#online` and `#cause` because both are
+/// DynamoDB reserved words.
+const PRESENCE_SET: &str =
+    "SET #online = :online, #cause = :cause, changed_at = :at, user_id = :user, entity = :entity";
+const PRESENCE_NAMES: &[(&str, &str)] = &[("#online", "online"), ("#cause", "cause")];
 
-/// `true` when the transaction committed, `false` when a condition said "nothing to announce".
-fn announced(outcome: std::result::Result<(), TransactFailure>) -> Result<bool> {
-    match outcome {
-        Ok(()) => Ok(true),
-        Err(TransactFailure::ConditionFailed { .. }) => Ok(false),
-        Err(TransactFailure::Other(error)) => Err(error),
-    }
+/// The values of [`PRESENCE_SET`] plus those of the announcement's condition.
+fn presence_values(
+    user: UserId,
+    online: bool,
+    cause: &str,
+    at: DateTime<Utc>,
+    condition_values: Vec<(&'static str, AttributeValue)>,
+) -> Vec<(&'static str, AttributeValue)> {
+    let mut values = vec![
+        (":online", AttributeValue::Bool(online)),
+        (":cause", s(cause)),
+        (":at", s(format_time(at))),
+        (":user", s(user.to_string())),
+        (":entity", s("presence")),
+    ];
+    values.extend(condition_values);
+    values
 }
 
 #[async_trait]
 impl PresenceStore for DynamoStore {
     async fn announce_online(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool> {
-        let update = self.presence_update(
-            user,
-            true,
-            cause,
-            at,
-            "attribute_not_exists(#online) OR #online = :offline OR #cause = :cause",
-            vec![(":offline", AttributeValue::Bool(false))],
-        )?;
-        announced(self.table.transact(vec![update]).await)
+        self.table
+            .update_if(
+                &keys::presence(user),
+                PRESENCE_SET,
+                "attribute_not_exists(#online) OR #online = :offline OR #cause = :cause",
+                PRESENCE_NAMES,
+                presence_values(
+                    user,
+                    true,
+                    cause,
+                    at,
+                    vec![(":offline", AttributeValue::Bool(false))],
+                ),
+            )
+            .await
     }
 
     async fn announce_offline(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool> {
@@ -102,14 +94,25 @@ impl PresenceStore for DynamoStore {
             "attribute_not_exists(connection_ids)",
             vec![],
         )?;
-        let update = self.presence_update(
-            user,
-            false,
-            cause,
-            at,
-            "#online = :was_online OR #cause = :cause",
-            vec![(":was_online", AttributeValue::Bool(true))],
+        let update = tx::update(
+            &self.table.name,
+            &keys::presence(user),
+            PRESENCE_SET,
+            Some("#online = :was_online OR #cause = :cause"),
+            PRESENCE_NAMES,
+            presence_values(
+                user,
+                false,
+                cause,
+                at,
+                vec![(":was_online", AttributeValue::Bool(true))],
+            ),
         )?;
-        announced(self.table.transact(vec![no_connections, update]).await)
+        match self.table.transact(vec![no_connections, update]).await {
+            Ok(()) => Ok(true),
+            // Still connected, or already announced offline: nothing to announce.
+            Err(TransactFailure::ConditionFailed { .. }) => Ok(false),
+            Err(TransactFailure::Other(error)) => Err(error),
+        }
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::dynamo::{from_item, n, to_item, tx, with_gsi1, Item, Query, TransactFailure};
+use super::dynamo::{from_item, item_key, n, to_item, tx, with_gsi1, Item, Query, TransactFailure};
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification};
 use super::page::{KeyShape, Page, PageRequest};
@@ -265,18 +265,14 @@ impl DynamoStore {
             keys::block(a, b),
             keys::block(b, a),
         ];
-        let found: HashSet<(String, String)> = self
+        let found = self
             .table
             .batch_get(&wanted)
             .await?
-            .into_iter()
-            .filter_map(|item| {
-                let pk = item.get("pk")?.as_s().ok()?.clone();
-                let sk = item.get("sk")?.as_s().ok()?.clone();
-                Some((pk, sk))
-            })
-            .collect();
-        let has = |key: &Key| found.contains(&(key.pk.clone(), key.sk.clone()));
+            .iter()
+            .map(item_key)
+            .collect::<Result<Vec<Key>>>()?;
+        let has = |key: &Key| found.contains(key);
         Ok(RelationItems {
             a_follows_b: has(&wanted[0]),
             b_follows_a: has(&wanted[1]),
@@ -314,22 +310,6 @@ impl DynamoStore {
             absent(table, &keys::block(follower, followee))?,
             absent(table, &keys::block(followee, follower))?,
         ])
-    }
-
-    async fn query_records<T: serde::de::DeserializeOwned>(
-        &self,
-        query: &Query<'_>,
-        page: &PageRequest,
-    ) -> Result<Page<T>> {
-        let page = self.table.query_page(query, page).await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<Result<_>>()?,
-            next_cursor: page.next_cursor,
-        })
     }
 
     /// Deletes `key` on condition it exists; `Ok(false)` when it did not.
@@ -524,13 +504,13 @@ impl SocialStore for DynamoStore {
     async fn followers(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Gsi1, &partition).begins_with(keys::FOLLOWER_PREFIX);
-        self.query_records(&query, page).await
+        self.table.query_page_as(&query, page).await
     }
 
     async fn following(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::FOLLOWING_PREFIX);
-        self.query_records(&query, page).await
+        self.table.query_page_as(&query, page).await
     }
 
     async fn following_ids(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -563,7 +543,7 @@ impl SocialStore for DynamoStore {
         let partition = keys::user_pk(target);
         let query =
             Query::new(KeyShape::Gsi1, &partition).begins_with(keys::FOLLOW_REQUEST_RECENCY_PREFIX);
-        self.query_records(&query, page).await
+        self.table.query_page_as(&query, page).await
     }
 
     async fn block(&self, blocker: UserId, blocked: UserId, now: DateTime<Utc>) -> Result<()> {
@@ -629,7 +609,7 @@ impl SocialStore for DynamoStore {
     async fn blocks(&self, blocker: UserId, page: &PageRequest) -> Result<Page<Block>> {
         let partition = keys::user_pk(blocker);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::BLOCKING_PREFIX);
-        self.query_records(&query, page).await
+        self.table.query_page_as(&query, page).await
     }
 
     async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>> {

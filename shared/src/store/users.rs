@@ -219,14 +219,6 @@ impl UserStore for DynamoStore {
         }
         let partition = keys::username_search_partition(prefix);
         let query = Query::new(KeyShape::Gsi1, &partition).begins_with(prefix);
-        let page = self.table.query_page(&query, page).await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<Result<_>>()?,
-            next_cursor: page.next_cursor,
-        })
+        self.table.query_page_as(&query, page).await
     }
 }
