@@ -8,7 +8,9 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::domain::{new_id, User, UserId};
 use shared::store::social::SocialStore;
-use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest, TestResponse};
+use shared::testkit::api::{
+    assert_error, assert_error_for, TestAccount, TestApi, TestRequest, TestResponse,
+};
 
 /// `api-messages` over a fresh database.
 async fn start() -> TestApi {
@@ -194,8 +196,7 @@ async fn post_message_rejects_malformed_bodies_without_storing_anything() {
     ];
     for body in bad_bodies {
         let response = send_message(&api, &alice, &bob, body.clone()).await;
-        assert_eq!(response.status, 400, "{body}");
-        assert_eq!(response.error_code(), Some("validation_failed"));
+        assert_error_for(&response, 400, "validation_failed", &body.to_string());
     }
     for raw in ["{", "", "text=hi"] {
         let response = TestRequest::new("POST", &format!("/conversations/{}/messages", bob.id()))
@@ -381,22 +382,10 @@ async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread(
     }
     message(&api, &carol, &alice, "ca 0").await;
 
-    let mut seen = Vec::new();
-    let mut path = format!("/conversations/{}/messages?limit=2", alice.id());
-    loop {
-        let page = api.call(&bob, "GET", &path).await;
-        assert_eq!(page.status, 200, "{:?}", page.body);
-        seen.extend(texts(&page.body));
-        match page.body["next_cursor"].as_str() {
-            Some(cursor) => {
-                path = format!(
-                    "/conversations/{}/messages?limit=2&cursor={cursor}",
-                    alice.id()
-                )
-            }
-            None => break,
-        }
-    }
+    let (items, _) = api
+        .walk_pages(&bob, &format!("/conversations/{}/messages", alice.id()), 2)
+        .await;
+    let seen: Vec<&str> = items.iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(seen, vec!["ab 4", "ab 3", "ab 2", "ab 1", "ab 0"]);
 
     // Carol asking for "messages with Alice" gets her own thread with Alice, nothing of Bob's.

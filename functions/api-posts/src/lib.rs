@@ -358,15 +358,9 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
     let page = request.page()?;
-    match visibility(&*state.users, &*state.social, viewer, author).await? {
-        Visibility::Visible(_) => {}
-        Visibility::Private(_) => {
-            return Err(Error::forbidden(
-                "this account is private; only its approved followers see its posts",
-            ))
-        }
-        Visibility::Hidden => return Err(Error::not_found("user not found")),
-    }
+    visibility(&*state.users, &*state.social, viewer, author)
+        .await?
+        .require_visible("this post list")?;
     let posts = state.posts.author_posts(author, &page).await?;
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }

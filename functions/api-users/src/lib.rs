@@ -22,7 +22,7 @@
 //! caller (those pages may therefore hold fewer than `limit` items; `next_cursor` stays
 //! correct).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
@@ -34,10 +34,12 @@ use shared::auth::TokenService;
 use shared::aws::Clients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{self, Relationship, User, UserId, UserSummary};
+use shared::domain::{self, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::LambdaFunction;
-use shared::http::{spend_rate_limit, ApiParts, ApiRequest, ApiResponse, Router};
+use shared::http::{
+    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
+};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore};
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
@@ -214,20 +216,16 @@ fn search_prefix(request: &ApiRequest) -> Result<String> {
     Ok(raw.to_ascii_lowercase())
 }
 
-/// Turns a page of relations into [`RelatedUser`]s: `other` picks the other user and the
-/// relation's start from each entry; users in `hidden` (or without a profile) are left out.
+/// Turns a page of the caller's own relations into [`RelatedUser`]s: `other` picks the other
+/// user and the relation's start from each entry; users without a profile are left out.
+/// Unlike [`with_user_summaries`] nothing is filtered by blocks: the block list is made of
+/// exactly those users.
 async fn related_users<T>(
     state: &State,
     page: Page<T>,
     other: impl Fn(&T) -> (UserId, DateTime<Utc>),
-    hidden: &HashSet<UserId>,
 ) -> Result<Page<RelatedUser>> {
-    let entries: Vec<(UserId, DateTime<Utc>)> = page
-        .items
-        .iter()
-        .map(other)
-        .filter(|(id, _)| !hidden.contains(id))
-        .collect();
+    let entries: Vec<(UserId, DateTime<Utc>)> = page.items.iter().map(other).collect();
     let ids: Vec<UserId> = entries.iter().map(|(id, _)| *id).collect();
     let profiles: HashMap<UserId, User> = state.users.get_users(&ids).await?;
     Ok(Page {
@@ -253,29 +251,27 @@ enum FollowList {
 
 /// `GET /users/{user_id}/followers|following`: visible to the owner and, for a private
 /// account, only to approved followers (403 otherwise, 404 behind a block). Accounts on the
-/// other side of a block of the caller are left out of someone else's list.
+/// other side of a block of the caller are left out (of someone else's list: a block ends
+/// the follows of the caller's own both ways).
 async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(request)?;
     let owner = request.path_id("user_id")?;
     let page = request.page()?;
-    visibility(state.users.as_ref(), state.social.as_ref(), caller, owner)
+    let (users, social) = (state.users.as_ref(), state.social.as_ref());
+    visibility(users, social, caller, owner)
         .await?
         .require_visible("this follow list")?;
-    let hidden = if owner == caller {
-        HashSet::new()
-    } else {
-        state.social.block_set(caller).await?
+    let (follows, other): (_, fn(&Follow) -> UserId) = match list {
+        FollowList::Followers => (social.followers(owner, &page).await?, |f| f.follower_id),
+        FollowList::Following => (social.following(owner, &page).await?, |f| f.followee_id),
     };
-    let related = match list {
-        FollowList::Followers => {
-            let follows = state.social.followers(owner, &page).await?;
-            related_users(state, follows, |f| (f.follower_id, f.created_at), &hidden).await?
+    let related = with_user_summaries(users, social, caller, follows, other, |f, user| {
+        RelatedUser {
+            user,
+            created_at: f.created_at,
         }
-        FollowList::Following => {
-            let follows = state.social.following(owner, &page).await?;
-            related_users(state, follows, |f| (f.followee_id, f.created_at), &hidden).await?
-        }
-    };
+    })
+    .await?;
     ApiResponse::ok(related)
 }
 
@@ -371,11 +367,11 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     // Already following or requested: idempotent, nothing is written.
     let status = if relationship.following {
         "following"
-    } else if relationship.requested || user.is_private {
+    } else if relationship.requested {
+        "requested"
+    } else if user.is_private {
         // The store re-checks blocks and existing follows in the request's transaction.
-        if !relationship.requested {
-            state.social.request_follow(caller, target, now).await?;
-        }
+        state.social.request_follow(caller, target, now).await?;
         "requested"
     } else {
         // Blocks are re-checked by the follow transaction itself (404 if one appeared).
@@ -415,13 +411,7 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
     let requests = state.social.follow_requests(caller, &page).await?;
-    let related = related_users(
-        &state,
-        requests,
-        |r| (r.requester_id, r.created_at),
-        &HashSet::new(),
-    )
-    .await?;
+    let related = related_users(&state, requests, |r| (r.requester_id, r.created_at)).await?;
     ApiResponse::ok(related)
 }
 
@@ -477,12 +467,6 @@ async fn blocks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
     let blocks = state.social.blocks(caller, &page).await?;
-    let related = related_users(
-        &state,
-        blocks,
-        |b| (b.blocked_id, b.created_at),
-        &HashSet::new(),
-    )
-    .await?;
+    let related = related_users(&state, blocks, |b| (b.blocked_id, b.created_at)).await?;
     ApiResponse::ok(related)
 }

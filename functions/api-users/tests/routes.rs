@@ -367,19 +367,11 @@ async fn search_finds_username_prefixes_case_insensitively_and_pages() {
     for name in ["Alice", "alfred", "Albert", "bob"] {
         api.account(name).await;
     }
+    let (items, _) = api.walk_pages(&caller, "/users?q=AL", 2).await;
     let mut seen = Vec::new();
-    let mut path = "/users?q=AL&limit=2".to_owned();
-    loop {
-        let response = api.call(&caller, "GET", &path).await;
-        assert_eq!(response.status, 200, "{:?}", response.body);
-        for item in response.body["items"].as_array().unwrap() {
-            assert!(item["id"].is_string() && item["display_name"].is_string());
-            seen.push(item["username"].as_str().unwrap().to_owned());
-        }
-        match response.body["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/users?q=al&limit=2&cursor={cursor}"),
-            None => break,
-        }
+    for item in &items {
+        assert!(item["id"].is_string() && item["display_name"].is_string());
+        seen.push(item["username"].as_str().unwrap().to_owned());
     }
     assert_eq!(
         seen,
@@ -627,27 +619,18 @@ async fn follower_and_following_lists_embed_user_summaries_and_page() {
         fans.insert(fan.id().to_string());
     }
     for list in ["followers", "following"] {
+        let (items, pages) = api
+            .walk_pages(&viewer, &format!("/users/{}/{list}", star.id()), 2)
+            .await;
         let mut seen = Vec::new();
-        let mut path = format!("/users/{}/{list}?limit=2", star.id());
-        let mut pages = 0;
-        loop {
-            let response = api.call(&viewer, "GET", &path).await;
-            assert_eq!(response.status, 200, "{:?}", response.body);
-            pages += 1;
-            let first = &response.body["items"][0];
-            assert!(first["user"]["username"]
+        for item in &items {
+            assert!(item["user"]["username"]
                 .as_str()
                 .unwrap()
                 .starts_with("fan"));
-            assert!(first["user"]["display_name"].is_string());
-            assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
-            seen.extend(listed_ids(&response));
-            match response.body["next_cursor"].as_str() {
-                Some(cursor) => {
-                    path = format!("/users/{}/{list}?limit=2&cursor={cursor}", star.id())
-                }
-                None => break,
-            }
+            assert!(item["user"]["display_name"].is_string());
+            assert!(item["created_at"].as_str().unwrap().ends_with('Z'));
+            seen.push(item["user"]["id"].as_str().unwrap().to_owned());
         }
         assert_eq!(pages, 3, "{list}");
         assert_eq!(seen.len(), 5, "{list}: each once");
