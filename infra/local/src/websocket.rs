@@ -786,6 +786,78 @@ mod tests {
         );
     }
 
+    /// Deterministic where an end-to-end check cannot be: the handshake's upgrade can never
+    /// complete here (no hyper connection is behind it), so the only chance to register the
+    /// connection is while producing the 101. A gateway that registered in the upgrade task
+    /// (after the 101 went out, leaving a window where a push is answered 410) fails this.
+    /// Current-thread runtime: the upgrade task cannot run until this test awaits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_is_registered_while_the_101_is_produced_not_in_the_upgrade_task() {
+        use axum::extract::FromRequestParts;
+        use shared::function::{BoxError, TypedFunction};
+
+        let accept = TypedFunction::new(|_event: lambda_runtime::LambdaEvent<Value>| async {
+            Ok::<_, BoxError>(json!({"statusCode": 200}))
+        });
+        let (disconnect_tx, mut disconnects) = mpsc::unbounded_channel();
+        let report = TypedFunction::new(move |event: lambda_runtime::LambdaEvent<Value>| {
+            let _test_may_have_finished = disconnect_tx.send(event.payload);
+            async { Ok::<_, BoxError>(json!({"statusCode": 200})) }
+        });
+        let routes = BTreeMap::from([
+            ("$connect".to_owned(), accept),
+            ("$disconnect".to_owned(), report),
+        ]);
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let api = Arc::new(WebSocketApi::new(
+            "$request.body.action",
+            routes,
+            "dev",
+            WebSocketLimits::default(),
+            Arc::new(WebSocketFaults::default()),
+            shutdown,
+        ));
+
+        let (mut parts, ()) = http::Request::get("/")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+            .extensions
+            .insert(hyper::upgrade::on(http::Request::new(())));
+        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
+        let response = connect(
+            Arc::clone(&api),
+            "127.0.0.1:50000".parse().unwrap(),
+            Uri::from_static("/"),
+            parts.headers,
+            upgrade,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let registered = api.connections().ids();
+        assert_eq!(
+            registered.len(),
+            1,
+            "registered with the 101: {registered:?}"
+        );
+
+        // The upgrade then fails: the connection is removed and `$disconnect` fires for it.
+        let disconnect = tokio::time::timeout(Duration::from_secs(10), disconnects.recv())
+            .await
+            .expect("$disconnect after the failed upgrade")
+            .expect("disconnect channel open");
+        assert_eq!(
+            disconnect["requestContext"]["connectionId"],
+            registered[0].as_str()
+        );
+        assert!(api.connections().ids().is_empty());
+    }
+
     #[test]
     fn the_subprotocol_header_is_found_in_any_case() {
         let response =
