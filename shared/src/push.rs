@@ -187,7 +187,7 @@ impl RetryPolicy {
 // ---- audiences --------------------------------------------------------------------------------
 
 /// Who an event is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Audience {
     /// Every open connection of these users.
     Users(Vec<UserId>),

@@ -20,9 +20,15 @@
 //!
 //! Records are processed in order, one at a time, so events about one item leave in the
 //! order they happened (a `post_created` never overtakes its `post_updated`).
+//!
+//! Each distinct audience is resolved once per batch (`ResolvedAudiences`): a burst of
+//! likes on one post, or several posts by one author, reads the room or the followers once
+//! instead of once per record. The answer is as fresh as the batch, which is already how
+//! stale a single record's resolution is by the time it is pushed.
 
 pub mod decide;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
@@ -31,7 +37,7 @@ use lambda_runtime::LambdaEvent;
 use shared::error::{cause_chain, Error, Result};
 use shared::events::Event;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Audience, PushMetrics};
+use shared::push::{Audience, AudienceResolver, PushMetrics};
 use shared::store::presence::PRESENCE_GRACE;
 
 use crate::decide::{decide, BadRecord, Effect, Push};
@@ -70,9 +76,10 @@ pub async fn handle(
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
     let mut metrics = PushMetrics::default();
     let mut response = DynamoDbEventResponse::default();
+    let mut resolved = ResolvedAudiences::default();
     for record in &event.payload.records {
         metrics.inputs += 1;
-        if let Err(failure) = process_record(state, record, &mut metrics).await {
+        if let Err(failure) = process_record(state, record, &mut resolved, &mut metrics).await {
             metrics.failures += 1;
             let sequence_number = record.change.sequence_number.clone();
             match &failure {
@@ -99,9 +106,32 @@ pub async fn handle(
     Ok(response)
 }
 
+/// The connection ids of the audiences resolved so far in one batch.
+#[derive(Default)]
+struct ResolvedAudiences {
+    connection_ids: HashMap<Vec<Audience>, Vec<String>>,
+}
+
+impl ResolvedAudiences {
+    async fn connection_ids(
+        &mut self,
+        resolver: &AudienceResolver,
+        audiences: &[Audience],
+    ) -> Result<&[String]> {
+        let entry = self.connection_ids.entry(audiences.to_vec());
+        Ok(match entry {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(resolver.resolve(audiences).await?)
+            }
+        })
+    }
+}
+
 async fn process_record(
     state: &State,
     record: &EventRecord,
+    resolved: &mut ResolvedAudiences,
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
     let decision = decide(record)?;
@@ -113,7 +143,14 @@ async fn process_record(
     }
     let mut undelivered = 0;
     for push in pushes {
-        let report = state.tier.send(&push.event, &push.audience).await?;
+        let connection_ids = resolved
+            .connection_ids(&state.tier.resolver, &push.audience)
+            .await?;
+        let report = state
+            .tier
+            .dispatcher
+            .dispatch(&push.event, connection_ids)
+            .await?;
         tracing::debug!(
             event_type = push.event.kind(),
             event_id = %push.event.event_id,

@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::domain::{Conversation, Message, Notification, Post, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Event, EventBody};
@@ -45,6 +46,9 @@ pub const MAX_FEED_NEW_POSTS: usize = MAX_LIMIT;
 
 /// Most pending message requests scanned (they are listed by sender, not by recency).
 pub const MAX_REQUESTS_SCANNED: usize = 1000;
+
+/// Threads read at once during a resume.
+const THREAD_READS_IN_FLIGHT: usize = 8;
 
 /// What to send for a resume.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,15 +136,20 @@ pub async fn collect(
     let Some(threads) = threads_with_news(state, user, since).await? else {
         return Ok(Replay::gap(now));
     };
-    for other in threads {
-        let budget = MAX_REPLAY.saturating_sub(events.len());
-        let messages = newer_than(
-            since,
-            budget,
-            |m: &Message| Some(m.id),
-            |page| async move { state.messages.messages(user, other, &page).await },
-        )
-        .await?;
+    // The threads are independent reads: a few in flight at once. Each may use what the
+    // notifications left of the budget; the total is checked as the answers arrive.
+    let thread_budget = MAX_REPLAY.saturating_sub(events.len());
+    let mut thread_messages = stream::iter(threads)
+        .map(|other| {
+            newer_than(
+                since,
+                thread_budget,
+                |m: &Message| Some(m.id),
+                move |page| async move { state.messages.messages(user, other, &page).await },
+            )
+        })
+        .buffer_unordered(THREAD_READS_IN_FLIGHT);
+    while let Some(messages) = thread_messages.try_next().await? {
         let Some(messages) = messages else {
             return Ok(Replay::gap(now));
         };
@@ -149,6 +158,9 @@ pub async fn collect(
                 .iter()
                 .map(|message| Event::message_for(message, user)),
         );
+        if events.len() > MAX_REPLAY {
+            return Ok(Replay::gap(now));
+        }
     }
     // UUIDv7 ids order by creation time; notifications and messages interleave correctly.
     events.sort_by_key(|event| event.cursor);
