@@ -19,7 +19,7 @@ Rules (each failure prints `<rule>: <what is wrong>`; exit status 1 if any faile
   iam          no statement grants a wildcard action (`*`, `dynamodb:*`, `dynamodb:Get*`),
                `Resource: "*"` or NotAction/NotResource unless the line just before it is a
                `# justification: ...` comment; execute-api:ManageConnections only for the functions
-               that push, sqs:SendMessage only for the stream router and the push worker, queue
+               that push, sqs:SendMessage only for the stream router, queue
                consumption only for the push worker.
   websocket    every WebSocket route targets an AWS_PROXY integration of a function that has an
                AWS::Lambda::Permission for API Gateway; the deployment waits for every route.
@@ -65,11 +65,10 @@ EXPECTED_FUNCTIONS = {
 BUILD_METHOD = "rust-cargolambda"
 # Functions that post to WebSocket connections (execute-api:ManageConnections).
 PUSHING_FUNCTIONS = {"WsMessageFunction", "StreamRouterFunction", "PushWorkerFunction"}
-# Which functions may perform which (lower-cased) SQS actions. The push worker sends too: a
-# `user_offline` with a large audience is fanned out through the queue again
-# (push_worker::State::new requires FANOUT_QUEUE_URL).
+# Which functions may perform which (lower-cased) SQS actions: only the router sends (a
+# `user_offline` is pushed by the router from the presence record the worker writes).
 SQS_ACTION_OWNERS = {
-    "sqs:sendmessage": {"StreamRouterFunction", "PushWorkerFunction"},
+    "sqs:sendmessage": {"StreamRouterFunction"},
     "sqs:receivemessage": {"PushWorkerFunction"},
     "sqs:deletemessage": {"PushWorkerFunction"},
 }
@@ -122,11 +121,10 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "execute-api:ManageConnections": {CONNECTIONS},
     },
     "PushWorkerFunction": {
-        **_dynamodb(["GetItem", "BatchGetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"], {TABLE, INDEX}),
+        **_dynamodb(["GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"]),
         "sqs:ReceiveMessage": {FANOUT_QUEUE},
         "sqs:DeleteMessage": {FANOUT_QUEUE},
         "sqs:GetQueueAttributes": {FANOUT_QUEUE},
-        "sqs:SendMessage": {FANOUT_QUEUE},
         "execute-api:ManageConnections": {CONNECTIONS},
     },
 }
@@ -137,7 +135,7 @@ REQUIRED_ENV_ALL = {"TABLE_NAME", "JWT_SECRET"}
 REQUIRED_ENV = {
     "WsMessageFunction": {"WS_MANAGEMENT_ENDPOINT"},
     "StreamRouterFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
-    "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
+    "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT"},
 }
 JUSTIFICATION = "# justification:"
 VISIBILITY_TIMEOUT_FACTOR = 6

@@ -217,7 +217,7 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("iam: NotAction", _grant("ApiUsersFunction", {"Effect": "Allow", "NotAction": "iam:*", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "NotAction grants everything else"),
     ("iam: ManageConnections for a REST function", _grant("ApiPostsFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/prod/POST/@connections/*"}}), "only for the pushing functions"),
     ("iam: ManageConnections on the whole API", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*"}}), "scoped to the stage's @connections ARN"),
-    ("iam: SendMessage for a WebSocket function", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['PushWorkerFunction', 'StreamRouterFunction']"),
+    ("iam: SendMessage for a WebSocket function", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['StreamRouterFunction']"),
     ("iam: ReceiveMessage for the router", _grant("StreamRouterFunction", {"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:receivemessage is only for ['PushWorkerFunction']"),
     # grants (the per-function IAM audit)
     ("grants: an action the code never calls", _grant("ApiAuthFunction", {"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "ApiAuthFunction is granted dynamodb:deleteitem"),
@@ -228,10 +228,12 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("grants: index granted to a table-only reader", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]), "not ['index/*']"),
     ("grants: pushing function cannot push", _drop_statement("StreamRouterFunction", "PushToConnections"), "StreamRouterFunction lacks execute-api:manageconnections"),
     ("grants: ManageConnections for any method", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStageName}/*/@connections/*"}}), "(the code only posts)"),
-    ("grants: worker sends to a DLQ", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}), "not ['queue:FanoutDeadLetterQueue']"),
+    ("iam: the worker sends to the queue it consumes", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['StreamRouterFunction']"),
+    ("grants: router sends to the fan-out DLQ", _grant("StreamRouterFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}), "not ['queue:FanoutDeadLetterQueue']"),
+    ("grants: worker reads indexes it never queries", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::Sub": "${Table.Arn}/index/*"}}), "PushWorkerFunction is granted dynamodb:query"),
     ("grants: router loses its failure destination", _drop_statement("StreamRouterFunction", "StreamFailureDestination"), "missing ['queue:StreamDeadLetterQueue']"),
     # environment
-    ("environment: worker without FANOUT_QUEUE_URL", _drop_env("PushWorkerFunction", "FANOUT_QUEUE_URL"), "PushWorkerFunction needs FANOUT_QUEUE_URL"),
+    ("environment: router without FANOUT_QUEUE_URL", _drop_env("StreamRouterFunction", "FANOUT_QUEUE_URL"), "StreamRouterFunction needs FANOUT_QUEUE_URL"),
     ("environment: router without WS_MANAGEMENT_ENDPOINT", _drop_env("StreamRouterFunction", "WS_MANAGEMENT_ENDPOINT"), "StreamRouterFunction needs WS_MANAGEMENT_ENDPOINT"),
     ("environment: ws-message without WS_MANAGEMENT_ENDPOINT", _drop_env("WsMessageFunction", "WS_MANAGEMENT_ENDPOINT"), "WsMessageFunction needs WS_MANAGEMENT_ENDPOINT"),
     ("environment: endpoint of another API", _set(["PushWorkerFunction", "Properties", "Environment", "Variables", "WS_MANAGEMENT_ENDPOINT"], "https://example.com/prod"), "WS_MANAGEMENT_ENDPOINT must be"),

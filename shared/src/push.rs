@@ -553,8 +553,9 @@ impl Dispatcher {
 // ---- the push tier as one value ------------------------------------------------------------------
 
 /// Everything a function that pushes needs: audience resolution, dispatch, presence state.
-/// The stream router and the push worker hold one (through [`PushFunctionState`]);
-/// `ws-message`, whose audiences are one user's connections, holds only a [`DirectPush`].
+/// The stream router holds one (through [`PushFunctionState`]); the push worker, which only
+/// delivers chunks the router already resolved, and `ws-message`, whose audiences are one
+/// user's connections, hold only a [`DirectPush`].
 #[derive(Clone)]
 pub struct PushTier {
     pub resolver: AudienceResolver,
@@ -612,8 +613,8 @@ impl PushTier {
     }
 }
 
-/// The state of a push-tier function — `stream-router` and `push-worker` are built the same
-/// way (each re-exports this as its `State`): the configuration, the push tier, the clock.
+/// The state of the function that decides audiences — `stream-router` re-exports this as its
+/// `State`: the configuration, the push tier (with the queue), the clock.
 pub struct PushFunctionState {
     pub config: Config,
     pub tier: PushTier,

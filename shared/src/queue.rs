@@ -8,8 +8,9 @@
 //!   (an event is at most a few tens of KiB: the longest text is a 4000-character message)
 //!   and one worker invocation's work stays bounded.
 //! - `presence_check`: sent with a delay equal to the presence grace period when a
-//!   connection closes; the worker announces `user_offline` only if the user still has no
-//!   connection when it arrives (see `shared::store::presence`).
+//!   connection closes; the worker records the user offline only if they still have no
+//!   connection when it arrives, and the router pushes `user_offline` from that write (see
+//!   `shared::store::presence`).
 //!
 //! Every body carries `"version": 1`. A body of another version, or one that does not parse,
 //! is malformed: the worker logs and drops it instead of letting it bounce until the DLQ.

@@ -9,8 +9,11 @@
 //!   after the visibility timeout (the connections that did receive it get the same
 //!   `event_id` again and dedupe) and, after `maxReceiveCount`, moves it to the DLQ.
 //! - `presence_check` — the grace period after a disconnect is over: if the user still has
-//!   no connection, the presence item flips to offline (one conditional transaction) and
-//!   `user_offline` goes to the user's presence watchers.
+//!   no connection, the presence item flips to offline (one conditional transaction). That
+//!   write is the announcement: the stream router sees `online` go from true to false and
+//!   pushes `user_offline` to the user's presence watchers, directly or through the queue.
+//!   The worker itself never sends to the queue (only the router may, by IAM), and resolves
+//!   no audience.
 //!
 //! A message that cannot be read (not JSON, unknown kind, another version) is logged with
 //! its id and dropped — counted in the `MalformedMessages` metric, which has an alarm —
@@ -21,11 +24,17 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use shared::aws::Clients;
+use shared::clock::{Clock, SystemClock};
+use shared::config::Config;
 use shared::error::{cause_chain, Result};
-use shared::events::Event;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Audience, DispatchReport, PushMetrics};
+use shared::push::{
+    DirectPush, DispatchReport, ManagementApiPush, PushClient, PushMetrics, RetryPolicy,
+};
 use shared::queue::{FanoutChunk, PresenceCheck, QueueMessage};
+use shared::store::presence::PresenceStore;
+use shared::store::DynamoStore;
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "push-worker";
@@ -33,9 +42,57 @@ pub const FUNCTION_NAME: &str = "push-worker";
 /// Characters of a malformed body quoted in the log.
 const MALFORMED_BODY_LOG_CHARS: usize = 200;
 
-/// Everything the handler needs, built once per cold start: the push tier's one state
-/// (`State::new(config, clients)` in production, `State::from_parts` over given parts).
-pub use shared::push::PushFunctionState as State;
+/// Everything the handler needs, built once per cold start: the management API (with the
+/// stale-connection cleanup behind it) and the presence store. No queue: the worker only
+/// consumes it.
+pub struct State {
+    pub config: Config,
+    pub direct: DirectPush,
+    pub presence: Arc<dyn PresenceStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("table", &self.config.table_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Production state: DynamoDB, the management API (`WS_MANAGEMENT_ENDPOINT` is
+    /// required), the system clock.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
+    }
+
+    /// State over the given store, push client and clock.
+    pub fn from_parts(
+        config: Config,
+        store: Arc<DynamoStore>,
+        push: Arc<dyn PushClient>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            direct: DirectPush::new(push, store.clone()),
+            presence: store,
+            clock,
+        }
+    }
+
+    /// Replaces the throttling/5xx retry policy of the pushes.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.direct.retry = retry;
+        self
+    }
+}
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
@@ -122,30 +179,24 @@ async fn process_message(
 /// Posts a chunk's event to its connections (never re-queued: the router already split it).
 async fn deliver_chunk(state: &State, chunk: &FanoutChunk) -> Result<Option<DispatchReport>> {
     state
-        .tier
-        .dispatcher
         .direct
         .deliver(&chunk.event, &chunk.connection_ids)
         .await
         .map(Some)
 }
 
-/// Announces the user offline if they are still disconnected once the grace period is over.
+/// Records the user offline if they are still disconnected once the grace period is over;
+/// the stream router pushes `user_offline` when it sees the write.
 async fn check_presence(state: &State, check: &PresenceCheck) -> Result<Option<DispatchReport>> {
     let cause = format!("disconnect:{}", check.connection_id);
     let announced = state
-        .tier
         .presence
         .announce_offline(check.user_id, &cause, check.disconnected_at)
         .await?;
-    if !announced {
+    if announced {
+        tracing::debug!(user = %check.user_id, cause, "user announced offline");
+    } else {
         tracing::debug!(user = %check.user_id, "user reconnected within the grace period (or already offline)");
-        return Ok(None);
     }
-    let event = Event::user_offline(check.user_id, &cause, check.disconnected_at);
-    state
-        .tier
-        .send(&event, &[Audience::PresenceWatchers(check.user_id)])
-        .await
-        .map(Some)
+    Ok(None)
 }

@@ -15,10 +15,12 @@
 //! | message | insert | sent: `new_message` → recipient + sender; requested: `message_request` → recipient, `new_message` → sender |
 //! | connection | insert | effect: announce the user online (presence, debounced) |
 //! | connection | remove | effect: presence check after the grace period; a TTL removal also releases the connection's set entry and memberships |
+//! | presence | modify: `online` true → false | `user_offline` → presence watchers (the push worker's announcement) |
 //!
-//! Everything else (likes, follows, tokens, rate windows, dedup markers, presence items…)
-//! produces nothing: its visible consequences arrive through the records above (a like's
-//! count change is a post modify; its notification is a notification insert).
+//! Everything else (likes, follows, tokens, rate windows, dedup markers, presence going
+//! online…) produces nothing: its visible consequences arrive through the records above (a
+//! like's count change is a post modify; its notification is a notification insert;
+//! `user_online` is pushed by the effect that writes it).
 //!
 //! "Author + followers" is resolved later to online followers only, minus the author's block
 //! set; the recipient of a message gets it on every connection (a REST send has no origin
@@ -32,6 +34,7 @@ use shared::events::{Channel, Event};
 use shared::push::Audience;
 use shared::queue::PresenceCheck;
 use shared::store::connections::StoredConnection;
+use shared::store::presence::PresenceRecord;
 
 /// The principal DynamoDB names in the `userIdentity` of a TTL deletion.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -208,6 +211,7 @@ pub fn decide(record: &EventRecord) -> Result<Decision, BadRecord> {
         "comment" => comment(&change),
         "message" => message(&change),
         "connection" => connection(&change),
+        "presence" => presence(&change),
         _ => Ok(Decision::default()),
     }
 }
@@ -359,6 +363,24 @@ fn connection(change: &Change) -> Result<Decision, BadRecord> {
             })))
         }
     }
+}
+
+/// The push worker announced the user offline (its grace-period check found no connection
+/// left); the router tells the watchers, through the queue if they are many. Going online is
+/// pushed by [`Effect::AnnounceOnline`] where it is written, so only this edge counts here.
+fn presence(change: &Change) -> Result<Decision, BadRecord> {
+    if change.operation != Operation::Modify {
+        return Ok(Decision::default());
+    }
+    let old: PresenceRecord = change.old_image()?;
+    let new: PresenceRecord = change.new_image()?;
+    if !old.online || new.online {
+        return Ok(Decision::default());
+    }
+    Ok(Decision::default().push(
+        Event::user_offline(new.user_id, &new.cause, new.changed_at),
+        vec![Audience::PresenceWatchers(new.user_id)],
+    ))
 }
 
 #[cfg(test)]
@@ -715,6 +737,58 @@ mod tests {
         assert_eq!(decide(&other).unwrap().effects, [check]);
     }
 
+    fn presence(online: bool, cause: &str, at: i64) -> serde_dynamo::Item {
+        image(
+            &PresenceRecord {
+                user_id: id(1),
+                online,
+                cause: cause.into(),
+                changed_at: time(at),
+            },
+            "presence",
+        )
+    }
+
+    #[test]
+    fn only_presence_going_offline_is_pushed_to_the_watchers() {
+        let online = presence(true, "connect:abc123=", 0);
+        let offline = presence(false, "disconnect:abc123=", 100);
+        let went_offline = decide(&record(
+            "MODIFY",
+            Some(online.clone()),
+            Some(offline.clone()),
+            "20",
+        ))
+        .unwrap();
+        assert_eq!(
+            went_offline.pushes,
+            [Push {
+                event: Event::user_offline(id(1), "disconnect:abc123=", time(100)),
+                audience: vec![Audience::PresenceWatchers(id(1))],
+            }]
+        );
+        assert!(went_offline.effects.is_empty());
+
+        let back_online = presence(true, "connect:def456=", 200);
+        for (name, old, new) in [
+            // Going online: the router pushed it when it wrote it.
+            ("MODIFY", Some(offline.clone()), Some(back_online.clone())),
+            ("INSERT", None, Some(online.clone())),
+            // A redelivered check rewriting the same offline state.
+            ("MODIFY", Some(offline.clone()), Some(offline.clone())),
+            ("REMOVE", Some(online.clone()), None),
+        ] {
+            let decision = decide(&record(name, old, new, "21")).unwrap();
+            assert!(decision.is_empty(), "{name}: {decision:?}");
+        }
+
+        let unreadable = image(&json!({"online": "yes"}), "presence");
+        assert!(matches!(
+            decide(&record("MODIFY", Some(online), Some(unreadable), "22")),
+            Err(BadRecord::Image { .. })
+        ));
+    }
+
     #[test]
     fn items_nobody_is_told_about_produce_nothing() {
         let like = Like {
@@ -740,7 +814,6 @@ mod tests {
                 "notification_dedup",
                 image(&json!({"notification_id": id(3)}), "notification_dedup"),
             ),
-            ("presence", image(&json!({"online": true}), "presence")),
             (
                 "room_member",
                 image(&json!({"channel": "post:x"}), "room_member"),

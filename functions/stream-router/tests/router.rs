@@ -435,6 +435,109 @@ async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_dela
     );
 }
 
+/// Alice and `watchers` users follow each other, each watcher with one connection; alice
+/// was announced online through her connection `a1=`, which is now closed, and the
+/// stream is read past all of it. Returns alice, the watchers' connections and the stream.
+async fn alice_gone_with_mutuals(
+    harness: &Harness,
+    watchers: usize,
+) -> (UserId, Vec<String>, StreamReader) {
+    let a = harness.user("alice").await;
+    let mut connections = Vec::new();
+    for n in 0..watchers {
+        let watcher = harness.user(&format!("mutual{n}")).await;
+        harness.store.follow(a, watcher, now()).await.unwrap();
+        harness.store.follow(watcher, a, now()).await.unwrap();
+        connections.push(harness.connect(watcher, &format!("m{n}=")).await);
+    }
+    harness.connect(a, "a1=").await;
+    assert!(harness
+        .store
+        .announce_online(a, "connect:a1=", now())
+        .await
+        .unwrap());
+    harness.store.remove_connection("a1=").await.unwrap();
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+    (a, connections, stream)
+}
+
+#[tokio::test]
+async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream() {
+    let harness = Harness::start(&[]).await;
+    let (a, watchers, mut stream) = alice_gone_with_mutuals(&harness, 1).await;
+    let function = router(&harness);
+
+    // What the push worker does once the grace period is over.
+    assert!(harness
+        .store
+        .announce_offline(a, "disconnect:a1=", now())
+        .await
+        .unwrap());
+    let response = invoke(&function, stream.next_event().await).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    let offline = harness.push.events_of_type(&watchers[0], "user_offline");
+    assert_eq!(offline.len(), 1, "{:?}", harness.push.delivered());
+    assert_eq!(offline[0]["data"]["user_id"], a.to_string());
+    assert_eq!(
+        offline[0]["event_id"],
+        shared::events::Event::user_offline(a, "disconnect:a1=", now())
+            .event_id
+            .to_string()
+    );
+
+    // Coming back is pushed by the router where it writes it, never a second time from
+    // the presence record that write produces.
+    harness.connect(a, "a2=").await;
+    invoke(&function, stream.next_event().await).await;
+    invoke(&function, stream.next_event().await).await;
+    assert_eq!(
+        harness
+            .push
+            .events_of_type(&watchers[0], "user_online")
+            .len(),
+        1
+    );
+    assert_eq!(
+        harness
+            .push
+            .events_of_type(&watchers[0], "user_offline")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_offline_announcement_to_many_watchers_goes_through_the_queue() {
+    let harness = Harness::start(&[("FANOUT_DIRECT_MAX_CONNECTIONS", "2")]).await;
+    let (a, mut watchers, mut stream) = alice_gone_with_mutuals(&harness, 3).await;
+    let function = router(&harness);
+
+    assert!(harness
+        .store
+        .announce_offline(a, "disconnect:a1=", now())
+        .await
+        .unwrap());
+    let response = invoke(&function, stream.next_event().await).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.push.delivered().is_empty());
+    let mut queued = Vec::new();
+    for message in harness.receive_all().await {
+        match QueueMessage::parse(message.body().unwrap_or_default()).unwrap() {
+            QueueMessage::Fanout(chunk) => {
+                assert_eq!(chunk.event.kind(), "user_offline");
+                queued.extend(chunk.connection_ids);
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    queued.sort();
+    watchers.sort();
+    assert_eq!(queued, watchers);
+}
+
 #[tokio::test]
 async fn presence_is_not_announced_for_a_user_who_hides_it() {
     let harness = Harness::start(&[]).await;

@@ -13,6 +13,12 @@
 //!   open connection at that moment, checked in the same transaction (so a connect racing
 //!   the check cannot be announced offline).
 //!
+//! Who tells the watchers: the stream router pushes `user_online` itself right after its
+//! own `announce_online`. `user_offline` is written by the push worker (which has no right to
+//! send to the fan-out queue) and pushed by the router when the item's stream record shows
+//! `online` going from true to false — a [`PresenceRecord`] — so a large audience takes the
+//! same direct-or-queue path as every other event.
+//!
 //! Both writes also succeed when `cause` is the one already recorded, so a retried stream
 //! batch or a redelivered check announces again with the same event id instead of never.
 
@@ -22,6 +28,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use serde::{Deserialize, Serialize};
+
 use super::dynamo::{s, tx, TransactFailure};
 use super::keys;
 use super::DynamoStore;
@@ -30,6 +38,19 @@ use crate::error::Result;
 
 /// How long a user may be disconnected before watchers are told they are offline.
 pub const PRESENCE_GRACE: Duration = Duration::from_secs(10);
+
+/// The presence item as the stream carries it (`USER#{user}` / `PRESENCE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    pub user_id: UserId,
+    /// What watchers were last told.
+    pub online: bool,
+    /// The announcement that told them: `connect:{connection}` or `disconnect:{connection}`.
+    pub cause: String,
+    /// When the connection opened, or closed, that `cause` names.
+    #[serde(with = "crate::domain::rfc3339")]
+    pub changed_at: DateTime<Utc>,
+}
 
 #[async_trait]
 pub trait PresenceStore: Send + Sync {

@@ -94,8 +94,8 @@ impl Harness {
         }
     }
 
-    /// The state of either push-tier function over this harness (both re-export
-    /// `PushFunctionState` as their `State`): retries without waiting, a manual clock.
+    /// The stream router's state over this harness (`PushFunctionState`): retries without
+    /// waiting, a manual clock. The push worker builds its own from the same parts.
     pub fn state(&self) -> PushFunctionState {
         let mut state = PushFunctionState::from_parts(
             self.config.clone(),
