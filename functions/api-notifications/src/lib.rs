@@ -2,7 +2,8 @@
 //!
 //! Notifications live in the caller's own partition, so every route reads or writes only
 //! the caller's; an id of someone else's notification is simply not found. Notifications
-//! whose actor is now in a block relation with the caller are not listed.
+//! whose actor is now in a block relation with the caller are not listed (and the block
+//! marked them read, in `api-users`, so the unread count agrees).
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};

@@ -20,7 +20,8 @@
 //! Blocks hide everything both ways: a profile behind a block is a 404, search results and
 //! other people's follower lists leave out accounts on the other side of a block of the
 //! caller (those pages may therefore hold fewer than `limit` items; `next_cursor` stays
-//! correct).
+//! correct). Blocking also marks read the unread notifications either user has from the
+//! other, which the notifications list hides, so the unread count matches the list.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ use shared::function::LambdaFunction;
 use shared::http::{
     spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
 };
+use shared::store::notifications::NotificationStore;
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore};
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
@@ -52,6 +54,7 @@ pub struct State {
     pub clock: Arc<dyn Clock>,
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
+    pub notifications: Arc<dyn NotificationStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
@@ -75,6 +78,7 @@ impl State {
             clock,
             users: store.clone(),
             social: store.clone(),
+            notifications: store.clone(),
             rate_limiter: store,
         })
     }
@@ -449,7 +453,12 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         .social
         .block(caller, target, state.clock.now())
         .await?;
-    tracing::info!(user_id = %caller, %target, "blocked");
+    // The notifications list hides both users' notifications from each other from now on;
+    // the unread count must agree. Not part of the block's transaction (it may touch many
+    // items), but the block is idempotent, so a retried PUT after a failure here finishes it.
+    let hidden_for_caller = state.notifications.mark_read_from(caller, target).await?;
+    let hidden_for_target = state.notifications.mark_read_from(target, caller).await?;
+    tracing::info!(user_id = %caller, %target, hidden_for_caller, hidden_for_target, "blocked");
     Ok(ApiResponse::no_content())
 }
 

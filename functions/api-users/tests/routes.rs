@@ -9,6 +9,8 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::TokenService;
 use shared::domain::{new_id, UserId};
+use shared::store::notifications::NotificationStore;
+use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::testkit::api::{assert_error, TestApi, TestRequest, TestResponse};
@@ -875,6 +877,11 @@ async fn block_removes_follows_both_ways_and_is_listed_only_to_the_blocker() {
     api.call(&bob, "PUT", &format!("/users/{}/follow", alice.id()))
         .await;
     assert_eq!(counts(&api, alice.id()).await, (1, 1));
+    let carol = api.account("carol").await;
+    api.call(&carol, "PUT", &format!("/users/{}/follow", alice.id()))
+        .await;
+    assert_eq!(api.store.unread_count(alice.id()).await.unwrap(), 2);
+    assert_eq!(api.store.unread_count(bob.id()).await.unwrap(), 1);
 
     for _ in 0..2 {
         let response = api
@@ -882,8 +889,19 @@ async fn block_removes_follows_both_ways_and_is_listed_only_to_the_blocker() {
             .await;
         assert_eq!(response.status, 204, "{:?}", response.body);
     }
-    assert_eq!(counts(&api, alice.id()).await, (0, 0));
+    assert_eq!(counts(&api, alice.id()).await, (1, 0));
     assert_eq!(counts(&api, bob.id()).await, (0, 0));
+    // Their follow notifications are hidden from each other now, and no longer unread;
+    // carol's follow of alice still is.
+    assert_eq!(api.store.unread_count(alice.id()).await.unwrap(), 1);
+    assert_eq!(api.store.unread_count(bob.id()).await.unwrap(), 0);
+    let unread = api
+        .store
+        .notifications(alice.id(), true, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(unread.items.len(), 1);
+    assert_eq!(unread.items[0].actor_id, carol.id());
     let profile = api
         .call(&bob, "GET", &format!("/users/{}", alice.id()))
         .await;

@@ -183,6 +183,11 @@ pub trait NotificationStore: Send + Sync {
 
     /// Marks every unread notification read; returns how many this call marked.
     async fn mark_all_read(&self, recipient: UserId) -> Result<usize>;
+
+    /// Marks read the unread notifications of `recipient` whose actor is `actor` — a block
+    /// between the two hides them from the list, so they must not count as unread either.
+    /// Returns how many this call marked (the same walk bound as [`Self::mark_all_read`]).
+    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize>;
 }
 
 /// Marks a notification read and takes it out of the unread index, on condition that it
@@ -325,6 +330,24 @@ impl NotificationStore for crate::store::DynamoStore {
     }
 
     async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
+        self.mark_unread_read_where(recipient, |_| true).await
+    }
+
+    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize> {
+        self.mark_unread_read_where(recipient, |notification| notification.actor_id == actor)
+            .await
+    }
+}
+
+impl crate::store::DynamoStore {
+    /// Walks `recipient`'s unread index, newest first, and marks read the notifications
+    /// `selected` picks, a chunk (one transaction) at a time; at most [`MARK_ALL_MAX`]
+    /// entries are walked per call.
+    async fn mark_unread_read_where(
+        &self,
+        recipient: UserId,
+        selected: impl Fn(&Notification) -> bool + Send + Sync,
+    ) -> Result<usize> {
         let partition = keys::unread_partition(recipient);
         let query = Query::new(KeyShape::Gsi2, &partition).newest_first();
         let mut page = PageRequest::first(MARK_ALL_CHUNK);
@@ -333,11 +356,13 @@ impl NotificationStore for crate::store::DynamoStore {
         while walked < MARK_ALL_MAX {
             let unread = self.table.query_page(&query, &page).await?;
             walked += unread.items.len();
-            let ids = unread
-                .items
-                .into_iter()
-                .map(|item| from_item::<Notification>(item).map(|n| n.id))
-                .collect::<Result<Vec<_>>>()?;
+            let mut ids = Vec::with_capacity(unread.items.len());
+            for item in unread.items {
+                let notification: Notification = from_item(item)?;
+                if selected(&notification) {
+                    ids.push(notification.id);
+                }
+            }
             marked += self.mark_read_chunk(recipient, &ids).await?;
             // Marked entries leave the index; the cursor (a position, not an item) still
             // continues after them.

@@ -200,6 +200,35 @@ async fn mark_all_read_empties_the_unread_index_in_chunks() {
 }
 
 #[tokio::test]
+async fn marking_one_actors_notifications_read_leaves_the_others_unread() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
+    // Bob's interleaved with carol's, across more than one chunk of the walk.
+    let mut carols = Vec::new();
+    for _ in 0..15 {
+        notify_many(&store, &alice, &bob, 2).await;
+        carols.push(notify(&store, &alice, &carol, NotificationKind::Like).await);
+    }
+    let bobs_to_carol = notify(&store, &carol, &bob, NotificationKind::Follow).await;
+
+    assert_eq!(store.mark_read_from(alice.id, bob.id).await.unwrap(), 30);
+    assert_eq!(store.unread_count(alice.id).await.unwrap(), 15);
+    let (unread, _) = list_all(&store, &alice, true, 7).await;
+    let mut expected = ids(&carols);
+    expected.reverse();
+    assert_eq!(ids(&unread), expected, "carol's, newest first");
+    assert_eq!(store.mark_read_from(alice.id, bob.id).await.unwrap(), 0);
+    // Another recipient's notifications from the same actor are not touched.
+    let (carols_unread, _) = list_all(&store, &carol, true, 10).await;
+    assert_eq!(ids(&carols_unread), vec![bobs_to_carol.id]);
+}
+
+#[tokio::test]
 async fn the_unread_counter_never_goes_negative() {
     let db = TestDb::start().await;
     let store = db.store();
