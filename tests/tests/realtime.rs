@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a `user_offline` may take: the production grace period (10 s, not configurable)
-/// plus SQS delivery of the delayed presence check.
+/// plus SQS delivery of the delayed presence check, the worker's write and the stream router
+/// pushing from that write.
 const PRESENCE_WAIT: Duration = Duration::from_secs(25);
 
 /// How long the big fan-out test lets the stream router work through the records of its
