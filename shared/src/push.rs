@@ -550,6 +550,20 @@ impl Dispatcher {
     }
 }
 
+/// What every function that posts to connections builds at cold start: the DynamoDB store
+/// and the management API client (`WS_MANAGEMENT_ENDPOINT` is required).
+pub fn pushing_parts(
+    config: &Config,
+    clients: &Clients,
+) -> Result<(Arc<DynamoStore>, Arc<ManagementApiPush>)> {
+    let push = Arc::new(ManagementApiPush::from_clients(clients)?);
+    let store = Arc::new(DynamoStore::new(
+        clients.dynamodb.clone(),
+        &config.table_name,
+    ));
+    Ok((store, push))
+}
+
 // ---- the push tier as one value ------------------------------------------------------------------
 
 /// Everything a function that pushes needs: audience resolution, dispatch, presence state.
@@ -638,11 +652,7 @@ impl PushFunctionState {
             clients.sqs.clone(),
             config.require_fanout_queue_url()?,
         ));
-        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
+        let (store, push) = pushing_parts(&config, clients)?;
         Ok(Self::from_parts(
             config,
             store,

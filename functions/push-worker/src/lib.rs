@@ -29,9 +29,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::error::{cause_chain, Result};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{
-    DirectPush, DispatchReport, ManagementApiPush, PushClient, PushMetrics, RetryPolicy,
-};
+use shared::push::{DirectPush, DispatchReport, PushClient, PushMetrics, RetryPolicy};
 use shared::queue::{FanoutChunk, PresenceCheck, QueueMessage};
 use shared::store::presence::PresenceStore;
 use shared::store::DynamoStore;
@@ -64,11 +62,7 @@ impl State {
     /// Production state: DynamoDB, the management API (`WS_MANAGEMENT_ENDPOINT` is
     /// required), the system clock.
     pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
+        let (store, push) = shared::push::pushing_parts(&config, clients)?;
         Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
 

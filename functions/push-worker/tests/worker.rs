@@ -18,7 +18,6 @@ use shared::queue::{EventQueue, PresenceCheck};
 use shared::store::connections::ConnectionStore;
 use shared::store::keys;
 use shared::store::presence::{PresenceRecord, PresenceStore};
-use shared::store::social::SocialStore;
 use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
@@ -205,23 +204,6 @@ async fn malformed_messages_are_dropped_without_holding_up_the_batch() {
     );
 }
 
-/// Alice and Bob follow each other; Bob is online; Alice was announced online and her last
-/// connection `a1=` just closed.
-async fn mutuals_with_alice_gone(harness: &Harness) -> (UserId, String) {
-    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
-    harness.store.follow(a, b, now()).await.unwrap();
-    harness.store.follow(b, a, now()).await.unwrap();
-    let b1 = harness.connect(b, "b1=").await;
-    harness.connect(a, "a1=").await;
-    assert!(harness
-        .store
-        .announce_online(a, "connect:a1=", now())
-        .await
-        .unwrap());
-    harness.store.remove_connection("a1=").await.unwrap();
-    (a, b1)
-}
-
 fn check(user: UserId) -> PresenceCheck {
     PresenceCheck {
         user_id: user,
@@ -233,7 +215,8 @@ fn check(user: UserId) -> PresenceCheck {
 #[tokio::test]
 async fn a_user_still_away_after_the_grace_period_is_recorded_offline_once() {
     let harness = Harness::start(&[]).await;
-    let (a, b1) = mutuals_with_alice_gone(&harness).await;
+    let (a, watchers) = harness.alice_gone_with_mutuals(1).await;
+    let b1 = &watchers[0];
     let function = worker(&harness);
     // The router schedules it with the grace period as delay; here it is due at once.
     harness
@@ -254,7 +237,7 @@ async fn a_user_still_away_after_the_grace_period_is_recorded_offline_once() {
     assert!(
         harness.push.delivered().is_empty(),
         "{:?}",
-        harness.push.events_to(&b1)
+        harness.push.events_to(b1)
     );
     assert!(harness.receive_all().await.is_empty());
 
@@ -280,7 +263,8 @@ async fn a_user_still_away_after_the_grace_period_is_recorded_offline_once() {
 #[tokio::test]
 async fn a_reconnect_within_the_grace_period_announces_nothing() {
     let harness = Harness::start(&[]).await;
-    let (a, b1) = mutuals_with_alice_gone(&harness).await;
+    let (a, watchers) = harness.alice_gone_with_mutuals(1).await;
+    let b1 = &watchers[0];
     harness.connect(a, "a2=").await;
     // The reconnect's own announcement finds her still online: nothing to tell.
     assert!(!harness
@@ -299,8 +283,8 @@ async fn a_reconnect_within_the_grace_period_announces_nothing() {
     assert!(failures(&response).is_empty(), "{response}");
     assert_eq!(presence_of(&harness, a).await, (true, "connect:a1=".into()));
     assert!(
-        harness.push.events_to(&b1).is_empty(),
+        harness.push.events_to(b1).is_empty(),
         "{:?}",
-        harness.push.events_to(&b1)
+        harness.push.events_to(b1)
     );
 }

@@ -435,37 +435,12 @@ async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_dela
     );
 }
 
-/// Alice and `watchers` users follow each other, each watcher with one connection; alice
-/// was announced online through her connection `a1=`, which is now closed, and the
-/// stream is read past all of it. Returns alice, the watchers' connections and the stream.
-async fn alice_gone_with_mutuals(
-    harness: &Harness,
-    watchers: usize,
-) -> (UserId, Vec<String>, StreamReader) {
-    let a = harness.user("alice").await;
-    let mut connections = Vec::new();
-    for n in 0..watchers {
-        let watcher = harness.user(&format!("mutual{n}")).await;
-        harness.store.follow(a, watcher, now()).await.unwrap();
-        harness.store.follow(watcher, a, now()).await.unwrap();
-        connections.push(harness.connect(watcher, &format!("m{n}=")).await);
-    }
-    harness.connect(a, "a1=").await;
-    assert!(harness
-        .store
-        .announce_online(a, "connect:a1=", now())
-        .await
-        .unwrap());
-    harness.store.remove_connection("a1=").await.unwrap();
-    let mut stream = StreamReader::new(&harness.db).await;
-    stream.read().await;
-    (a, connections, stream)
-}
-
 #[tokio::test]
 async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream() {
     let harness = Harness::start(&[]).await;
-    let (a, watchers, mut stream) = alice_gone_with_mutuals(&harness, 1).await;
+    let (a, watchers) = harness.alice_gone_with_mutuals(1).await;
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
     let function = router(&harness);
 
     // What the push worker does once the grace period is over.
@@ -511,7 +486,9 @@ async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream()
 #[tokio::test]
 async fn an_offline_announcement_to_many_watchers_goes_through_the_queue() {
     let harness = Harness::start(&[("FANOUT_DIRECT_MAX_CONNECTIONS", "2")]).await;
-    let (a, mut watchers, mut stream) = alice_gone_with_mutuals(&harness, 3).await;
+    let (a, mut watchers) = harness.alice_gone_with_mutuals(3).await;
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
     let function = router(&harness);
 
     assert!(harness

@@ -36,7 +36,7 @@ use shared::domain::{Connection, Subscription};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Delivery, DirectPush, ManagementApiPush, PushClient};
+use shared::push::{Delivery, DirectPush, PushClient};
 use shared::store::connections::ConnectionStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
@@ -84,11 +84,7 @@ impl State {
     /// Production state: DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is
     /// required) and the system clock.
     pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let push = Arc::new(ManagementApiPush::from_clients(clients)?);
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
+        let (store, push) = shared::push::pushing_parts(&config, clients)?;
         Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
 

@@ -23,6 +23,8 @@ use shared::push::testing::RecordingPush;
 use shared::push::{PushFunctionState, RetryPolicy};
 use shared::queue::SqsEventQueue;
 use shared::store::connections::ConnectionStore;
+use shared::store::presence::PresenceStore;
+use shared::store::social::SocialStore;
 use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
@@ -140,6 +142,28 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("connecting {connection_id}: {e}"));
         connection_id.to_owned()
+    }
+
+    /// Alice and `watchers` users follow each other, each watcher with one connection
+    /// (`m{n}=`); alice was announced online through her connection `a1=`, which is now
+    /// closed. Returns alice and the watchers' connections.
+    pub async fn alice_gone_with_mutuals(&self, watchers: usize) -> (UserId, Vec<String>) {
+        let a = self.user("alice").await;
+        let mut connections = Vec::new();
+        for n in 0..watchers {
+            let watcher = self.user(&format!("mutual{n}")).await;
+            self.store.follow(a, watcher, now()).await.unwrap();
+            self.store.follow(watcher, a, now()).await.unwrap();
+            connections.push(self.connect(watcher, &format!("m{n}=")).await);
+        }
+        self.connect(a, "a1=").await;
+        assert!(self
+            .store
+            .announce_online(a, "connect:a1=", now())
+            .await
+            .unwrap());
+        self.store.remove_connection("a1=").await.unwrap();
+        (a, connections)
     }
 
     /// Every message now visible on the fan-out queue (received, so hidden afterwards).
