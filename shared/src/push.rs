@@ -615,12 +615,6 @@ impl PushTier {
         self
     }
 
-    /// Resolves the audience and dispatches the event to it.
-    pub async fn send(&self, event: &Event, audiences: &[Audience]) -> Result<DispatchReport> {
-        let connection_ids = self.resolver.resolve(audiences).await?;
-        self.dispatcher.dispatch(event, &connection_ids).await
-    }
-
     /// The fan-out queue (also where delayed presence checks are scheduled).
     pub fn queue(&self) -> &dyn EventQueue {
         self.dispatcher.queue.as_ref()

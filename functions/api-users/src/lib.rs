@@ -456,8 +456,10 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     // The notifications list hides both users' notifications from each other from now on;
     // the unread count must agree. Not part of the block's transaction (it may touch many
     // items), but the block is idempotent, so a retried PUT after a failure here finishes it.
-    let hidden_for_caller = state.notifications.mark_read_from(caller, target).await?;
-    let hidden_for_target = state.notifications.mark_read_from(target, caller).await?;
+    let (hidden_for_caller, hidden_for_target) = tokio::try_join!(
+        state.notifications.mark_read_from(caller, target),
+        state.notifications.mark_read_from(target, caller),
+    )?;
     tracing::info!(user_id = %caller, %target, hidden_for_caller, hidden_for_target, "blocked");
     Ok(ApiResponse::no_content())
 }

@@ -146,7 +146,7 @@ async fn process_message(
     };
     let outcome = match parsed {
         QueueMessage::Fanout(chunk) => deliver_chunk(state, &chunk).await,
-        QueueMessage::PresenceCheck(check) => check_presence(state, &check).await,
+        QueueMessage::PresenceCheck(check) => check_presence(state, &check).await.map(|()| None),
     };
     match outcome {
         Ok(Some(report)) => {
@@ -181,7 +181,7 @@ async fn deliver_chunk(state: &State, chunk: &FanoutChunk) -> Result<Option<Disp
 
 /// Records the user offline if they are still disconnected once the grace period is over;
 /// the stream router pushes `user_offline` when it sees the write.
-async fn check_presence(state: &State, check: &PresenceCheck) -> Result<Option<DispatchReport>> {
+async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
     let cause = format!("disconnect:{}", check.connection_id);
     let announced = state
         .presence
@@ -192,5 +192,5 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<Option<D
     } else {
         tracing::debug!(user = %check.user_id, "user reconnected within the grace period (or already offline)");
     }
-    Ok(None)
+    Ok(())
 }

@@ -33,16 +33,15 @@ fn worker(harness: &Harness) -> Arc<dyn LambdaFunction> {
     push_worker::lambda_function(Arc::new(state))
 }
 
-/// Alice's presence item as the stream router will see it: `(online, cause)`.
+/// A user's presence item as the stream router will see it: `(online, cause)`.
 async fn presence_of(harness: &Harness, user: UserId) -> (bool, String) {
-    let item = harness
+    let record: PresenceRecord = harness
         .store
         .table
-        .get(&keys::presence(user))
+        .get_as(&keys::presence(user))
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no presence item"));
-    let record: PresenceRecord = serde_dynamo::from_item(item).unwrap();
     (record.online, record.cause)
 }
 

@@ -435,13 +435,17 @@ async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_dela
     );
 }
 
-#[tokio::test]
-async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream() {
-    let harness = Harness::start(&[]).await;
-    let (a, watchers) = harness.alice_gone_with_mutuals(1).await;
+/// Alice gone with `watchers` mutuals online; the push worker's check then records her
+/// offline, and the router handles the stream record of that write. Returns alice, the
+/// watchers' connections, the router and the stream (read past that record).
+async fn alice_recorded_offline(
+    harness: &Harness,
+    watchers: usize,
+) -> (UserId, Vec<String>, Arc<dyn LambdaFunction>, StreamReader) {
+    let (a, connections) = harness.alice_gone_with_mutuals(watchers).await;
     let mut stream = StreamReader::new(&harness.db).await;
     stream.read().await;
-    let function = router(&harness);
+    let function = router(harness);
 
     // What the push worker does once the grace period is over.
     assert!(harness
@@ -450,8 +454,15 @@ async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream()
         .await
         .unwrap());
     let response = invoke(&function, stream.next_event().await).await;
-
     assert!(failures(&response).is_empty(), "{response}");
+    (a, connections, function, stream)
+}
+
+#[tokio::test]
+async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream() {
+    let harness = Harness::start(&[]).await;
+    let (a, watchers, function, mut stream) = alice_recorded_offline(&harness, 1).await;
+
     let offline = harness.push.events_of_type(&watchers[0], "user_offline");
     assert_eq!(offline.len(), 1, "{:?}", harness.push.delivered());
     assert_eq!(offline[0]["data"]["user_id"], a.to_string());
@@ -466,7 +477,16 @@ async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream()
     // the presence record that write produces.
     harness.connect(a, "a2=").await;
     invoke(&function, stream.next_event().await).await;
-    invoke(&function, stream.next_event().await).await;
+    let presence_back_online = stream.next_event().await;
+    assert!(
+        presence_back_online["Records"]
+            .as_array()
+            .is_some_and(|records| records
+                .iter()
+                .any(|r| r["dynamodb"]["NewImage"]["entity"]["S"] == "presence")),
+        "the router's own write is on the stream: {presence_back_online}"
+    );
+    invoke(&function, presence_back_online).await;
     assert_eq!(
         harness
             .push
@@ -486,25 +506,16 @@ async fn the_workers_offline_announcement_is_pushed_to_mutuals_from_the_stream()
 #[tokio::test]
 async fn an_offline_announcement_to_many_watchers_goes_through_the_queue() {
     let harness = Harness::start(&[("FANOUT_DIRECT_MAX_CONNECTIONS", "2")]).await;
-    let (a, mut watchers) = harness.alice_gone_with_mutuals(3).await;
-    let mut stream = StreamReader::new(&harness.db).await;
-    stream.read().await;
-    let function = router(&harness);
+    let (a, mut watchers, _, _) = alice_recorded_offline(&harness, 3).await;
 
-    assert!(harness
-        .store
-        .announce_offline(a, "disconnect:a1=", now())
-        .await
-        .unwrap());
-    let response = invoke(&function, stream.next_event().await).await;
-
-    assert!(failures(&response).is_empty(), "{response}");
     assert!(harness.push.delivered().is_empty());
     let mut queued = Vec::new();
     for message in harness.receive_all().await {
         match QueueMessage::parse(message.body().unwrap_or_default()).unwrap() {
             QueueMessage::Fanout(chunk) => {
-                assert_eq!(chunk.event.kind(), "user_offline");
+                let expected = shared::events::Event::user_offline(a, "disconnect:a1=", now());
+                assert_eq!(chunk.event.event_id, expected.event_id);
+                assert_eq!(chunk.event.body, expected.body);
                 queued.extend(chunk.connection_ids);
             }
             other => panic!("unexpected message {other:?}"),

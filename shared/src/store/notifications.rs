@@ -159,6 +159,10 @@ pub const MARK_ALL_CHUNK: usize = 24;
 /// walk starts again from the newest on the next call).
 pub const MARK_ALL_MAX: usize = 10_000;
 
+/// Unread-index entries read per query of a walk. Larger than a transaction: a walk for one
+/// actor's notifications (after a block) selects few of the entries it reads.
+const MARK_WALK_PAGE: usize = 100;
+
 /// Attempts at one transaction whose conditions found the state changed since it was read.
 const ATTEMPTS: usize = 5;
 
@@ -340,9 +344,9 @@ impl NotificationStore for crate::store::DynamoStore {
 }
 
 impl crate::store::DynamoStore {
-    /// Walks `recipient`'s unread index, newest first, and marks read the notifications
-    /// `selected` picks, a chunk (one transaction) at a time; at most [`MARK_ALL_MAX`]
-    /// entries are walked per call.
+    /// Walks `recipient`'s unread index, newest first, [`MARK_WALK_PAGE`] entries per
+    /// query, and marks read the notifications `selected` picks, [`MARK_ALL_CHUNK`] per
+    /// transaction; at most [`MARK_ALL_MAX`] entries are walked per call.
     async fn mark_unread_read_where(
         &self,
         recipient: UserId,
@@ -350,7 +354,7 @@ impl crate::store::DynamoStore {
     ) -> Result<usize> {
         let partition = keys::unread_partition(recipient);
         let query = Query::new(KeyShape::Gsi2, &partition).newest_first();
-        let mut page = PageRequest::first(MARK_ALL_CHUNK);
+        let mut page = PageRequest::first(MARK_WALK_PAGE);
         let mut marked = 0;
         let mut walked = 0;
         while walked < MARK_ALL_MAX {
@@ -363,11 +367,13 @@ impl crate::store::DynamoStore {
                     ids.push(notification.id);
                 }
             }
-            marked += self.mark_read_chunk(recipient, &ids).await?;
+            for chunk in ids.chunks(MARK_ALL_CHUNK) {
+                marked += self.mark_read_chunk(recipient, chunk).await?;
+            }
             // Marked entries leave the index; the cursor (a position, not an item) still
             // continues after them.
             match unread.next_cursor {
-                Some(cursor) => page = PageRequest::after(MARK_ALL_CHUNK, cursor),
+                Some(cursor) => page = PageRequest::after(MARK_WALK_PAGE, cursor),
                 None => break,
             }
         }

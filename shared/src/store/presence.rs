@@ -27,7 +27,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{s, tx, TransactFailure};

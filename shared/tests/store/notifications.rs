@@ -14,7 +14,7 @@ use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
-use crate::support::{user, walk_pages};
+use crate::support::{user, users, walk_pages};
 
 /// Writes one notification the way a cause does (its items in a transaction).
 async fn notify(
@@ -203,21 +203,18 @@ async fn mark_all_read_empties_the_unread_index_in_chunks() {
 async fn marking_one_actors_notifications_read_leaves_the_others_unread() {
     let db = TestDb::start().await;
     let store = db.store();
-    let (alice, bob, carol) = (
-        user(&store, "alice").await,
-        user(&store, "bob").await,
-        user(&store, "carol").await,
-    );
-    // Bob's interleaved with carol's, across more than one chunk of the walk.
+    let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
+    // Bob's interleaved with carol's: 120 entries, more than one page of the walk and
+    // several transactions' worth of bob's.
     let mut carols = Vec::new();
-    for _ in 0..15 {
+    for _ in 0..40 {
         notify_many(&store, &alice, &bob, 2).await;
         carols.push(notify(&store, &alice, &carol, NotificationKind::Like).await);
     }
     let bobs_to_carol = notify(&store, &carol, &bob, NotificationKind::Follow).await;
 
-    assert_eq!(store.mark_read_from(alice.id, bob.id).await.unwrap(), 30);
-    assert_eq!(store.unread_count(alice.id).await.unwrap(), 15);
+    assert_eq!(store.mark_read_from(alice.id, bob.id).await.unwrap(), 80);
+    assert_eq!(store.unread_count(alice.id).await.unwrap(), 40);
     let (unread, _) = list_all(&store, &alice, true, 7).await;
     let mut expected = ids(&carols);
     expected.reverse();
