@@ -21,10 +21,11 @@
 //! - [`http`]: router, request extraction and error responses for the `api-*` functions.
 //! - [`function`]: the in-process invocation contract the local gateway uses.
 //! - [`events`]: the server → client WebSocket events, their envelope and deterministic ids.
-//! - [`push`]: pushing events to connections (management API, audiences, direct or queued
-//!   dispatch with retry; gone connections removed).
-//! - [`queue`]: the typed, versioned SQS messages of the fan-out queue (event chunks and
-//!   delayed presence checks).
+//! - [`push`]: posting events to connections (management API, bounded concurrency, retry;
+//!   gone connections removed) and the push metrics.
+//! - [`fanout`]: audiences and their resolution through the online-users index, direct or
+//!   queued dispatch, the fan-out queue's messages (work items, chunks, presence checks).
+//! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
 //! - [`aws`]: SDK clients, built once.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
@@ -37,10 +38,11 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod function;
 pub mod http;
 pub mod push;
-pub mod queue;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
