@@ -511,34 +511,9 @@ impl StreamPoller {
         match output {
             Ok(output) => {
                 shard.consecutive_errors = 0;
-                let records = output.records.unwrap_or_default();
-                let read_at = Instant::now();
-                for mut record in records
-                    .iter()
-                    .filter_map(|record| polled_record(record, &self.stream_arn, read_at))
-                {
-                    shard.last_sequence_number = Some(record.sequence_number.clone());
-                    // Lambda drops what no filter matches before batching.
-                    let filtered_out = self
-                        .config
-                        .filter
-                        .as_ref()
-                        .is_some_and(|filter| !filter.matches(&record.event));
-                    if filtered_out {
-                        continue;
-                    }
-                    if let Some(delays) = &self.delays {
-                        let drawn = read_at + delays.draw();
-                        record.visible_at = shard.last_visible_at.map_or(drawn, |at| at.max(drawn));
-                    }
-                    shard.last_visible_at = Some(record.visible_at);
-                    if shard.buffer.is_empty() {
-                        shard.first_buffered_at = Some(record.visible_at);
-                    }
-                    shard.buffer.push_back(record);
-                }
                 // No next iterator: the shard is closed and fully read.
                 shard.iterator = output.next_shard_iterator;
+                self.buffer_records(index, &output.records.unwrap_or_default());
             }
             Err(error) => {
                 shard.consecutive_errors += 1;
@@ -584,6 +559,37 @@ impl StreamPoller {
                     }
                 }
             }
+        }
+    }
+
+    /// Buffers the records a `GetRecords` returned: drops those no filter matches (as
+    /// Lambda does before batching) and stamps each with its visibility.
+    fn buffer_records(&mut self, index: usize, records: &[Record]) {
+        let read_at = Instant::now();
+        let shard = &mut self.shards[index];
+        for mut record in records
+            .iter()
+            .filter_map(|record| polled_record(record, &self.stream_arn, read_at))
+        {
+            shard.last_sequence_number = Some(record.sequence_number.clone());
+            let filtered_out = self
+                .config
+                .filter
+                .as_ref()
+                .is_some_and(|filter| !filter.matches(&record.event));
+            if filtered_out {
+                continue;
+            }
+            if let Some(delays) = &self.delays {
+                // Never visible before the record ahead of it: the shard's order holds.
+                let drawn = read_at + delays.draw();
+                record.visible_at = shard.last_visible_at.map_or(drawn, |at| at.max(drawn));
+            }
+            shard.last_visible_at = Some(record.visible_at);
+            if shard.buffer.is_empty() {
+                shard.first_buffered_at = Some(record.visible_at);
+            }
+            shard.buffer.push_back(record);
         }
     }
 
