@@ -26,6 +26,8 @@
 //! - [`queue`]: the typed, versioned SQS messages of the fan-out queue (event chunks and
 //!   delayed presence checks).
 //! - [`aws`]: SDK clients, built once.
+//! - [`metering`]: the request-counting SDK interceptor (requests per operation, DynamoDB
+//!   capacity units) behind cost figures and request-bound tests.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
 //! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
@@ -39,6 +41,7 @@ pub mod error;
 pub mod events;
 pub mod function;
 pub mod http;
+pub mod metering;
 pub mod push;
 pub mod queue;
 pub mod store;
