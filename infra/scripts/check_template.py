@@ -13,7 +13,10 @@ Rules (each failure prints `<rule>: <what is wrong>`; exit status 1 if any faile
                CodeUri (and BuildProperties.Binary, if given) naming its crate.
   stream       exactly one event-source mapping reads the table's stream; it reports batch item
                failures, bisects failing batches, has finite MaximumRetryAttempts and
-               MaximumRecordAgeInSeconds (never -1) and an OnFailure destination.
+               MaximumRecordAgeInSeconds (never -1) and an OnFailure destination; its FilterCriteria
+               holds 1..5 patterns (Lambda's quota), each a JSON object of at most 4096 characters
+               on the `dynamodb` key only (all a DynamoDB mapping may filter on) that allow-lists
+               `entity` values, and together they keep every entity in ROUTED_ENTITIES.
   queue        every SQS mapping reports batch item failures and caps its concurrency; its queue
                has a RedrivePolicy to a DLQ and VisibilityTimeout >= 6 x the consumer's Timeout.
   iam          no statement grants a wildcard action (`*`, `dynamodb:*`, `dynamodb:Get*`),
@@ -143,6 +146,13 @@ LAMBDA_DEFAULT_TIMEOUT = 3
 SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
 MAX_RECORD_AGE_RANGE = (60, 604800)
 MAX_RETRY_ATTEMPTS_RANGE = (0, 10000)
+# FilterCriteria of the stream mapping: Lambda's default quota of filters per mapping and its
+# longest pattern. The entities the router has always acted on must stay allow-listed (a floor:
+# new kinds are added in template.yaml; the exact contract with the router's decide table is
+# tested in Rust, infra/local/tests/stream_filter.rs).
+MAX_FILTERS = 5
+MAX_PATTERN_CHARS = 4096
+ROUTED_ENTITIES = {"post", "comment", "notification", "message", "connection", "presence"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +485,56 @@ def check_stream_mapping(template: dict[str, Any], report: Report) -> None:
             report.error("stream", f"{label} needs DestinationConfig.OnFailure.Destination (the stream DLQ)")
         elif template["Resources"].get(destination, {}).get("Type") not in ("AWS::SQS::Queue", "AWS::SNS::Topic"):
             report.error("stream", f"{label} OnFailure destination {destination} is not an SQS queue or SNS topic of this template")
+        check_stream_filter(label, props, report)
+
+
+def _allowed_entities(pattern: dict[str, Any]) -> set[str]:
+    """The plain `entity` strings a pattern allow-lists in NewImage / OldImage."""
+    found: set[str] = set()
+    for image in ("NewImage", "OldImage"):
+        rules = (((pattern.get("dynamodb") or {}).get(image) or {}).get("entity") or {}).get("S")
+        if isinstance(rules, list):
+            found.update(rule for rule in rules if isinstance(rule, str))
+    return found
+
+
+def check_stream_filter(label: str, props: dict[str, Any], report: Report) -> None:
+    filters = (props.get("FilterCriteria") or {}).get("Filters")
+    if not isinstance(filters, list) or not filters:
+        report.error(
+            "stream",
+            f"{label} must set FilterCriteria.Filters (an allow-list of the `entity` values the router "
+            f"acts on) so that records which never produce an event do not invoke it",
+        )
+        return
+    if len(filters) > MAX_FILTERS:
+        report.error("stream", f"{label}.FilterCriteria has {len(filters)} filters; Lambda allows at most {MAX_FILTERS}")
+    allowed: set[str] = set()
+    for index, entry in enumerate(filters):
+        text = plain((entry or {}).get("Pattern")) if isinstance(entry, dict) else None
+        where = f"{label}.FilterCriteria.Filters[{index}].Pattern"
+        if not isinstance(text, str):
+            report.error("stream", f"{where} must be a string")
+            continue
+        if len(text) > MAX_PATTERN_CHARS:
+            report.error("stream", f"{where} is longer than {MAX_PATTERN_CHARS} characters")
+        try:
+            pattern = json.loads(text)
+        except json.JSONDecodeError as error:
+            report.error("stream", f"{where} is not a JSON object: {error}")
+            continue
+        if not isinstance(pattern, dict) or not pattern:
+            report.error("stream", f"{where} is not a JSON object")
+            continue
+        if set(pattern) != {"dynamodb"}:
+            report.error("stream", f"{where}: a DynamoDB mapping may only filter on the `dynamodb` key (found {sorted(pattern)})")
+        entities = _allowed_entities(pattern)
+        if not entities:
+            report.error("stream", f"{where} must allow-list `entity` values (dynamodb.NewImage/OldImage.entity.S: [...])")
+        allowed |= entities
+    missing = ROUTED_ENTITIES - allowed
+    if missing:
+        report.error("stream", f"{label}.FilterCriteria drops every record of {sorted(missing)}, which the router turns into events")
 
 
 def check_queue_mappings(template: dict[str, Any], report: Report) -> None:

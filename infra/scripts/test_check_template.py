@@ -74,6 +74,10 @@ def _delete(path: list[str]) -> Callable[[Template, dict], None]:
     return mutate
 
 
+# A pattern that allow-lists every entity the checker requires.
+ENTITY_PATTERN = '{"dynamodb": {"NewImage": {"entity": {"S": ["post", "comment", "notification", "message", "connection", "presence"]}}}}'
+
+
 def _second_stream_reader(template: Template, _table: dict) -> None:
     resources(template)["SecondStreamMapping"] = copy.deepcopy(resources(template)["StreamRouterStreamMapping"])
 
@@ -204,6 +208,13 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("stream: second raw mapping", _second_stream_reader, "exactly one event-source mapping may read the table's stream"),
     ("stream: second reader as SAM event", _sam_stream_event, "found 2"),
     ("stream: no reader", _delete(["StreamRouterStreamMapping"]), "found 0"),
+    ("stream: no FilterCriteria", _delete(STREAM + ["FilterCriteria"]), "must set FilterCriteria.Filters"),
+    ("stream: empty Filters", _set(STREAM + ["FilterCriteria", "Filters"], []), "must set FilterCriteria.Filters"),
+    ("stream: six filters", _set(STREAM + ["FilterCriteria", "Filters"], [{"Pattern": ENTITY_PATTERN}] * 6), "at most 5"),
+    ("stream: pattern not JSON", _set(STREAM + ["FilterCriteria", "Filters", 0, "Pattern"], '{"dynamodb": '), "is not a JSON object"),
+    ("stream: pattern on eventName", _set(STREAM + ["FilterCriteria", "Filters", 0, "Pattern"], '{"eventName": ["INSERT"]}'), "only filter on the `dynamodb` key"),
+    ("stream: pattern without an entity allow-list", _set(STREAM + ["FilterCriteria", "Filters"], [{"Pattern": '{"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "U#"}]}}}}'}]), "must allow-list `entity` values"),
+    ("stream: posts dropped", _set(STREAM + ["FilterCriteria", "Filters"], [{"Pattern": ENTITY_PATTERN.replace('"post", ', "")}]), "drops every record of ['post']"),
     # queue mapping
     ("queue: no ReportBatchItemFailures", _delete(QUEUE_MAPPING + ["FunctionResponseTypes"]), "ReportBatchItemFailures"),
     ("queue: no MaximumConcurrency", _delete(QUEUE_MAPPING + ["ScalingConfig"]), "ScalingConfig.MaximumConcurrency"),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::gateway::GatewayOptions;
+use crate::latency::{Distribution, LatencyModel, RateLimit};
 use crate::stack::{InvokeMode, StackOptions};
 use crate::websocket::{WebSocketFaults, WebSocketLimits};
 
@@ -93,6 +94,39 @@ pub struct Args {
     /// Fault: start with the SQS poller paused.
     #[arg(long)]
     pub pause_sqs: bool,
+    /// Model AWS timing with the published figures: turns on --stream-latency,
+    /// --sqs-latency, --management-latency and --management-rps with their defaults
+    /// (docs/local-aws-model.md). Each of those flags still overrides its part.
+    #[arg(long, help_heading = "AWS-modelled timing")]
+    pub aws_latency: bool,
+    /// Delay before a stream record reaches its function, as percentiles in ms, or `off`
+    /// [preset: p50=213,p90=341,p99=552, DynamoDB Streams -> Lambda].
+    #[arg(long, value_name = "PERCENTILES|off", value_parser = parse_distribution, help_heading = "AWS-modelled timing")]
+    pub stream_latency: Option<Setting<Distribution>>,
+    /// Delay from an SQS send to its delivery to the function, as percentiles in ms, or
+    /// `off` [preset: p50=16,p99=105, SQS -> Lambda].
+    #[arg(long, value_name = "PERCENTILES|off", value_parser = parse_distribution, help_heading = "AWS-modelled timing")]
+    pub sqs_latency: Option<Setting<Distribution>>,
+    /// Delay of each @connections call (POST, GET, DELETE), as percentiles in ms, or `off`
+    /// [preset: p50=20,p99=80, an assumed same-region call].
+    #[arg(long, value_name = "PERCENTILES|off", value_parser = parse_distribution, help_heading = "AWS-modelled timing")]
+    pub management_latency: Option<Setting<Distribution>>,
+    /// Account-wide @connections throttle in requests per second (beyond it: 429
+    /// LimitExceededException), or `off` [preset: 10000, API Gateway's account default].
+    #[arg(long, value_name = "RPS|off", value_parser = parse_rate, help_heading = "AWS-modelled timing")]
+    pub management_rps: Option<Setting<u32>>,
+    /// Token-bucket size of the @connections throttle [default: 5000 at 10000 rps, else
+    /// half the rate].
+    #[arg(long, value_name = "REQUESTS", value_parser = clap::value_parser!(u32).range(1..), help_heading = "AWS-modelled timing")]
+    pub management_burst: Option<u32>,
+    /// Seed of every modelled delay (the same seed draws the same delays).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SEED",
+        help_heading = "AWS-modelled timing"
+    )]
+    pub latency_seed: u64,
     /// Log every event and response.
     #[arg(long)]
     pub verbose: bool,
@@ -113,6 +147,44 @@ fn parse_invoke(value: &str) -> Result<InvokeMode, String> {
     }
 }
 
+/// A modelled part set explicitly: `off`, or on with this value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting<T> {
+    Off,
+    On(T),
+}
+
+impl<T> Setting<T> {
+    fn into_option(self) -> Option<T> {
+        match self {
+            Self::Off => None,
+            Self::On(value) => Some(value),
+        }
+    }
+}
+
+fn parse_distribution(value: &str) -> Result<Setting<Distribution>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Setting::Off);
+    }
+    value
+        .parse()
+        .map(Setting::On)
+        .map_err(|error| format!("{error} (expected e.g. `p50=213,p90=341,p99=552` or `off`)"))
+}
+
+fn parse_rate(value: &str) -> Result<Setting<u32>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Setting::Off);
+    }
+    match value.parse::<u32>() {
+        Ok(rate) if rate > 0 => Ok(Setting::On(rate)),
+        _ => Err(format!(
+            "expected requests per second (at least 1) or `off`, got `{value}`"
+        )),
+    }
+}
+
 fn parse_key_value(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some((key, val)) if !key.is_empty() => Ok((key.to_owned(), val.to_owned())),
@@ -121,6 +193,37 @@ fn parse_key_value(value: &str) -> Result<(String, String), String> {
 }
 
 impl Args {
+    /// The timing the flags ask for: the preset (or nothing), each flag over its part.
+    pub fn latency_model(&self) -> LatencyModel {
+        let mut model = if self.aws_latency {
+            LatencyModel::aws()
+        } else {
+            LatencyModel::default()
+        };
+        let choose = |flag: &Option<Setting<Distribution>>, preset: Option<Distribution>| {
+            flag.clone().map_or(preset, Setting::into_option)
+        };
+        model.stream = choose(&self.stream_latency, model.stream.take());
+        model.sqs = choose(&self.sqs_latency, model.sqs.take());
+        model.management = choose(&self.management_latency, model.management.take());
+        if let Some(rate) = &self.management_rps {
+            model.management_rate_limit = rate.clone().into_option().map(|per_second| {
+                if per_second == RateLimit::AWS_ACCOUNT_DEFAULT.per_second {
+                    RateLimit::AWS_ACCOUNT_DEFAULT
+                } else {
+                    RateLimit::per_second(per_second)
+                }
+            });
+        }
+        if let (Some(limit), Some(burst)) =
+            (&mut model.management_rate_limit, self.management_burst)
+        {
+            limit.burst = burst;
+        }
+        model.seed = self.latency_seed;
+        model
+    }
+
     pub fn stack_options(&self) -> StackOptions {
         let mut options = StackOptions::new(&self.template);
         options.gateway = GatewayOptions {
@@ -136,6 +239,8 @@ impl Args {
                 self.drop_disconnect,
                 self.fail_post_percent,
             )),
+            // Set by the stack from `options.latency`.
+            latency: LatencyModel::default(),
         };
         options.invoke = self.invoke.clone();
         options.state_dir = self.state_dir.clone();
@@ -151,6 +256,7 @@ impl Args {
         options.visibility_timeout = self.visibility_timeout_secs.map(Duration::from_secs);
         options.duplicate_stream_batches = self.duplicate_stream_batches;
         options.pause_sqs = self.pause_sqs;
+        options.latency = self.latency_model();
         options.verbose = self.verbose;
         options
     }
@@ -206,5 +312,70 @@ mod tests {
         );
         assert!(options.in_memory);
         assert!(Args::try_parse_from(["ripple-local", "--fail-post-percent", "101"]).is_err());
+        assert!(options.latency.is_off(), "AWS timing is off by default");
+    }
+
+    #[test]
+    fn the_aws_latency_preset_turns_every_part_on_and_flags_override_it() {
+        let preset = Args::try_parse_from(["ripple-local", "--aws-latency"]).unwrap();
+        assert_eq!(preset.stack_options().latency, LatencyModel::aws());
+
+        let tuned = Args::try_parse_from([
+            "ripple-local",
+            "--aws-latency",
+            "--stream-latency",
+            "p50=100,p99=300",
+            "--sqs-latency",
+            "off",
+            "--management-rps",
+            "500",
+            "--latency-seed",
+            "9",
+        ])
+        .unwrap()
+        .latency_model();
+        assert_eq!(tuned.stream, Some("p50=100,p99=300".parse().unwrap()));
+        assert_eq!(tuned.sqs, None);
+        assert_eq!(tuned.management, LatencyModel::aws().management);
+        assert_eq!(
+            tuned.management_rate_limit,
+            Some(RateLimit::per_second(500))
+        );
+        assert_eq!(tuned.seed, 9);
+
+        // A single part without the preset.
+        let only_throttle = Args::try_parse_from([
+            "ripple-local",
+            "--management-rps",
+            "10000",
+            "--management-burst",
+            "20",
+        ])
+        .unwrap()
+        .latency_model();
+        assert_eq!(only_throttle.stream, None);
+        assert_eq!(
+            only_throttle.management_rate_limit,
+            Some(RateLimit {
+                per_second: 10_000,
+                burst: 20
+            })
+        );
+        let no_throttle =
+            Args::try_parse_from(["ripple-local", "--aws-latency", "--management-rps", "off"])
+                .unwrap()
+                .latency_model();
+        assert_eq!(no_throttle.management_rate_limit, None);
+
+        for bad in [
+            ["--stream-latency", "p50=0"],
+            ["--stream-latency", "fast"],
+            ["--management-rps", "0"],
+            ["--management-rps", "-5"],
+            ["--management-burst", "0"],
+        ] {
+            let parsed = Args::try_parse_from(["ripple-local", bad[0], bad[1]]);
+            assert!(parsed.is_err(), "{bad:?} was accepted");
+        }
     }
 }

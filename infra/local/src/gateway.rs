@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::functions::FunctionRegistry;
 use crate::http_api::{BoundRoute, HttpApi};
+use crate::latency::LatencyModel;
 use crate::template::Template;
 use crate::websocket::{Connections, WebSocketApi, WebSocketFaults, WebSocketLimits};
 
@@ -36,6 +37,8 @@ pub struct GatewayOptions {
     pub stage: Option<String>,
     pub limits: WebSocketLimits,
     pub faults: Arc<WebSocketFaults>,
+    /// AWS-modelled timing; the gateway applies its `@connections` parts (delay, throttle).
+    pub latency: LatencyModel,
 }
 
 impl Default for GatewayOptions {
@@ -48,6 +51,7 @@ impl Default for GatewayOptions {
             stage: None,
             limits: WebSocketLimits::default(),
             faults: Arc::new(WebSocketFaults::default()),
+            latency: LatencyModel::default(),
         }
     }
 }
@@ -125,14 +129,17 @@ impl BoundGateway {
             ),
             None => ("$request.body.action".to_owned(), BTreeMap::new()),
         };
-        let websocket_api = Arc::new(WebSocketApi::new(
-            &selection,
-            websocket_routes,
-            &self.stage,
-            self.options.limits,
-            Arc::clone(&self.options.faults),
-            shutdown_signal.clone(),
-        ));
+        let websocket_api = Arc::new(
+            WebSocketApi::new(
+                &selection,
+                websocket_routes,
+                &self.stage,
+                self.options.limits,
+                Arc::clone(&self.options.faults),
+                shutdown_signal.clone(),
+            )
+            .with_management_latency(&self.options.latency),
+        );
         let connections = websocket_api.connections();
         let urls = self.urls();
         let tasks = vec![

@@ -3,6 +3,7 @@
 //! handler code that runs on AWS.
 
 // Event sources and the SQS server process.
+pub mod event_filter;
 pub mod event_source;
 pub mod moto;
 pub mod sqs_poller;
@@ -14,6 +15,7 @@ pub mod functions;
 pub mod gateway;
 pub mod http_api;
 pub mod ids;
+pub mod latency;
 pub mod management;
 pub mod stack;
 pub mod template;

@@ -1,7 +1,9 @@
 //! The API Gateway management API (`@connections`) on the WebSocket port, wire-compatible
 //! with `aws-sdk-apigatewaymanagement`, boto3 and the AWS CLI: `POST` sends one frame,
 //! `GET` describes the connection, `DELETE` closes it; a connection that is not open is
-//! `410` with `x-amzn-ErrorType: GoneException`.
+//! `410` with `x-amzn-ErrorType: GoneException`. Under an AWS latency model
+//! ([`crate::latency`]) every call answers after a drawn delay, and calls beyond the
+//! account-wide token bucket are `429` with `x-amzn-ErrorType: LimitExceededException`.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -45,6 +47,15 @@ fn api_error(status: StatusCode, error_type: &'static str, message: String) -> R
         .into_response()
 }
 
+/// API Gateway's throttle: the SDKs map it to `LimitExceededException`.
+fn throttled() -> Response {
+    api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "LimitExceededException",
+        "Too Many Requests".to_owned(),
+    )
+}
+
 fn gone(connection_id: &str) -> Response {
     api_error(
         StatusCode::GONE,
@@ -70,6 +81,9 @@ async fn post_to_connection(
     let Some(id) = connection_id(&api, &params) else {
         return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_POST_BYTES).await else {
         return api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,6 +119,9 @@ async fn get_connection(
     let Some(id) = connection_id(&api, &params) else {
         return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     let Some(connection) = api.connections.get(&id) else {
         return gone(&id);
     };
@@ -135,6 +152,9 @@ async fn delete_connection(
     let Some(id) = connection_id(&api, &params) else {
         return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     // Removed first, so a POST right after the DELETE is already 410.
     let Some(connection) = api.connections.remove(&id) else {
         return gone(&id);

@@ -24,13 +24,17 @@
 //!   is success; an empty, null or unknown identifier fails the whole batch.
 //! - **Concurrency.** Up to `maximum_concurrency` batches are invoked at once (Lambda's
 //!   `ScalingConfig.MaximumConcurrency`); the poller keeps receiving meanwhile.
+//! - **AWS-modelled latency.** With `delivery_delay`, a message reaches the function no
+//!   earlier than its `SentTimestamp` plus a drawn delay (see [`crate::latency`]): the
+//!   messages of a receive that are already due form one batch, each later one is invoked
+//!   when it is due (within the same concurrency slot).
 //! - **Fault injection.** [`SqsPollerHandle::pause`] stops delivery until
 //!   [`SqsPollerHandle::resume`]: messages a poll in flight returns after the pause are made
 //!   visible again at once (their receive count has grown by one, as on any receive).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use aws_sdk_sqs::types::{
@@ -46,6 +50,7 @@ use tokio::task::JoinSet;
 use crate::event_source::{
     batch_item_failures, source_region, stopped, validate_batching, Invoker, PollerTask,
 };
+use crate::latency::{DelaySite, Delays, Distribution};
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "sqs";
@@ -88,6 +93,10 @@ pub struct SqsPollerConfig {
     pub maximum_concurrency: usize,
     /// The function's timeout; an invocation running longer is a function error.
     pub function_timeout: Duration,
+    /// AWS-modelled delay from a message's send to its delivery; `None`: as received.
+    pub delivery_delay: Option<Distribution>,
+    /// Seed of the delivery delays.
+    pub latency_seed: u64,
     /// Start paused (fault injection; see [`SqsPollerHandle::resume`]).
     pub start_paused: bool,
     /// Log every event delivered.
@@ -106,6 +115,8 @@ impl SqsPollerConfig {
             report_batch_item_failures: false,
             maximum_concurrency: 2,
             function_timeout: Duration::from_secs(30),
+            delivery_delay: None,
+            latency_seed: 0,
             start_paused: false,
             verbose: false,
         }
@@ -191,8 +202,13 @@ pub async fn spawn(
         config.verbose,
     );
     let (paused, paused_signal) = watch::channel(config.start_paused);
+    let delays = config
+        .delivery_delay
+        .clone()
+        .map(|distribution| Delays::new(distribution, config.latency_seed, DelaySite::Sqs));
     let poller = Arc::new(SqsPoller {
         config,
+        delays,
         sqs,
         invoker,
         queue_arn: queue_arn.clone(),
@@ -209,6 +225,8 @@ pub async fn spawn(
 
 struct SqsPoller {
     config: SqsPollerConfig,
+    /// The modelled delivery delays, if any.
+    delays: Option<Delays>,
     sqs: aws_sdk_sqs::Client,
     invoker: Invoker,
     queue_arn: String,
@@ -318,8 +336,32 @@ impl SqsPoller {
         }
     }
 
-    /// Invokes the function with one batch and deletes what succeeded.
+    /// Delivers a received batch: at once, or (with a modelled latency) each message when
+    /// it is due, those already due together.
     async fn deliver(&self, messages: Vec<Message>) {
+        let Some(delays) = &self.delays else {
+            return self.invoke(messages).await;
+        };
+        let now = epoch_ms(SystemTime::now());
+        let due: Vec<(u64, Message)> = messages
+            .into_iter()
+            .map(|message| {
+                let sent = sent_timestamp_ms(&message).unwrap_or(now);
+                let delay = u64::try_from(delays.draw().as_millis()).unwrap_or(u64::MAX);
+                (sent.saturating_add(delay), message)
+            })
+            .collect();
+        let groups = delivery_groups(due, now)
+            .into_iter()
+            .map(|(wait, batch)| async move {
+                tokio::time::sleep(wait).await;
+                self.invoke(batch).await;
+            });
+        futures::future::join_all(groups).await;
+    }
+
+    /// Invokes the function with one batch and deletes what succeeded.
+    async fn invoke(&self, messages: Vec<Message>) {
         let event = json!({
             "Records": messages
                 .iter()
@@ -446,6 +488,43 @@ impl SqsPoller {
     }
 }
 
+/// Milliseconds since the epoch.
+fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The message's `SentTimestamp` (epoch milliseconds), if the receive asked for it.
+fn sent_timestamp_ms(message: &Message) -> Option<u64> {
+    message
+        .attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()
+}
+
+/// Splits messages with their due times (epoch ms) into invocations: those due by `now`
+/// together at once, each later one alone after its wait.
+fn delivery_groups<T>(due: Vec<(u64, T)>, now: u64) -> Vec<(Duration, Vec<T>)> {
+    let mut ready = Vec::new();
+    let mut later = Vec::new();
+    for (at, item) in due {
+        if at <= now {
+            ready.push(item);
+        } else {
+            later.push((Duration::from_millis(at - now), vec![item]));
+        }
+    }
+    let mut groups = Vec::with_capacity(later.len() + 1);
+    if !ready.is_empty() {
+        groups.push((Duration::ZERO, ready));
+    }
+    groups.extend(later);
+    groups
+}
+
 /// The Lambda event record of one SQS message.
 fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
     let attributes: Map<String, Value> = message
@@ -562,6 +641,28 @@ mod tests {
         let parsed: aws_lambda_events::event::sqs::SqsEvent =
             serde_json::from_value(json!({ "Records": [record] })).expect("an SQS event");
         assert_eq!(parsed.records[0].message_id.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn messages_already_due_go_together_and_later_ones_alone() {
+        let groups = delivery_groups(vec![(90, "a"), (130, "b"), (100, "c"), (105, "d")], 100);
+        assert_eq!(
+            groups,
+            [
+                (Duration::ZERO, vec!["a", "c"]),
+                (Duration::from_millis(30), vec!["b"]),
+                (Duration::from_millis(5), vec!["d"]),
+            ]
+        );
+        assert!(delivery_groups(Vec::<(u64, ())>::new(), 5).is_empty());
+        let message = Message::builder()
+            .set_attributes(Some(HashMap::from([(
+                MessageSystemAttributeName::SentTimestamp,
+                "1700000000123".to_owned(),
+            )])))
+            .build();
+        assert_eq!(sent_timestamp_ms(&message), Some(1_700_000_000_123));
+        assert_eq!(sent_timestamp_ms(&Message::builder().build()), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::functions::{FunctionRegistry, LocalEndpoints};
 use crate::gateway::{BoundGateway, Gateway, GatewayOptions, GatewayUrls};
+use crate::latency::LatencyModel;
 use crate::moto::{self, MotoServer, QueueSettings, Queues};
 use crate::sqs_poller::{self, SqsPollerConfig, SqsPollerHandle};
 use crate::stream_poller::{self, StreamPollerClients, StreamPollerConfig, StreamPollerHandle};
@@ -62,6 +63,10 @@ pub struct StackOptions {
     pub stream_poll_interval: Duration,
     /// Overrides the fan-out queue's `VisibilityTimeout` (tests shorten redelivery).
     pub visibility_timeout: Option<Duration>,
+    /// AWS-modelled timing (stream and SQS delivery delays, `@connections` delay and
+    /// throttle); [`LatencyModel::default`] is local speed, [`LatencyModel::aws`] the
+    /// published figures. Overrides `gateway.latency`.
+    pub latency: LatencyModel,
     /// Fault injection: invoke every stream batch twice.
     pub duplicate_stream_batches: bool,
     /// Fault injection: start with the SQS pollers paused.
@@ -73,6 +78,12 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
+    /// The same options with AWS-modelled timing (e.g. `LatencyModel::aws()`).
+    pub fn with_latency(mut self, latency: LatencyModel) -> Self {
+        self.latency = latency;
+        self
+    }
+
     /// Defaults for `template`: AWS limits, in-process functions, moto from `.venv`.
     pub fn new(template: impl Into<PathBuf>) -> Self {
         Self {
@@ -90,6 +101,7 @@ impl StackOptions {
             environment: Vec::new(),
             stream_poll_interval: Duration::from_millis(50),
             visibility_timeout: None,
+            latency: LatencyModel::default(),
             duplicate_stream_batches: false,
             pause_sqs: false,
             meter: None,
@@ -111,6 +123,8 @@ pub struct LocalStack {
     pub dev_secret: bool,
     /// With `--invoke cargo-lambda`: the environment `cargo lambda watch` needs.
     pub cargo_lambda_environment: Option<String>,
+    /// The AWS-modelled timing in effect.
+    pub latency: LatencyModel,
     gateway: Option<Gateway>,
     stream_pollers: Vec<StreamPollerHandle>,
     sqs_pollers: Vec<SqsPollerHandle>,
@@ -172,7 +186,11 @@ impl LocalStack {
         let queues = moto::ensure_queues(&sqs, &queue_settings).await?;
 
         // Gateway ports, then the functions that need them, then serving.
-        let bound = BoundGateway::bind(options.gateway.clone(), &template).await?;
+        let gateway_options = GatewayOptions {
+            latency: options.latency.clone(),
+            ..options.gateway.clone()
+        };
+        let bound = BoundGateway::bind(gateway_options, &template).await?;
         let urls = bound.urls();
         let jwt_secret = options
             .jwt_secret
@@ -234,6 +252,9 @@ impl LocalStack {
                 .on_failure_queue
                 .as_ref()
                 .map(|_| queues.stream_failures.url.clone());
+            config.filter = source.filter.clone();
+            config.visibility_delay = options.latency.stream.clone();
+            config.latency_seed = options.latency.seed;
             config.deliver_each_batch_twice = options.duplicate_stream_batches;
             config.verbose = options.verbose;
             let clients = StreamPollerClients {
@@ -264,6 +285,8 @@ impl LocalStack {
             if let Some(timeout) = function.timeout {
                 config.function_timeout = timeout;
             }
+            config.delivery_delay = options.latency.sqs.clone();
+            config.latency_seed = options.latency.seed;
             config.start_paused = options.pause_sqs;
             config.verbose = options.verbose;
             let handler = registry
@@ -281,6 +304,7 @@ impl LocalStack {
             table_name: options.table_name,
             dev_secret: options.jwt_secret.is_none(),
             cargo_lambda_environment,
+            latency: options.latency,
             gateway: Some(gateway),
             stream_pollers,
             sqs_pollers,
@@ -334,7 +358,8 @@ impl LocalStack {
              Fan-out queue:   {}\n  \
              Fan-out DLQ:     {}\n  \
              Stream failures: {}\n  \
-             JWT secret:      {secret}\n\
+             JWT secret:      {secret}\n  \
+             AWS latency:     {}\n\
              {cargo_lambda}\
              Press Ctrl-C to stop.",
             self.urls.http_url(),
@@ -345,6 +370,7 @@ impl LocalStack {
             self.queues.fanout.url,
             self.queues.fanout_dlq.url,
             self.queues.stream_failures.url,
+            self.latency.describe(),
         )
     }
 

@@ -35,6 +35,13 @@
 //!   Lambda's on-failure record (`requestContext`, `responseContext`, `version`,
 //!   `timestamp`, `DDBStreamBatchInfo`) to the `on_failure_queue_url` SQS queue, and the
 //!   poller moves past them.
+//! - **Filtering.** With `filter` (the mapping's `FilterCriteria`), records that match no
+//!   pattern are dropped as they are read, before batches form: they never reach the
+//!   function, and a poll that read only dropped records invokes nothing (see
+//!   [`crate::event_filter`]).
+//! - **AWS-modelled latency.** With `visibility_delay`, a record becomes visible (eligible
+//!   for a batch) a drawn delay after the poller read it, and never before the record ahead
+//!   of it in its shard, so the shard's order holds (see [`crate::latency`]).
 //! - **Fault injection.** `deliver_each_batch_twice` invokes every batch a second time with
 //!   the identical event (an at-least-once duplicate); only the first response counts.
 //!
@@ -54,7 +61,9 @@ use serde_json::{json, Map, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::watch;
 
+use crate::event_filter::FilterCriteria;
 use crate::event_source::{batch_item_failures, stopped, validate_batching, Invoker, PollerTask};
+use crate::latency::{DelaySite, Delays, Distribution};
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "dynamodb-stream";
@@ -105,6 +114,12 @@ pub struct StreamPollerConfig {
     pub function_timeout: Duration,
     /// Pause before the first retry of a failing batch; doubles per retry up to 10 s.
     pub retry_delay: Duration,
+    /// `FilterCriteria`: only records matching a pattern are delivered; `None` delivers all.
+    pub filter: Option<FilterCriteria>,
+    /// AWS-modelled delay before a record is visible to the poller; `None`: at once.
+    pub visibility_delay: Option<Distribution>,
+    /// Seed of the visibility delays.
+    pub latency_seed: u64,
     /// Fault injection: invoke every batch twice with the identical event.
     pub deliver_each_batch_twice: bool,
     /// Log every event delivered.
@@ -128,6 +143,9 @@ impl StreamPollerConfig {
             on_failure_queue_url: None,
             function_timeout: Duration::from_secs(30),
             retry_delay: Duration::from_millis(100),
+            filter: None,
+            visibility_delay: None,
+            latency_seed: 0,
             deliver_each_batch_twice: false,
             verbose: false,
         }
@@ -227,9 +245,14 @@ pub async fn spawn(
         config.verbose,
     );
     let poller_stream_arn = stream_arn.clone();
+    let delays = config
+        .visibility_delay
+        .clone()
+        .map(|distribution| Delays::new(distribution, config.latency_seed, DelaySite::Stream));
     let task = PollerTask::spawn(move |stop_signal| {
         StreamPoller {
             config,
+            delays,
             clients,
             invoker,
             stream_arn: poller_stream_arn,
@@ -321,6 +344,8 @@ struct PolledRecord {
     sequence_number: String,
     created_at: Option<DateTime<Utc>>,
     event: Value,
+    /// When the record may join a batch (when it was read, unless a latency is modelled).
+    visible_at: Instant,
 }
 
 /// Reading position and not-yet-invoked records of one shard.
@@ -332,8 +357,10 @@ struct ShardReader {
     /// The last record read (to renew an expired iterator).
     last_sequence_number: Option<String>,
     buffer: VecDeque<PolledRecord>,
-    /// When the oldest buffered record arrived (starts the batching window).
+    /// When the oldest buffered record became visible (starts the batching window).
     first_buffered_at: Option<Instant>,
+    /// Visibility of the last record buffered: no later record is visible before it.
+    last_visible_at: Option<Instant>,
     consecutive_errors: u32,
 }
 
@@ -345,6 +372,7 @@ impl ShardReader {
             last_sequence_number: None,
             buffer: VecDeque::new(),
             first_buffered_at: None,
+            last_visible_at: None,
             consecutive_errors: 0,
         }
     }
@@ -400,6 +428,8 @@ impl DiscardCondition {
 
 struct StreamPoller {
     config: StreamPollerConfig,
+    /// The modelled visibility delays, if any.
+    delays: Option<Delays>,
     clients: StreamPollerClients,
     invoker: Invoker,
     stream_arn: String,
@@ -432,24 +462,44 @@ impl StreamPoller {
                 }
             }
             self.discover_shards().await;
-            // A backlog is drained without pausing; an idle stream is polled at the interval.
+            // A backlog is drained without pausing; an idle stream is polled at the interval
+            // (or sooner, when a buffered record becomes visible).
             if !invoked {
-                tokio::time::sleep(self.config.poll_interval).await;
+                tokio::time::sleep(self.idle_pause()).await;
             }
         }
     }
 
-    /// One `GetRecords` on the shard, unless a full batch is already buffered.
+    /// The pause of an idle loop: the poll interval, shortened to the moment the next
+    /// buffered record becomes visible.
+    fn idle_pause(&self) -> Duration {
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .filter_map(|shard| {
+                // Visibility never decreases along a buffer: the first still hidden record.
+                let pending = shard.buffer.iter().find(|record| record.visible_at > now)?;
+                Some(pending.visible_at - now)
+            })
+            .fold(self.config.poll_interval, Duration::min)
+            .max(Duration::from_millis(1))
+    }
+
+    /// One `GetRecords` on the shard, unless a full batch is already buffered (with a
+    /// modelled latency the buffer also holds records not yet visible, up to one more read).
     async fn read_shard(&mut self, index: usize) {
-        let batch_size = self.config.batch_size;
+        let capacity = match self.delays {
+            Some(_) => self.config.batch_size + GET_RECORDS_LIMIT,
+            None => self.config.batch_size,
+        };
         let shard = &mut self.shards[index];
         let Some(iterator) = shard.iterator.clone() else {
             return;
         };
-        if shard.buffer.len() >= batch_size {
+        if shard.buffer.len() >= capacity {
             return;
         }
-        let limit = (batch_size - shard.buffer.len()).min(GET_RECORDS_LIMIT);
+        let limit = (capacity - shard.buffer.len()).min(GET_RECORDS_LIMIT);
         let output = self
             .clients
             .streams
@@ -462,14 +512,29 @@ impl StreamPoller {
             Ok(output) => {
                 shard.consecutive_errors = 0;
                 let records = output.records.unwrap_or_default();
-                if !records.is_empty() && shard.buffer.is_empty() {
-                    shard.first_buffered_at = Some(Instant::now());
-                }
-                for record in records
+                let read_at = Instant::now();
+                for mut record in records
                     .iter()
-                    .filter_map(|record| polled_record(record, &self.stream_arn))
+                    .filter_map(|record| polled_record(record, &self.stream_arn, read_at))
                 {
                     shard.last_sequence_number = Some(record.sequence_number.clone());
+                    // Lambda drops what no filter matches before batching.
+                    let filtered_out = self
+                        .config
+                        .filter
+                        .as_ref()
+                        .is_some_and(|filter| !filter.matches(&record.event));
+                    if filtered_out {
+                        continue;
+                    }
+                    if let Some(delays) = &self.delays {
+                        let drawn = read_at + delays.draw();
+                        record.visible_at = shard.last_visible_at.map_or(drawn, |at| at.max(drawn));
+                    }
+                    shard.last_visible_at = Some(record.visible_at);
+                    if shard.buffer.is_empty() {
+                        shard.first_buffered_at = Some(record.visible_at);
+                    }
                     shard.buffer.push_back(record);
                 }
                 // No next iterator: the shard is closed and fully read.
@@ -522,25 +587,33 @@ impl StreamPoller {
         }
     }
 
-    /// The next batch of the shard if it is full, its window has passed, or the shard is
-    /// closed (nothing more will come).
+    /// The next batch of the shard's visible records if it is full, its window has passed,
+    /// or the shard is closed (nothing more will come).
     fn take_ready_batch(&mut self, index: usize) -> Option<Vec<PolledRecord>> {
         let batch_size = self.config.batch_size;
         let window = self.config.maximum_batching_window;
         let shard = &mut self.shards[index];
-        if shard.buffer.is_empty() {
+        let now = Instant::now();
+        // Visibility never decreases along the buffer: the visible records are a prefix.
+        let visible = shard
+            .buffer
+            .iter()
+            .take_while(|record| record.visible_at <= now)
+            .count();
+        if visible == 0 {
             return None;
         }
-        let full = shard.buffer.len() >= batch_size;
+        let full = visible >= batch_size;
         let window_passed = shard
             .first_buffered_at
-            .is_none_or(|since| since.elapsed() >= window);
-        if !(full || window_passed || shard.iterator.is_none()) {
+            .is_none_or(|since| now.saturating_duration_since(since) >= window);
+        let closed = shard.iterator.is_none() && visible == shard.buffer.len();
+        if !(full || window_passed || closed) {
             return None;
         }
-        let count = shard.buffer.len().min(batch_size);
+        let count = visible.min(batch_size);
         let batch: Vec<PolledRecord> = shard.buffer.drain(..count).collect();
-        shard.first_buffered_at = (!shard.buffer.is_empty()).then(Instant::now);
+        shard.first_buffered_at = shard.buffer.front().map(|next| next.visible_at.max(now));
         Some(batch)
     }
 
@@ -821,9 +894,10 @@ fn retry_delay(first: Duration, retries: u32) -> Duration {
 
 /// A record as the poller keeps it: its position, its age and its Lambda event record
 /// (`None` for a record without a sequence number, which no stream produces).
-fn polled_record(record: &Record, stream_arn: &str) -> Option<PolledRecord> {
+fn polled_record(record: &Record, stream_arn: &str, read_at: Instant) -> Option<PolledRecord> {
     let change = record.dynamodb.as_ref()?;
     Some(PolledRecord {
+        visible_at: read_at,
         sequence_number: change.sequence_number.clone()?,
         created_at: change
             .approximate_creation_date_time
@@ -981,7 +1055,8 @@ mod tests {
 
     #[test]
     fn a_ttl_removal_becomes_the_lambda_record_with_user_identity() {
-        let polled = polled_record(&ttl_removal(), STREAM_ARN).expect("a complete record");
+        let polled =
+            polled_record(&ttl_removal(), STREAM_ARN, Instant::now()).expect("a complete record");
         assert_eq!(polled.sequence_number, "000000000000000000042");
         let event = &polled.event;
         assert_eq!(event["eventName"], "REMOVE");

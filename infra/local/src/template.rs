@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::event_filter::FilterCriteria;
+
 /// A template that cannot drive the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -125,6 +127,8 @@ pub struct StreamEventSource {
     pub report_batch_item_failures: bool,
     /// Logical id of the on-failure destination queue.
     pub on_failure_queue: Option<String>,
+    /// `FilterCriteria.Filters[].Pattern`, parsed; `None` delivers every record.
+    pub filter: Option<FilterCriteria>,
 }
 
 /// An SQS event-source mapping.
@@ -506,6 +510,7 @@ impl<'a> Parser<'a> {
             },
             report_batch_item_failures: reports_item_failures(props),
             on_failure_queue,
+            filter: filter_criteria(function, props)?,
         })
     }
 
@@ -773,6 +778,35 @@ impl<'a> Parser<'a> {
 fn properties(resource: &Value) -> &Value {
     static EMPTY: Value = Value::Null;
     resource.get("Properties").unwrap_or(&EMPTY)
+}
+
+/// A mapping's `FilterCriteria: {Filters: [{Pattern: '<json>'}, …]}`, parsed and checked
+/// as Lambda checks it.
+fn filter_criteria(function: &str, props: &Value) -> Result<Option<FilterCriteria>, TemplateError> {
+    let Some(criteria) = props.get("FilterCriteria") else {
+        return Ok(None);
+    };
+    let filters = criteria
+        .get("Filters")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| invalid(format!("{function}: FilterCriteria needs a Filters list")))?;
+    let patterns = filters
+        .iter()
+        .map(|filter| {
+            filter
+                .get("Pattern")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{function}: every FilterCriteria filter needs a Pattern string"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    FilterCriteria::parse(&patterns)
+        .map(Some)
+        .map_err(|error| invalid(format!("{function}: {error}")))
 }
 
 fn reports_item_failures(props: &Value) -> bool {
@@ -1151,11 +1185,53 @@ Resources:
         };
         assert!(stream.report_batch_item_failures && stream.bisect_batch_on_function_error);
         assert!(stream.maximum_retry_attempts.is_some() && stream.on_failure_queue.is_some());
+        assert!(
+            stream.filter.is_some(),
+            "the stream mapping filters out records that never produce an event"
+        );
         let [sqs] = template.sqs_sources.as_slice() else {
             panic!("exactly one SQS mapping: {:?}", template.sqs_sources);
         };
         assert!(sqs.report_batch_item_failures);
         assert!(template.queues[&sqs.queue].redrive.is_some());
+    }
+
+    #[test]
+    fn filter_criteria_are_parsed_and_checked_as_lambda_does() {
+        let with_filter = |filters: &str| {
+            TEMPLATE.replace(
+                "            FunctionResponseTypes: [ReportBatchItemFailures]\n            DestinationConfig:",
+                &format!(
+                    "            FunctionResponseTypes: [ReportBatchItemFailures]\n            FilterCriteria:\n              Filters:\n{filters}\n            DestinationConfig:"
+                ),
+            )
+        };
+        let good = with_filter(
+            r#"                - Pattern: '{"dynamodb": {"NewImage": {"entity": {"S": ["post"]}}}}'"#,
+        );
+        assert_ne!(good, TEMPLATE, "the fixture has the anchor");
+        let template = Template::parse(&good).unwrap();
+        let filter = template.stream_sources[0].filter.as_ref().expect("parsed");
+        let post = serde_json::json!({"dynamodb": {"NewImage": {"entity": {"S": "post"}}}});
+        let like = serde_json::json!({"dynamodb": {"NewImage": {"entity": {"S": "like"}}}});
+        assert!(filter.matches(&post) && !filter.matches(&like));
+        assert!(Template::parse(TEMPLATE).unwrap().stream_sources[0]
+            .filter
+            .is_none());
+
+        for broken in [
+            r#"                - Pattern: '{"dynamodb": {"NewImage": {"entity": {"S": "post"}}}}'"#,
+            r#"                - Pattern: 'not json'"#,
+            r#"                - Other: x"#,
+            &r#"                - Pattern: '{"a": ["b"]}'"#
+                .repeat(6)
+                .replace("'                ", "'\n                "),
+        ] {
+            let error = Template::parse(&with_filter(broken))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("RouterFunction"), "{error}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::ids;
+use crate::latency::{LatencyModel, ManagementTiming};
 
 /// The `apiId` local WebSocket events carry.
 pub const WEBSOCKET_API_ID: &str = "local-ws";
@@ -156,6 +157,8 @@ pub struct WebSocketApi {
     limits: WebSocketLimits,
     pub(crate) faults: Arc<WebSocketFaults>,
     pub(crate) connections: Connections,
+    /// Modelled AWS timing of `@connections` (off by default).
+    pub(crate) management_timing: ManagementTiming,
     shutdown: watch::Receiver<bool>,
     /// One clone per running connection or message task: shutdown waits for them.
     in_flight: Arc<()>,
@@ -200,9 +203,16 @@ impl WebSocketApi {
             limits,
             faults,
             connections: Connections::default(),
+            management_timing: ManagementTiming::default(),
             shutdown,
             in_flight: Arc::new(()),
         }
+    }
+
+    /// `@connections` answers with the model's delay and behind its account-wide throttle.
+    pub fn with_management_latency(mut self, model: &LatencyModel) -> Self {
+        self.management_timing = ManagementTiming::new(model);
+        self
     }
 
     /// Connection and message tasks still running (each holds a clone of `in_flight`).

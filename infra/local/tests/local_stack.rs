@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use ripple_local::functions::FunctionRegistry;
+use ripple_local::latency::LatencyModel;
 use ripple_local::stack::{LocalStack, StackOptions};
 use serde_json::{json, Value};
 use shared::function::{LambdaFunction, TypedFunction};
@@ -112,4 +113,66 @@ async fn the_stack_wires_storage_queues_gateway_and_both_event_sources_from_the_
         !std::path::Path::new(&format!("/proc/{moto_pid}")).exists(),
         "moto_server stopped with the stack"
     );
+}
+
+#[tokio::test]
+async fn the_stack_starts_aws_modelled_from_the_latency_model() {
+    let mut options = StackOptions::new(PathBuf::from(format!(
+        "{}/tests/fixtures/stack.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )))
+    .with_latency(LatencyModel::aws().with_seed(1));
+    options.in_memory = true;
+    options.moto_server = PathBuf::from(MOTO_SERVER);
+    options.stream_poll_interval = Duration::from_millis(20);
+    let (stream_tx, mut stream_events) = mpsc::unbounded_channel();
+    let (worker_tx, mut worker_events) = mpsc::unbounded_channel();
+    let tests = FunctionRegistry::new()
+        .with("test-stream", reporting_function(stream_tx))
+        .with("test-worker", reporting_function(worker_tx));
+    let stack = LocalStack::start_with_functions(options, tests)
+        .await
+        .unwrap();
+    assert!(
+        stack
+            .banner()
+            .contains("AWS latency:     stream p50=213ms,p90=341ms,p99=552ms"),
+        "{}",
+        stack.banner()
+    );
+
+    // Both event sources still deliver, through their modelled delays.
+    let sdk = shared::aws::local_sdk_config();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(&stack.dynamodb_endpoint)
+            .build(),
+    );
+    dynamodb
+        .put_item()
+        .table_name(&stack.table_name)
+        .item("pk", AttributeValue::S("STACK#2".into()))
+        .item("sk", AttributeValue::S("TEST".into()))
+        .send()
+        .await
+        .unwrap();
+    let event = next_event(&mut stream_events).await;
+    assert_eq!(
+        event["Records"][0]["dynamodb"]["Keys"]["pk"]["S"],
+        "STACK#2"
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .endpoint_url(&stack.sqs_endpoint)
+            .build(),
+    );
+    sqs.send_message()
+        .queue_url(&stack.queues.fanout.url)
+        .message_body("modelled")
+        .send()
+        .await
+        .unwrap();
+    let event = next_event(&mut worker_events).await;
+    assert_eq!(event["Records"][0]["body"], "modelled");
+    stack.stop().await;
 }

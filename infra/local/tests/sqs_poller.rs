@@ -212,3 +212,35 @@ async fn pause_stops_delivery_until_resumed() {
     assert_eq!(bodies(&invocations.next().await), ["while-paused"]);
     poller.shutdown().await;
 }
+
+#[tokio::test]
+async fn modelled_delivery_delays_hold_messages_and_every_one_is_delivered_and_deleted() {
+    let (_moto, sqs, queues) = moto_with_queues().await;
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
+    let mut config = SqsPollerConfig::new("push-worker", &queues.fanout.url);
+    // A constant 400 ms from the send: a lower bound the test can check without timing the
+    // machine (a slow run only adds).
+    config.delivery_delay = Some("p50=400".parse().unwrap());
+    let poller = start_poller(&sqs, config, function).await;
+
+    let sent = std::time::Instant::now();
+    send(&sqs, &queues.fanout.url, &["one", "two", "three"]).await;
+    let mut delivered = Vec::new();
+    while delivered.len() < 3 {
+        delivered.extend(bodies(&invocations.next().await));
+        assert!(sent.elapsed() >= Duration::from_millis(400));
+    }
+    delivered.sort();
+    assert_eq!(delivered, ["one", "three", "two"]);
+    // Delivered successfully: deleted, nothing comes back.
+    let mut depth = queue_depth(&sqs, &queues.fanout.url).await;
+    for _ in 0..50 {
+        if depth == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        depth = queue_depth(&sqs, &queues.fanout.url).await;
+    }
+    assert_eq!(depth, 0);
+    poller.shutdown().await;
+}

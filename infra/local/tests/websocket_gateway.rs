@@ -11,6 +11,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use common::*;
 use futures::SinkExt;
 use ripple_local::gateway::GatewayOptions;
+use ripple_local::latency::{LatencyModel, RateLimit};
 use ripple_local::websocket::{WebSocketFaults, WebSocketLimits};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -427,4 +428,108 @@ async fn a_wrong_stage_is_forbidden() {
     )
     .await;
     assert_eq!(response.status, 403);
+}
+
+#[tokio::test]
+async fn beyond_the_account_throttle_the_sdk_sees_limit_exceeded() {
+    // A bucket of 3 that refills one token a second, and 10 calls at once: the first 3 are
+    // served from the full bucket, and at least 6 find it empty (a count: only a run
+    // slower than seconds could refill more).
+    let options = GatewayOptions {
+        latency: LatencyModel {
+            management_rate_limit: Some(RateLimit {
+                per_second: 1,
+                burst: 3,
+            }),
+            ..LatencyModel::default()
+        },
+        ..GatewayOptions::default()
+    };
+    let (gateway, _functions) = websocket_gateway(options).await;
+    let (mut socket, _) = connect(&token_url(&gateway.urls().websocket_url()), None)
+        .await
+        .unwrap();
+    let id = connection_id_of(&mut socket).await;
+    // The SDK retries throttling errors by default; a push function's client would, too.
+    // Without retries the test sees each answer as it was given.
+    let client = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&shared::aws::local_sdk_config())
+            .endpoint_url(gateway.urls().management_endpoint())
+            .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+
+    let calls = (0..10).map(|n| {
+        client
+            .post_to_connection()
+            .connection_id(&id)
+            .data(Blob::new(format!(r#"{{"n":{n}}}"#)))
+            .send()
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut served = 0;
+    let mut throttled = 0;
+    for answer in answers {
+        match answer.map_err(|error| error.into_service_error()) {
+            Ok(_) => served += 1,
+            Err(PostToConnectionError::LimitExceededException(_)) => throttled += 1,
+            Err(other) => panic!("neither served nor throttled: {other:?}"),
+        }
+    }
+    assert!(
+        served >= 3,
+        "the full bucket serves its burst, got {served}"
+    );
+    assert!(
+        throttled >= 6,
+        "beyond the bucket: LimitExceededException, got {throttled}"
+    );
+    assert_eq!(served + throttled, 10);
+    for _ in 0..served {
+        next_json(&mut socket).await;
+    }
+
+    // The raw wire answer: 429 + x-amzn-ErrorType (the bucket is empty, or nearly).
+    let url = format!(
+        "{}/@connections/{}",
+        gateway.urls().management_endpoint(),
+        id.replace('=', "%3D")
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = http_request("GET", &url, &[], b"").await;
+        if response.status == 429 {
+            assert_eq!(
+                response.headers["x-amzn-errortype"],
+                "LimitExceededException"
+            );
+            assert!(response.json()["message"].is_string());
+        }
+        statuses.push(response.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn modelled_management_latency_delays_every_call() {
+    // A constant 150 ms: the bound is a lower one (a delay that did not happen), never an
+    // upper one, so a slow machine cannot fail it.
+    let options = GatewayOptions {
+        latency: LatencyModel {
+            management: Some("p50=150".parse().unwrap()),
+            ..LatencyModel::default()
+        },
+        ..GatewayOptions::default()
+    };
+    let (gateway, _functions) = websocket_gateway(options).await;
+    let client = management_client(&gateway.urls().management_endpoint());
+    let started = std::time::Instant::now();
+    let error = client
+        .get_connection()
+        .connection_id("bm90LWEtY29ubmVjdGlvbg==")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(error.into_service_error().is_gone_exception());
 }
