@@ -128,11 +128,12 @@ SMOKE_ARGS ?=
 smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event) against a running make dev
 	$(ROOT)/scripts/smoke.sh --local $(SMOKE_ARGS)
 
-# The realtime latency benchmark (tests/src/bin/bench_realtime.rs): one local stack, REST →
-# WebSocket latencies and their ratios. Not part of `make test`. Flags: make bench
-# BENCH_ARGS="--json" (or "--help").
+# The realtime benchmark (tests/src/bench/, shell tests/src/bin/bench_realtime.rs): latency
+# (local and AWS-modelled), fan-out efficiency at K = 1,000 / 5,000, metered cost per operation
+# and the scaling simulation. Writes its sections of docs/benchmarks.{json,md}, and
+# docs/cost.md, docs/scaling.md. Not part of `make test`. Flags: BENCH_ARGS="--help".
 BENCH_ARGS ?=
-bench: $(TOOLS_STAMP) ## realtime latency benchmark (release; BENCH_ARGS="--json", "--help")
+bench: $(TOOLS_STAMP) ## realtime benchmark → docs/benchmarks.*, cost.md, scaling.md (release; BENCH_ARGS="--help")
 	cargo run -p ripple-tests --release --bin bench_realtime -- $(BENCH_ARGS)
 
 clean-dev: ## remove local-stack state (.ripple/)

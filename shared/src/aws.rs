@@ -8,6 +8,7 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
+use crate::metering::RequestMeter;
 
 /// Explicit per-service endpoint overrides (local gateway and tests only).
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,8 @@ pub struct Endpoints {
     pub dynamodb: Option<String>,
     pub dynamodb_streams: Option<String>,
     pub sqs: Option<String>,
+    /// Counts the requests of the DynamoDB, SQS and management clients (tests, benchmark).
+    pub meter: Option<RequestMeter>,
 }
 
 /// Every SDK client a Ripple function may use.
@@ -43,12 +46,17 @@ impl Clients {
         if let Some(url) = &endpoints.sqs {
             sqs = sqs.endpoint_url(url);
         }
+        if let Some(meter) = &endpoints.meter {
+            dynamodb = dynamodb.interceptor(meter.clone());
+            sqs = sqs.interceptor(meter.clone());
+        }
         let management = config.ws_management_endpoint.as_ref().map(|url| {
-            aws_sdk_apigatewaymanagement::Client::from_conf(
-                aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-                    .endpoint_url(url)
-                    .build(),
-            )
+            let mut management =
+                aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(url);
+            if let Some(meter) = &endpoints.meter {
+                management = management.interceptor(meter.clone());
+            }
+            aws_sdk_apigatewaymanagement::Client::from_conf(management.build())
         });
         Self {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),

@@ -27,6 +27,8 @@
 //!   queued dispatch, the fan-out queue's messages (work items, chunks, presence checks).
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
 //! - [`aws`]: SDK clients, built once.
+//! - [`metering`]: the request-counting SDK interceptor (requests per operation, DynamoDB
+//!   capacity units) behind cost figures and request-bound tests.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
 //! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
@@ -41,6 +43,7 @@ pub mod events;
 pub mod fanout;
 pub mod function;
 pub mod http;
+pub mod metering;
 pub mod push;
 pub mod retry;
 pub mod store;

@@ -228,6 +228,7 @@ impl TestDb {
                 dynamodb: Some(self.endpoint.clone()),
                 dynamodb_streams: Some(self.endpoint.clone()),
                 sqs: None,
+                meter: None,
             },
         )
     }

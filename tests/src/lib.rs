@@ -1,6 +1,7 @@
 //! Shared set-up for Ripple's cross-function tests: every REST function wired to one fresh
 //! embedded DynamoDB, invoked exactly as API Gateway would (payload 2.0 JSON events).
 
+pub mod bench;
 pub mod realtime;
 
 use std::sync::Arc;

@@ -21,6 +21,7 @@ use serde_json::Value;
 use shared::aws::{local_sdk_config, Clients, Endpoints};
 use shared::config::Config;
 use shared::function::{BoxError, LambdaFunction};
+use shared::metering::RequestMeter;
 
 use crate::template::Template;
 
@@ -59,6 +60,8 @@ pub const IN_PROCESS_FUNCTIONS: &[(&str, FunctionBuilder)] = &[
 pub struct LocalEndpoints {
     pub dynamodb: String,
     pub sqs: String,
+    /// Counts the functions' SDK requests (benchmark, request-bound tests).
+    pub meter: Option<RequestMeter>,
 }
 
 /// Functions by handler name, each wrapped for logging.
@@ -136,6 +139,7 @@ impl FunctionRegistry {
                     dynamodb: Some(endpoints.dynamodb.clone()),
                     dynamodb_streams: Some(endpoints.dynamodb.clone()),
                     sqs: Some(endpoints.sqs.clone()),
+                    meter: endpoints.meter.clone(),
                 },
             );
             let handler = build(config, &clients)

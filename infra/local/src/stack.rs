@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use shared::aws::local_sdk_config;
+use shared::metering::RequestMeter;
 use shared::testkit::EmbeddedDynamo;
 use tokio::task::JoinHandle;
 
@@ -70,6 +71,9 @@ pub struct StackOptions {
     pub duplicate_stream_batches: bool,
     /// Fault injection: start with the SQS pollers paused.
     pub pause_sqs: bool,
+    /// Counts the SDK requests of the in-process functions (not the emulated AWS
+    /// machinery: pollers, gateway). Ignored with `--invoke cargo-lambda`.
+    pub meter: Option<RequestMeter>,
     pub verbose: bool,
 }
 
@@ -100,6 +104,7 @@ impl StackOptions {
             latency: LatencyModel::default(),
             duplicate_stream_batches: false,
             pause_sqs: false,
+            meter: None,
             verbose: false,
         }
     }
@@ -219,6 +224,7 @@ impl LocalStack {
                 &LocalEndpoints {
                     dynamodb: dynamodb_endpoint.clone(),
                     sqs: sqs_endpoint.clone(),
+                    meter: options.meter.clone(),
                 },
             )?,
             InvokeMode::CargoLambda(url) => FunctionRegistry::cargo_lambda(&template, url),

@@ -26,6 +26,7 @@ async fn http_gateway(db: &TestDb, template: &str) -> Gateway {
         dynamodb: db.endpoint.clone(),
         // No function of these tests uses SQS.
         sqs: "http://127.0.0.1:9".to_owned(),
+        meter: None,
     };
     let registry = FunctionRegistry::in_process(&template, &environment, &endpoints)
         .unwrap()

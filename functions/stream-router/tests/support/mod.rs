@@ -67,6 +67,7 @@ impl Harness {
                 dynamodb: Some(db.endpoint.clone()),
                 dynamodb_streams: Some(db.endpoint.clone()),
                 sqs: Some(moto.endpoint().to_owned()),
+                meter: None,
             },
         );
         let queue_url = clients

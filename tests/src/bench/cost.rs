@@ -1,0 +1,192 @@
+//! What operations cost, counted by the [`shared::metering::RequestMeter`] on every
+//! function's SDK clients over exactly one operation (settled stack before and after), and
+//! priced at us-east-1 on-demand list prices.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shared::metering::MeterSnapshot;
+use uuid::Uuid;
+
+use super::lean::Fleet;
+use super::seed::Seeder;
+use super::stats::round;
+use super::{progress, BenchStack};
+use crate::realtime::User;
+
+/// us-east-1 list prices (USD), checked on [`PRICES_CHECKED`]; sources in `docs/cost.md`.
+pub const DYNAMODB_WRITE_REQUEST_UNIT: f64 = 0.625e-6;
+pub const DYNAMODB_READ_REQUEST_UNIT: f64 = 0.125e-6;
+/// Per request (each 64 KB chunk of a payload is a request).
+pub const SQS_STANDARD_REQUEST: f64 = 0.40e-6;
+/// Per message, first billion a month; each 32 KB of a message is a message.
+pub const APIGW_WEBSOCKET_MESSAGE: f64 = 1.00e-6;
+pub const PRICES_CHECKED: &str = "2026-12-04";
+
+/// Requests Lambda's SQS poller makes per message the functions send, which no client of
+/// ours makes and the meter cannot see: one ReceiveMessage and one DeleteMessage(Batch)
+/// each, at worst (batches of up to 10 make it less).
+pub const SQS_POLLER_REQUESTS_PER_SEND: u64 = 2;
+
+/// The counts of one operation and their price.
+#[derive(Debug, Clone)]
+pub struct OperationCost {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub meter: MeterSnapshot,
+    /// WebSocket messages the operation pushed (each is API Gateway's fee).
+    pub pushes: u64,
+}
+
+impl OperationCost {
+    /// SQS requests including the Lambda poller's receive and delete of what was sent.
+    pub fn sqs_billed_requests(&self) -> u64 {
+        let sends: u64 = self
+            .meter
+            .requests
+            .iter()
+            .filter(|((service, operation), _)| {
+                service == shared::metering::SQS && operation.starts_with("SendMessage")
+            })
+            .map(|(_, count)| count)
+            .sum();
+        self.meter.sqs_requests() + sends * SQS_POLLER_REQUESTS_PER_SEND
+    }
+
+    /// Everything but API Gateway's fees, per million operations.
+    pub fn usd_per_million(&self) -> f64 {
+        1e6 * (self.meter.dynamodb_write_units * DYNAMODB_WRITE_REQUEST_UNIT
+            + self.meter.dynamodb_read_units * DYNAMODB_READ_REQUEST_UNIT
+            + self.sqs_billed_requests() as f64 * SQS_STANDARD_REQUEST)
+    }
+
+    /// API Gateway's message fee of the pushes, per million operations.
+    pub fn apigw_usd_per_million(&self) -> f64 {
+        1e6 * self.pushes as f64 * APIGW_WEBSOCKET_MESSAGE
+    }
+
+    pub fn to_json(&self) -> Value {
+        let requests: serde_json::Map<String, Value> = self
+            .meter
+            .requests
+            .iter()
+            .map(|((service, operation), count)| (format!("{service}.{operation}"), json!(count)))
+            .collect();
+        json!({
+            "description": self.description,
+            "dynamodb_requests": self.meter.dynamodb_requests(),
+            "dynamodb_read_units": round(self.meter.dynamodb_read_units, 2),
+            "dynamodb_write_units": round(self.meter.dynamodb_write_units, 2),
+            "sqs_requests": self.meter.sqs_requests(),
+            "sqs_billed_requests_with_poller": self.sqs_billed_requests(),
+            "management_requests": self.meter.management_requests(),
+            "websocket_messages": self.pushes,
+            "fanout_usd_per_million_posts": round(self.usd_per_million(), 4),
+            "apigw_message_usd_per_million_posts": round(self.apigw_usd_per_million(), 4),
+            "ratio_to_apigw": round(self.usd_per_million() / self.apigw_usd_per_million().max(f64::MIN_POSITIVE), 4),
+            "requests": requests,
+        })
+    }
+}
+
+/// The big one: an author with `followers` followers (seeded), `online` of them the first
+/// sockets of `fleet`, posts once.
+pub async fn big_post(
+    bench: &BenchStack,
+    seeder: &Seeder,
+    fleet: &Fleet,
+    fleet_users: &[User],
+    followers: usize,
+    online: usize,
+) -> anyhow::Result<OperationCost> {
+    let stack = &bench.stack;
+    let author = stack.register("cost_author").await;
+    progress(&format!(
+        "cost: seeding {} offline followers",
+        followers - online
+    ));
+    let offline = seeder.users("costfan", followers - online).await?;
+    seeder.follow(&offline, &author).await?;
+    seeder.follow(&fleet_users[..online], &author).await?;
+    let nonce = Uuid::new_v4().simple().to_string();
+    let (delivered, meter) = bench
+        .metered(|| async {
+            fleet.watch(&nonce, online);
+            let started = Instant::now();
+            stack.post(&author, &format!("cost {nonce}")).await;
+            let arrivals = fleet.wait(Duration::from_secs(60)).await;
+            progress(&format!(
+                "cost: {} of {online} online followers got the post in {:.0} ms",
+                arrivals.times.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            ));
+            Ok(arrivals.times.len())
+        })
+        .await?;
+    anyhow::ensure!(
+        delivered == online,
+        "only {delivered} of {online} online followers got the post"
+    );
+    Ok(OperationCost {
+        name: "post_10000_followers_100_online",
+        description: "one post by an author with 10,000 followers, 100 of them online",
+        pushes: u64::try_from(online)?,
+        meter,
+    })
+}
+
+/// `@connections` POSTs counted: each one is a WebSocket message API Gateway bills.
+fn pushed(meter: &MeterSnapshot) -> u64 {
+    meter.operation_requests(shared::metering::MANAGEMENT, "PostToConnection")
+}
+
+/// Everyday operations between two users, the reader online with one socket.
+pub async fn everyday(bench: &BenchStack) -> anyhow::Result<Vec<OperationCost>> {
+    let stack = &bench.stack;
+    let writer = stack.register("cost_writer").await;
+    let reader = stack.register("cost_reader").await;
+    stack.follow(&reader, &writer).await;
+    let reader_socket = stack.connect(&reader).await;
+    let writer_socket = stack.connect(&writer).await;
+    let mut costs = Vec::new();
+    let (post, meter) = bench
+        .metered(|| async { Ok(stack.post(&writer, "an everyday post").await) })
+        .await?;
+    costs.push(OperationCost {
+        name: "post",
+        description: "post by an author with 1 follower, online",
+        pushes: pushed(&meter),
+        meter,
+    });
+    let post_id = post["id"].as_str().unwrap_or_default().to_owned();
+    let (_, meter) = bench
+        .metered(|| async { Ok(stack.comment(&reader, &post_id, "a comment").await) })
+        .await?;
+    costs.push(OperationCost {
+        name: "comment",
+        description: "comment on an online author's post (new_notification to the author)",
+        pushes: pushed(&meter),
+        meter,
+    });
+    let (_, meter) = bench
+        .metered(|| async { Ok(stack.like(&reader, &post_id).await) })
+        .await?;
+    costs.push(OperationCost {
+        name: "like",
+        description: "like of an online author's post (new_notification to the author)",
+        pushes: pushed(&meter),
+        meter,
+    });
+    let (_, meter) = bench
+        .metered(|| async { Ok(stack.message(&writer, &reader, "a DM").await) })
+        .await?;
+    costs.push(OperationCost {
+        name: "dm",
+        description: "DM to an online follower (new_message to the recipient)",
+        pushes: pushed(&meter),
+        meter,
+    });
+    reader_socket.close().await;
+    writer_socket.close().await;
+    Ok(costs)
+}

@@ -1,0 +1,275 @@
+//! REST response → WebSocket frame, per event type, closed loop (one sample in flight):
+//! - `post_created_direct`: a post to a small audience (one socket per follower; every
+//!   socket is a sample);
+//! - `new_message`: a DM, on the recipient's socket;
+//! - `new_notification`: a comment on the recipient's post, on the recipient's socket;
+//!
+//! plus the REST round trips of those writes (what the push path adds to them shows there).
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::stats::Summary;
+use super::{progress, BenchStack};
+use crate::realtime::{User, WsClient};
+
+/// How many samples of each series, and how they are spaced.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyPlan {
+    pub posts: usize,
+    pub followers: usize,
+    pub messages: usize,
+    pub notifications: usize,
+    pub warmup: usize,
+    /// Pause between samples; a random 0..jitter is added so that samples do not lock onto
+    /// a poller's phase.
+    pub pace: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+}
+
+/// One run's latency series, by name.
+pub struct LatencyResult {
+    pub series: Vec<(&'static str, &'static str, Summary)>,
+}
+
+impl LatencyResult {
+    pub fn get(&self, name: &str) -> Option<Summary> {
+        self.series
+            .iter()
+            .find(|(series, _, _)| *series == name)
+            .map(|(_, _, summary)| *summary)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        for (name, description, summary) in &self.series {
+            let mut value = summary.to_json();
+            value["description"] = json!(description);
+            map.insert((*name).to_owned(), value);
+        }
+        Value::Object(map)
+    }
+}
+
+/// The three series on `bench`'s stack.
+pub async fn measure(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> LatencyResult {
+    let stack = &bench.stack;
+    let author = stack.register(&format!("{tag}_author")).await;
+    let followers: Vec<User> = stream::iter(0..plan.followers)
+        .map(|i| {
+            let author = &author;
+            async move {
+                let follower = stack.register(&format!("{tag}_fan{i}")).await;
+                stack.follow(&follower, author).await;
+                follower
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut sockets = Vec::with_capacity(followers.len());
+    for follower in &followers {
+        sockets.push(stack.connect(follower).await);
+    }
+    let sender = stack.register(&format!("{tag}_sender")).await;
+    let recipient = stack.register(&format!("{tag}_recipient")).await;
+    let recipient_socket = stack.connect(&recipient).await;
+    let settle = bench.settle(Duration::from_secs(120)).await;
+    if let Err(error) = settle {
+        progress(&format!("latency set-up: {error}"));
+    }
+
+    progress(&format!(
+        "{tag}: {} posts to {} sockets",
+        plan.posts,
+        sockets.len()
+    ));
+    posts(bench, plan, &author, &sockets, plan.warmup).await;
+    let (post_each, post_rest) = posts(bench, plan, &author, &sockets, plan.posts).await;
+    progress(&format!("{tag}: {} DMs", plan.messages));
+    messages(
+        bench,
+        plan,
+        &sender,
+        &recipient,
+        &recipient_socket,
+        plan.warmup,
+    )
+    .await;
+    let (dm, dm_rest) = messages(
+        bench,
+        plan,
+        &sender,
+        &recipient,
+        &recipient_socket,
+        plan.messages,
+    )
+    .await;
+    progress(&format!(
+        "{tag}: {} comment notifications",
+        plan.notifications
+    ));
+    let post = stack.post(&recipient, "a post to comment on").await;
+    let post_id = id_of(&post);
+    notifications(
+        bench,
+        plan,
+        &sender,
+        &post_id,
+        &recipient_socket,
+        plan.warmup,
+    )
+    .await;
+    let (notification, comment_rest) = notifications(
+        bench,
+        plan,
+        &sender,
+        &post_id,
+        &recipient_socket,
+        plan.notifications,
+    )
+    .await;
+    LatencyResult {
+        series: vec![
+            (
+                "post_created_direct",
+                "post_created to a small audience: REST response → each follower socket",
+                Summary::of(&post_each),
+            ),
+            (
+                "new_message",
+                "new_message of a DM: REST response → recipient socket",
+                Summary::of(&dm),
+            ),
+            (
+                "new_notification",
+                "new_notification of a comment: REST response → post author's socket",
+                Summary::of(&notification),
+            ),
+            (
+                "rest_post",
+                "REST POST /posts round trip",
+                Summary::of(&post_rest),
+            ),
+            (
+                "rest_message",
+                "REST POST /conversations/{id}/messages round trip",
+                Summary::of(&dm_rest),
+            ),
+            (
+                "rest_comment",
+                "REST POST /posts/{id}/comments round trip",
+                Summary::of(&comment_rest),
+            ),
+        ],
+    }
+}
+
+async fn pause(plan: &LatencyPlan) {
+    let jitter_ms = u64::try_from(plan.jitter.as_millis()).unwrap_or(0).max(1);
+    let jitter = rand::thread_rng().gen_range(0..jitter_ms);
+    tokio::time::sleep(plan.pace + Duration::from_millis(jitter)).await;
+}
+
+fn id_of(body: &Value) -> String {
+    body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {body}"))
+        .to_owned()
+}
+
+/// (REST response → frame on each socket, REST round trips).
+async fn posts(
+    bench: &BenchStack,
+    plan: &LatencyPlan,
+    author: &User,
+    sockets: &[WsClient],
+    count: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut pushes = Vec::with_capacity(count * sockets.len());
+    let mut round_trips = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = Instant::now();
+        let post = bench.stack.post(author, &format!("bench post {i}")).await;
+        let responded = Instant::now();
+        let post_id = id_of(&post);
+        for socket in sockets {
+            // Frames are stamped on arrival by the reader task: waiting for the sockets one
+            // after the other does not skew their times.
+            let frame = socket
+                .next_frame_where("post_created", plan.timeout, |event| {
+                    event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
+                })
+                .await;
+            pushes.push(frame.received_at.saturating_duration_since(responded));
+        }
+        round_trips.push(responded - sent);
+        pause(plan).await;
+    }
+    (pushes, round_trips)
+}
+
+async fn messages(
+    bench: &BenchStack,
+    plan: &LatencyPlan,
+    sender: &User,
+    recipient: &User,
+    socket: &WsClient,
+    count: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut pushes = Vec::with_capacity(count);
+    let mut round_trips = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = Instant::now();
+        let message = bench
+            .stack
+            .message(sender, recipient, &format!("bench message {i}"))
+            .await;
+        let responded = Instant::now();
+        let message_id = id_of(&message);
+        let frame = socket
+            .next_frame_where("new_message", plan.timeout, |event| {
+                event["type"] == "new_message" && event["data"]["id"] == message_id.as_str()
+            })
+            .await;
+        pushes.push(frame.received_at.saturating_duration_since(responded));
+        round_trips.push(responded - sent);
+        pause(plan).await;
+    }
+    (pushes, round_trips)
+}
+
+async fn notifications(
+    bench: &BenchStack,
+    plan: &LatencyPlan,
+    commenter: &User,
+    post_id: &str,
+    author_socket: &WsClient,
+    count: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut pushes = Vec::with_capacity(count);
+    let mut round_trips = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = Instant::now();
+        let comment = bench
+            .stack
+            .comment(commenter, post_id, &format!("bench comment {i}"))
+            .await;
+        let responded = Instant::now();
+        let comment_id = id_of(&comment);
+        let frame = author_socket
+            .next_frame_where("new_notification", plan.timeout, |event| {
+                event["type"] == "new_notification"
+                    && event["data"]["comment_id"] == comment_id.as_str()
+            })
+            .await;
+        pushes.push(frame.received_at.saturating_duration_since(responded));
+        round_trips.push(responded - sent);
+        pause(plan).await;
+    }
+    (pushes, round_trips)
+}
