@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::gateway::GatewayOptions;
 use crate::stack::{InvokeMode, StackOptions};
+use crate::web_app::WebAppFiles;
 use crate::websocket::{WebSocketFaults, WebSocketLimits};
 
 /// Default `cargo lambda watch` address.
@@ -93,6 +94,15 @@ pub struct Args {
     /// Fault: start with the SQS poller paused.
     #[arg(long)]
     pub pause_sqs: bool,
+    /// The web app's folder, served at /app/ on the HTTP API port.
+    #[arg(long, default_value = "clients/web")]
+    pub web_root: PathBuf,
+    /// The folder of the realtime client the web app imports, served at /app/lib/.
+    #[arg(long, default_value = "clients/js")]
+    pub web_lib: PathBuf,
+    /// Do not serve the web app.
+    #[arg(long)]
+    pub no_web_app: bool,
     /// Log every event and response.
     #[arg(long)]
     pub verbose: bool,
@@ -121,6 +131,24 @@ fn parse_key_value(value: &str) -> Result<(String, String), String> {
 }
 
 impl Args {
+    /// The web app's folders, unless switched off or absent (run from outside the repository).
+    fn web_app_files(&self) -> Option<WebAppFiles> {
+        if self.no_web_app {
+            return None;
+        }
+        if !self.web_root.is_dir() {
+            tracing::warn!(
+                "no web app: {} is not a folder (run from the repository root, or pass --web-root)",
+                self.web_root.display()
+            );
+            return None;
+        }
+        Some(WebAppFiles {
+            root: self.web_root.clone(),
+            library: self.web_lib.clone(),
+        })
+    }
+
     pub fn stack_options(&self) -> StackOptions {
         let mut options = StackOptions::new(&self.template);
         options.gateway = GatewayOptions {
@@ -136,6 +164,7 @@ impl Args {
                 self.drop_disconnect,
                 self.fail_post_percent,
             )),
+            web_app: self.web_app_files(),
         };
         options.invoke = self.invoke.clone();
         options.state_dir = self.state_dir.clone();

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::functions::FunctionRegistry;
 use crate::http_api::{BoundRoute, HttpApi};
 use crate::template::Template;
+use crate::web_app::{self, WebAppFiles};
 use crate::websocket::{Connections, WebSocketApi, WebSocketFaults, WebSocketLimits};
 
 /// How long shutdown waits for `$disconnect` handlers and in-flight messages.
@@ -36,6 +37,8 @@ pub struct GatewayOptions {
     pub stage: Option<String>,
     pub limits: WebSocketLimits,
     pub faults: Arc<WebSocketFaults>,
+    /// The web app's files, served at `/app/` on the HTTP port (`None`: no web app).
+    pub web_app: Option<WebAppFiles>,
 }
 
 impl Default for GatewayOptions {
@@ -48,6 +51,7 @@ impl Default for GatewayOptions {
             stage: None,
             limits: WebSocketLimits::default(),
             faults: Arc::new(WebSocketFaults::default()),
+            web_app: None,
         }
     }
 }
@@ -135,8 +139,12 @@ impl BoundGateway {
         ));
         let connections = websocket_api.connections();
         let urls = self.urls();
+        let http_router = match &self.options.web_app {
+            Some(files) => web_app::router(files.clone(), &urls).merge(http_api.router()),
+            None => http_api.router(),
+        };
         let tasks = vec![
-            serve(self.http, http_api.router(), shutdown_signal.clone()),
+            serve(self.http, http_router, shutdown_signal.clone()),
             serve(
                 self.websocket,
                 Arc::clone(&websocket_api).router(),
@@ -144,6 +152,7 @@ impl BoundGateway {
             ),
         ];
         Ok(Gateway {
+            web_app: self.options.web_app.is_some(),
             urls,
             connections,
             websocket_api,
@@ -209,6 +218,7 @@ impl GatewayUrls {
 /// A serving gateway; stops on [`shutdown`](Self::shutdown) or drop.
 pub struct Gateway {
     urls: GatewayUrls,
+    web_app: bool,
     connections: Connections,
     websocket_api: Arc<WebSocketApi>,
     faults: Arc<WebSocketFaults>,
@@ -219,6 +229,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn urls(&self) -> &GatewayUrls {
         &self.urls
+    }
+
+    /// `http://127.0.0.1:3000/app/` when the web app is served.
+    pub fn web_app_url(&self) -> Option<String> {
+        self.web_app
+            .then(|| format!("{}{}/", self.urls.http_url(), web_app::MOUNT_PATH))
     }
 
     /// The open WebSocket connections.

@@ -17,4 +17,5 @@ pub mod ids;
 pub mod management;
 pub mod stack;
 pub mod template;
+pub mod web_app;
 pub mod websocket;
