@@ -1,0 +1,203 @@
+// People: search, follow requests, account privacy, profiles (follow / unfollow / block,
+// message) and presence dots for mutual follows.
+
+import { seg } from './api.js';
+import { avatar, h, replace, toast } from './dom.js';
+import { renderUserPosts } from './feed.js';
+
+/**
+ * Presence of mutual follows arrives without subscribing (`user_online` / `user_offline`);
+ * the server sends no initial state, so a mutual is "online" once seen connecting.
+ */
+export function trackPresence(ctx) {
+  const set = (online) => ({ user_id: id }) => {
+    ctx.presence.set(id, online);
+    ctx.bus.emit('presence', id);
+  };
+  ctx.client.on('user_online', set(true));
+  ctx.client.on('user_offline', set(false));
+}
+
+/** A dot on an avatar: green online, grey offline; nothing for users who are not mutuals. */
+export function presenceDot(ctx, scope, userId) {
+  const dot = h('span', { class: 'presence', hidden: true, 'data-testid': 'presence' });
+  let mutual = false;
+  const render = () => {
+    const online = ctx.presence.get(userId) === true;
+    dot.hidden = !mutual;
+    dot.classList.toggle('online', online);
+    dot.setAttribute('aria-label', online ? 'online' : 'offline');
+    dot.setAttribute('title', online ? 'Online' : 'Offline');
+  };
+  if (userId !== ctx.me.id) {
+    ctx.users.profile(userId).then((profile) => {
+      mutual = profile.relationship.following && profile.relationship.followed_by;
+      render();
+    }).catch(() => {});
+  }
+  scope.bus('presence', (id) => id === userId && render());
+  render();
+  return dot;
+}
+
+function userRow(ctx, scope, user, extra) {
+  return h('li', { class: 'person' },
+    h('a', { href: `#/u/${user.id}`, class: 'person-link' },
+      h('span', { class: 'avatar-wrap' }, avatar(user), presenceDot(ctx, scope, user.id)),
+      h('span', { class: 'grow' }, h('strong', {}, user.display_name), h('br'), h('span', { class: 'muted' }, `@${user.username}`))),
+    extra ?? null);
+}
+
+export async function renderPeople(ctx, scope, main) {
+  const query = h('input', { id: 'people-search', type: 'search', name: 'q', maxlength: 30, pattern: '[A-Za-z0-9_]+', placeholder: 'Username', autocomplete: 'off' });
+  const results = h('ol', { class: 'people', 'aria-label': 'Search results', 'aria-live': 'polite' });
+  const form = h('form', { class: 'search', role: 'search' },
+    h('label', { for: 'people-search' }, 'Search people'), h('div', { class: 'row' }, query, h('button', { type: 'submit', class: 'primary' }, 'Search')));
+  const requests = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'follow-requests-title' });
+  const privacy = h('input', { type: 'checkbox', id: 'privacy-toggle', role: 'switch' });
+  const presence = h('input', { type: 'checkbox', id: 'presence-toggle', role: 'switch' });
+  replace(main, h('section', { class: 'page' },
+    h('section', { class: 'card' }, h('h1', {}, 'People'), form, results),
+    requests,
+    h('section', { class: 'card', 'aria-labelledby': 'account-title' },
+      h('h2', { id: 'account-title' }, 'Your account'),
+      h('p', {}, h('a', { href: `#/u/${ctx.me.id}` }, 'View your profile')),
+      h('div', { class: 'toggle' }, privacy, h('label', { for: 'privacy-toggle' }, h('strong', {}, 'Private account'), h('br'),
+        h('span', { class: 'muted small' }, 'New followers need your approval; only followers see your posts.'))),
+      h('div', { class: 'toggle' }, presence, h('label', { for: 'presence-toggle' }, h('strong', {}, 'Show when I’m online'), h('br'),
+        h('span', { class: 'muted small' }, 'People who follow you and whom you follow see a green dot.'))))));
+
+  let searchTimer = null;
+  const search = async () => {
+    const q = query.value.trim();
+    if (!/^[A-Za-z0-9_]{1,30}$/.test(q)) {
+      replace(results, q ? h('li', { class: 'muted' }, 'Letters, digits and _ only.') : []);
+      return;
+    }
+    try {
+      const page = await ctx.api.get(`/users?q=${encodeURIComponent(q)}&limit=20`);
+      page.items.forEach((user) => ctx.users.remember(user));
+      replace(results, page.items.length ? page.items.map((user) => userRow(ctx, scope, user)) : h('li', { class: 'muted' }, 'Nobody by that name.'));
+    } catch (error) {
+      toast(error.message, 'error');
+    }
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    search();
+  });
+  query.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(search, 250);
+  });
+  scope.disposers.push(() => clearTimeout(searchTimer));
+
+  const loadRequests = async () => {
+    const page = await ctx.api.get('/follow-requests?limit=50');
+    requests.hidden = page.items.length === 0;
+    replace(requests, h('h2', { id: 'follow-requests-title' }, `Follow requests (${page.items.length})`),
+      h('ol', { class: 'people' }, page.items.map(({ user }) => {
+        const accept = h('button', { type: 'button', class: 'primary small' }, 'Accept');
+        const reject = h('button', { type: 'button', class: 'secondary small' }, 'Decline');
+        const decide = (verb) => async () => {
+          try {
+            await ctx.api.post(`/follow-requests/${seg(user.id)}/${verb}`);
+            ctx.users.forget(user.id);
+            await loadRequests();
+          } catch (error) {
+            toast(error.message, 'error');
+          }
+        };
+        accept.addEventListener('click', decide('accept'));
+        reject.addEventListener('click', decide('reject'));
+        return userRow(ctx, scope, user, h('div', { class: 'row' }, reject, accept));
+      })));
+  };
+  scope.bus('notification', (n) => n.type === 'follow_request' && loadRequests().catch(() => {}));
+
+  const me = await ctx.api.get('/users/me');
+  privacy.checked = me.is_private;
+  presence.checked = me.show_presence;
+  const toggle = (input, field) => input.addEventListener('change', async () => {
+    input.disabled = true;
+    try {
+      const updated = await ctx.api.patch('/users/me', { [field]: input.checked });
+      ctx.me = updated;
+      ctx.api.user = updated;
+      toast('Saved.');
+    } catch (error) {
+      input.checked = !input.checked;
+      toast(error.message, 'error');
+    } finally {
+      input.disabled = false;
+    }
+  });
+  toggle(privacy, 'is_private');
+  toggle(presence, 'show_presence');
+  await loadRequests();
+  query.focus();
+}
+
+export async function renderProfile(ctx, scope, main, userId) {
+  const section = h('section', { class: 'page' });
+  replace(main, section);
+  const render = async () => {
+    const profile = await ctx.users.profile(userId, { fresh: true });
+    const self = userId === ctx.me.id;
+    const rel = profile.relationship ?? {};
+    const actions = h('div', { class: 'row profile-actions' });
+    const act = (label, cls, fn, testid) => {
+      const button = h('button', { type: 'button', class: cls, 'data-testid': testid }, label);
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          await fn();
+          ctx.users.forget(userId);
+          await render();
+        } catch (error) {
+          toast(error.message, 'error');
+          button.disabled = false;
+        }
+      });
+      return button;
+    };
+    if (!self && !rel.blocking) {
+      if (rel.following) actions.append(act('Following ✓', 'secondary', () => ctx.api.delete(`/users/${seg(userId)}/follow`), 'unfollow'));
+      else if (rel.requested) actions.append(act('Requested', 'secondary', () => ctx.api.delete(`/users/${seg(userId)}/follow`), 'cancel-request'));
+      else actions.append(act(rel.followed_by ? 'Follow back' : 'Follow', 'primary', () => ctx.api.put(`/users/${seg(userId)}/follow`), 'follow'));
+      actions.append(h('a', { class: 'button secondary', href: `#/messages/${userId}`, 'data-testid': 'message' }, 'Message'));
+    }
+    if (!self) {
+      actions.append(rel.blocking
+        ? act('Unblock', 'secondary', () => ctx.api.delete(`/users/${seg(userId)}/block`), 'unblock')
+        : act('Block', 'danger-outline', async () => {
+          if (!confirm(`Block @${profile.username}? They will not see your posts or message you, and follows between you end.`)) throw new Error('Not blocked.');
+          await ctx.api.put(`/users/${seg(userId)}/block`);
+        }, 'block'));
+    }
+    const posts = h('div', { class: 'feed' }, h('p', { class: 'muted' }, 'Loading posts…'));
+    replace(section,
+      h('section', { class: 'card profile' },
+        h('div', { class: 'profile-head' },
+          h('span', { class: 'avatar-wrap' }, avatar(profile, 'lg'), presenceDot(ctx, scope, userId)),
+          h('div', { class: 'grow' },
+            h('h1', { class: 'profile-name' }, profile.display_name, profile.is_private ? h('span', { class: 'lock', title: 'Private account', 'aria-label': 'private account' }, ' 🔒') : null),
+            h('p', { class: 'muted' }, `@${profile.username}`, rel.followed_by && !self ? h('span', { class: 'chip' }, 'Follows you') : null))),
+        profile.bio ? h('p', { class: 'bio' }, profile.bio) : null,
+        h('p', { class: 'counts' },
+          h('span', {}, h('strong', {}, String(profile.post_count)), ' posts'),
+          h('span', {}, h('strong', {}, String(profile.follower_count)), ' followers'),
+          h('span', {}, h('strong', {}, String(profile.following_count)), ' following')),
+        self ? h('p', { class: 'muted small' }, 'This is you. Privacy settings are on the People tab.') : actions),
+      h('h2', { class: 'section-title' }, 'Posts'),
+      posts);
+    if (rel.blocking) {
+      replace(posts, h('p', { class: 'empty' }, 'You block this account.'));
+      return;
+    }
+    renderUserPosts(ctx, scope, posts, userId).catch((error) => {
+      replace(posts, h('p', { class: 'empty' }, error.status === 403 ? 'This account is private. Follow it to see its posts.' : error.message));
+    });
+  };
+  await render();
+}
