@@ -293,7 +293,9 @@ function showAuth(api, problems, message) {
       if (mode === 'register') await api.register(username.value.trim(), password.value, displayName.value.trim());
       else await api.login(username.value.trim(), password.value);
       location.hash = '#/';
-      startApp(api);
+      // A second sign-in in this page (after a session ended) starts from a clean page.
+      if (everStarted) location.reload();
+      else startApp(api);
     } catch (failure) {
       error.textContent = failure.message;
       submit.disabled = false;
@@ -346,6 +348,7 @@ function route(ctx) {
 }
 
 let running = null;
+let everStarted = false;
 
 async function startApp(api) {
   const { wsUrl } = endpoints();
@@ -365,6 +368,7 @@ async function startApp(api) {
     },
   };
   running = ctx;
+  everStarted = true;
   ctx.users.remember(ctx.me);
   $('topbar').hidden = false;
   $('footer').hidden = false;
