@@ -229,12 +229,14 @@ export async function renderHome(ctx, scope, main) {
   });
   composer.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (!textarea.value.trim()) return;
+    const text = textarea.value;
+    if (!text.trim()) return;
     submit.disabled = true;
     try {
-      const post = await ctx.api.post('/posts', { text: textarea.value });
-      textarea.value = '';
-      counter.textContent = `0 / ${MAX_POST_CHARS}`;
+      const post = await ctx.api.post('/posts', { text });
+      // Keep whatever was typed while the request was in flight.
+      if (textarea.value === text) textarea.value = '';
+      counter.textContent = `${[...textarea.value].length} / ${MAX_POST_CHARS}`;
       // The post shows when its post_created arrives; a late event costs one refetch.
       if (!cards.has(post.id)) {
         ownPending.set(post.id, scope.timeout(async () => {
@@ -349,6 +351,7 @@ export async function renderPost(ctx, scope, main, id) {
     try {
       const comment = await ctx.api.post(`/posts/${seg(id)}/comments`, { text: input.value });
       input.value = '';
+      if (!shown.has(comment.id)) card.update({ comment_count: card.post.comment_count + 1 });
       await addComment(comment);
     } catch (error) {
       toast(error.message, 'error');

@@ -18,13 +18,18 @@ export function trackPresence(ctx) {
   ctx.client.on('user_offline', set(false));
 }
 
-/** A dot on an avatar: green online, grey offline; nothing for users who are not mutuals. */
+/**
+ * A dot on a mutual follow's avatar: green online, grey offline. Nothing until a transition
+ * has been seen (the server sends no initial state, and guessing "offline" would be wrong for
+ * someone who has been online all along), and nothing for users who are not mutuals.
+ */
 export function presenceDot(ctx, scope, userId) {
   const dot = h('span', { class: 'presence', hidden: true, 'data-testid': 'presence' });
   let mutual = false;
   const render = () => {
-    const online = ctx.presence.get(userId) === true;
-    dot.hidden = !mutual;
+    const known = ctx.presence.get(userId);
+    const online = known === true;
+    dot.hidden = !mutual || known === undefined;
     dot.classList.toggle('online', online);
     dot.setAttribute('aria-label', online ? 'online' : 'offline');
     dot.setAttribute('title', online ? 'Online' : 'Offline');

@@ -7,7 +7,7 @@
 //                          [--app-url http://127.0.0.1:3000/app/]   (use a running `make dev` instead)
 //
 // Flow: B follows A; A posts and B's feed shows it live (no reload) within 2 s; B likes it
-// and A's bell badge counts it; A opens a DM to B and types, B sees the typing indicator and
+// and A's bell badge counts it (and uncounts it when a second tab of A reads it); A opens a DM to B and types, B sees the typing indicator and
 // then the message; B's socket is killed while the network is down, B shows reconnecting,
 // then connected, and a DM sent meanwhile arrives by resume; `<img src=x onerror=alert(1)>`
 // is shown as text in a post and a DM, and no dialog ever opens. Screenshots of both windows
@@ -198,6 +198,17 @@ async function flow(a, b, problems) {
   }, unreadBefore);
   await a.page.locator('.post', { hasText: text }).locator('[data-testid="like-count"]', { hasText: '1' }).waitFor();
   log(`B liked A's post; A's bell went from ${unreadBefore} to ${unreadBefore + 1}, A's card shows 1 like`);
+  // A second tab of A reads a notification: the first tab's badge follows (notification_read).
+  const tab = await a.context.newPage();
+  tab.on('dialog', (dialog) => problems.push(`A (tab 2): a dialog opened: ${dialog.message()}`));
+  await tab.goto(`${a.page.url().split('#')[0]}#/notifications`);
+  await tab.locator('.notification.unread', { hasText: 'liked your post' }).click();
+  await a.page.waitForFunction((before) => {
+    const badge = document.getElementById('bell-badge');
+    return !badge.hidden && Number(badge.textContent) === before;
+  }, unreadBefore);
+  await tab.close();
+  log(`a second tab of A read the like notification; A's first tab went back to ${unreadBefore}`);
   await screenshots(a, b, '1-feed');
 
   // A opens a DM to B and types; B (in the thread with A) sees typing, then the message.
@@ -279,7 +290,8 @@ async function main() {
   const { chromium } = await import('playwright-core');
   const gateway = options['app-url'] ? { appUrl: options['app-url'], stop: async () => {}, stderr: [] } : await startGateway();
   log(`app at ${gateway.appUrl}`);
-  // playwright-core gives every launch a fresh, temporary --user-data-dir of its own.
+  // playwright-core adds --headless and a fresh, temporary --user-data-dir to every launch
+  // (checked: `ps` shows --user-data-dir=/tmp/playwright_chromiumdev_profile-…).
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
   log(`browser: chromium ${browser.version()}`);
   const problems = [];
