@@ -30,6 +30,9 @@ export class Api {
       if (!stored && this.session) {
         this.session = null;
         this.onSessionEnded('signed out in another tab');
+      } else if (stored && this.session && stored.user?.id !== this.session.user?.id) {
+        // Another account signed in in another tab: this page shows the old one's data.
+        location.reload();
       } else if (stored) {
         this.session = stored;
         this.scheduleRefresh();

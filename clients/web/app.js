@@ -325,7 +325,12 @@ const ROUTES = [
 ];
 
 function route(ctx) {
-  const path = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
+  let path;
+  try {
+    path = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
+  } catch {
+    path = '/not-found'; // a malformed %-escape in a hand-typed address
+  }
   ctx.scope?.dispose();
   const scope = new Scope(ctx);
   ctx.scope = scope;
@@ -341,7 +346,13 @@ function route(ctx) {
     if (link.dataset.nav === nav) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  Promise.resolve(render(ctx, scope, main, found.slice(1))).catch((error) => {
+  Promise.resolve(render(ctx, scope, main, found.slice(1))).then(() => {
+    // Keyboard and screen-reader users start at the new content (unless the screen focused
+    // a field of its own, like the composer or the message box).
+    if (ctx.scope === scope && (document.activeElement === document.body || !main.contains(document.activeElement))) {
+      main.focus({ preventScroll: true });
+    }
+  }).catch((error) => {
     if (ctx.scope !== scope) return;
     replace(main, h('section', { class: 'card', role: 'alert' }, h('h1', {}, 'Something went wrong'), h('p', {}, error.message)));
   });
