@@ -10,7 +10,8 @@
 // and A's bell badge counts it (and uncounts it when a second tab of A reads it); A opens a DM to B and types, B sees the typing indicator and
 // then the message; B's socket is killed while the network is down, B shows reconnecting,
 // then connected, and a DM sent meanwhile arrives by resume; `<img src=x onerror=alert(1)>`
-// is shown as text in a post and a DM, and no dialog ever opens. Screenshots of both windows
+// is shown as text in a post and a DM, and no dialog ever opens; scrolled down, B gets a
+// "1 new post" pill instead of a moving feed. Screenshots of both windows
 // go to target/e2e/ on every run (also on failure).
 //
 // Skips (exit 0, with a message) only when chromium is not installed, which `make chromium`
@@ -144,6 +145,8 @@ async function screenshots(a, b, label) {
   for (const user of [a, b]) {
     if (!user?.page || user.page.isClosed()) continue;
     const file = path.join(folder, `${label}-${user.name === 'A' ? 'a' : 'b'}.png`);
+    // No hover highlight from the last click in the picture.
+    await user.page.mouse.move(1, user.page.viewportSize().height - 1).catch(() => {});
     await user.page.screenshot({ path: file, fullPage: false }).catch(() => {});
     log(`screenshot ${path.relative(ROOT, file)}`);
   }
@@ -277,6 +280,28 @@ async function flow(a, b, problems) {
   await b.page.locator('.message.theirs', { hasText: whileAway }).waitFor();
   await b.page.waitForSelector('#connection-status[data-state="connected"]');
   await a.page.locator('#feed .post').nth(1).waitFor();
+  await screenshots(a, b, 'window');
+
+  // Scrolled down, B gets a "1 new post" pill instead of a feed that moves under the thumb.
+  await b.page.click('a[data-nav="home"]');
+  await b.page.waitForSelector('#feed[aria-busy="false"]', { state: 'attached' });
+  for (let i = 1; i <= 4; i += 1) {
+    await a.page.fill('#composer-text', `Filler post ${i} of 4, long enough to take some room on a phone screen (${suffix}).`);
+    await a.page.click('#composer-submit');
+    await b.page.locator('.post', { hasText: `Filler post ${i} of 4` }).waitFor();
+  }
+  await b.page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  await b.page.waitForFunction(() => window.scrollY > 240);
+  const whileScrolled = `Posted while B was scrolled down (${suffix})`;
+  await a.page.fill('#composer-text', whileScrolled);
+  await a.page.click('#composer-submit');
+  await b.page.waitForSelector('[data-testid="new-posts-pill"]:not([hidden])');
+  check((await b.page.textContent('[data-testid="new-posts-pill"]')).includes('1 new post'), 'the pill does not count 1 new post');
+  check(await b.page.locator('.post', { hasText: whileScrolled }).count() === 0, 'the new post moved the feed while B was scrolled down');
+  await screenshots(a, b, '3-pill');
+  await b.page.click('[data-testid="new-posts-pill"]');
+  await b.page.locator('#feed .post').first().filter({ hasText: whileScrolled }).waitFor();
+  log('scrolled down, B got a "1 new post" pill; pressing it put the post on top');
 }
 
 async function main() {
@@ -301,7 +326,6 @@ async function main() {
     a = await openUser(browser, 'A', { width: 1100, height: 820 }, gateway.appUrl, problems);
     b = await openUser(browser, 'B', { width: 375, height: 812 }, gateway.appUrl, problems);
     await flow(a, b, problems);
-    await screenshots(a, b, 'window');
     log('passed');
   } catch (error) {
     await screenshots(a, b, 'window-failure');
