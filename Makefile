@@ -61,6 +61,9 @@ $(NODE_STAMP): package.json package-lock.json
 # Debian's chromium for the browser test (test-web), driven by the pinned playwright-core.
 # Skipped when already there; apt-get needs root (or passwordless sudo). Where neither is
 # available the browser test says so and skips; an apt-get that runs and fails is an error.
+# The package is the distribution's security-maintained build, not an exact version: Debian
+# replaces old versions in its archive, so a version pin would break the next fresh machine.
+# playwright-core is pinned (package-lock.json); the test prints the browser version it drove.
 CHROMIUM ?= /usr/bin/chromium
 chromium: ## install Debian's chromium for the browser test (apt-get; no-op when present)
 	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
