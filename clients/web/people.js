@@ -59,11 +59,13 @@ export async function renderPeople(ctx, scope, main) {
   const form = h('form', { class: 'search', role: 'search' },
     h('label', { for: 'people-search' }, 'Search people'), h('div', { class: 'row' }, query, h('button', { type: 'submit', class: 'primary' }, 'Search')));
   const requests = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'follow-requests-title' });
+  const blocked = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'blocked-title' });
   const privacy = h('input', { type: 'checkbox', id: 'privacy-toggle', role: 'switch' });
   const presence = h('input', { type: 'checkbox', id: 'presence-toggle', role: 'switch' });
   replace(main, h('section', { class: 'page' },
     h('section', { class: 'card' }, h('h1', {}, 'People'), form, results),
     requests,
+    blocked,
     h('section', { class: 'card', 'aria-labelledby': 'account-title' },
       h('h2', { id: 'account-title' }, 'Your account'),
       h('p', {}, h('a', { href: `#/u/${ctx.me.id}` }, 'View your profile')),
@@ -120,6 +122,19 @@ export async function renderPeople(ctx, scope, main) {
   };
   scope.bus('notification', (n) => n.type === 'follow_request' && loadRequests().catch(() => {}));
 
+  const loadBlocked = async () => {
+    const page = await ctx.api.get('/blocks?limit=50');
+    blocked.hidden = page.items.length === 0;
+    replace(blocked, h('h2', { id: 'blocked-title' }, 'Blocked accounts'),
+      h('ol', { class: 'people' }, page.items.map(({ user }) => {
+        ctx.users.remember(user);
+        return h('li', { class: 'person' },
+          h('a', { href: `#/u/${user.id}`, class: 'person-link' }, avatar(user),
+            h('span', { class: 'grow' }, h('strong', {}, user.display_name), h('br'), h('span', { class: 'muted' }, `@${user.username}`))));
+      })));
+  };
+  loadBlocked().catch(() => {});
+
   const me = await ctx.api.get('/users/me');
   privacy.checked = me.is_private;
   presence.checked = me.show_presence;
@@ -147,7 +162,14 @@ export async function renderProfile(ctx, scope, main, userId) {
   const section = h('section', { class: 'page' });
   replace(main, section);
   const render = async () => {
-    const profile = await ctx.users.profile(userId, { fresh: true });
+    let profile;
+    try {
+      profile = await ctx.users.profile(userId, { fresh: true });
+    } catch (error) {
+      // A block hides profiles both ways (404); the blocker still needs a way back.
+      if (error.status === 404 && (await blockedByMe(ctx, userId))) return renderBlocked();
+      throw error;
+    }
     const self = userId === ctx.me.id;
     const rel = profile.relationship ?? {};
     const actions = h('div', { class: 'row profile-actions' });
@@ -204,5 +226,43 @@ export async function renderProfile(ctx, scope, main, userId) {
       replace(posts, h('p', { class: 'empty' }, error.status === 403 ? 'This account is private. Follow it to see its posts.' : error.message));
     });
   };
+  const renderBlocked = () => {
+    const user = ctx.users.known(userId) ?? { id: userId, username: 'unknown', display_name: 'Blocked account' };
+    const unblock = h('button', { type: 'button', class: 'secondary', 'data-testid': 'unblock' }, 'Unblock');
+    unblock.addEventListener('click', async () => {
+      unblock.disabled = true;
+      try {
+        await ctx.api.delete(`/users/${seg(userId)}/block`);
+        ctx.users.forget(userId);
+        await render();
+      } catch (error) {
+        toast(error.message, 'error');
+        unblock.disabled = false;
+      }
+    });
+    replace(section, h('section', { class: 'card profile' },
+      h('div', { class: 'profile-head' }, avatar(user, 'lg'),
+        h('div', { class: 'grow' }, h('h1', { class: 'profile-name' }, user.display_name), h('p', { class: 'muted' }, `@${user.username}`))),
+      h('p', {}, 'You block this account: neither of you sees the other’s profile, posts or messages. Follows between you were removed.'),
+      h('div', { class: 'row profile-actions' }, unblock)));
+  };
   await render();
+}
+
+/** Whether the caller blocks `userId` (GET /blocks, newest first, a few pages at most). */
+async function blockedByMe(ctx, userId) {
+  let cursor = null;
+  for (let page = 0; page < 5; page += 1) {
+    const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+    const list = await ctx.api.get(`/blocks?limit=100${query}`).catch(() => null);
+    if (!list) return false;
+    const found = list.items.find((item) => item.user.id === userId);
+    if (found) {
+      ctx.users.remember(found.user);
+      return true;
+    }
+    cursor = list.next_cursor;
+    if (!cursor) return false;
+  }
+  return false;
 }
