@@ -4,8 +4,16 @@
 // token would end one of the sessions.
 
 const STORAGE_KEY = 'ripple.session';
-/** Refresh this long before the access token expires. */
-const REFRESH_MARGIN_MS = 60 * 1000;
+/** Wait between refresh attempts that failed for want of a network. */
+const REFRESH_RETRY_MS = 5 * 1000;
+
+/**
+ * How long before expiry to refresh: a minute for the usual 15-minute token, less for short
+ * lifetimes (never under half of it, so a short-lived token cannot cause a refresh loop).
+ */
+export function refreshMargin(lifetimeMs) {
+  return Math.max(lifetimeMs / 2, Math.min(60 * 1000, lifetimeMs - 10 * 1000));
+}
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -76,6 +84,7 @@ export class Api {
       accessToken: session.access_token,
       refreshToken: session.refresh_token,
       expiresAt: Date.now() + session.expires_in * 1000,
+      lifetimeMs: session.expires_in * 1000,
     };
     writeStored(this.session);
     this.scheduleRefresh();
@@ -87,17 +96,22 @@ export class Api {
     localStorage.removeItem(STORAGE_KEY);
   }
 
-  scheduleRefresh() {
+  /** Schedules the next refresh; after a failed one (offline…) not sooner than `atLeastMs`. */
+  scheduleRefresh(atLeastMs = 0) {
     clearTimeout(this.refreshTimer);
     if (!this.session) return;
-    const wait = Math.max(0, this.session.expiresAt - Date.now() - REFRESH_MARGIN_MS);
+    const wait = Math.max(atLeastMs, this.session.expiresAt - Date.now() - this.margin());
     this.refreshTimer = setTimeout(() => this.refresh().catch(() => {}), wait);
+  }
+
+  margin() {
+    return refreshMargin(this.session?.lifetimeMs ?? 15 * 60 * 1000);
   }
 
   /** An access token valid for at least the margin (refreshing first when needed). */
   async freshAccessToken() {
     if (!this.session) throw new Error('signed out');
-    if (this.session.expiresAt - Date.now() < REFRESH_MARGIN_MS) await this.refresh();
+    if (this.session.expiresAt - Date.now() < this.margin()) await this.refresh();
     return this.session.accessToken;
   }
 
@@ -124,10 +138,17 @@ export class Api {
       }
     };
     const locked = navigator.locks ? () => navigator.locks.request('ripple.refresh', run) : run;
-    this.refreshing = locked().finally(() => {
-      this.refreshing = null;
-      this.scheduleRefresh();
-    });
+    let failed = false;
+    this.refreshing = locked()
+      .catch((error) => {
+        failed = true;
+        throw error;
+      })
+      .finally(() => {
+        this.refreshing = null;
+        // A failed refresh (network down) is retried every few seconds, not in a loop.
+        this.scheduleRefresh(failed ? REFRESH_RETRY_MS : 0);
+      });
     return this.refreshing;
   }
 
