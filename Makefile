@@ -123,7 +123,8 @@ test-js: ## the JavaScript client's tests (node --test, no npm packages)
 # (tests/web/e2e.mjs). Screenshots of both windows land in target/e2e/.
 test-web: $(NODE_STAMP) $(TOOLS_STAMP) chromium ## the web app (clients/web) end to end in headless Chromium
 	cargo build -p ripple-local
-	node tests/web/e2e.mjs --gateway "$(ROOT)/target/debug/ripple-local" --moto-server "$(VENV)/bin/moto_server"
+	node tests/web/e2e.mjs --gateway "$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/ripple-local" \
+	  --moto-server "$(VENV)/bin/moto_server"
 
 test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB Local
 	$(SCRIPTS)/ddb-local.sh -- cargo test -p shared --test store
