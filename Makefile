@@ -122,6 +122,7 @@ test-js: ## the JavaScript client's tests (node --test, no npm packages)
 # The web app in headless Chromium: two users against a local gateway the test starts
 # (tests/web/e2e.mjs). Screenshots of both windows land in target/e2e/.
 test-web: $(NODE_STAMP) $(TOOLS_STAMP) chromium ## the web app (clients/web) end to end in headless Chromium
+	node --test tests/web/helpers.test.mjs
 	cargo build -p ripple-local
 	node tests/web/e2e.mjs --gateway "$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/ripple-local" \
 	  --moto-server "$(VENV)/bin/moto_server"

@@ -8,11 +8,12 @@ const STORAGE_KEY = 'ripple.session';
 const REFRESH_RETRY_MS = 5 * 1000;
 
 /**
- * How long before expiry to refresh: a minute for the usual 15-minute token, less for short
- * lifetimes (never under half of it, so a short-lived token cannot cause a refresh loop).
+ * How long before expiry to refresh: a minute for the usual 15-minute token; for lifetimes
+ * under 75 s, 80 % of it, so the next refresh is always at least a fifth of the lifetime away
+ * and a short-lived token cannot cause a refresh loop.
  */
 export function refreshMargin(lifetimeMs) {
-  return Math.max(lifetimeMs / 2, Math.min(60 * 1000, lifetimeMs - 10 * 1000));
+  return Math.min(60 * 1000, lifetimeMs * 0.8);
 }
 
 export class ApiError extends Error {
