@@ -130,7 +130,6 @@ export async function renderInbox(ctx, scope, main) {
     replace(list, conversations.map((c) => conversationRow(ctx, scope, c)));
   };
   scope.bus('inbox', render);
-  scope.bus('presence', () => {}); // dots update themselves
   render();
   await ctx.inbox.reload();
 }

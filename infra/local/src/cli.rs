@@ -236,4 +236,33 @@ mod tests {
         assert!(options.in_memory);
         assert!(Args::try_parse_from(["ripple-local", "--fail-post-percent", "101"]).is_err());
     }
+
+    #[test]
+    fn the_web_app_is_served_from_a_folder_that_exists_unless_switched_off() {
+        let folder = tempfile::tempdir().unwrap();
+        let root = folder.path().to_str().unwrap();
+        let options = |extra: &[&str]| {
+            let mut argv = vec!["ripple-local", "--web-root", root, "--web-lib", "lib"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap().stack_options()
+        };
+        assert_eq!(
+            options(&[]).gateway.web_app,
+            Some(WebAppFiles {
+                root: root.into(),
+                library: "lib".into()
+            })
+        );
+        assert_eq!(options(&["--no-web-app"]).gateway.web_app, None);
+        let missing = folder.path().join("missing");
+        let argv = ["ripple-local", "--web-root", missing.to_str().unwrap()];
+        assert_eq!(
+            Args::try_parse_from(argv)
+                .unwrap()
+                .stack_options()
+                .gateway
+                .web_app,
+            None
+        );
+    }
 }
