@@ -225,12 +225,18 @@ function wireConnection(ctx) {
   });
   window.addEventListener('offline', () => setStatus(ctx, 'offline'));
   window.addEventListener('online', () => {
-    // Back online: reconnect now instead of waiting out the backoff.
+    setStatus(ctx, 'reconnecting', 'network is back');
     if (!client.connected) {
-      setStatus(ctx, 'reconnecting', 'network is back');
+      // Reconnect now instead of waiting out the backoff.
       client.close();
       client.connect();
+      return;
     }
+    // The socket may have survived the outage, or be dead without knowing it yet: ask.
+    client.ping().then(
+      () => setStatus(ctx, 'connected'),
+      () => client.socket?.close(4000, 'no pong after the network came back'),
+    );
   });
   $('drop-connection').addEventListener('click', () => {
     client.socket?.close(4000, 'dropped from the diagnostics panel');

@@ -7,19 +7,21 @@
 //                          [--app-url http://127.0.0.1:3000/app/]   (use a running `make dev` instead)
 //
 // Flow: B follows A; A posts and B's feed shows it live (no reload) within 2 s; B likes it
-// and A's bell badge counts it (and uncounts it when a second tab of A reads it); A opens a DM to B and types, B sees the typing indicator and
-// then the message; B's socket is killed while the network is down, B shows reconnecting,
-// then connected, and a DM sent meanwhile arrives by resume; `<img src=x onerror=alert(1)>`
-// is shown as text in a post and a DM, and no dialog ever opens; scrolled down, B gets a
-// "1 new post" pill instead of a moving feed; both sessions refresh their access tokens (75 s
-// here) before expiry. Screenshots of both windows
-// go to target/e2e/ on every run (also on failure).
+// and A's bell badge counts it (and uncounts it when a second tab of A reads it); A opens a
+// DM to B and types, B sees the typing indicator and then the message; B's socket is killed
+// (a TCP relay in front of the WebSocket API resets it and refuses B for a while), B shows
+// reconnecting, then connected, and a DM sent meanwhile arrives by resume; `<img src=x onerror=alert(1)>` is shown as text in a post and a DM, and
+// no dialog ever opens; scrolled down, B gets a "1 new post" pill instead of a moving feed;
+// both sessions refresh their access tokens (75 s here) before expiry. Screenshots of both
+// windows go to target/e2e/ (window-a.png, window-b.png; steps/ for the rest) on every run,
+// also on failure.
 //
 // Skips (exit 0, with a message) only when chromium is not installed, which `make chromium`
 // does wherever apt-get can run.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +98,64 @@ async function startGateway() {
     });
   });
   return { appUrl, stop, stderr };
+}
+
+/** The WebSocket URL the app's config.js names (the gateway's own). */
+async function websocketUrl(appUrl) {
+  const config = await (await fetch(new URL('config.js', appUrl))).text();
+  const match = config.match(/"wsUrl":"([^"]+)"/);
+  check(match, `no wsUrl in ${appUrl}config.js: ${config}`);
+  return match[1];
+}
+
+/**
+ * A TCP relay in front of the WebSocket API: `kill()` resets every connection through it
+ * (the page sees an abnormal close, as on a network drop) and refuses new ones until
+ * `restore()`.
+ */
+async function startRelay(target) {
+  const upstream = new URL(target);
+  const sockets = new Set();
+  let refusing = false;
+  const relay = { killed: 0 };
+  const server = net.createServer((client) => {
+    if (refusing) {
+      client.resetAndDestroy();
+      return;
+    }
+    const server = net.connect(Number(upstream.port), upstream.hostname);
+    const pair = [client, server];
+    for (const socket of pair) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        for (const other of pair) other.destroy();
+      });
+    }
+    client.pipe(server);
+    server.pipe(client);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const relayed = new URL(target);
+  relayed.port = String(server.address().port);
+  return Object.assign(relay, {
+    url: relayed.toString().replace(/\/$/, ''),
+    kill() {
+      refusing = true;
+      for (const socket of sockets) {
+        if (socket.remotePort !== Number(upstream.port)) relay.killed += 1;
+        socket.resetAndDestroy();
+      }
+    },
+    restore() {
+      refusing = false;
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  });
 }
 
 /** A user in a browser context: its page, with dialogs and page errors recorded. */
@@ -234,27 +294,28 @@ async function flow(a, b, problems) {
   await b.page.waitForSelector('[data-testid="typing"][hidden]', { state: 'attached' });
   log('B got the message; the typing indicator is gone');
 
-  // B's socket is killed while B's network is down; A writes meanwhile; B comes back, shows
-  // reconnecting then connected, and the message arrives by resume.
+  // B's socket is killed (its TCP connection reset by the relay) and B cannot reconnect for a
+  // while; A writes meanwhile; B comes back, shows reconnecting then connected, and the
+  // message arrives by resume.
   await watchStatus(b.page);
   const resumesBefore = Number(await b.page.textContent('[data-testid="diag-resumes"]'));
-  await b.context.setOffline(true);
-  await b.page.click('#diagnostics summary');
-  await b.page.click('#drop-connection');
+  b.relay.kill();
   await b.page.waitForFunction(() => document.getElementById('connection-status').dataset.state !== 'connected');
+  await b.page.click('#diagnostics summary');
   const whileAway = `Sent while you were away (${suffix})`;
   await a.page.fill('#message-text', whileAway);
   await a.page.press('#message-text', 'Enter');
   await a.page.locator('.message.mine:not(.pending)', { hasText: whileAway }).waitFor();
   await b.page.waitForTimeout(1000);
   check(await b.page.locator('.message', { hasText: whileAway }).count() === 0, 'B received the DM while disconnected');
-  await b.context.setOffline(false);
+  b.relay.restore();
   await b.page.waitForSelector('#connection-status[data-state="connected"]');
   await b.page.locator('.message.theirs', { hasText: whileAway }).waitFor();
   await b.page.waitForFunction((before) => Number(document.querySelector('[data-testid="diag-resumes"]').textContent) > before, resumesBefore);
   const statusLog = await b.page.evaluate(() => window.statusLog);
   const replayed = Number(await b.page.textContent('[data-testid="diag-replayed"]'));
   log(`B's status went ${statusLog.join(' → ')}; resume replayed ${replayed} event(s)`);
+  check(b.relay.killed >= 1, 'the relay killed no socket of B');
   check(statusLog.includes('reconnecting'), `B never showed reconnecting: ${statusLog.join(', ')}`);
   check(statusLog.at(-1) === 'connected', `B did not end connected: ${statusLog.join(', ')}`);
   check(statusLog.indexOf('reconnecting') < statusLog.lastIndexOf('connected'), 'reconnecting came after connected');
@@ -339,9 +400,14 @@ async function main() {
   const problems = [];
   let a;
   let b;
+  let relay;
   try {
     a = await openUser(browser, 'A', { width: 1100, height: 820 }, gateway.appUrl, problems);
-    b = await openUser(browser, 'B', { width: 375, height: 812 }, gateway.appUrl, problems);
+    // B's WebSocket goes through a relay the test can cut (?ws= overrides config.js).
+    relay = await startRelay(await websocketUrl(gateway.appUrl));
+    const bUrl = `${gateway.appUrl}?ws=${encodeURIComponent(relay.url)}`;
+    b = await openUser(browser, 'B', { width: 375, height: 812 }, bUrl, problems);
+    b.relay = relay;
     await flow(a, b, problems);
     log('passed');
   } catch (error) {
@@ -350,6 +416,7 @@ async function main() {
     throw error;
   } finally {
     await browser.close().catch(() => {});
+    relay?.close();
     await gateway.stop();
   }
 }
