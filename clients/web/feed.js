@@ -192,9 +192,27 @@ export async function renderHome(ctx, scope, main) {
     showEmpty();
   };
 
+  // A refetch of the first page also tells which shown posts are gone (deleted, or their
+  // author blocked or unfollowed while this page was away): those inside the page's range.
+  // Posts newer than its newest are kept: an index may not show a post as fast as its event.
+  const dropVanished = (page) => {
+    if (!page.items.length) return;
+    const ids = page.items.map((post) => post.id).sort();
+    const fresh = new Set(ids);
+    const [oldest, newest] = [ids[0], ids[ids.length - 1]];
+    for (const [id, card] of cards) {
+      const covered = id <= newest && (!page.next_cursor || id >= oldest);
+      if (covered && !fresh.has(id)) {
+        card.element.remove();
+        cards.delete(id);
+      }
+    }
+  };
+
   const load = async ({ append = false } = {}) => {
     const query = append && nextCursor ? `&cursor=${encodeURIComponent(nextCursor)}` : '';
     const page = await ctx.api.get(`/feed?limit=20${query}`);
+    if (!append) dropVanished(page);
     for (const raw of page.items.sort(byNewest)) add(await normalise(ctx, raw));
     if (append || !nextCursor) nextCursor = page.next_cursor;
     more.hidden = !nextCursor;

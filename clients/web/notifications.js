@@ -143,7 +143,14 @@ export async function renderNotifications(ctx, scope, main) {
   scope.bus('notification', (notification) => add(notification, true));
   scope.bus('notifications_read', (ids) => ids.forEach(setRead));
 
-  const page = await ctx.api.get('/notifications?limit=50');
-  for (const notification of page.items) await add(notification, false);
-  empty.hidden = items.size > 0;
+  const load = async () => {
+    const page = await ctx.api.get('/notifications?limit=50');
+    // After a gap or a reconnection the list is rebuilt: read states may have changed too.
+    items.clear();
+    list.replaceChildren();
+    for (const notification of page.items) await add(notification, false);
+    empty.hidden = items.size > 0;
+  };
+  scope.bus('resync', () => load().catch(() => {}));
+  await load();
 }
