@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::keys::{IndexKey, Key};
 use super::page::{decode_key, encode_key, KeyShape, Page, PageRequest};
-use crate::retry::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 
 pub type Item = HashMap<String, AttributeValue>;
 
