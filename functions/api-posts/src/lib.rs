@@ -371,7 +371,7 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let post_id = request.path_id("post_id")?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let liked = state.posts.like(&post, caller, state.clock.now()).await?;
-    ApiResponse::ok(liked)
+    ApiResponse::ok(liked.outcome)
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
@@ -414,7 +414,7 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         )
         .await?;
     tracing::info!(user_id = %caller, %post_id, comment_id = %comment.id, "comment added");
-    ApiResponse::created(CommentView::new(comment, &author))
+    ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]

@@ -33,11 +33,13 @@ async fn start() -> TestApi {
 }
 
 async fn follow(api: &TestApi, follower: &TestAccount, followee: &TestAccount) {
-    assert!(api
-        .store
-        .follow(follower.id(), followee.id(), Utc::now())
-        .await
-        .unwrap());
+    assert!(
+        api.store
+            .follow(follower.id(), followee.id(), Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
 }
 
 async fn block(api: &TestApi, blocker: &TestAccount, blocked: &TestAccount) {
