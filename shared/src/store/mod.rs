@@ -7,7 +7,8 @@
 //! - One module per area, each with a small trait and its DynamoDB implementation on
 //!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
 //!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms),
-//!   [`presence`] (the online state announced to watchers; debounces online/offline).
+//!   [`presence`] (the online state announced to watchers; debounces online/offline),
+//!   [`delivered`] (delivery markers of events the writer push already delivered).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -17,6 +18,7 @@
 //! the same transaction as their cause.
 
 pub mod connections;
+pub mod delivered;
 pub mod dynamo;
 pub mod keys;
 pub mod messages;
