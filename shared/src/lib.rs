@@ -23,6 +23,9 @@
 //! - [`events`]: the server → client WebSocket events, their envelope and deterministic ids.
 //! - [`push`]: pushing events to connections (management API, audiences, direct or queued
 //!   dispatch with retry; gone connections removed).
+//! - [`writer_push`]: a REST function pushes the events of its write to small audiences
+//!   right after its commit (the stream router stays the guaranteed path and skips what
+//!   was delivered).
 //! - [`queue`]: the typed, versioned SQS messages of the fan-out queue (event chunks and
 //!   delayed presence checks).
 //! - [`aws`]: SDK clients, built once.
@@ -45,5 +48,6 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod writer_push;
 
 pub use error::{Error, Result};
