@@ -27,6 +27,7 @@ use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::Page;
+use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -37,6 +38,9 @@ pub struct State {
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+    /// Pushes the events of a send to both sides before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: WriterPush,
 }
 
 impl std::fmt::Debug for State {
@@ -59,6 +63,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, clients, clock)?;
+        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -67,7 +72,14 @@ impl State {
             social: store.clone(),
             messages: store.clone(),
             rate_limiter: store,
+            writer,
         })
+    }
+
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
+        self.writer = writer;
+        self
     }
 }
 
@@ -233,6 +245,7 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
         created = sent.created,
         "message sent"
     );
+    state.writer.message_sent(&sent).await;
     if sent.created {
         ApiResponse::created(sent.message)
     } else {

@@ -43,6 +43,7 @@ use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore, Visibility};
 use shared::store::users::UserStore;
+use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -53,6 +54,9 @@ pub struct State {
     pub social: Arc<dyn SocialStore>,
     pub posts: Arc<dyn PostStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Pushes the events of a write to small audiences before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: WriterPush,
 }
 
 impl std::fmt::Debug for State {
@@ -75,6 +79,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, clients, clock)?;
+        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -83,7 +88,14 @@ impl State {
             social: store.clone(),
             posts: store.clone(),
             rate_limiter: store,
+            writer,
         })
+    }
+
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// Spends one unit of the caller's per-minute budget for `action`.
@@ -303,6 +315,7 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         })
         .await?;
     tracing::info!(user_id = %caller, post_id = %post.id, "post created");
+    state.writer.post_created(&post, &author).await;
     ApiResponse::created(PostView::new(post, &author, false))
 }
 
@@ -371,6 +384,7 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let post_id = request.path_id("post_id")?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let liked = state.posts.like(&post, caller, state.clock.now()).await?;
+    state.writer.notified(liked.notification.as_ref()).await;
     ApiResponse::ok(liked.outcome)
 }
 
@@ -414,6 +428,7 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         )
         .await?;
     tracing::info!(user_id = %caller, %post_id, comment_id = %comment.id, "comment added");
+    state.writer.notified(comment.notification.as_ref()).await;
     ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 
