@@ -88,7 +88,9 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
         actor_id: new.actor,
         post_id: new.post_id,
         comment_id: new.comment_id,
-        created_at: new.created_at,
+        // As stored (milliseconds), so the notification a write returns is the item the
+        // stream carries, and an event built from either is the same event.
+        created_at: crate::clock::to_millis(new.created_at),
         read: false,
     };
     let item = with_gsi2(
