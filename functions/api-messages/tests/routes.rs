@@ -721,7 +721,10 @@ async fn a_message_and_its_notification_are_pushed_to_both_sides_before_the_resp
         pushed(&push, "bob-1="),
         described(&[new_message.clone(), Event::new_notification(&notification)])
     );
-    assert_eq!(pushed(&push, "alice-1="), described(&[new_message.clone()]));
+    assert_eq!(
+        pushed(&push, "alice-1="),
+        described(std::slice::from_ref(&new_message))
+    );
     let ids = [
         new_message.event_id,
         Event::new_notification(&notification).event_id,

@@ -100,7 +100,9 @@ async fn measure(args: &Args, writer_push: bool) -> Measured {
             ("RATE_LIMIT_POSTS_PER_MINUTE", "1000000"),
             ("RATE_LIMIT_MESSAGES_PER_MINUTE", "1000000"),
         ] {
-            options.environment.push((name.to_owned(), value.to_owned()));
+            options
+                .environment
+                .push((name.to_owned(), value.to_owned()));
         }
         if !writer_push {
             options
