@@ -23,8 +23,11 @@
 //!   follower page, the block set and one connections read, whoever posts;
 //! - an event whose audience has more than `WRITER_PUSH_MAX_CONNECTIONS` connections, or
 //!   none, is left to the router;
-//! - the resolution is one round of concurrent reads for all of a write's events; posts
-//!   run concurrently with short retries; the whole push is cut at `WRITER_PUSH_BUDGET_MS`.
+//! - the resolution is one round of concurrent reads for all of a write's events, run by
+//!   the handler alongside the write's transaction ([`WriterPush::resolve_ahead`]: an
+//!   audience depends only on user ids), so the response waits only for the posts and the
+//!   marker; posts run concurrently with short retries; each phase is cut at
+//!   `WRITER_PUSH_BUDGET_MS`.
 //!
 //! The stream stays the guaranteed path: a failure here (a read, a post, the marker) is
 //! logged and the response goes out as usual; without a marker the router pushes the event
@@ -138,6 +141,54 @@ impl WriterPushReport {
     }
 }
 
+/// Connections read for some audiences.
+struct Resolution {
+    /// Every user whose connections were read (those without any are absent below).
+    users: HashSet<UserId>,
+    by_user: HashMap<UserId, Vec<String>>,
+    by_audience: HashMap<Audience, Vec<String>>,
+}
+
+impl Resolution {
+    /// Each event's connections, sorted; `None` if an audience was not read.
+    fn connections(&self, events: &[WriterEvent]) -> Option<Vec<Vec<String>>> {
+        events
+            .iter()
+            .map(|event| {
+                let mut connections = BTreeSet::new();
+                for audience in &event.audience {
+                    match audience {
+                        Audience::Users(users) => {
+                            for user in users {
+                                if !self.users.contains(user) {
+                                    return None;
+                                }
+                                connections
+                                    .extend(self.by_user.get(user).into_iter().flatten().cloned());
+                            }
+                        }
+                        other => connections.extend(self.by_audience.get(other)?.iter().cloned()),
+                    }
+                }
+                Some(connections.into_iter().collect())
+            })
+            .collect()
+    }
+}
+
+/// The connections of a write's audience, read while the write commits: an audience
+/// depends only on user ids, so reading it alongside the transaction takes a round off
+/// the response. Empty when the writer push is off, the read failed or was not worth it
+/// (the push then reads after the commit, or leaves the event to the router).
+pub struct Ahead(Option<Resolution>);
+
+impl Ahead {
+    /// Nothing read ahead.
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
 /// What became of one event.
 enum EventOutcome {
     Delivered { connections: usize },
@@ -223,22 +274,67 @@ impl WriterPush {
         self.parts.is_some()
     }
 
+    /// Whether `author`'s posts are pushed by the writer (few enough followers for the
+    /// response to wait on resolving them).
+    fn pushes_posts_of(&self, author: &User) -> bool {
+        self.parts
+            .as_ref()
+            .is_some_and(|parts| author.follower_count <= i64::from(parts.limits.max_followers))
+    }
+
+    /// Reads the connections of `audiences` within the budget, to run concurrently with
+    /// the write whose events go to them. Never fails: an empty [`Ahead`] instead.
+    pub async fn resolve_ahead(&self, audiences: &[Audience]) -> Ahead {
+        let Some(parts) = &self.parts else {
+            return Ahead::none();
+        };
+        match tokio::time::timeout(parts.limits.budget, parts.read(audiences.iter())).await {
+            Ok(Ok(resolution)) => Ahead(Some(resolution)),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "writer push: reading the audience ahead failed");
+                Ahead::none()
+            }
+            Err(_) => {
+                tracing::warn!("writer push: reading the audience ahead is over the budget");
+                Ahead::none()
+            }
+        }
+    }
+
+    /// [`WriterPush::resolve_ahead`] for a post by `author`: nothing when the author is over
+    /// the follower bound (the post is then the router's alone).
+    pub async fn resolve_post_audience(&self, author: &User) -> Ahead {
+        if !self.pushes_posts_of(author) {
+            return Ahead::none();
+        }
+        self.resolve_ahead(&[Audience::AuthorAndFollowers(author.id)])
+            .await
+    }
+
+    /// [`WriterPush::resolve_ahead`] for the notification of `actor`'s write to
+    /// `recipient` (nothing for a self-action, which notifies nobody).
+    pub async fn resolve_recipient(&self, actor: UserId, recipient: UserId) -> Ahead {
+        if actor == recipient {
+            return Ahead::none();
+        }
+        self.resolve_ahead(&[Audience::Users(vec![recipient])])
+            .await
+    }
+
     /// After `POST /posts`: `post_created`, unless `author` has too many followers for the
     /// response to wait on resolving them.
-    pub async fn post_created(&self, post: &Post, author: &User) -> WriterPushReport {
+    pub async fn post_created(&self, post: &Post, author: &User, ahead: Ahead) -> WriterPushReport {
         let events = plan::post_created(post);
-        match &self.parts {
-            Some(parts) if author.follower_count > i64::from(parts.limits.max_followers) => {
-                tracing::debug!(post_id = %post.id, followers = author.follower_count, "writer push: author over the follower bound; left to the router");
-                WriterPushReport::left(&events)
-            }
-            _ => self.push(events).await,
+        if self.is_on() && !self.pushes_posts_of(author) {
+            tracing::debug!(post_id = %post.id, followers = author.follower_count, "writer push: author over the follower bound; left to the router");
+            return WriterPushReport::left(&events);
         }
+        self.push_with(events, ahead).await
     }
 
     /// After a message was sent: the message's events and the recipient's notification,
     /// resolved together. A replayed send (nothing new written) pushes nothing.
-    pub async fn message_sent(&self, sent: &SentMessage) -> WriterPushReport {
+    pub async fn message_sent(&self, sent: &SentMessage, ahead: Ahead) -> WriterPushReport {
         if !sent.created {
             return WriterPushReport::default();
         }
@@ -246,13 +342,20 @@ impl WriterPush {
         if let Some(notification) = &sent.notification {
             events.extend(plan::notification(notification));
         }
-        self.push(events).await
+        self.push_with(events, ahead).await
     }
 
     /// After a write that may have notified someone (like, comment, follow…).
-    pub async fn notified(&self, notification: Option<&Notification>) -> WriterPushReport {
+    pub async fn notified(
+        &self,
+        notification: Option<&Notification>,
+        ahead: Ahead,
+    ) -> WriterPushReport {
         match notification {
-            Some(notification) => self.push(plan::notification(notification)).await,
+            Some(notification) => {
+                self.push_with(plan::notification(notification), ahead)
+                    .await
+            }
             None => WriterPushReport::default(),
         }
     }
@@ -260,6 +363,11 @@ impl WriterPush {
     /// Pushes `events` within the budget; never fails (what it could not deliver is the
     /// router's, as it always was).
     pub async fn push(&self, events: Vec<WriterEvent>) -> WriterPushReport {
+        self.push_with(events, Ahead::none()).await
+    }
+
+    /// [`WriterPush::push`] over connections read ahead (read now what `ahead` lacks).
+    pub async fn push_with(&self, events: Vec<WriterEvent>, ahead: Ahead) -> WriterPushReport {
         let Some(parts) = &self.parts else {
             return WriterPushReport::left(&events);
         };
@@ -267,8 +375,8 @@ impl WriterPush {
             return WriterPushReport::default();
         }
         let started = Instant::now();
-        let mut report = match tokio::time::timeout(parts.limits.budget, parts.push(&events)).await
-        {
+        let pushed = parts.push(&events, ahead);
+        let mut report = match tokio::time::timeout(parts.limits.budget, pushed).await {
             Ok(Ok(report)) => report,
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, causes = %cause_chain(&error), "writer push failed; left to the router");
@@ -295,8 +403,18 @@ impl WriterPush {
 }
 
 impl Parts {
-    async fn push(&self, events: &[WriterEvent]) -> Result<WriterPushReport> {
-        let audiences = self.resolve(events).await?;
+    async fn push(&self, events: &[WriterEvent], ahead: Ahead) -> Result<WriterPushReport> {
+        let audiences = match ahead
+            .0
+            .and_then(|resolution| resolution.connections(events))
+        {
+            Some(audiences) => audiences,
+            None => self
+                .read(events.iter().flat_map(|event| &event.audience))
+                .await?
+                .connections(events)
+                .ok_or_else(|| crate::Error::invariant("an audience read is missing"))?,
+        };
         let outcomes = join_all(
             events
                 .iter()
@@ -321,24 +439,20 @@ impl Parts {
         Ok(report)
     }
 
-    /// Every event's connections, sorted, in one round of concurrent reads: the
-    /// connections of every user named by a `Users` audience in one `BatchGetItem`, each
-    /// other distinct audience (a post's followers) through the resolver.
-    async fn resolve(&self, events: &[WriterEvent]) -> Result<Vec<Vec<String>>> {
-        let audiences = || events.iter().flat_map(|event| &event.audience);
-        let users: Vec<UserId> = audiences()
-            .filter_map(|audience| match audience {
-                Audience::Users(users) => Some(users.iter().copied()),
-                _ => None,
-            })
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut seen = HashSet::new();
-        let others: Vec<&Audience> = audiences()
-            .filter(|audience| !matches!(audience, Audience::Users(_)) && seen.insert(*audience))
-            .collect();
+    /// The connections of `audiences`, in one round of concurrent reads: the connections
+    /// of every user named by a `Users` audience in one `BatchGetItem`, each other distinct
+    /// audience (a post's followers) through the resolver.
+    async fn read<'a>(&self, audiences: impl Iterator<Item = &'a Audience>) -> Result<Resolution> {
+        let mut users = BTreeSet::new();
+        let mut others: Vec<Audience> = Vec::new();
+        for audience in audiences {
+            match audience {
+                Audience::Users(listed) => users.extend(listed.iter().copied()),
+                other if !others.contains(other) => others.push(other.clone()),
+                _ => {}
+            }
+        }
+        let users: Vec<UserId> = users.into_iter().collect();
         let read_users = async {
             if users.is_empty() {
                 return Ok(HashMap::new());
@@ -348,31 +462,14 @@ impl Parts {
         let read_others = try_join_all(
             others
                 .iter()
-                .map(|audience| self.resolver.resolve(std::slice::from_ref(*audience))),
+                .map(|audience| self.resolver.resolve(std::slice::from_ref(audience))),
         );
         let (by_user, resolved) = futures::try_join!(read_users, read_others)?;
-        let by_audience: HashMap<&Audience, Vec<String>> =
-            others.into_iter().zip(resolved).collect();
-        Ok(events
-            .iter()
-            .map(|event| {
-                let mut connections = BTreeSet::new();
-                for audience in &event.audience {
-                    match audience {
-                        Audience::Users(users) => connections.extend(
-                            users
-                                .iter()
-                                .filter_map(|user| by_user.get(user))
-                                .flatten()
-                                .cloned(),
-                        ),
-                        other => connections
-                            .extend(by_audience.get(other).into_iter().flatten().cloned()),
-                    }
-                }
-                connections.into_iter().collect()
-            })
-            .collect())
+        Ok(Resolution {
+            users: users.into_iter().collect(),
+            by_user,
+            by_audience: others.into_iter().zip(resolved).collect(),
+        })
     }
 
     /// Posts one event to its connections and marks it delivered when every one got it.

@@ -22,6 +22,7 @@ use shared::function::LambdaFunction;
 use shared::http::{
     spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
 };
+use shared::push::Audience;
 use shared::store::messages::{MessageStore, NewMessage};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
@@ -238,14 +239,20 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
         now,
     )
     .await?;
-    let sent = state.messages.send_message(new).await?;
+    // Both sides' connections are read while the message commits.
+    let both_sides = [Audience::Users(vec![other, caller])];
+    let (sent, ahead) = futures::join!(
+        state.messages.send_message(new),
+        state.writer.resolve_ahead(&both_sides)
+    );
+    let sent = sent?;
     tracing::info!(
         message_id = %sent.message.id,
         status = ?sent.message.status,
         created = sent.created,
         "message sent"
     );
-    state.writer.message_sent(&sent).await;
+    state.writer.message_sent(&sent, ahead).await;
     if sent.created {
         ApiResponse::created(sent.message)
     } else {

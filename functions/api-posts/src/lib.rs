@@ -305,17 +305,19 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         .transpose()?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Post).await?;
-    let post = state
-        .posts
-        .create_post(NewPost {
+    // The post's audience is read while the post commits (it depends on the author only).
+    let (post, ahead) = futures::join!(
+        state.posts.create_post(NewPost {
             author: caller,
             text,
             media_url,
             created_at: state.clock.now(),
-        })
-        .await?;
+        }),
+        state.writer.resolve_post_audience(&author)
+    );
+    let post = post?;
     tracing::info!(user_id = %caller, post_id = %post.id, "post created");
-    state.writer.post_created(&post, &author).await;
+    state.writer.post_created(&post, &author, ahead).await;
     ApiResponse::created(PostView::new(post, &author, false))
 }
 
@@ -383,8 +385,15 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
-    let liked = state.posts.like(&post, caller, state.clock.now()).await?;
-    state.writer.notified(liked.notification.as_ref()).await;
+    let (liked, ahead) = futures::join!(
+        state.posts.like(&post, caller, state.clock.now()),
+        state.writer.resolve_recipient(caller, post.author_id)
+    );
+    let liked = liked?;
+    state
+        .writer
+        .notified(liked.notification.as_ref(), ahead)
+        .await;
     ApiResponse::ok(liked.outcome)
 }
 
@@ -416,19 +425,21 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Comment).await?;
-    let comment = state
-        .posts
-        .add_comment(
-            &post,
-            NewComment {
-                author: caller,
-                text,
-                created_at: state.clock.now(),
-            },
-        )
-        .await?;
+    let new = NewComment {
+        author: caller,
+        text,
+        created_at: state.clock.now(),
+    };
+    let (comment, ahead) = futures::join!(
+        state.posts.add_comment(&post, new),
+        state.writer.resolve_recipient(caller, post.author_id)
+    );
+    let comment = comment?;
     tracing::info!(user_id = %caller, %post_id, comment_id = %comment.id, "comment added");
-    state.writer.notified(comment.notification.as_ref()).await;
+    state
+        .writer
+        .notified(comment.notification.as_ref(), ahead)
+        .await;
     ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 

@@ -387,15 +387,23 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         ("requested", None)
     } else if user.is_private {
         // The store re-checks blocks and existing follows in the request's transaction.
-        let requested = state.social.request_follow(caller, target, now).await?;
-        ("requested", requested.notification)
+        let (requested, ahead) = futures::join!(
+            state.social.request_follow(caller, target, now),
+            state.writer.resolve_recipient(caller, target)
+        );
+        ("requested", Some((requested?.notification, ahead)))
     } else {
         // Blocks are re-checked by the follow transaction itself (404 if one appeared).
-        let followed = state.social.follow(caller, target, now).await?;
-        ("following", followed.notification)
+        let (followed, ahead) = futures::join!(
+            state.social.follow(caller, target, now),
+            state.writer.resolve_recipient(caller, target)
+        );
+        ("following", Some((followed?.notification, ahead)))
     };
     tracing::info!(user_id = %caller, %target, status, "follow");
-    state.writer.notified(notification.as_ref()).await;
+    if let Some((notification, ahead)) = notification {
+        state.writer.notified(notification.as_ref(), ahead).await;
+    }
     ApiResponse::ok(FollowStatus { status })
 }
 
@@ -436,12 +444,18 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
 async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let requester = request.path_id("user_id")?;
-    let accepted = state
-        .social
-        .accept_follow_request(caller, requester, state.clock.now())
-        .await?;
+    let (accepted, ahead) = futures::join!(
+        state
+            .social
+            .accept_follow_request(caller, requester, state.clock.now()),
+        state.writer.resolve_recipient(caller, requester)
+    );
+    let accepted = accepted?;
     tracing::info!(user_id = %caller, %requester, "follow request accepted");
-    state.writer.notified(accepted.notification.as_ref()).await;
+    state
+        .writer
+        .notified(accepted.notification.as_ref(), ahead)
+        .await;
     Ok(ApiResponse::no_content())
 }
 
