@@ -30,7 +30,8 @@ Rules (each failure prints `<rule>: <what is wrong>`; exit status 1 if any faile
                what its code calls): no action more, none missing, each on exactly the listed
                resource kinds (table, its indexes, its stream, a queue, the stage's @connections);
                ManageConnections only as POST on `${WebSocketApi}/${WebSocketStageName}/POST/@connections/*`.
-  environment  every function has the variables its Config/State require (REQUIRED_ENV); the
+  environment  every function has the variables its Config/State require, or (the writer push)
+               needs to meet the latency target (REQUIRED_ENV); the
                management endpoint names this WebSocket API and stage, FANOUT_QUEUE_URL names a
                queue the function may send to.
   http         every HttpApi event uses this template's HttpApi, payload format 2.0, and no
@@ -66,8 +67,12 @@ EXPECTED_FUNCTIONS = {
     "PushWorkerFunction": "push-worker",
 }
 BUILD_METHOD = "rust-cargolambda"
-# Functions that post to WebSocket connections (execute-api:ManageConnections).
-PUSHING_FUNCTIONS = {"WsMessageFunction", "StreamRouterFunction", "PushWorkerFunction"}
+# Functions that post to WebSocket connections (execute-api:ManageConnections). The three REST
+# functions whose writes cause realtime events push them to small audiences themselves right
+# after the commit (the writer push, docs/realtime.md): the stream alone is p50 213 ms on AWS.
+# api-auth and api-notifications cause no pushed event (a notification read is the stream's).
+WRITER_PUSH_FUNCTIONS = {"ApiUsersFunction", "ApiPostsFunction", "ApiMessagesFunction"}
+PUSHING_FUNCTIONS = {"WsMessageFunction", "StreamRouterFunction", "PushWorkerFunction"} | WRITER_PUSH_FUNCTIONS
 # Which functions may perform which (lower-cased) SQS actions: the router sends work items,
 # chunks and presence checks; the worker sends chunks of the audiences it resolves and
 # re-enqueues the connections that still failed (only those, with a short delay).
@@ -95,18 +100,30 @@ def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[
 # an AccessDenied in production. Update both together when code starts using a new operation.
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiAuthFunction": _dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
-    "ApiUsersFunction": _dynamodb(
-        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"],
-        {TABLE, INDEX},
-    ),
-    "ApiPostsFunction": _dynamodb(
-        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
-        {TABLE, INDEX},
-    ),
-    "ApiMessagesFunction": _dynamodb(
-        ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
-        {TABLE, INDEX},
-    ),
+    # The writer push (all three) reads connections (BatchGetItem), a post's followers and block
+    # set (Query, GSI 1), writes delivery markers (PutItem), posts to @connections and removes a
+    # gone connection (GetItem + TransactWriteItems) — all within the grants below.
+    "ApiUsersFunction": {
+        **_dynamodb(
+            ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"],
+            {TABLE, INDEX},
+        ),
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
+    "ApiPostsFunction": {
+        **_dynamodb(
+            ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
+            {TABLE, INDEX},
+        ),
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
+    "ApiMessagesFunction": {
+        **_dynamodb(
+            ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem", "TransactWriteItems"],
+            {TABLE, INDEX},
+        ),
+        "execute-api:ManageConnections": {CONNECTIONS},
+    },
     "ApiNotificationsFunction": _dynamodb(["GetItem", "BatchGetItem", "UpdateItem", "TransactWriteItems"], {TABLE, INDEX}),
     "WsConnectFunction": _dynamodb(["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"]),
     "WsDisconnectFunction": _dynamodb(["GetItem", "UpdateItem", "DeleteItem", "TransactWriteItems"]),
@@ -141,7 +158,11 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
 # Environment each function's `State::new` / `Config::from_vars` refuses to start without
 # (shared/src/config.rs; TABLE_NAME and JWT_SECRET for everyone, usually from Globals).
 REQUIRED_ENV_ALL = {"TABLE_NAME", "JWT_SECRET"}
+# The writer-push functions start without WS_MANAGEMENT_ENDPOINT (the writer push is then off
+# and every event waits for the stream), but a deployment without it misses the latency target,
+# so the template must give it to them.
 REQUIRED_ENV = {
+    **{function: {"WS_MANAGEMENT_ENDPOINT"} for function in WRITER_PUSH_FUNCTIONS},
     "WsMessageFunction": {"WS_MANAGEMENT_ENDPOINT"},
     "StreamRouterFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
     "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},

@@ -57,6 +57,34 @@ impl Default for RateLimits {
     }
 }
 
+/// Bounds of the writer push: a REST function that commits an event for a small audience
+/// pushes it itself before it answers (`shared::writer_push`); anything larger is left to
+/// the stream router. These bounds are what keeps the REST latency it adds small and flat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterPushLimits {
+    /// Most connections one event is pushed to by the writer (`WRITER_PUSH_MAX_CONNECTIONS`,
+    /// default 100); `0` turns the writer push off.
+    pub max_connections: usize,
+    /// A post is pushed by the writer only when its author has at most this many followers
+    /// (`WRITER_PUSH_MAX_FOLLOWERS`, default 100), so resolving the audience is one page of
+    /// followers and one connections read whoever posts.
+    pub max_followers: u32,
+    /// Most time the writer push may add to a response, resolution and posts included
+    /// (`WRITER_PUSH_BUDGET_MS`, default 250): past it the push is abandoned, unmarked, and
+    /// the stream router delivers.
+    pub budget: Duration,
+}
+
+impl Default for WriterPushLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100,
+            max_followers: 100,
+            budget: Duration::from_millis(250),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -70,6 +98,7 @@ pub struct Config {
     /// place (`FANOUT_INLINE_MAX_FOLLOWERS`, default 1000); above it a push worker does, so
     /// the router's time per record stays bounded.
     pub fanout_inline_max_followers: usize,
+    pub writer_push: WriterPushLimits,
     /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
     pub log_filter: String,
 }
@@ -152,6 +181,25 @@ impl Config {
             )?,
         };
 
+        let writer_defaults = WriterPushLimits::default();
+        let writer_push = WriterPushLimits {
+            max_connections: number(
+                &vars,
+                "WRITER_PUSH_MAX_CONNECTIONS",
+                writer_defaults.max_connections,
+            )?,
+            max_followers: number(
+                &vars,
+                "WRITER_PUSH_MAX_FOLLOWERS",
+                writer_defaults.max_followers,
+            )?,
+            budget: Duration::from_millis(number(
+                &vars,
+                "WRITER_PUSH_BUDGET_MS",
+                u64::try_from(writer_defaults.budget.as_millis()).unwrap_or(u64::MAX),
+            )?),
+        };
+
         Ok(Self {
             table_name,
             jwt,
@@ -161,6 +209,7 @@ impl Config {
             max_connections_per_user: number(&vars, "MAX_CONNECTIONS_PER_USER", 10)?,
             fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
             fanout_inline_max_followers: number(&vars, "FANOUT_INLINE_MAX_FOLLOWERS", 1000)?,
+            writer_push,
             log_filter: get("RUST_LOG")
                 .map(str::to_owned)
                 .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(str::to_ascii_lowercase))
@@ -220,6 +269,34 @@ mod tests {
         assert_eq!(config.jwt.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.max_connections_per_user, 10);
         assert!(config.require_fanout_queue_url().is_err());
+        assert_eq!(config.writer_push, WriterPushLimits::default());
+    }
+
+    #[test]
+    fn writer_push_limits_are_configurable() {
+        let config = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("WRITER_PUSH_MAX_CONNECTIONS", "0"),
+            ("WRITER_PUSH_MAX_FOLLOWERS", "20"),
+            ("WRITER_PUSH_BUDGET_MS", "80"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.writer_push,
+            WriterPushLimits {
+                max_connections: 0,
+                max_followers: 20,
+                budget: Duration::from_millis(80),
+            }
+        );
+        let error = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("WRITER_PUSH_MAX_FOLLOWERS", "-1"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("WRITER_PUSH_MAX_FOLLOWERS"));
     }
 
     #[test]

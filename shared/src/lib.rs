@@ -26,6 +26,9 @@
 //! - [`fanout`]: audiences and their resolution through the online-users index, direct or
 //!   queued dispatch, the fan-out queue's messages (work items, chunks, presence checks).
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
+//! - [`writer_push`]: a REST function pushes the events of its write to small audiences
+//!   right after its commit (the stream router stays the guaranteed path and skips what
+//!   was delivered).
 //! - [`aws`]: SDK clients, built once.
 //! - [`metering`]: the request-counting SDK interceptor (requests per operation, DynamoDB
 //!   capacity units) behind cost figures and request-bound tests.
@@ -50,5 +53,6 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod writer_push;
 
 pub use error::{Error, Result};

@@ -300,6 +300,44 @@ pub mod api {
     use crate::store::users::{NewUser, ProfileUpdate, UserStore};
     use crate::store::DynamoStore;
 
+    /// A writer push over `push` (a [`crate::push::testing::RecordingPush`] in route tests)
+    /// with the limits of `config`, for `State::with_writer_push` of the functions that push.
+    pub fn writer_push(
+        config: &Config,
+        clients: &Clients,
+        push: Arc<dyn crate::push::PushClient>,
+    ) -> crate::writer_push::WriterPush {
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+        ));
+        crate::writer_push::WriterPush::new(
+            push,
+            store,
+            config.writer_push,
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+
+    /// Opens WebSocket connection `connection_id` of `user` directly in the store.
+    pub async fn open_connection(store: &DynamoStore, user: UserId, connection_id: &str) {
+        use crate::store::connections::ConnectionStore;
+        let now = Utc::now();
+        store
+            .add_connection(
+                &crate::domain::Connection {
+                    connection_id: connection_id.to_owned(),
+                    user_id: user,
+                    connected_at: crate::clock::to_millis(now),
+                    user_agent: None,
+                    expires_at: now.timestamp() + 7200,
+                },
+                10,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("opening connection {connection_id}: {e:?}"));
+    }
+
     /// A password hash for users created directly in the store: a well-formed argon2id PHC
     /// string that no password matches (these users never log in).
     pub const UNUSABLE_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";

@@ -1,6 +1,8 @@
 //! Contract checks that tie the code to its documents: every route a function serves is in
 //! `docs/openapi.yaml` and in `template.yaml` (mapped to that function), and nothing is in
-//! either document that no function serves.
+//! either document that no function serves. And the writer push (`shared::writer_push`)
+//! makes of every write exactly the events, ids and audiences the stream router's `decide`
+//! makes of that write's stream records.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -115,4 +117,172 @@ fn every_served_route_is_in_the_template_on_its_function_and_nothing_else_is() {
         extra.is_empty(),
         "routed in template.yaml but not served by that function: {extra:?}"
     );
+}
+
+// ---- the writer push makes the router's events ---------------------------------------------
+
+mod writer_push {
+    use std::collections::HashMap;
+
+    use aws_lambda_events::event::dynamodb::EventRecord;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use chrono::Utc;
+    use shared::domain::{Notification, NotificationKind, User};
+    use shared::store::keys::{self, Key};
+    use shared::store::messages::{MessageStore, NewMessage};
+    use shared::store::posts::{NewComment, NewPost, PostStore};
+    use shared::store::social::SocialStore;
+    use shared::store::users::{NewUser, ProfileUpdate, UserStore};
+    use shared::store::DynamoStore;
+    use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
+    use shared::testkit::TestDb;
+    use shared::writer_push::{plan, WriterEvent};
+    use stream_router::decide::decide;
+
+    /// The stream record of `key`'s insert: its new image is the item as stored.
+    async fn insert_record(store: &DynamoStore, key: &Key) -> EventRecord {
+        let item: HashMap<String, AttributeValue> = store
+            .table
+            .get(key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no item at {key:?}"));
+        let mut record = EventRecord::default();
+        record.event_name = "INSERT".to_owned();
+        record.event_id = "1".to_owned();
+        record.change.sequence_number = Some("100".to_owned());
+        record.change.approximate_creation_date_time = Utc::now();
+        record.change.new_image = item.into();
+        record
+    }
+
+    /// What the stream router pushes for the insert of `key`.
+    async fn router_events(store: &DynamoStore, key: &Key) -> Vec<WriterEvent> {
+        decide(&insert_record(store, key).await)
+            .unwrap()
+            .pushes
+            .into_iter()
+            .map(|push| WriterEvent {
+                event: push.event,
+                audience: push.audience,
+            })
+            .collect()
+    }
+
+    async fn assert_notification_matches(store: &DynamoStore, notification: &Notification) {
+        let key = keys::notification(notification.recipient_id, notification.id);
+        assert_eq!(
+            plan::notification(notification),
+            router_events(store, &key).await,
+            "{:?}",
+            notification.kind
+        );
+    }
+
+    async fn user(store: &DynamoStore, name: &str, private: bool) -> User {
+        let user = store
+            .create_user(NewUser {
+                id: shared::domain::new_id(),
+                username: name.to_owned(),
+                display_name: name.to_owned(),
+                password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        if private {
+            let update = ProfileUpdate {
+                is_private: Some(true),
+                ..ProfileUpdate::default()
+            };
+            store.update_profile(user.id, &update).await.unwrap();
+        }
+        user
+    }
+
+    #[tokio::test]
+    async fn every_write_gives_the_routers_events_ids_and_audiences() {
+        let db = TestDb::start().await;
+        let store = db.store();
+        let alice = user(&store, "alice", false).await;
+        let bob = user(&store, "bob", false).await;
+        let private = user(&store, "private", true).await;
+
+        // post_created, with and without media.
+        for media_url in [None, Some("https://cdn.example.com/a.png".to_owned())] {
+            let post = store
+                .create_post(NewPost {
+                    author: alice.id,
+                    text: "hello".into(),
+                    media_url,
+                    created_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            let planned = plan::post_created(&post);
+            assert_eq!(planned, router_events(&store, &keys::post(post.id)).await);
+        }
+
+        // new_message to both sides, and its notification.
+        let sent = store
+            .send_message(NewMessage::new(alice.id, bob.id, "hi", Some("c-1"), Utc::now()).unwrap())
+            .await
+            .unwrap();
+        let key = keys::message(alice.id, bob.id, sent.message.id);
+        let planned = plan::message(&sent.message);
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned, router_events(&store, &key).await);
+        assert_notification_matches(&store, sent.notification.as_ref().unwrap()).await;
+
+        // message_request to the recipient, new_message to the sender.
+        let request = store
+            .send_message(NewMessage::new(alice.id, private.id, "hello", None, Utc::now()).unwrap())
+            .await
+            .unwrap();
+        let key = keys::message(alice.id, private.id, request.message.id);
+        let planned = plan::message(&request.message);
+        let kinds: Vec<&str> = planned.iter().map(|e| e.event.body.kind()).collect();
+        assert_eq!(kinds, ["message_request", "new_message"]);
+        assert_eq!(planned, router_events(&store, &key).await);
+        assert_notification_matches(&store, request.notification.as_ref().unwrap()).await;
+
+        // new_notification of a like, a comment, a follow, a follow request, an acceptance.
+        let post = store
+            .create_post(NewPost {
+                author: alice.id,
+                text: "like me".into(),
+                media_url: None,
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        let liked = store.like(&post, bob.id, Utc::now()).await.unwrap();
+        let comment = NewComment {
+            author: bob.id,
+            text: "nice".into(),
+            created_at: Utc::now(),
+        };
+        let commented = store.add_comment(&post, comment).await.unwrap();
+        let followed = store.follow(bob.id, alice.id, Utc::now()).await.unwrap();
+        let requested = store
+            .request_follow(bob.id, private.id, Utc::now())
+            .await
+            .unwrap();
+        let accepted = store
+            .accept_follow_request(private.id, bob.id, Utc::now())
+            .await
+            .unwrap();
+        let notifications = [
+            (liked.notification, NotificationKind::Like),
+            (commented.notification, NotificationKind::Comment),
+            (followed.notification, NotificationKind::Follow),
+            (requested.notification, NotificationKind::FollowRequest),
+            (accepted.notification, NotificationKind::FollowAccepted),
+        ];
+        for (notification, kind) in notifications {
+            let notification = notification.unwrap_or_else(|| panic!("{kind:?} notified"));
+            assert_eq!(notification.kind, kind);
+            assert_notification_matches(&store, &notification).await;
+        }
+    }
 }

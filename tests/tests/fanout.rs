@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use ripple_local::latency::LatencyModel;
 use ripple_local::websocket::WebSocketFaults;
-use ripple_tests::realtime::{eventually, RealtimeStack, User, WsClient, WAIT};
+use ripple_tests::realtime::{RealtimeStack, User, WsClient, WAIT};
 use serde_json::{json, Value};
 
 /// REST calls in flight at once while a test generates load.
@@ -113,15 +113,32 @@ async fn post_all(
     by_author
 }
 
-/// Waits until every socket has every expected post, then checks nothing is missing.
-async fn await_all(sockets: &[WsClient], expected: &[Vec<String>], timeout: Duration) {
-    eventually("every socket has every post_created", timeout, || async {
+/// Waits until every socket has every expected post; returns how long that took.
+async fn await_all(sockets: &[WsClient], expected: &[Vec<String>], timeout: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let complete = || {
         sockets
             .iter()
             .zip(expected)
             .all(|(socket, ids)| created_ids(socket) == *ids)
-    })
-    .await;
+    };
+    while !complete() {
+        if started.elapsed() > timeout {
+            let missing: Vec<(String, usize)> = sockets
+                .iter()
+                .zip(expected)
+                .map(|(socket, ids)| {
+                    let got = created_ids(socket);
+                    let absent = ids.iter().filter(|id| !got.contains(id)).count();
+                    (socket.label.clone(), absent)
+                })
+                .filter(|(_, absent)| *absent > 0)
+                .collect();
+            panic!("not every post_created within {timeout:?}; missing per socket: {missing:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
 }
 
 #[tokio::test]
@@ -226,7 +243,8 @@ async fn with_30_percent_of_pushes_failing_every_socket_gets_every_event_once() 
 
     let posts = post_all(&stack, &users, 5).await;
     let expected = expected_posts(&users, &follows, &posts);
-    await_all(&sockets, &expected, Duration::from_secs(15)).await;
+    let took = await_all(&sockets, &expected, Duration::from_secs(15)).await;
+    eprintln!("with 30 % of pushes failing, every socket had every post {took:?} after the last");
 
     faults.fail_post_percent.store(0, Ordering::Relaxed);
     for socket in &sockets {

@@ -477,14 +477,26 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     stack.like(&a, &post_id).await;
     let first = stack.message(&c, &b, "are you there?").await;
     let second = stack.message(&c, &b, "hello?").await;
-    // The stream router handles records in order: once C's own socket has C's later post,
-    // every event above has been pushed (to nobody of B's), so none can still arrive live
-    // on B's next socket and blur what the replay sent.
+    // The stream router handles records in order: once C's own socket has the edit of C's
+    // later post, every event above has been pushed (to nobody of B's), so none can still
+    // arrive live on B's next socket and blur what the replay sent. An edit, because only
+    // the router pushes `post_updated` (the post's `post_created` comes from the writer
+    // push right away, ahead of the router).
     let marker = stack.post(&c, "sync marker").await;
+    let marker_id = text(&marker, "/id").to_owned();
+    stack
+        .call(
+            &c,
+            "PATCH",
+            &format!("/posts/{marker_id}"),
+            Some(json!({"text": "sync marker, edited"})),
+            200,
+        )
+        .await;
     c1.next_event_where(
-        "C's marker post",
+        "the edit of C's marker post",
         WAIT,
-        is_post_event("post_created", text(&marker, "/id").to_owned()),
+        is_post_event("post_updated", marker_id),
     )
     .await;
     let notifications = stack
@@ -643,17 +655,35 @@ async fn a_post_to_300_connected_followers_goes_through_the_queue_and_reaches_ea
         started.elapsed().as_secs_f64()
     );
     // The set-up left thousands of stream records (registrations, follows, connections) for
-    // the router. It handles them in order, so once A's socket has the follow notification
-    // of one more follower, the backlog is gone and the post is next in line.
+    // the router. It handles them in order, so once A's socket has the read receipt of one
+    // more follower's notification, the backlog is gone and the post is next in line. (The
+    // notification itself comes from the writer push right away, ahead of the router; only
+    // the router pushes `notification_read`.)
     let a1 = stack.connect(&a).await;
     let last = stack.register("last_fan").await;
     stack.follow(&last, &a).await;
     let last_id = last.id.clone();
+    let notification = a1
+        .next_event_where("the last follower's notification", BACKLOG_WAIT, |event| {
+            event["type"] == "new_notification" && event["data"]["actor_id"] == last_id.as_str()
+        })
+        .await;
+    let notification_id = text(&notification, "/data/id").to_owned();
+    stack
+        .call(
+            &a,
+            "POST",
+            &format!("/notifications/{notification_id}/read"),
+            None,
+            204,
+        )
+        .await;
     a1.next_event_where(
-        "the last follower's notification (stream backlog drained)",
+        "the read receipt (stream backlog drained)",
         BACKLOG_WAIT,
         |event| {
-            event["type"] == "new_notification" && event["data"]["actor_id"] == last_id.as_str()
+            event["type"] == "notification_read"
+                && event["data"]["notification_ids"][0] == notification_id.as_str()
         },
     )
     .await;

@@ -18,6 +18,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
+use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::http::{
     spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
@@ -27,6 +28,7 @@ use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::Page;
+use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -37,6 +39,9 @@ pub struct State {
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
+    /// Pushes the events of a send to both sides before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: WriterPush,
 }
 
 impl std::fmt::Debug for State {
@@ -59,6 +64,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, clients, clock)?;
+        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -67,7 +73,14 @@ impl State {
             social: store.clone(),
             messages: store.clone(),
             rate_limiter: store,
+            writer,
         })
+    }
+
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
+        self.writer = writer;
+        self
     }
 }
 
@@ -226,13 +239,20 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
         now,
     )
     .await?;
-    let sent = state.messages.send_message(new).await?;
+    // Both sides' connections are read while the message commits.
+    let both_sides = [Audience::Users(vec![other, caller])];
+    let (sent, ahead) = futures::join!(
+        state.messages.send_message(new),
+        state.writer.resolve_ahead(&both_sides)
+    );
+    let sent = sent?;
     tracing::info!(
         message_id = %sent.message.id,
         status = ?sent.message.status,
         created = sent.created,
         "message sent"
     );
+    state.writer.message_sent(&sent, ahead).await;
     if sent.created {
         ApiResponse::created(sent.message)
     } else {

@@ -6,10 +6,18 @@ use std::sync::Arc;
 use api_messages::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::domain::{new_id, User, UserId};
+use shared::domain::{new_id, Message, Notification, User, UserId};
+use shared::events::Event;
+use shared::push::testing::RecordingPush;
+use shared::push::PushError;
+use shared::store::delivered::DeliveryMarkerStore;
+use shared::store::keys;
+use shared::store::notifications::NotificationStore;
 use shared::store::social::SocialStore;
+use shared::store::PageRequest;
 use shared::testkit::api::{
-    assert_error, assert_error_for, TestAccount, TestApi, TestRequest, TestResponse,
+    assert_error, assert_error_for, open_connection, writer_push, TestAccount, TestApi,
+    TestRequest, TestResponse,
 };
 
 /// `api-messages` over a fresh database.
@@ -652,4 +660,163 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
             fixture.name, fixture.response
         );
     }
+}
+
+// ---- the writer push -------------------------------------------------------------------------
+
+/// `api-messages` whose writer push posts to a recording client instead of API Gateway.
+async fn start_pushing(config: &[(&str, &str)]) -> (TestApi, Arc<RecordingPush>) {
+    let push = Arc::new(RecordingPush::new());
+    let recorder = push.clone();
+    let api = TestApi::start_with(config, move |config, clients| {
+        let writer = writer_push(&config, clients, recorder);
+        Ok(api_messages::lambda_function(Arc::new(
+            State::new(config, clients)?.with_writer_push(writer),
+        )))
+    })
+    .await;
+    (api, push)
+}
+
+/// `(type, event_id)` of everything one connection got, sorted.
+fn pushed(push: &RecordingPush, connection: &str) -> Vec<(String, String)> {
+    let mut events: Vec<(String, String)> = push
+        .events_to(connection)
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap().to_owned(),
+                event["event_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+/// `(type, event_id)` of `events`, sorted.
+fn described(events: &[Event]) -> Vec<(String, String)> {
+    let mut described: Vec<(String, String)> = events
+        .iter()
+        .map(|event| (event.body.kind().to_owned(), event.event_id.to_string()))
+        .collect();
+    described.sort();
+    described
+}
+
+#[tokio::test]
+async fn a_message_and_its_notification_are_pushed_to_both_sides_before_the_response() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+
+    let sent = message(&api, &alice, &bob, "hi bob").await;
+    let stored = stored_message(&api, &alice, &bob, &sent).await;
+    let notification = only_notification(&api, bob.id()).await;
+    // The events the stream router makes of the message and notification inserts.
+    let new_message = Event::message_for(&stored, bob.id());
+    assert_eq!(
+        pushed(&push, "bob-1="),
+        described(&[new_message.clone(), Event::new_notification(&notification)])
+    );
+    assert_eq!(
+        pushed(&push, "alice-1="),
+        described(std::slice::from_ref(&new_message))
+    );
+    let ids = [
+        new_message.event_id,
+        Event::new_notification(&notification).event_id,
+    ];
+    assert_eq!(
+        api.store.delivered_among(&ids).await.unwrap(),
+        ids.into_iter().collect(),
+        "both marked delivered"
+    );
+
+    // A retry with the same client id stores nothing, so nothing is pushed again.
+    push.clear();
+    let body = json!({"text": "once", "client_message_id": "c-1"});
+    assert_eq!(
+        send_message(&api, &alice, &bob, body.clone()).await.status,
+        201
+    );
+    push.clear();
+    assert_eq!(send_message(&api, &alice, &bob, body).await.status, 200);
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
+}
+
+#[tokio::test]
+async fn a_message_request_is_pushed_as_a_request_to_the_recipient_only() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let private = api.private_account("private").await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, private.id(), "private-1=").await;
+
+    let sent = message(&api, &alice, &private, "hello stranger").await;
+    assert_eq!(sent["status"], "requested");
+    let stored = stored_message(&api, &alice, &private, &sent).await;
+    let notification = only_notification(&api, private.id()).await;
+    let request = Event::message_for(&stored, private.id());
+    assert_eq!(request.body.kind(), "message_request");
+    assert_eq!(
+        pushed(&push, "private-1="),
+        described(&[request, Event::new_notification(&notification)])
+    );
+    assert_eq!(
+        pushed(&push, "alice-1="),
+        described(&[Event::message_for(&stored, alice.id())])
+    );
+}
+
+#[tokio::test]
+async fn a_message_is_sent_when_every_writer_push_fails_and_none_above_the_bound() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+    push.fail("bob-1=", PushError::Retryable("throttled".into()));
+    let sent = message(&api, &alice, &bob, "still sent").await;
+    assert!(push.attempts("bob-1=") >= 1);
+    let stored = stored_message(&api, &alice, &bob, &sent).await;
+    let event_id = Event::message_for(&stored, bob.id()).event_id;
+    assert!(api
+        .store
+        .delivered_among(&[event_id])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let (api, push) = start_pushing(&[("WRITER_PUSH_MAX_CONNECTIONS", "1")]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+    open_connection(&api.store, bob.id(), "bob-2=").await;
+    message(&api, &alice, &bob, "to two sockets").await;
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
+}
+
+/// The message item of `sent` (a response body) between `a` and `b`.
+async fn stored_message(api: &TestApi, a: &TestAccount, b: &TestAccount, sent: &Value) -> Message {
+    let id = sent["id"].as_str().unwrap().parse().unwrap();
+    api.store
+        .table
+        .get_as(&keys::message(a.id(), b.id(), id))
+        .await
+        .unwrap()
+        .expect("the message is stored")
+}
+
+/// The one notification `recipient` has.
+async fn only_notification(api: &TestApi, recipient: UserId) -> Notification {
+    let mut items = api
+        .store
+        .notifications(recipient, false, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.remove(0)
 }

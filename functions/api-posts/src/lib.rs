@@ -43,6 +43,7 @@ use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore, Visibility};
 use shared::store::users::UserStore;
+use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -53,6 +54,9 @@ pub struct State {
     pub social: Arc<dyn SocialStore>,
     pub posts: Arc<dyn PostStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Pushes the events of a write to small audiences before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: WriterPush,
 }
 
 impl std::fmt::Debug for State {
@@ -75,6 +79,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, clients, clock)?;
+        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -83,7 +88,14 @@ impl State {
             social: store.clone(),
             posts: store.clone(),
             rate_limiter: store,
+            writer,
         })
+    }
+
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// Spends one unit of the caller's per-minute budget for `action`.
@@ -293,16 +305,19 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         .transpose()?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Post).await?;
-    let post = state
-        .posts
-        .create_post(NewPost {
+    // The post's audience is read while the post commits (it depends on the author only).
+    let (post, ahead) = futures::join!(
+        state.posts.create_post(NewPost {
             author: caller,
             text,
             media_url,
             created_at: state.clock.now(),
-        })
-        .await?;
+        }),
+        state.writer.resolve_post_audience(&author)
+    );
+    let post = post?;
     tracing::info!(user_id = %caller, post_id = %post.id, "post created");
+    state.writer.post_created(&post, &author, ahead).await;
     ApiResponse::created(PostView::new(post, &author, false))
 }
 
@@ -370,8 +385,16 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
-    let liked = state.posts.like(&post, caller, state.clock.now()).await?;
-    ApiResponse::ok(liked)
+    let (liked, ahead) = futures::join!(
+        state.posts.like(&post, caller, state.clock.now()),
+        state.writer.resolve_recipient(caller, post.author_id)
+    );
+    let liked = liked?;
+    state
+        .writer
+        .notified(liked.notification.as_ref(), ahead)
+        .await;
+    ApiResponse::ok(liked.outcome)
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
@@ -402,19 +425,22 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Comment).await?;
-    let comment = state
-        .posts
-        .add_comment(
-            &post,
-            NewComment {
-                author: caller,
-                text,
-                created_at: state.clock.now(),
-            },
-        )
-        .await?;
+    let new = NewComment {
+        author: caller,
+        text,
+        created_at: state.clock.now(),
+    };
+    let (comment, ahead) = futures::join!(
+        state.posts.add_comment(&post, new),
+        state.writer.resolve_recipient(caller, post.author_id)
+    );
+    let comment = comment?;
     tracing::info!(user_id = %caller, %post_id, comment_id = %comment.id, "comment added");
-    ApiResponse::created(CommentView::new(comment, &author))
+    state
+        .writer
+        .notified(comment.notification.as_ref(), ahead)
+        .await;
+    ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]

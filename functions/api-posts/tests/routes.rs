@@ -10,9 +10,18 @@ use serde_json::{json, Value};
 use shared::auth::TokenService;
 use shared::clock::{to_millis, Clock, ManualClock};
 use shared::domain::new_id;
+use shared::events::Event;
+use shared::push::testing::RecordingPush;
+use shared::push::PushError;
+use shared::store::delivered::DeliveryMarkerStore;
+use shared::store::notifications::NotificationStore;
+use shared::store::posts::PostStore;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
-use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest};
+use shared::store::PageRequest;
+use shared::testkit::api::{
+    assert_error, open_connection, writer_push, TestAccount, TestApi, TestRequest,
+};
 
 /// `api-posts` over a fresh database, on a manual clock that only the tests move (returned
 /// too, for the tests that do).
@@ -33,11 +42,13 @@ async fn start() -> TestApi {
 }
 
 async fn follow(api: &TestApi, follower: &TestAccount, followee: &TestAccount) {
-    assert!(api
-        .store
-        .follow(follower.id(), followee.id(), Utc::now())
-        .await
-        .unwrap());
+    assert!(
+        api.store
+            .follow(follower.id(), followee.id(), Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
 }
 
 async fn block(api: &TestApi, blocker: &TestAccount, blocked: &TestAccount) {
@@ -786,4 +797,172 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
             }
         }
     }
+}
+
+// ---- the writer push -------------------------------------------------------------------------
+
+/// `api-posts` whose writer push posts to a recording client instead of API Gateway.
+async fn start_pushing(config: &[(&str, &str)]) -> (TestApi, Arc<RecordingPush>) {
+    let push = Arc::new(RecordingPush::new());
+    let recorder = push.clone();
+    let api = TestApi::start_with(config, move |config, clients| {
+        let writer = writer_push(&config, clients, recorder);
+        Ok(api_posts::lambda_function(Arc::new(
+            api_posts::State::new(config, clients)?.with_writer_push(writer),
+        )))
+    })
+    .await;
+    (api, push)
+}
+
+/// The ids of the events of `kind` each connection got.
+fn pushed_ids(push: &RecordingPush, connection: &str, kind: &str) -> Vec<String> {
+    push.events_of_type(connection, kind)
+        .iter()
+        .map(|event| event["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_post_is_pushed_to_online_followers_with_the_routers_event_id_before_the_response() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let carol = api.account("carol").await;
+    follow(&api, &bob, &alice).await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+    open_connection(&api.store, bob.id(), "bob-2=").await;
+    // Carol does not follow Alice: not in the audience.
+    open_connection(&api.store, carol.id(), "carol-1=").await;
+
+    let created = create_post(&api, &alice, "hello, followers").await;
+    let post_id = id_of(&created).parse().unwrap();
+    // The event the stream router makes of the post's insert (same constructor, same item).
+    let stored = api.store.get_post(post_id).await.unwrap().unwrap();
+    let event_id = Event::post_created(&stored).event_id;
+    for connection in ["alice-1=", "bob-1=", "bob-2="] {
+        assert_eq!(
+            pushed_ids(&push, connection, "post_created"),
+            [event_id.to_string()],
+            "{connection}"
+        );
+    }
+    assert_eq!(push.events_to("carol-1="), Vec::<Value>::new());
+    assert_eq!(
+        push.events_of_type("bob-1=", "post_created")[0]["data"]["text"],
+        "hello, followers"
+    );
+    assert_eq!(
+        api.store.delivered_among(&[event_id]).await.unwrap(),
+        HashSet::from([event_id]),
+        "marked delivered, so the router skips it"
+    );
+}
+
+#[tokio::test]
+async fn likes_and_comments_push_the_authors_notification() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let post = create_post(&api, &alice, "like me").await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+
+    let liked = api
+        .call(&bob, "PUT", &format!("/posts/{}/like", id_of(&post)))
+        .await;
+    assert_eq!(liked.status, 200, "{:?}", liked.body);
+    assert_eq!(liked.body, json!({"liked": true, "like_count": 1}));
+    create_comment(&api, &bob, &id_of(&post), "nice").await;
+
+    let notifications = api
+        .store
+        .notifications(alice.id(), false, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(notifications.len(), 2);
+    let mut expected: Vec<String> = notifications
+        .iter()
+        .map(|n| Event::new_notification(n).event_id.to_string())
+        .collect();
+    let mut pushed = pushed_ids(&push, "alice-1=", "new_notification");
+    expected.sort();
+    pushed.sort();
+    assert_eq!(pushed, expected);
+    assert!(push.events_to("bob-1=").is_empty(), "the actor is not told");
+
+    // Liking again writes nothing new, so nothing is pushed.
+    push.clear();
+    api.call(&bob, "PUT", &format!("/posts/{}/like", id_of(&post)))
+        .await;
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
+}
+
+#[tokio::test]
+async fn nothing_is_pushed_by_the_writer_above_its_bounds() {
+    // Two connections, a bound of one: the router delivers.
+    let (api, push) = start_pushing(&[("WRITER_PUSH_MAX_CONNECTIONS", "1")]).await;
+    let alice = api.account("alice").await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, alice.id(), "alice-2=").await;
+    let created = create_post(&api, &alice, "to many").await;
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
+    assert_eq!(push.attempts("alice-1="), 0);
+    let stored = api
+        .store
+        .get_post(id_of(&created).parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event_id = Event::post_created(&stored).event_id;
+    assert!(api
+        .store
+        .delivered_among(&[event_id])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An author with more followers than the bound: not even resolved.
+    let (api, push) = start_pushing(&[("WRITER_PUSH_MAX_FOLLOWERS", "1")]).await;
+    let alice = api.account("alice").await;
+    for name in ["bob", "carol"] {
+        let follower = api.account(name).await;
+        follow(&api, &follower, &alice).await;
+    }
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    create_post(&api, &alice, "popular").await;
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
+}
+
+#[tokio::test]
+async fn the_post_is_created_when_every_writer_push_fails() {
+    let (api, push) = start_pushing(&[]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    follow(&api, &bob, &alice).await;
+    open_connection(&api.store, alice.id(), "alice-1=").await;
+    open_connection(&api.store, bob.id(), "bob-1=").await;
+    push.fail("alice-1=", PushError::Retryable("throttled".into()));
+    push.fail("bob-1=", PushError::Permanent("forbidden".into()));
+
+    let created = create_post(&api, &alice, "still posted").await;
+    assert!(push.attempts("alice-1=") >= 1);
+    assert!(push.attempts("bob-1=") >= 1);
+    let stored = api
+        .store
+        .get_post(id_of(&created).parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the post is stored");
+    let event_id = Event::post_created(&stored).event_id;
+    assert!(
+        api.store
+            .delivered_among(&[event_id])
+            .await
+            .unwrap()
+            .is_empty(),
+        "not marked: the stream router delivers it"
+    );
 }

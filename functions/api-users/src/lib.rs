@@ -46,6 +46,7 @@ use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::{visibility, SocialStore};
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
 use shared::store::Page;
+use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -56,6 +57,9 @@ pub struct State {
     pub social: Arc<dyn SocialStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Pushes the events of a write to small audiences before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: WriterPush,
 }
 
 impl State {
@@ -72,6 +76,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, clients, clock)?;
+        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -80,7 +85,14 @@ impl State {
             social: store.clone(),
             notifications: store.clone(),
             rate_limiter: store,
+            writer,
         })
+    }
+
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
+        self.writer = writer;
+        self
     }
 }
 
@@ -369,20 +381,29 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         return Err(Error::not_found("user not found"));
     };
     // Already following or requested: idempotent, nothing is written.
-    let status = if relationship.following {
-        "following"
+    let (status, notification) = if relationship.following {
+        ("following", None)
     } else if relationship.requested {
-        "requested"
+        ("requested", None)
     } else if user.is_private {
         // The store re-checks blocks and existing follows in the request's transaction.
-        state.social.request_follow(caller, target, now).await?;
-        "requested"
+        let (requested, ahead) = futures::join!(
+            state.social.request_follow(caller, target, now),
+            state.writer.resolve_recipient(caller, target)
+        );
+        ("requested", Some((requested?.notification, ahead)))
     } else {
         // Blocks are re-checked by the follow transaction itself (404 if one appeared).
-        state.social.follow(caller, target, now).await?;
-        "following"
+        let (followed, ahead) = futures::join!(
+            state.social.follow(caller, target, now),
+            state.writer.resolve_recipient(caller, target)
+        );
+        ("following", Some((followed?.notification, ahead)))
     };
     tracing::info!(user_id = %caller, %target, status, "follow");
+    if let Some((notification, ahead)) = notification {
+        state.writer.notified(notification.as_ref(), ahead).await;
+    }
     ApiResponse::ok(FollowStatus { status })
 }
 
@@ -423,11 +444,18 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
 async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let requester = request.path_id("user_id")?;
-    state
-        .social
-        .accept_follow_request(caller, requester, state.clock.now())
-        .await?;
+    let (accepted, ahead) = futures::join!(
+        state
+            .social
+            .accept_follow_request(caller, requester, state.clock.now()),
+        state.writer.resolve_recipient(caller, requester)
+    );
+    let accepted = accepted?;
     tracing::info!(user_id = %caller, %requester, "follow request accepted");
+    state
+        .writer
+        .notified(accepted.notification.as_ref(), ahead)
+        .await;
     Ok(ApiResponse::no_content())
 }
 

@@ -8,12 +8,16 @@ use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::TokenService;
-use shared::domain::{new_id, UserId};
+use shared::domain::{new_id, NotificationKind, UserId};
+use shared::events::Event;
+use shared::push::testing::RecordingPush;
 use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
-use shared::testkit::api::{assert_error, TestApi, TestRequest, TestResponse};
+use shared::testkit::api::{
+    assert_error, open_connection, writer_push, TestApi, TestRequest, TestResponse,
+};
 
 /// `api-users` over a fresh database.
 async fn start() -> TestApi {
@@ -1060,4 +1064,97 @@ async fn the_event_fixtures_invoke_the_function() {
     );
     let alice_now = api.store.get_user(alice.id()).await.unwrap().unwrap();
     assert_eq!(alice_now.display_name, "Alice A.");
+}
+
+// ---- the writer push -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn follows_requests_and_accepts_push_their_notification_before_the_response() {
+    let push = Arc::new(RecordingPush::new());
+    let recorder = push.clone();
+    let api = TestApi::start_with(&[], move |config, clients| {
+        let writer = writer_push(&config, clients, recorder);
+        Ok(api_users::lambda_function(Arc::new(
+            State::new(config, clients)?.with_writer_push(writer),
+        )))
+    })
+    .await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let private = api.private_account("private").await;
+    for (user, connection) in [
+        (&alice, "alice-1="),
+        (&bob, "bob-1="),
+        (&private, "private-1="),
+    ] {
+        open_connection(&api.store, user.id(), connection).await;
+    }
+    let pushed_notifications = |connection: &str| -> Vec<String> {
+        push.events_of_type(connection, "new_notification")
+            .iter()
+            .map(|event| event["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let router_ids = |notifications: Vec<shared::domain::Notification>| -> Vec<String> {
+        notifications
+            .iter()
+            .map(|n| Event::new_notification(n).event_id.to_string())
+            .collect()
+    };
+
+    // A follow: Alice is told, with the id the stream router gives the notification.
+    let followed = api
+        .call(&bob, "PUT", &format!("/users/{}/follow", alice.id()))
+        .await;
+    assert_eq!(followed.body["status"], "following");
+    let notifications = api
+        .store
+        .notifications(alice.id(), false, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pushed_notifications("alice-1="), router_ids(notifications));
+    assert!(push.events_to("bob-1=").is_empty());
+
+    // A follow request to a private account, then its acceptance.
+    let requested = api
+        .call(&bob, "PUT", &format!("/users/{}/follow", private.id()))
+        .await;
+    assert_eq!(requested.body["status"], "requested");
+    let notifications = api
+        .store
+        .notifications(private.id(), false, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(notifications[0].kind, NotificationKind::FollowRequest);
+    assert_eq!(
+        pushed_notifications("private-1="),
+        router_ids(notifications)
+    );
+
+    let accepted = api
+        .call(
+            &private,
+            "POST",
+            &format!("/follow-requests/{}/accept", bob.id()),
+        )
+        .await;
+    assert_eq!(accepted.status, 204, "{:?}", accepted.body);
+    let notifications = api
+        .store
+        .notifications(bob.id(), false, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(notifications[0].kind, NotificationKind::FollowAccepted);
+    assert_eq!(pushed_notifications("bob-1="), router_ids(notifications));
+
+    // Following again after an unfollow writes no new notification: nothing pushed.
+    push.clear();
+    api.call(&bob, "DELETE", &format!("/users/{}/follow", alice.id()))
+        .await;
+    api.call(&bob, "PUT", &format!("/users/{}/follow", alice.id()))
+        .await;
+    assert!(push.delivered().is_empty(), "{:?}", push.delivered());
 }

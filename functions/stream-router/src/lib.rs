@@ -38,7 +38,7 @@
 
 pub mod decide;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
@@ -51,7 +51,9 @@ use shared::fanout::{Audience, OnlineSnapshot, Resolution};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::PushMetrics;
 use shared::store::presence::PRESENCE_GRACE;
+use shared::writer_push::WRITER_PUSHED_EVENTS;
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use crate::decide::{decide, BadRecord, Effect, Push};
 
@@ -85,11 +87,39 @@ enum RecordFailure {
     HeldBack,
 }
 
-/// What one batch shares: resolved audiences and the online index.
+/// What one batch shares: resolved audiences, the online index, and the connections the
+/// writer push already reached per event (its delivery markers).
 #[derive(Default)]
 struct BatchContext {
     resolved: ResolvedAudiences,
     online: OnlineSnapshot,
+    reached: HashMap<Uuid, HashSet<String>>,
+}
+
+/// The connections the writer push reached with the batch's events it pushes (one batch
+/// read of their markers). A failed read only costs duplicates, which clients drop by
+/// `event_id`, so it does not fail the batch.
+async fn writer_deliveries(
+    state: &State,
+    records: &[EventRecord],
+) -> HashMap<Uuid, HashSet<String>> {
+    let event_ids: Vec<Uuid> = records
+        .iter()
+        .filter_map(|record| decide(record).ok())
+        .flat_map(|decision| decision.pushes)
+        .filter(|push| WRITER_PUSHED_EVENTS.contains(&push.event.kind()))
+        .map(|push| push.event.event_id)
+        .collect();
+    if event_ids.is_empty() {
+        return HashMap::new();
+    }
+    match state.tier.delivered.reached_connections(&event_ids).await {
+        Ok(reached) => reached,
+        Err(error) => {
+            tracing::warn!(error = %error, causes = %cause_chain(&error), "delivery markers unreadable; pushing everything");
+            HashMap::new()
+        }
+    }
 }
 
 /// Handles one batch of stream records; reports failed records for redelivery.
@@ -98,8 +128,11 @@ pub async fn handle(
     state: &State,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
-    let context = BatchContext::default();
     let records = &event.payload.records;
+    let context = BatchContext {
+        reached: writer_deliveries(state, records).await,
+        ..BatchContext::default()
+    };
     let outcomes: Vec<GroupOutcome> = stream::iter(group_by_item(records))
         .map(|group| process_group(state, records, group, &context))
         .buffer_unordered(ITEM_CONCURRENCY)
@@ -269,7 +302,9 @@ async fn process_record(
         let dispatcher = &state.tier.dispatcher;
         let report = match resolution.as_ref() {
             Resolution::Connections(connection_ids) => {
-                dispatcher.dispatch(&push.event, connection_ids).await?
+                let remaining =
+                    not_reached(connection_ids, context.reached.get(&push.event.event_id));
+                dispatcher.dispatch(&push.event, &remaining).await?
             }
             Resolution::Deferred => dispatcher.defer(&push.event, &push.audience).await?,
         };
@@ -286,6 +321,18 @@ async fn process_record(
         metrics.retried_connections += dispatcher.retry_failures(&push.event, &report, 0).await?;
     }
     Ok(())
+}
+
+/// The audience minus the connections the writer push already reached.
+fn not_reached(connection_ids: &[String], reached: Option<&HashSet<String>>) -> Vec<String> {
+    match reached {
+        None => connection_ids.to_vec(),
+        Some(reached) => connection_ids
+            .iter()
+            .filter(|id| !reached.contains(*id))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Carries out an effect; an announced presence change becomes a push.

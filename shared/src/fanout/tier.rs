@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::push::{pushing_parts, DirectPush, PushClient};
 use crate::retry::RetryPolicy;
 use crate::store::connections::ConnectionStore;
+use crate::store::delivered::DeliveryMarkerStore;
 use crate::store::online::OnlineIndex;
 use crate::store::presence::PresenceStore;
 use crate::store::DynamoStore;
@@ -27,6 +28,8 @@ pub struct PushTier {
     pub connections: Arc<dyn ConnectionStore>,
     pub presence: Arc<dyn PresenceStore>,
     pub online: Arc<dyn OnlineIndex>,
+    /// What the writer push already delivered (the router pushes only the rest).
+    pub delivered: Arc<dyn DeliveryMarkerStore>,
 }
 
 impl std::fmt::Debug for PushTier {
@@ -59,7 +62,8 @@ impl PushTier {
             },
             connections: store.clone(),
             presence: store.clone(),
-            online: store,
+            online: store.clone(),
+            delivered: store,
         }
     }
 

@@ -377,6 +377,15 @@ pub fn room_member(channel: &str, connection_id: &str) -> Key {
     )
 }
 
+/// Sort key of [`delivery_marker`].
+pub const PUSHED: &str = "PUSHED";
+
+/// Marks an event as delivered to its whole audience by the function that wrote its source
+/// (the writer push): the stream router skips events that have one. Expires after an hour.
+pub fn delivery_marker(event_id: Uuid) -> Key {
+    Key::new(format!("PUSHED#{event_id}"), PUSHED)
+}
+
 // ---- rate limits ----------------------------------------------------------------------------
 
 /// Counter of `action`s by `user` in the window starting at `window_start` (epoch seconds).

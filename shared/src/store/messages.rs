@@ -28,8 +28,8 @@ use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
     format_time, new_id, validate_client_message_id, validate_message_text, Conversation,
-    ConversationState, Message, MessageId, MessageRequest, MessageStatus, NotificationKind, User,
-    UserId,
+    ConversationState, Message, MessageId, MessageRequest, MessageStatus, Notification,
+    NotificationKind, User, UserId,
 };
 use crate::error::{Error, Result};
 
@@ -89,6 +89,9 @@ pub struct SentMessage {
     /// `false` when the client id had already been used: `message` is the one stored by
     /// the first attempt and nothing new was written.
     pub created: bool,
+    /// The recipient's `message` notification written with it (none on a replay, or for a
+    /// further message of a request the recipient was already notified of).
+    pub notification: Option<Notification>,
 }
 
 /// The status policy: a message is a request when the recipient is private, does not
@@ -327,7 +330,7 @@ impl DynamoStore {
         new: &NewMessage,
         context: &SendContext,
         message: &Message,
-    ) -> Result<(), SendFailure> {
+    ) -> Result<Option<Notification>, SendFailure> {
         let table = &self.table.name;
         let (from, to) = (message.from, message.to);
         let build = || -> Result<_> {
@@ -429,7 +432,7 @@ impl DynamoStore {
         let (items, notification, blocks, client_index, recipient_index, request_index) =
             build().map_err(SendFailure::Fatal)?;
         let failure = match self.transact_with_notification(items, notification).await {
-            Ok(()) => return Ok(()),
+            Ok(notification) => return Ok(notification),
             Err(TransactFailure::Other(error)) => return Err(SendFailure::Fatal(error)),
             Err(failure) => failure,
         };
@@ -474,6 +477,7 @@ impl MessageStore for DynamoStore {
                 return Ok(SentMessage {
                     message,
                     created: false,
+                    notification: None,
                 });
             }
             let Some(recipient) = &context.recipient else {
@@ -496,10 +500,11 @@ impl MessageStore for DynamoStore {
                 client_message_id: new.client_message_id.clone(),
             };
             match self.commit_send(&new, &context, &message).await {
-                Ok(()) => {
+                Ok(notification) => {
                     return Ok(SentMessage {
                         message,
                         created: true,
+                        notification,
                     })
                 }
                 Err(SendFailure::Fatal(error)) => return Err(error),

@@ -8,7 +8,8 @@
 //!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
 //!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms),
 //!   [`presence`] (the online state announced to watchers; debounces online/offline),
-//!   [`online`] (the sharded online-users index fan-out intersects with followers).
+//!   [`online`] (the sharded online-users index fan-out intersects with followers),
+//!   [`delivered`] (delivery markers of events the writer push already delivered).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -18,6 +19,7 @@
 //! the same transaction as their cause.
 
 pub mod connections;
+pub mod delivered;
 pub mod dynamo;
 pub mod keys;
 pub mod messages;

@@ -43,6 +43,38 @@ pub struct NotificationItems {
     pub notification: Option<Notification>,
 }
 
+/// A write's outcome together with the notification its transaction wrote: `None` for a
+/// self-action, a cause already notified (dedup key), or a write that changed nothing.
+/// The REST function pushes that notification right after the commit (`writer_push`);
+/// it derefs to the outcome, so callers that only need the outcome read it as before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notified<T> {
+    pub outcome: T,
+    pub notification: Option<Notification>,
+}
+
+impl<T> Notified<T> {
+    /// An outcome whose write notified nobody.
+    pub fn silent(outcome: T) -> Self {
+        Self {
+            outcome,
+            notification: None,
+        }
+    }
+
+    pub fn into_outcome(self) -> T {
+        self.outcome
+    }
+}
+
+impl<T> std::ops::Deref for Notified<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.outcome
+    }
+}
+
 /// Builds the items that write `new` (nothing for a self-action): the notification with
 /// its unread-index entry, the recipient's unread counter, and the dedup marker.
 pub fn notification_items(table: &str, new: &NewNotification) -> Result<NotificationItems> {
@@ -56,7 +88,9 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
         actor_id: new.actor,
         post_id: new.post_id,
         comment_id: new.comment_id,
-        created_at: new.created_at,
+        // As stored (milliseconds), so the notification a write returns is the item the
+        // stream carries, and an event built from either is the same event.
+        created_at: crate::clock::to_millis(new.created_at),
         read: false,
     };
     let item = with_gsi2(
@@ -108,28 +142,30 @@ impl super::DynamoStore {
     /// Runs a cause's transaction with its notification appended. When the only failed
     /// condition is the notification's dedup marker (the recipient was already notified of
     /// this cause), the cause commits on its own. Indices in a returned failure refer to
-    /// `cause` items, which come first.
+    /// `cause` items, which come first. Returns the notification the commit wrote, if any.
     pub(crate) async fn transact_with_notification(
         &self,
         cause: Vec<TransactWriteItem>,
         notification: NotificationItems,
-    ) -> Result<(), TransactFailure> {
+    ) -> Result<Option<Notification>, TransactFailure> {
         let cause_len = cause.len();
+        let written = notification.notification;
         let Some(marker) = notification.dedup_marker.map(|i| cause_len + i) else {
             let mut items = cause;
             items.extend(notification.items);
-            return self.table.transact(items).await;
+            return self.table.transact(items).await.map(|()| written);
         };
         let mut items = cause.clone();
         items.extend(notification.items);
         match self.table.transact(items).await {
+            Ok(()) => Ok(written),
             Err(failure)
                 if failure.condition_failed_at(marker)
                     && !(0..cause_len).any(|i| failure.condition_failed_at(i)) =>
             {
-                self.table.transact(cause).await
+                self.table.transact(cause).await.map(|()| None)
             }
-            other => other,
+            Err(failure) => Err(failure),
         }
     }
 }

@@ -23,7 +23,7 @@ use super::dynamo::{
     TransactFailure,
 };
 use super::keys::{self, Key};
-use super::notifications::{notification_items, NewNotification};
+use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
 use super::social::SocialStore;
 use super::DynamoStore;
@@ -104,9 +104,14 @@ pub trait PostStore: Send + Sync {
     async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
 
     /// `user` likes `post`: the like, `like_count + 1` and a `like` notification to the author
-    /// (at most one per actor and post, never for a self-like) in one transaction.
-    /// Idempotent. `NotFound` if the post is gone.
-    async fn like(&self, post: &Post, user: UserId, now: DateTime<Utc>) -> Result<LikeState>;
+    /// (at most one per actor and post, never for a self-like) in one transaction, which
+    /// comes back with the state. Idempotent. `NotFound` if the post is gone.
+    async fn like(
+        &self,
+        post: &Post,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Notified<LikeState>>;
 
     /// Removes `user`'s like and decrements the count. Idempotent. `NotFound` if the post is gone.
     async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState>;
@@ -121,8 +126,9 @@ pub trait PostStore: Send + Sync {
     async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>>;
 
     /// Adds a comment, `comment_count + 1` and a `comment` notification to the post author
-    /// (not for one's own post) in one transaction. `NotFound` if the post is gone.
-    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Comment>;
+    /// (not for one's own post) in one transaction, which comes back with the comment.
+    /// `NotFound` if the post is gone.
+    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Notified<Comment>>;
 
     /// Pattern 16: comments of a post, oldest first. `NotFound` if the post is gone.
     async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>>;
@@ -466,7 +472,12 @@ impl PostStore for DynamoStore {
         self.merged_timelines(&authors, before, page.limit).await
     }
 
-    async fn like(&self, post: &Post, user: UserId, now: DateTime<Utc>) -> Result<LikeState> {
+    async fn like(
+        &self,
+        post: &Post,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Notified<LikeState>> {
         let table = &self.table.name;
         let like = Like {
             post_id: post.id,
@@ -500,21 +511,24 @@ impl PostStore for DynamoStore {
                 dedup_key: Some(keys::like_dedup_key(post.id, user)),
             },
         )?;
-        match self.transact_with_notification(cause, notification).await {
-            Ok(()) => {}
+        let notification = match self.transact_with_notification(cause, notification).await {
+            Ok(written) => written,
             Err(TransactFailure::Other(error)) => return Err(error),
             Err(failure) if post_unreachable(&failure, cause_len) => return Err(post_not_found()),
             // Already liked: nothing changed.
-            Err(failure) if failure.condition_failed_at(NEW_ITEM) => {}
+            Err(failure) if failure.condition_failed_at(NEW_ITEM) => None,
             Err(_) => {
                 return Err(Error::invariant(
                     "like transaction failed an unexpected condition",
                 ))
             }
-        }
-        Ok(LikeState {
-            liked: true,
-            like_count: self.like_count(post.id).await?,
+        };
+        Ok(Notified {
+            outcome: LikeState {
+                liked: true,
+                like_count: self.like_count(post.id).await?,
+            },
+            notification,
         })
     }
 
@@ -565,7 +579,7 @@ impl PostStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Comment> {
+    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Notified<Comment>> {
         let table = &self.table.name;
         let comment = Comment {
             id: new_id(),
@@ -601,10 +615,14 @@ impl PostStore for DynamoStore {
             },
         )?;
         // Comment ids are fresh, so any failed condition is the post being gone or hidden.
-        self.transact_with_notification(cause, notification)
+        let notification = self
+            .transact_with_notification(cause, notification)
             .await
             .map_err(|failure| failure.into_error(post_not_found))?;
-        Ok(comment)
+        Ok(Notified {
+            outcome: comment,
+            notification,
+        })
     }
 
     async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>> {

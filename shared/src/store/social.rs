@@ -13,7 +13,7 @@ use super::dynamo::{
     TransactFailure,
 };
 use super::keys::{self, Key};
-use super::notifications::{notification_items, NewNotification};
+use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{KeyShape, Page, PageRequest};
 use super::users::UserStore;
 use super::DynamoStore;
@@ -31,20 +31,25 @@ pub trait SocialStore: Send + Sync {
     async fn relationship(&self, viewer: UserId, other: UserId) -> Result<Relationship>;
 
     /// `follower` now follows `followee`: the follow item, both counters and a `follow`
-    /// notification in one transaction. `Ok(false)` if it already existed (idempotent).
-    /// `NotFound` if either user does not exist or a block stands between them (checked in
-    /// the same transaction); `Validation` for a self-follow.
-    async fn follow(&self, follower: UserId, followee: UserId, now: DateTime<Utc>) -> Result<bool>;
+    /// notification in one transaction (which comes back with the outcome). `false` if it
+    /// already existed (idempotent). `NotFound` if either user does not exist or a block
+    /// stands between them (checked in the same transaction); `Validation` for a self-follow.
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Notified<bool>>;
 
     /// A follow request to a private account, with a `follow_request` notification.
-    /// `Ok(false)` if it was already pending or the requester already follows the target;
+    /// `false` if it was already pending or the requester already follows the target;
     /// errors as for [`SocialStore::follow`].
     async fn request_follow(
         &self,
         requester: UserId,
         target: UserId,
         now: DateTime<Utc>,
-    ) -> Result<bool>;
+    ) -> Result<Notified<bool>>;
 
     /// Removes the follow and decrements both counters. `Ok(false)` if there was none.
     async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool>;
@@ -53,13 +58,14 @@ pub trait SocialStore: Send + Sync {
     async fn cancel_follow_request(&self, requester: UserId, target: UserId) -> Result<bool>;
 
     /// `target` accepts `requester`: the request becomes a follow (counters, and a
-    /// `follow_accepted` notification to the requester). `NotFound` if no request is pending.
+    /// `follow_accepted` notification to the requester, which comes back). `NotFound` if no
+    /// request is pending.
     async fn accept_follow_request(
         &self,
         target: UserId,
         requester: UserId,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<Notified<()>>;
 
     /// `target` rejects `requester`. `NotFound` if no request is pending.
     async fn reject_follow_request(&self, target: UserId, requester: UserId) -> Result<()>;
@@ -370,7 +376,12 @@ impl SocialStore for DynamoStore {
         })
     }
 
-    async fn follow(&self, follower: UserId, followee: UserId, now: DateTime<Utc>) -> Result<bool> {
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Notified<bool>> {
         if follower == followee {
             return Err(Error::validation("you cannot follow yourself"));
         }
@@ -383,7 +394,10 @@ impl SocialStore for DynamoStore {
             },
         )?;
         match self.transact_with_notification(items, notice).await {
-            Ok(()) => Ok(true),
+            Ok(notification) => Ok(Notified {
+                outcome: true,
+                notification,
+            }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 if BLOCK_CHECKS
                     .iter()
@@ -392,7 +406,7 @@ impl SocialStore for DynamoStore {
                 {
                     Err(not_found_user())
                 } else if failure.condition_failed_at(FOLLOW_ITEM) {
-                    Ok(false)
+                    Ok(Notified::silent(false))
                 } else {
                     Err(Error::invariant("follow: unexpected condition failure"))
                 }
@@ -406,7 +420,7 @@ impl SocialStore for DynamoStore {
         requester: UserId,
         target: UserId,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Notified<bool>> {
         if requester == target {
             return Err(Error::validation("you cannot follow yourself"));
         }
@@ -441,14 +455,17 @@ impl SocialStore for DynamoStore {
             },
         )?;
         match self.transact_with_notification(items, notice).await {
-            Ok(()) => Ok(true),
+            Ok(notification) => Ok(Notified {
+                outcome: true,
+                notification,
+            }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 // Items 2–5: both profiles exist, no block either way.
                 if (2..=5).any(|i| failure.condition_failed_at(i)) {
                     Err(not_found_user())
                 } else {
                     // Already pending, or already following.
-                    Ok(false)
+                    Ok(Notified::silent(false))
                 }
             }
             Err(TransactFailure::Other(error)) => Err(error),
@@ -487,7 +504,7 @@ impl SocialStore for DynamoStore {
         target: UserId,
         requester: UserId,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Notified<()>> {
         let table = &self.table.name;
         let request_key = keys::follow_request(target, requester);
         // The request is the last item so the follow items keep their documented indexes.
@@ -499,7 +516,10 @@ impl SocialStore for DynamoStore {
             &notification(requester, NotificationKind::FollowAccepted, target, now),
         )?;
         match self.transact_with_notification(items, notice).await {
-            Ok(()) => Ok(()),
+            Ok(notification) => Ok(Notified {
+                outcome: (),
+                notification,
+            }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 if failure.condition_failed_at(request_index)
                     || BLOCK_CHECKS.iter().any(|i| failure.condition_failed_at(*i))
@@ -509,7 +529,7 @@ impl SocialStore for DynamoStore {
                     // Already a follower (e.g. a follow landed while the account was
                     // public): the request is simply consumed.
                     if self.delete_existing(&request_key).await? {
-                        Ok(())
+                        Ok(Notified::silent(()))
                     } else {
                         Err(Error::not_found("no pending follow request from this user"))
                     }

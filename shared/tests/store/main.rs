@@ -5,6 +5,7 @@
 //! One module per store area; each test starts its own fresh database.
 
 mod connections;
+mod delivered;
 mod messages;
 mod notifications;
 mod posts;

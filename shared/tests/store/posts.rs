@@ -45,6 +45,7 @@ async fn comment(
         )
         .await
         .unwrap_or_else(|e| panic!("commenting {text}: {e:?}"))
+        .into_outcome()
 }
 
 #[tokio::test]
@@ -321,7 +322,13 @@ async fn feed_merges_followed_authors_newest_first_without_duplicates_or_blocked
     let stranger = user(&store, "stranger").await;
     let now = Utc::now();
     for followee in [&ann, &ben, &cat] {
-        assert!(store.follow(viewer.id, followee.id, now).await.unwrap());
+        assert!(
+            store
+                .follow(viewer.id, followee.id, now)
+                .await
+                .unwrap()
+                .outcome
+        );
     }
     // Interleave authors so every page mixes timelines.
     let mut expected = Vec::new();
@@ -435,21 +442,28 @@ async fn a_like_notifies_the_author_once_and_a_self_like_never() {
     let bob = user(&store, "bob").await;
     let liked = post(&store, &alice, "like me").await;
 
-    store.like(&liked, bob.id, Utc::now()).await.unwrap();
+    let first = store.like(&liked, bob.id, Utc::now()).await.unwrap();
     let sent = stored_notifications(&store, alice.id).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].kind, NotificationKind::Like);
     assert_eq!(sent[0].actor_id, bob.id);
     assert_eq!(sent[0].post_id, Some(liked.id));
+    assert_eq!(
+        first.notification.as_ref(),
+        Some(&sent[0]),
+        "the like returns the notification its transaction wrote"
+    );
 
     // like / unlike / like never spams.
     store.unlike(liked.id, bob.id).await.unwrap();
     let again = store.like(&liked, bob.id, Utc::now()).await.unwrap();
     assert_eq!(again.like_count, 1, "the like itself still counts");
+    assert_eq!(again.notification, None);
     assert_eq!(stored_notifications(&store, alice.id).await.len(), 1);
 
     let own = store.like(&liked, alice.id, Utc::now()).await.unwrap();
     assert_eq!(own.like_count, 2);
+    assert_eq!(own.notification, None);
     assert_eq!(
         stored_notifications(&store, alice.id).await.len(),
         1,

@@ -26,7 +26,13 @@ async fn follow_writes_relation_both_counters_and_a_follow_notification() {
     let store = db.store();
     let [alice, bob] = users(&store, ["alice", "bob"]).await;
 
-    assert!(store.follow(alice.id, bob.id, Utc::now()).await.unwrap());
+    assert!(
+        store
+            .follow(alice.id, bob.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
 
     assert_eq!(counts(&store, alice.id).await, (0, 1));
     assert_eq!(counts(&store, bob.id).await, (1, 0));
@@ -66,7 +72,13 @@ async fn follow_writes_relation_both_counters_and_a_follow_notification() {
     );
 
     // Following again is a no-op: same counters, no second notification.
-    assert!(!store.follow(alice.id, bob.id, Utc::now()).await.unwrap());
+    assert!(
+        !store
+            .follow(alice.id, bob.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
     assert_eq!(counts(&store, bob.id).await, (1, 0));
     assert_eq!(counts(&store, alice.id).await, (0, 1));
     assert_eq!(stored_notifications(&store, bob.id).await.len(), 1);
@@ -139,7 +151,7 @@ async fn twenty_concurrent_follows_count_once_and_concurrent_unfollows_return_to
     let created = results
         .into_iter()
         .map(Result::unwrap)
-        .filter(|created| *created)
+        .filter(|created| created.outcome)
         .count();
     assert_eq!(created, 1, "exactly one attempt creates the follow");
     assert_eq!(counts(&store, alice.id).await, (0, 1));
@@ -206,15 +218,19 @@ async fn follow_request_then_accept_becomes_a_follow_with_notifications_both_way
     let store = db.store();
     let [private, requester] = users(&store, ["private", "requester"]).await;
 
-    assert!(store
-        .request_follow(requester.id, private.id, Utc::now())
-        .await
-        .unwrap());
+    assert!(
+        store
+            .request_follow(requester.id, private.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
     assert!(
         !store
             .request_follow(requester.id, private.id, Utc::now())
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         "a second request while one is pending is a no-op"
     );
     let requests = store
@@ -269,10 +285,13 @@ async fn follow_request_then_accept_becomes_a_follow_with_notifications_both_way
     );
     assert_eq!(counts(&store, private.id).await, (1, 0));
     // Already following: a new request is a no-op.
-    assert!(!store
-        .request_follow(requester.id, private.id, Utc::now())
-        .await
-        .unwrap());
+    assert!(
+        !store
+            .request_follow(requester.id, private.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
 }
 
 #[tokio::test]
@@ -432,7 +451,13 @@ async fn a_block_either_way_stops_follows_requests_and_their_notifications() {
     // Unblocking (twice: idempotent) lets them follow again.
     store.unblock(alice.id, bob.id).await.unwrap();
     store.unblock(alice.id, bob.id).await.unwrap();
-    assert!(store.follow(bob.id, alice.id, Utc::now()).await.unwrap());
+    assert!(
+        store
+            .follow(bob.id, alice.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
     assert_eq!(counts(&store, alice.id).await, (1, 0));
 }
 
@@ -651,8 +676,11 @@ async fn follow_unfollow_follow_and_request_cancel_request_notify_once() {
     let [alice, bob, carol] = users(&store, ["alice", "bob", "carol"]).await;
     let now = Utc::now();
 
+    let mut returned = Vec::new();
     for _ in 0..3 {
-        assert!(store.follow(bob.id, alice.id, now).await.unwrap());
+        let followed = store.follow(bob.id, alice.id, now).await.unwrap();
+        assert!(followed.outcome);
+        returned.extend(followed.notification);
         assert!(store.unfollow(bob.id, alice.id).await.unwrap());
     }
     assert_eq!(
@@ -670,9 +698,19 @@ async fn follow_unfollow_follow_and_request_cancel_request_notify_once() {
         1,
         "one follow notification per actor: {follows:?}"
     );
+    assert_eq!(
+        returned, follows,
+        "the follow that wrote the notification returns it; the others return none"
+    );
 
     for _ in 0..3 {
-        assert!(store.request_follow(carol.id, alice.id, now).await.unwrap());
+        assert!(
+            store
+                .request_follow(carol.id, alice.id, now)
+                .await
+                .unwrap()
+                .outcome
+        );
         assert!(store
             .cancel_follow_request(carol.id, alice.id)
             .await

@@ -86,7 +86,7 @@ impl Seeder {
                     .map_err(|e| anyhow::anyhow!("{} follows: {e}", follower.username))
             })
             .buffer_unordered(SEED_CONCURRENCY)
-            .try_collect::<Vec<bool>>()
+            .try_collect::<Vec<_>>()
             .await?;
         Ok(())
     }
