@@ -68,10 +68,11 @@ EXPECTED_FUNCTIONS = {
 BUILD_METHOD = "rust-cargolambda"
 # Functions that post to WebSocket connections (execute-api:ManageConnections).
 PUSHING_FUNCTIONS = {"WsMessageFunction", "StreamRouterFunction", "PushWorkerFunction"}
-# Which functions may perform which (lower-cased) SQS actions: only the router sends (a
-# `user_offline` is pushed by the router from the presence record the worker writes).
+# Which functions may perform which (lower-cased) SQS actions: the router sends work items,
+# chunks and presence checks; the worker sends chunks of the audiences it resolves and
+# re-enqueues the connections that still failed (only those, with a short delay).
 SQS_ACTION_OWNERS = {
-    "sqs:sendmessage": {"StreamRouterFunction"},
+    "sqs:sendmessage": {"StreamRouterFunction", "PushWorkerFunction"},
     "sqs:receivemessage": {"PushWorkerFunction"},
     "sqs:deletemessage": {"PushWorkerFunction"},
 }
@@ -124,7 +125,12 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "execute-api:ManageConnections": {CONNECTIONS},
     },
     "PushWorkerFunction": {
-        **_dynamodb(["GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"]),
+        **_dynamodb(
+            ["GetItem", "BatchGetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "TransactWriteItems"],
+            {TABLE, INDEX},
+        ),
+        # Chunks of a resolved audience and re-enqueued failed connections.
+        "sqs:SendMessage": {FANOUT_QUEUE},
         "sqs:ReceiveMessage": {FANOUT_QUEUE},
         "sqs:DeleteMessage": {FANOUT_QUEUE},
         "sqs:GetQueueAttributes": {FANOUT_QUEUE},
@@ -138,7 +144,7 @@ REQUIRED_ENV_ALL = {"TABLE_NAME", "JWT_SECRET"}
 REQUIRED_ENV = {
     "WsMessageFunction": {"WS_MANAGEMENT_ENDPOINT"},
     "StreamRouterFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
-    "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT"},
+    "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
 }
 JUSTIFICATION = "# justification:"
 VISIBILITY_TIMEOUT_FACTOR = 6

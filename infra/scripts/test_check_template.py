@@ -228,7 +228,7 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("iam: NotAction", _grant("ApiUsersFunction", {"Effect": "Allow", "NotAction": "iam:*", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "NotAction grants everything else"),
     ("iam: ManageConnections for a REST function", _grant("ApiPostsFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/prod/POST/@connections/*"}}), "only for the pushing functions"),
     ("iam: ManageConnections on the whole API", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*"}}), "scoped to the stage's @connections ARN"),
-    ("iam: SendMessage for a WebSocket function", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['StreamRouterFunction']"),
+    ("iam: SendMessage for a WebSocket function", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['PushWorkerFunction', 'StreamRouterFunction']"),
     ("iam: ReceiveMessage for the router", _grant("StreamRouterFunction", {"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:receivemessage is only for ['PushWorkerFunction']"),
     # grants (the per-function IAM audit)
     ("grants: an action the code never calls", _grant("ApiAuthFunction", {"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "ApiAuthFunction is granted dynamodb:deleteitem"),
@@ -239,9 +239,9 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("grants: index granted to a table-only reader", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]), "not ['index/*']"),
     ("grants: pushing function cannot push", _drop_statement("StreamRouterFunction", "PushToConnections"), "StreamRouterFunction lacks execute-api:manageconnections"),
     ("grants: ManageConnections for any method", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStageName}/*/@connections/*"}}), "(the code only posts)"),
-    ("iam: the worker sends to the queue it consumes", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}}), "sqs:sendmessage is only for ['StreamRouterFunction']"),
+    ("iam: the worker sends to the stream DLQ", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}}), "not ['queue:StreamDeadLetterQueue']"),
     ("grants: router sends to the fan-out DLQ", _grant("StreamRouterFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}), "not ['queue:FanoutDeadLetterQueue']"),
-    ("grants: worker reads indexes it never queries", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::Sub": "${Table.Arn}/index/*"}}), "PushWorkerFunction is granted dynamodb:query"),
+    ("grants: worker writes items it never puts", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": {"Fn::GetAtt": ["Table", "Arn"]}}), "PushWorkerFunction is granted dynamodb:putitem"),
     ("grants: router loses its failure destination", _drop_statement("StreamRouterFunction", "StreamFailureDestination"), "missing ['queue:StreamDeadLetterQueue']"),
     # environment
     ("environment: router without FANOUT_QUEUE_URL", _drop_env("StreamRouterFunction", "FANOUT_QUEUE_URL"), "StreamRouterFunction needs FANOUT_QUEUE_URL"),

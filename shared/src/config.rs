@@ -66,6 +66,10 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub max_connections_per_user: u32,
     pub fanout_direct_max_connections: usize,
+    /// Followers an author may have for the stream router to resolve a post's audience in
+    /// place (`FANOUT_INLINE_MAX_FOLLOWERS`, default 1000); above it a push worker does, so
+    /// the router's time per record stays bounded.
+    pub fanout_inline_max_followers: usize,
     /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
     pub log_filter: String,
 }
@@ -156,6 +160,7 @@ impl Config {
             rate_limits,
             max_connections_per_user: number(&vars, "MAX_CONNECTIONS_PER_USER", 10)?,
             fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
+            fanout_inline_max_followers: number(&vars, "FANOUT_INLINE_MAX_FOLLOWERS", 1000)?,
             log_filter: get("RUST_LOG")
                 .map(str::to_owned)
                 .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(str::to_ascii_lowercase))

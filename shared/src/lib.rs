@@ -21,10 +21,11 @@
 //! - [`http`]: router, request extraction and error responses for the `api-*` functions.
 //! - [`function`]: the in-process invocation contract the local gateway uses.
 //! - [`events`]: the server → client WebSocket events, their envelope and deterministic ids.
-//! - [`push`]: pushing events to connections (management API, audiences, direct or queued
-//!   dispatch with retry; gone connections removed).
-//! - [`queue`]: the typed, versioned SQS messages of the fan-out queue (event chunks and
-//!   delayed presence checks).
+//! - [`push`]: posting events to connections (management API, bounded concurrency, retry;
+//!   gone connections removed) and the push metrics.
+//! - [`fanout`]: audiences and their resolution through the online-users index, direct or
+//!   queued dispatch, the fan-out queue's messages (work items, chunks, presence checks).
+//! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
 //! - [`aws`]: SDK clients, built once.
 //! - [`metering`]: the request-counting SDK interceptor (requests per operation, DynamoDB
 //!   capacity units) behind cost figures and request-bound tests.
@@ -39,11 +40,12 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod function;
 pub mod http;
 pub mod metering;
 pub mod push;
-pub mod queue;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

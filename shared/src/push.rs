@@ -1,20 +1,18 @@
-//! Delivering events to WebSocket connections.
+//! Delivering events to WebSocket connections — what every function that posts needs.
 //!
 //! - [`PushClient`]: one post to one connection, with a typed outcome — delivered, or
 //!   gone (API Gateway's `GoneException`, HTTP 410: the socket is closed) — and errors typed
 //!   retryable (throttling, 5xx, timeouts) or permanent. [`ManagementApiPush`] is the real
 //!   one, over ONE `aws-sdk-apigatewaymanagement` client built at cold start from
 //!   `WS_MANAGEMENT_ENDPOINT`.
-//! - [`Audience`] and [`AudienceResolver`]: who an event is for, turned into connection ids
-//!   (the connections of 100 users are one `BatchGetItem`).
-//! - [`DirectPush`]: the direct path — posts with bounded concurrency and retry-with-backoff;
-//!   a gone connection is removed (with its room memberships) and counts as delivered. The
-//!   only path of functions whose audiences are small by construction (`ws-message`).
-//! - [`Dispatcher`]: an audience up to `FANOUT_DIRECT_MAX_CONNECTIONS` connections goes
-//!   through [`DirectPush`]; a larger one is split into `fanout` messages on the queue for
-//!   the push worker.
+//! - [`DirectPush`]: posts with bounded concurrency and retry-with-backoff; a gone
+//!   connection is removed (with its room memberships) and counts as delivered. The only
+//!   path of functions whose audiences are small by construction (`ws-message`).
+//! - [`PushMetrics`]: one EMF line per invocation.
+//!
+//! Who an event is for and how large audiences travel (audiences, the online index, the
+//! queue, work items) is the fan-out tier's business: [`crate::fanout`].
 
-use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,27 +22,18 @@ use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 
 use crate::aws::Clients;
-use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::domain::UserId;
 use crate::error::{cause_chain, Error, Result};
-use crate::events::{Channel, Event};
-use crate::queue::{EventQueue, SqsEventQueue};
+use crate::events::Event;
+pub use crate::retry::RetryPolicy;
 use crate::store::connections::ConnectionStore;
-use crate::store::social::SocialStore;
-use crate::store::users::UserStore;
 use crate::store::DynamoStore;
 
 /// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
 /// every concurrent invocation, so this stays modest; throttling is retried anyway.
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 32;
-
-/// Most followers one post event is fanned out to (bounds the read; the SQS path takes
-/// anything above the direct threshold).
-pub const MAX_AUDIENCE_FOLLOWERS: usize = 100_000;
 
 /// What happened to one post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,182 +137,6 @@ fn classify_post_error(
     }
 }
 
-// ---- retry ---------------------------------------------------------------------------------------
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, the first included (at least 1).
-    pub attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 3,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause after failed attempt number `attempt` (1-based): uniform in
-    /// `[0, min(max_delay, base_delay · 2^(attempt-1))]`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let ceiling = exponential.min(self.max_delay);
-        if ceiling.is_zero() {
-            return ceiling;
-        }
-        ceiling.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
-    }
-}
-
-// ---- audiences --------------------------------------------------------------------------------
-
-/// Who an event is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Audience {
-    /// Every open connection of these users.
-    Users(Vec<UserId>),
-    /// Every open connection of these users except one (the connection that caused the event).
-    UsersExcept {
-        users: Vec<UserId>,
-        except_connection: String,
-    },
-    /// The subscribers of a channel.
-    Room(Channel),
-    /// One connection.
-    Connection(String),
-    /// The author and the author's followers, minus anyone in the author's block set
-    /// (a block removes follows, so this only matters for races).
-    AuthorAndFollowers(UserId),
-    /// Who may see the user's presence: if the user shows presence, their mutual follows
-    /// (and `presence:{user}` subscribers that still are), minus blocked relations.
-    PresenceWatchers(UserId),
-}
-
-/// Turns audiences into connection ids.
-#[derive(Clone)]
-pub struct AudienceResolver {
-    pub connections: Arc<dyn ConnectionStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub users: Arc<dyn UserStore>,
-}
-
-impl std::fmt::Debug for AudienceResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudienceResolver").finish_non_exhaustive()
-    }
-}
-
-impl AudienceResolver {
-    /// The union of the audiences' connections, each once, sorted.
-    pub async fn resolve(&self, audiences: &[Audience]) -> Result<Vec<String>> {
-        let mut connection_ids = BTreeSet::new();
-        let mut excluded = HashSet::new();
-        for audience in audiences {
-            match audience {
-                Audience::Users(users) => {
-                    connection_ids.extend(self.connections_of(users).await?);
-                }
-                Audience::UsersExcept {
-                    users,
-                    except_connection,
-                } => {
-                    connection_ids.extend(self.connections_of(users).await?);
-                    excluded.insert(except_connection.clone());
-                }
-                Audience::Room(channel) => {
-                    let members = self.connections.room_members(&channel.to_string()).await?;
-                    connection_ids.extend(members.into_iter().map(|member| member.connection_id));
-                }
-                Audience::Connection(id) => {
-                    connection_ids.insert(id.clone());
-                }
-                Audience::AuthorAndFollowers(author) => {
-                    let (blocked, followers) = futures::try_join!(
-                        self.social.block_set(*author),
-                        self.social.follower_ids(*author, MAX_AUDIENCE_FOLLOWERS),
-                    )?;
-                    let mut users: Vec<UserId> = followers
-                        .into_iter()
-                        .filter(|follower| !blocked.contains(follower))
-                        .collect();
-                    users.push(*author);
-                    connection_ids.extend(self.connections_of(&users).await?);
-                }
-                Audience::PresenceWatchers(user) => {
-                    connection_ids.extend(self.presence_watchers(*user).await?);
-                }
-            }
-        }
-        Ok(connection_ids
-            .into_iter()
-            .filter(|id| !excluded.contains(id))
-            .collect())
-    }
-
-    async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {
-        let unique: Vec<UserId> = users
-            .iter()
-            .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        Ok(self
-            .connections
-            .connections_of_users(&unique)
-            .await?
-            .into_values()
-            .flatten()
-            .collect())
-    }
-
-    async fn presence_watchers(&self, user: UserId) -> Result<Vec<String>> {
-        let Some(profile) = self.users.get_user(user).await? else {
-            return Ok(Vec::new());
-        };
-        if !profile.show_presence {
-            return Ok(Vec::new());
-        }
-        // Independent reads: run them side by side.
-        let (blocked, following, followers) = futures::try_join!(
-            self.social.block_set(user),
-            self.social.following_ids(user),
-            self.social.follower_ids(user, MAX_AUDIENCE_FOLLOWERS),
-        )?;
-        let following: HashSet<UserId> = following.into_iter().collect();
-        let mutuals: HashSet<UserId> = followers
-            .into_iter()
-            .filter(|follower| following.contains(follower) && !blocked.contains(follower))
-            .collect();
-        let mut watchers = self
-            .connections_of(&mutuals.iter().copied().collect::<Vec<_>>())
-            .await?;
-        // Subscribers were mutual when they subscribed; one who unfollowed or was blocked
-        // since then is not told any more.
-        let subscribers = self
-            .connections
-            .room_members(&Channel::Presence(user).to_string())
-            .await?;
-        watchers.extend(
-            subscribers
-                .into_iter()
-                .filter(|member| mutuals.contains(&member.user_id))
-                .map(|member| member.connection_id),
-        );
-        Ok(watchers)
-    }
-}
-
-// ---- delivery -----------------------------------------------------------------------------------
-
 /// How a dispatch reached its audience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DispatchPath {
@@ -333,6 +146,8 @@ pub enum DispatchPath {
     Direct,
     /// Handed to the push worker through the queue.
     Queued,
+    /// Unresolved: a push worker resolves the audience (an `audience` work item).
+    Deferred,
 }
 
 impl DispatchPath {
@@ -341,6 +156,7 @@ impl DispatchPath {
             Self::Nobody => "nobody",
             Self::Direct => "direct",
             Self::Queued => "queued",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -365,7 +181,7 @@ pub struct DispatchReport {
 }
 
 impl DispatchReport {
-    fn new(path: DispatchPath, connections: usize) -> Self {
+    pub fn new(path: DispatchPath, connections: usize) -> Self {
         Self {
             path,
             connections,
@@ -510,47 +326,6 @@ impl DirectPush {
     }
 }
 
-/// Pushes events directly or through the queue: an audience up to
-/// `direct_max_connections` goes through [`DirectPush`], a larger one is split into
-/// `fanout` messages for the push worker.
-#[derive(Clone)]
-pub struct Dispatcher {
-    pub direct: DirectPush,
-    pub queue: Arc<dyn EventQueue>,
-    /// Audiences up to this many connections are pushed directly.
-    pub direct_max_connections: usize,
-}
-
-impl std::fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
-            .field("direct", &self.direct)
-            .field("direct_max_connections", &self.direct_max_connections)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Dispatcher {
-    /// Direct push for small audiences, the queue for large ones. A queue failure is an
-    /// error (the caller retries its source); push failures are in the report.
-    pub async fn dispatch(
-        &self,
-        event: &Event,
-        connection_ids: &[String],
-    ) -> Result<DispatchReport> {
-        if connection_ids.is_empty() {
-            return Ok(DispatchReport::new(DispatchPath::Nobody, 0));
-        }
-        if connection_ids.len() > self.direct_max_connections {
-            let mut report = DispatchReport::new(DispatchPath::Queued, connection_ids.len());
-            report.queued_messages = self.queue.enqueue_fanout(event, connection_ids).await?;
-            return Ok(report);
-        }
-        self.direct.deliver(event, connection_ids).await
-    }
-}
-
-/// What every function that posts to connections builds at cold start: the DynamoDB store
 /// and the management API client (`WS_MANAGEMENT_ENDPOINT` is required).
 pub fn pushing_parts(
     config: &Config,
@@ -562,115 +337,6 @@ pub fn pushing_parts(
         &config.table_name,
     ));
     Ok((store, push))
-}
-
-// ---- the push tier as one value ------------------------------------------------------------------
-
-/// Everything a function that pushes needs: audience resolution, dispatch, presence state.
-/// The stream router holds one (through [`PushFunctionState`]); the push worker, which only
-/// delivers chunks the router already resolved, and `ws-message`, whose audiences are one
-/// user's connections, hold only a [`DirectPush`].
-#[derive(Clone)]
-pub struct PushTier {
-    pub resolver: AudienceResolver,
-    pub dispatcher: Dispatcher,
-    pub connections: Arc<dyn ConnectionStore>,
-    pub presence: Arc<dyn crate::store::presence::PresenceStore>,
-}
-
-impl std::fmt::Debug for PushTier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushTier")
-            .field("dispatcher", &self.dispatcher)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PushTier {
-    /// The push tier over the DynamoDB store, with the default concurrency and retry policy.
-    pub fn new(
-        store: Arc<DynamoStore>,
-        push: Arc<dyn PushClient>,
-        queue: Arc<dyn EventQueue>,
-        direct_max_connections: usize,
-    ) -> Self {
-        Self {
-            resolver: AudienceResolver {
-                connections: store.clone(),
-                social: store.clone(),
-                users: store.clone(),
-            },
-            dispatcher: Dispatcher {
-                direct: DirectPush::new(push, store.clone()),
-                queue,
-                direct_max_connections,
-            },
-            connections: store.clone(),
-            presence: store,
-        }
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.dispatcher.direct.retry = retry;
-        self
-    }
-
-    /// The fan-out queue (also where delayed presence checks are scheduled).
-    pub fn queue(&self) -> &dyn EventQueue {
-        self.dispatcher.queue.as_ref()
-    }
-}
-
-/// The state of the function that decides audiences — `stream-router` re-exports this as its
-/// `State`: the configuration, the push tier (with the queue), the clock.
-pub struct PushFunctionState {
-    pub config: Config,
-    pub tier: PushTier,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for PushFunctionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushFunctionState")
-            .field("table", &self.config.table_name)
-            .field("tier", &self.tier)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PushFunctionState {
-    /// Production state: DynamoDB, the management API and the SQS fan-out queue (both
-    /// `WS_MANAGEMENT_ENDPOINT` and `FANOUT_QUEUE_URL` are required), the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let queue = Arc::new(SqsEventQueue::new(
-            clients.sqs.clone(),
-            config.require_fanout_queue_url()?,
-        ));
-        let (store, push) = pushing_parts(&config, clients)?;
-        Ok(Self::from_parts(
-            config,
-            store,
-            push,
-            queue,
-            Arc::new(SystemClock),
-        ))
-    }
-
-    /// State over the given store, push client, queue and clock.
-    pub fn from_parts(
-        config: Config,
-        store: Arc<DynamoStore>,
-        push: Arc<dyn PushClient>,
-        queue: Arc<dyn EventQueue>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
-        Self {
-            config,
-            tier,
-            clock,
-        }
-    }
 }
 
 // ---- metrics -------------------------------------------------------------------------------------
@@ -687,6 +353,10 @@ pub struct PushMetrics {
     pub fanout_connections: usize,
     pub direct_dispatches: usize,
     pub queued_dispatches: usize,
+    /// Events handed to a push worker unresolved (`audience` work items).
+    pub deferred_dispatches: usize,
+    /// Connections whose failed posts were re-enqueued with a delay (push worker).
+    pub retried_connections: usize,
     pub queued_messages: usize,
     pub delivered: usize,
     pub gone: usize,
@@ -697,12 +367,31 @@ pub struct PushMetrics {
 }
 
 impl PushMetrics {
+    /// Adds another invocation part's totals (concurrent items of one batch).
+    pub fn merge(&mut self, other: &PushMetrics) {
+        self.inputs += other.inputs;
+        self.failures += other.failures;
+        self.events += other.events;
+        self.fanout_connections += other.fanout_connections;
+        self.direct_dispatches += other.direct_dispatches;
+        self.queued_dispatches += other.queued_dispatches;
+        self.deferred_dispatches += other.deferred_dispatches;
+        self.retried_connections += other.retried_connections;
+        self.queued_messages += other.queued_messages;
+        self.delivered += other.delivered;
+        self.gone += other.gone;
+        self.dropped += other.dropped;
+        self.push_latency += other.push_latency;
+        self.malformed += other.malformed;
+    }
+
     pub fn add(&mut self, report: &DispatchReport) {
         self.events += 1;
         self.fanout_connections += report.connections;
         match report.path {
             DispatchPath::Direct => self.direct_dispatches += 1,
             DispatchPath::Queued => self.queued_dispatches += 1,
+            DispatchPath::Deferred => self.deferred_dispatches += 1,
             DispatchPath::Nobody => {}
         }
         self.queued_messages += report.queued_messages;
@@ -715,16 +404,14 @@ impl PushMetrics {
     /// The EMF document for `function` (the `Function` dimension).
     pub fn emf_document(&self, function: &str, timestamp_ms: i64) -> serde_json::Value {
         use crate::telemetry::emf::{document, Metric};
-        let path = match (self.direct_dispatches > 0, self.queued_dispatches > 0) {
+        let queued = self.queued_dispatches + self.deferred_dispatches > 0;
+        let path = match (self.direct_dispatches > 0, queued) {
             (_, true) => DispatchPath::Queued,
             (true, false) => DispatchPath::Direct,
             (false, false) => DispatchPath::Nobody,
         };
         let mut properties = serde_json::Map::new();
-        properties.insert(
-            "queue_path_taken".into(),
-            serde_json::Value::Bool(self.queued_dispatches > 0),
-        );
+        properties.insert("queue_path_taken".into(), serde_json::Value::Bool(queued));
         properties.insert("dispatch_path".into(), path.as_str().into());
         document(
             timestamp_ms,
@@ -736,6 +423,8 @@ impl PushMetrics {
                 Metric::count("FanoutConnections", self.fanout_connections),
                 Metric::count("DirectDispatches", self.direct_dispatches),
                 Metric::count("QueuedDispatches", self.queued_dispatches),
+                Metric::count("DeferredDispatches", self.deferred_dispatches),
+                Metric::count("RetriedConnections", self.retried_connections),
                 Metric::count("QueuedMessages", self.queued_messages),
                 Metric::count("Delivered", self.delivered),
                 Metric::count("GoneConnections", self.gone),
@@ -814,26 +503,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_within_its_cap() {
-        let policy = RetryPolicy {
-            attempts: 5,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(25),
-        };
-        for _ in 0..50 {
-            assert!(policy.delay(1) <= Duration::from_millis(10));
-            assert!(policy.delay(2) <= Duration::from_millis(20));
-            assert!(policy.delay(3) <= Duration::from_millis(25));
-            assert!(policy.delay(40) <= Duration::from_millis(25));
-        }
-        let instant = RetryPolicy {
-            base_delay: Duration::ZERO,
-            ..policy
-        };
-        assert_eq!(instant.delay(3), Duration::ZERO);
-    }
-
-    #[test]
     fn metrics_sum_reports_and_say_which_path_was_taken() {
         let mut metrics = PushMetrics::default();
         let mut direct = DispatchReport::new(DispatchPath::Direct, 3);
@@ -890,6 +559,11 @@ pub mod testing {
         /// Posts to `connection_id` fail with `error` from now on.
         pub fn fail(&self, connection_id: &str, error: PushError) {
             lock(&self.failing).insert(connection_id.to_owned(), error);
+        }
+
+        /// Posts to `connection_id` succeed again.
+        pub fn recover(&self, connection_id: &str) {
+            lock(&self.failing).remove(connection_id);
         }
 
         /// Every delivered `(connection_id, event)`, in delivery order.

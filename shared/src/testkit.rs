@@ -168,6 +168,39 @@ impl TestDb {
         DynamoStore::new(self.dynamodb.clone(), &self.table_name)
     }
 
+    /// `count` new followers of `followee`, written as the store writes follow items (both
+    /// index entries) but in bulk (25 per request, 8 requests in flight) and without
+    /// profiles or counters: the shape fan-out reads, for audiences of tens of thousands.
+    pub async fn seed_followers(
+        &self,
+        followee: crate::domain::UserId,
+        count: usize,
+    ) -> Vec<crate::domain::UserId> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let followers: Vec<_> = (0..count).map(|_| crate::domain::new_id()).collect();
+        let created_at = crate::clock::to_millis(chrono::Utc::now());
+        let items = followers
+            .iter()
+            .map(|follower| {
+                crate::store::social::follow_item(&crate::domain::Follow {
+                    follower_id: *follower,
+                    followee_id: followee,
+                    created_at,
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()
+            .unwrap_or_else(|e| panic!("building follow items: {e}"));
+        let table = self.store().table;
+        stream::iter(items.chunks(25).map(|chunk| Ok(chunk.to_vec())))
+            .try_for_each_concurrent(8, |chunk| {
+                let table = table.clone();
+                async move { table.batch_put(chunk).await }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("seeding followers: {e}"));
+        followers
+    }
+
     /// A configuration for this database with a test JWT secret; `extra` overrides.
     pub fn config_with(&self, extra: &[(&str, &str)]) -> Config {
         let mut vars = vec![

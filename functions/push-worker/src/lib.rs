@@ -1,19 +1,26 @@
 //! `push-worker`: the SQS consumer of the push tier.
 //!
-//! Each message of the fan-out queue is one of (see `shared::queue`):
+//! Each message of the fan-out queue is one of (see `shared::fanout::queue`):
 //!
+//! - `audience` — an event whose audience the stream router left unresolved (an author
+//!   with more than `FANOUT_INLINE_MAX_FOLLOWERS` followers): resolved here through the
+//!   online-users index intersected with the keys-only follower pages, then pushed directly
+//!   up to `FANOUT_DIRECT_MAX_CONNECTIONS` connections or split into `fanout` chunks that
+//!   other worker invocations push in parallel.
 //! - `fanout` — an event and a chunk of connection ids: posted to every connection with
 //!   bounded concurrency. A gone connection (410) is removed with its room memberships and
-//!   counts as delivered; throttling and 5xx are retried with backoff, and a chunk with
-//!   connections still failing is reported in `batchItemFailures`, so SQS redelivers it
-//!   after the visibility timeout (the connections that did receive it get the same
-//!   `event_id` again and dedupe) and, after `maxReceiveCount`, moves it to the DLQ.
+//!   counts as delivered; throttling and 5xx are retried with backoff.
 //! - `presence_check` — the grace period after a disconnect is over: if the user still has
-//!   no connection, the presence item flips to offline (one conditional transaction). That
-//!   write is the announcement: the stream router sees `online` go from true to false and
-//!   pushes `user_offline` to the user's presence watchers, directly or through the queue.
-//!   The worker itself never sends to the queue (only the router may, by IAM), and resolves
-//!   no audience.
+//!   no connection, the online-index entry goes and the presence item flips to offline (each
+//!   one conditional transaction). That write is the announcement: the stream router sees
+//!   `online` go from true to false and pushes `user_offline` to the user's watchers.
+//!
+//! Messages of a batch are handled concurrently. Connections still failing after the
+//! in-invocation retries are re-enqueued as a new `fanout` chunk of just those connections,
+//! visible after a short delay (1 s, 2 s, 4 s … up to `MAX_RETRY_DELAY`), so the ones that
+//! got the event are not pushed it again; after [`MAX_REENQUEUES`] the message itself is
+//! reported failed and SQS's redrive policy takes it to the DLQ. Whole-message redelivery
+//! (after the visibility timeout) remains the path of a crash or of a failed re-enqueue.
 //!
 //! A message that cannot be read (not JSON, unknown kind, another version) is logged with
 //! its id and dropped — counted in the `MalformedMessages` metric, which has an alarm —
@@ -23,16 +30,12 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
-use shared::aws::Clients;
-use shared::clock::{Clock, SystemClock};
-use shared::config::Config;
 use shared::error::{cause_chain, Result};
+use shared::fanout::{AudienceWork, FanoutChunk, PresenceCheck, QueueMessage};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{DirectPush, DispatchReport, PushClient, PushMetrics, RetryPolicy};
-use shared::queue::{FanoutChunk, PresenceCheck, QueueMessage};
-use shared::store::presence::PresenceStore;
-use shared::store::DynamoStore;
+use shared::push::{DispatchReport, PushMetrics};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "push-worker";
@@ -40,53 +43,14 @@ pub const FUNCTION_NAME: &str = "push-worker";
 /// Characters of a malformed body quoted in the log.
 const MALFORMED_BODY_LOG_CHARS: usize = 200;
 
-/// Everything the handler needs, built once per cold start: the management API (with the
-/// stale-connection cleanup behind it) and the presence store. No queue: the worker only
-/// consumes it.
-pub struct State {
-    pub config: Config,
-    pub direct: DirectPush,
-    pub presence: Arc<dyn PresenceStore>,
-    pub clock: Arc<dyn Clock>,
-}
+/// Messages of one batch handled at once (the mapping's batch size is 10).
+pub const MESSAGE_CONCURRENCY: usize = 10;
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .finish_non_exhaustive()
-    }
-}
+pub use shared::fanout::dispatch::MAX_REENQUEUES;
 
-impl State {
-    /// Production state: DynamoDB, the management API (`WS_MANAGEMENT_ENDPOINT` is
-    /// required), the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
-        let (store, push) = shared::push::pushing_parts(&config, clients)?;
-        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
-    }
-
-    /// State over the given store, push client and clock.
-    pub fn from_parts(
-        config: Config,
-        store: Arc<DynamoStore>,
-        push: Arc<dyn PushClient>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            config,
-            direct: DirectPush::new(push, store.clone()),
-            presence: store,
-            clock,
-        }
-    }
-
-    /// Replaces the throttling/5xx retry policy of the pushes.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.direct.retry = retry;
-        self
-    }
-}
+/// Everything the handler needs, built once per cold start: the push tier (resolver,
+/// dispatcher with the queue, presence and online index), the clock.
+pub use shared::fanout::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
@@ -96,26 +60,30 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     })
 }
 
-/// What became of one message.
-enum Handled {
-    Done,
-    /// Report for redelivery.
-    Retry,
-}
-
 /// Handles one batch of queue messages; reports the ones to redeliver.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
 pub async fn handle(
     state: &State,
     event: LambdaEvent<SqsEvent>,
 ) -> std::result::Result<SqsBatchResponse, BoxError> {
-    let mut metrics = PushMetrics::default();
+    let messages = &event.payload.records;
+    let outcomes: Vec<(usize, Handled)> = stream::iter(0..messages.len())
+        .map(
+            |position| async move { (position, process_message(state, &messages[position]).await) },
+        )
+        .buffer_unordered(MESSAGE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut metrics = PushMetrics {
+        inputs: messages.len(),
+        ..PushMetrics::default()
+    };
     let mut response = SqsBatchResponse::default();
-    for message in &event.payload.records {
-        metrics.inputs += 1;
-        if let Handled::Retry = process_message(state, message, &mut metrics).await {
+    for (position, handled) in outcomes {
+        metrics.merge(&handled.metrics);
+        if handled.retry {
             metrics.failures += 1;
-            match &message.message_id {
+            match &messages[position].message_id {
                 Some(id) => response.add_failure(id.clone()),
                 // SQS always sets it; without one there is nothing to report.
                 None => tracing::error!("failed message has no messageId"),
@@ -128,69 +96,104 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn process_message(
-    state: &State,
-    message: &SqsMessage,
-    metrics: &mut PushMetrics,
-) -> Handled {
+/// What became of one message.
+#[derive(Default)]
+struct Handled {
+    metrics: PushMetrics,
+    /// Report for redelivery.
+    retry: bool,
+}
+
+async fn process_message(state: &State, message: &SqsMessage) -> Handled {
+    let mut handled = Handled::default();
     let message_id = message.message_id.as_deref().unwrap_or("");
     let body = message.body.as_deref().unwrap_or("");
     let parsed = match QueueMessage::parse(body) {
         Ok(parsed) => parsed,
         Err(error) => {
-            metrics.malformed += 1;
+            handled.metrics.malformed += 1;
             let quoted: String = body.chars().take(MALFORMED_BODY_LOG_CHARS).collect();
             tracing::error!(message_id, error = %error, body = quoted, "malformed queue message dropped");
-            return Handled::Done;
+            return handled;
         }
     };
     let outcome = match parsed {
-        QueueMessage::Fanout(chunk) => deliver_chunk(state, &chunk).await,
-        QueueMessage::PresenceCheck(check) => check_presence(state, &check).await.map(|()| None),
+        QueueMessage::Fanout(chunk) => deliver_chunk(state, &chunk, &mut handled.metrics).await,
+        QueueMessage::Audience(work) => resolve_and_push(state, &work, &mut handled.metrics).await,
+        QueueMessage::PresenceCheck(check) => check_presence(state, &check).await,
     };
-    match outcome {
-        Ok(Some(report)) => {
-            metrics.add(&report);
-            if report.needs_retry() {
-                tracing::warn!(
-                    message_id,
-                    failing = report.retryable_failures.len(),
-                    "pushes still failing; message will be redelivered"
-                );
-                Handled::Retry
-            } else {
-                Handled::Done
-            }
-        }
-        Ok(None) => Handled::Done,
-        Err(error) => {
-            tracing::warn!(message_id, error = %error, causes = %cause_chain(&error), "queue message failed");
-            Handled::Retry
-        }
+    if let Err(error) = outcome {
+        tracing::warn!(message_id, error = %error, causes = %cause_chain(&error), "queue message failed; it will be redelivered");
+        handled.retry = true;
     }
+    handled
 }
 
-/// Posts a chunk's event to its connections (never re-queued: the router already split it).
-async fn deliver_chunk(state: &State, chunk: &FanoutChunk) -> Result<Option<DispatchReport>> {
-    state
+/// Posts a chunk's event to its connections; the ones still failing are re-enqueued.
+async fn deliver_chunk(
+    state: &State,
+    chunk: &FanoutChunk,
+    metrics: &mut PushMetrics,
+) -> Result<()> {
+    let report = state
+        .tier
+        .dispatcher
         .direct
         .deliver(&chunk.event, &chunk.connection_ids)
-        .await
-        .map(Some)
+        .await?;
+    settle(state, chunk, report, metrics).await
 }
 
-/// Records the user offline if they are still disconnected once the grace period is over;
-/// the stream router pushes `user_offline` when it sees the write.
+/// Resolves an `audience` work item and pushes it: directly for a small audience, as
+/// `fanout` chunks for other workers otherwise.
+async fn resolve_and_push(
+    state: &State,
+    work: &AudienceWork,
+    metrics: &mut PushMetrics,
+) -> Result<()> {
+    let connection_ids = state.tier.resolver.resolve(&work.audiences).await?;
+    let report = state
+        .tier
+        .dispatcher
+        .dispatch(&work.event, &connection_ids)
+        .await?;
+    let chunk = FanoutChunk {
+        event: work.event.clone(),
+        connection_ids: Vec::new(),
+        attempt: 0,
+    };
+    settle(state, &chunk, report, metrics).await
+}
+
+/// Counts a delivery and re-enqueues its still-failing connections (only those) after a
+/// short delay; an error makes SQS redeliver the whole message.
+async fn settle(
+    state: &State,
+    chunk: &FanoutChunk,
+    report: DispatchReport,
+    metrics: &mut PushMetrics,
+) -> Result<()> {
+    metrics.add(&report);
+    metrics.retried_connections += state
+        .tier
+        .dispatcher
+        .retry_failures(&chunk.event, &report, chunk.attempt)
+        .await?;
+    Ok(())
+}
+
+/// The grace period is over: if the user is still disconnected, their online-index entry
+/// goes and they are recorded offline (both conditioned on "no connection", so a reconnect
+/// racing the check keeps both). The stream router pushes `user_offline` from the write.
 async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
     let cause = format!("disconnect:{}", check.connection_id);
-    let announced = state
-        .presence
-        .announce_offline(check.user_id, &cause, check.disconnected_at)
-        .await?;
-    if announced {
-        tracing::debug!(user = %check.user_id, cause, "user announced offline");
-    } else {
-        tracing::debug!(user = %check.user_id, "user reconnected within the grace period (or already offline)");
-    }
+    let (retired, announced) = futures::try_join!(
+        state.tier.online.retire_online_entry(check.user_id),
+        state
+            .tier
+            .presence
+            .announce_offline(check.user_id, &cause, check.disconnected_at),
+    )?;
+    tracing::debug!(user = %check.user_id, retired, announced, cause, "presence check");
     Ok(())
 }

@@ -9,28 +9,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::clock::ManualClock;
 use shared::domain::UserId;
 use shared::events::Event;
+use shared::fanout::queue::{AudienceWork, EventQueue, FanoutChunk, PresenceCheck, QueueMessage};
+use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::push::PushError;
-use shared::queue::{EventQueue, PresenceCheck};
 use shared::store::connections::ConnectionStore;
 use shared::store::keys;
 use shared::store::presence::{PresenceRecord, PresenceStore};
+use shared::store::social::SocialStore;
 use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
 
 fn worker(harness: &Harness) -> Arc<dyn LambdaFunction> {
-    let state = push_worker::State::from_parts(
-        harness.config.clone(),
-        harness.store.clone(),
-        harness.push.clone(),
-        Arc::new(ManualClock::new(now())),
-    )
-    .with_retry(FAST_RETRY);
-    push_worker::lambda_function(Arc::new(state))
+    push_worker::lambda_function(Arc::new(harness.state()))
+}
+
+/// Waits (bounded) until `count` messages are visible on the queue, and receives them.
+async fn receive_delayed(harness: &Harness, count: usize) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut messages = Vec::new();
+    for _ in 0..100 {
+        messages.extend(harness.receive_all().await);
+        if messages.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    messages
 }
 
 /// A user's presence item as the stream router will see it: `(online, cause)`.
@@ -110,7 +117,7 @@ async fn a_fanout_chunk_reaches_every_connection_and_gone_connections_are_delete
 }
 
 #[tokio::test]
-async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
+async fn only_the_connections_still_failing_are_re_enqueued_after_a_short_delay() {
     let harness = Harness::start(&[]).await;
     let user = harness.user("alice").await;
     let healthy = harness.connect(user, "ok=").await;
@@ -135,23 +142,45 @@ async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
 
     let (messages, response) = deliver_queue(&harness, &function).await;
 
-    let failing: Vec<String> = messages
-        .iter()
-        .filter(|m| m.body().unwrap_or_default().contains("slow="))
-        .filter_map(|m| m.message_id().map(str::to_owned))
-        .collect();
-    assert_eq!(failing.len(), 1);
-    assert_eq!(failures(&response), failing);
+    assert_eq!(messages.len(), 2);
+    assert!(
+        failures(&response).is_empty(),
+        "the message is settled by re-enqueuing, not redelivered: {response}"
+    );
     assert_eq!(
         harness.push.attempts(&throttled),
         FAST_RETRY.attempts as usize,
         "retried before giving up"
     );
-    // The healthy connection got both events; the redelivery will repeat the second with its id.
+    assert_eq!(
+        harness.delayed_messages().await,
+        1,
+        "the retry waits a moment"
+    );
+    let retried = receive_delayed(&harness, 1).await;
+    assert_eq!(retried.len(), 1);
+    match QueueMessage::parse(retried[0].body().unwrap_or_default()).unwrap() {
+        QueueMessage::Fanout(chunk) => {
+            assert_eq!(chunk.connection_ids, [throttled.clone()]);
+            assert_eq!(chunk.attempt, 1);
+            assert_eq!(chunk.event.event_id, second.event_id);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The throttling is over: the retry reaches the throttled connection only.
+    harness.push.recover(&throttled);
+    let response = invoke(&function, sqs_event(QUEUE_ARN, &retried)).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(
+        event_ids(&harness.push.events_to(&throttled)),
+        [second.event_id.to_string()]
+    );
     let ids = event_ids(&harness.push.events_to(&healthy));
-    assert_eq!(ids.len(), 2);
-    assert!(
-        ids.contains(&first.event_id.to_string()) && ids.contains(&second.event_id.to_string())
+    assert_eq!(
+        ids.len(),
+        2,
+        "the healthy connection got each event once: {ids:?}"
     );
     assert!(
         harness
@@ -162,6 +191,79 @@ async fn chunks_with_connections_still_throttled_are_reported_for_redelivery() {
             .is_some(),
         "a throttled connection is kept"
     );
+}
+
+#[tokio::test]
+async fn a_chunk_failing_past_its_re_enqueues_is_left_to_redelivery_and_the_dlq() {
+    let harness = Harness::start(&[]).await;
+    let user = harness.user("alice").await;
+    let throttled = harness.connect(user, "slow=").await;
+    harness
+        .push
+        .fail(&throttled, PushError::Retryable("throttled".into()));
+    let chunk = FanoutChunk {
+        event: sample_event(user),
+        connection_ids: vec![throttled],
+        attempt: push_worker::MAX_REENQUEUES,
+    };
+    harness
+        .queue
+        .enqueue_retry(&chunk, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let (messages, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert_eq!(
+        failures(&response),
+        [messages[0].message_id().unwrap_or_default()]
+    );
+    assert!(
+        harness.receive_all().await.is_empty(),
+        "nothing re-enqueued"
+    );
+}
+
+#[tokio::test]
+async fn an_audience_work_item_reaches_the_online_followers_only() {
+    let harness = Harness::start(&[]).await;
+    let author = harness.user("author").await;
+    let mut online = Vec::new();
+    // More followers than a direct lookup takes, so the online index is consulted.
+    for n in 0..120 {
+        let follower = harness.user(&format!("f{n}")).await;
+        harness.store.follow(follower, author, now()).await.unwrap();
+        if n % 40 == 0 {
+            online.push(harness.connect(follower, &format!("f{n}=")).await);
+        }
+    }
+    let event = sample_event(author);
+    harness
+        .queue
+        .enqueue_audience(&AudienceWork {
+            event: event.clone(),
+            audiences: vec![Audience::AuthorAndFollowers(author)],
+        })
+        .await
+        .unwrap();
+
+    let (_, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    let mut reached: Vec<String> = harness
+        .push
+        .delivered()
+        .into_iter()
+        .map(|(connection, _)| connection)
+        .collect();
+    reached.sort();
+    assert_eq!(reached, online);
+    for connection in &online {
+        assert_eq!(
+            event_ids(&harness.push.events_to(connection)),
+            [event.event_id.to_string()]
+        );
+    }
 }
 
 #[tokio::test]

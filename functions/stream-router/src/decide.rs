@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use shared::domain::{Comment, Connection, Message, Notification, Post, UserId};
 use shared::events::{Channel, Event};
-use shared::push::Audience;
-use shared::queue::PresenceCheck;
+use shared::fanout::Audience;
+use shared::fanout::PresenceCheck;
 use shared::store::connections::StoredConnection;
 use shared::store::presence::PresenceRecord;
 

@@ -18,13 +18,23 @@
 //! mapping's `MaximumRetryAttempts` (with bisection) a poison record goes to the stream's
 //! on-failure destination.
 //!
-//! Records are processed in order, one at a time, so events about one item leave in the
-//! order they happened (a `post_created` never overtakes its `post_updated`).
+//! Ordering and concurrency: records are grouped by item (their table key). Groups run
+//! concurrently ([`ITEM_CONCURRENCY`] at a time), so one popular author's post does not hold
+//! up other users' events; within a group records run in stream order, and once one fails
+//! the group's later records are reported failed without being pushed — Lambda redelivers
+//! from the first failure, so an item's events never leave out of order (a `post_created`
+//! never arrives after its own `post_updated`).
 //!
-//! Each distinct audience is resolved once per batch (`ResolvedAudiences`): a burst of
-//! likes on one post, or several posts by one author, reads the room or the followers once
-//! instead of once per record. The answer is as fresh as the batch, which is already how
-//! stale a single record's resolution is by the time it is pushed.
+//! Time per record is bounded whatever the audience: "author + followers" is resolved in
+//! place only for authors with at most `FANOUT_INLINE_MAX_FOLLOWERS` followers (one small
+//! probe of the keys-only follower index tells); a larger audience becomes one `audience`
+//! work item on the queue, which a push worker resolves and pushes (see `shared::fanout`).
+//!
+//! Each distinct audience is resolved once per batch (`ResolvedAudiences`), and the
+//! online-users index is read at most once per batch (`OnlineSnapshot`): a burst of likes
+//! on one post, or several posts by one author, reads the room or the followers once. The
+//! answer is as fresh as the batch, which is already how stale a single record's resolution
+//! is by the time it is pushed.
 
 pub mod decide;
 
@@ -33,21 +43,28 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use shared::error::{cause_chain, Error, Result};
 use shared::events::Event;
+use shared::fanout::{Audience, OnlineSnapshot, Resolution};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::{Audience, AudienceResolver, PushMetrics};
+use shared::push::PushMetrics;
 use shared::store::presence::PRESENCE_GRACE;
+use tokio::sync::Mutex;
 
 use crate::decide::{decide, BadRecord, Effect, Push};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "stream-router";
 
+/// Items whose records are processed at once. Each may post to up to
+/// `FANOUT_DIRECT_MAX_CONNECTIONS` connections with its own bounded concurrency.
+pub const ITEM_CONCURRENCY: usize = 8;
+
 /// Everything the handler needs, built once per cold start: the push tier's one state
 /// (`State::new(config, clients)` in production, `State::from_parts` over given parts).
-pub use shared::push::PushFunctionState as State;
+pub use shared::fanout::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
@@ -64,8 +81,15 @@ enum RecordFailure {
     Bad(#[from] BadRecord),
     #[error(transparent)]
     Store(#[from] Error),
-    #[error("{0} connections still failing after retries")]
-    Undelivered(usize),
+    #[error("held back behind an earlier failed record of the same item")]
+    HeldBack,
+}
+
+/// What one batch shares: resolved audiences and the online index.
+#[derive(Default)]
+struct BatchContext {
+    resolved: ResolvedAudiences,
+    online: OnlineSnapshot,
 }
 
 /// Handles one batch of stream records; reports failed records for redelivery.
@@ -74,31 +98,35 @@ pub async fn handle(
     state: &State,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
+    let context = BatchContext::default();
+    let records = &event.payload.records;
+    let outcomes: Vec<GroupOutcome> = stream::iter(group_by_item(records))
+        .map(|group| process_group(state, records, group, &context))
+        .buffer_unordered(ITEM_CONCURRENCY)
+        .collect()
+        .await;
     let mut metrics = PushMetrics::default();
+    let mut failed: Vec<usize> = Vec::new();
+    for outcome in outcomes {
+        metrics.merge(&outcome.metrics);
+        failed.extend(outcome.failed);
+    }
+    failed.sort_unstable();
+    metrics.inputs = records.len();
+    metrics.failures = failed.len();
     let mut response = DynamoDbEventResponse::default();
-    let mut resolved = ResolvedAudiences::default();
-    for record in &event.payload.records {
-        metrics.inputs += 1;
-        if let Err(failure) = process_record(state, record, &mut resolved, &mut metrics).await {
-            metrics.failures += 1;
-            let sequence_number = record.change.sequence_number.clone();
-            match &failure {
-                RecordFailure::Bad(bad) => {
-                    tracing::error!(sequence_number, event_id = record.event_id, error = %bad, "unreadable stream record")
-                }
-                RecordFailure::Store(error) => {
-                    tracing::warn!(sequence_number, error = %error, causes = %cause_chain(error), "stream record failed")
-                }
-                RecordFailure::Undelivered(count) => {
-                    tracing::warn!(sequence_number, count, "stream record not fully delivered")
-                }
-            }
-            let mut item = DynamoDbBatchItemFailure::default();
-            // Lambda identifies stream records by sequence number; the eventID is only a
-            // fallback for hand-built events that lack one.
-            item.item_identifier = Some(sequence_number.unwrap_or_else(|| record.event_id.clone()));
-            response.batch_item_failures.push(item);
-        }
+    for record in failed.into_iter().map(|index| &records[index]) {
+        let mut item = DynamoDbBatchItemFailure::default();
+        // Lambda identifies stream records by sequence number; the eventID is only a
+        // fallback for hand-built events that lack one.
+        item.item_identifier = Some(
+            record
+                .change
+                .sequence_number
+                .clone()
+                .unwrap_or_else(|| record.event_id.clone()),
+        );
+        response.batch_item_failures.push(item);
     }
     shared::telemetry::emf::emit(
         &metrics.emf_document(FUNCTION_NAME, state.clock.now().timestamp_millis()),
@@ -106,32 +134,124 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The connection ids of the audiences resolved so far in one batch.
+/// The positions of a batch's records grouped by item, each group in stream order, groups
+/// in the order their first record appears.
+fn group_by_item(records: &[EventRecord]) -> Vec<Vec<usize>> {
+    let mut index: HashMap<(Option<&str>, Option<&str>), usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (position, record) in records.iter().enumerate() {
+        let key = (key_part(record, "pk"), key_part(record, "sk"));
+        // A record without keys (hand-built) is its own group.
+        let slot = match key {
+            (None, None) => None,
+            key => Some(*index.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            })),
+        };
+        match slot {
+            Some(slot) => groups[slot].push(position),
+            None => groups.push(vec![position]),
+        }
+    }
+    groups
+}
+
+fn key_part<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
+    match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
+        _ => None,
+    }
+}
+
+/// What one item's records came to.
+struct GroupOutcome {
+    metrics: PushMetrics,
+    /// Positions of the failed records.
+    failed: Vec<usize>,
+}
+
+/// Processes one item's records in order; after a failure, the rest are held back.
+async fn process_group(
+    state: &State,
+    records: &[EventRecord],
+    group: Vec<usize>,
+    context: &BatchContext,
+) -> GroupOutcome {
+    let mut outcome = GroupOutcome {
+        metrics: PushMetrics::default(),
+        failed: Vec::new(),
+    };
+    for position in group {
+        let record = &records[position];
+        let result = if outcome.failed.is_empty() {
+            process_record(state, record, context, &mut outcome.metrics).await
+        } else {
+            Err(RecordFailure::HeldBack)
+        };
+        if let Err(failure) = result {
+            log_failure(record, &failure);
+            outcome.failed.push(position);
+        }
+    }
+    outcome
+}
+
+fn log_failure(record: &EventRecord, failure: &RecordFailure) {
+    let sequence_number = record.change.sequence_number.as_deref();
+    match failure {
+        RecordFailure::Bad(bad) => {
+            tracing::error!(sequence_number, event_id = record.event_id, error = %bad, "unreadable stream record")
+        }
+        RecordFailure::Store(error) => {
+            tracing::warn!(sequence_number, error = %error, causes = %cause_chain(error), "stream record failed")
+        }
+        RecordFailure::HeldBack => {
+            tracing::debug!(
+                sequence_number,
+                "stream record held back behind a failure of its item"
+            )
+        }
+    }
+}
+
+/// The resolutions of the audiences met so far in one batch.
 #[derive(Default)]
 struct ResolvedAudiences {
-    connection_ids: HashMap<Vec<Audience>, Vec<String>>,
+    resolutions: Mutex<HashMap<Vec<Audience>, Arc<Resolution>>>,
 }
 
 impl ResolvedAudiences {
-    async fn connection_ids(
-        &mut self,
-        resolver: &AudienceResolver,
+    /// Resolves `audiences` once per batch. Two items racing on the same audience may both
+    /// resolve it; the answer is the same, so that only costs a duplicate read.
+    async fn resolve(
+        &self,
+        state: &State,
         audiences: &[Audience],
-    ) -> Result<&[String]> {
-        let entry = self.connection_ids.entry(audiences.to_vec());
-        Ok(match entry {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(resolver.resolve(audiences).await?)
-            }
-        })
+        online: &OnlineSnapshot,
+    ) -> Result<Arc<Resolution>> {
+        if let Some(found) = self.resolutions.lock().await.get(audiences) {
+            return Ok(Arc::clone(found));
+        }
+        let resolution = Arc::new(
+            state
+                .tier
+                .resolver
+                .resolve_within(audiences, state.config.fanout_inline_max_followers, online)
+                .await?,
+        );
+        self.resolutions
+            .lock()
+            .await
+            .insert(audiences.to_vec(), Arc::clone(&resolution));
+        Ok(resolution)
     }
 }
 
 async fn process_record(
     state: &State,
     record: &EventRecord,
-    resolved: &mut ResolvedAudiences,
+    context: &BatchContext,
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
     let decision = decide(record)?;
@@ -141,16 +261,18 @@ async fn process_record(
             pushes.push(push);
         }
     }
-    let mut undelivered = 0;
     for push in pushes {
-        let connection_ids = resolved
-            .connection_ids(&state.tier.resolver, &push.audience)
+        let resolution = context
+            .resolved
+            .resolve(state, &push.audience, &context.online)
             .await?;
-        let report = state
-            .tier
-            .dispatcher
-            .dispatch(&push.event, connection_ids)
-            .await?;
+        let dispatcher = &state.tier.dispatcher;
+        let report = match resolution.as_ref() {
+            Resolution::Connections(connection_ids) => {
+                dispatcher.dispatch(&push.event, connection_ids).await?
+            }
+            Resolution::Deferred => dispatcher.defer(&push.event, &push.audience).await?,
+        };
         tracing::debug!(
             event_type = push.event.kind(),
             event_id = %push.event.event_id,
@@ -158,11 +280,10 @@ async fn process_record(
             path = report.path.as_str(),
             "event dispatched"
         );
-        undelivered += report.retryable_failures.len();
         metrics.add(&report);
-    }
-    if undelivered > 0 {
-        return Err(RecordFailure::Undelivered(undelivered));
+        // Only the connections still failing go round again (through the queue, after a
+        // short delay): redelivering the record would push everyone else a second time.
+        metrics.retried_connections += dispatcher.retry_failures(&push.event, &report, 0).await?;
     }
     Ok(())
 }

@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 use shared::domain::{new_id, Follow, Subscription, UserId};
+use shared::fanout::queue::QueueMessage;
+use shared::fanout::Audience;
 use shared::function::LambdaFunction;
-use shared::queue::QueueMessage;
 use shared::store::connections::ConnectionStore;
-use shared::store::dynamo::{to_item, with_gsi1};
+use shared::store::dynamo::{to_item, with_gsi1, with_gsi3};
 use shared::store::keys;
 use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::posts::{NewComment, NewPost, PostStore};
+use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::presence::PresenceStore;
 use shared::store::social::SocialStore;
 use shared::store::users::{ProfileUpdate, UserStore};
@@ -61,6 +62,7 @@ async fn stray_follow(harness: &Harness, follower: UserId, followee: UserId) {
         .unwrap(),
         &keys::follower_entry(follower, followee),
     );
+    let item = with_gsi3(item, &keys::follower_fanout_entry(follower, followee));
     harness.store.table.put(item).await.unwrap();
 }
 
@@ -342,17 +344,105 @@ async fn a_poisoned_record_is_reported_alone_and_the_others_are_still_delivered(
     let response = invoke(&function, event).await;
 
     assert_eq!(failures(&response), ["poisoned-0001"]);
+    let mut texts: Vec<String> = harness
+        .push
+        .events_of_type(&b1, "post_created")
+        .iter()
+        .map(|e| e["data"]["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Different items are processed concurrently: no order between them.
+    texts.sort();
+    assert_eq!(texts, ["first", "second"]);
+}
+
+#[tokio::test]
+async fn a_failed_record_holds_back_the_later_records_of_its_item_only() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    let edited = post(&harness, a, "before").await;
+    harness
+        .store
+        .edit_post(PostEdit {
+            post: edited.id,
+            editor: a,
+            text: "after".into(),
+            now: now(),
+        })
+        .await
+        .unwrap();
+    post(&harness, a, "other").await;
+    let mut event = stream.next_event().await;
+    let records = event["Records"].as_array_mut().unwrap();
+    let post_records: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["dynamodb"]["NewImage"]["entity"]["S"] == "post")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(post_records.len(), 3, "insert, edit, other insert");
+    // The insert of the edited post cannot be read: its edit must not overtake it.
+    records[post_records[0]]["dynamodb"]["NewImage"]["author_id"] = json!({"S": "garbage"});
+    let sequence = |i: usize| {
+        records[i]["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (insert, edit) = (sequence(post_records[0]), sequence(post_records[1]));
+
+    let response = invoke(&function, event).await;
+
+    assert_eq!(failures(&response), [insert, edit], "the edit is held back");
+    assert!(harness.push.events_of_type(&b1, "post_updated").is_empty());
     let texts: Vec<String> = harness
         .push
         .events_of_type(&b1, "post_created")
         .iter()
         .map(|e| e["data"]["text"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(texts, ["first", "second"]);
+    assert_eq!(texts, ["other"], "another item is not held back");
 }
 
 #[tokio::test]
-async fn undeliverable_pushes_fail_the_record_and_gone_connections_are_removed() {
+async fn an_author_with_many_followers_is_deferred_to_a_push_worker() {
+    let harness = Harness::start(&[("FANOUT_INLINE_MAX_FOLLOWERS", "3")]).await;
+    let author = harness.user("star").await;
+    for n in 0..4 {
+        let follower = harness.user(&format!("fan{n}")).await;
+        harness.store.follow(follower, author, now()).await.unwrap();
+        harness.connect(follower, &format!("fan{n}=")).await;
+    }
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    let post = post(&harness, author, "to the crowd").await;
+    let response = invoke(&function, stream.next_event().await).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness.push.delivered().is_empty(), "resolved elsewhere");
+    let messages = harness.receive_all().await;
+    assert_eq!(messages.len(), 1);
+    match QueueMessage::parse(messages[0].body().unwrap_or_default()).unwrap() {
+        QueueMessage::Audience(work) => {
+            assert_eq!(
+                work.event.event_id,
+                shared::events::Event::post_created(&post).event_id
+            );
+            assert_eq!(work.audiences, [Audience::AuthorAndFollowers(author)]);
+        }
+        other => panic!("unexpected message {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn undeliverable_connections_are_re_enqueued_alone_and_gone_ones_removed() {
     let harness = Harness::start(&[]).await;
     let (a, b) = (harness.user("alice").await, harness.user("bob").await);
     harness.store.follow(b, a, now()).await.unwrap();
@@ -377,20 +467,33 @@ async fn undeliverable_pushes_fail_the_record_and_gone_connections_are_removed()
         std::slice::from_ref(&b1)
     );
 
-    // Throttled on every attempt: the record is reported for redelivery.
+    // Throttled on every attempt: only that connection goes round again, through the
+    // queue after a short delay; the record is settled (redelivering it would push to
+    // everyone else a second time).
+    let b3 = harness.connect(b, "b3=").await;
     harness
         .push
         .fail(&b1, shared::push::PushError::Retryable("throttled".into()));
     let response = invoke(&function, event.clone()).await;
-    let sequence = event["Records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["dynamodb"]["NewImage"]["entity"]["S"] == "post")
-        .map(|r| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned())
-        .unwrap();
-    assert_eq!(failures(&response), [sequence]);
+    assert!(failures(&response).is_empty(), "{response}");
     assert_eq!(harness.push.attempts(&b1), 1 + FAST_RETRY.attempts as usize);
+    assert_eq!(harness.push.events_of_type(&b3, "post_created").len(), 1);
+    assert_eq!(harness.delayed_messages().await, 1);
+    let mut retried = Vec::new();
+    for _ in 0..50 {
+        retried.extend(harness.receive_all().await);
+        if !retried.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match QueueMessage::parse(retried[0].body().unwrap_or_default()).unwrap() {
+        QueueMessage::Fanout(chunk) => {
+            assert_eq!(chunk.connection_ids, [b1.clone()]);
+            assert_eq!(chunk.attempt, 1);
+        }
+        other => panic!("unexpected message {other:?}"),
+    }
 }
 
 #[tokio::test]

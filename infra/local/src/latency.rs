@@ -6,8 +6,9 @@
 //! see. With a [`LatencyModel`] the local stack injects the published distributions instead
 //! (figures and sources: `docs/local-aws-model.md`):
 //!
-//! - **stream**: a record becomes visible to the stream poller a drawn delay after the poller
-//!   first reads it, never before an earlier record of its shard (visibility = max(own draw,
+//! - **stream**: a record becomes visible to the stream poller a drawn delay after its write
+//!   (estimated from the poll window it was read in), never before an earlier record of its
+//!   shard (visibility = max(own draw,
 //!   previous record's visibility)), so per-shard order holds;
 //! - **sqs**: a message is delivered to the function no earlier than its `SentTimestamp` plus
 //!   a drawn delay;

@@ -40,8 +40,10 @@
 //!   function, and a poll that read only dropped records invokes nothing (see
 //!   [`crate::event_filter`]).
 //! - **AWS-modelled latency.** With `visibility_delay`, a record becomes visible (eligible
-//!   for a batch) a drawn delay after the poller read it, and never before the record ahead
-//!   of it in its shard, so the shard's order holds (see [`crate::latency`]).
+//!   for a batch) a drawn delay after its write (estimated as the middle of the poll window
+//!   it was read in, so the local poll interval is not counted twice), never before it was
+//!   read, and never before the record ahead of it in its shard, so the shard's order
+//!   holds (see [`crate::latency`]).
 //! - **Fault injection.** `deliver_each_batch_twice` invokes every batch a second time with
 //!   the identical event (an at-least-once duplicate); only the first response counts.
 //!
@@ -362,6 +364,8 @@ struct ShardReader {
     /// Visibility of the last record buffered: no later record is visible before it.
     last_visible_at: Option<Instant>,
     consecutive_errors: u32,
+    /// When the last `GetRecords` was sent: a record read now was written after it.
+    last_read_sent_at: Option<Instant>,
 }
 
 impl ShardReader {
@@ -374,6 +378,7 @@ impl ShardReader {
             first_buffered_at: None,
             last_visible_at: None,
             consecutive_errors: 0,
+            last_read_sent_at: None,
         }
     }
 }
@@ -500,6 +505,7 @@ impl StreamPoller {
             return;
         }
         let limit = (capacity - shard.buffer.len()).min(GET_RECORDS_LIMIT);
+        let previous_read = shard.last_read_sent_at.replace(Instant::now());
         let output = self
             .clients
             .streams
@@ -511,34 +517,9 @@ impl StreamPoller {
         match output {
             Ok(output) => {
                 shard.consecutive_errors = 0;
-                let records = output.records.unwrap_or_default();
-                let read_at = Instant::now();
-                for mut record in records
-                    .iter()
-                    .filter_map(|record| polled_record(record, &self.stream_arn, read_at))
-                {
-                    shard.last_sequence_number = Some(record.sequence_number.clone());
-                    // Lambda drops what no filter matches before batching.
-                    let filtered_out = self
-                        .config
-                        .filter
-                        .as_ref()
-                        .is_some_and(|filter| !filter.matches(&record.event));
-                    if filtered_out {
-                        continue;
-                    }
-                    if let Some(delays) = &self.delays {
-                        let drawn = read_at + delays.draw();
-                        record.visible_at = shard.last_visible_at.map_or(drawn, |at| at.max(drawn));
-                    }
-                    shard.last_visible_at = Some(record.visible_at);
-                    if shard.buffer.is_empty() {
-                        shard.first_buffered_at = Some(record.visible_at);
-                    }
-                    shard.buffer.push_back(record);
-                }
                 // No next iterator: the shard is closed and fully read.
                 shard.iterator = output.next_shard_iterator;
+                self.buffer_records(index, &output.records.unwrap_or_default(), previous_read);
             }
             Err(error) => {
                 shard.consecutive_errors += 1;
@@ -584,6 +565,43 @@ impl StreamPoller {
                     }
                 }
             }
+        }
+    }
+
+    /// Buffers the records a `GetRecords` returned: drops those no filter matches (as
+    /// Lambda does before batching) and stamps each with its visibility.
+    ///
+    /// A modelled delay counts from the record's write, which happened after the previous
+    /// read was sent (`previous_read`): the midpoint of that window estimates it without
+    /// bias, so the local poll interval is not added on top of the published figure
+    /// (whose own polling it already includes).
+    fn buffer_records(&mut self, index: usize, records: &[Record], previous_read: Option<Instant>) {
+        let read_at = Instant::now();
+        let written_at = previous_read.map_or(read_at, |sent| sent + (read_at - sent) / 2);
+        let shard = &mut self.shards[index];
+        for mut record in records
+            .iter()
+            .filter_map(|record| polled_record(record, &self.stream_arn, read_at))
+        {
+            shard.last_sequence_number = Some(record.sequence_number.clone());
+            let filtered_out = self
+                .config
+                .filter
+                .as_ref()
+                .is_some_and(|filter| !filter.matches(&record.event));
+            if filtered_out {
+                continue;
+            }
+            if let Some(delays) = &self.delays {
+                // Never visible before the record ahead of it: the shard's order holds.
+                let drawn = (written_at + delays.draw()).max(read_at);
+                record.visible_at = shard.last_visible_at.map_or(drawn, |at| at.max(drawn));
+            }
+            shard.last_visible_at = Some(record.visible_at);
+            if shard.buffer.is_empty() {
+                shard.first_buffered_at = Some(record.visible_at);
+            }
+            shard.buffer.push_back(record);
         }
     }
 

@@ -520,6 +520,13 @@ impl<'a> Parser<'a> {
         queue: &str,
         props: &Value,
     ) -> Result<SqsEventSource, TemplateError> {
+        // Lambda deletes SQS messages no filter matches; the local SQS poller does not
+        // emulate that, and silently delivering them would differ from AWS.
+        if props.get("FilterCriteria").is_some() {
+            return Err(invalid(format!(
+                "{function}: FilterCriteria on an SQS mapping is not emulated by ripple-local"
+            )));
+        }
         Ok(SqsEventSource {
             function: function.to_owned(),
             queue: queue.to_owned(),
@@ -1218,6 +1225,14 @@ Resources:
         assert!(Template::parse(TEMPLATE).unwrap().stream_sources[0]
             .filter
             .is_none());
+
+        let sqs_filter = TEMPLATE.replace(
+            "            BatchSize: 5\n",
+            "            BatchSize: 5\n            FilterCriteria: { Filters: [{ Pattern: '{\"body\": [\"x\"]}' }] }\n",
+        );
+        assert_ne!(sqs_filter, TEMPLATE, "the fixture has the SQS anchor");
+        let error = Template::parse(&sqs_filter).unwrap_err().to_string();
+        assert!(error.contains("not emulated"), "{error}");
 
         for broken in [
             r#"                - Pattern: '{"dynamodb": {"NewImage": {"entity": {"S": "post"}}}}'"#,

@@ -249,6 +249,7 @@ impl DynamoStore {
                     (":max", n(i64::from(max_per_user))),
                 ],
             )?,
+            super::online::online_entry_put(table, connection.user_id, connection.expires_at)?,
         ];
         match self.table.transact(items).await {
             Ok(()) => Ok(AddOutcome::Added),

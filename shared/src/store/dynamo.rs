@@ -29,6 +29,16 @@ pub const MAX_BATCH_WRITE: usize = 25;
 
 const MAX_ATTEMPTS: u32 = 8;
 
+/// Read consistency of a batch read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read (two read units per 4 KB).
+    Strong,
+    /// May miss writes of the last second or so (one read unit per 8 KB): what fan-out
+    /// reads use, since a connection that opened a moment ago resumes anyway.
+    Eventual,
+}
+
 /// The table client every store module works through.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -48,6 +58,13 @@ pub fn to_item<T: Serialize>(key: &Key, record: &T) -> Result<Item> {
 pub fn with_gsi1(mut item: Item, entry: &IndexKey) -> Item {
     item.insert("gsi1pk".into(), AttributeValue::S(entry.pk.clone()));
     item.insert("gsi1sk".into(), AttributeValue::S(entry.sk.clone()));
+    item
+}
+
+/// Adds a GSI 3 (keys-only follower) entry to an item.
+pub fn with_gsi3(mut item: Item, entry: &IndexKey) -> Item {
+    item.insert("gsi3pk".into(), AttributeValue::S(entry.pk.clone()));
+    item.insert("gsi3sk".into(), AttributeValue::S(entry.sk.clone()));
     item
 }
 
@@ -387,17 +404,23 @@ impl Table {
     /// Reads many items by key, in chunks of 100, following `UnprocessedKeys`.
     /// Missing items are simply absent from the result; order is not preserved.
     pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>> {
+        self.batch_get_with(keys, Consistency::Strong).await
+    }
+
+    /// [`Table::batch_get`] with the given read consistency. Duplicate keys are read once
+    /// (a hash set: fan-out passes tens of thousands of keys).
+    pub async fn batch_get_with(
+        &self,
+        keys: &[Key],
+        consistency: Consistency,
+    ) -> Result<Vec<Item>> {
         let mut found = Vec::with_capacity(keys.len());
-        let mut unique: Vec<&Key> = Vec::with_capacity(keys.len());
-        for key in keys {
-            if !unique.contains(&key) {
-                unique.push(key);
-            }
-        }
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let unique: Vec<&Key> = keys.iter().filter(|key| seen.insert(*key)).collect();
         for chunk in unique.chunks(MAX_BATCH_GET) {
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.iter().map(|k| key_map(k)).collect()))
-                .consistent_read(true)
+                .consistent_read(consistency == Consistency::Strong)
                 .build()
                 .map_err(|e| Error::internal("building BatchGetItem", e))?;
             let mut attempt = 0;
@@ -452,11 +475,62 @@ impl Table {
             .collect()
     }
 
+    /// Puts many items, 25 per request, following `UnprocessedItems` (bulk loads: seeding
+    /// and migrations; no conditions, so never for items an invariant depends on).
+    pub async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| Error::internal("building PutRequest", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for chunk in requests.chunks(MAX_BATCH_WRITE) {
+            self.batch_write(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// One `BatchWriteItem` of at most 25 requests, re-sending unprocessed ones with backoff.
+    async fn batch_write(
+        &self,
+        mut requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            attempt += 1;
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.name, requests)
+                .send()
+                .await
+                .map_err(|e| Error::internal("BatchWriteItem", e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.name))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(Error::invariant(
+                        "BatchWriteItem kept returning unprocessed items",
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes many items, 25 per request, following `UnprocessedItems`.
     pub async fn batch_delete(&self, keys: &[Key]) -> Result<()> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
         for chunk in keys.chunks(MAX_BATCH_WRITE) {
-            let mut requests = chunk
+            let requests = chunk
                 .iter()
                 .map(|key| {
                     DeleteRequest::builder()
@@ -466,29 +540,7 @@ impl Table {
                         .map_err(|e| Error::internal("building DeleteRequest", e))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                attempt += 1;
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.name, requests)
-                    .send()
-                    .await
-                    .map_err(|e| Error::internal("BatchWriteItem", e))?;
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.name))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(Error::invariant(
-                            "BatchWriteItem kept returning unprocessed items",
-                        ));
-                    }
-                    backoff(attempt).await;
-                }
-            }
+            self.batch_write(requests).await?;
         }
         Ok(())
     }
@@ -618,6 +670,10 @@ pub struct Query<'a> {
     pub ascending: bool,
     /// Optional filter (applied after the key condition; pages may then need more reads).
     pub filter: Option<(&'a str, Vec<(&'a str, AttributeValue)>)>,
+    /// Most items per request (DynamoDB's `Limit`); `None` for full 1 MB pages.
+    pub limit: Option<i32>,
+    /// Table reads are strongly consistent unless this is set (half the read units).
+    pub eventually_consistent: bool,
 }
 
 impl<'a> Query<'a> {
@@ -628,7 +684,21 @@ impl<'a> Query<'a> {
             sort: SortKey::Any,
             ascending: true,
             filter: None,
+            limit: None,
+            eventually_consistent: false,
         }
+    }
+
+    /// At most `limit` items per request.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(i32::try_from(limit).unwrap_or(i32::MAX).max(1));
+        self
+    }
+
+    /// An eventually consistent read of the table (index reads always are).
+    pub fn eventually_consistent(mut self) -> Self {
+        self.eventually_consistent = true;
+        self
     }
 
     pub fn begins_with(mut self, prefix: &'a str) -> Self {
@@ -663,6 +733,7 @@ impl<'a> Query<'a> {
             KeyShape::Table => ("pk", "sk", None),
             KeyShape::Gsi1 => ("gsi1pk", "gsi1sk", Some(super::keys::GSI1)),
             KeyShape::Gsi2 => ("gsi2pk", "gsi2sk", Some(super::keys::GSI2)),
+            KeyShape::Gsi3 => ("gsi3pk", "gsi3sk", Some(super::keys::GSI3)),
         };
         let mut builder = table
             .client
@@ -673,8 +744,11 @@ impl<'a> Query<'a> {
             .expression_attribute_names("#pk", pk_name)
             .expression_attribute_values(":pk", s(self.partition));
         // Index reads are eventually consistent on AWS; table reads need not be.
-        if index.is_none() {
+        if index.is_none() && !self.eventually_consistent {
             builder = builder.consistent_read(true);
+        }
+        if let Some(limit) = self.limit {
+            builder = builder.limit(limit);
         }
         builder = match &self.sort {
             SortKey::Any => builder.key_condition_expression("#pk = :pk"),

@@ -12,9 +12,11 @@ use uuid::Uuid;
 pub const GSI1: &str = "gsi1";
 /// Name of GSI 2 (sparse: unread notifications only).
 pub const GSI2: &str = "gsi2";
+/// Name of GSI 3 (keys only: the followers of a user, read by fan-out).
+pub const GSI3: &str = "gsi3";
 
 /// A primary key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub pk: String,
     pub sk: String,
@@ -95,6 +97,21 @@ pub fn follower_entry(follower: Uuid, followee: Uuid) -> IndexKey {
         pk: user_pk(followee),
         sk: format!("{FOLLOWER_PREFIX}{follower}"),
     }
+}
+
+/// Fan-out entry of [`follow`] (GSI 3, keys only): `FOLLOWERS#{followee}` / `{follower}`.
+/// A keys-only entry is about 170 bytes against ~320 for the GSI 1 entry, so a post's
+/// audience read costs half the read units and a 1 MB page holds ~5,000 followers.
+pub fn follower_fanout_entry(follower: Uuid, followee: Uuid) -> IndexKey {
+    IndexKey {
+        pk: follower_fanout_partition(followee),
+        sk: follower.to_string(),
+    }
+}
+
+/// GSI 3 partition of `followee`'s followers.
+pub fn follower_fanout_partition(followee: Uuid) -> String {
+    format!("FOLLOWERS#{followee}")
 }
 
 /// A pending request from `requester` to the private account `target`; lives in the
@@ -310,6 +327,35 @@ pub fn connection(connection_id: &str) -> Key {
 /// Per-user set of open connection ids: the connections of 100 users are one BatchGetItem.
 pub fn user_connections(user: Uuid) -> Key {
     Key::new(user_pk(user), CONNECTIONS)
+}
+
+/// Partitions of the online-users index. Writers and readers must agree, so this is a
+/// constant of the deployment, not configuration: each shard takes ~1,000 writes/s (one per
+/// first connection or offline check), and a fan-out reads every shard concurrently.
+pub const ONLINE_INDEX_SHARDS: u32 = 4;
+
+/// Sort-key prefix of online-index entries (the user partition's prefix, for readability).
+pub const ONLINE_ENTRY_PREFIX: &str = "USER#";
+
+/// The online-index shard of `user`: the low bits of the id, which are random in UUIDv4 and
+/// UUIDv7 alike, so users spread evenly.
+pub fn online_shard(user: Uuid) -> u32 {
+    // Truncation is the point: only the (random) low bits matter.
+    (user.as_u128() as u64 % u64::from(ONLINE_INDEX_SHARDS)) as u32
+}
+
+/// One shard of the online-users index.
+pub fn online_shard_partition(shard: u32) -> String {
+    format!("ONLINE#{shard}")
+}
+
+/// `user`'s entry in the online-users index: present while the user has a connection
+/// (written with the connection, removed by the offline check, TTL as a backstop).
+pub fn online_entry(user: Uuid) -> Key {
+    Key::new(
+        online_shard_partition(online_shard(user)),
+        format!("{ONLINE_ENTRY_PREFIX}{user}"),
+    )
 }
 
 /// Sort key of [`presence`].

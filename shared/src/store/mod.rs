@@ -7,7 +7,8 @@
 //! - One module per area, each with a small trait and its DynamoDB implementation on
 //!   [`DynamoStore`]: [`users`], [`social`], [`posts`], [`messages`], [`notifications`],
 //!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms),
-//!   [`presence`] (the online state announced to watchers; debounces online/offline).
+//!   [`presence`] (the online state announced to watchers; debounces online/offline),
+//!   [`online`] (the sharded online-users index fan-out intersects with followers).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -21,6 +22,7 @@ pub mod dynamo;
 pub mod keys;
 pub mod messages;
 pub mod notifications;
+pub mod online;
 pub mod page;
 pub mod posts;
 pub mod presence;

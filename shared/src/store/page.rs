@@ -113,6 +113,7 @@ pub enum KeyShape {
     Table,
     Gsi1,
     Gsi2,
+    Gsi3,
 }
 
 impl KeyShape {
@@ -121,6 +122,7 @@ impl KeyShape {
             Self::Table => &["pk", "sk"],
             Self::Gsi1 => &["gsi1pk", "gsi1sk", "pk", "sk"],
             Self::Gsi2 => &["gsi2pk", "gsi2sk", "pk", "sk"],
+            Self::Gsi3 => &["gsi3pk", "gsi3sk", "pk", "sk"],
         }
     }
 

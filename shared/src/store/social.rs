@@ -8,7 +8,10 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::dynamo::{from_item, item_key, n, to_item, tx, with_gsi1, Item, Query, TransactFailure};
+use super::dynamo::{
+    from_item, item_key, n, to_item, tx, with_gsi1, with_gsi3, Consistency, Item, Query,
+    TransactFailure,
+};
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification};
 use super::page::{KeyShape, Page, PageRequest};
@@ -70,8 +73,11 @@ pub trait SocialStore: Send + Sync {
     /// Ids of every account `user` follows (at most `MAX_FOLLOWING`).
     async fn following_ids(&self, user: UserId) -> Result<Vec<UserId>>;
 
-    /// Ids of `user`'s followers, up to `max` (fan-out of the push tier).
-    async fn follower_ids(&self, user: UserId, max: usize) -> Result<Vec<UserId>>;
+    /// Ids of `user`'s followers from the keys-only fan-out index (GSI 3), at most `max`,
+    /// in full pages of ~5,000 ids (one read unit per ~24 followers). `truncated` says more
+    /// exist: a caller that only wants to know whether the audience is small asks for a
+    /// small `max` and pays one small request.
+    async fn follower_ids(&self, user: UserId, max: usize) -> Result<FollowerIds>;
 
     /// Pending requests to `target`, oldest first by request time (GSI 1 recency entries;
     /// the table's sort key orders by requester id instead).
@@ -95,6 +101,34 @@ pub trait SocialStore: Send + Sync {
 
     /// Every user `user` blocks or is blocked by (to filter search results and feeds).
     async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>>;
+
+    /// Those of `candidates` who follow `user` (one eventually consistent `BatchGetItem` of
+    /// follow items per 100 candidates).
+    async fn followers_among(&self, user: UserId, candidates: &[UserId])
+        -> Result<HashSet<UserId>>;
+}
+
+/// A follow item with both of its index entries (GSI 1 for lists, GSI 3 for fan-out).
+pub(crate) fn follow_item(follow: &Follow) -> Result<Item> {
+    let (follower, followee) = (follow.follower_id, follow.followee_id);
+    Ok(with_gsi3(
+        with_gsi1(
+            record_item(&keys::follow(follower, followee), follow, "follow")?,
+            &keys::follower_entry(follower, followee),
+        ),
+        &keys::follower_fanout_entry(follower, followee),
+    ))
+}
+
+/// Entries of the keys-only follower index in one 1 MB page (≈ 1 MB / ~200 bytes).
+const FANOUT_PAGE_ENTRIES: usize = 5_000;
+
+/// Follower ids read for fan-out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowerIds {
+    pub ids: Vec<UserId>,
+    /// More followers exist than were read.
+    pub truncated: bool,
 }
 
 /// Whether `viewer` may see `author`'s profile-bound content.
@@ -299,10 +333,7 @@ impl DynamoStore {
             followee_id: followee,
             created_at: crate::clock::to_millis(now),
         };
-        let item = with_gsi1(
-            record_item(&keys::follow(follower, followee), &follow, "follow")?,
-            &keys::follower_entry(follower, followee),
-        );
+        let item = follow_item(&follow)?;
         Ok(vec![
             tx::put_new(table, item)?,
             profile_counters(table, follower, 1, 0)?,
@@ -524,15 +555,27 @@ impl SocialStore for DynamoStore {
             .collect()
     }
 
-    async fn follower_ids(&self, user: UserId, max: usize) -> Result<Vec<UserId>> {
-        let partition = keys::user_pk(user);
-        let query = Query::new(KeyShape::Gsi1, &partition).begins_with(keys::FOLLOWER_PREFIX);
-        self.table
-            .query_all(&query, max)
-            .await?
-            .into_iter()
-            .map(|item| from_item::<Follow>(item).map(|f| f.follower_id))
-            .collect()
+    async fn follower_ids(&self, user: UserId, max: usize) -> Result<FollowerIds> {
+        let partition = keys::follower_fanout_partition(user);
+        let mut query = Query::new(KeyShape::Gsi3, &partition);
+        // One more than asked tells whether the list goes on; below a page's worth, a
+        // `Limit` keeps the probe to exactly that many entries.
+        if max < FANOUT_PAGE_ENTRIES {
+            query = query.limit(max + 1);
+        }
+        let mut items = self.table.query_all(&query, max.saturating_add(1)).await?;
+        let truncated = items.len() > max;
+        items.truncate(max);
+        let ids = items
+            .iter()
+            .map(|item| {
+                item.get("gsi3sk")
+                    .and_then(|value| value.as_s().ok())
+                    .and_then(|id| id.parse::<UserId>().ok())
+                    .ok_or_else(|| Error::invariant("fan-out follower entry without a follower id"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FollowerIds { ids, truncated })
     }
 
     async fn follow_requests(
@@ -610,6 +653,23 @@ impl SocialStore for DynamoStore {
         let partition = keys::user_pk(blocker);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::BLOCKING_PREFIX);
         self.table.query_page_as(&query, page).await
+    }
+
+    async fn followers_among(
+        &self,
+        user: UserId,
+        candidates: &[UserId],
+    ) -> Result<HashSet<UserId>> {
+        let keys: Vec<Key> = candidates
+            .iter()
+            .map(|candidate| keys::follow(*candidate, user))
+            .collect();
+        self.table
+            .batch_get_with(&keys, Consistency::Eventual)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<Follow>(item).map(|follow| follow.follower_id))
+            .collect()
     }
 
     async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>> {

@@ -197,6 +197,13 @@ mod tests {
             .iter()
             .map(|i| i.index_name.as_str())
             .collect();
-        assert_eq!(names, [super::super::keys::GSI1, super::super::keys::GSI2]);
+        assert_eq!(
+            names,
+            [
+                super::super::keys::GSI1,
+                super::super::keys::GSI2,
+                super::super::keys::GSI3
+            ]
+        );
     }
 }

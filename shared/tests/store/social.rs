@@ -7,7 +7,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use shared::domain::{NotificationKind, UserId};
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
+use shared::store::social::{FollowerIds, SocialStore};
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
@@ -46,9 +46,13 @@ async fn follow_writes_relation_both_counters_and_a_follow_notification() {
     assert_eq!(followers.items.len(), 1);
     assert_eq!(followers.items[0].follower_id, alice.id);
     assert_eq!(store.following_ids(alice.id).await.unwrap(), vec![bob.id]);
+    // Pattern 31: the keys-only fan-out index of bob's followers.
     assert_eq!(
         store.follower_ids(bob.id, 10).await.unwrap(),
-        vec![alice.id]
+        FollowerIds {
+            ids: vec![alice.id],
+            truncated: false
+        }
     );
 
     let notifications = stored_notifications(&store, bob.id).await;
@@ -566,11 +570,25 @@ async fn followers_and_following_page_through_every_item_once() {
         assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), fans, "{list}");
     }
     assert_eq!(store.following_ids(star.id).await.unwrap().len(), 25);
+    let probe = store.follower_ids(star.id, 7).await.unwrap();
+    assert_eq!(probe.ids.len(), 7, "bounded by max");
+    assert!(probe.truncated, "and says more exist");
+    let all = store.follower_ids(star.id, 25).await.unwrap();
+    assert!(!all.truncated, "exactly max: nothing more");
+    assert_eq!(all.ids.iter().copied().collect::<HashSet<_>>(), fans);
+    // Those of the candidates who follow star (one batch read), star's own id excluded.
+    let mut candidates: Vec<_> = fans.iter().copied().take(3).collect();
+    candidates.push(star.id);
+    let among = store.followers_among(star.id, &candidates).await.unwrap();
     assert_eq!(
-        store.follower_ids(star.id, 7).await.unwrap().len(),
-        7,
-        "bounded by max"
+        among,
+        candidates[..3].iter().copied().collect::<HashSet<_>>()
     );
+    // An unfollow leaves the fan-out index too.
+    store.unfollow(candidates[0], star.id).await.unwrap();
+    let after = store.follower_ids(star.id, 100).await.unwrap();
+    assert_eq!(after.ids.len(), 24);
+    assert!(!after.ids.contains(&candidates[0]));
 }
 
 #[tokio::test]

@@ -18,10 +18,11 @@ use shared::aws::{local_sdk_config, Clients, Endpoints};
 use shared::clock::ManualClock;
 use shared::config::Config;
 use shared::domain::{new_id, Connection, UserId};
+use shared::fanout::PushFunctionState;
+use shared::fanout::SqsEventQueue;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
-use shared::push::{PushFunctionState, RetryPolicy};
-use shared::queue::SqsEventQueue;
+use shared::retry::RetryPolicy;
 use shared::store::connections::ConnectionStore;
 use shared::store::presence::PresenceStore;
 use shared::store::social::SocialStore;
@@ -95,6 +96,32 @@ impl Harness {
             moto,
             db,
         }
+    }
+
+    /// The state over this harness with every DynamoDB and SQS request counted by `meter`.
+    pub fn metered_state(&self, meter: &shared::metering::RequestMeter) -> PushFunctionState {
+        let clients = Clients::from_sdk_config(
+            &local_sdk_config(),
+            &self.config,
+            &Endpoints {
+                dynamodb: Some(self.db.endpoint.clone()),
+                dynamodb_streams: Some(self.db.endpoint.clone()),
+                sqs: Some(self.moto.endpoint().to_owned()),
+                meter: Some(meter.clone()),
+            },
+        );
+        let store = Arc::new(DynamoStore::new(clients.dynamodb, &self.db.table_name));
+        let queue =
+            Arc::new(SqsEventQueue::new(clients.sqs, &self.queue_url).with_retry(FAST_RETRY));
+        let mut state = PushFunctionState::from_parts(
+            self.config.clone(),
+            store,
+            self.push.clone(),
+            queue,
+            Arc::new(ManualClock::new(now())),
+        );
+        state.tier = state.tier.with_retry(FAST_RETRY);
+        state
     }
 
     /// The stream router's state over this harness (`PushFunctionState`): retries without

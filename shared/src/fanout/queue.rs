@@ -1,12 +1,16 @@
 //! The fan-out queue: typed, versioned SQS messages between the stream router and the
 //! push worker.
 //!
-//! Two kinds of message share the queue, told apart by `kind`:
+//! Three kinds of message share the queue, told apart by `kind`:
 //!
+//! - `audience`: an event and the audiences it is for, when resolving them would hold up
+//!   the stream router (an author with many followers). A push worker resolves it and pushes
+//!   directly, or splits it into `fanout` chunks for other workers.
 //! - `fanout`: an event and a chunk of at most [`FANOUT_CHUNK_CONNECTIONS`] connection ids.
 //!   Large audiences are split so each message stays far below SQS's 256 KiB body limit
 //!   (an event is at most a few tens of KiB: the longest text is a 4000-character message)
-//!   and one worker invocation's work stays bounded.
+//!   and one worker invocation's work stays bounded. `attempt` counts re-enqueues: a worker
+//!   re-sends only the connections that still failed, after a short delay.
 //! - `presence_check`: sent with a delay equal to the presence grace period when a
 //!   connection closes; the worker records the user offline only if they still have no
 //!   connection when it arrives, and the router pushes `user_offline` from that write (see
@@ -21,10 +25,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::audience::Audience;
 use crate::domain::{rfc3339, UserId};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::push::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 /// The body format version this code writes and reads.
 pub const QUEUE_MESSAGE_VERSION: u32 = 1;
@@ -45,8 +50,16 @@ pub const MAX_DELAY: Duration = Duration::from_secs(900);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueueMessage {
+    Audience(AudienceWork),
     Fanout(FanoutChunk),
     PresenceCheck(PresenceCheck),
+}
+
+/// An event whose audience a push worker resolves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceWork {
+    pub event: Event,
+    pub audiences: Vec<Audience>,
 }
 
 /// An event and the connections it goes to.
@@ -54,6 +67,20 @@ pub enum QueueMessage {
 pub struct FanoutChunk {
     pub event: Event,
     pub connection_ids: Vec<String>,
+    /// How many times failed connections of this event were re-enqueued (0: first try).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl FanoutChunk {
+    /// The same event for `connection_ids`, one attempt later.
+    pub fn retry_of(&self, connection_ids: Vec<String>) -> Self {
+        Self {
+            event: self.event.clone(),
+            connection_ids,
+            attempt: self.attempt + 1,
+        }
+    }
 }
 
 /// "Is `user_id` still disconnected?", asked once the grace period after a disconnect ran out.
@@ -125,6 +152,7 @@ pub fn fanout_messages(event: &Event, connection_ids: &[String]) -> Vec<QueueMes
             QueueMessage::Fanout(FanoutChunk {
                 event: event.clone(),
                 connection_ids: chunk.to_vec(),
+                attempt: 0,
             })
         })
         .collect()
@@ -140,6 +168,12 @@ pub trait EventQueue: Send + Sync {
 
     /// Sends a presence check that becomes visible after `delay`.
     async fn schedule_presence_check(&self, check: &PresenceCheck, delay: Duration) -> Result<()>;
+
+    /// Hands an event's audiences to a push worker.
+    async fn enqueue_audience(&self, work: &AudienceWork) -> Result<()>;
+
+    /// Re-sends a chunk (the connections that still failed) after `delay`.
+    async fn enqueue_retry(&self, chunk: &FanoutChunk, delay: Duration) -> Result<()>;
 }
 
 /// [`EventQueue`] over one SQS queue.
@@ -248,17 +282,47 @@ impl EventQueue for SqsEventQueue {
     }
 
     async fn schedule_presence_check(&self, check: &PresenceCheck, delay: Duration) -> Result<()> {
-        let body = QueueMessage::PresenceCheck(check.clone()).to_body()?;
-        let delay_seconds = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .delay_seconds(delay_seconds)
-            .send()
+        self.send_one(&QueueMessage::PresenceCheck(check.clone()), delay)
             .await
-            .map_err(|e| Error::internal("scheduling a presence check", e))?;
-        Ok(())
+    }
+
+    async fn enqueue_audience(&self, work: &AudienceWork) -> Result<()> {
+        self.send_one(&QueueMessage::Audience(work.clone()), Duration::ZERO)
+            .await
+    }
+
+    async fn enqueue_retry(&self, chunk: &FanoutChunk, delay: Duration) -> Result<()> {
+        self.send_one(&QueueMessage::Fanout(chunk.clone()), delay)
+            .await
+    }
+}
+
+impl SqsEventQueue {
+    /// Sends one message, visible after `delay` (whole seconds, at most [`MAX_DELAY`]),
+    /// retrying transport failures with the queue's policy.
+    async fn send_one(&self, message: &QueueMessage, delay: Duration) -> Result<()> {
+        let body = message.to_body()?;
+        let delay_seconds = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .client
+                .send_message()
+                .queue_url(&self.queue_url)
+                .message_body(&body)
+                .delay_seconds(delay_seconds)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < self.retry.attempts => {
+                    tracing::warn!(attempt, error = %crate::error::cause_chain(&error), "SendMessage failed; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+                Err(error) => return Err(Error::internal("SendMessage", error)),
+            }
+        }
     }
 }
 
@@ -303,6 +367,49 @@ mod tests {
             }
         }
         assert_eq!(seen, ids);
+    }
+
+    #[test]
+    fn audience_work_and_retries_round_trip() {
+        use crate::events::Channel;
+        let work = QueueMessage::Audience(AudienceWork {
+            event: event(),
+            audiences: vec![
+                Audience::AuthorAndFollowers(Uuid::from_u128(2)),
+                Audience::Room(Channel::Post(Uuid::from_u128(1))),
+                Audience::UsersExcept {
+                    users: vec![Uuid::from_u128(3)],
+                    except_connection: "c=".into(),
+                },
+            ],
+        });
+        let body = work.to_body().unwrap();
+        assert!(body.contains("\"kind\":\"audience\""), "{body}");
+        assert_eq!(QueueMessage::parse(&body).unwrap(), work);
+
+        let first = FanoutChunk {
+            event: event(),
+            connection_ids: vec!["a=".into(), "b=".into()],
+            attempt: 0,
+        };
+        let retry = QueueMessage::Fanout(first.retry_of(vec!["b=".into()]));
+        match QueueMessage::parse(&retry.to_body().unwrap()).unwrap() {
+            QueueMessage::Fanout(chunk) => {
+                assert_eq!(chunk.attempt, 1);
+                assert_eq!(chunk.connection_ids, ["b="]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Bodies written before `attempt` existed still read (as a first attempt).
+        let legacy = QueueMessage::Fanout(first)
+            .to_body()
+            .unwrap()
+            .replace(",\"attempt\":0", "");
+        assert!(!legacy.contains("attempt"));
+        assert!(matches!(
+            QueueMessage::parse(&legacy).unwrap(),
+            QueueMessage::Fanout(FanoutChunk { attempt: 0, .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! The push tier as one value.
+
+use std::sync::Arc;
+
+use super::audience::AudienceResolver;
+use super::dispatch::Dispatcher;
+use super::queue::{EventQueue, SqsEventQueue};
+use crate::aws::Clients;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::Result;
+use crate::push::{pushing_parts, DirectPush, PushClient};
+use crate::retry::RetryPolicy;
+use crate::store::connections::ConnectionStore;
+use crate::store::online::OnlineIndex;
+use crate::store::presence::PresenceStore;
+use crate::store::DynamoStore;
+
+/// Everything a function that fans out needs: audience resolution, dispatch, presence
+/// state, the online index. The stream router and the push worker hold one (through
+/// [`PushFunctionState`]); `ws-message`, whose audiences are one user's connections, holds
+/// only a [`crate::push::DirectPush`].
+#[derive(Clone)]
+pub struct PushTier {
+    pub resolver: AudienceResolver,
+    pub dispatcher: Dispatcher,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub presence: Arc<dyn PresenceStore>,
+    pub online: Arc<dyn OnlineIndex>,
+}
+
+impl std::fmt::Debug for PushTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushTier")
+            .field("dispatcher", &self.dispatcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushTier {
+    /// The push tier over the DynamoDB store, with the default concurrency and retry policy.
+    pub fn new(
+        store: Arc<DynamoStore>,
+        push: Arc<dyn PushClient>,
+        queue: Arc<dyn EventQueue>,
+        direct_max_connections: usize,
+    ) -> Self {
+        Self {
+            resolver: AudienceResolver {
+                connections: store.clone(),
+                social: store.clone(),
+                users: store.clone(),
+                online: store.clone(),
+            },
+            dispatcher: Dispatcher {
+                direct: DirectPush::new(push, store.clone()),
+                queue,
+                direct_max_connections,
+            },
+            connections: store.clone(),
+            presence: store.clone(),
+            online: store,
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.dispatcher.direct.retry = retry;
+        self
+    }
+
+    /// The fan-out queue (also where delayed presence checks are scheduled).
+    pub fn queue(&self) -> &dyn EventQueue {
+        self.dispatcher.queue.as_ref()
+    }
+}
+
+/// The state of the functions that fan out — `stream-router` and `push-worker` re-export
+/// this as their `State`: the configuration, the push tier (with the queue), the clock.
+pub struct PushFunctionState {
+    pub config: Config,
+    pub tier: PushTier,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PushFunctionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushFunctionState")
+            .field("table", &self.config.table_name)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushFunctionState {
+    /// Production state: DynamoDB, the management API and the SQS fan-out queue (both
+    /// `WS_MANAGEMENT_ENDPOINT` and `FANOUT_QUEUE_URL` are required), the system clock.
+    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+        let queue = Arc::new(SqsEventQueue::new(
+            clients.sqs.clone(),
+            config.require_fanout_queue_url()?,
+        ));
+        let (store, push) = pushing_parts(&config, clients)?;
+        Ok(Self::from_parts(
+            config,
+            store,
+            push,
+            queue,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// State over the given store, push client, queue and clock.
+    pub fn from_parts(
+        config: Config,
+        store: Arc<DynamoStore>,
+        push: Arc<dyn PushClient>,
+        queue: Arc<dyn EventQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
+        Self {
+            config,
+            tier,
+            clock,
+        }
+    }
+}
