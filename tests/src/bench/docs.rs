@@ -17,9 +17,10 @@ use crate::realtime::repository_root;
 /// The latency series the product target applies to.
 pub const TARGET_SERIES: [&str; 3] = ["post_created_direct", "new_message", "new_notification"];
 
-/// Whether push-worker pushes the messages of one batch concurrently (the code's behaviour;
-/// the simulation must model what the code does).
-pub const WORKER_MESSAGES_CONCURRENTLY: bool = false;
+/// Whether push-worker handles the messages of one batch concurrently (the code's behaviour,
+/// `push_worker::MESSAGE_CONCURRENCY` = the batch size; the simulation models what the code
+/// does).
+pub const WORKER_MESSAGES_CONCURRENTLY: bool = true;
 
 /// Audience sizes of `docs/scaling.md`.
 pub const SCALING_SIZES: [usize; 4] = [1_000, 5_000, 10_000, 100_000];
@@ -55,7 +56,8 @@ pub fn push_shape() -> anyhow::Result<PushShape> {
     ])?;
     Ok(PushShape {
         direct_max: config.fanout_direct_max_connections,
-        chunk: shared::queue::FANOUT_CHUNK_CONNECTIONS,
+        inline_max_followers: config.fanout_inline_max_followers,
+        chunk: shared::fanout::queue::FANOUT_CHUNK_CONNECTIONS,
         push_concurrency: shared::push::DEFAULT_PUSH_CONCURRENCY,
         batch_size: usize::try_from(source.batch_size)?,
         max_concurrency: source.maximum_concurrency.map_or(1_000, |n| n as usize),

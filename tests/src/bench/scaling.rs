@@ -2,9 +2,10 @@
 //! to N online recipients through the push path, from the published distributions and
 //! quotas (the same figures as `ripple-local`'s AWS latency model, [`LatencyModel::aws`]).
 //!
-//! Modelled: the stream → router delay; audiences up to the direct threshold pushed by the
-//! router itself; larger ones enqueued as SQS messages of `chunk` recipients (one batched
-//! send), each visible to Lambda after the SQS → Lambda delay; the SQS event source's
+//! Modelled: the stream → router delay; authors above the inline bound handed to a push
+//! worker as one work item (one more SQS hop); audiences up to the direct threshold pushed
+//! by whoever resolved them; larger ones enqueued as SQS messages of `chunk` recipients
+//! (one batched send), each visible to Lambda after the SQS → Lambda delay; the SQS event source's
 //! concurrency (5 concurrent batches at first, up to 300 more per minute, capped by
 //! `MaximumConcurrency`); each invocation pushing with `push_concurrency` calls in flight
 //! per message; every `@connections` call drawn from the management distribution and
@@ -38,8 +39,11 @@ pub fn trials_for(recipients: usize) -> usize {
 /// The push path's shape, as the code and template have it.
 #[derive(Debug, Clone)]
 pub struct PushShape {
-    /// Audiences up to this many connections are pushed by the router itself.
+    /// Audiences up to this many connections are pushed by the resolving function itself.
     pub direct_max: usize,
+    /// Authors with more followers are resolved by a push worker (one work item on the
+    /// queue), not by the router.
+    pub inline_max_followers: usize,
     /// Recipients per SQS message.
     pub chunk: usize,
     /// `@connections` calls in flight per message being pushed.
@@ -141,7 +145,11 @@ fn draw(distribution: &Distribution, rng: &mut StdRng) -> f64 {
 
 /// Time (ms after the REST response) of the last delivery of one post.
 fn one_post(shape: &PushShape, quotas: &AwsQuotas, recipients: usize, rng: &mut StdRng) -> f64 {
-    let routed = draw(&quotas.stream, rng);
+    let mut routed = draw(&quotas.stream, rng);
+    if recipients > shape.inline_max_followers {
+        // Deferred: one work item through the queue to a worker that resolves it.
+        routed += quotas.send_batch_ms + draw(&quotas.sqs, rng);
+    }
     let mut sim = Simulation::new(quotas);
     if recipients <= shape.direct_max {
         sim.start_invocation(routed, recipients, shape.push_concurrency);
@@ -300,6 +308,7 @@ mod tests {
     fn shape() -> PushShape {
         PushShape {
             direct_max: 100,
+            inline_max_followers: 1_000,
             chunk: 200,
             push_concurrency: 32,
             batch_size: 10,
