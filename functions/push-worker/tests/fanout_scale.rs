@@ -36,14 +36,20 @@ async fn a_post_to_many_followers_costs_what_its_online_followers_cost() {
     let followers = followers();
     let harness = Harness::start(&[]).await;
     let author = harness.user("star").await;
+    let seeding = Instant::now();
     harness.db.seed_followers(author, followers - ONLINE).await;
+    eprintln!(
+        "seeded {} followers in {:?}",
+        followers - ONLINE,
+        seeding.elapsed()
+    );
     let mut online = Vec::with_capacity(ONLINE);
     for n in 0..ONLINE {
         let fan = harness.user(&format!("fan{n}")).await;
         harness.store.follow(fan, author, now()).await.unwrap();
         online.push(harness.connect(fan, &format!("fan{n}=")).await);
     }
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = StreamReader::from_now(&harness.db).await;
     stream.read().await;
     let meter = RequestMeter::new();
     let state = Arc::new(harness.metered_state(&meter));

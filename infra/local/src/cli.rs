@@ -11,6 +11,7 @@ use clap::Parser;
 use crate::gateway::GatewayOptions;
 use crate::latency::{Distribution, LatencyModel, RateLimit};
 use crate::stack::{InvokeMode, StackOptions};
+use crate::web_app::WebAppFiles;
 use crate::websocket::{WebSocketFaults, WebSocketLimits};
 
 /// Default `cargo lambda watch` address.
@@ -127,6 +128,15 @@ pub struct Args {
         help_heading = "AWS-modelled timing"
     )]
     pub latency_seed: u64,
+    /// The web app's folder, served at /app/ on the HTTP API port.
+    #[arg(long, default_value = "clients/web")]
+    pub web_root: PathBuf,
+    /// The folder of the realtime client the web app imports, served at /app/lib/.
+    #[arg(long, default_value = "clients/js")]
+    pub web_lib: PathBuf,
+    /// Do not serve the web app.
+    #[arg(long)]
+    pub no_web_app: bool,
     /// Log every event and response.
     #[arg(long)]
     pub verbose: bool,
@@ -224,6 +234,24 @@ impl Args {
         model
     }
 
+    /// The web app's folders, unless switched off or absent (run from outside the repository).
+    fn web_app_files(&self) -> Option<WebAppFiles> {
+        if self.no_web_app {
+            return None;
+        }
+        if !self.web_root.is_dir() {
+            tracing::warn!(
+                "no web app: {} is not a folder (run from the repository root, or pass --web-root)",
+                self.web_root.display()
+            );
+            return None;
+        }
+        Some(WebAppFiles {
+            root: self.web_root.clone(),
+            library: self.web_lib.clone(),
+        })
+    }
+
     pub fn stack_options(&self) -> StackOptions {
         let mut options = StackOptions::new(&self.template);
         options.gateway = GatewayOptions {
@@ -241,6 +269,7 @@ impl Args {
             )),
             // Set by the stack from `options.latency`.
             latency: LatencyModel::default(),
+            web_app: self.web_app_files(),
         };
         options.invoke = self.invoke.clone();
         options.state_dir = self.state_dir.clone();
@@ -377,5 +406,34 @@ mod tests {
             let parsed = Args::try_parse_from(["ripple-local", bad[0], bad[1]]);
             assert!(parsed.is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_web_app_is_served_from_a_folder_that_exists_unless_switched_off() {
+        let folder = tempfile::tempdir().unwrap();
+        let root = folder.path().to_str().unwrap();
+        let options = |extra: &[&str]| {
+            let mut argv = vec!["ripple-local", "--web-root", root, "--web-lib", "lib"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap().stack_options()
+        };
+        assert_eq!(
+            options(&[]).gateway.web_app,
+            Some(WebAppFiles {
+                root: root.into(),
+                library: "lib".into()
+            })
+        );
+        assert_eq!(options(&["--no-web-app"]).gateway.web_app, None);
+        let missing = folder.path().join("missing");
+        let argv = ["ripple-local", "--web-root", missing.to_str().unwrap()];
+        assert_eq!(
+            Args::try_parse_from(argv)
+                .unwrap()
+                .stack_options()
+                .gateway
+                .web_app,
+            None
+        );
     }
 }

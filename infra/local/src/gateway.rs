@@ -20,6 +20,7 @@ use crate::functions::FunctionRegistry;
 use crate::http_api::{BoundRoute, HttpApi};
 use crate::latency::LatencyModel;
 use crate::template::Template;
+use crate::web_app::{self, WebAppFiles};
 use crate::websocket::{Connections, WebSocketApi, WebSocketFaults, WebSocketLimits};
 
 /// How long shutdown waits for `$disconnect` handlers and in-flight messages.
@@ -39,6 +40,8 @@ pub struct GatewayOptions {
     pub faults: Arc<WebSocketFaults>,
     /// AWS-modelled timing; the gateway applies its `@connections` parts (delay, throttle).
     pub latency: LatencyModel,
+    /// The web app's files, served at `/app/` on the HTTP port (`None`: no web app).
+    pub web_app: Option<WebAppFiles>,
 }
 
 impl Default for GatewayOptions {
@@ -52,6 +55,7 @@ impl Default for GatewayOptions {
             limits: WebSocketLimits::default(),
             faults: Arc::new(WebSocketFaults::default()),
             latency: LatencyModel::default(),
+            web_app: None,
         }
     }
 }
@@ -142,8 +146,12 @@ impl BoundGateway {
         );
         let connections = websocket_api.connections();
         let urls = self.urls();
+        let http_router = match &self.options.web_app {
+            Some(files) => web_app::router(files.clone(), &urls).merge(http_api.router()),
+            None => http_api.router(),
+        };
         let tasks = vec![
-            serve(self.http, http_api.router(), shutdown_signal.clone()),
+            serve(self.http, http_router, shutdown_signal.clone()),
             serve(
                 self.websocket,
                 Arc::clone(&websocket_api).router(),
@@ -151,6 +159,7 @@ impl BoundGateway {
             ),
         ];
         Ok(Gateway {
+            web_app: self.options.web_app.is_some(),
             urls,
             connections,
             websocket_api,
@@ -216,6 +225,7 @@ impl GatewayUrls {
 /// A serving gateway; stops on [`shutdown`](Self::shutdown) or drop.
 pub struct Gateway {
     urls: GatewayUrls,
+    web_app: bool,
     connections: Connections,
     websocket_api: Arc<WebSocketApi>,
     faults: Arc<WebSocketFaults>,
@@ -226,6 +236,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn urls(&self) -> &GatewayUrls {
         &self.urls
+    }
+
+    /// `http://127.0.0.1:3000/app/` when the web app is served.
+    pub fn web_app_url(&self) -> Option<String> {
+        self.web_app
+            .then(|| format!("{}{}/", self.urls.http_url(), web_app::MOUNT_PATH))
     }
 
     /// The open WebSocket connections.

@@ -19,4 +19,5 @@ pub mod latency;
 pub mod management;
 pub mod stack;
 pub mod template;
+pub mod web_app;
 pub mod websocket;

@@ -348,8 +348,13 @@ impl LocalStack {
             Some(environment) => format!("  cargo lambda watch environment:\n    {environment}\n"),
             None => String::new(),
         };
+        let web_app = match self.gateway.as_ref().and_then(Gateway::web_app_url) {
+            Some(url) => format!("  Web app:         {url}\n"),
+            None => String::new(),
+        };
         format!(
-            "ripple-local is running\n  \
+            "ripple-local is running\n\
+             {web_app}  \
              HTTP API:        {}\n  \
              WebSocket API:   {}\n  \
              Management API:  {}\n  \

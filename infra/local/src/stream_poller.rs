@@ -929,6 +929,10 @@ fn polled_record(record: &Record, stream_arn: &str, read_at: Instant) -> Option<
 /// stream through `aws-sdk-dynamodbstreams`. `None` for a record without a sequence number,
 /// which no stream produces.
 ///
+/// The `userIdentity` of a TTL deletion, the only stream records that have one.
+const TTL_IDENTITY_TYPE: &str = "Service";
+const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
 /// The one conversion of stream records to Lambda's JSON: the poller sends it, and tests
 /// that read a table's stream themselves (the push tier's) build their events with it.
 pub fn lambda_record(record: &Record, stream_arn: &str) -> Option<Value> {
@@ -969,11 +973,14 @@ pub fn lambda_record(record: &Record, stream_arn: &str) -> Option<Value> {
         "dynamodb": dynamodb,
         "eventSourceARN": stream_arn,
     });
-    // Present for TTL deletions: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}.
+    // Present for TTL deletions only: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}.
+    // dynoxide writes the identity's members in camelCase where the SDK reads AWS's PascalCase,
+    // so they arrive empty; null members would make every TTL record unreadable to Lambda's
+    // type (and, retried in order, stall the shard), so the only values AWS sends stand in.
     if let Some(identity) = &record.user_identity {
         event["userIdentity"] = json!({
-            "type": identity.r#type,
-            "principalId": identity.principal_id,
+            "type": identity.r#type.as_deref().unwrap_or(TTL_IDENTITY_TYPE),
+            "principalId": identity.principal_id.as_deref().unwrap_or(TTL_PRINCIPAL),
         });
     }
     Some(event)
@@ -1117,6 +1124,21 @@ mod tests {
             record.change.approximate_creation_date_time.timestamp(),
             1_700_000_100
         );
+    }
+
+    #[test]
+    fn a_ttl_identity_without_members_still_reads_as_dynamodbs_service() {
+        // What the SDK makes of dynoxide's camelCase identity: present, members empty.
+        let mut record = ttl_removal();
+        record.user_identity = Some(Identity::builder().build());
+        let polled = polled_record(&record, STREAM_ARN, Instant::now()).expect("a complete record");
+        assert_eq!(
+            polled.event["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
+        let parsed: aws_lambda_events::event::dynamodb::Event =
+            serde_json::from_value(json!({ "Records": [polled.event] })).expect("readable");
+        assert!(parsed.records[0].user_identity.is_some());
     }
 
     #[test]

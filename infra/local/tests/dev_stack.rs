@@ -1,7 +1,7 @@
 //! `make dev`, end to end: the built `ripple-local` binary over the repository's
 //! `template.yaml` with the real functions and the real moto_server from `.venv`
-//! (`make tools`), serving `GET /health` and an authenticated WebSocket connection, and
-//! leaving no process behind after Ctrl-C.
+//! (`make tools`), serving `GET /health`, the web app at `/app/` and an authenticated
+//! WebSocket connection, and leaving no process behind after Ctrl-C.
 
 mod common;
 
@@ -44,6 +44,8 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
         "{MOTO_SERVER} is missing: run `make tools`"
     );
     let template = format!("{}/../../template.yaml", env!("CARGO_MANIFEST_DIR"));
+    let web_root = format!("{}/../../clients/web", env!("CARGO_MANIFEST_DIR"));
+    let web_lib = format!("{}/../../clients/js", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_ripple-local"))
         .args([
             "--template",
@@ -55,6 +57,10 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
             "0",
             "--moto-server",
             MOTO_SERVER,
+            "--web-root",
+            &web_root,
+            "--web-lib",
+            &web_lib,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -94,6 +100,14 @@ async fn dev_stack_serves_health_and_websockets_and_ctrl_c_leaves_nothing_runnin
     let health = http_request("GET", &format!("{http_url}/health"), &[], b"").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "ok");
+
+    // The web app beside the API, pointed at this stack's own ports.
+    let web_app = banner_value(&banner, "Web app:").to_owned();
+    assert_eq!(web_app, format!("{http_url}/app/"));
+    let page = http_request("GET", &web_app, &[], b"").await;
+    assert_eq!(page.status, 200);
+    let config = http_request("GET", &format!("{web_app}config.js"), &[], b"").await;
+    assert!(String::from_utf8_lossy(&config.body).contains(&websocket_url));
 
     // ws-connect checks the access token: register through the HTTP API to get one.
     let session = http_request(

@@ -11,6 +11,7 @@ use common::*;
 use ripple_local::functions::{FunctionRegistry, LocalEndpoints};
 use ripple_local::gateway::{BoundGateway, Gateway, GatewayOptions};
 use ripple_local::template::Template;
+use ripple_local::web_app::WebAppFiles;
 use serde_json::{json, Value};
 use shared::testkit::{TestDb, TEST_JWT_SECRET};
 
@@ -252,4 +253,103 @@ async fn a_template_route_without_a_handler_is_a_start_up_error() {
         .to_string();
     assert!(error.contains("GET /health"), "{error}");
     assert!(error.contains("api-auth"), "{error}");
+}
+
+/// The gateway serving the repository's web app (`clients/web`, `clients/js`) at `/app/`.
+async fn web_app_gateway(db: &TestDb) -> Gateway {
+    let template = Template::parse(&fixture("http.yaml")).unwrap();
+    let environment = BTreeMap::from([
+        ("TABLE_NAME".to_owned(), db.table_name.clone()),
+        ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+    ]);
+    let endpoints = LocalEndpoints {
+        dynamodb: db.endpoint.clone(),
+        sqs: "http://127.0.0.1:9".to_owned(),
+        meter: None,
+    };
+    let registry = FunctionRegistry::in_process(&template, &environment, &endpoints)
+        .unwrap()
+        .with("test-echo", http_echo_function());
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let options = GatewayOptions {
+        web_app: Some(WebAppFiles::in_repository(&repository)),
+        ..GatewayOptions::default()
+    };
+    let bound = BoundGateway::bind(options, &template).await.unwrap();
+    bound.serve(&template, &registry).unwrap()
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_at_app_beside_the_api() {
+    let db = TestDb::start().await;
+    let gateway = web_app_gateway(&db).await;
+    let base = gateway.urls().http_url();
+
+    let page = http_request("GET", &format!("{base}/app/"), &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert!(String::from_utf8_lossy(&page.body).contains("<!doctype html>"));
+
+    let client = http_request("GET", &format!("{base}/app/lib/ripple-client.js"), &[], b"").await;
+    assert_eq!(client.status, 200);
+    assert_eq!(
+        client.headers["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(String::from_utf8_lossy(&client.body).contains("export class RippleClient"));
+
+    // The generated configuration points the page at this gateway's own ports.
+    let config = http_request("GET", &format!("{base}/app/config.js"), &[], b"").await;
+    assert_eq!(config.status, 200);
+    let config = String::from_utf8_lossy(&config.body).into_owned();
+    assert!(
+        config.contains(&format!("\"apiUrl\":\"{base}\"")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("\"wsUrl\":\"{}\"", gateway.urls().websocket_url())),
+        "{config}"
+    );
+
+    let redirect = http_request("GET", &format!("{base}/app?api=x"), &[], b"").await;
+    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.headers["location"], "/app/?api=x");
+
+    let head = http_request("HEAD", &format!("{base}/app/"), &[], b"").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let post = http_request("POST", &format!("{base}/app/index.html"), &[], b"").await;
+    assert_eq!(post.status, 405);
+
+    // The API keeps every other path.
+    let health = http_request("GET", &format!("{base}/health"), &[], b"").await;
+    assert_eq!(health.status, 200);
+    let missing = http_request("GET", &format!("{base}/application"), &[], b"").await;
+    assert_eq!(missing.json(), json!({"message": "Not Found"}));
+}
+
+#[tokio::test]
+async fn the_web_app_mount_serves_nothing_outside_its_folders() {
+    let db = TestDb::start().await;
+    let gateway = web_app_gateway(&db).await;
+    let base = gateway.urls().http_url();
+    for path in [
+        "/app/../../Cargo.toml",
+        "/app/%2e%2e/%2e%2e/Cargo.toml",
+        "/app/%2E%2E%2F%2E%2E%2FCargo.toml",
+        "/app/..%5c..%5cCargo.toml",
+        "/app/lib/../web/index.html",
+        "/app/lib/%2e%2e/web/index.html",
+        "/app/lib/test/..%2f..%2f..%2fCargo.toml",
+        "/app//etc/passwd",
+        "/app/%2fetc%2fpasswd",
+        "/app/.gitignore",
+        "/app/index.html%00.js",
+        "/app/missing.js",
+    ] {
+        let response = http_request("GET", &format!("{base}{path}"), &[], b"").await;
+        assert_eq!(response.status, 404, "{path} was served");
+        assert_eq!(&response.body[..], b"Not Found", "{path}");
+    }
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::keys::{IndexKey, Key};
 use super::page::{decode_key, encode_key, KeyShape, Page, PageRequest};
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -28,6 +29,14 @@ pub const MAX_BATCH_GET: usize = 100;
 pub const MAX_BATCH_WRITE: usize = 25;
 
 const MAX_ATTEMPTS: u32 = 8;
+
+/// Transaction conflicts and unprocessed batch items: the push tier's one backoff
+/// (`crate::retry`), 20 ms doubling to a 1.3 s cap, full jitter.
+const STORE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: MAX_ATTEMPTS,
+    base_delay: Duration::from_millis(20),
+    max_delay: Duration::from_millis(1280),
+};
 
 /// Read consistency of a batch read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -775,8 +784,5 @@ impl<'a> Query<'a> {
 }
 
 async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let base = 20u64.saturating_mul(1 << attempt.min(6));
-    let jitter = rand::thread_rng().gen_range(0..=base);
-    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+    tokio::time::sleep(STORE_RETRY.delay(attempt)).await;
 }

@@ -284,9 +284,19 @@ pub struct StreamReader {
     stream_arn: String,
     /// Next iterator per shard.
     positions: HashMap<String, String>,
+    /// Where a shard not read yet starts.
+    start_at: ShardIteratorType,
 }
 
 impl StreamReader {
+    /// Starts after the last record written so far (a stream of a big seed need not be
+    /// read back).
+    pub async fn from_now(db: &TestDb) -> Self {
+        let mut reader = Self::new(db).await;
+        reader.start_at = ShardIteratorType::Latest;
+        reader
+    }
+
     /// Starts at the beginning of the stream.
     pub async fn new(db: &TestDb) -> Self {
         let table = db
@@ -305,6 +315,7 @@ impl StreamReader {
             streams: db.streams.clone(),
             stream_arn,
             positions: HashMap::new(),
+            start_at: ShardIteratorType::TrimHorizon,
         }
     }
 
@@ -335,7 +346,7 @@ impl StreamReader {
                     .get_shard_iterator()
                     .stream_arn(&self.stream_arn)
                     .shard_id(&shard)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .shard_iterator_type(self.start_at.clone())
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("GetShardIterator: {e:?}"))

@@ -1,0 +1,273 @@
+//! Fan-out acceptance (issue 10), end to end through the local stack: real sockets, the
+//! real stream and SQS pollers, moto, in-memory dynoxide.
+//!
+//! - Many small-audience posts with the AWS-modelled timing on (stream, SQS and
+//!   `@connections` delays drawn from the published distributions): every event arrives,
+//!   and a post's `post_created` always arrives before its `post_updated`.
+//! - 30 % of `@connections` POSTs failing: every socket still gets every event soon after
+//!   the last post, and no socket gets the same event twice (only the connections that
+//!   failed are pushed again).
+//! - An author above the router's inline bound: the audience is resolved by a push worker
+//!   from the online index and still reaches every online follower's socket.
+//!
+//! Run: `cargo test -p ripple-tests --test fanout` (needs `make tools` for moto).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use ripple_local::latency::LatencyModel;
+use ripple_local::websocket::WebSocketFaults;
+use ripple_tests::realtime::{eventually, RealtimeStack, User, WsClient, WAIT};
+use serde_json::{json, Value};
+
+/// REST calls in flight at once while a test generates load.
+const CONCURRENCY: usize = 16;
+
+/// The ids of the `post_created` events a socket received, each once.
+fn created_ids(socket: &WsClient) -> Vec<String> {
+    let mut ids: Vec<String> = socket
+        .events_of_type("post_created")
+        .iter()
+        .filter_map(|event| event["data"]["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Registers `count` users named `{prefix}{n}`, concurrently.
+async fn register_all(stack: &RealtimeStack, prefix: &str, count: usize) -> Vec<User> {
+    stream::iter(0..count)
+        .map(|n| {
+            let name = format!("{prefix}{n}");
+            async move { stack.register(&name).await }
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Each of `users` follows the `per_user` authors after it (in a ring), so every author has
+/// `per_user` followers. Returns, per user, the ids of the authors they follow.
+async fn follow_ring(stack: &RealtimeStack, users: &[User], per_user: usize) -> Vec<Vec<String>> {
+    let pairs: Vec<(usize, usize)> = (0..users.len())
+        .flat_map(|i| (1..=per_user).map(move |k| (i, (i + k) % users.len())))
+        .collect();
+    stream::iter(pairs.iter().copied())
+        .for_each_concurrent(CONCURRENCY, |(i, j)| stack.follow(&users[i], &users[j]))
+        .await;
+    (0..users.len())
+        .map(|i| {
+            (1..=per_user)
+                .map(|k| users[(i + k) % users.len()].id.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every socket's expected `post_created` ids: its own posts and those of whom it follows.
+fn expected_posts(
+    users: &[User],
+    follows: &[Vec<String>],
+    posts_by_author: &HashMap<String, Vec<String>>,
+) -> Vec<Vec<String>> {
+    users
+        .iter()
+        .zip(follows)
+        .map(|(user, followees)| {
+            let mut ids: Vec<String> = std::iter::once(&user.id)
+                .chain(followees)
+                .flat_map(|author| posts_by_author.get(author).cloned().unwrap_or_default())
+                .collect();
+            ids.sort();
+            ids
+        })
+        .collect()
+}
+
+/// Posts `per_author` posts for every user, concurrently; returns post ids by author id.
+async fn post_all(
+    stack: &RealtimeStack,
+    authors: &[User],
+    per_author: usize,
+) -> HashMap<String, Vec<String>> {
+    let jobs: Vec<(usize, usize)> = (0..authors.len())
+        .flat_map(|a| (0..per_author).map(move |n| (a, n)))
+        .collect();
+    let posted: Vec<(String, String)> = stream::iter(jobs)
+        .map(|(a, n)| async move {
+            let post = stack.post(&authors[a], &format!("post {n}")).await;
+            let id = post["id"].as_str().unwrap_or_default().to_owned();
+            (authors[a].id.clone(), id)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut by_author: HashMap<String, Vec<String>> = HashMap::new();
+    for (author, id) in posted {
+        by_author.entry(author).or_default().push(id);
+    }
+    by_author
+}
+
+/// Waits until every socket has every expected post, then checks nothing is missing.
+async fn await_all(sockets: &[WsClient], expected: &[Vec<String>], timeout: Duration) {
+    eventually("every socket has every post_created", timeout, || async {
+        sockets
+            .iter()
+            .zip(expected)
+            .all(|(socket, ids)| created_ids(socket) == *ids)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn small_audiences_get_every_post_in_order_with_aws_modelled_latency() {
+    let stack = RealtimeStack::start_with(|options| {
+        options.latency = LatencyModel::aws().with_seed(10);
+        options
+            .environment
+            .push(("RATE_LIMIT_POSTS_PER_MINUTE".into(), "100".into()));
+    })
+    .await;
+    let users = register_all(&stack, "author", 100).await;
+    let follows = follow_ring(&stack, &users, 3).await;
+    let sockets: Vec<WsClient> = stream::iter(&users)
+        .map(|user| stack.connect(user))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let posts = post_all(&stack, &users, 10).await;
+    assert_eq!(posts.values().map(Vec::len).sum::<usize>(), 1000);
+    let expected = expected_posts(&users, &follows, &posts);
+    await_all(&sockets, &expected, Duration::from_secs(60)).await;
+
+    // One post edited at once: everyone who got it sees the creation, then the edit.
+    let author = &users[0];
+    let post = stack.post(author, "before").await;
+    let post_id = post["id"].as_str().unwrap_or_default().to_owned();
+    stack
+        .call(
+            author,
+            "PATCH",
+            &format!("/posts/{post_id}"),
+            Some(json!({"text": "after"})),
+            200,
+        )
+        .await;
+    let audience: Vec<&WsClient> = std::iter::once(&sockets[0])
+        .chain(
+            follows
+                .iter()
+                .enumerate()
+                .filter(|(_, followees)| followees.contains(&author.id))
+                .map(|(i, _)| &sockets[i]),
+        )
+        .collect();
+    assert_eq!(audience.len(), 4);
+    for socket in audience {
+        let updated = socket
+            .next_frame_where("the edit", WAIT, |event| {
+                event["type"] == "post_updated" && event["data"]["id"] == post_id.as_str()
+            })
+            .await;
+        let created = socket
+            .next_frame_where("the creation", WAIT, |event| {
+                event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
+            })
+            .await;
+        assert!(
+            created.received_at <= updated.received_at,
+            "{}: post_created arrived after post_updated",
+            socket.label
+        );
+        assert_eq!(updated.json["data"]["text"], "after");
+    }
+    stack.stop().await;
+}
+
+/// The `event_id`s a socket received more than once, as raw frames.
+fn repeated_event_ids(socket: &WsClient) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for frame in socket.raw_frames() {
+        let event: Value = serde_json::from_str(&frame).unwrap_or(Value::Null);
+        if let Some(id) = event["event_id"].as_str() {
+            *seen.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[tokio::test]
+async fn with_30_percent_of_pushes_failing_every_socket_gets_every_event_once() {
+    let faults = Arc::new(WebSocketFaults::default());
+    let stack = RealtimeStack::start_with(|options| {
+        options.gateway.faults = Arc::clone(&faults);
+        options
+            .environment
+            .push(("RATE_LIMIT_POSTS_PER_MINUTE".into(), "100".into()));
+    })
+    .await;
+    let users = register_all(&stack, "user", 40).await;
+    let follows = follow_ring(&stack, &users, 5).await;
+    let sockets: Vec<WsClient> = stream::iter(&users)
+        .map(|user| stack.connect(user))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    faults.fail_post_percent.store(30, Ordering::Relaxed);
+
+    let posts = post_all(&stack, &users, 5).await;
+    let expected = expected_posts(&users, &follows, &posts);
+    await_all(&sockets, &expected, Duration::from_secs(15)).await;
+
+    faults.fail_post_percent.store(0, Ordering::Relaxed);
+    for socket in &sockets {
+        assert_eq!(
+            repeated_event_ids(socket),
+            Vec::<String>::new(),
+            "{}: a connection that got an event was pushed it again",
+            socket.label
+        );
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_author_above_the_inline_bound_reaches_every_online_follower_through_a_worker() {
+    let stack = RealtimeStack::start_with(|options| {
+        options
+            .environment
+            .push(("FANOUT_INLINE_MAX_FOLLOWERS".into(), "5".into()));
+    })
+    .await;
+    let author = stack.register("star").await;
+    let fans = register_all(&stack, "fan", 30).await;
+    stream::iter(&fans)
+        .for_each_concurrent(CONCURRENCY, |fan| stack.follow(fan, &author))
+        .await;
+    // Only some are online; the rest cost nothing.
+    let online: Vec<WsClient> = stream::iter(fans.iter().step_by(3))
+        .map(|fan| stack.connect(fan))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let post = stack.post(&author, "to the crowd").await;
+    let post_id = post["id"].as_str().unwrap_or_default().to_owned();
+    for socket in &online {
+        socket
+            .next_event_where("the post", WAIT, |event| {
+                event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
+            })
+            .await;
+    }
+    stack.stop().await;
+}
