@@ -2,9 +2,10 @@
 //! to N online recipients through the push path, from the published distributions and
 //! quotas (the same figures as `ripple-local`'s AWS latency model, [`LatencyModel::aws`]).
 //!
-//! Modelled: the stream → router delay; audiences up to the direct threshold pushed by the
-//! router itself; larger ones enqueued as SQS messages of `chunk` recipients (one batched
-//! send), each visible to Lambda after the SQS → Lambda delay; the SQS event source's
+//! Modelled: the stream → router delay; authors above the inline bound handed to a push
+//! worker as one work item (one more SQS hop); audiences up to the direct threshold pushed
+//! by whoever resolved them; larger ones enqueued as SQS messages of `chunk` recipients
+//! (one batched send), each visible to Lambda after the SQS → Lambda delay; the SQS event source's
 //! concurrency (5 concurrent batches at first, up to 300 more per minute, capped by
 //! `MaximumConcurrency`); each invocation pushing with `push_concurrency` calls in flight
 //! per message; every `@connections` call drawn from the management distribution and
@@ -29,14 +30,20 @@ pub const SEED: u64 = 20_261_204;
 /// The event queue's time resolution.
 const RESOLUTION_MS: f64 = 0.001;
 
-/// Trials per audience size.
-pub const TRIALS: usize = 200;
+/// Trials per audience size: 200, fewer for the largest audiences (2,000,000 simulated
+/// deliveries per size at most, which keeps `make bench` quick).
+pub fn trials_for(recipients: usize) -> usize {
+    (2_000_000 / recipients.max(1)).clamp(20, 200)
+}
 
 /// The push path's shape, as the code and template have it.
 #[derive(Debug, Clone)]
 pub struct PushShape {
-    /// Audiences up to this many connections are pushed by the router itself.
+    /// Audiences up to this many connections are pushed by the resolving function itself.
     pub direct_max: usize,
+    /// Authors with more followers are resolved by a push worker (one work item on the
+    /// queue), not by the router.
+    pub inline_max_followers: usize,
     /// Recipients per SQS message.
     pub chunk: usize,
     /// `@connections` calls in flight per message being pushed.
@@ -91,6 +98,7 @@ impl AwsQuotas {
 #[derive(Debug, Clone, Copy)]
 pub struct Simulated {
     pub recipients: usize,
+    pub trials: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub mean_ms: f64,
@@ -100,6 +108,7 @@ impl Simulated {
     pub fn to_json(&self) -> Value {
         json!({
             "recipients": self.recipients,
+            "trials": self.trials,
             "p50_ms": round(self.p50_ms, 0),
             "p99_ms": round(self.p99_ms, 0),
             "mean_ms": round(self.mean_ms, 0),
@@ -123,6 +132,7 @@ pub fn simulate(
     let at = |p: f64| lasts[((p * lasts.len() as f64).ceil() as usize).clamp(1, lasts.len()) - 1];
     Simulated {
         recipients,
+        trials: lasts.len(),
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         mean_ms: lasts.iter().sum::<f64>() / lasts.len() as f64,
@@ -135,7 +145,11 @@ fn draw(distribution: &Distribution, rng: &mut StdRng) -> f64 {
 
 /// Time (ms after the REST response) of the last delivery of one post.
 fn one_post(shape: &PushShape, quotas: &AwsQuotas, recipients: usize, rng: &mut StdRng) -> f64 {
-    let routed = draw(&quotas.stream, rng);
+    let mut routed = draw(&quotas.stream, rng);
+    if recipients > shape.inline_max_followers {
+        // Deferred: one work item through the queue to a worker that resolves it.
+        routed += quotas.send_batch_ms + draw(&quotas.sqs, rng);
+    }
     let mut sim = Simulation::new(quotas);
     if recipients <= shape.direct_max {
         sim.start_invocation(routed, recipients, shape.push_concurrency);
@@ -294,6 +308,7 @@ mod tests {
     fn shape() -> PushShape {
         PushShape {
             direct_max: 100,
+            inline_max_followers: 1_000,
             chunk: 200,
             push_concurrency: 32,
             batch_size: 10,

@@ -26,10 +26,10 @@ use ripple_tests::realtime::{repository_root, User};
 )]
 struct Args {
     /// Latency samples per series at local speed (posts, DMs, comment notifications).
-    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     samples: u32,
     /// Latency samples per series with the AWS latency model (each takes ~0.3-0.6 s).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     modelled_samples: u32,
     /// Followers (one socket each) of the small-audience author.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
