@@ -51,8 +51,12 @@ impl Clients {
             sqs = sqs.interceptor(meter.clone());
         }
         let management = config.ws_management_endpoint.as_ref().map(|url| {
-            let mut management =
-                aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(url);
+            // The push tier retries posts itself (`shared::retry`, per connection, with
+            // jitter, then re-enqueues the still failing ones): the SDK's own retries would
+            // multiply those attempts and sleep up to seconds inside a stream batch.
+            let mut management = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+                .endpoint_url(url)
+                .retry_config(aws_config::retry::RetryConfig::disabled());
             if let Some(meter) = &endpoints.meter {
                 management = management.interceptor(meter.clone());
             }
