@@ -326,6 +326,7 @@ impl DirectPush {
     }
 }
 
+/// What every function that posts to connections builds at cold start: the DynamoDB store
 /// and the management API client (`WS_MANAGEMENT_ENDPOINT` is required).
 pub fn pushing_parts(
     config: &Config,

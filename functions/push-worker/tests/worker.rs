@@ -161,7 +161,7 @@ async fn only_the_connections_still_failing_are_re_enqueued_after_a_short_delay(
     assert_eq!(retried.len(), 1);
     match QueueMessage::parse(retried[0].body().unwrap_or_default()).unwrap() {
         QueueMessage::Fanout(chunk) => {
-            assert_eq!(chunk.connection_ids, [throttled.clone()]);
+            assert_eq!(chunk.connection_ids, std::slice::from_ref(&throttled));
             assert_eq!(chunk.attempt, 1);
             assert_eq!(chunk.event.event_id, second.event_id);
         }

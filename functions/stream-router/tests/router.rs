@@ -489,7 +489,7 @@ async fn undeliverable_connections_are_re_enqueued_alone_and_gone_ones_removed()
     }
     match QueueMessage::parse(retried[0].body().unwrap_or_default()).unwrap() {
         QueueMessage::Fanout(chunk) => {
-            assert_eq!(chunk.connection_ids, [b1.clone()]);
+            assert_eq!(chunk.connection_ids, std::slice::from_ref(&b1));
             assert_eq!(chunk.attempt, 1);
         }
         other => panic!("unexpected message {other:?}"),

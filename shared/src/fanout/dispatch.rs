@@ -50,8 +50,6 @@ impl Dispatcher {
     }
 }
 
-/// What every function that posts to connections builds at cold start: the DynamoDB store
-
 /// Re-enqueues of an event's failing connections before the source itself is reported
 /// failed (and, for a queue message, left to SQS's redrive policy and the DLQ).
 pub const MAX_REENQUEUES: u32 = 5;
