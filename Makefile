@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java chromium sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-web test-ddb-local \
-        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench
+        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench bench-init
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -162,6 +162,18 @@ smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event
 BENCH_ARGS ?=
 bench: $(TOOLS_STAMP) ## realtime benchmark → docs/benchmarks.*, cost.md, scaling.md (release; BENCH_ARGS="--help")
 	cargo run -p ripple-tests --release --bin bench_realtime -- $(BENCH_ARGS)
+
+# Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function
+# and of the hello-world baselines (tests/hello), in one cargo invocation; then each binary
+# started as Lambda starts it, under the bench's Runtime API emulator (the harness itself is
+# a debug build: it only times other processes). Writes docs/benchmarks.md and
+# docs/benchmarks.json ("cold_start"). Flags: make bench-init BENCH_INIT_ARGS="--help".
+FUNCTIONS := api-auth api-users api-posts api-messages api-notifications ws-connect \
+             ws-disconnect ws-message stream-router push-worker
+BENCH_INIT_ARGS ?=
+bench-init: ## cold start, RSS and size of every function vs hello-world lambda_runtime
+	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p lambda-hello
+	cargo run -p ripple-tests --bin bench_init -- $(BENCH_INIT_ARGS)
 
 clean-dev: ## remove local-stack state (.ripple/)
 	rm -rf .ripple

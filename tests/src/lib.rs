@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod realtime;
+pub mod runtime_api;
 
 use std::sync::Arc;
 
