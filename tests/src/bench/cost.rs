@@ -31,8 +31,8 @@ pub const SQS_POLLER_REQUESTS_PER_SEND: u64 = 2;
 /// The counts of one operation and their price.
 #[derive(Debug, Clone)]
 pub struct OperationCost {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     pub meter: MeterSnapshot,
     /// WebSocket messages the operation pushed (each is API Gateway's fee).
     pub pushes: u64,
@@ -89,6 +89,11 @@ impl OperationCost {
     }
 }
 
+/// The key of the big post's figures: `post_10000_followers_100_online` at the defaults.
+pub fn big_post_name(followers: usize, online: usize) -> String {
+    format!("post_{followers}_followers_{online}_online")
+}
+
 /// The big one: an author with `followers` followers (seeded), `online` of them the first
 /// sockets of `fleet`, posts once.
 pub async fn big_post(
@@ -128,8 +133,10 @@ pub async fn big_post(
         "only {delivered} of {online} online followers got the post"
     );
     Ok(OperationCost {
-        name: "post_10000_followers_100_online",
-        description: "one post by an author with 10,000 followers, 100 of them online",
+        name: big_post_name(followers, online),
+        description: format!(
+            "one post by an author with {followers} followers, {online} of them online"
+        ),
         pushes: u64::try_from(online)?,
         meter,
     })
@@ -153,8 +160,8 @@ pub async fn everyday(bench: &BenchStack) -> anyhow::Result<Vec<OperationCost>> 
         .metered(|| async { Ok(stack.post(&writer, "an everyday post").await) })
         .await?;
     costs.push(OperationCost {
-        name: "post",
-        description: "post by an author with 1 follower, online",
+        name: "post".to_owned(),
+        description: "post by an author with 1 follower, online".to_owned(),
         pushes: pushed(&meter),
         meter,
     });
@@ -163,8 +170,9 @@ pub async fn everyday(bench: &BenchStack) -> anyhow::Result<Vec<OperationCost>> 
         .metered(|| async { Ok(stack.comment(&reader, &post_id, "a comment").await) })
         .await?;
     costs.push(OperationCost {
-        name: "comment",
-        description: "comment on an online author's post (new_notification to the author)",
+        name: "comment".to_owned(),
+        description: "comment on an online author's post (new_notification to the author)"
+            .to_owned(),
         pushes: pushed(&meter),
         meter,
     });
@@ -172,8 +180,8 @@ pub async fn everyday(bench: &BenchStack) -> anyhow::Result<Vec<OperationCost>> 
         .metered(|| async { Ok(stack.like(&reader, &post_id).await) })
         .await?;
     costs.push(OperationCost {
-        name: "like",
-        description: "like of an online author's post (new_notification to the author)",
+        name: "like".to_owned(),
+        description: "like of an online author's post (new_notification to the author)".to_owned(),
         pushes: pushed(&meter),
         meter,
     });
@@ -181,8 +189,8 @@ pub async fn everyday(bench: &BenchStack) -> anyhow::Result<Vec<OperationCost>> 
         .metered(|| async { Ok(stack.message(&writer, &reader, "a DM").await) })
         .await?;
     costs.push(OperationCost {
-        name: "dm",
-        description: "DM to an online follower (new_message to the recipient)",
+        name: "dm".to_owned(),
+        description: "DM to an online follower (new_message to the recipient)".to_owned(),
         pushes: pushed(&meter),
         meter,
     });
