@@ -174,6 +174,8 @@ pub struct DispatchReport {
     pub retryable_failures: Vec<String>,
     /// Connections that refused the post for good (logged and dropped).
     pub dropped: usize,
+    /// Which connections refused it.
+    pub refused: Vec<String>,
     /// `fanout` messages queued.
     pub queued_messages: usize,
     /// Time spent posting (direct path only).
@@ -189,6 +191,7 @@ impl DispatchReport {
             gone: 0,
             retryable_failures: Vec::new(),
             dropped: 0,
+            refused: Vec::new(),
             queued_messages: 0,
             push_latency: Duration::ZERO,
         }
@@ -277,6 +280,7 @@ impl DirectPush {
                 Delivery::Failed(PushError::Permanent(error)) => {
                     tracing::error!(connection_id, event_id = %event.event_id, error, "push refused; dropped");
                     report.dropped += 1;
+                    report.refused.push(connection_id);
                 }
                 Delivery::Failed(PushError::Retryable(error)) => {
                     tracing::warn!(connection_id, event_id = %event.event_id, error, "push still failing after retries");

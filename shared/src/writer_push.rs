@@ -503,7 +503,11 @@ impl Parts {
         };
         // The marker lists who was reached, so the router pushes only to the rest: after a
         // partial failure the connections that got the event do not get it twice.
-        let failed: HashSet<&String> = report.retryable_failures.iter().collect();
+        let failed: HashSet<&String> = report
+            .retryable_failures
+            .iter()
+            .chain(&report.refused)
+            .collect();
         let reached: Vec<String> = connections
             .iter()
             .filter(|connection| !failed.contains(connection))
