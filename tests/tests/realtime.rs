@@ -738,7 +738,15 @@ async fn a_post_to_300_connected_followers_goes_through_the_queue_and_reaches_ea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_duplicated_stream_batch_repeats_only_the_event_id_which_the_js_client_drops() {
-    let stack = RealtimeStack::start_with(|options| options.duplicate_stream_batches = true).await;
+    // The router's repeat is under test: the writer push (whose marker makes the router skip
+    // what it delivered) is off.
+    let stack = RealtimeStack::start_with(|options| {
+        options.duplicate_stream_batches = true;
+        options
+            .environment
+            .push(("WRITER_PUSH_MAX_CONNECTIONS".into(), "0".into()));
+    })
+    .await;
     let a = stack.register("alice").await;
     let b = stack.register("bob").await;
     let watcher = stack.register("watcher").await;
