@@ -158,13 +158,22 @@ smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event
 # The realtime benchmark (tests/src/bench/, shell tests/src/bin/bench_realtime.rs): latency
 # (local and AWS-modelled), fan-out efficiency at K = 1,000 / 5,000, metered cost per operation
 # and the scaling simulation. Writes its sections of docs/benchmarks.{json,md}, and
-# docs/cost.md, docs/scaling.md. Not part of `make test`. Flags: BENCH_ARGS="--help".
+# docs/cost.md, docs/scaling.md; then the writer push's REST overhead (writer_push_latency, its
+# own section). Built with the bench-stack profile (optimised, no LTO: minutes, not a quarter
+# hour, on 2 cores). Not part of `make test`. Flags: BENCH_ARGS="--help",
+# WRITER_PUSH_ARGS="--help".
 BENCH_ARGS ?=
+WRITER_PUSH_ARGS ?=
+BENCH_BIN := $(or $(CARGO_TARGET_DIR),$(ROOT)/target)/bench-stack
 bench: $(TOOLS_STAMP) ## realtime benchmark → docs/benchmarks.*, cost.md, scaling.md (release; BENCH_ARGS="--help")
-	cargo run -p ripple-tests --release --bin bench_realtime -- $(BENCH_ARGS)
+	cargo build -p ripple-tests --profile bench-stack --bin bench_realtime --bin writer_push_latency
+	$(BENCH_BIN)/bench_realtime $(BENCH_ARGS)
+	$(BENCH_BIN)/writer_push_latency $(WRITER_PUSH_ARGS)
 
-# Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function
-# and of the hello-world baselines (tests/hello), in one cargo invocation; then each binary
+# Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function,
+# one cargo invocation each (as SAM builds them, so each gets only its own features of
+# `shared` and links only its own SDK clients), and of the hello-world baselines
+# (tests/hello); then each binary
 # started as Lambda starts it, under the bench's Runtime API emulator (the harness itself is
 # a debug build: it only times other processes). Writes docs/benchmarks.md and
 # docs/benchmarks.json ("cold_start"). Flags: make bench-init BENCH_INIT_ARGS="--help".
@@ -172,7 +181,8 @@ FUNCTIONS := api-auth api-users api-posts api-messages api-notifications ws-conn
              ws-disconnect ws-message stream-router push-worker
 BENCH_INIT_ARGS ?=
 bench-init: ## cold start, RSS and size of every function vs hello-world lambda_runtime
-	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p lambda-hello
+	@for function in $(FUNCTIONS); do cargo build --release -p $$function; done
+	cargo build --release -p lambda-hello
 	cargo run -p ripple-tests --bin bench_init -- $(BENCH_INIT_ARGS)
 
 clean-dev: ## remove local-stack state (.ripple/)

@@ -1,5 +1,21 @@
 //! AWS SDK clients, built once per cold start and shared by every invocation.
 //!
+//! Each function is given exactly the clients it uses, as one typed [`ClientSet`]:
+//!
+//! | set | clients | functions |
+//! |---|---|---|
+//! | [`DynamoClients`] | DynamoDB | `api-auth`, `api-notifications`, `ws-connect`, `ws-disconnect` |
+//! | `WriterClients` (feature `push`) | DynamoDB, management API when configured | `api-posts`, `api-messages`, `api-users` (the writer push) |
+//! | `PushClients` (feature `push`) | DynamoDB, management API | `ws-message` |
+//! | `RouterClients` (feature `sqs`) | DynamoDB, management API, SQS | `stream-router`, `push-worker` |
+//!
+//! A function's `State` takes its set by type, so a REST function cannot reach an SQS
+//! client (no REST set has one) and `api-auth` / `api-notifications` cannot reach a
+//! management client either. Without the `push` / `sqs` features of this crate, which only
+//! the functions that post or queue enable, a binary does not even link those SDK crates.
+//! The sets that need an endpoint or a queue fail to build without it, so a missing
+//! `WS_MANAGEMENT_ENDPOINT` or `FANOUT_QUEUE_URL` stops the cold start.
+//!
 //! On Lambda the SDK finds its endpoints itself (including the standard
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how the local stack points the
 //! functions at dynoxide and moto). The local gateway and tests, which must not mutate
@@ -8,6 +24,7 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
+use crate::error::Result;
 use crate::metering::RequestMeter;
 
 /// Explicit per-service endpoint overrides (local gateway and tests only).
@@ -20,53 +37,203 @@ pub struct Endpoints {
     pub meter: Option<RequestMeter>,
 }
 
-/// Every SDK client a Ripple function may use.
+/// An AWS service a [`ClientSet`] may hold a client of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    DynamoDb,
+    ApiGatewayManagement,
+    Sqs,
+}
+
+/// The SDK clients one function is given at cold start.
+pub trait ClientSet: Sized + Send + Sync + 'static {
+    /// The services this set can reach, nothing more.
+    const SERVICES: &'static [Service];
+
+    /// The clients over an SDK configuration and endpoint overrides. Fails when the
+    /// configuration lacks what a client needs (the management endpoint, the queue).
+    fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self>;
+}
+
+/// The clients of a set from the Lambda environment (what `main.rs` uses): the standard
+/// configuration chain (credentials and region from Lambda's variables, endpoint overrides
+/// from `AWS_ENDPOINT_URL_<SERVICE>`), over [`https_client`].
+pub async fn from_env<C: ClientSet>(config: &Config) -> Result<C> {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client()?)
+        .load()
+        .await;
+    C::from_sdk_config(&sdk, config, &Endpoints::default())
+}
+
+/// The root certificates of Amazon Trust Services (`aws_roots.pem`), which issue the
+/// certificate of every AWS endpoint a function calls.
+pub const AWS_ROOT_CERTIFICATES_PEM: &[u8] = include_bytes!("aws_roots.pem");
+
+/// The SDK's HTTPS client (hyper + rustls on aws-lc, as the SDK's default) trusting only
+/// the compiled-in [`AWS_ROOT_CERTIFICATES_PEM`]. The default client loads the system
+/// trust store instead, during `load()`: on Debian that is one 220 KB bundle plus ~300
+/// files of `/etc/ssl/certs`, the largest avoidable part of a cold start (see
+/// docs/benchmarks.md). The price: an endpoint whose certificate is not issued by Amazon
+/// (a TLS proxy, an HTTPS local emulator) is refused; plain-HTTP local endpoints work.
+pub fn https_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust_store = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AWS_ROOT_CERTIFICATES_PEM);
+    let context = TlsContext::builder()
+        .with_trust_store(trust_store)
+        .build()
+        .map_err(|e| crate::Error::internal("building the TLS context", e))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
+/// The DynamoDB client every set holds.
+fn dynamodb_client(sdk: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_dynamodb::Client {
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(url) = &endpoints.dynamodb {
+        dynamodb = dynamodb.endpoint_url(url);
+    }
+    if let Some(meter) = &endpoints.meter {
+        dynamodb = dynamodb.interceptor(meter.clone());
+    }
+    aws_sdk_dynamodb::Client::from_conf(dynamodb.build())
+}
+
+/// A management API client for `url`, without SDK retries.
+#[cfg(feature = "push")]
+fn management_client(
+    sdk: &SdkConfig,
+    url: &str,
+    endpoints: &Endpoints,
+) -> aws_sdk_apigatewaymanagement::Client {
+    // The push tier retries posts itself (`shared::retry`, per connection, with jitter,
+    // then re-enqueues the still failing ones): the SDK's own retries would multiply those
+    // attempts and sleep up to seconds inside a stream batch or a REST response.
+    let mut management = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+        .endpoint_url(url)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(meter) = &endpoints.meter {
+        management = management.interceptor(meter.clone());
+    }
+    aws_sdk_apigatewaymanagement::Client::from_conf(management.build())
+}
+
+/// DynamoDB only: `api-auth`, `api-notifications`, `ws-connect`, `ws-disconnect`.
 #[derive(Debug, Clone)]
-pub struct Clients {
+pub struct DynamoClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    /// `None` when `WS_MANAGEMENT_ENDPOINT` is not configured (functions that never push).
+}
+
+impl ClientSet for DynamoClients {
+    const SERVICES: &'static [Service] = &[Service::DynamoDb];
+
+    fn from_sdk_config(sdk: &SdkConfig, _config: &Config, endpoints: &Endpoints) -> Result<Self> {
+        Ok(Self {
+            dynamodb: dynamodb_client(sdk, endpoints),
+        })
+    }
+}
+
+/// DynamoDB and, when `WS_MANAGEMENT_ENDPOINT` is configured, the management API: the REST
+/// functions whose writes are pushed by the writer (`api-posts`, `api-messages`,
+/// `api-users`; see `crate::writer_push`, which is off without the endpoint). No SQS.
+#[cfg(feature = "push")]
+#[derive(Debug, Clone)]
+pub struct WriterClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub management: Option<aws_sdk_apigatewaymanagement::Client>,
 }
 
-impl Clients {
-    /// Clients from the standard AWS configuration chain (what a Lambda function uses).
-    pub async fn from_env(config: &Config) -> Self {
-        let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        Self::from_sdk_config(&sdk, config, &Endpoints::default())
-    }
+#[cfg(feature = "push")]
+impl ClientSet for WriterClients {
+    const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::ApiGatewayManagement];
 
-    /// Clients from an explicit SDK configuration and endpoint overrides.
-    pub fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Self {
-        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
-        if let Some(url) = &endpoints.dynamodb {
-            dynamodb = dynamodb.endpoint_url(url);
+    fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
+        Ok(Self {
+            dynamodb: dynamodb_client(sdk, endpoints),
+            management: config
+                .ws_management_endpoint
+                .as_deref()
+                .map(|url| management_client(sdk, url, endpoints)),
+        })
+    }
+}
+
+/// DynamoDB and the management API: a function that posts to connections but never queues
+/// (`ws-message`). `WS_MANAGEMENT_ENDPOINT` is required.
+#[cfg(feature = "push")]
+#[derive(Debug, Clone)]
+pub struct PushClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub management: aws_sdk_apigatewaymanagement::Client,
+}
+
+#[cfg(feature = "push")]
+impl ClientSet for PushClients {
+    const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::ApiGatewayManagement];
+
+    fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
+        let url = config.require_ws_management_endpoint()?;
+        Ok(Self {
+            dynamodb: dynamodb_client(sdk, endpoints),
+            management: management_client(sdk, url, endpoints),
+        })
+    }
+}
+
+/// DynamoDB, the management API and SQS: the fan-out tier (`stream-router`, which pushes
+/// small audiences and queues the rest, and `push-worker`, which re-enqueues failed
+/// connections and schedules presence checks). `WS_MANAGEMENT_ENDPOINT` and
+/// `FANOUT_QUEUE_URL` are required.
+#[cfg(feature = "sqs")]
+#[derive(Debug, Clone)]
+pub struct RouterClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub management: aws_sdk_apigatewaymanagement::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+#[cfg(feature = "sqs")]
+impl RouterClients {
+    /// The push part of the set (everything but SQS).
+    pub fn push(&self) -> PushClients {
+        PushClients {
+            dynamodb: self.dynamodb.clone(),
+            management: self.management.clone(),
         }
+    }
+}
+
+#[cfg(feature = "sqs")]
+impl ClientSet for RouterClients {
+    const SERVICES: &'static [Service] = &[
+        Service::DynamoDb,
+        Service::ApiGatewayManagement,
+        Service::Sqs,
+    ];
+
+    fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
+        config.require_fanout_queue_url()?;
+        let PushClients {
+            dynamodb,
+            management,
+        } = PushClients::from_sdk_config(sdk, config, endpoints)?;
         let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
         if let Some(url) = &endpoints.sqs {
             sqs = sqs.endpoint_url(url);
         }
         if let Some(meter) = &endpoints.meter {
-            dynamodb = dynamodb.interceptor(meter.clone());
             sqs = sqs.interceptor(meter.clone());
         }
-        let management = config.ws_management_endpoint.as_ref().map(|url| {
-            // The push tier retries posts itself (`shared::retry`, per connection, with
-            // jitter, then re-enqueues the still failing ones): the SDK's own retries would
-            // multiply those attempts and sleep up to seconds inside a stream batch.
-            let mut management = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-                .endpoint_url(url)
-                .retry_config(aws_config::retry::RetryConfig::disabled());
-            if let Some(meter) = &endpoints.meter {
-                management = management.interceptor(meter.clone());
-            }
-            aws_sdk_apigatewaymanagement::Client::from_conf(management.build())
-        });
-        Self {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
-            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+        Ok(Self {
+            dynamodb,
             management,
-        }
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+        })
     }
 }
 
@@ -88,4 +255,67 @@ pub fn local_sdk_config() -> SdkConfig {
             ),
         )
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_are_the_five_amazon_trust_services_certificates() {
+        let certificates = CertificateDer::pem_slice_iter(AWS_ROOT_CERTIFICATES_PEM)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("aws_roots.pem does not parse: {e:?}"));
+        assert_eq!(certificates.len(), 5);
+        for certificate in &certificates {
+            // A DER SEQUENCE of plausible size (the PEM parser only checks base64).
+            assert_eq!(certificate.first(), Some(&0x30));
+            assert!(certificate.len() > 400, "{}", certificate.len());
+        }
+        assert!(https_client().is_ok());
+    }
+
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let mut vars = vec![
+            ("TABLE_NAME".to_owned(), "t".to_owned()),
+            ("JWT_SECRET".to_owned(), "x".repeat(32)),
+        ];
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Config::from_vars(vars).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_sets_that_push_or_queue_need_their_endpoint_and_queue() {
+        let sdk = local_sdk_config();
+        let none = Endpoints::default();
+        let bare = config(&[]);
+        assert!(DynamoClients::from_sdk_config(&sdk, &bare, &none).is_ok());
+        let writer =
+            WriterClients::from_sdk_config(&sdk, &bare, &none).unwrap_or_else(|e| panic!("{e}"));
+        assert!(writer.management.is_none(), "the writer push is optional");
+        assert!(PushClients::from_sdk_config(&sdk, &bare, &none).is_err());
+        assert!(RouterClients::from_sdk_config(&sdk, &bare, &none).is_err());
+
+        let pushing = config(&[("WS_MANAGEMENT_ENDPOINT", "http://127.0.0.1:1")]);
+        let writer =
+            WriterClients::from_sdk_config(&sdk, &pushing, &none).unwrap_or_else(|e| panic!("{e}"));
+        assert!(writer.management.is_some());
+        assert!(PushClients::from_sdk_config(&sdk, &pushing, &none).is_ok());
+        assert!(
+            RouterClients::from_sdk_config(&sdk, &pushing, &none).is_err(),
+            "the router needs FANOUT_QUEUE_URL too"
+        );
+        let routing = config(&[
+            ("WS_MANAGEMENT_ENDPOINT", "http://127.0.0.1:1"),
+            ("FANOUT_QUEUE_URL", "http://127.0.0.1:2/q"),
+        ]);
+        assert!(RouterClients::from_sdk_config(&sdk, &routing, &none).is_ok());
+    }
 }

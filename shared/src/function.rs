@@ -5,6 +5,10 @@
 //! it synthesises the very JSON event API Gateway or an event-source mapping would send
 //! and calls [`LambdaFunction::invoke`]. Every function crate exposes its handler through
 //! one of the adapters below, so the gateway runs exactly the code that runs on AWS.
+//!
+//! [`FunctionState`] is how every function's state is built from the configuration and
+//! the one typed set of SDK clients it is given ([`crate::aws`]); [`cold_start`] is the
+//! whole start-up of a `main.rs`.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -18,8 +22,33 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::ClientSet;
+use crate::config::Config;
+
 /// The error type the Lambda runtime accepts from a handler.
 pub type BoxError = lambda_runtime::Error;
+
+/// A function's state, built once per cold start from its configuration and exactly the
+/// SDK clients of [`FunctionState::Clients`] (`api-auth`'s set is
+/// [`crate::aws::DynamoClients`]: it has no SQS or management client to hold).
+pub trait FunctionState: Sized + Send + Sync + 'static {
+    /// The only clients this function is given.
+    type Clients: ClientSet;
+
+    /// The state over `clients`; fails on configuration the function cannot run without.
+    fn build(config: Config, clients: &Self::Clients) -> crate::Result<Self>;
+}
+
+/// The whole start-up of a Lambda `main.rs`: the typed configuration from the environment,
+/// the JSON log subscriber, the function's clients and its state. Every error (a missing or
+/// malformed variable, a missing endpoint or queue) is returned, so the cold start fails
+/// with it: Lambda reports an init error and never routes an invocation to the instance.
+pub async fn cold_start<S: FunctionState>() -> Result<S, BoxError> {
+    let config = Config::from_vars(std::env::vars())?;
+    crate::telemetry::init(&config.log_filter);
+    let clients = crate::aws::from_env::<S::Clients>(&config).await?;
+    Ok(S::build(config, &clients)?)
+}
 
 /// A function as the local gateway (or a test) invokes it: JSON event in, JSON response out.
 #[async_trait]

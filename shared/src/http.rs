@@ -369,14 +369,15 @@ pub struct ApiParts {
 }
 
 impl ApiParts {
-    /// DynamoDB store over `clients`, tokens from `config.jwt`, and the given clock.
+    /// DynamoDB store over `dynamodb` (the client of the function's set), tokens from
+    /// `config.jwt`, and the given clock.
     pub fn new(
         config: crate::config::Config,
-        clients: &crate::aws::Clients,
+        dynamodb: &aws_sdk_dynamodb::Client,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self> {
         let store = Arc::new(crate::store::DynamoStore::new(
-            clients.dynamodb.clone(),
+            dynamodb.clone(),
             &config.table_name,
         ));
         Ok(Self {

@@ -21,20 +21,29 @@
 //! - [`http`]: router, request extraction and error responses for the `api-*` functions.
 //! - [`function`]: the in-process invocation contract the local gateway uses.
 //! - [`events`]: the server → client WebSocket events, their envelope and deterministic ids.
-//! - [`push`]: posting events to connections (management API, bounded concurrency, retry;
-//!   gone connections removed) and the push metrics.
-//! - [`fanout`]: audiences and their resolution through the online-users index, direct or
-//!   queued dispatch, the fan-out queue's messages (work items, chunks, presence checks).
+//! - `push` (feature `push`): posting events to connections (management API, bounded
+//!   concurrency, retry; gone connections removed) and the push metrics.
+//! - `fanout` (feature `push`; its SQS sender and the tier's production state need `sqs`):
+//!   audiences and their resolution through the online-users index, direct or queued
+//!   dispatch, the fan-out queue's messages (work items, chunks, presence checks).
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
-//! - [`writer_push`]: a REST function pushes the events of its write to small audiences
+//! - `writer_push` (feature `push`): a REST function pushes the events of its write to small audiences
 //!   right after its commit (the stream router stays the guaranteed path and skips what
 //!   was delivered).
-//! - [`aws`]: SDK clients, built once.
+//! - [`aws`]: SDK clients, built once, one typed set per function.
 //! - [`metering`]: the request-counting SDK interceptor (requests per operation, DynamoDB
 //!   capacity units) behind cost figures and request-bound tests.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
 //! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
+//!
+//! # Features
+//!
+//! A function enables only what it calls, so `api-auth`, `api-notifications`, `ws-connect`
+//! and `ws-disconnect` link neither the SQS nor the management-API SDK, and no REST function
+//! links SQS: `push` (the management API client, delivery to connections, the writer push,
+//! fan-out audiences and messages), `sqs` (the SQS fan-out sender and the fan-out tier's
+//! state; implies `push`), `testkit`.
 
 pub mod auth;
 pub mod aws;
@@ -43,16 +52,19 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+#[cfg(feature = "push")]
 pub mod fanout;
 pub mod function;
 pub mod http;
 pub mod metering;
+#[cfg(feature = "push")]
 pub mod push;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "push")]
 pub mod writer_push;
 
 pub use error::{Error, Result};

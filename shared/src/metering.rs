@@ -7,7 +7,7 @@
 //! with it; the benchmark turns the counts into dollars.
 //!
 //! Attach it through [`crate::aws::Endpoints::meter`] (every client
-//! [`crate::aws::Clients::from_sdk_config`] builds), or to any SDK config builder with
+//! [`crate::aws::ClientSet::from_sdk_config`] builds), or to any SDK config builder with
 //! `.interceptor(meter.clone())`. Clones share one set of counters.
 
 use std::collections::BTreeMap;

@@ -23,9 +23,9 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::stream::{self, StreamExt};
 
-use crate::aws::Clients;
+use crate::aws::PushClients;
 use crate::config::Config;
-use crate::error::{cause_chain, Error, Result};
+use crate::error::{cause_chain, Result};
 use crate::events::Event;
 pub use crate::retry::RetryPolicy;
 use crate::store::connections::ConnectionStore;
@@ -81,13 +81,10 @@ impl ManagementApiPush {
         Self { client }
     }
 
-    /// The push client of a function that pushes: `WS_MANAGEMENT_ENDPOINT` must be set.
-    pub fn from_clients(clients: &Clients) -> Result<Self> {
-        clients.management.clone().map(Self::new).ok_or_else(|| {
-            Error::invariant(
-                "configuration: required configuration WS_MANAGEMENT_ENDPOINT is not set",
-            )
-        })
+    /// The push client of a function that pushes (its set is only built with
+    /// `WS_MANAGEMENT_ENDPOINT` configured).
+    pub fn from_clients(clients: &PushClients) -> Self {
+        Self::new(clients.management.clone())
     }
 }
 
@@ -253,6 +250,7 @@ impl DirectPush {
     /// Posts `event` to every connection with bounded concurrency. Gone connections are
     /// removed and counted apart; failures are in the report (a permanent one is logged and
     /// dropped, a retryable one still failing is listed for the caller to retry).
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %event.event_id, connections = connection_ids.len()))]
     pub async fn deliver(
         &self,
         event: &Event,
@@ -334,9 +332,9 @@ impl DirectPush {
 /// and the management API client (`WS_MANAGEMENT_ENDPOINT` is required).
 pub fn pushing_parts(
     config: &Config,
-    clients: &Clients,
+    clients: &PushClients,
 ) -> Result<(Arc<DynamoStore>, Arc<ManagementApiPush>)> {
-    let push = Arc::new(ManagementApiPush::from_clients(clients)?);
+    let push = Arc::new(ManagementApiPush::from_clients(clients));
     let store = Arc::new(DynamoStore::new(
         clients.dynamodb.clone(),
         &config.table_name,
@@ -590,6 +588,14 @@ pub mod testing {
             self.events_to(connection_id)
                 .into_iter()
                 .filter(|event| event["type"] == kind)
+                .collect()
+        }
+
+        /// The `event_id`s of the events of one `type` delivered to one connection.
+        pub fn event_ids_of_type(&self, connection_id: &str, kind: &str) -> Vec<String> {
+            self.events_of_type(connection_id, kind)
+                .iter()
+                .filter_map(|event| event["event_id"].as_str().map(str::to_owned))
                 .collect()
         }
 

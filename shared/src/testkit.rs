@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::aws::{local_sdk_config, Clients, Endpoints};
+use crate::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use crate::config::Config;
 use crate::store::{table::create_table, DynamoStore};
 
@@ -21,6 +21,142 @@ pub const EXTERNAL_ENDPOINT_VAR: &str = "RIPPLE_TEST_DYNAMODB_ENDPOINT";
 
 /// A secret that satisfies the HS256 minimum, for tests only.
 pub const TEST_JWT_SECRET: &str = "ripple-test-secret-0123456789abcdef0123456789";
+
+/// Opens an embedded dynoxide database — in memory, or in `file` — whose writes and stream
+/// reads do not slow down as stream records pile up.
+///
+/// dynoxide 3.2 keeps every stream record in one SQLite table with no index on the sequence
+/// number: each write finds the next one with `MAX(CAST(sequence_number AS INTEGER))` over
+/// the whole table and each `GetRecords` sorts the shard's records, so both grow linearly
+/// with the writes so far (seeding 5,000 users and follows slowed to a few writes a
+/// second, every profile sample in SQLite's b-tree walk). Two expression indexes matching
+/// those queries make both an index seek. They are created through a second connection to
+/// the same database (a named shared-cache in-memory database when there is no file), since
+/// dynoxide does not expose its own; the queries are dynoxide's, unchanged, and
+/// [`STREAM_RECORD_QUERIES`] is checked against the plan in this module's tests.
+pub fn open_dynoxide(file: Option<&str>) -> Result<dynoxide::Database, String> {
+    match file {
+        Some(file) => open_dynoxide_at(file),
+        None => open_dynoxide_at(&memory_database_uri()),
+    }
+}
+
+/// A fresh named in-memory database that a second connection can open too.
+fn memory_database_uri() -> String {
+    format!(
+        "file:dynoxide-{}?mode=memory&cache=shared",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn open_dynoxide_at(path: &str) -> Result<dynoxide::Database, String> {
+    let database =
+        dynoxide::Database::new(path).map_err(|e| format!("opening dynoxide at {path}: {e}"))?;
+    let indexer = rusqlite::Connection::open(path)
+        .map_err(|e| format!("opening {path} to index stream records: {e}"))?;
+    indexer
+        .execute_batch(STREAM_RECORD_INDEXES)
+        .map_err(|e| format!("indexing stream records in {path}: {e}"))?;
+    Ok(database)
+}
+
+/// The indexes [`open_dynoxide`] adds to dynoxide's `_stream_records` table.
+const STREAM_RECORD_INDEXES: &str = "
+    CREATE INDEX IF NOT EXISTS ripple_stream_records_by_shard
+        ON _stream_records (table_name, shard_id, CAST(sequence_number AS INTEGER));
+    CREATE INDEX IF NOT EXISTS ripple_stream_records_by_table
+        ON _stream_records (table_name, CAST(sequence_number AS INTEGER));";
+
+/// dynoxide 3.2's stream-record queries (`storage.rs`), with the index each must use.
+pub const STREAM_RECORD_QUERIES: [(&str, &str); 3] = [
+    (
+        "SELECT COALESCE(MAX(CAST(sequence_number AS INTEGER)), 0) + 1 FROM _stream_records WHERE table_name = ?1",
+        "ripple_stream_records_by_table",
+    ),
+    (
+        "SELECT event_name, keys_json, new_image, old_image, sequence_number, created_at, user_identity, event_id
+             FROM _stream_records
+             WHERE table_name = ?1 AND shard_id = ?2 AND CAST(sequence_number AS INTEGER) > ?3
+             ORDER BY CAST(sequence_number AS INTEGER) ASC
+             LIMIT ?4",
+        "ripple_stream_records_by_shard",
+    ),
+    (
+        "SELECT MIN(CAST(sequence_number AS INTEGER)), MAX(CAST(sequence_number AS INTEGER)) FROM _stream_records WHERE table_name = ?1 AND shard_id = ?2",
+        "ripple_stream_records_by_shard",
+    ),
+];
+
+/// `count` new followers of `followee` in `store`'s table, written as the store writes
+/// follow items (both index entries) but in bulk (25 per request, 8 requests in flight) and
+/// without profiles or counters: the shape fan-out reads, for audiences of tens of
+/// thousands (a transactional follow each would take minutes). When `followee` has a
+/// profile, its follower count grows by `count`, so what the functions read of the profile
+/// (the writer push's follower bound) matches the follower index.
+pub async fn seed_followers(
+    store: &DynamoStore,
+    followee: crate::domain::UserId,
+    count: usize,
+) -> crate::Result<Vec<crate::domain::UserId>> {
+    use futures::stream::{self, TryStreamExt};
+    let followers: Vec<_> = (0..count).map(|_| crate::domain::new_id()).collect();
+    let created_at = crate::clock::to_millis(chrono::Utc::now());
+    let items = followers
+        .iter()
+        .map(|follower| {
+            crate::store::social::follow_item(&crate::domain::Follow {
+                follower_id: *follower,
+                followee_id: followee,
+                created_at,
+            })
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let table = &store.table;
+    stream::iter(items.chunks(25).map(|chunk| Ok(chunk.to_vec())))
+        .try_for_each_concurrent(8, |chunk| async move { table.batch_put(chunk).await })
+        .await?;
+    let added = i64::try_from(count).unwrap_or(i64::MAX);
+    let counter = crate::store::dynamo::tx::update(
+        &table.name,
+        &crate::store::keys::user_profile(followee),
+        "ADD follower_count :added",
+        Some("attribute_exists(pk)"),
+        &[],
+        vec![(
+            ":added",
+            aws_sdk_dynamodb::types::AttributeValue::N(added.to_string()),
+        )],
+    )?;
+    match table.transact(vec![counter]).await {
+        // No profile (an id without a user): nothing to count.
+        Ok(()) | Err(crate::store::dynamo::TransactFailure::ConditionFailed { .. }) => {
+            Ok(followers)
+        }
+        Err(crate::store::dynamo::TransactFailure::Other(error)) => Err(error),
+    }
+}
+
+/// The shard ids of a table's stream (`DescribeStream`).
+pub async fn stream_shard_ids(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+) -> Result<Vec<String>, String> {
+    let description = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeStream: {e:?}"))?;
+    Ok(description
+        .stream_description()
+        .map(|d| {
+            d.shards()
+                .iter()
+                .filter_map(|s| s.shard_id().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
 
 /// A running embedded dynoxide server; stops when dropped.
 pub struct EmbeddedDynamo {
@@ -128,7 +264,7 @@ impl TestDb {
                 (endpoint, None, table, "external")
             }
             None => {
-                let database = dynoxide::Database::memory()
+                let database = open_dynoxide(None)
                     .unwrap_or_else(|e| panic!("cannot open in-memory dynoxide: {e}"));
                 let server = EmbeddedDynamo::start(database)
                     .unwrap_or_else(|e| panic!("cannot start embedded dynoxide: {e}"));
@@ -176,29 +312,9 @@ impl TestDb {
         followee: crate::domain::UserId,
         count: usize,
     ) -> Vec<crate::domain::UserId> {
-        use futures::stream::{self, TryStreamExt};
-        let followers: Vec<_> = (0..count).map(|_| crate::domain::new_id()).collect();
-        let created_at = crate::clock::to_millis(chrono::Utc::now());
-        let items = followers
-            .iter()
-            .map(|follower| {
-                crate::store::social::follow_item(&crate::domain::Follow {
-                    follower_id: *follower,
-                    followee_id: followee,
-                    created_at,
-                })
-            })
-            .collect::<crate::Result<Vec<_>>>()
-            .unwrap_or_else(|e| panic!("building follow items: {e}"));
-        let table = self.store().table;
-        stream::iter(items.chunks(25).map(|chunk| Ok(chunk.to_vec())))
-            .try_for_each_concurrent(8, |chunk| {
-                let table = table.clone();
-                async move { table.batch_put(chunk).await }
-            })
+        seed_followers(&self.store(), followee, count)
             .await
-            .unwrap_or_else(|e| panic!("seeding followers: {e}"));
-        followers
+            .unwrap_or_else(|e| panic!("seeding followers: {e}"))
     }
 
     /// A configuration for this database with a test JWT secret; `extra` overrides.
@@ -219,18 +335,26 @@ impl TestDb {
         self.config_with(&[])
     }
 
-    /// SDK clients for functions under test (DynamoDB pointed at this database).
-    pub fn clients(&self, config: &Config) -> Clients {
-        Clients::from_sdk_config(
-            &local_sdk_config(),
-            config,
-            &Endpoints {
-                dynamodb: Some(self.endpoint.clone()),
-                dynamodb_streams: Some(self.endpoint.clone()),
-                sqs: None,
-                meter: None,
-            },
-        )
+    /// The DynamoDB client set of functions under test, pointed at this database.
+    pub fn clients(&self, config: &Config) -> DynamoClients {
+        self.client_set(config)
+    }
+
+    /// Any function's client set over `config`, DynamoDB pointed at this database (a
+    /// writer's management client only when `config` names an endpoint).
+    pub fn client_set<C: ClientSet>(&self, config: &Config) -> C {
+        C::from_sdk_config(&local_sdk_config(), config, &self.endpoints())
+            .unwrap_or_else(|e| panic!("client set for the test database: {e:?}"))
+    }
+
+    /// This database as the DynamoDB (and streams) endpoint override; no SQS.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            dynamodb: Some(self.endpoint.clone()),
+            dynamodb_streams: Some(self.endpoint.clone()),
+            sqs: None,
+            meter: None,
+        }
     }
 
     /// Every item of the table, following `LastEvaluatedKey` (for "what is stored"
@@ -292,7 +416,7 @@ pub mod api {
 
     use super::TestDb;
     use crate::auth::TokenService;
-    use crate::aws::Clients;
+    use crate::aws::ClientSet;
     use crate::config::Config;
     use crate::domain::{new_id, User, UserId};
     use crate::error::Result;
@@ -302,9 +426,10 @@ pub mod api {
 
     /// A writer push over `push` (a [`crate::push::testing::RecordingPush`] in route tests)
     /// with the limits of `config`, for `State::with_writer_push` of the functions that push.
+    #[cfg(feature = "push")]
     pub fn writer_push(
         config: &Config,
-        clients: &Clients,
+        clients: &crate::aws::WriterClients,
         push: Arc<dyn crate::push::PushClient>,
     ) -> crate::writer_push::WriterPush {
         let store = Arc::new(DynamoStore::new(
@@ -336,6 +461,31 @@ pub mod api {
             )
             .await
             .unwrap_or_else(|e| panic!("opening connection {connection_id}: {e:?}"));
+    }
+
+    /// Whether a delivery marker records that the writer push reached every connection of
+    /// `event_id` (so the stream router skips it).
+    pub async fn delivery_marked(store: &DynamoStore, event_id: uuid::Uuid) -> bool {
+        use crate::store::delivered::DeliveryMarkerStore;
+        store
+            .delivered_among(&[event_id])
+            .await
+            .unwrap_or_else(|e| panic!("reading the marker of {event_id}: {e:?}"))
+            .contains(&event_id)
+    }
+
+    /// `user`'s newest notifications, read or not (at most 10), as the store holds them.
+    pub async fn recent_notifications(
+        store: &DynamoStore,
+        user: UserId,
+    ) -> Vec<crate::domain::Notification> {
+        use crate::store::notifications::NotificationStore;
+        use crate::store::page::PageRequest;
+        store
+            .notifications(user, false, &PageRequest::first(10))
+            .await
+            .unwrap_or_else(|e| panic!("reading {user}'s notifications: {e:?}"))
+            .items
     }
 
     /// A password hash for users created directly in the store: a well-formed argon2id PHC
@@ -598,29 +748,29 @@ pub mod api {
     pub struct TestApi {
         pub db: TestDb,
         pub config: Config,
-        pub clients: Clients,
         pub store: DynamoStore,
         pub tokens: TokenService,
         pub function: Arc<dyn LambdaFunction>,
     }
 
     impl TestApi {
-        /// Starts a fresh database and builds the function with `build`, e.g.
+        /// Starts a fresh database and builds the function with `build` over its own client
+        /// set `C`, e.g.
         /// `|config, clients| Ok(api_x::lambda_function(Arc::new(api_x::State::new(config, clients)?)))`.
-        pub async fn start(
-            build: impl FnOnce(Config, &Clients) -> Result<Arc<dyn LambdaFunction>>,
+        pub async fn start<C: ClientSet>(
+            build: impl FnOnce(Config, &C) -> Result<Arc<dyn LambdaFunction>>,
         ) -> Self {
             Self::start_with(&[], build).await
         }
 
         /// [`TestApi::start`] with configuration overrides (`("RATE_LIMIT_…", "2")`).
-        pub async fn start_with(
+        pub async fn start_with<C: ClientSet>(
             config: &[(&str, &str)],
-            build: impl FnOnce(Config, &Clients) -> Result<Arc<dyn LambdaFunction>>,
+            build: impl FnOnce(Config, &C) -> Result<Arc<dyn LambdaFunction>>,
         ) -> Self {
             let db = TestDb::start().await;
             let config = db.config_with(config);
-            let clients = db.clients(&config);
+            let clients = db.client_set::<C>(&config);
             let tokens = TokenService::new(&config.jwt)
                 .unwrap_or_else(|e| panic!("test token service: {e:?}"));
             let function = build(config.clone(), &clients)
@@ -629,18 +779,17 @@ pub mod api {
                 store: db.store(),
                 db,
                 config,
-                clients,
                 tokens,
                 function,
             }
         }
 
         /// Another function over the same database and configuration (cross-function tests).
-        pub fn other_function(
+        pub fn other_function<C: ClientSet>(
             &self,
-            build: impl FnOnce(Config, &Clients) -> Result<Arc<dyn LambdaFunction>>,
+            build: impl FnOnce(Config, &C) -> Result<Arc<dyn LambdaFunction>>,
         ) -> Arc<dyn LambdaFunction> {
-            build(self.config.clone(), &self.clients)
+            build(self.config.clone(), &self.db.client_set::<C>(&self.config))
                 .unwrap_or_else(|e| panic!("building a function: {e:?}"))
         }
 
@@ -805,3 +954,33 @@ pub mod api {
 
 /// WebSocket API events (`$connect`, `$disconnect`, messages) for the WebSocket functions.
 pub mod ws;
+
+#[cfg(test)]
+mod stream_record_index_tests {
+    use super::*;
+
+    #[test]
+    fn dynoxides_stream_record_queries_seek_the_added_indexes() {
+        let path = memory_database_uri();
+        let _database = open_dynoxide_at(&path).expect("dynoxide opens");
+        // The database lives while dynoxide's connection is open; this one sees the same.
+        let connection = rusqlite::Connection::open(&path).expect("second connection");
+        for (query, index) in STREAM_RECORD_QUERIES {
+            let mut plan = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .expect("dynoxide's query still prepares against its table");
+            let params = query.matches('?').count();
+            let values: Vec<rusqlite::types::Value> = (0..params)
+                .map(|i| rusqlite::types::Value::Integer(i as i64))
+                .collect();
+            let details: Vec<String> = plan
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan rows");
+            let plan = details.join(" | ");
+            assert!(plan.contains(index), "{query}: {plan}");
+            assert!(!plan.contains("SCAN"), "{query}: {plan}");
+        }
+    }
+}

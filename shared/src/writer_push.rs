@@ -41,13 +41,13 @@ use std::time::{Duration, Instant};
 use futures::future::{join_all, try_join_all};
 use uuid::Uuid;
 
-use crate::aws::Clients;
+use crate::aws::WriterClients;
 use crate::clock::Clock;
 use crate::config::{Config, WriterPushLimits};
 use crate::domain::{Notification, Post, User, UserId};
 use crate::error::{cause_chain, Result};
 use crate::events::Event;
-use crate::fanout::{Audience, AudienceResolver};
+use crate::fanout::{Audience, AudienceResolver, OnlineSnapshot, Resolution as FanoutResolution};
 use crate::push::{DirectPush, ManagementApiPush, PushClient};
 use crate::retry::RetryPolicy;
 use crate::store::delivered::DeliveryMarkerStore;
@@ -236,7 +236,7 @@ impl WriterPush {
     /// and `WRITER_PUSH_MAX_CONNECTIONS` is not 0.
     pub fn from_clients(
         config: &Config,
-        clients: &Clients,
+        clients: &WriterClients,
         store: Arc<DynamoStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -469,16 +469,27 @@ impl Parts {
             }
             self.resolver.connections.connections_of_users(&users).await
         };
-        let read_others = try_join_all(
-            others
-                .iter()
-                .map(|audience| self.resolver.resolve(std::slice::from_ref(audience))),
-        );
+        // The follower bound again, on the follower index itself: the profile's count is a
+        // counter that can lag a burst of follows, and the response must not wait on reading
+        // a big audience. An author found over it is left to the router (no entry below).
+        let max_followers = usize::try_from(self.limits.max_followers).unwrap_or(usize::MAX);
+        let online = OnlineSnapshot::default();
+        let read_others = try_join_all(others.iter().map(|audience| {
+            self.resolver
+                .resolve_within(std::slice::from_ref(audience), max_followers, &online)
+        }));
         let (by_user, resolved) = futures::try_join!(read_users, read_others)?;
         Ok(Resolution {
             users: users.into_iter().collect(),
             by_user,
-            by_audience: others.into_iter().zip(resolved).collect(),
+            by_audience: others
+                .into_iter()
+                .zip(resolved)
+                .filter_map(|(audience, resolution)| match resolution {
+                    FanoutResolution::Connections(ids) => Some((audience, ids)),
+                    FanoutResolution::Deferred => None,
+                })
+                .collect(),
         })
     }
 

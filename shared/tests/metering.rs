@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::metering::{RequestMeter, DYNAMODB};
 use shared::testkit::TestDb;
 
@@ -15,8 +15,8 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
-fn metered_clients(db: &TestDb, meter: &RequestMeter) -> Clients {
-    Clients::from_sdk_config(
+fn metered_clients(db: &TestDb, meter: &RequestMeter) -> DynamoClients {
+    DynamoClients::from_sdk_config(
         &local_sdk_config(),
         &db.config(),
         &Endpoints {
@@ -25,6 +25,7 @@ fn metered_clients(db: &TestDb, meter: &RequestMeter) -> Clients {
             ..Endpoints::default()
         },
     )
+    .unwrap_or_else(|e| panic!("metered clients: {e:?}"))
 }
 
 #[tokio::test]

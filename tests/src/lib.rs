@@ -2,6 +2,7 @@
 //! embedded DynamoDB, invoked exactly as API Gateway would (payload 2.0 JSON events).
 
 pub mod bench;
+pub mod footprint;
 pub mod realtime;
 pub mod runtime_api;
 

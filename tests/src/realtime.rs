@@ -99,6 +99,21 @@ pub struct RealtimeStack {
     sqs: aws_sdk_sqs::Client,
 }
 
+/// With `RUST_LOG` set, the stack's logs (and each span's time when it closes) go to the
+/// test's output: `RUST_LOG=stream_router=debug cargo test … -- --nocapture`.
+fn log_when_asked() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        // Another test of the same binary may have installed it already.
+        let _already_installed = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl RealtimeStack {
     /// The stack with production settings.
     pub async fn start() -> Self {
@@ -107,6 +122,7 @@ impl RealtimeStack {
 
     /// The stack with `configure` applied to its options (fault flags, environment).
     pub async fn start_with(configure: impl FnOnce(&mut StackOptions)) -> Self {
+        log_when_asked();
         let mut options = StackOptions::new(repository_root().join("template.yaml"));
         options.in_memory = true;
         options.moto_server = moto_server();

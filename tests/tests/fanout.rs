@@ -9,6 +9,9 @@
 //!   failed are pushed again).
 //! - An author above the router's inline bound: the audience is resolved by a push worker
 //!   from the online index and still reaches every online follower's socket.
+//! - An author with 20,000 followers written through the store (`RIPPLE_FANOUT_FOLLOWERS`
+//!   raises it, e.g. to 100,000 with `--profile bench-stack`), 50 of them online: each of
+//!   the 50 sockets gets the post exactly once.
 //!
 //! Run: `cargo test -p ripple-tests --test fanout` (needs `make tools` for moto).
 
@@ -20,6 +23,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use ripple_local::latency::LatencyModel;
 use ripple_local::websocket::WebSocketFaults;
+use ripple_tests::bench::seed::Seeder;
 use ripple_tests::realtime::{RealtimeStack, User, WsClient, WAIT};
 use serde_json::{json, Value};
 
@@ -292,6 +296,80 @@ async fn an_author_above_the_inline_bound_reaches_every_online_follower_through_
                 event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
             })
             .await;
+    }
+    stack.stop().await;
+}
+
+/// Followers of the big author in `make test`; `RIPPLE_FANOUT_FOLLOWERS` raises it.
+const BIG_AUDIENCE_FOLLOWERS: usize = 20_000;
+const BIG_AUDIENCE_ONLINE: usize = 50;
+
+fn big_audience_followers() -> usize {
+    std::env::var("RIPPLE_FANOUT_FOLLOWERS")
+        .ok()
+        .and_then(|raw| raw.parse().ok())
+        .unwrap_or(BIG_AUDIENCE_FOLLOWERS)
+        .max(BIG_AUDIENCE_ONLINE)
+}
+
+#[tokio::test]
+async fn a_post_to_a_big_audience_reaches_each_online_socket_once() {
+    let followers = big_audience_followers();
+    let stack = RealtimeStack::start().await;
+    let seeder = Seeder::new(&stack).expect("seeder");
+    let author = stack.register("crowd_star").await;
+    let started = std::time::Instant::now();
+    seeder
+        .offline_followers(&author, followers - BIG_AUDIENCE_ONLINE)
+        .await
+        .expect("offline followers");
+    let fans = seeder
+        .users("crowdfan", BIG_AUDIENCE_ONLINE)
+        .await
+        .expect("online followers");
+    seeder.follow(&fans, &author).await.expect("follows");
+    eprintln!("seeded {followers} followers in {:?}", started.elapsed());
+    let sockets: Vec<WsClient> = stream::iter(&fans)
+        .map(|fan| stack.connect(fan))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    // The seeding's stream records (filtered, but read) drain first: a warm-up post
+    // arrives behind them.
+    let warm_up = stack.post(&author, "warming up").await;
+    sockets[0]
+        .next_event_where("the warm-up post", Duration::from_secs(120), |event| {
+            event["type"] == "post_created" && event["data"]["id"] == warm_up["id"]
+        })
+        .await;
+
+    let post = stack.post(&author, "to the crowd").await;
+    let posted = std::time::Instant::now();
+    let post_id = post["id"].as_str().unwrap_or_default().to_owned();
+    for socket in &sockets {
+        socket
+            .next_event_where("the crowd post", WAIT, |event| {
+                event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
+            })
+            .await;
+    }
+    eprintln!(
+        "{followers} followers, {BIG_AUDIENCE_ONLINE} online: the last socket got the post {:?} after the REST response",
+        posted.elapsed()
+    );
+    // Long enough for a second copy (writer push, router, a worker retry) to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for socket in &sockets {
+        let copies = socket
+            .raw_frames()
+            .iter()
+            .filter(|frame| frame.contains("post_created") && frame.contains(post_id.as_str()))
+            .count();
+        assert_eq!(
+            copies, 1,
+            "{}: the post arrived {copies} times",
+            socket.label
+        );
     }
     stack.stop().await;
 }

@@ -23,12 +23,12 @@ use serde_json::json;
 use shared::auth::passwords;
 use shared::auth::refresh::{IssuedRefreshToken, RefreshTokens};
 use shared::auth::TokenService;
-use shared::aws::Clients;
+use shared::aws::DynamoClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{self, User};
 use shared::error::{Error, Result};
-use shared::function::LambdaFunction;
+use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{ApiRequest, ApiResponse, Router};
 use shared::store::tokens::TokenStore;
 use shared::store::users::{NewUser, UserStore};
@@ -59,12 +59,16 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
         Self::with_clock(config, clients, Arc::new(SystemClock))
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(
+        config: Config,
+        clients: &DynamoClients,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             &config.table_name,
@@ -88,6 +92,14 @@ impl State {
             tokens,
             clock,
         })
+    }
+}
+
+impl FunctionState for State {
+    type Clients = DynamoClients;
+
+    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

@@ -1,15 +1,15 @@
-//! Lambda entry point of `api-auth`: configuration and clients once per cold start, then the
-//! runtime loop. Everything else lives in the library so tests run the same code.
+//! Lambda entry point of `api-auth`: the cold start (typed configuration, exactly the SDK
+//! clients `api_auth::State` is given, the state) once, then the runtime loop. Everything
+//! else lives in the library so tests run the same code.
 
 use std::sync::Arc;
 
 use lambda_http::service_fn;
 
-#[tokio::main]
+// One thread: a Lambda instance handles one event at a time, and a multi-thread runtime
+// spawns its workers during init (measured: docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    let config = shared::config::Config::from_vars(std::env::vars())?;
-    shared::telemetry::init(&config.log_filter);
-    let clients = shared::aws::Clients::from_env(&config).await;
-    let state = Arc::new(api_auth::State::new(config, &clients)?);
+    let state = Arc::new(shared::function::cold_start::<api_auth::State>().await?);
     lambda_http::run(service_fn(|request| api_auth::handle(&state, request))).await
 }

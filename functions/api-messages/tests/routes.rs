@@ -12,12 +12,10 @@ use shared::push::testing::RecordingPush;
 use shared::push::PushError;
 use shared::store::delivered::DeliveryMarkerStore;
 use shared::store::keys;
-use shared::store::notifications::NotificationStore;
 use shared::store::social::SocialStore;
-use shared::store::PageRequest;
 use shared::testkit::api::{
-    assert_error, assert_error_for, open_connection, writer_push, TestAccount, TestApi,
-    TestRequest, TestResponse,
+    assert_error, assert_error_for, delivery_marked, open_connection, recent_notifications,
+    writer_push, TestAccount, TestApi, TestRequest, TestResponse,
 };
 
 /// `api-messages` over a fresh database.
@@ -782,12 +780,7 @@ async fn a_message_is_sent_when_every_writer_push_fails_and_none_above_the_bound
     assert!(push.attempts("bob-1=") >= 1);
     let stored = stored_message(&api, &alice, &bob, &sent).await;
     let event_id = Event::message_for(&stored, bob.id()).event_id;
-    assert!(api
-        .store
-        .delivered_among(&[event_id])
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(!delivery_marked(&api.store, event_id).await);
 
     let (api, push) = start_pushing(&[("WRITER_PUSH_MAX_CONNECTIONS", "1")]).await;
     let alice = api.account("alice").await;
@@ -811,12 +804,7 @@ async fn stored_message(api: &TestApi, a: &TestAccount, b: &TestAccount, sent: &
 
 /// The one notification `recipient` has.
 async fn only_notification(api: &TestApi, recipient: UserId) -> Notification {
-    let mut items = api
-        .store
-        .notifications(recipient, false, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items;
+    let mut items = recent_notifications(&api.store, recipient).await;
     assert_eq!(items.len(), 1, "{items:?}");
     items.remove(0)
 }

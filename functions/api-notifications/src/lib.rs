@@ -14,12 +14,12 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 use shared::auth::TokenService;
-use shared::aws::Clients;
+use shared::aws::DynamoClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
-use shared::function::LambdaFunction;
+use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::notifications::NotificationStore;
 use shared::store::social::SocialStore;
@@ -43,18 +43,22 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
         Self::with_clock(config, clients, Arc::new(SystemClock))
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(
+        config: Config,
+        clients: &DynamoClients,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let ApiParts {
             config,
             tokens,
             clock,
             store,
-        } = ApiParts::new(config, clients, clock)?;
+        } = ApiParts::new(config, &clients.dynamodb, clock)?;
         Ok(Self {
             config,
             tokens,
@@ -63,6 +67,14 @@ impl State {
             social: store.clone(),
             notifications: store,
         })
+    }
+}
+
+impl FunctionState for State {
+    type Clients = DynamoClients;
+
+    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

@@ -14,13 +14,12 @@ use shared::events::Event;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
 use shared::store::delivered::DeliveryMarkerStore;
-use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
-use shared::store::PageRequest;
 use shared::testkit::api::{
-    assert_error, open_connection, writer_push, TestAccount, TestApi, TestRequest,
+    assert_error, delivery_marked, open_connection, recent_notifications, writer_push, TestAccount,
+    TestApi, TestRequest,
 };
 
 /// `api-posts` over a fresh database, on a manual clock that only the tests move (returned
@@ -815,14 +814,6 @@ async fn start_pushing(config: &[(&str, &str)]) -> (TestApi, Arc<RecordingPush>)
     (api, push)
 }
 
-/// The ids of the events of `kind` each connection got.
-fn pushed_ids(push: &RecordingPush, connection: &str, kind: &str) -> Vec<String> {
-    push.events_of_type(connection, kind)
-        .iter()
-        .map(|event| event["event_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_post_is_pushed_to_online_followers_with_the_routers_event_id_before_the_response() {
     let (api, push) = start_pushing(&[]).await;
@@ -843,7 +834,7 @@ async fn a_post_is_pushed_to_online_followers_with_the_routers_event_id_before_t
     let event_id = Event::post_created(&stored).event_id;
     for connection in ["alice-1=", "bob-1=", "bob-2="] {
         assert_eq!(
-            pushed_ids(&push, connection, "post_created"),
+            push.event_ids_of_type(connection, "post_created"),
             [event_id.to_string()],
             "{connection}"
         );
@@ -876,18 +867,13 @@ async fn likes_and_comments_push_the_authors_notification() {
     assert_eq!(liked.body, json!({"liked": true, "like_count": 1}));
     create_comment(&api, &bob, &id_of(&post), "nice").await;
 
-    let notifications = api
-        .store
-        .notifications(alice.id(), false, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items;
+    let notifications = recent_notifications(&api.store, alice.id()).await;
     assert_eq!(notifications.len(), 2);
     let mut expected: Vec<String> = notifications
         .iter()
         .map(|n| Event::new_notification(n).event_id.to_string())
         .collect();
-    let mut pushed = pushed_ids(&push, "alice-1=", "new_notification");
+    let mut pushed = push.event_ids_of_type("alice-1=", "new_notification");
     expected.sort();
     pushed.sort();
     assert_eq!(pushed, expected);
@@ -917,12 +903,7 @@ async fn nothing_is_pushed_by_the_writer_above_its_bounds() {
         .unwrap()
         .unwrap();
     let event_id = Event::post_created(&stored).event_id;
-    assert!(api
-        .store
-        .delivered_among(&[event_id])
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(!delivery_marked(&api.store, event_id).await);
 
     // An author with more followers than the bound: not even resolved.
     let (api, push) = start_pushing(&[("WRITER_PUSH_MAX_FOLLOWERS", "1")]).await;
@@ -958,11 +939,7 @@ async fn the_post_is_created_when_every_writer_push_fails() {
         .expect("the post is stored");
     let event_id = Event::post_created(&stored).event_id;
     assert!(
-        api.store
-            .delivered_among(&[event_id])
-            .await
-            .unwrap()
-            .is_empty(),
+        !delivery_marked(&api.store, event_id).await,
         "not marked: the stream router delivers it"
     );
 }

@@ -32,12 +32,12 @@ use http::Method;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
-use shared::aws::Clients;
+use shared::aws::WriterClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{self, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
-use shared::function::LambdaFunction;
+use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{
     spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
 };
@@ -64,18 +64,22 @@ pub struct State {
 
 impl State {
     /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &WriterClients) -> Result<Self> {
         Self::with_clock(config, clients, Arc::new(SystemClock))
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(
+        config: Config,
+        clients: &WriterClients,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let ApiParts {
             config,
             tokens,
             clock,
             store,
-        } = ApiParts::new(config, clients, clock)?;
+        } = ApiParts::new(config, &clients.dynamodb, clock)?;
         let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
         Ok(Self {
             config,
@@ -93,6 +97,14 @@ impl State {
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
         self
+    }
+}
+
+impl FunctionState for State {
+    type Clients = WriterClients;
+
+    fn build(config: Config, clients: &WriterClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

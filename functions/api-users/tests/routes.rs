@@ -16,7 +16,8 @@ use shared::store::page::PageRequest;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::testkit::api::{
-    assert_error, open_connection, writer_push, TestApi, TestRequest, TestResponse,
+    assert_error, open_connection, recent_notifications, writer_push, TestApi, TestRequest,
+    TestResponse,
 };
 
 /// `api-users` over a fresh database.
@@ -1090,10 +1091,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
         open_connection(&api.store, user.id(), connection).await;
     }
     let pushed_notifications = |connection: &str| -> Vec<String> {
-        push.events_of_type(connection, "new_notification")
-            .iter()
-            .map(|event| event["event_id"].as_str().unwrap().to_owned())
-            .collect()
+        push.event_ids_of_type(connection, "new_notification")
     };
     let router_ids = |notifications: Vec<shared::domain::Notification>| -> Vec<String> {
         notifications
@@ -1107,12 +1105,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
         .call(&bob, "PUT", &format!("/users/{}/follow", alice.id()))
         .await;
     assert_eq!(followed.body["status"], "following");
-    let notifications = api
-        .store
-        .notifications(alice.id(), false, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items;
+    let notifications = recent_notifications(&api.store, alice.id()).await;
     assert_eq!(pushed_notifications("alice-1="), router_ids(notifications));
     assert!(push.events_to("bob-1=").is_empty());
 
@@ -1121,12 +1114,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
         .call(&bob, "PUT", &format!("/users/{}/follow", private.id()))
         .await;
     assert_eq!(requested.body["status"], "requested");
-    let notifications = api
-        .store
-        .notifications(private.id(), false, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items;
+    let notifications = recent_notifications(&api.store, private.id()).await;
     assert_eq!(notifications[0].kind, NotificationKind::FollowRequest);
     assert_eq!(
         pushed_notifications("private-1="),
@@ -1141,12 +1129,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
         )
         .await;
     assert_eq!(accepted.status, 204, "{:?}", accepted.body);
-    let notifications = api
-        .store
-        .notifications(bob.id(), false, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items;
+    let notifications = recent_notifications(&api.store, bob.id()).await;
     assert_eq!(notifications[0].kind, NotificationKind::FollowAccepted);
     assert_eq!(pushed_notifications("bob-1="), router_ids(notifications));
 

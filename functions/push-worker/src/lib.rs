@@ -104,6 +104,7 @@ struct Handled {
     retry: bool,
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(message_id = message.message_id.as_deref().unwrap_or("")))]
 async fn process_message(state: &State, message: &SqsMessage) -> Handled {
     let mut handled = Handled::default();
     let message_id = message.message_id.as_deref().unwrap_or("");

@@ -1,16 +1,16 @@
-//! Lambda entry point of `push-worker`: configuration and clients once per cold start, then
-//! the runtime loop over SQS batches. Everything else lives in the library.
+//! Lambda entry point of `push-worker`: the cold start (typed configuration, exactly the SDK
+//! clients `push_worker::State` is given, the state) once, then the runtime loop. Everything
+//! else lives in the library so tests run the same code.
 
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-#[tokio::main]
+// One thread: a Lambda instance handles one event at a time, and a multi-thread runtime
+// spawns its workers during init (measured: docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = shared::config::Config::from_vars(std::env::vars())?;
-    shared::telemetry::init(&config.log_filter);
-    let clients = shared::aws::Clients::from_env(&config).await;
-    let state = Arc::new(push_worker::State::new(config, &clients)?);
+    let state = Arc::new(shared::function::cold_start::<push_worker::State>().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
         push_worker::handle(&state, event)
     }))

@@ -3,9 +3,11 @@
 //! router and the push worker, reads nothing per offline follower, and reaches every online
 //! follower. Requests are counted by the SDK interceptor (`shared::metering`), not guessed.
 //!
-//! `make test` runs it at F = 20,000 (debug). The same test at F = 100,000, release, with the
-//! router's time for the record printed: `RIPPLE_FANOUT_FOLLOWERS=100000 cargo test --release
-//! -p push-worker --test fanout_scale -- --nocapture`.
+//! `make test` runs it at F = 20,000 (debug). The same test at F = 100,000, optimised, with
+//! the router's time for the record printed: `RIPPLE_FANOUT_FOLLOWERS=100000 cargo test
+//! --profile bench-stack -p push-worker --test fanout_scale -- --nocapture` (the profile is
+//! release without whole-program LTO). `tests/tests/fanout.rs` has the same shape end to end:
+//! real sockets through the local gateway, 50 of them online.
 
 #[path = "../../stream-router/tests/support/mod.rs"]
 mod support;

@@ -55,7 +55,7 @@ use shared::writer_push::WRITER_PUSHED_EVENTS;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::decide::{decide, BadRecord, Effect, Push};
+use crate::decide::{decide, BadRecord, Decision, Effect, Push};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "stream-router";
@@ -75,6 +75,9 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
         async move { handle(&state, event).await }
     })
 }
+
+/// What [`decide`] made of one record.
+type Decided = std::result::Result<Decision, BadRecord>;
 
 /// Why a record is reported as failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +104,13 @@ struct BatchContext {
 /// `event_id`, so it does not fail the batch.
 async fn writer_deliveries(
     state: &State,
-    records: &[EventRecord],
+    decisions: &[Option<Decided>],
 ) -> HashMap<Uuid, HashSet<String>> {
-    let event_ids: Vec<Uuid> = records
+    let event_ids: Vec<Uuid> = decisions
         .iter()
-        .filter_map(|record| decide(record).ok())
-        .flat_map(|decision| decision.pushes)
+        .flatten()
+        .filter_map(|decided| decided.as_ref().ok())
+        .flat_map(|decision| &decision.pushes)
         .filter(|push| WRITER_PUSHED_EVENTS.contains(&push.event.kind()))
         .map(|push| push.event.event_id)
         .collect();
@@ -129,11 +133,23 @@ pub async fn handle(
     event: LambdaEvent<DynamoDbEvent>,
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
     let records = &event.payload.records;
+    // Each record is decided once; the groups below take their records' decisions.
+    let mut decisions: Vec<Option<Decided>> =
+        records.iter().map(|record| Some(decide(record))).collect();
     let context = BatchContext {
-        reached: writer_deliveries(state, records).await,
+        reached: writer_deliveries(state, &decisions).await,
         ..BatchContext::default()
     };
-    let outcomes: Vec<GroupOutcome> = stream::iter(group_by_item(records))
+    let groups: Vec<Vec<(usize, Decided)>> = group_by_item(records)
+        .into_iter()
+        .map(|positions| {
+            positions
+                .into_iter()
+                .filter_map(|position| Some((position, decisions[position].take()?)))
+                .collect()
+        })
+        .collect();
+    let outcomes: Vec<GroupOutcome> = stream::iter(groups)
         .map(|group| process_group(state, records, group, &context))
         .buffer_unordered(ITEM_CONCURRENCY)
         .collect()
@@ -208,17 +224,17 @@ struct GroupOutcome {
 async fn process_group(
     state: &State,
     records: &[EventRecord],
-    group: Vec<usize>,
+    group: Vec<(usize, Decided)>,
     context: &BatchContext,
 ) -> GroupOutcome {
     let mut outcome = GroupOutcome {
         metrics: PushMetrics::default(),
         failed: Vec::new(),
     };
-    for position in group {
+    for (position, decided) in group {
         let record = &records[position];
         let result = if outcome.failed.is_empty() {
-            process_record(state, record, context, &mut outcome.metrics).await
+            process_record(state, decided, context, &mut outcome.metrics).await
         } else {
             Err(RecordFailure::HeldBack)
         };
@@ -283,11 +299,11 @@ impl ResolvedAudiences {
 
 async fn process_record(
     state: &State,
-    record: &EventRecord,
+    decided: Decided,
     context: &BatchContext,
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
-    let decision = decide(record)?;
+    let decision = decided?;
     let mut pushes = decision.pushes;
     for effect in decision.effects {
         if let Some(push) = apply(state, effect).await? {

@@ -26,12 +26,12 @@ use chrono::{DateTime, Duration, Utc};
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL, USER_AGENT};
 use lambda_runtime::LambdaEvent;
 use shared::auth::TokenService;
-use shared::aws::Clients;
+use shared::aws::DynamoClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{Connection, UserId};
 use shared::error::{Error, Result};
-use shared::function::{BoxError, LambdaFunction, TypedFunction};
+use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 
@@ -68,12 +68,16 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Production state: the DynamoDB store and the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
         Self::with_clock(config, clients, Arc::new(SystemClock))
     }
 
     /// The DynamoDB store and the given clock.
-    pub fn with_clock(config: Config, clients: &Clients, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(
+        config: Config,
+        clients: &DynamoClients,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             &config.table_name,
@@ -94,6 +98,14 @@ impl State {
             tokens,
             clock,
         })
+    }
+}
+
+impl FunctionState for State {
+    type Clients = DynamoClients;
+
+    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use lambda_runtime::LambdaEvent;
-use shared::aws::Clients;
+use shared::aws::DynamoClients;
 use shared::config::Config;
 use shared::error::{cause_chain, Error, Result};
-use shared::function::{BoxError, LambdaFunction, TypedFunction};
+use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Production state over the DynamoDB store.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             &config.table_name,
@@ -48,6 +48,14 @@ impl State {
             config,
             connections,
         }
+    }
+}
+
+impl FunctionState for State {
+    type Clients = DynamoClients;
+
+    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

@@ -29,13 +29,13 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
-use shared::aws::Clients;
+use shared::aws::PushClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{Connection, Subscription};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
-use shared::function::{BoxError, LambdaFunction, TypedFunction};
+use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{Delivery, DirectPush, PushClient};
 use shared::store::connections::ConnectionStore;
 use shared::store::messages::MessageStore;
@@ -83,7 +83,7 @@ impl std::fmt::Debug for State {
 impl State {
     /// Production state: DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is
     /// required) and the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    pub fn new(config: Config, clients: &PushClients) -> Result<Self> {
         let (store, push) = shared::push::pushing_parts(&config, clients)?;
         Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
@@ -107,6 +107,14 @@ impl State {
             clock,
             typing: typing::TypingLimiter::default(),
         }
+    }
+}
+
+impl FunctionState for State {
+    type Clients = PushClients;
+
+    fn build(config: Config, clients: &PushClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,24 +19,36 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lambda_runtime::Context;
 use serde_json::Value;
-use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::aws::{local_sdk_config, ClientSet, Endpoints};
 use shared::config::Config;
-use shared::function::{BoxError, LambdaFunction};
+use shared::function::{BoxError, FunctionState, LambdaFunction};
 use shared::metering::RequestMeter;
 
 use crate::template::Template;
 
-/// Builds one function's handler from its configuration and SDK clients.
-pub type FunctionBuilder = fn(Config, &Clients) -> shared::error::Result<Arc<dyn LambdaFunction>>;
+/// Builds one function's handler from its configuration, the SDK configuration and the
+/// endpoint overrides: the function's own client set, then its state.
+pub type FunctionBuilder =
+    fn(Config, &SdkConfig, &Endpoints) -> shared::error::Result<Arc<dyn LambdaFunction>>;
 
-/// A function crate with the standard shape (`State::new(config, clients)`,
+/// The state of `S` over exactly its client set, as its `main.rs` builds it on Lambda.
+pub fn local_state<S: FunctionState>(
+    config: Config,
+    sdk: &SdkConfig,
+    endpoints: &Endpoints,
+) -> shared::error::Result<Arc<S>> {
+    let clients = S::Clients::from_sdk_config(sdk, &config, endpoints)?;
+    Ok(Arc::new(S::build(config, &clients)?))
+}
+
+/// A function crate with the standard shape (`State: FunctionState`,
 /// `lambda_function(state)`), as every Ripple function has.
 macro_rules! standard_function {
     ($krate:ident) => {
-        |config, clients| {
-            Ok($krate::lambda_function(Arc::new($krate::State::new(
-                config, clients,
-            )?)))
+        |config, sdk, endpoints| {
+            Ok($krate::lambda_function(local_state::<$krate::State>(
+                config, sdk, endpoints,
+            )?))
         }
     };
 }
@@ -132,17 +145,13 @@ impl FunctionRegistry {
             let config = Config::from_vars(variables).map_err(|e| {
                 anyhow::anyhow!("configuring {} ({function}): {e}", resource.handler)
             })?;
-            let clients = Clients::from_sdk_config(
-                &sdk,
-                &config,
-                &Endpoints {
-                    dynamodb: Some(endpoints.dynamodb.clone()),
-                    dynamodb_streams: Some(endpoints.dynamodb.clone()),
-                    sqs: Some(endpoints.sqs.clone()),
-                    meter: endpoints.meter.clone(),
-                },
-            );
-            let handler = build(config, &clients)
+            let overrides = Endpoints {
+                dynamodb: Some(endpoints.dynamodb.clone()),
+                dynamodb_streams: Some(endpoints.dynamodb.clone()),
+                sqs: Some(endpoints.sqs.clone()),
+                meter: endpoints.meter.clone(),
+            };
+            let handler = build(config, &sdk, &overrides)
                 .map_err(|e| anyhow::anyhow!("starting {} ({function}): {e}", resource.handler))?;
             registry = registry.with(&resource.handler, handler);
         }

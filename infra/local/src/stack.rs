@@ -422,7 +422,7 @@ fn shell_environment(environment: &BTreeMap<String, String>, dev_secret: bool) -
 
 fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, Option<PathBuf>)> {
     if options.in_memory {
-        let database = dynoxide::Database::memory().context("opening in-memory dynoxide")?;
+        let database = shared::testkit::open_dynoxide(None).map_err(anyhow::Error::msg)?;
         return Ok((database, None));
     }
     std::fs::create_dir_all(&options.state_dir)
@@ -434,8 +434,7 @@ fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, 
     let text = path
         .to_str()
         .with_context(|| format!("{} is not a UTF-8 path", path.display()))?;
-    let database =
-        dynoxide::Database::new(text).with_context(|| format!("opening {}", path.display()))?;
+    let database = shared::testkit::open_dynoxide(Some(text)).map_err(anyhow::Error::msg)?;
     Ok((database, Some(path)))
 }
 

@@ -117,6 +117,7 @@ impl AudienceResolver {
     /// Like [`AudienceResolver::resolve`], but an author with more than `max_followers`
     /// followers makes the whole resolution [`Resolution::Deferred`] (unless `max_followers`
     /// is [`MAX_AUDIENCE_FOLLOWERS`], where the list is cut instead).
+    #[tracing::instrument(level = "debug", skip_all, fields(audiences = audiences.len()))]
     pub async fn resolve_within(
         &self,
         audiences: &[Audience],
@@ -189,12 +190,23 @@ impl AudienceResolver {
             .into_iter()
             .filter(|follower| !blocked.contains(follower))
             .collect();
-        if users.len() > DIRECT_LOOKUP_MAX_USERS {
-            let online = online.get(self.online.as_ref()).await?;
-            users.retain(|follower| online.contains(follower));
+        if users.len() <= DIRECT_LOOKUP_MAX_USERS {
+            users.push(author);
+            return Ok(Some(self.connections_of(&users).await?));
         }
+        let online = online.get(self.online.as_ref()).await?;
+        users.retain(|follower| online.contains(follower));
         users.push(author);
-        Ok(Some(self.connections_of(&users).await?))
+        // The online index is a snapshot already: the connection sets of its users are read
+        // eventually consistent too, at half the read units.
+        Ok(Some(
+            self.connections
+                .connections_of_online_users(&users)
+                .await?
+                .into_values()
+                .flatten()
+                .collect(),
+        ))
     }
 
     async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {

@@ -33,6 +33,7 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// Direct push for small audiences, the queue for large ones. A queue failure is an
     /// error (the caller retries its source); push failures are in the report.
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %event.event_id, connections = connection_ids.len()))]
     pub async fn dispatch(
         &self,
         event: &Event,

@@ -23,7 +23,7 @@ pub use audience::{
     Audience, AudienceResolver, OnlineSnapshot, Resolution, MAX_AUDIENCE_FOLLOWERS,
 };
 pub use dispatch::Dispatcher;
-pub use queue::{
-    AudienceWork, EventQueue, FanoutChunk, PresenceCheck, QueueMessage, SqsEventQueue,
-};
+#[cfg(feature = "sqs")]
+pub use queue::SqsEventQueue;
+pub use queue::{AudienceWork, EventQueue, FanoutChunk, PresenceCheck, QueueMessage};
 pub use tier::{PushFunctionState, PushTier};

@@ -29,6 +29,7 @@ use super::audience::Audience;
 use crate::domain::{rfc3339, UserId};
 use crate::error::{Error, Result};
 use crate::events::Event;
+#[cfg(feature = "sqs")]
 use crate::retry::RetryPolicy;
 
 /// The body format version this code writes and reads.
@@ -177,6 +178,7 @@ pub trait EventQueue: Send + Sync {
 }
 
 /// [`EventQueue`] over one SQS queue.
+#[cfg(feature = "sqs")]
 #[derive(Debug, Clone)]
 pub struct SqsEventQueue {
     client: aws_sdk_sqs::Client,
@@ -184,6 +186,7 @@ pub struct SqsEventQueue {
     retry: RetryPolicy,
 }
 
+#[cfg(feature = "sqs")]
 impl SqsEventQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self {
@@ -268,8 +271,10 @@ impl SqsEventQueue {
     }
 }
 
+#[cfg(feature = "sqs")]
 #[async_trait]
 impl EventQueue for SqsEventQueue {
+    #[tracing::instrument(level = "debug", skip_all, fields(connections = connection_ids.len()))]
     async fn enqueue_fanout(&self, event: &Event, connection_ids: &[String]) -> Result<usize> {
         let bodies = fanout_messages(event, connection_ids)
             .iter()
@@ -297,6 +302,7 @@ impl EventQueue for SqsEventQueue {
     }
 }
 
+#[cfg(feature = "sqs")]
 impl SqsEventQueue {
     /// Sends one message, visible after `delay` (whole seconds, at most [`MAX_DELAY`]),
     /// retrying transport failures with the queue's policy.

@@ -4,12 +4,20 @@ use std::sync::Arc;
 
 use super::audience::AudienceResolver;
 use super::dispatch::Dispatcher;
-use super::queue::{EventQueue, SqsEventQueue};
-use crate::aws::Clients;
-use crate::clock::{Clock, SystemClock};
+use super::queue::EventQueue;
+#[cfg(feature = "sqs")]
+use super::queue::SqsEventQueue;
+#[cfg(feature = "sqs")]
+use crate::aws::RouterClients;
+use crate::clock::Clock;
+#[cfg(feature = "sqs")]
+use crate::clock::SystemClock;
 use crate::config::Config;
+#[cfg(feature = "sqs")]
 use crate::error::Result;
-use crate::push::{pushing_parts, DirectPush, PushClient};
+#[cfg(feature = "sqs")]
+use crate::push::pushing_parts;
+use crate::push::{DirectPush, PushClient};
 use crate::retry::RetryPolicy;
 use crate::store::connections::ConnectionStore;
 use crate::store::delivered::DeliveryMarkerStore;
@@ -98,12 +106,13 @@ impl std::fmt::Debug for PushFunctionState {
 impl PushFunctionState {
     /// Production state: DynamoDB, the management API and the SQS fan-out queue (both
     /// `WS_MANAGEMENT_ENDPOINT` and `FANOUT_QUEUE_URL` are required), the system clock.
-    pub fn new(config: Config, clients: &Clients) -> Result<Self> {
+    #[cfg(feature = "sqs")]
+    pub fn new(config: Config, clients: &RouterClients) -> Result<Self> {
         let queue = Arc::new(SqsEventQueue::new(
             clients.sqs.clone(),
             config.require_fanout_queue_url()?,
         ));
-        let (store, push) = pushing_parts(&config, clients)?;
+        let (store, push) = pushing_parts(&config, &clients.push())?;
         Ok(Self::from_parts(
             config,
             store,
@@ -127,5 +136,14 @@ impl PushFunctionState {
             tier,
             clock,
         }
+    }
+}
+
+#[cfg(feature = "sqs")]
+impl crate::function::FunctionState for PushFunctionState {
+    type Clients = RouterClients;
+
+    fn build(config: Config, clients: &RouterClients) -> Result<Self> {
+        Self::new(config, clients)
     }
 }

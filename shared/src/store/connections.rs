@@ -23,7 +23,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{from_item, key_map, n, s, to_item, tx, Item, Query, MAX_TRANSACTION_ITEMS};
+use super::dynamo::{
+    from_item, key_map, n, s, to_item, tx, Consistency, Item, Query, MAX_TRANSACTION_ITEMS,
+};
 use super::keys;
 use super::page::KeyShape;
 use super::DynamoStore;
@@ -99,6 +101,15 @@ pub trait ConnectionStore: Send + Sync {
     /// Pattern 25: the open connection ids of many users, one `BatchGetItem` per 100 users.
     /// Users without connections are absent from the map.
     async fn connections_of_users(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<String>>>;
+
+    /// [`ConnectionStore::connections_of_users`] read eventually consistent (half the read
+    /// units): for a big audience found through the online index, itself a snapshot. A
+    /// connection opened within the last second may be missed; its client resumes on
+    /// connect, which covers it.
+    async fn connections_of_online_users(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<String>>>;
 
     /// Subscribes a connection to a channel (idempotent). The connection must exist and
     /// belong to `subscription.user_id` (else `NotFound`); at most
@@ -273,6 +284,29 @@ fn too_many_connections() -> Error {
     }
 }
 
+impl DynamoStore {
+    /// Pattern 25: the connection sets of `users`, one `BatchGetItem` per 100 users.
+    async fn read_connection_sets(
+        &self,
+        users: &[UserId],
+        consistency: Consistency,
+    ) -> Result<HashMap<UserId, Vec<String>>> {
+        let keys: Vec<_> = users
+            .iter()
+            .map(|user| keys::user_connections(*user))
+            .collect();
+        let mut connections = HashMap::new();
+        for item in self.table.batch_get_with(&keys, consistency).await? {
+            let mut record: UserConnectionsRecord = from_item(item)?;
+            if !record.connection_ids.is_empty() {
+                record.connection_ids.sort();
+                connections.insert(record.user_id, record.connection_ids);
+            }
+        }
+        Ok(connections)
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn add_connection(&self, connection: &Connection, max_per_user: u32) -> Result<()> {
@@ -344,19 +378,15 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn connections_of_users(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<String>>> {
-        let keys: Vec<_> = users
-            .iter()
-            .map(|user| keys::user_connections(*user))
-            .collect();
-        let mut connections = HashMap::new();
-        for item in self.table.batch_get(&keys).await? {
-            let mut record: UserConnectionsRecord = from_item(item)?;
-            if !record.connection_ids.is_empty() {
-                record.connection_ids.sort();
-                connections.insert(record.user_id, record.connection_ids);
-            }
-        }
-        Ok(connections)
+        self.read_connection_sets(users, Consistency::Strong).await
+    }
+
+    async fn connections_of_online_users(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<String>>> {
+        self.read_connection_sets(users, Consistency::Eventual)
+            .await
     }
 
     async fn subscribe(&self, subscription: &Subscription, expires_at: i64) -> Result<()> {

@@ -62,7 +62,7 @@ pub fn conditions(extra: Value) -> Value {
         "rustc": command_output("rustc", &["--version"]),
         "git_commit": git_commit(),
         "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "build": if cfg!(debug_assertions) { "debug" } else { "optimised (bench-stack profile: release, opt-level 3, no LTO)" },
     });
     if let (Some(target), Value::Object(extra)) = (conditions.as_object_mut(), extra) {
         target.extend(extra);
@@ -109,6 +109,12 @@ fn git_commit() -> String {
 
 /// Replaces this benchmark's keys in `path` (other keys are kept), creating it if needed.
 pub fn merge_json(path: &Path, ours: &Value) -> anyhow::Result<()> {
+    merge_json_keys(path, ours, &OWNED_KEYS)
+}
+
+/// Replaces `keys` in `path` with their values in `ours` (a key `ours` lacks is removed;
+/// other keys are kept), creating the file if needed.
+pub fn merge_json_keys(path: &Path, ours: &Value, keys: &[&str]) -> anyhow::Result<()> {
     let mut document = match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str::<Value>(&text)
             .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", path.display()))?,
@@ -118,7 +124,7 @@ pub fn merge_json(path: &Path, ours: &Value) -> anyhow::Result<()> {
     let object = document
         .as_object_mut()
         .ok_or_else(|| anyhow::anyhow!("{} is not a JSON object", path.display()))?;
-    for key in OWNED_KEYS {
+    for &key in keys {
         match ours.get(key) {
             Some(value) => object.insert(key.to_owned(), value.clone()),
             None => object.remove(key),
@@ -134,22 +140,33 @@ pub fn merge_json(path: &Path, ours: &Value) -> anyhow::Result<()> {
 /// Replaces the text between the markers of `path` with `section` (appending the markers
 /// when absent, creating the file when missing).
 pub fn merge_markdown(path: &Path, section: &str) -> anyhow::Result<()> {
+    merge_markdown_between(path, BEGIN, END, section)
+}
+
+/// Replaces the text between `begin` and `end` in `path` with `section` (appending the
+/// markers when absent, creating the file when missing).
+pub fn merge_markdown_between(
+    path: &Path,
+    begin: &str,
+    end: &str,
+    section: &str,
+) -> anyhow::Result<()> {
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            "# Benchmarks\n\nFigures measured by `make bench` (release, one run). Each section \
+            "# Benchmarks\n\nFigures measured by `make bench` (optimised build, one run). Each section \
              is written by its benchmark.\n"
                 .to_owned()
         }
         Err(error) => return Err(error.into()),
     };
-    let block = format!("{BEGIN}\n{}\n{END}", section.trim_end());
-    let updated = match (existing.find(BEGIN), existing.find(END)) {
-        (Some(start), Some(end)) if start < end => {
+    let block = format!("{begin}\n{}\n{end}", section.trim_end());
+    let updated = match (existing.find(begin), existing.find(end)) {
+        (Some(start), Some(stop)) if start < stop => {
             format!(
                 "{}{block}{}",
                 &existing[..start],
-                &existing[end + END.len()..]
+                &existing[stop + end.len()..]
             )
         }
         _ => format!("{}\n{block}\n", existing.trim_end()),

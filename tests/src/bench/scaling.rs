@@ -94,6 +94,23 @@ impl AwsQuotas {
     }
 }
 
+/// What this machine adds when it plays AWS (the AWS-modelled local stack): measured in the
+/// same bench run on the local-speed stack, never on the run the simulation is checked
+/// against.
+///
+/// - Every push passes one server of `push_capacity_per_s` (the local `@connections`
+///   ceiling: two cores run the gateway, the sockets and the functions), so a delivery
+///   completes no earlier than the server has worked through the pushes before it.
+/// - `pipeline_ms` of work before the first push (the router and the push worker reading
+///   and enqueueing; on AWS a few ms of DynamoDB and SQS calls, here tens to hundreds).
+/// - The local SQS poller starts all `MaximumConcurrency` batches at once (it does not play
+///   Lambda's 5-batch start and ramp).
+#[derive(Debug, Clone, Copy)]
+pub struct MachineTerms {
+    pub push_capacity_per_s: f64,
+    pub pipeline_ms: f64,
+}
+
 /// Percentiles of the simulated time-to-last-delivery for one audience size.
 #[derive(Debug, Clone, Copy)]
 pub struct Simulated {
@@ -124,9 +141,21 @@ pub fn simulate(
     seed: u64,
     trials: usize,
 ) -> Simulated {
+    simulate_on(shape, quotas, None, recipients, seed, trials)
+}
+
+/// [`simulate`] with this machine's terms added (`None`: AWS alone).
+pub fn simulate_on(
+    shape: &PushShape,
+    quotas: &AwsQuotas,
+    machine: Option<MachineTerms>,
+    recipients: usize,
+    seed: u64,
+    trials: usize,
+) -> Simulated {
     let mut rng = StdRng::seed_from_u64(seed ^ recipients as u64);
     let mut lasts: Vec<f64> = (0..trials.max(1))
-        .map(|_| one_post(shape, quotas, recipients, &mut rng))
+        .map(|_| one_post(shape, quotas, machine, recipients, &mut rng))
         .collect();
     lasts.sort_by(f64::total_cmp);
     let at = |p: f64| lasts[((p * lasts.len() as f64).ceil() as usize).clamp(1, lasts.len()) - 1];
@@ -144,13 +173,22 @@ fn draw(distribution: &Distribution, rng: &mut StdRng) -> f64 {
 }
 
 /// Time (ms after the REST response) of the last delivery of one post.
-fn one_post(shape: &PushShape, quotas: &AwsQuotas, recipients: usize, rng: &mut StdRng) -> f64 {
+fn one_post(
+    shape: &PushShape,
+    quotas: &AwsQuotas,
+    machine: Option<MachineTerms>,
+    recipients: usize,
+    rng: &mut StdRng,
+) -> f64 {
     let mut routed = draw(&quotas.stream, rng);
     if recipients > shape.inline_max_followers {
         // Deferred: one work item through the queue to a worker that resolves it.
         routed += quotas.send_batch_ms + draw(&quotas.sqs, rng);
     }
-    let mut sim = Simulation::new(quotas);
+    if let Some(machine) = machine {
+        routed += machine.pipeline_ms;
+    }
+    let mut sim = Simulation::new(quotas, machine);
     if recipients <= shape.direct_max {
         sim.start_invocation(routed, recipients, shape.push_concurrency);
         return sim.run(shape, rng, &mut Vec::new());
@@ -164,7 +202,10 @@ fn one_post(shape: &PushShape, quotas: &AwsQuotas, recipients: usize, rng: &mut 
         })
         .collect();
     visible.sort_by(|a, b| b.0.total_cmp(&a.0)); // popped from the end: earliest first
-    let initial = quotas.initial_batches.min(shape.max_concurrency);
+    let initial = match machine {
+        Some(_) => shape.max_concurrency,
+        None => quotas.initial_batches.min(shape.max_concurrency),
+    };
     for slot in 0..shape.max_concurrency {
         let ramp = slot.saturating_sub(initial) as f64 * 60_000.0 / quotas.added_per_minute;
         sim.push(sent + ramp, Event::Slot);
@@ -194,10 +235,13 @@ struct Simulation {
     burst: f64,
     management: Distribution,
     last_delivery: f64,
+    /// This machine's push server: ms of work per push, and when it is next free.
+    machine_ms_per_push: Option<f64>,
+    machine_free_at: f64,
 }
 
 impl Simulation {
-    fn new(quotas: &AwsQuotas) -> Self {
+    fn new(quotas: &AwsQuotas, machine: Option<MachineTerms>) -> Self {
         Self {
             events: BinaryHeap::new(),
             invocations: Vec::new(),
@@ -207,6 +251,10 @@ impl Simulation {
             burst: quotas.burst,
             management: quotas.management.clone(),
             last_delivery: 0.0,
+            machine_ms_per_push: machine
+                .filter(|m| m.push_capacity_per_s > 0.0)
+                .map(|m| 1000.0 / m.push_capacity_per_s),
+            machine_free_at: 0.0,
         }
     }
 
@@ -295,7 +343,11 @@ impl Simulation {
         }
         invocation.pending -= 1;
         let start = self.token(at);
-        let done = start + draw(&self.management, rng);
+        let mut done = start + draw(&self.management, rng);
+        if let Some(per_push) = self.machine_ms_per_push {
+            self.machine_free_at = self.machine_free_at.max(start) + per_push;
+            done = done.max(self.machine_free_at);
+        }
         self.last_delivery = self.last_delivery.max(done);
         self.push(done, Event::Lane(index));
     }
@@ -328,5 +380,21 @@ mod tests {
         assert!(small.p50_ms < a.p50_ms && a.p50_ms < large.p50_ms);
         // 100,000 calls through a 10,000 rps bucket (5,000 burst) take at least 9.5 s.
         assert!(large.p50_ms > 9_500.0, "{large:?}");
+    }
+
+    #[test]
+    fn a_slower_machine_only_delays_the_last_delivery() {
+        let quotas = AwsQuotas::published();
+        let aws = simulate(&shape(), &quotas, 5_000, SEED, 20);
+        let machine = MachineTerms {
+            push_capacity_per_s: 5_000.0,
+            pipeline_ms: 200.0,
+        };
+        let here = simulate_on(&shape(), &quotas, Some(machine), 5_000, SEED, 20);
+        // 5,000 pushes through a 5,000/s server take at least a second.
+        assert!(
+            here.p50_ms > aws.p50_ms && here.p50_ms > 1_000.0,
+            "{aws:?} {here:?}"
+        );
     }
 }

@@ -75,6 +75,16 @@ impl Seeder {
         })
     }
 
+    /// `count` followers of `author` without profiles, in bulk
+    /// ([`shared::testkit::seed_followers`]): an audience that is never online costs
+    /// seconds to set up, not a transaction each.
+    pub async fn offline_followers(&self, author: &User, count: usize) -> anyhow::Result<()> {
+        shared::testkit::seed_followers(&self.store, author.uuid(), count)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding {count} followers: {e}"))?;
+        Ok(())
+    }
+
     /// Every one of `followers` follows `author`.
     pub async fn follow(&self, followers: &[User], author: &User) -> anyhow::Result<()> {
         let author = author.uuid();

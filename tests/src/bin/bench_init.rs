@@ -438,8 +438,12 @@ fn in_process(stack: &RestStack, name: &str) -> Result<Arc<dyn LambdaFunction>, 
         .find(|(n, _)| *n == name)
         .ok_or_else(|| format!("{name} is not an in-process function"))?;
     let config = stack.api.config.clone();
-    let clients = stack.api.db.clients(&config);
-    build(config, &clients).map_err(|e| format!("building {name}: {e}"))
+    build(
+        config,
+        &shared::aws::local_sdk_config(),
+        &stack.api.db.endpoints(),
+    )
+    .map_err(|e| format!("building {name}: {e}"))
 }
 
 /// The stream records bob's next post writes, as the Lambda event the router receives.
@@ -488,21 +492,7 @@ async fn stream_records(
     stream_arn: &str,
 ) -> Result<Vec<aws_sdk_dynamodbstreams::types::Record>, String> {
     let streams = &stack.api.db.streams;
-    let description = streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
-        .await
-        .map_err(|e| format!("DescribeStream: {e:?}"))?;
-    let shards: Vec<String> = description
-        .stream_description()
-        .map(|d| {
-            d.shards()
-                .iter()
-                .filter_map(|s| s.shard_id().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let shards = shared::testkit::stream_shard_ids(streams, stream_arn).await?;
     let mut records = Vec::new();
     for shard in shards {
         let mut iterator = streams

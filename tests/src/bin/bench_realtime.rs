@@ -37,6 +37,9 @@ struct Args {
     /// Fan-out audience sizes (online connections, one per follower).
     #[arg(long, value_delimiter = ',', default_values_t = [1000u32, 5000])]
     fanout: Vec<u32>,
+    /// Fan-out measurements per K; the median ratio is reported, every ratio recorded.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    fanout_repeats: u32,
     /// Followers of the cost scenario's author, and how many of them are online.
     #[arg(long, default_value_t = 10_000)]
     cost_followers: u32,
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("bench_realtime: --cost-online must not exceed --cost-followers");
         return std::process::ExitCode::from(2);
     }
+    init_logs();
     use shared::telemetry::emf::{set_sink, Sink};
     set_sink(if args.function_logs {
         Sink::Stderr
@@ -122,6 +126,21 @@ fn main() -> std::process::ExitCode {
             eprintln!("bench_realtime: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// With `RUST_LOG` set, the stack's logs go to stderr with each span's busy and idle time
+/// when it closes: where a run's milliseconds go (`RUST_LOG=stream_router=info,...`).
+fn init_logs() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::EnvFilter;
+    if let Ok(filter) = EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
 
@@ -184,6 +203,23 @@ async fn measure(args: &Args, bench: &BenchStack) -> anyhow::Result<SideResults>
         seeder.follow(&fleet_users[..k], &author).await?;
         audiences.push((k, author));
     }
+    // The many-follower cost post, first with only its online followers connected (the
+    // issue's F = 10,000, O = 100), later again with the whole fleet online.
+    let cost_shape = (args.cost_followers as usize, args.cost_online as usize);
+    let mut alone_cost = None;
+    let big_author = match profile {
+        Profile::Local => {
+            let (followers, online) = cost_shape;
+            let author = cost::big_author(bench, &seeder, &fleet_users, followers, online).await?;
+            let url = bench.stack.stack.urls.websocket_url();
+            let few = Fleet::connect(&url, &fleet_users[..online]).await?;
+            alone_cost =
+                Some(cost::big_post(bench, &few, &author, followers, online, online).await?);
+            few.close();
+            Some(author)
+        }
+        Profile::AwsModelled => None,
+    };
     let before = bench.stack.open_connection_ids();
     progress(&format!("connecting {fleet_size} lean sockets"));
     let fleet = Fleet::connect(&bench.stack.stack.urls.websocket_url(), &fleet_users).await?;
@@ -194,10 +230,18 @@ async fn measure(args: &Args, bench: &BenchStack) -> anyhow::Result<SideResults>
         .cloned()
         .collect();
     progress(&format!("{} sockets open", connection_ids.len()));
-    let fanout = fanouts(bench, &fleet, &connection_ids, &audiences).await?;
-    let costs = match profile {
-        Profile::Local => Some(costs(args, bench, &seeder, &fleet, &fleet_users).await?),
-        Profile::AwsModelled => None,
+    let repeats = args.fanout_repeats as usize;
+    let fanout = fanouts(bench, &fleet, &connection_ids, &audiences, repeats).await?;
+    let costs = match (big_author, alone_cost) {
+        (Some(author), Some(alone)) => {
+            let mut costs = cost::everyday(bench).await?;
+            costs.push(alone);
+            let (followers, online) = cost_shape;
+            costs
+                .push(cost::big_post(bench, &fleet, &author, followers, online, fleet_size).await?);
+            Some(costs)
+        }
+        _ => None,
     };
     fleet.close();
     Ok(SideResults {
@@ -213,33 +257,19 @@ async fn fanouts(
     fleet: &Fleet,
     connection_ids: &[String],
     audiences: &[(usize, User)],
+    repeats: usize,
 ) -> anyhow::Result<Vec<FanoutResult>> {
     let mut results = Vec::new();
     for (k, author) in audiences {
         let timeout = Duration::from_secs(60 + 30 * (*k as u64 / 1000));
-        results.push(fanout::measure(bench, fleet, connection_ids, author, *k, timeout).await?);
+        let target = fanout::Target {
+            fleet,
+            connection_ids,
+            author,
+            k: *k,
+            timeout,
+        };
+        results.push(fanout::measure_repeated(bench, &target, repeats).await?);
     }
     Ok(results)
-}
-
-async fn costs(
-    args: &Args,
-    bench: &BenchStack,
-    seeder: &Seeder,
-    fleet: &Fleet,
-    fleet_users: &[User],
-) -> anyhow::Result<Vec<cost::OperationCost>> {
-    let mut costs = cost::everyday(bench).await?;
-    costs.push(
-        cost::big_post(
-            bench,
-            seeder,
-            fleet,
-            fleet_users,
-            args.cost_followers as usize,
-            args.cost_online as usize,
-        )
-        .await?,
-    );
-    Ok(costs)
 }

@@ -11,16 +11,23 @@
 //! recipient's socket (negative when the event arrived before the response was read: the
 //! writer pushed it before answering).
 //!
-//! Run: `cargo run -p ripple-tests --bin writer_push_latency -- --samples 100` (needs
-//! `make tools` for `.venv/bin/moto_server`). Add `--release` for release figures; the
-//! stream poll interval (`--stream-poll-ms`, 20 by default like the tests) is the local
-//! stand-in for Lambda's stream latency.
+//! `make bench` runs it after the realtime benchmark (optimised build) and it writes its
+//! table to `docs/benchmarks.md` (between the `writer-push` markers) and
+//! `docs/benchmarks.json` (`"writer_push"`), next to the goal: the writer push adds at most
+//! 15 ms p50 to a REST write. By hand: `cargo run -p ripple-tests --profile bench-stack
+//! --bin writer_push_latency -- --samples 100` (needs `make tools` for
+//! `.venv/bin/moto_server`; `--docs` elsewhere, or `--print-only`). The stream poll interval
+//! (`--stream-poll-ms`, 20 by default like the tests) is the local stand-in for Lambda's
+//! stream latency.
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ripple_tests::realtime::{RealtimeStack, User, WsClient};
-use serde_json::Value;
+use ripple_tests::bench::report;
+use ripple_tests::realtime::{repository_root, RealtimeStack, User, WsClient};
+use serde_json::{json, Value};
 
 const EVENT_WAIT: Duration = Duration::from_secs(30);
 
@@ -39,7 +46,18 @@ struct Args {
     /// How often the local stream poller reads the stream.
     #[arg(long, default_value_t = 20)]
     stream_poll_ms: u64,
+    /// Where `benchmarks.md` and `benchmarks.json` are updated.
+    #[arg(long, default_value_os_t = repository_root().join("docs"))]
+    docs: PathBuf,
+    /// Print the table only; write no document.
+    #[arg(long)]
+    print_only: bool,
 }
+
+/// What the writer push may add to a REST write's p50 (issue 10).
+const GOAL_DELTA_P50_MS: f64 = 15.0;
+const BEGIN: &str = "<!-- writer-push:begin -->";
+const END: &str = "<!-- writer-push:end -->";
 
 /// Milliseconds, signed (an event may arrive before the response is read).
 #[derive(Debug, Default)]
@@ -157,44 +175,126 @@ async fn measure(args: &Args, writer_push: bool) -> Measured {
     measured
 }
 
-fn row(name: &str, on: &Series, off: &Series) {
-    println!(
-        "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} |",
-        on.percentile(50.0),
-        on.percentile(95.0),
-        off.percentile(50.0),
-        off.percentile(95.0),
-        on.percentile(50.0) - off.percentile(50.0),
+/// One compared series: (name, what, writer push on, stream only).
+type Compared<'a> = (&'a str, &'a str, &'a Series, &'a Series);
+
+fn series_json(on: &Series, off: &Series) -> Value {
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    json!({
+        "writer_push_p50_ms": round(on.percentile(50.0)),
+        "writer_push_p95_ms": round(on.percentile(95.0)),
+        "stream_only_p50_ms": round(off.percentile(50.0)),
+        "stream_only_p95_ms": round(off.percentile(95.0)),
+        "delta_p50_ms": round(on.percentile(50.0) - off.percentile(50.0)),
+    })
+}
+
+fn table(rows: &[Compared]) -> String {
+    let mut out = String::from(
+        "| series | what | writer push p50 (ms) | p95 | stream only p50 | p95 | Δ p50 |\n|---|---|---|---|---|---|---|\n",
     );
+    for (name, what, on, off) in rows {
+        let _ = writeln!(
+            out,
+            "| `{name}` | {what} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} |",
+            on.percentile(50.0),
+            on.percentile(95.0),
+            off.percentile(50.0),
+            off.percentile(95.0),
+            on.percentile(50.0) - off.percentile(50.0),
+        );
+    }
+    out
+}
+
+/// The Markdown section and the JSON value of one run.
+fn documents(args: &Args, rows: &[Compared], conditions: &Value) -> (String, Value) {
+    let rest = &rows[..2];
+    let worst = rest
+        .iter()
+        .map(|(_, _, on, off)| on.percentile(50.0) - off.percentile(50.0))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let met = worst <= GOAL_DELTA_P50_MS;
+    let mut section = String::from("## Writer push: what it adds to a REST write\n\n");
+    let _ = writeln!(
+        section,
+        "Written by `tests/src/bin/writer_push_latency.rs` (run by `make bench`). Machine: {}.\n",
+        report::machine_line(conditions)
+    );
+    let _ = writeln!(
+        section,
+        "Two local stacks one after the other: the writer push on (default) and off \
+         (`WRITER_PUSH_MAX_CONNECTIONS=0`, the stream router alone delivers). Closed loop, {} \
+         samples per series after 5 warm-up rounds; an author with {} followers (one socket \
+         each) posts, a sender DMs a recipient with one socket; stream poll {} ms. A negative \
+         delivery time means the event was on the socket before the REST response was read.\n",
+        args.samples, args.followers, args.stream_poll_ms
+    );
+    section.push_str(&table(rows));
+    let _ = writeln!(
+        section,
+        "\nGoal: the writer push adds ≤ {GOAL_DELTA_P50_MS:.0} ms p50 to a REST write: worst Δ p50 {worst:+.1} ms, {}",
+        if met { "**met**" } else { "**missed**" }
+    );
+    let mut series = serde_json::Map::new();
+    for (name, _, on, off) in rows {
+        series.insert((*name).to_owned(), series_json(on, off));
+    }
+    let value = json!({
+        "writer_push": {
+            "conditions": conditions,
+            "samples": args.samples,
+            "followers": args.followers,
+            "stream_poll_ms": args.stream_poll_ms,
+            "series": series,
+            "goal_delta_p50_ms": GOAL_DELTA_P50_MS,
+            "worst_rest_delta_p50_ms": (worst * 10.0).round() / 10.0,
+            "met": met,
+        }
+    });
+    (section, value)
 }
 
 #[tokio::main(flavor = "multi_thread")]
-async fn main() {
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The functions' metric lines would bury the report.
     shared::telemetry::emf::set_sink(shared::telemetry::emf::Sink::Discard);
     let off = measure(&args, false).await;
     let on = measure(&args, true).await;
-    println!(
-        "machine: {} cores, {} build; {} samples per series, {} followers with one socket each, stream poll {} ms",
-        std::thread::available_parallelism().map_or(0, usize::from),
-        if cfg!(debug_assertions) { "debug" } else { "release" },
-        args.samples,
-        args.followers,
-        args.stream_poll_ms,
-    );
-    println!("| series (ms) | writer push p50 | p95 | stream only p50 | p95 | Δ p50 |");
-    println!("|---|---|---|---|---|---|");
-    row("POST /posts round trip", &on.post_rest, &off.post_rest);
-    row("DM send round trip", &on.dm_rest, &off.dm_rest);
-    row(
-        "post_created: response → follower socket",
-        &on.post_delivery,
-        &off.post_delivery,
-    );
-    row(
-        "new_message: response → recipient socket",
-        &on.dm_delivery,
-        &off.dm_delivery,
-    );
+    let rows: [Compared; 4] = [
+        (
+            "rest_post",
+            "POST /posts round trip",
+            &on.post_rest,
+            &off.post_rest,
+        ),
+        (
+            "rest_message",
+            "DM send round trip",
+            &on.dm_rest,
+            &off.dm_rest,
+        ),
+        (
+            "post_created",
+            "REST response → follower socket",
+            &on.post_delivery,
+            &off.post_delivery,
+        ),
+        (
+            "new_message",
+            "REST response → recipient socket",
+            &on.dm_delivery,
+            &off.dm_delivery,
+        ),
+    ];
+    let conditions = report::conditions(json!({}));
+    let (section, value) = documents(&args, &rows, &conditions);
+    println!("{section}");
+    if !args.print_only {
+        report::merge_json_keys(&args.docs.join("benchmarks.json"), &value, &["writer_push"])?;
+        report::merge_markdown_between(&args.docs.join("benchmarks.md"), BEGIN, END, &section)?;
+        eprintln!("writer_push_latency: wrote {}", args.docs.display());
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use ripple_local::moto::MotoServer;
 use ripple_local::stream_poller::lambda_record;
 use serde_json::{json, Value};
-use shared::aws::{local_sdk_config, Clients, Endpoints};
+use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::clock::ManualClock;
 use shared::config::Config;
 use shared::domain::{new_id, Connection, UserId};
@@ -48,6 +48,18 @@ pub struct Harness {
     pub queue: Arc<SqsEventQueue>,
 }
 
+/// An SQS client for moto at `endpoint`, its requests counted by `meter` if given.
+fn sqs_client(
+    endpoint: &str,
+    meter: Option<&shared::metering::RequestMeter>,
+) -> aws_sdk_sqs::Client {
+    let mut sqs = aws_sdk_sqs::config::Builder::from(&local_sdk_config()).endpoint_url(endpoint);
+    if let Some(meter) = meter {
+        sqs = sqs.interceptor(meter.clone());
+    }
+    aws_sdk_sqs::Client::from_conf(sqs.build())
+}
+
 fn moto_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
 }
@@ -59,19 +71,8 @@ impl Harness {
         let moto = MotoServer::start(&moto_binary())
             .await
             .unwrap_or_else(|e| panic!("cannot start moto (run `make tools`): {e:#}"));
-        let bootstrap = db.config();
-        let clients = Clients::from_sdk_config(
-            &local_sdk_config(),
-            &bootstrap,
-            &Endpoints {
-                dynamodb: Some(db.endpoint.clone()),
-                dynamodb_streams: Some(db.endpoint.clone()),
-                sqs: Some(moto.endpoint().to_owned()),
-                meter: None,
-            },
-        );
-        let queue_url = clients
-            .sqs
+        let sqs = sqs_client(moto.endpoint(), None);
+        let queue_url = sqs
             .create_queue()
             .queue_name("ripple-push")
             .send()
@@ -84,10 +85,9 @@ impl Harness {
         vars.extend_from_slice(extra_config);
         let config = db.config_with(&vars);
         let store = Arc::new(db.store());
-        let queue =
-            Arc::new(SqsEventQueue::new(clients.sqs.clone(), &queue_url).with_retry(FAST_RETRY));
+        let queue = Arc::new(SqsEventQueue::new(sqs.clone(), &queue_url).with_retry(FAST_RETRY));
         Self {
-            sqs: clients.sqs,
+            sqs,
             queue_url,
             config,
             store,
@@ -100,19 +100,19 @@ impl Harness {
 
     /// The state over this harness with every DynamoDB and SQS request counted by `meter`.
     pub fn metered_state(&self, meter: &shared::metering::RequestMeter) -> PushFunctionState {
-        let clients = Clients::from_sdk_config(
+        let DynamoClients { dynamodb } = DynamoClients::from_sdk_config(
             &local_sdk_config(),
             &self.config,
             &Endpoints {
                 dynamodb: Some(self.db.endpoint.clone()),
-                dynamodb_streams: Some(self.db.endpoint.clone()),
-                sqs: Some(self.moto.endpoint().to_owned()),
                 meter: Some(meter.clone()),
+                ..Endpoints::default()
             },
-        );
-        let store = Arc::new(DynamoStore::new(clients.dynamodb, &self.db.table_name));
-        let queue =
-            Arc::new(SqsEventQueue::new(clients.sqs, &self.queue_url).with_retry(FAST_RETRY));
+        )
+        .unwrap_or_else(|e| panic!("metered DynamoDB client: {e:?}"));
+        let store = Arc::new(DynamoStore::new(dynamodb, &self.db.table_name));
+        let sqs = sqs_client(self.moto.endpoint(), Some(meter));
+        let queue = Arc::new(SqsEventQueue::new(sqs, &self.queue_url).with_retry(FAST_RETRY));
         let mut state = PushFunctionState::from_parts(
             self.config.clone(),
             store,
@@ -321,22 +321,9 @@ impl StreamReader {
 
     /// Every record written since the last call (the first call: since the table began).
     pub async fn read(&mut self) -> Vec<Record> {
-        let description = self
-            .streams
-            .describe_stream()
-            .stream_arn(&self.stream_arn)
-            .send()
+        let shards = shared::testkit::stream_shard_ids(&self.streams, &self.stream_arn)
             .await
-            .unwrap_or_else(|e| panic!("DescribeStream: {e:?}"));
-        let shards: Vec<String> = description
-            .stream_description()
-            .map(|d| {
-                d.shards()
-                    .iter()
-                    .filter_map(|s| s.shard_id().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut records = Vec::new();
         for shard in shards {
             let mut iterator = match self.positions.get(&shard) {
