@@ -159,16 +159,19 @@ smoke-local: $(TOOLS_STAMP) ## smoke test (register, follow, socket, post, event
 # (local and AWS-modelled), fan-out efficiency at K = 1,000 / 5,000, metered cost per operation
 # and the scaling simulation. Writes its sections of docs/benchmarks.{json,md}, and
 # docs/cost.md, docs/scaling.md; then the writer push's REST overhead (writer_push_latency, its
-# own section). Built with the bench-stack profile (optimised, no LTO: minutes, not a quarter
+# own section), then the home feed's page and write costs (bench_feed, its own sections of
+# benchmarks.md and cost.md). Built with the bench-stack profile (optimised, no LTO: minutes, not a quarter
 # hour, on 2 cores). Not part of `make test`. Flags: BENCH_ARGS="--help",
-# WRITER_PUSH_ARGS="--help".
+# WRITER_PUSH_ARGS="--help", FEED_BENCH_ARGS="--help".
 BENCH_ARGS ?=
 WRITER_PUSH_ARGS ?=
+FEED_BENCH_ARGS ?=
 BENCH_BIN := $(or $(CARGO_TARGET_DIR),$(ROOT)/target)/bench-stack
 bench: $(TOOLS_STAMP) ## realtime benchmark → docs/benchmarks.*, cost.md, scaling.md (release; BENCH_ARGS="--help")
-	cargo build -p ripple-tests --profile bench-stack --bin bench_realtime --bin writer_push_latency
+	cargo build -p ripple-tests --profile bench-stack --bin bench_realtime --bin writer_push_latency --bin bench_feed
 	$(BENCH_BIN)/bench_realtime $(BENCH_ARGS)
 	$(BENCH_BIN)/writer_push_latency $(WRITER_PUSH_ARGS)
+	$(BENCH_BIN)/bench_feed $(FEED_BENCH_ARGS)
 
 # Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function,
 # one cargo invocation each (as SAM builds them, so each gets only its own features of

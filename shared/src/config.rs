@@ -85,6 +85,30 @@ impl Default for WriterPushLimits {
     }
 }
 
+/// Bounds of the materialized home feed (`shared::feed`, `docs/data-model.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedLimits {
+    /// An author with at most this many followers has each post written into every
+    /// follower's feed; a larger author is promoted once and merged at read time
+    /// (`FEED_MATERIALIZE_MAX_FOLLOWERS`, default 10,000).
+    pub materialize_max_followers: usize,
+    /// Latest posts of an author written into a new follower's feed
+    /// (`FEED_BACKFILL_POSTS`, default 20).
+    pub backfill_posts: usize,
+    /// Days a feed entry lives after its post (`FEED_ENTRY_TTL_DAYS`, default 30; TTL).
+    pub entry_ttl_days: u32,
+}
+
+impl Default for FeedLimits {
+    fn default() -> Self {
+        Self {
+            materialize_max_followers: 10_000,
+            backfill_posts: 20,
+            entry_ttl_days: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -99,6 +123,7 @@ pub struct Config {
     /// the router's time per record stays bounded.
     pub fanout_inline_max_followers: usize,
     pub writer_push: WriterPushLimits,
+    pub feed: FeedLimits,
     /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
     pub log_filter: String,
 }
@@ -200,6 +225,17 @@ impl Config {
             )?),
         };
 
+        let feed_defaults = FeedLimits::default();
+        let feed = FeedLimits {
+            materialize_max_followers: number(
+                &vars,
+                "FEED_MATERIALIZE_MAX_FOLLOWERS",
+                feed_defaults.materialize_max_followers,
+            )?,
+            backfill_posts: number(&vars, "FEED_BACKFILL_POSTS", feed_defaults.backfill_posts)?,
+            entry_ttl_days: number(&vars, "FEED_ENTRY_TTL_DAYS", feed_defaults.entry_ttl_days)?,
+        };
+
         Ok(Self {
             table_name,
             jwt,
@@ -210,6 +246,7 @@ impl Config {
             fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
             fanout_inline_max_followers: number(&vars, "FANOUT_INLINE_MAX_FOLLOWERS", 1000)?,
             writer_push,
+            feed,
             log_filter: get("RUST_LOG")
                 .map(str::to_owned)
                 .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(str::to_ascii_lowercase))

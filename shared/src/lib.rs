@@ -26,6 +26,8 @@
 //! - `fanout` (feature `push`; its SQS sender and the tier's production state need `sqs`):
 //!   audiences and their resolution through the online-users index, direct or queued
 //!   dispatch, the fan-out queue's messages (work items, chunks, presence checks).
+//! - [`feed`]: the tasks that keep materialized home feeds current (distribute, withdraw,
+//!   backfill, prune) and the materializer the push worker runs them with.
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
 //! - `writer_push` (feature `push`): a REST function pushes the events of its write to small audiences
 //!   right after its commit (the stream router stays the guaranteed path and skips what
@@ -54,6 +56,7 @@ pub mod error;
 pub mod events;
 #[cfg(feature = "push")]
 pub mod fanout;
+pub mod feed;
 pub mod function;
 pub mod http;
 pub mod metering;

@@ -784,6 +784,19 @@ pub mod api {
             }
         }
 
+        /// Writes `viewer`'s materialized feed from the follow graph, as the push worker's
+        /// feed tasks would have (a REST-only test has no stream pipeline to run them).
+        pub async fn materialize_feed(&self, viewer: UserId) {
+            let feeds = crate::feed::FeedMaterializer::new(
+                std::sync::Arc::new(self.store.clone()),
+                self.config.feed,
+            );
+            feeds
+                .rebuild_feed(viewer, chrono::Utc::now())
+                .await
+                .unwrap_or_else(|e| panic!("materializing {viewer}'s feed: {e:?}"));
+        }
+
         /// Another function over the same database and configuration (cross-function tests).
         pub fn other_function<C: ClientSet>(
             &self,

@@ -38,6 +38,7 @@ use shared::domain::{self, Comment, CommentId, Post, PostId, User, UserId, UserS
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{spend_rate_limit, ApiParts, ApiRequest, ApiResponse, Router};
+use shared::store::feed::FeedStore;
 use shared::store::page::Page;
 use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
@@ -53,6 +54,8 @@ pub struct State {
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
     pub posts: Arc<dyn PostStore>,
+    /// The materialized home feed (`GET /feed`).
+    pub feeds: Arc<dyn FeedStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
@@ -91,6 +94,7 @@ impl State {
             users: store.clone(),
             social: store.clone(),
             posts: store.clone(),
+            feeds: store.clone(),
             rate_limiter: store,
             writer,
         })
@@ -376,7 +380,7 @@ async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
 async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let posts = state.posts.feed(viewer, &page).await?;
+    let posts = state.feeds.home_feed(viewer, &page).await?;
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 

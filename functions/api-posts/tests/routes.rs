@@ -534,6 +534,8 @@ async fn the_feed_pages_through_own_and_followed_posts_once_newest_first() {
     api.call(&viewer, "PUT", &format!("/posts/{liked}/like"))
         .await;
 
+    // What the push worker's feed tasks would have written.
+    api.materialize_feed(viewer.user.id).await;
     let (feed, pages) = api.walk_pages(&viewer, "/feed", 4).await;
     assert_eq!(pages, 3, "9 posts in pages of 4");
     let ids: Vec<String> = feed.iter().map(id_of).collect();

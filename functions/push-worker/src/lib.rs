@@ -10,6 +10,9 @@
 //! - `fanout` — an event and a chunk of connection ids: posted to every connection with
 //!   bounded concurrency. A gone connection (410) is removed with its room memberships and
 //!   counts as delivered; throttling and 5xx are retried with backoff.
+//! - `feed` — a change to materialized home feeds (`shared::feed`): a post written into its
+//!   followers' feeds (or its author promoted to the merged feed), a deleted post withdrawn,
+//!   a new follow backfilled, an unfollow pruned. Idempotent; a failure is redelivered.
 //! - `presence_check` — the grace period after a disconnect is over: if the user still has
 //!   no connection, the online-index entry goes and the presence item flips to offline (each
 //!   one conditional transaction). That write is the announcement: the stream router sees
@@ -122,6 +125,7 @@ async fn process_message(state: &State, message: &SqsMessage) -> Handled {
         QueueMessage::Fanout(chunk) => deliver_chunk(state, &chunk, &mut handled.metrics).await,
         QueueMessage::Audience(work) => resolve_and_push(state, &work, &mut handled.metrics).await,
         QueueMessage::PresenceCheck(check) => check_presence(state, &check).await,
+        QueueMessage::Feed(task) => state.feed.apply(&task).await.map(|_| ()),
     };
     if let Err(error) = outcome {
         tracing::warn!(message_id, error = %error, causes = %cause_chain(&error), "queue message failed; it will be redelivered");

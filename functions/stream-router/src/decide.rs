@@ -5,19 +5,24 @@
 //!
 //! | entity | change | events → audience |
 //! |---|---|---|
-//! | post | insert | `post_created` → author + followers |
+//! | post | insert | `post_created` → author + followers; feed task `distribute` |
 //! | post | modify: text, media or `edited_at` changed | `post_updated` → author + followers, `post:{id}` room |
 //! | post | modify: `like_count` changed | `like_updated` → `post:{id}` room |
-//! | post | remove | `post_deleted` → author + followers, `post:{id}` room |
+//! | post | remove | `post_deleted` → author + followers, `post:{id}` room; feed task `withdraw` |
 //! | notification | insert | `new_notification` → recipient |
 //! | notification | modify: unread → read | `notification_read` → recipient |
 //! | comment | insert / remove | `new_comment` / `comment_deleted` → `post:{id}` room |
 //! | message | insert | sent: `new_message` → recipient + sender; requested: `message_request` → recipient, `new_message` → sender |
+//! | follow | insert | feed task `backfill` (the author's latest posts into the follower's feed) |
+//! | follow | remove | feed task `prune` (unfollow, or a block's removal of follows) |
 //! | connection | insert | effect: announce the user online (presence, debounced) |
 //! | connection | remove | effect: presence check after the grace period; a TTL removal also releases the connection's set entry and memberships |
 //! | presence | modify: `online` true → false | `user_offline` → presence watchers (the push worker's announcement) |
 //!
-//! Everything else (likes, follows, tokens, rate windows, dedup markers, presence going
+//! Feed tasks are queued for the push worker (`shared::feed`), never carried out here: a
+//! post by an author with 10,000 followers means 400 `BatchWriteItem`s.
+//!
+//! Everything else (likes, tokens, rate windows, dedup markers, presence going
 //! online…) produces nothing: its visible consequences arrive through the records above (a
 //! like's count change is a post modify; its notification is a notification insert;
 //! `user_online` is pushed by the effect that writes it).
@@ -29,10 +34,11 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use shared::domain::{Comment, Connection, Message, Notification, Post, UserId};
+use shared::domain::{Comment, Connection, Follow, Message, Notification, Post, UserId};
 use shared::events::{Channel, Event};
 use shared::fanout::Audience;
 use shared::fanout::PresenceCheck;
+use shared::feed::FeedTask;
 use shared::store::connections::StoredConnection;
 use shared::store::presence::PresenceRecord;
 
@@ -61,6 +67,8 @@ pub enum Effect {
     /// TTL deleted a connection nobody disconnected: release its entry in the user's set
     /// and its room memberships, as `ws-disconnect` would have.
     ReleaseExpiredConnection(Box<StoredConnection>),
+    /// Materialized feeds change: queue the task for a push worker.
+    Feed(FeedTask),
 }
 
 /// Everything one record causes.
@@ -212,6 +220,7 @@ pub fn decide(record: &EventRecord) -> Result<Decision, BadRecord> {
         "message" => message(&change),
         "connection" => connection(&change),
         "presence" => presence(&change),
+        "follow" => follow(&change),
         _ => Ok(Decision::default()),
     }
 }
@@ -225,10 +234,16 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
     match change.operation {
         Operation::Insert => {
             let post: Post = change.new_image()?;
-            Ok(decision.push(
-                Event::post_created(&post),
-                vec![Audience::AuthorAndFollowers(post.author_id)],
-            ))
+            Ok(decision
+                .push(
+                    Event::post_created(&post),
+                    vec![Audience::AuthorAndFollowers(post.author_id)],
+                )
+                .effect(Effect::Feed(FeedTask::Distribute {
+                    post_id: post.id,
+                    author_id: post.author_id,
+                    created_at: post.created_at,
+                })))
         }
         Operation::Modify => {
             let old: Post = change.old_image()?;
@@ -253,13 +268,40 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
         }
         Operation::Remove => {
             let post: Post = change.old_image()?;
-            Ok(decision.push(
-                Event::post_deleted(&post, change.time()),
-                vec![
-                    Audience::AuthorAndFollowers(post.author_id),
-                    post_room(&post),
-                ],
-            ))
+            Ok(decision
+                .push(
+                    Event::post_deleted(&post, change.time()),
+                    vec![
+                        Audience::AuthorAndFollowers(post.author_id),
+                        post_room(&post),
+                    ],
+                )
+                .effect(Effect::Feed(FeedTask::Withdraw {
+                    post_id: post.id,
+                    author_id: post.author_id,
+                })))
+        }
+    }
+}
+
+/// A follow changes the follower's feed; clients learn of follows through notifications.
+fn follow(change: &Change) -> Result<Decision, BadRecord> {
+    let decision = Decision::default();
+    match change.operation {
+        Operation::Insert => {
+            let follow: Follow = change.new_image()?;
+            Ok(decision.effect(Effect::Feed(FeedTask::Backfill {
+                viewer: follow.follower_id,
+                author: follow.followee_id,
+            })))
+        }
+        Operation::Modify => Ok(decision),
+        Operation::Remove => {
+            let follow: Follow = change.old_image()?;
+            Ok(decision.effect(Effect::Feed(FeedTask::Prune {
+                viewer: follow.follower_id,
+                author: follow.followee_id,
+            })))
         }
     }
 }
@@ -790,6 +832,36 @@ mod tests {
     }
 
     #[test]
+    fn a_follow_and_its_removal_change_the_followers_feed_only() {
+        let follow = image(
+            &Follow {
+                follower_id: id(1),
+                followee_id: id(2),
+                created_at: time(5),
+            },
+            "follow",
+        );
+        let followed = decide(&record("INSERT", None, Some(follow.clone()), "30")).unwrap();
+        assert!(followed.pushes.is_empty());
+        assert_eq!(
+            followed.effects,
+            [Effect::Feed(FeedTask::Backfill {
+                viewer: id(1),
+                author: id(2)
+            })]
+        );
+        let unfollowed = decide(&record("REMOVE", Some(follow), None, "31")).unwrap();
+        assert!(unfollowed.pushes.is_empty());
+        assert_eq!(
+            unfollowed.effects,
+            [Effect::Feed(FeedTask::Prune {
+                viewer: id(1),
+                author: id(2)
+            })]
+        );
+    }
+
+    #[test]
     fn items_nobody_is_told_about_produce_nothing() {
         let like = Like {
             post_id: id(10),
@@ -798,13 +870,6 @@ mod tests {
         };
         for (entity, item) in [
             ("like", image(&like, "like")),
-            (
-                "follow",
-                image(
-                    &json!({"follower_id": id(1), "followee_id": id(2)}),
-                    "follow",
-                ),
-            ),
             (
                 "refresh_token",
                 image(&json!({"user_id": id(1)}), "refresh_token"),

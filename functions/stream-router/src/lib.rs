@@ -362,6 +362,10 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
                 .await?;
             Ok(None)
         }
+        Effect::Feed(task) => {
+            state.tier.queue().enqueue_feed(&task).await?;
+            Ok(None)
+        }
         Effect::ScheduleOfflineCheck(check) => {
             state
                 .tier

@@ -38,6 +38,7 @@ use shared::events::{Channel, Event, EventBody};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{Delivery, DirectPush, PushClient};
 use shared::store::connections::ConnectionStore;
+use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
@@ -59,6 +60,8 @@ pub struct State {
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
     pub posts: Arc<dyn PostStore>,
+    /// The materialized home feed (`resume`'s `feed_new_posts`).
+    pub feeds: Arc<dyn FeedStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub messages: Arc<dyn MessageStore>,
     /// Typing relays and `resume` replays (the direct push path only).
@@ -101,6 +104,7 @@ impl State {
             users: store.clone(),
             social: store.clone(),
             posts: store.clone(),
+            feeds: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
             push: DirectPush::new(push, store),

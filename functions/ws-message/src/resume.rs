@@ -17,14 +17,16 @@
 //! Reads, all newest first and stopped at the first item not newer than `since`:
 //! notifications (pattern 21); the caller's conversations by recency (pattern 17) and
 //! pending message requests (pattern 20) to find the threads with newer messages, then each
-//! such thread (pattern 18); the first page of the feed for `feed_new_posts`.
+//! such thread (pattern 18); one `Select: COUNT` query of the materialized feed's entries
+//! newer than `since` for `feed_new_posts` (at most [`MAX_FEED_NEW_POSTS`]; posts of large
+//! authors, merged at read time, are not counted).
 
 use std::collections::BTreeSet;
 use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use shared::domain::{Conversation, Message, Notification, Post, UserId};
+use shared::domain::{Conversation, Message, Notification, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Event, EventBody};
 use shared::store::page::{Page, PageRequest, MAX_LIMIT};
@@ -165,14 +167,11 @@ pub async fn collect(
     // UUIDv7 ids order by creation time; notifications and messages interleave correctly.
     events.sort_by_key(|event| event.cursor);
 
-    let feed_new_posts = newer_than(
-        since,
-        MAX_FEED_NEW_POSTS,
-        |p: &Post| Some(p.id),
-        |page| async move { state.posts.feed(user, &page).await },
-    )
-    .await?
-    .map_or(MAX_FEED_NEW_POSTS, |posts| posts.len());
+    // One bounded count of the materialized feed's newer entries, not a feed computation.
+    let feed_new_posts = state
+        .feeds
+        .feed_entries_newer(user, since, MAX_FEED_NEW_POSTS)
+        .await?;
 
     let position = events
         .iter()

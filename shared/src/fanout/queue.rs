@@ -11,6 +11,8 @@
 //!   (an event is at most a few tens of KiB: the longest text is a 4000-character message)
 //!   and one worker invocation's work stays bounded. `attempt` counts re-enqueues: a worker
 //!   re-sends only the connections that still failed, after a short delay.
+//! - `feed`: a [`FeedTask`] (a post to distribute into followers' feeds, a follow to
+//!   backfill, …) that the push worker carries out with `shared::feed::FeedMaterializer`.
 //! - `presence_check`: sent with a delay equal to the presence grace period when a
 //!   connection closes; the worker records the user offline only if they still have no
 //!   connection when it arrives, and the router pushes `user_offline` from that write (see
@@ -29,6 +31,7 @@ use super::audience::Audience;
 use crate::domain::{rfc3339, UserId};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::feed::FeedTask;
 #[cfg(feature = "sqs")]
 use crate::retry::RetryPolicy;
 
@@ -54,6 +57,7 @@ pub enum QueueMessage {
     Audience(AudienceWork),
     Fanout(FanoutChunk),
     PresenceCheck(PresenceCheck),
+    Feed(FeedTask),
 }
 
 /// An event whose audience a push worker resolves.
@@ -175,6 +179,9 @@ pub trait EventQueue: Send + Sync {
 
     /// Re-sends a chunk (the connections that still failed) after `delay`.
     async fn enqueue_retry(&self, chunk: &FanoutChunk, delay: Duration) -> Result<()>;
+
+    /// Hands a feed task to a push worker.
+    async fn enqueue_feed(&self, task: &FeedTask) -> Result<()>;
 }
 
 /// [`EventQueue`] over one SQS queue.
@@ -298,6 +305,11 @@ impl EventQueue for SqsEventQueue {
 
     async fn enqueue_retry(&self, chunk: &FanoutChunk, delay: Duration) -> Result<()> {
         self.send_one(&QueueMessage::Fanout(chunk.clone()), delay)
+            .await
+    }
+
+    async fn enqueue_feed(&self, task: &FeedTask) -> Result<()> {
+        self.send_one(&QueueMessage::Feed(task.clone()), Duration::ZERO)
             .await
     }
 }

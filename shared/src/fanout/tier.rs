@@ -15,6 +15,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 #[cfg(feature = "sqs")]
 use crate::error::Result;
+use crate::feed::FeedMaterializer;
 #[cfg(feature = "sqs")]
 use crate::push::pushing_parts;
 use crate::push::{DirectPush, PushClient};
@@ -91,6 +92,8 @@ impl PushTier {
 pub struct PushFunctionState {
     pub config: Config,
     pub tier: PushTier,
+    /// Carries out feed tasks (the push worker; the router only queues them).
+    pub feed: FeedMaterializer,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -130,10 +133,12 @@ impl PushFunctionState {
         queue: Arc<dyn EventQueue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let feed = FeedMaterializer::new(store.clone(), config.feed);
         let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
         Self {
             config,
             tier,
+            feed,
             clock,
         }
     }

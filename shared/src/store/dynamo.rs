@@ -562,11 +562,14 @@ impl Table {
             None => None,
         };
         let want = page.limit + 1;
-        let mut items: Vec<Item> = Vec::with_capacity(want);
+        // A `Before` read's inclusive bound comes back and is dropped: ask for it too, or
+        // the page would need a second round trip.
+        let bound = usize::from(matches!(query.sort, SortKey::Before { .. }));
+        let mut items: Vec<Item> = Vec::with_capacity(want + bound);
         loop {
             let output = query
                 .builder(self)
-                .limit((want - items.len()).min(1000) as i32)
+                .limit((want + bound - items.len()).min(1000) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

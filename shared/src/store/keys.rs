@@ -186,6 +186,36 @@ pub fn post_partition(post: Uuid) -> String {
     post_pk(post)
 }
 
+// ---- home feed -----------------------------------------------------------------------------
+
+/// Sort-key prefix of a feed entry (a post in a viewer's materialized feed).
+pub const FEED_ENTRY_PREFIX: &str = "P#";
+/// Sort-key prefix of a large-followee marker (an author whose posts are merged at read).
+pub const LARGE_FOLLOWEE_PREFIX: &str = "L#";
+
+/// Partition of `viewer`'s materialized home feed: entries and large-followee markers.
+pub fn feed_partition(viewer: Uuid) -> String {
+    format!("FEED#{viewer}")
+}
+
+/// `post` in `viewer`'s feed. Post ids are UUIDv7, so entries sort by post time.
+pub fn feed_entry(viewer: Uuid, post: Uuid) -> Key {
+    Key::new(feed_partition(viewer), feed_entry_sort_key(post))
+}
+
+/// Sort key of a feed entry; also the bound of "entries older (or newer) than `post`".
+pub fn feed_entry_sort_key(post: Uuid) -> String {
+    format!("{FEED_ENTRY_PREFIX}{post}")
+}
+
+/// `viewer` follows `author`, whose posts are not materialized (merged at read time).
+pub fn large_followee(viewer: Uuid, author: Uuid) -> Key {
+    Key::new(
+        feed_partition(viewer),
+        format!("{LARGE_FOLLOWEE_PREFIX}{author}"),
+    )
+}
+
 // ---- conversations and messages ------------------------------------------------------------
 
 pub const MESSAGE_PREFIX: &str = "MSG#";

@@ -9,7 +9,8 @@
 //!   [`tokens`], [`rate_limit`], [`connections`] (WebSocket connections and rooms),
 //!   [`presence`] (the online state announced to watchers; debounces online/offline),
 //!   [`online`] (the sharded online-users index fan-out intersects with followers),
-//!   [`delivered`] (delivery markers of events the writer push already delivered).
+//!   [`delivered`] (delivery markers of events the writer push already delivered),
+//!   [`feed`] (the materialized home feed: entries, large-followee markers, the page read).
 //!
 //! Handlers hold the traits as `Arc<dyn …Store>` so narrow unit tests can substitute a fake;
 //! every test that exercises storage runs against a real DynamoDB engine (see `testkit`).
@@ -21,6 +22,7 @@
 pub mod connections;
 pub mod delivered;
 pub mod dynamo;
+pub mod feed;
 pub mod keys;
 pub mod messages;
 pub mod notifications;

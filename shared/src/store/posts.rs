@@ -24,7 +24,7 @@ use super::dynamo::{
 };
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification, Notified};
-use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
+use super::page::{decode_token, KeyShape, Page, PageRequest};
 use super::social::SocialStore;
 use super::DynamoStore;
 use crate::clock::to_millis;
@@ -98,10 +98,12 @@ pub trait PostStore: Send + Sync {
     /// Pattern 12: `author`'s posts, newest first.
     async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>>;
 
-    /// Pattern 13: the home feed of `viewer` — their own posts and those of everyone they
-    /// follow, newest first, never from a user in their block set. The cursor is the last
-    /// post id returned; the next page reads strictly older entries from every timeline.
-    async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
+    /// The home feed of `viewer` merged at read time from the timeline of everyone they
+    /// follow — their own posts and those of everyone they follow, newest first, never from
+    /// a user in their block set. One query per followed account: production reads the
+    /// materialized feed (`FeedStore::home_feed`, pattern 13); this merge is its reference,
+    /// the oracle its tests compare against. The cursor is the last post id returned.
+    async fn merged_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
 
     /// `user` likes `post`: the like, `like_count + 1` and a `like` notification to the author
     /// (at most one per actor and post, never for a self-like) in one transaction, which
@@ -223,7 +225,7 @@ fn post_unreachable(failure: &TransactFailure, cause_len: usize) -> bool {
 }
 
 /// A newest-first read of one author's timeline, optionally strictly older than a post.
-fn timeline_query<'a>(partition: &'a str, before: Option<&'a str>) -> Query<'a> {
+pub(crate) fn timeline_query<'a>(partition: &'a str, before: Option<&'a str>) -> Query<'a> {
     let query = Query::new(KeyShape::Gsi1, partition)
         .begins_with(keys::POST_PREFIX)
         .newest_first();
@@ -274,23 +276,12 @@ impl DynamoStore {
             .await?;
         // A timeline with more entries than it returned has older posts than any it returned.
         let some_timeline_has_more = timelines.iter().any(|t| t.next_cursor.is_some());
-        let mut posts: Vec<Post> = timelines
+        let posts: Vec<Post> = timelines
             .into_iter()
             .flat_map(|t| t.items)
             .map(from_item)
             .collect::<Result<_>>()?;
-        posts.sort_by_key(|post| std::cmp::Reverse(post.id));
-        posts.dedup_by_key(|p| p.id);
-        let more = posts.len() > limit || some_timeline_has_more;
-        posts.truncate(limit);
-        let next_cursor = match posts.last() {
-            Some(last) if more => Some(encode_token(&FeedCursor { before: last.id })?),
-            _ => None,
-        };
-        Ok(Page {
-            items: posts,
-            next_cursor,
-        })
+        super::feed::merge_page(posts, limit, some_timeline_has_more)
     }
 
     /// Likes and comments of a deleted post, removed in bounded batches. Failures are
@@ -452,7 +443,7 @@ impl PostStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
+    async fn merged_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
         // Validate the cursor before any read.
         let before = match &page.cursor {
             Some(cursor) => Some(decode_token::<FeedCursor>(cursor)?.before),

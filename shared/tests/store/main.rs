@@ -6,6 +6,7 @@
 
 mod connections;
 mod delivered;
+mod feed;
 mod messages;
 mod notifications;
 mod posts;

@@ -289,7 +289,11 @@ async fn a_garbled_or_foreign_timeline_cursor_is_a_validation_error() {
             400
         );
         assert_eq!(
-            store.feed(alice.id, &request).await.unwrap_err().status(),
+            store
+                .merged_feed(alice.id, &request)
+                .await
+                .unwrap_err()
+                .status(),
             400
         );
         assert_eq!(
@@ -344,7 +348,7 @@ async fn feed_merges_followed_authors_newest_first_without_duplicates_or_blocked
 
     let (feed, pages) = walk_pages(5, |page| {
         let store = store.clone();
-        async move { store.feed(viewer.id, &page).await }
+        async move { store.merged_feed(viewer.id, &page).await }
     })
     .await;
     let ids: Vec<_> = feed.iter().map(|p| p.id).collect();
@@ -359,7 +363,7 @@ async fn feed_merges_followed_authors_newest_first_without_duplicates_or_blocked
     store.block(cat.id, viewer.id, Utc::now()).await.unwrap();
     let (after_block, _) = walk_pages(7, |page| {
         let store = store.clone();
-        async move { store.feed(viewer.id, &page).await }
+        async move { store.merged_feed(viewer.id, &page).await }
     })
     .await;
     assert_eq!(after_block.len(), 12);
@@ -373,11 +377,17 @@ async fn feed_of_a_user_who_follows_nobody_is_their_own_posts() {
     let loner = user(&store, "loner").await;
     let other = user(&store, "other").await;
     post(&store, &other, "not for the loner").await;
-    let empty = store.feed(loner.id, &PageRequest::first(10)).await.unwrap();
+    let empty = store
+        .merged_feed(loner.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert!(empty.items.is_empty());
     assert_eq!(empty.next_cursor, None);
     let own = post(&store, &loner, "mine").await;
-    let page = store.feed(loner.id, &PageRequest::first(1)).await.unwrap();
+    let page = store
+        .merged_feed(loner.id, &PageRequest::first(1))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![own]);
     assert_eq!(page.next_cursor, None, "no next page when nothing is left");
 }

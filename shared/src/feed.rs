@@ -1,0 +1,341 @@
+//! Keeping materialized home feeds up to date (the write side of `store::feed`).
+//!
+//! The stream router turns the records that change a feed into [`FeedTask`]s and queues
+//! them (one SQS message each); the push worker carries them out with [`FeedMaterializer`],
+//! so no REST response and no stream shard waits on a write per follower.
+//!
+//! | record | task | what it writes |
+//! |---|---|---|
+//! | post insert | `distribute` | an entry in the author's feed and in each follower's (≤ F/25 + 1 `BatchWriteItem`s); an author past `FEED_MATERIALIZE_MAX_FOLLOWERS` is promoted instead: a marker in each follower's feed, then the profile flag, once |
+//! | post remove | `withdraw` | the entries go again (a deleted post also stops resolving at read) |
+//! | follow insert | `backfill` | the author's latest `FEED_BACKFILL_POSTS` posts into the new follower's feed, or a marker for a merged author |
+//! | follow remove (unfollow, block) | `prune` | the author's entries and marker leave the former follower's feed (the read already hides them: it checks the follow) |
+//!
+//! Every task is idempotent (puts and deletes of fixed keys), so a redelivered message does
+//! no harm; tasks of one item may run in any order because the read checks the truth (the
+//! post exists, the follow exists) rather than trusting the entries.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::config::FeedLimits;
+use crate::domain::{PostId, UserId};
+use crate::error::Result;
+use crate::store::feed::{FeedMode, FeedPost, FeedStore};
+use crate::store::page::{PageRequest, MAX_LIMIT};
+use crate::store::posts::PostStore;
+use crate::store::social::{FollowerIds, SocialStore};
+
+/// Most posts of one author a rebuild writes into one feed (the entry TTL bounds it too).
+pub const REBUILD_MAX_POSTS_PER_AUTHOR: usize = 1000;
+
+/// Followed authors a rebuild reads at once.
+const REBUILD_AUTHORS_IN_FLIGHT: usize = 16;
+
+/// One change to materialized feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum FeedTask {
+    /// A new post: into its author's and followers' feeds.
+    Distribute {
+        post_id: PostId,
+        author_id: UserId,
+        #[serde(with = "crate::domain::rfc3339")]
+        created_at: DateTime<Utc>,
+    },
+    /// A deleted post: out of the feeds it was written to.
+    Withdraw { post_id: PostId, author_id: UserId },
+    /// `viewer` started following `author`.
+    Backfill { viewer: UserId, author: UserId },
+    /// `viewer` no longer follows `author` (unfollow or block).
+    Prune { viewer: UserId, author: UserId },
+}
+
+impl FeedTask {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Distribute { .. } => "distribute",
+            Self::Withdraw { .. } => "withdraw",
+            Self::Backfill { .. } => "backfill",
+            Self::Prune { .. } => "prune",
+        }
+    }
+}
+
+/// What carrying out a task wrote, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedOutcome {
+    /// Feed entries written or removed.
+    pub entries: usize,
+    /// Large-followee markers written or removed.
+    pub markers: usize,
+    /// The task promoted the author to the merged feed.
+    pub promoted: bool,
+}
+
+/// Carries out [`FeedTask`]s against the store.
+#[derive(Clone)]
+pub struct FeedMaterializer {
+    pub feeds: Arc<dyn FeedStore>,
+    pub social: Arc<dyn SocialStore>,
+    pub posts: Arc<dyn PostStore>,
+    pub limits: FeedLimits,
+}
+
+impl std::fmt::Debug for FeedMaterializer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedMaterializer")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeedMaterializer {
+    /// The materializer over one store (it implements every trait used).
+    pub fn new<S>(store: Arc<S>, limits: FeedLimits) -> Self
+    where
+        S: FeedStore + SocialStore + PostStore + 'static,
+    {
+        Self {
+            feeds: store.clone(),
+            social: store.clone(),
+            posts: store,
+            limits,
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(task = task.kind()))]
+    pub async fn apply(&self, task: &FeedTask) -> Result<FeedOutcome> {
+        let outcome = match *task {
+            FeedTask::Distribute {
+                post_id,
+                author_id,
+                created_at,
+            } => {
+                let post = FeedPost {
+                    post_id,
+                    author_id,
+                    created_at,
+                };
+                self.distribute(&post).await?
+            }
+            FeedTask::Withdraw { post_id, author_id } => self.withdraw(post_id, author_id).await?,
+            FeedTask::Backfill { viewer, author } => self.backfill(viewer, author).await?,
+            FeedTask::Prune { viewer, author } => self.prune(viewer, author).await?,
+        };
+        tracing::debug!(
+            task = task.kind(),
+            entries = outcome.entries,
+            markers = outcome.markers,
+            promoted = outcome.promoted,
+            "feed task done"
+        );
+        Ok(outcome)
+    }
+
+    /// The author's feed mode and followers up to the materialization bound (`truncated`
+    /// when the author has more), read together.
+    async fn reach(&self, author: UserId) -> Result<(FeedMode, FollowerIds)> {
+        futures::try_join!(
+            self.feeds.feed_mode(author),
+            self.social
+                .follower_ids(author, self.limits.materialize_max_followers),
+        )
+    }
+
+    /// The post goes into its author's feed and, for an ordinary author, each follower's.
+    async fn distribute(&self, post: &FeedPost) -> Result<FeedOutcome> {
+        let author = post.author_id;
+        let ttl = self.limits.entry_ttl_days;
+        let (mode, followers) = self.reach(author).await?;
+        if mode == FeedMode::Merged {
+            self.feeds.add_feed_entries(post, &[author], ttl).await?;
+            return Ok(FeedOutcome {
+                entries: 1,
+                ..FeedOutcome::default()
+            });
+        }
+        if followers.truncated {
+            let markers = self.promote(author).await?;
+            self.feeds.add_feed_entries(post, &[author], ttl).await?;
+            return Ok(FeedOutcome {
+                entries: 1,
+                markers,
+                promoted: true,
+            });
+        }
+        let mut viewers = followers.ids;
+        viewers.push(author);
+        self.feeds.add_feed_entries(post, &viewers, ttl).await?;
+        Ok(FeedOutcome {
+            entries: viewers.len(),
+            ..FeedOutcome::default()
+        })
+    }
+
+    /// Promotes `author` to the merged feed: a marker in every follower's feed first, then
+    /// the profile flag, so from the first post that is no longer materialized every
+    /// follower already merges the author's timeline. Returns the markers written.
+    async fn promote(&self, author: UserId) -> Result<usize> {
+        let followers = self.social.follower_ids(author, usize::MAX).await?;
+        let follows: Vec<(UserId, UserId)> = followers.ids.iter().map(|f| (*f, author)).collect();
+        self.feeds.mark_large_followees(&follows).await?;
+        self.feeds.set_feed_merged(author).await?;
+        tracing::info!(%author, followers = followers.ids.len(), "author promoted to the merged feed");
+        Ok(followers.ids.len())
+    }
+
+    /// The post leaves the feeds it was written to.
+    async fn withdraw(&self, post: PostId, author: UserId) -> Result<FeedOutcome> {
+        let (mode, followers) = self.reach(author).await?;
+        let mut viewers = vec![author];
+        // A merged author's posts were only in the author's own feed (entries written before
+        // the promotion stop resolving and expire).
+        if mode == FeedMode::Materialized && !followers.truncated {
+            viewers.extend(followers.ids);
+        }
+        self.feeds.remove_feed_entries(post, &viewers).await?;
+        Ok(FeedOutcome {
+            entries: viewers.len(),
+            ..FeedOutcome::default()
+        })
+    }
+
+    /// An unfollow: the author leaves the viewer's feed, unless the viewer follows them
+    /// again by now (tasks arrive in any order; the backfill of that new follow may already
+    /// have run).
+    async fn prune(&self, viewer: UserId, author: UserId) -> Result<FeedOutcome> {
+        if self.social.relationship(viewer, author).await?.following {
+            return Ok(FeedOutcome::default());
+        }
+        Ok(FeedOutcome {
+            entries: self.feeds.prune_feed_author(viewer, author).await?,
+            ..FeedOutcome::default()
+        })
+    }
+
+    /// A new follow: the author's latest posts into the follower's feed, or a marker for a
+    /// merged author. Nothing if the follow is already gone again.
+    async fn backfill(&self, viewer: UserId, author: UserId) -> Result<FeedOutcome> {
+        let (relationship, mode) = futures::try_join!(
+            self.social.relationship(viewer, author),
+            self.feeds.feed_mode(author),
+        )?;
+        if !relationship.following {
+            return Ok(FeedOutcome::default());
+        }
+        if mode == FeedMode::Merged {
+            self.feeds.mark_large_followees(&[(viewer, author)]).await?;
+            return Ok(FeedOutcome {
+                markers: 1,
+                ..FeedOutcome::default()
+            });
+        }
+        let latest = self
+            .posts
+            .author_posts(
+                author,
+                &PageRequest::first(self.limits.backfill_posts.max(1)),
+            )
+            .await?;
+        let posts: Vec<FeedPost> = latest.items.iter().map(FeedPost::from).collect();
+        self.feeds
+            .add_viewer_entries(viewer, &posts, self.limits.entry_ttl_days)
+            .await?;
+        Ok(FeedOutcome {
+            entries: posts.len(),
+            ..FeedOutcome::default()
+        })
+    }
+}
+
+/// Building feeds from the follow graph: the migration (`ripple-admin backfill-feeds`) and
+/// tests that write through REST without a stream pipeline.
+impl FeedMaterializer {
+    /// Promotes `author` to the merged feed if they have more followers than the bound
+    /// (no markers: [`FeedMaterializer::rebuild_feed`] of each follower writes them).
+    /// Returns whether the author is merged now.
+    pub async fn promote_if_large(&self, author: UserId) -> Result<bool> {
+        let (mode, followers) = self.reach(author).await?;
+        if mode == FeedMode::Merged {
+            return Ok(true);
+        }
+        if followers.truncated {
+            self.feeds.set_feed_merged(author).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Writes `viewer`'s feed as the tasks would have: their own posts and every followed
+    /// ordinary author's posts younger than the entry TTL (at most
+    /// [`REBUILD_MAX_POSTS_PER_AUTHOR`] each), and a marker per followed merged author.
+    /// Idempotent: entries and markers are puts of fixed keys.
+    pub async fn rebuild_feed(&self, viewer: UserId, now: DateTime<Utc>) -> Result<FeedOutcome> {
+        let horizon = now - chrono::Duration::days(i64::from(self.limits.entry_ttl_days));
+        let mut authors = self.social.following_ids(viewer).await?;
+        authors.retain(|author| *author != viewer);
+        let own = self.recent_posts(viewer, horizon).await?;
+        let per_author: Vec<(UserId, FeedMode, Vec<FeedPost>)> = futures::stream::iter(authors)
+            .map(|author| async move {
+                let mode = self.feeds.feed_mode(author).await?;
+                let posts = match mode {
+                    FeedMode::Merged => Vec::new(),
+                    FeedMode::Materialized => self.recent_posts(author, horizon).await?,
+                };
+                Ok::<_, crate::error::Error>((author, mode, posts))
+            })
+            .buffer_unordered(REBUILD_AUTHORS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut posts = own;
+        let mut merged = Vec::new();
+        for (author, mode, author_posts) in per_author {
+            match mode {
+                FeedMode::Merged => merged.push(author),
+                FeedMode::Materialized => posts.extend(author_posts),
+            }
+        }
+        let markers: Vec<(UserId, UserId)> = merged.iter().map(|a| (viewer, *a)).collect();
+        futures::try_join!(
+            self.feeds
+                .add_viewer_entries(viewer, &posts, self.limits.entry_ttl_days),
+            self.feeds.mark_large_followees(&markers),
+        )?;
+        Ok(FeedOutcome {
+            entries: posts.len(),
+            markers: merged.len(),
+            promoted: false,
+        })
+    }
+
+    /// `author`'s posts created after `horizon`, newest first, at most
+    /// [`REBUILD_MAX_POSTS_PER_AUTHOR`].
+    async fn recent_posts(&self, author: UserId, horizon: DateTime<Utc>) -> Result<Vec<FeedPost>> {
+        let mut posts = Vec::new();
+        let mut page = PageRequest::first(MAX_LIMIT);
+        loop {
+            let batch = self.posts.author_posts(author, &page).await?;
+            let before_horizon = batch.items.iter().any(|post| post.created_at < horizon);
+            posts.extend(
+                batch
+                    .items
+                    .iter()
+                    .filter(|post| post.created_at >= horizon)
+                    .map(FeedPost::from),
+            );
+            match batch.next_cursor {
+                Some(cursor) if !before_horizon && posts.len() < REBUILD_MAX_POSTS_PER_AUTHOR => {
+                    page = PageRequest::after(MAX_LIMIT, cursor);
+                }
+                _ => break,
+            }
+        }
+        posts.truncate(REBUILD_MAX_POSTS_PER_AUTHOR);
+        Ok(posts)
+    }
+}
