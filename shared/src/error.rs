@@ -27,9 +27,11 @@ pub enum Error {
     /// The object does not exist, or the caller may not know that it exists (404).
     #[error("{0}")]
     NotFound(String),
-    /// The request conflicts with current state, e.g. a taken username (409).
-    #[error("{0}")]
-    Conflict(String),
+    /// The request conflicts with current state (409). `code` is `conflict` (e.g. a taken
+    /// username) unless a more precise machine-readable reason exists, such as
+    /// `follow_limit_reached`.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// The request body is larger than allowed (413).
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -66,7 +68,10 @@ impl Error {
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::Conflict(message.into())
+        Self::Conflict {
+            code: "conflict",
+            message: message.into(),
+        }
     }
 
     /// An internal error with its cause kept for the log.
@@ -92,7 +97,7 @@ impl Error {
             Self::Unauthorized(_) => 401,
             Self::Forbidden { .. } => 403,
             Self::NotFound(_) => 404,
-            Self::Conflict(_) => 409,
+            Self::Conflict { .. } => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::RateLimited { .. } => 429,
             Self::Internal { .. } => 500,
@@ -106,7 +111,7 @@ impl Error {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden { code, .. } => code,
             Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal { .. } => "internal",
@@ -216,6 +221,20 @@ mod tests {
             assert_eq!(error.code(), code, "{error:?}");
             assert_eq!(error.http_body("r")["error"]["message"], error.to_string());
         }
+    }
+
+    #[test]
+    fn conflict_can_carry_a_precise_code() {
+        let error = Error::Conflict {
+            code: "follow_limit_reached",
+            message: "you already follow 5000 accounts".into(),
+        };
+        assert_eq!(error.code(), "follow_limit_reached");
+        assert_eq!(error.status(), 409);
+        assert_eq!(
+            error.http_body("r")["error"]["code"],
+            "follow_limit_reached"
+        );
     }
 
     #[test]

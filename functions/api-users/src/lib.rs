@@ -6,11 +6,11 @@
 //! | `PATCH /users/me` | 200 profile; body `{display_name?, bio?, is_private?, show_presence?}` with at least one field |
 //! | `GET /users/{user_id}` | 200 profile + `relationship`; 404 if a block stands between the two |
 //! | `GET /users?q=<prefix>` | 200 list of user summaries (case-insensitive username prefix) |
-//! | `PUT /users/{user_id}/follow` | 200 `{"status":"following"\|"requested"}` (requested for private accounts) |
+//! | `PUT /users/{user_id}/follow` | 200 `{"status":"following"\|"requested"}` (requested for private accounts); 409 `follow_limit_reached` at 5,000 followed accounts |
 //! | `DELETE /users/{user_id}/follow` | 204 (unfollows and cancels a pending request) |
 //! | `GET /users/{user_id}/followers`, `…/following` | 200 list of related users |
 //! | `GET /follow-requests` | 200 list of related users (the caller's pending requests, oldest first) |
-//! | `POST /follow-requests/{user_id}/accept`, `…/reject` | 204 |
+//! | `POST /follow-requests/{user_id}/accept`, `…/reject` | 204; accept: 409 `follow_limit_reached` if the requester follows 5,000 accounts (the request stays pending) |
 //! | `PUT /users/{user_id}/block`, `DELETE /users/{user_id}/block` | 204 |
 //! | `GET /blocks` | 200 list of related users |
 //!
@@ -361,9 +361,8 @@ async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     let summaries = Page {
         items: found
             .items
-            .iter()
+            .into_iter()
             .filter(|user| !hidden.contains(&user.id))
-            .map(UserSummary::from)
             .collect::<Vec<_>>(),
         next_cursor: found.next_cursor,
     };

@@ -11,9 +11,10 @@ use shared::auth::TokenService;
 use shared::domain::{new_id, NotificationKind, UserId};
 use shared::events::Event;
 use shared::push::testing::RecordingPush;
+use shared::store::dynamo::n;
 use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
+use shared::store::social::{SocialStore, MAX_FOLLOWING};
 use shared::store::users::UserStore;
 use shared::testkit::api::{
     assert_error, open_connection, recent_notifications, writer_push, TestApi, TestRequest,
@@ -535,6 +536,98 @@ async fn follow_rejects_self_bad_ids_unknown_and_blocked_users() {
         assert_error(&response, 404, "not_found");
     }
     assert_eq!(counts(&api, alice.id()).await, (0, 0));
+}
+
+/// Sets `user`'s `following_count` as if they followed `count` accounts (the follow cap's
+/// condition reads only this counter).
+async fn seed_following_count(api: &TestApi, user: UserId, count: usize) {
+    let set = api
+        .store
+        .table
+        .update_if(
+            &shared::store::keys::user_profile(user),
+            "SET following_count = :count",
+            "attribute_exists(pk)",
+            &[],
+            vec![(":count", n(count as i64))],
+        )
+        .await
+        .unwrap();
+    assert!(set);
+}
+
+#[tokio::test]
+async fn follows_past_the_cap_are_409_follow_limit_reached() {
+    let api = start().await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let carol = api.account("carol").await;
+    let private = api.private_account("private").await;
+    seed_following_count(&api, alice.id(), MAX_FOLLOWING - 2).await;
+
+    // A request below the cap is taken; then the 5,000th follow.
+    for (target, status) in [(&private, "requested"), (&bob, "following")] {
+        let response = api
+            .call(&alice, "PUT", &format!("/users/{}/follow", target.id()))
+            .await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+        assert_eq!(response.body, json!({"status": status}));
+    }
+    let private_too = api.private_account("private_too").await;
+    seed_following_count(&api, alice.id(), MAX_FOLLOWING).await;
+
+    // The 5,001st: refused for a public account and for a private one (no request).
+    for target in [&carol, &private_too] {
+        let response = api
+            .call(&alice, "PUT", &format!("/users/{}/follow", target.id()))
+            .await;
+        assert_error(&response, 409, "follow_limit_reached");
+        assert!(
+            response.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("5000"),
+            "{}",
+            response.body
+        );
+    }
+    assert_eq!(counts(&api, carol.id()).await, (0, 0));
+    assert!(listed_ids(&api.call(&private_too, "GET", "/follow-requests").await).is_empty());
+    // Already following bob: still 200, nothing written.
+    let again = api
+        .call(&alice, "PUT", &format!("/users/{}/follow", bob.id()))
+        .await;
+    assert_eq!(again.body, json!({"status": "following"}));
+
+    // The request taken below the cap cannot be accepted now; it stays pending.
+    let accept = api
+        .call(
+            &private,
+            "POST",
+            &format!("/follow-requests/{}/accept", alice.id()),
+        )
+        .await;
+    assert_error(&accept, 409, "follow_limit_reached");
+    assert_eq!(
+        listed_ids(&api.call(&private, "GET", "/follow-requests").await),
+        vec![alice.id().to_string()]
+    );
+    assert_eq!(counts(&api, private.id()).await, (0, 0));
+
+    // One unfollow frees the slot the accept needs.
+    let unfollow = api
+        .call(&alice, "DELETE", &format!("/users/{}/follow", bob.id()))
+        .await;
+    assert_eq!(unfollow.status, 204);
+    let accept = api
+        .call(
+            &private,
+            "POST",
+            &format!("/follow-requests/{}/accept", alice.id()),
+        )
+        .await;
+    assert_eq!(accept.status, 204, "{:?}", accept.body);
+    assert_eq!(counts(&api, alice.id()).await, (0, MAX_FOLLOWING as i64));
 }
 
 #[tokio::test]

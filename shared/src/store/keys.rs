@@ -63,18 +63,22 @@ pub fn username(username_lower: &str) -> Key {
     Key::new(format!("USERNAME#{username_lower}"), "USERNAME")
 }
 
-/// Username search partition. Sharded by the first character so prefix search never
-/// reads one giant partition; a prefix always starts with that character.
-pub fn username_search_partition(username_lower: &str) -> String {
-    let first = username_lower.chars().next().unwrap_or('_');
-    format!("UNAME#{first}")
+/// One username search partition (GSI 1): the first character of the lower-cased
+/// usernames it holds and a hash shard of their user ids (see
+/// [`USERNAME_SEARCH_SHARDS`]). A prefix always starts with that character, so a search
+/// reads the shards of one character and nothing else.
+pub fn username_search_partition(first: char, shard: u32) -> String {
+    format!("UNAME#{first}#{shard}")
 }
 
-/// Index entry of a profile in the username search (GSI 1).
-pub fn username_search_entry(username_lower: &str) -> IndexKey {
+/// Index entry of `user`'s search item ([`user_search`], never the profile) in the
+/// username search: sorted by lower-cased username, then id (see
+/// [`username_search_sort_key`]).
+pub fn username_search_entry(user: Uuid, username_lower: &str) -> IndexKey {
+    let first = username_lower.chars().next().unwrap_or('_');
     IndexKey {
-        pk: username_search_partition(username_lower),
-        sk: username_lower.to_owned(),
+        pk: username_search_partition(first, username_search_shard(user)),
+        sk: username_search_sort_key(username_lower, user),
     }
 }
 
@@ -519,10 +523,11 @@ mod tests {
     }
 
     #[test]
-    fn username_search_is_sharded_by_first_character() {
-        assert_eq!(username_search_partition("alice"), "UNAME#a");
-        assert_eq!(username_search_entry("bob").pk, "UNAME#b");
-        assert_eq!(username_search_entry("bob").sk, "bob");
+    fn username_search_is_sharded_by_first_character_and_id() {
+        assert_eq!(username_search_partition('a', 3), "UNAME#a#3");
+        let bob = username_search_entry(id(6), "bob");
+        assert_eq!(bob.pk, format!("UNAME#b#{}", username_search_shard(id(6))));
+        assert_eq!(bob.sk, format!("bob#{}", id(6)));
         assert_eq!(username("alice").pk, "USERNAME#alice");
     }
 
@@ -613,5 +618,124 @@ mod tests {
         ] {
             assert!(!PRESENCE.starts_with(prefix), "{prefix}");
         }
+    }
+}
+
+// ---- username search -------------------------------------------------------------------------
+//
+// Each user has a small search item next to the profile, `USER#{user}` / `SEARCH`, that alone
+// carries the username search's GSI 1 entry. The profile carries none, so the counter updates
+// of every follow and post write no index entry.
+
+/// Sort key of [`user_search`].
+pub const USER_SEARCH: &str = "SEARCH";
+
+/// Hash shards of each first character's search partition. Writers and readers must agree,
+/// so this is a constant of the deployment, not configuration: a search queries every shard
+/// of its first character concurrently, so this is the number of requests per search page.
+pub const USERNAME_SEARCH_SHARDS: u32 = 4;
+
+/// What a username search needs of `user` (id, username, display name), apart from the
+/// profile and its counters.
+pub fn user_search(user: Uuid) -> Key {
+    Key::new(user_pk(user), USER_SEARCH)
+}
+
+/// The search shard of `user`: the low bits of the id, which are random in UUIDv4 and
+/// UUIDv7 alike, so users of one first character spread evenly over the shards.
+pub fn username_search_shard(user: Uuid) -> u32 {
+    // Truncation is the point: only the (random) low bits matter.
+    (user.as_u128() as u64 % u64::from(USERNAME_SEARCH_SHARDS)) as u32
+}
+
+/// Every search partition a prefix search reads (all shards of its first character).
+pub fn username_search_partitions(prefix_lower: &str) -> Vec<String> {
+    let first = prefix_lower.chars().next().unwrap_or('_');
+    (0..USERNAME_SEARCH_SHARDS)
+        .map(|shard| username_search_partition(first, shard))
+        .collect()
+}
+
+/// Sort key of a search entry: `{username_lower}#{user}`. `#` sorts below every character a
+/// username may hold (`[a-z0-9_]`), so sort-key order is (lower-cased username, id) order.
+pub fn username_search_sort_key(username_lower: &str, user: Uuid) -> String {
+    format!("{username_lower}#{user}")
+}
+
+/// Upper bound (inclusive) of the sort keys of usernames starting with `prefix_lower`:
+/// every character of a sort key (`[a-z0-9_#-]`) sorts below `~`, so `{prefix}~` is above
+/// every key with that prefix and below every greater one.
+pub fn username_search_upper_bound(prefix_lower: &str) -> String {
+    format!("{prefix_lower}~")
+}
+
+#[cfg(test)]
+mod username_search_tests {
+    use super::*;
+
+    #[test]
+    fn the_search_item_lives_in_the_user_partition_apart_from_every_other_item() {
+        let user = Uuid::from_u128(7);
+        assert_eq!(user_search(user).pk, user_pk(user));
+        for sk in [
+            user_profile(user).sk,
+            user_credentials(user).sk,
+            notification_state(user).sk,
+            user_connections(user).sk,
+            presence(user).sk,
+        ] {
+            assert_ne!(USER_SEARCH, sk);
+        }
+        for prefix in [
+            FOLLOWING_PREFIX,
+            FOLLOW_REQUEST_PREFIX,
+            BLOCKING_PREFIX,
+            CONVERSATION_PREFIX,
+            MESSAGE_REQUEST_PREFIX,
+            NOTIFICATION_PREFIX,
+            NOTIFICATION_DEDUP_PREFIX,
+            TOKEN_FAMILY_PREFIX,
+        ] {
+            assert!(!USER_SEARCH.starts_with(prefix), "{prefix}");
+        }
+        // Search partitions are apart from every user and username partition.
+        let entry = username_search_entry(user, "bob");
+        assert!(!entry.pk.starts_with("USER#") && entry.pk != username("bob").pk);
+    }
+
+    #[test]
+    fn shards_spread_ids_and_a_prefix_reads_every_shard_of_its_first_character() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(username_search_shard(Uuid::now_v7()));
+        }
+        assert_eq!(seen.len(), USERNAME_SEARCH_SHARDS as usize);
+        let partitions = username_search_partitions("sam");
+        assert_eq!(partitions.len(), USERNAME_SEARCH_SHARDS as usize);
+        for shard in 0..USERNAME_SEARCH_SHARDS {
+            let user = (0u128..)
+                .map(Uuid::from_u128)
+                .find(|id| username_search_shard(*id) == shard)
+                .unwrap();
+            assert!(partitions.contains(&username_search_entry(user, "samuel").pk));
+        }
+    }
+
+    #[test]
+    fn sort_keys_order_by_username_then_id_within_the_prefix_bounds() {
+        let (low, high) = (Uuid::from_u128(1), Uuid::max());
+        let ordered = [
+            username_search_sort_key("sam", low),
+            username_search_sort_key("sam", high),
+            username_search_sort_key("sam0", low),
+            username_search_sort_key("sam_", low),
+            username_search_sort_key("sama", low),
+            username_search_sort_key("samz_zz", high),
+        ];
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]), "{ordered:?}");
+        let bound = username_search_upper_bound("sam");
+        assert!(ordered.iter().all(|sk| sk.as_str() > "sam" && *sk < bound));
+        assert!(username_search_sort_key("san", low) > bound);
+        assert!(username_search_sort_key("sa", high).as_str() < "sam");
     }
 }

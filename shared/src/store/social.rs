@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -22,8 +22,13 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 
-/// Most accounts one user may follow (bounds the fan-out-on-read feed).
+/// Most accounts one user may follow (bounds the fan-out-on-read feed). Enforced at write
+/// time: the follow transaction increments the follower's `following_count` only while it
+/// is below this, else the follow is refused with [`FOLLOW_LIMIT_REACHED`].
 pub const MAX_FOLLOWING: usize = 5000;
+
+/// The error code of a follow refused at [`MAX_FOLLOWING`] (409).
+pub const FOLLOW_LIMIT_REACHED: &str = "follow_limit_reached";
 
 #[async_trait]
 pub trait SocialStore: Send + Sync {
@@ -33,7 +38,10 @@ pub trait SocialStore: Send + Sync {
     /// `follower` now follows `followee`: the follow item, both counters and a `follow`
     /// notification in one transaction (which comes back with the outcome). `false` if it
     /// already existed (idempotent). `NotFound` if either user does not exist or a block
-    /// stands between them (checked in the same transaction); `Validation` for a self-follow.
+    /// stands between them (checked in the same transaction); `Validation` for a self-follow;
+    /// `Conflict` with code [`FOLLOW_LIMIT_REACHED`] when `follower` already follows
+    /// [`MAX_FOLLOWING`] accounts (the counter increment's condition, so concurrent follows
+    /// cannot overshoot).
     async fn follow(
         &self,
         follower: UserId,
@@ -43,7 +51,8 @@ pub trait SocialStore: Send + Sync {
 
     /// A follow request to a private account, with a `follow_request` notification.
     /// `false` if it was already pending or the requester already follows the target;
-    /// errors as for [`SocialStore::follow`].
+    /// errors as for [`SocialStore::follow`], including the follow cap: a requester at the
+    /// cap cannot ask (a pending request does not reserve a slot, so accepting it re-checks).
     async fn request_follow(
         &self,
         requester: UserId,
@@ -59,7 +68,8 @@ pub trait SocialStore: Send + Sync {
 
     /// `target` accepts `requester`: the request becomes a follow (counters, and a
     /// `follow_accepted` notification to the requester, which comes back). `NotFound` if no
-    /// request is pending.
+    /// request is pending. `Conflict` [`FOLLOW_LIMIT_REACHED`] if the requester reached the
+    /// follow cap since asking; the request then stays pending.
     async fn accept_follow_request(
         &self,
         target: UserId,
@@ -253,6 +263,51 @@ fn profile_counters(
     )
 }
 
+/// Condition of the follower's profile in a follow: it exists and follows fewer than
+/// [`MAX_FOLLOWING`] accounts (a profile without the counter follows nobody).
+const BELOW_FOLLOW_CAP: &str =
+    "attribute_exists(pk) AND (attribute_not_exists(following_count) OR following_count < :cap)";
+
+fn follow_cap() -> AttributeValue {
+    n(i64::try_from(MAX_FOLLOWING).unwrap_or(i64::MAX))
+}
+
+/// `ADD following_count 1` on `follower`'s profile on condition [`BELOW_FOLLOW_CAP`]: the
+/// one place the cap is enforced, inside the follow's transaction.
+fn capped_following_increment(table: &str, follower: UserId) -> Result<TransactWriteItem> {
+    tx::update(
+        table,
+        &keys::user_profile(follower),
+        "ADD following_count :following",
+        Some(BELOW_FOLLOW_CAP),
+        &[],
+        vec![(":following", n(1)), (":cap", follow_cap())],
+    )
+}
+
+/// A follow refused at the cap (409 `follow_limit_reached`); `message` says whose cap.
+fn follow_limit_reached(message: String) -> Error {
+    Error::Conflict {
+        code: FOLLOW_LIMIT_REACHED,
+        message,
+    }
+}
+
+/// The caller's own follow (or follow request) refused at the cap.
+fn caller_at_follow_limit() -> Error {
+    follow_limit_reached(format!(
+        "you already follow {MAX_FOLLOWING} accounts, the most allowed; unfollow one first"
+    ))
+}
+
+/// Accepting a request of a requester who reached the cap since asking.
+fn requester_at_follow_limit() -> Error {
+    follow_limit_reached(format!(
+        "this user already follows {MAX_FOLLOWING} accounts, the most allowed; the request \
+         stays pending"
+    ))
+}
+
 /// Condition that `key` does not exist (no block, no follow…).
 fn absent(table: &str, key: &Key) -> Result<TransactWriteItem> {
     tx::condition_check(table, key, ITEM_ABSENT, vec![])
@@ -342,11 +397,25 @@ impl DynamoStore {
         let item = follow_item(&follow)?;
         Ok(vec![
             tx::put_new(table, item)?,
-            profile_counters(table, follower, 1, 0)?,
+            capped_following_increment(table, follower)?,
             profile_counters(table, followee, 0, 1)?,
             absent(table, &keys::block(follower, followee))?,
             absent(table, &keys::block(followee, follower))?,
         ])
+    }
+
+    /// Why the condition on `follower`'s profile failed ([`BELOW_FOLLOW_CAP`]): the cap when
+    /// the profile exists (its existence is the other half), else the user is gone.
+    async fn follower_condition_failure(
+        &self,
+        follower: UserId,
+        at_cap: impl FnOnce() -> Error,
+    ) -> Error {
+        match self.get_user(follower).await {
+            Ok(Some(_)) => at_cap(),
+            Ok(None) => not_found_user(),
+            Err(error) => error,
+        }
     }
 
     /// Deletes `key` on condition it exists; `Ok(false)` when it did not.
@@ -401,12 +470,17 @@ impl SocialStore for DynamoStore {
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
                 if BLOCK_CHECKS
                     .iter()
-                    .chain(&[FOLLOWER_PROFILE, FOLLOWEE_PROFILE])
+                    .chain(&[FOLLOWEE_PROFILE])
                     .any(|i| failure.condition_failed_at(*i))
                 {
                     Err(not_found_user())
                 } else if failure.condition_failed_at(FOLLOW_ITEM) {
+                    // Already following: idempotent, even at the cap.
                     Ok(Notified::silent(false))
+                } else if failure.condition_failed_at(FOLLOWER_PROFILE) {
+                    Err(self
+                        .follower_condition_failure(follower, caller_at_follow_limit)
+                        .await)
                 } else {
                     Err(Error::invariant("follow: unexpected condition failure"))
                 }
@@ -442,7 +516,14 @@ impl SocialStore for DynamoStore {
             tx::put_new(table, item)?,
             // Already following: nothing to request.
             absent(table, &keys::follow(requester, target))?,
-            tx::condition_check(table, &keys::user_profile(requester), ITEM_EXISTS, vec![])?,
+            // The requester exists and is below the follow cap, so a request the target
+            // accepts right away does not fail.
+            tx::condition_check(
+                table,
+                &keys::user_profile(requester),
+                BELOW_FOLLOW_CAP,
+                vec![(":cap", follow_cap())],
+            )?,
             tx::condition_check(table, &keys::user_profile(target), ITEM_EXISTS, vec![])?,
             absent(table, &keys::block(requester, target))?,
             absent(table, &keys::block(target, requester))?,
@@ -460,12 +541,21 @@ impl SocialStore for DynamoStore {
                 notification,
             }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                // Items 2–5: both profiles exist, no block either way.
-                if (2..=5).any(|i| failure.condition_failed_at(i)) {
+                // Items 3–5: the target exists, no block either way.
+                if (3..=5).any(|i| failure.condition_failed_at(i)) {
                     Err(not_found_user())
-                } else {
-                    // Already pending, or already following.
+                } else if (0..=1).any(|i| failure.condition_failed_at(i)) {
+                    // Already pending, or already following: idempotent, even at the cap.
                     Ok(Notified::silent(false))
+                } else if failure.condition_failed_at(2) {
+                    // The requester exists and is below the cap.
+                    Err(self
+                        .follower_condition_failure(requester, caller_at_follow_limit)
+                        .await)
+                } else {
+                    Err(Error::invariant(
+                        "follow request: unexpected condition failure",
+                    ))
                 }
             }
             Err(TransactFailure::Other(error)) => Err(error),
@@ -533,6 +623,12 @@ impl SocialStore for DynamoStore {
                     } else {
                         Err(Error::not_found("no pending follow request from this user"))
                     }
+                } else if failure.condition_failed_at(FOLLOWER_PROFILE) {
+                    // The requester reached the cap since asking: the request stays pending
+                    // and can be accepted once they follow fewer.
+                    Err(self
+                        .follower_condition_failure(requester, requester_at_follow_limit)
+                        .await)
                 } else {
                     Err(not_found_user())
                 }

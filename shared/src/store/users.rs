@@ -1,4 +1,11 @@
 //! Users: profiles, credentials, username uniqueness and prefix search.
+//!
+//! Search reads a small search item per user (`USER#{user}` / `SEARCH`: id, username, display
+//! name, no counters), never the profile: the profile's counters change with every follow
+//! and post, and an index entry on it would be rewritten each time. The search index is
+//! sharded by first character and a hash of the user id; a search queries the
+//! [`keys::USERNAME_SEARCH_SHARDS`] shards of its first character concurrently and merges
+//! them in (lower-cased username, id) order.
 
 use std::collections::HashMap;
 
@@ -7,11 +14,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{from_item, key_map, s, to_item, tx, with_gsi1, Query};
+use super::dynamo::{
+    from_item, item_key, key_map, s, to_item, tx, with_gsi1, Item, TransactFailure,
+};
 use super::keys;
-use super::page::{KeyShape, Page, PageRequest};
+use super::page::{decode_token, encode_token, Page, PageRequest};
 use super::DynamoStore;
-use crate::domain::{User, UserId};
+use crate::domain::{User, UserId, UserSummary};
 use crate::error::{Error, Result};
 
 /// What registration stores.
@@ -40,9 +49,21 @@ impl ProfileUpdate {
     }
 }
 
+/// What [`UserStore::rebuild_search_entry`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchEntryRebuild {
+    /// The search item was (re)written and the profile's old search keys removed.
+    Written,
+    /// The search item already matched the profile, which has no search keys: nothing written.
+    UpToDate,
+    /// No such user: nothing written.
+    NoProfile,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates the user; a username taken in any letter case is a `Conflict`.
+    /// Creates the user (username guard, profile, search item, credentials in one
+    /// transaction); a username taken in any letter case is a `Conflict`.
     async fn create_user(&self, new: NewUser) -> Result<User>;
     async fn get_user(&self, id: UserId) -> Result<Option<User>>;
     /// Profiles of many users in one round trip (missing ones are absent).
@@ -51,10 +72,20 @@ pub trait UserStore: Send + Sync {
     async fn user_id_by_username(&self, username: &str) -> Result<Option<UserId>>;
     /// The stored password hash.
     async fn password_hash(&self, id: UserId) -> Result<Option<String>>;
+    /// Changes the given fields; a new display name reaches the search item in the same
+    /// transaction.
     async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<User>;
-    /// Users whose lower-cased username starts with `prefix` (already lower-cased and
-    /// validated), in username order.
-    async fn search_usernames(&self, prefix: &str, page: &PageRequest) -> Result<Page<User>>;
+    /// Users whose lower-cased username starts with `prefix` (any case; 1–30 letters, digits
+    /// or underscores), in (lower-cased username, id) order: one concurrent query per search
+    /// shard, no profile read.
+    async fn search_usernames(&self, prefix: &str, page: &PageRequest)
+        -> Result<Page<UserSummary>>;
+    /// Migration step, idempotent and safe to re-run at any time: (re)builds `user`'s search
+    /// item from their profile and removes the search keys (`gsi1pk`/`gsi1sk`) that profiles
+    /// carried before search items existed. One consistent read of both items; writes (one
+    /// transaction, conditioned on the display name it read, re-read on a race with a
+    /// profile edit) only when something differs.
+    async fn rebuild_search_entry(&self, user: UserId) -> Result<SearchEntryRebuild>;
 }
 
 #[derive(Serialize)]
@@ -77,8 +108,280 @@ struct CredentialsRecord {
     entity: String,
 }
 
+/// The search item: what a search matches on and returns, and nothing that changes often.
+#[derive(Debug, Serialize, Deserialize)]
+struct SearchRecord {
+    id: UserId,
+    username: String,
+    username_lower: String,
+    display_name: String,
+    entity: String,
+}
+
+impl SearchRecord {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            username_lower: user.username.to_ascii_lowercase(),
+            display_name: user.display_name.clone(),
+            entity: SEARCH_ENTITY.to_owned(),
+        }
+    }
+
+    /// The stored item: the record, its key and its search index entry.
+    fn item(&self) -> Result<Item> {
+        Ok(with_gsi1(
+            to_item(&keys::user_search(self.id), self)?,
+            &keys::username_search_entry(self.id, &self.username_lower),
+        ))
+    }
+}
+
+/// The `entity` of search items.
+const SEARCH_ENTITY: &str = "user_search";
+
+/// Where the next search page starts: after this entry (exclusive).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchCursor {
+    /// Lower-cased username of the last entry returned.
+    after: String,
+    id: UserId,
+}
+
 /// Longest accepted search prefix (a username's maximum length).
 pub const MAX_SEARCH_PREFIX: usize = crate::domain::USERNAME_MAX;
+
+/// Attempts at a rebuild whose profile changed between its read and its write.
+const REBUILD_ATTEMPTS: usize = 5;
+
+const ITEM_EXISTS: &str = "attribute_exists(pk)";
+
+/// Whether `text` could be (part of) a lower-cased username.
+fn is_username_lower(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The lower-cased, validated search prefix: it bounds the key range, so it must hold only
+/// what a username may.
+fn search_prefix(prefix: &str) -> Result<String> {
+    let prefix = prefix.to_ascii_lowercase();
+    if prefix.is_empty()
+        || prefix.chars().count() > MAX_SEARCH_PREFIX
+        || !is_username_lower(&prefix)
+    {
+        return Err(Error::validation(format!(
+            "q must be 1–{MAX_SEARCH_PREFIX} letters, digits or underscores"
+        )));
+    }
+    Ok(prefix)
+}
+
+/// The cursor of a search for `prefix`: it must name an entry inside the prefix's range, so
+/// a cursor of another search (or a forged one) is a 400, never a read outside the range.
+fn search_cursor(cursor: &str, prefix: &str) -> Result<SearchCursor> {
+    let cursor: SearchCursor = decode_token(cursor)?;
+    let plausible = cursor.after.starts_with(prefix)
+        && cursor.after.chars().count() <= crate::domain::USERNAME_MAX
+        && is_username_lower(&cursor.after);
+    if !plausible {
+        return Err(Error::validation("cursor is not valid for this list"));
+    }
+    Ok(cursor)
+}
+
+/// `SET` clauses and values of a profile update (at least one field is set).
+fn profile_sets(update: &ProfileUpdate) -> (String, Vec<(&'static str, AttributeValue)>) {
+    let mut sets = Vec::new();
+    let mut values = Vec::new();
+    if let Some(display_name) = &update.display_name {
+        sets.push("display_name = :display_name");
+        values.push((":display_name", s(display_name)));
+    }
+    if let Some(bio) = &update.bio {
+        sets.push("bio = :bio");
+        values.push((":bio", s(bio)));
+    }
+    if let Some(is_private) = update.is_private {
+        sets.push("is_private = :is_private");
+        values.push((":is_private", AttributeValue::Bool(is_private)));
+    }
+    if let Some(show_presence) = update.show_presence {
+        sets.push("show_presence = :show_presence");
+        values.push((":show_presence", AttributeValue::Bool(show_presence)));
+    }
+    (format!("SET {}", sets.join(", ")), values)
+}
+
+impl DynamoStore {
+    /// A profile update that leaves the search item alone: one `UpdateItem`.
+    async fn update_profile_item(&self, id: UserId, update: &ProfileUpdate) -> Result<User> {
+        let (expression, values) = profile_sets(update);
+        let output = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(key_map(&keys::user_profile(id))))
+            .condition_expression(ITEM_EXISTS)
+            .update_expression(expression)
+            .set_expression_attribute_values(tx::values_map(values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match output {
+            Ok(output) => from_item(output.attributes.unwrap_or_default()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(Error::not_found("user not found"))
+            }
+            Err(error) => Err(Error::internal("updating profile", error)),
+        }
+    }
+
+    /// A profile update with a new display name: the profile and the search item in one
+    /// transaction (so concurrent edits leave both with the same name), then the profile.
+    async fn update_profile_and_search(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        display_name: &str,
+    ) -> Result<User> {
+        let table = &self.table.name;
+        let (expression, values) = profile_sets(update);
+        let items = vec![
+            tx::update(
+                table,
+                &keys::user_profile(id),
+                &expression,
+                Some(ITEM_EXISTS),
+                &[],
+                values,
+            )?,
+            tx::update(
+                table,
+                &keys::user_search(id),
+                "SET display_name = :display_name",
+                Some(ITEM_EXISTS),
+                &[],
+                vec![(":display_name", s(display_name))],
+            )?,
+        ];
+        match self.table.transact(items).await {
+            Ok(()) => {}
+            Err(failure) if failure.condition_failed_at(0) => {
+                return Err(Error::not_found("user not found"))
+            }
+            // No search item yet (a user from before search items, not migrated yet): the
+            // profile alone; `rebuild_search_entry` builds the item from it later.
+            Err(TransactFailure::ConditionFailed { .. }) => {
+                return self.update_profile_item(id, update).await
+            }
+            Err(TransactFailure::Other(error)) => return Err(error),
+        }
+        self.get_user(id)
+            .await?
+            .ok_or_else(|| Error::not_found("user not found"))
+    }
+
+    /// Up to `want` entries of one search partition with sort keys in `low..=high`, in
+    /// order, leaving out `skip` (the cursor's own entry, which `BETWEEN` includes). One
+    /// request unless a page of small items exceeds 1 MB.
+    async fn search_partition(
+        &self,
+        partition: &str,
+        (low, high): (&str, &str),
+        skip: Option<&str>,
+        want: usize,
+    ) -> Result<Vec<SearchRecord>> {
+        let mut found = Vec::with_capacity(want);
+        let mut start = None;
+        loop {
+            // One more than still wanted: the skipped entry may be among them.
+            let limit = i32::try_from(want - found.len() + 1).unwrap_or(i32::MAX);
+            let output = self
+                .table
+                .client
+                .query()
+                .table_name(&self.table.name)
+                .index_name(keys::GSI1)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high))
+                .limit(limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::internal("Query (username search)", e))?;
+            for item in output.items.unwrap_or_default() {
+                let sort_key = item.get("gsi1sk").and_then(|v| v.as_s().ok());
+                if skip.is_some() && sort_key.map(String::as_str) == skip {
+                    continue;
+                }
+                found.push(from_item::<SearchRecord>(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(last) if found.len() < want => start = Some(last),
+                _ => break,
+            }
+        }
+        found.truncate(want);
+        Ok(found)
+    }
+
+    /// One attempt at [`UserStore::rebuild_search_entry`]; `None` when the profile changed
+    /// between the read and the write.
+    async fn try_rebuild_search_entry(&self, id: UserId) -> Result<Option<SearchEntryRebuild>> {
+        let (profile_key, search_key) = (keys::user_profile(id), keys::user_search(id));
+        let mut profile = None;
+        let mut stored = None;
+        for item in self
+            .table
+            .batch_get(&[profile_key.clone(), search_key.clone()])
+            .await?
+        {
+            if item_key(&item)? == profile_key {
+                profile = Some(item);
+            } else {
+                stored = Some(item);
+            }
+        }
+        let Some(profile) = profile else {
+            return Ok(Some(SearchEntryRebuild::NoProfile));
+        };
+        let has_search_keys = profile.contains_key("gsi1pk") || profile.contains_key("gsi1sk");
+        let user: User = from_item(profile)?;
+        let wanted = SearchRecord::of(&user).item()?;
+        if !has_search_keys && stored.as_ref() == Some(&wanted) {
+            return Ok(Some(SearchEntryRebuild::UpToDate));
+        }
+        let table = &self.table.name;
+        let items = vec![
+            tx::put(table, wanted, None)?,
+            // Conditioned on the display name copied into the search item: a concurrent
+            // edit fails this, and the rebuild reads again.
+            tx::update(
+                table,
+                &profile_key,
+                "REMOVE gsi1pk, gsi1sk",
+                Some("display_name = :display_name"),
+                &[],
+                vec![(":display_name", s(&user.display_name))],
+            )?,
+        ];
+        match self.table.transact(items).await {
+            Ok(()) => Ok(Some(SearchEntryRebuild::Written)),
+            Err(TransactFailure::ConditionFailed { .. }) => Ok(None),
+            Err(TransactFailure::Other(error)) => Err(error),
+        }
+    }
+}
 
 #[async_trait]
 impl UserStore for DynamoStore {
@@ -97,17 +400,15 @@ impl UserStore for DynamoStore {
             post_count: 0,
         };
         let table = &self.table.name;
-        let profile = with_gsi1(
-            to_item(
-                &keys::user_profile(user.id),
-                &ProfileRecord {
-                    user: &user,
-                    username_lower: username_lower.clone(),
-                    entity: "user",
-                },
-            )?,
-            &keys::username_search_entry(&username_lower),
-        );
+        // The profile has no index entry: its counters change with every follow and post.
+        let profile = to_item(
+            &keys::user_profile(user.id),
+            &ProfileRecord {
+                user: &user,
+                username_lower: username_lower.clone(),
+                entity: "user",
+            },
+        )?;
         let items = vec![
             tx::put_new(
                 table,
@@ -120,6 +421,7 @@ impl UserStore for DynamoStore {
                 )?,
             )?,
             tx::put_new(table, profile)?,
+            tx::put_new(table, SearchRecord::of(&user).item()?)?,
             tx::put_new(
                 table,
                 to_item(
@@ -167,58 +469,74 @@ impl UserStore for DynamoStore {
                 .await?
                 .ok_or_else(|| Error::not_found("user not found"));
         }
-        let mut sets = Vec::new();
-        let mut request = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .set_key(Some(key_map(&keys::user_profile(id))))
-            .condition_expression("attribute_exists(pk)")
-            .return_values(ReturnValue::AllNew);
-        if let Some(display_name) = &update.display_name {
-            sets.push("display_name = :display_name");
-            request = request.expression_attribute_values(":display_name", s(display_name));
-        }
-        if let Some(bio) = &update.bio {
-            sets.push("bio = :bio");
-            request = request.expression_attribute_values(":bio", s(bio));
-        }
-        if let Some(is_private) = update.is_private {
-            sets.push("is_private = :is_private");
-            request = request
-                .expression_attribute_values(":is_private", AttributeValue::Bool(is_private));
-        }
-        if let Some(show_presence) = update.show_presence {
-            sets.push("show_presence = :show_presence");
-            request = request
-                .expression_attribute_values(":show_presence", AttributeValue::Bool(show_presence));
-        }
-        let output = request
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await;
-        match output {
-            Ok(output) => from_item(output.attributes.unwrap_or_default()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(Error::not_found("user not found"))
+        match &update.display_name {
+            Some(display_name) => {
+                self.update_profile_and_search(id, update, display_name)
+                    .await
             }
-            Err(error) => Err(Error::internal("updating profile", error)),
+            None => self.update_profile_item(id, update).await,
         }
     }
 
-    async fn search_usernames(&self, prefix: &str, page: &PageRequest) -> Result<Page<User>> {
-        if prefix.is_empty() || prefix.chars().count() > MAX_SEARCH_PREFIX {
-            return Err(Error::validation(format!(
-                "q must be 1–{MAX_SEARCH_PREFIX} characters"
-            )));
+    async fn search_usernames(
+        &self,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> Result<Page<UserSummary>> {
+        let prefix = search_prefix(prefix)?;
+        let after = match &page.cursor {
+            Some(cursor) => {
+                let cursor = search_cursor(cursor, &prefix)?;
+                Some(keys::username_search_sort_key(&cursor.after, cursor.id))
+            }
+            None => None,
+        };
+        let high = keys::username_search_upper_bound(&prefix);
+        let low = after.as_deref().unwrap_or(&prefix);
+        let want = page.limit + 1;
+        let partitions = keys::username_search_partitions(&prefix);
+        let shards = futures::future::try_join_all(partitions.iter().map(|partition| {
+            self.search_partition(partition, (low, &high), after.as_deref(), want)
+        }))
+        .await?;
+        let mut found: Vec<SearchRecord> = shards.into_iter().flatten().collect();
+        found.sort_unstable_by(|a, b| (&a.username_lower, a.id).cmp(&(&b.username_lower, b.id)));
+        found.truncate(want);
+        let next_cursor = if found.len() > page.limit {
+            found.truncate(page.limit);
+            found
+                .last()
+                .map(|last| {
+                    encode_token(&SearchCursor {
+                        after: last.username_lower.clone(),
+                        id: last.id,
+                    })
+                })
+                .transpose()?
+        } else {
+            None
+        };
+        Ok(Page {
+            items: found
+                .into_iter()
+                .map(|record| UserSummary {
+                    id: record.id,
+                    username: record.username,
+                    display_name: record.display_name,
+                })
+                .collect(),
+            next_cursor,
+        })
+    }
+
+    async fn rebuild_search_entry(&self, user: UserId) -> Result<SearchEntryRebuild> {
+        for _ in 0..REBUILD_ATTEMPTS {
+            if let Some(outcome) = self.try_rebuild_search_entry(user).await? {
+                return Ok(outcome);
+            }
         }
-        let partition = keys::username_search_partition(prefix);
-        let query = Query::new(KeyShape::Gsi1, &partition).begins_with(prefix);
-        self.table.query_page_as(&query, page).await
+        Err(Error::conflict(
+            "the profile kept changing while rebuilding its search entry; try again",
+        ))
     }
 }

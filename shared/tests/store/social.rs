@@ -7,7 +7,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use shared::domain::{NotificationKind, UserId};
 use shared::store::page::PageRequest;
-use shared::store::social::{FollowerIds, SocialStore};
+use shared::store::social::{FollowerIds, SocialStore, MAX_FOLLOWING};
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
@@ -726,4 +726,183 @@ async fn follow_unfollow_follow_and_request_cancel_request_notify_once() {
         1,
         "one request notification per actor: {requests:?}"
     );
+}
+
+// ---- the follow cap ------------------------------------------------------------------------
+
+/// Sets `user`'s `following_count` as if they followed `count` accounts. The cap's condition
+/// reads only this counter (kept exact by every follow, unfollow and block transaction), so
+/// this stands in for `count` follows without writing them one transaction at a time.
+async fn seed_following_count(store: &DynamoStore, user: UserId, count: usize) {
+    let set = store
+        .table
+        .update_if(
+            &shared::store::keys::user_profile(user),
+            "SET following_count = :count",
+            "attribute_exists(pk)",
+            &[],
+            vec![(":count", shared::store::dynamo::n(count as i64))],
+        )
+        .await
+        .unwrap();
+    assert!(set, "no profile to seed");
+}
+
+fn assert_follow_limit(error: &shared::Error) {
+    assert_eq!(error.status(), 409, "{error:?}");
+    assert_eq!(error.code(), "follow_limit_reached", "{error:?}");
+}
+
+#[tokio::test]
+async fn the_follow_past_the_cap_is_refused_and_writes_nothing() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, bob, carol, dave] = users(&store, ["alice", "bob", "carol", "dave"]).await;
+    seed_following_count(&store, alice.id, MAX_FOLLOWING - 2).await;
+
+    // Follows 4,999 and 5,000 go through...
+    for target in [&bob, &carol] {
+        assert!(
+            store
+                .follow(alice.id, target.id, Utc::now())
+                .await
+                .unwrap()
+                .outcome
+        );
+    }
+    assert_eq!(counts(&store, alice.id).await, (0, MAX_FOLLOWING as i64));
+    // ...the 5,001st does not, and leaves no trace.
+    let before = db.item_count().await;
+    let error = store
+        .follow(alice.id, dave.id, Utc::now())
+        .await
+        .unwrap_err();
+    assert_follow_limit(&error);
+    assert_eq!(
+        db.item_count().await,
+        before,
+        "a refused follow writes nothing"
+    );
+    assert_eq!(counts(&store, alice.id).await, (0, MAX_FOLLOWING as i64));
+    assert_eq!(counts(&store, dave.id).await, (0, 0));
+    assert!(stored_notifications(&store, dave.id).await.is_empty());
+    assert!(
+        !store
+            .relationship(alice.id, dave.id)
+            .await
+            .unwrap()
+            .following
+    );
+
+    // Following someone already followed stays idempotent at the cap.
+    assert!(
+        !store
+            .follow(alice.id, bob.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
+    // One unfollow frees one slot.
+    assert!(store.unfollow(alice.id, carol.id).await.unwrap());
+    assert!(
+        store
+            .follow(alice.id, dave.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
+    assert_eq!(counts(&store, alice.id).await, (0, MAX_FOLLOWING as i64));
+    // Others are not limited by alice's cap: being followed is unbounded.
+    assert!(
+        store
+            .follow(bob.id, alice.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
+}
+
+#[tokio::test]
+async fn ten_concurrent_follows_at_the_last_slot_let_exactly_one_through() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let alice = user(&store, "alice").await;
+    let mut targets = Vec::new();
+    for i in 0..10 {
+        targets.push(user(&store, &format!("target_{i}")).await);
+    }
+    seed_following_count(&store, alice.id, MAX_FOLLOWING - 1).await;
+
+    let now = Utc::now();
+    let results = join_all(targets.iter().map(|t| store.follow(alice.id, t.id, now))).await;
+    let mut followed = Vec::new();
+    for (target, result) in targets.iter().zip(results) {
+        match result {
+            Ok(done) => {
+                assert!(done.outcome);
+                followed.push(target.id);
+            }
+            Err(error) => assert_follow_limit(&error),
+        }
+    }
+    assert_eq!(followed.len(), 1, "exactly one follow takes the last slot");
+    assert_eq!(counts(&store, alice.id).await, (0, MAX_FOLLOWING as i64));
+    assert_eq!(store.following_ids(alice.id).await.unwrap(), followed);
+    for target in &targets {
+        let expected = i64::from(followed.contains(&target.id));
+        assert_eq!(counts(&store, target.id).await, (expected, 0));
+    }
+}
+
+#[tokio::test]
+async fn requests_at_the_cap_are_refused_and_accepts_wait_for_a_free_slot() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let [alice, private, other, spare] =
+        users(&store, ["alice", "private", "other", "spare"]).await;
+    seed_following_count(&store, alice.id, MAX_FOLLOWING - 1).await;
+
+    // Below the cap alice may ask; the request takes no slot.
+    assert!(
+        store
+            .request_follow(alice.id, private.id, Utc::now())
+            .await
+            .unwrap()
+            .outcome
+    );
+    store.follow(alice.id, other.id, Utc::now()).await.unwrap();
+    // At the cap she may not ask anyone else...
+    let error = store
+        .request_follow(alice.id, spare.id, Utc::now())
+        .await
+        .unwrap_err();
+    assert_follow_limit(&error);
+    assert!(store
+        .follow_requests(spare.id, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // ...and the pending request cannot be accepted: it stays pending, nothing changes.
+    let error = store
+        .accept_follow_request(private.id, alice.id, Utc::now())
+        .await
+        .unwrap_err();
+    assert_follow_limit(&error);
+    assert_eq!(counts(&store, private.id).await, (0, 0));
+    assert!(stored_notifications(&store, alice.id).await.is_empty());
+    let pending = store
+        .follow_requests(private.id, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(pending.items.len(), 1);
+
+    // Once alice follows fewer, the same request is accepted.
+    store.unfollow(alice.id, other.id).await.unwrap();
+    store
+        .accept_follow_request(private.id, alice.id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(counts(&store, private.id).await, (1, 0));
+    assert_eq!(counts(&store, alice.id).await, (0, MAX_FOLLOWING as i64));
 }
