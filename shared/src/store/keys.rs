@@ -220,6 +220,13 @@ pub fn large_followee(viewer: Uuid, author: Uuid) -> Key {
     )
 }
 
+// ---- operations ----------------------------------------------------------------------------
+
+/// Progress of an operator job (`ripple-admin`), so an interrupted run resumes.
+pub fn admin_checkpoint(job: &str) -> Key {
+    Key::new(format!("ADMIN#{job}"), "CHECKPOINT")
+}
+
 // ---- conversations and messages ------------------------------------------------------------
 
 pub const MESSAGE_PREFIX: &str = "MSG#";
