@@ -15,6 +15,7 @@
 //! no harm; tasks of one item may run in any order because the read checks the truth (the
 //! post exists, the follow exists) rather than trusting the entries.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,9 @@ use crate::store::social::{FollowerIds, SocialStore};
 
 /// Most posts of one author a rebuild writes into one feed (the entry TTL bounds it too).
 pub const REBUILD_MAX_POSTS_PER_AUTHOR: usize = 1000;
+
+/// Tasks (or one author's backfills) of a queue message carried out at once.
+pub const TASKS_IN_FLIGHT: usize = 8;
 
 /// Followed authors a rebuild reads at once.
 const REBUILD_AUTHORS_IN_FLIGHT: usize = 16;
@@ -135,6 +139,90 @@ impl FeedMaterializer {
             "feed task done"
         );
         Ok(outcome)
+    }
+
+    /// Carries out the tasks of one queue message: the backfills of one author together
+    /// (one mode read, one timeline read, one follow check per 100 new followers, the
+    /// entries in shared batches), every other task on its own; at most
+    /// [`TASKS_IN_FLIGHT`] at once.
+    #[tracing::instrument(level = "debug", skip_all, fields(tasks = tasks.len()))]
+    pub async fn apply_all(&self, tasks: &[FeedTask]) -> Result<FeedOutcome> {
+        let mut backfills: HashMap<UserId, Vec<UserId>> = HashMap::new();
+        let mut others = Vec::new();
+        for task in tasks {
+            match *task {
+                FeedTask::Backfill { viewer, author } => {
+                    backfills.entry(author).or_default().push(viewer);
+                }
+                _ => others.push(task.clone()),
+            }
+        }
+        let backfilled = futures::stream::iter(backfills)
+            .map(|(author, viewers)| async move { self.backfill_many(author, &viewers).await })
+            .buffer_unordered(TASKS_IN_FLIGHT);
+        let applied = futures::stream::iter(others)
+            .map(|task| async move { self.apply(&task).await })
+            .buffer_unordered(TASKS_IN_FLIGHT);
+        let outcomes: Vec<FeedOutcome> = futures::stream::select(backfilled, applied)
+            .try_collect()
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .fold(FeedOutcome::default(), |total, one| FeedOutcome {
+                entries: total.entries + one.entries,
+                markers: total.markers + one.markers,
+                promoted: total.promoted || one.promoted,
+            }))
+    }
+
+    /// New follows of one author: the author's latest posts (or a marker) into each new
+    /// follower's feed, for those who still follow.
+    async fn backfill_many(&self, author: UserId, viewers: &[UserId]) -> Result<FeedOutcome> {
+        let (still_following, mode) = futures::try_join!(
+            self.social.followers_among(author, viewers),
+            self.feeds.feed_mode(author),
+        )?;
+        let mut viewers: Vec<UserId> = viewers
+            .iter()
+            .copied()
+            .filter(|viewer| still_following.contains(viewer))
+            .collect();
+        viewers.sort_unstable();
+        viewers.dedup();
+        if viewers.is_empty() {
+            return Ok(FeedOutcome::default());
+        }
+        if mode == FeedMode::Merged {
+            let markers: Vec<(UserId, UserId)> = viewers.iter().map(|v| (*v, author)).collect();
+            self.feeds.mark_large_followees(&markers).await?;
+            return Ok(FeedOutcome {
+                markers: markers.len(),
+                ..FeedOutcome::default()
+            });
+        }
+        let latest = self
+            .posts
+            .author_posts(
+                author,
+                &PageRequest::first(self.limits.backfill_posts.max(1)),
+            )
+            .await?;
+        let entries: Vec<(UserId, FeedPost)> = viewers
+            .iter()
+            .flat_map(|viewer| {
+                latest
+                    .items
+                    .iter()
+                    .map(|post| (*viewer, FeedPost::from(post)))
+            })
+            .collect();
+        self.feeds
+            .add_entries(&entries, self.limits.entry_ttl_days)
+            .await?;
+        Ok(FeedOutcome {
+            entries: entries.len(),
+            ..FeedOutcome::default()
+        })
     }
 
     /// The author's feed mode and followers up to the materialization bound (`truncated`

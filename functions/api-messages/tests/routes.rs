@@ -108,9 +108,10 @@ async fn every_route_needs_a_valid_access_token() {
             .await;
         assert_error(&wrong_scheme, 401, "unauthorized");
     }
+    // Per user: profile, credentials, username guard and search item.
     assert_eq!(
         api.db.item_count().await,
-        6,
+        8,
         "only the two users' items exist"
     );
 }

@@ -125,7 +125,7 @@ async fn process_message(state: &State, message: &SqsMessage) -> Handled {
         QueueMessage::Fanout(chunk) => deliver_chunk(state, &chunk, &mut handled.metrics).await,
         QueueMessage::Audience(work) => resolve_and_push(state, &work, &mut handled.metrics).await,
         QueueMessage::PresenceCheck(check) => check_presence(state, &check).await,
-        QueueMessage::Feed(task) => state.feed.apply(&task).await.map(|_| ()),
+        QueueMessage::Feed(work) => state.feed.apply_all(&work.tasks).await.map(|_| ()),
     };
     if let Err(error) = outcome {
         tracing::warn!(message_id, error = %error, causes = %cause_chain(&error), "queue message failed; it will be redelivered");

@@ -502,7 +502,14 @@ mod tests {
             decision.pushes[0].audience,
             [Audience::AuthorAndFollowers(id(1))]
         );
-        assert!(decision.effects.is_empty());
+        assert_eq!(
+            decision.effects,
+            [Effect::Feed(FeedTask::Distribute {
+                post_id: post().id,
+                author_id: id(1),
+                created_at: post().created_at,
+            })]
+        );
     }
 
     #[test]

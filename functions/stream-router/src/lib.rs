@@ -48,6 +48,7 @@ use lambda_runtime::LambdaEvent;
 use shared::error::{cause_chain, Error, Result};
 use shared::events::Event;
 use shared::fanout::{Audience, OnlineSnapshot, Resolution};
+use shared::feed::FeedTask;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::PushMetrics;
 use shared::store::presence::PRESENCE_GRACE;
@@ -136,6 +137,9 @@ pub async fn handle(
     // Each record is decided once; the groups below take their records' decisions.
     let mut decisions: Vec<Option<Decided>> =
         records.iter().map(|record| Some(decide(record))).collect();
+    // Feed tasks go first, all in a few messages; if queueing them fails, Lambda retries the
+    // whole batch before anything of it was pushed.
+    queue_feed_tasks(state, &decisions).await?;
     let context = BatchContext {
         reached: writer_deliveries(state, &decisions).await,
         ..BatchContext::default()
@@ -351,6 +355,26 @@ fn not_reached(connection_ids: &[String], reached: Option<&HashSet<String>>) -> 
     }
 }
 
+/// Queues the feed tasks of every decided record of the batch (packed, so an author gaining
+/// many followers at once costs a message per 100 follows).
+async fn queue_feed_tasks(state: &State, decisions: &[Option<Decided>]) -> Result<()> {
+    let tasks: Vec<FeedTask> = decisions
+        .iter()
+        .flatten()
+        .filter_map(|decided| decided.as_ref().ok())
+        .flat_map(|decision| &decision.effects)
+        .filter_map(|effect| match effect {
+            Effect::Feed(task) => Some(task.clone()),
+            _ => None,
+        })
+        .collect();
+    if !tasks.is_empty() {
+        let messages = state.tier.queue().enqueue_feed(&tasks).await?;
+        tracing::debug!(tasks = tasks.len(), messages, "feed tasks queued");
+    }
+    Ok(())
+}
+
 /// Carries out an effect; an announced presence change becomes a push.
 async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
     match effect {
@@ -362,10 +386,8 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
                 .await?;
             Ok(None)
         }
-        Effect::Feed(task) => {
-            state.tier.queue().enqueue_feed(&task).await?;
-            Ok(None)
-        }
+        // Queued for the whole batch by `queue_feed_tasks`.
+        Effect::Feed(_) => Ok(None),
         Effect::ScheduleOfflineCheck(check) => {
             state
                 .tier

@@ -303,7 +303,7 @@ async fn an_audience_above_the_threshold_is_queued_in_chunks_for_the_push_worker
         harness.push.delivered()
     );
     let mut queued = Vec::new();
-    for message in harness.receive_all().await {
+    for message in harness.receive_push_messages().await {
         match QueueMessage::parse(message.body().unwrap_or_default()).unwrap() {
             QueueMessage::Fanout(chunk) => {
                 assert_eq!(chunk.event.kind(), "post_created");
@@ -429,7 +429,16 @@ async fn an_author_with_many_followers_is_deferred_to_a_push_worker() {
 
     assert!(failures(&response).is_empty(), "{response}");
     assert!(harness.push.delivered().is_empty(), "resolved elsewhere");
-    let messages = harness.receive_all().await;
+    let (messages, feed_tasks) = harness.receive_split().await;
+    assert_eq!(
+        feed_tasks,
+        [shared::feed::FeedTask::Distribute {
+            post_id: post.id,
+            author_id: author,
+            created_at: post.created_at,
+        }],
+        "the post's feed task is queued for the worker, not carried out here"
+    );
     assert_eq!(messages.len(), 1);
     match QueueMessage::parse(messages[0].body().unwrap_or_default()).unwrap() {
         QueueMessage::Audience(work) => {
@@ -483,7 +492,7 @@ async fn undeliverable_connections_are_re_enqueued_alone_and_gone_ones_removed()
     assert_eq!(harness.delayed_messages().await, 1);
     let mut retried = Vec::new();
     for _ in 0..50 {
-        retried.extend(harness.receive_all().await);
+        retried.extend(harness.receive_push_messages().await);
         if !retried.is_empty() {
             break;
         }
@@ -535,7 +544,7 @@ async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_dela
     assert!(harness.push.events_of_type(&b1, "user_offline").is_empty());
     assert_eq!(harness.delayed_messages().await, 1);
     assert!(
-        harness.receive_all().await.is_empty(),
+        harness.receive_push_messages().await.is_empty(),
         "the check is not visible before its delay"
     );
 }
@@ -615,7 +624,7 @@ async fn an_offline_announcement_to_many_watchers_goes_through_the_queue() {
 
     assert!(harness.push.delivered().is_empty());
     let mut queued = Vec::new();
-    for message in harness.receive_all().await {
+    for message in harness.receive_push_messages().await {
         match QueueMessage::parse(message.body().unwrap_or_default()).unwrap() {
             QueueMessage::Fanout(chunk) => {
                 let expected = shared::events::Event::user_offline(a, "disconnect:a1=", now());

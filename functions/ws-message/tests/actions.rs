@@ -726,15 +726,28 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
         created_at: Utc::now(),
     };
     harness.store.add_comment(&post, comment).await.unwrap();
-    // Alice (whom Bob follows) posts twice.
+    // Alice (whom Bob follows) posts twice; the push worker's feed task writes each into
+    // her followers' feeds.
+    let feeds = shared::feed::FeedMaterializer::new(
+        Arc::new(harness.store.clone()),
+        shared::config::FeedLimits::default(),
+    );
     for text in ["one", "two"] {
-        harness
+        let post = harness
             .store
             .create_post(NewPost {
                 author: alice.id,
                 text: text.into(),
                 media_url: None,
                 created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        feeds
+            .apply(&shared::feed::FeedTask::Distribute {
+                post_id: post.id,
+                author_id: post.author_id,
+                created_at: post.created_at,
             })
             .await
             .unwrap();

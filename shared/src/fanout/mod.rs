@@ -25,5 +25,5 @@ pub use audience::{
 pub use dispatch::Dispatcher;
 #[cfg(feature = "sqs")]
 pub use queue::SqsEventQueue;
-pub use queue::{AudienceWork, EventQueue, FanoutChunk, PresenceCheck, QueueMessage};
+pub use queue::{AudienceWork, EventQueue, FanoutChunk, FeedWork, PresenceCheck, QueueMessage};
 pub use tier::{PushFunctionState, PushTier};

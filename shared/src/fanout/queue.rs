@@ -11,8 +11,10 @@
 //!   (an event is at most a few tens of KiB: the longest text is a 4000-character message)
 //!   and one worker invocation's work stays bounded. `attempt` counts re-enqueues: a worker
 //!   re-sends only the connections that still failed, after a short delay.
-//! - `feed`: a [`FeedTask`] (a post to distribute into followers' feeds, a follow to
-//!   backfill, …) that the push worker carries out with `shared::feed::FeedMaterializer`.
+//! - `feed`: up to [`FEED_TASKS_PER_MESSAGE`] [`FeedTask`]s (posts to distribute into
+//!   followers' feeds, follows to backfill, …), the feed tasks of one stream batch, which
+//!   the push worker carries out with `shared::feed::FeedMaterializer` (an author gaining
+//!   20,000 followers at once is 200 messages, not 20,000).
 //! - `presence_check`: sent with a delay equal to the presence grace period when a
 //!   connection closes; the worker records the user offline only if they still have no
 //!   connection when it arrives, and the router pushes `user_offline` from that write (see
@@ -41,6 +43,9 @@ pub const QUEUE_MESSAGE_VERSION: u32 = 1;
 /// Connection ids per `fanout` message.
 pub const FANOUT_CHUNK_CONNECTIONS: usize = 200;
 
+/// Feed tasks per `feed` message (a task is ~150 bytes of JSON).
+pub const FEED_TASKS_PER_MESSAGE: usize = 100;
+
 /// Entries per `SendMessageBatch` call (the SQS maximum).
 pub const SEND_BATCH_MAX: usize = 10;
 
@@ -57,7 +62,13 @@ pub enum QueueMessage {
     Audience(AudienceWork),
     Fanout(FanoutChunk),
     PresenceCheck(PresenceCheck),
-    Feed(FeedTask),
+    Feed(FeedWork),
+}
+
+/// Feed tasks for a push worker, carried out together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedWork {
+    pub tasks: Vec<FeedTask>,
 }
 
 /// An event whose audience a push worker resolves.
@@ -180,8 +191,10 @@ pub trait EventQueue: Send + Sync {
     /// Re-sends a chunk (the connections that still failed) after `delay`.
     async fn enqueue_retry(&self, chunk: &FanoutChunk, delay: Duration) -> Result<()>;
 
-    /// Hands a feed task to a push worker.
-    async fn enqueue_feed(&self, task: &FeedTask) -> Result<()>;
+    /// Hands feed tasks to the push workers, [`FEED_TASKS_PER_MESSAGE`] per message; returns
+    /// how many messages. An error means some may not have been sent: the caller retries
+    /// all of them (tasks are idempotent).
+    async fn enqueue_feed(&self, tasks: &[FeedTask]) -> Result<usize>;
 }
 
 /// [`EventQueue`] over one SQS queue.
@@ -308,9 +321,21 @@ impl EventQueue for SqsEventQueue {
             .await
     }
 
-    async fn enqueue_feed(&self, task: &FeedTask) -> Result<()> {
-        self.send_one(&QueueMessage::Feed(task.clone()), Duration::ZERO)
-            .await
+    #[tracing::instrument(level = "debug", skip_all, fields(tasks = tasks.len()))]
+    async fn enqueue_feed(&self, tasks: &[FeedTask]) -> Result<usize> {
+        let bodies = tasks
+            .chunks(FEED_TASKS_PER_MESSAGE)
+            .map(|chunk| {
+                QueueMessage::Feed(FeedWork {
+                    tasks: chunk.to_vec(),
+                })
+                .to_body()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for batch in bodies.chunks(SEND_BATCH_MAX) {
+            self.send_batch(batch).await?;
+        }
+        Ok(bodies.len())
     }
 }
 

@@ -118,6 +118,9 @@ pub trait FeedStore: Send + Sync {
         ttl_days: u32,
     ) -> Result<()>;
 
+    /// Writes each `(viewer, post)` entry (backfills of many followers at once).
+    async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()>;
+
     /// Writes `posts` into `viewer`'s feed (a backfill: one request per 25 posts).
     async fn add_viewer_entries(
         &self,
@@ -373,6 +376,14 @@ impl FeedStore for DynamoStore {
         let items = viewers
             .iter()
             .map(|viewer| feed_entry_item(*viewer, post, ttl_days))
+            .collect::<Result<Vec<Item>>>()?;
+        write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
+    }
+
+    async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()> {
+        let items = entries
+            .iter()
+            .map(|(viewer, post)| feed_entry_item(*viewer, post, ttl_days))
             .collect::<Result<Vec<Item>>>()?;
         write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
     }

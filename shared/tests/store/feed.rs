@@ -278,6 +278,38 @@ async fn a_large_author_is_promoted_once_and_merged_at_read_in_3_plus_l_requests
 }
 
 #[tokio::test]
+async fn one_message_backfills_an_authors_new_followers_together_and_skips_those_gone() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let feeds = materializer(&store, FeedLimits::default());
+    let [ann, bob, cat, dan] = users(&store, ["ann", "bob", "cat", "dan"]).await;
+    for i in 0..3 {
+        post(&store, &feeds, &ann, &format!("ann {i}")).await;
+    }
+    for fan in [&bob, &cat, &dan] {
+        store.follow(fan.id, ann.id, Utc::now()).await.unwrap();
+    }
+    // Dan unfollows before the worker gets to the message.
+    store.unfollow(dan.id, ann.id).await.unwrap();
+    let tasks: Vec<FeedTask> = [&bob, &cat, &dan]
+        .iter()
+        .map(|fan| FeedTask::Backfill {
+            viewer: fan.id,
+            author: ann.id,
+        })
+        .collect();
+    let outcome = feeds.apply_all(&tasks).await.unwrap();
+    assert_eq!(
+        outcome.entries, 6,
+        "3 posts each for bob and cat, none for dan"
+    );
+    for fan in [&bob, &cat, &dan] {
+        let (materialized, merged) = both_feeds(&store, fan.id, 2).await;
+        assert_eq!(materialized, merged, "{}", fan.username);
+    }
+}
+
+#[tokio::test]
 async fn new_entries_are_counted_in_one_bounded_query() {
     let db = TestDb::start().await;
     let store = db.store();
@@ -390,9 +422,21 @@ fn random_steps(rng: &mut StdRng, users: usize, len: usize) -> Vec<Step> {
 struct PendingTasks(Vec<FeedTask>);
 
 impl PendingTasks {
-    /// Runs a random pending task, sometimes leaving a copy to run again (redelivery).
+    /// Runs a random pending task, sometimes leaving a copy to run again (redelivery), or
+    /// a few together as one queue message.
     async fn run_one(&mut self, feeds: &FeedMaterializer, rng: &mut StdRng) {
         if self.0.is_empty() {
+            return;
+        }
+        if rng.gen_bool(0.3) {
+            let take = rng.gen_range(1..=self.0.len().min(5));
+            let batch: Vec<FeedTask> = (0..take)
+                .map(|_| {
+                    let at = rng.gen_range(0..self.0.len());
+                    self.0.swap_remove(at)
+                })
+                .collect();
+            feeds.apply_all(&batch).await.unwrap();
             return;
         }
         let at = rng.gen_range(0..self.0.len());

@@ -215,6 +215,30 @@ impl Harness {
         }
     }
 
+    /// The visible messages of the push tier, with the feed tasks every post and follow
+    /// also queues split off: `(push messages, feed tasks)`.
+    pub async fn receive_split(
+        &self,
+    ) -> (
+        Vec<aws_sdk_sqs::types::Message>,
+        Vec<shared::feed::FeedTask>,
+    ) {
+        let mut push = Vec::new();
+        let mut feed = Vec::new();
+        for message in self.receive_all().await {
+            match shared::fanout::QueueMessage::parse(message.body().unwrap_or_default()) {
+                Ok(shared::fanout::QueueMessage::Feed(work)) => feed.extend(work.tasks),
+                _ => push.push(message),
+            }
+        }
+        (push, feed)
+    }
+
+    /// The visible messages of the push tier, feed tasks left out (the feed suites cover them).
+    pub async fn receive_push_messages(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.receive_split().await.0
+    }
+
     /// How many messages wait in the queue with a delay still running.
     pub async fn delayed_messages(&self) -> usize {
         let output = self
