@@ -128,7 +128,7 @@ impl FeedMaterializer {
                 self.distribute(&post).await?
             }
             FeedTask::Withdraw { post_id, author_id } => self.withdraw(post_id, author_id).await?,
-            FeedTask::Backfill { viewer, author } => self.backfill(viewer, author).await?,
+            FeedTask::Backfill { viewer, author } => self.backfill_many(author, &[viewer]).await?,
             FeedTask::Prune { viewer, author } => self.prune(viewer, author).await?,
         };
         tracing::debug!(
@@ -302,40 +302,6 @@ impl FeedMaterializer {
         }
         Ok(FeedOutcome {
             entries: self.feeds.prune_feed_author(viewer, author).await?,
-            ..FeedOutcome::default()
-        })
-    }
-
-    /// A new follow: the author's latest posts into the follower's feed, or a marker for a
-    /// merged author. Nothing if the follow is already gone again.
-    async fn backfill(&self, viewer: UserId, author: UserId) -> Result<FeedOutcome> {
-        let (relationship, mode) = futures::try_join!(
-            self.social.relationship(viewer, author),
-            self.feeds.feed_mode(author),
-        )?;
-        if !relationship.following {
-            return Ok(FeedOutcome::default());
-        }
-        if mode == FeedMode::Merged {
-            self.feeds.mark_large_followees(&[(viewer, author)]).await?;
-            return Ok(FeedOutcome {
-                markers: 1,
-                ..FeedOutcome::default()
-            });
-        }
-        let latest = self
-            .posts
-            .author_posts(
-                author,
-                &PageRequest::first(self.limits.backfill_posts.max(1)),
-            )
-            .await?;
-        let posts: Vec<FeedPost> = latest.items.iter().map(FeedPost::from).collect();
-        self.feeds
-            .add_viewer_entries(viewer, &posts, self.limits.entry_ttl_days)
-            .await?;
-        Ok(FeedOutcome {
-            entries: posts.len(),
             ..FeedOutcome::default()
         })
     }

@@ -320,11 +320,7 @@ impl DynamoStore {
                 self.resolve_feed_items(viewer, &post_ids, &authors).await?;
             checked.extend(authors);
             followed.extend(newly_followed);
-            posts.extend(reads.entries.iter().filter_map(|entry| {
-                let post = found.get(&entry.post_id)?;
-                let visible = post.author_id == viewer || followed.contains(&post.author_id);
-                visible.then(|| post.clone())
-            }));
+            posts.extend(visible_posts(&reads.entries, &found, followed, viewer));
             if posts.len() >= limit || !reads.entries_more {
                 return Ok((posts, reads.entries_more));
             }
@@ -334,6 +330,24 @@ impl DynamoStore {
                 .await?;
         }
     }
+}
+
+/// The posts of `entries` the viewer may see: still there, and their own or by an author
+/// they still follow (which also excludes anyone in a block with them).
+fn visible_posts(
+    entries: &[FeedEntryRecord],
+    found: &HashMap<PostId, Post>,
+    followed: &HashSet<UserId>,
+    viewer: UserId,
+) -> Vec<Post> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let post = found.get(&entry.post_id)?;
+            let visible = post.author_id == viewer || followed.contains(&post.author_id);
+            visible.then(|| post.clone())
+        })
+        .collect()
 }
 
 /// `post`'s entry in `viewer`'s feed, expiring `ttl_days` after the post.
@@ -522,15 +536,7 @@ impl FeedStore for DynamoStore {
         )?;
         checked.extend(first_authors);
         followed.extend(first_followed);
-        let mut posts: Vec<Post> = first
-            .entries
-            .iter()
-            .filter_map(|entry| {
-                let post = found.get(&entry.post_id)?;
-                let visible = post.author_id == viewer || followed.contains(&post.author_id);
-                visible.then(|| post.clone())
-            })
-            .collect();
+        let mut posts = visible_posts(&first.entries, &found, &followed, viewer);
         let mut entries_more = first.entries_more;
         if posts.len() < limit && first.entries_more {
             let rest = self
