@@ -43,6 +43,11 @@ async fn posts_follows_unfollows_and_deletes_reach_the_feed_through_the_pipeline
 
     // A post is written into the author's and each follower's feed.
     let post: Value = stack.post(&ann, "after bob followed").await;
+    // The author's own entry is part of the post's transaction: there at once.
+    assert_eq!(
+        feed_texts(&stack, &ann).await,
+        ["after bob followed", "before bob followed"]
+    );
     eventually("the post reaches bob's feed", PIPELINE, || async {
         feed_texts(&stack, &bob).await == ["after bob followed", "before bob followed"]
     })

@@ -351,7 +351,7 @@ fn visible_posts(
 }
 
 /// `post`'s entry in `viewer`'s feed, expiring `ttl_days` after the post.
-fn feed_entry_item(viewer: UserId, post: &FeedPost, ttl_days: u32) -> Result<Item> {
+pub(crate) fn feed_entry_item(viewer: UserId, post: &FeedPost, ttl_days: u32) -> Result<Item> {
     let expires_at = (post.created_at + chrono::Duration::days(i64::from(ttl_days))).timestamp();
     to_item(
         &keys::feed_entry(viewer, post.post_id),

@@ -344,6 +344,17 @@ impl PostStore for DynamoStore {
                 &[],
                 vec![(":one", n(1))],
             )?,
+            // The author's own feed entry, so their post is at the top of their feed when
+            // the response arrives; followers' entries come from the push worker.
+            tx::put(
+                table,
+                super::feed::feed_entry_item(
+                    post.author_id,
+                    &super::feed::FeedPost::from(&post),
+                    crate::config::FeedLimits::default().entry_ttl_days,
+                )?,
+                None,
+            )?,
         ];
         self.table
             .transact_or(items, || Error::not_found("author not found"))
