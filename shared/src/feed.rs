@@ -235,34 +235,27 @@ impl FeedMaterializer {
         )
     }
 
-    /// The post goes into its author's feed and, for an ordinary author, each follower's.
+    /// The post goes into its author's feed and, for an ordinary author, each follower's;
+    /// an author past the bound is promoted instead.
     async fn distribute(&self, post: &FeedPost) -> Result<FeedOutcome> {
         let author = post.author_id;
-        let ttl = self.limits.entry_ttl_days;
         let (mode, followers) = self.reach(author).await?;
-        if mode == FeedMode::Merged {
-            self.feeds.add_feed_entries(post, &[author], ttl).await?;
-            return Ok(FeedOutcome {
-                entries: 1,
-                ..FeedOutcome::default()
-            });
+        let mut outcome = FeedOutcome::default();
+        let mut viewers = vec![author];
+        match mode {
+            FeedMode::Merged => {}
+            FeedMode::Materialized if followers.truncated => {
+                outcome.markers = self.promote(author).await?;
+                outcome.promoted = true;
+            }
+            FeedMode::Materialized => viewers.extend(followers.ids),
         }
-        if followers.truncated {
-            let markers = self.promote(author).await?;
-            self.feeds.add_feed_entries(post, &[author], ttl).await?;
-            return Ok(FeedOutcome {
-                entries: 1,
-                markers,
-                promoted: true,
-            });
-        }
-        let mut viewers = followers.ids;
-        viewers.push(author);
-        self.feeds.add_feed_entries(post, &viewers, ttl).await?;
-        Ok(FeedOutcome {
-            entries: viewers.len(),
-            ..FeedOutcome::default()
-        })
+        let entries: Vec<(UserId, FeedPost)> = viewers.iter().map(|v| (*v, *post)).collect();
+        self.feeds
+            .add_entries(&entries, self.limits.entry_ttl_days)
+            .await?;
+        outcome.entries = entries.len();
+        Ok(outcome)
     }
 
     /// Promotes `author` to the merged feed: a marker in every follower's feed first, then
@@ -355,9 +348,9 @@ impl FeedMaterializer {
             }
         }
         let markers: Vec<(UserId, UserId)> = merged.iter().map(|a| (viewer, *a)).collect();
+        let entries: Vec<(UserId, FeedPost)> = posts.iter().map(|p| (viewer, *p)).collect();
         futures::try_join!(
-            self.feeds
-                .add_viewer_entries(viewer, &posts, self.limits.entry_ttl_days),
+            self.feeds.add_entries(&entries, self.limits.entry_ttl_days),
             self.feeds.mark_large_followees(&markers),
         )?;
         Ok(FeedOutcome {

@@ -67,8 +67,6 @@ pub enum Effect {
     /// TTL deleted a connection nobody disconnected: release its entry in the user's set
     /// and its room memberships, as `ws-disconnect` would have.
     ReleaseExpiredConnection(Box<StoredConnection>),
-    /// Materialized feeds change: queue the task for a push worker.
-    Feed(FeedTask),
 }
 
 /// Everything one record causes.
@@ -76,6 +74,9 @@ pub enum Effect {
 pub struct Decision {
     pub pushes: Vec<Push>,
     pub effects: Vec<Effect>,
+    /// Changes to materialized feeds, queued for the push worker with the rest of the
+    /// batch's (never carried out per record).
+    pub feed: Vec<FeedTask>,
 }
 
 impl Decision {
@@ -89,8 +90,13 @@ impl Decision {
         self
     }
 
+    fn feed(mut self, task: FeedTask) -> Self {
+        self.feed.push(task);
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.pushes.is_empty() && self.effects.is_empty()
+        self.pushes.is_empty() && self.effects.is_empty() && self.feed.is_empty()
     }
 }
 
@@ -239,11 +245,11 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
                     Event::post_created(&post),
                     vec![Audience::AuthorAndFollowers(post.author_id)],
                 )
-                .effect(Effect::Feed(FeedTask::Distribute {
+                .feed(FeedTask::Distribute {
                     post_id: post.id,
                     author_id: post.author_id,
                     created_at: post.created_at,
-                })))
+                }))
         }
         Operation::Modify => {
             let old: Post = change.old_image()?;
@@ -276,10 +282,10 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
                         post_room(&post),
                     ],
                 )
-                .effect(Effect::Feed(FeedTask::Withdraw {
+                .feed(FeedTask::Withdraw {
                     post_id: post.id,
                     author_id: post.author_id,
-                })))
+                }))
         }
     }
 }
@@ -290,18 +296,18 @@ fn follow(change: &Change) -> Result<Decision, BadRecord> {
     match change.operation {
         Operation::Insert => {
             let follow: Follow = change.new_image()?;
-            Ok(decision.effect(Effect::Feed(FeedTask::Backfill {
+            Ok(decision.feed(FeedTask::Backfill {
                 viewer: follow.follower_id,
                 author: follow.followee_id,
-            })))
+            }))
         }
         Operation::Modify => Ok(decision),
         Operation::Remove => {
             let follow: Follow = change.old_image()?;
-            Ok(decision.effect(Effect::Feed(FeedTask::Prune {
+            Ok(decision.feed(FeedTask::Prune {
                 viewer: follow.follower_id,
                 author: follow.followee_id,
-            })))
+            }))
         }
     }
 }
@@ -502,13 +508,14 @@ mod tests {
             decision.pushes[0].audience,
             [Audience::AuthorAndFollowers(id(1))]
         );
+        assert!(decision.effects.is_empty());
         assert_eq!(
-            decision.effects,
-            [Effect::Feed(FeedTask::Distribute {
+            decision.feed,
+            [FeedTask::Distribute {
                 post_id: post().id,
                 author_id: id(1),
                 created_at: post().created_at,
-            })]
+            }]
         );
     }
 
@@ -849,22 +856,22 @@ mod tests {
             "follow",
         );
         let followed = decide(&record("INSERT", None, Some(follow.clone()), "30")).unwrap();
-        assert!(followed.pushes.is_empty());
+        assert!(followed.pushes.is_empty() && followed.effects.is_empty());
         assert_eq!(
-            followed.effects,
-            [Effect::Feed(FeedTask::Backfill {
+            followed.feed,
+            [FeedTask::Backfill {
                 viewer: id(1),
                 author: id(2)
-            })]
+            }]
         );
         let unfollowed = decide(&record("REMOVE", Some(follow), None, "31")).unwrap();
-        assert!(unfollowed.pushes.is_empty());
+        assert!(unfollowed.pushes.is_empty() && unfollowed.effects.is_empty());
         assert_eq!(
-            unfollowed.effects,
-            [Effect::Feed(FeedTask::Prune {
+            unfollowed.feed,
+            [FeedTask::Prune {
                 viewer: id(1),
                 author: id(2)
-            })]
+            }]
         );
     }
 

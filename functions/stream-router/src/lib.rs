@@ -362,11 +362,7 @@ async fn queue_feed_tasks(state: &State, decisions: &[Option<Decided>]) -> Resul
         .iter()
         .flatten()
         .filter_map(|decided| decided.as_ref().ok())
-        .flat_map(|decision| &decision.effects)
-        .filter_map(|effect| match effect {
-            Effect::Feed(task) => Some(task.clone()),
-            _ => None,
-        })
+        .flat_map(|decision| decision.feed.iter().cloned())
         .collect();
     if !tasks.is_empty() {
         let messages = state.tier.queue().enqueue_feed(&tasks).await?;
@@ -386,8 +382,6 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
                 .await?;
             Ok(None)
         }
-        // Queued for the whole batch by `queue_feed_tasks`.
-        Effect::Feed(_) => Ok(None),
         Effect::ScheduleOfflineCheck(check) => {
             state
                 .tier

@@ -119,13 +119,14 @@ impl Backfill {
     /// Runs (or resumes) the migration.
     pub async fn run(&self) -> Result<BackfillReport> {
         let mut report = BackfillReport::default();
-        let mut checkpoint = match self.options.restart {
-            true => None,
-            false => self.load_checkpoint().await?,
+        let checkpoint = if self.options.restart {
+            None
+        } else {
+            self.load_checkpoint().await?
         };
         report.resumed_in = checkpoint.as_ref().map(|c| c.phase);
         let mut pages = 0;
-        let mut current = checkpoint.take().unwrap_or(Checkpoint {
+        let mut current = checkpoint.unwrap_or(Checkpoint {
             phase: Phase::Profiles,
             last_key: None,
         });

@@ -564,7 +564,13 @@ impl Table {
         let want = page.limit + 1;
         // A `Before` read's inclusive bound comes back and is dropped: ask for it too, or
         // the page would need a second round trip.
-        let bound = usize::from(matches!(query.sort, SortKey::Before { .. }));
+        let bound = usize::from(matches!(
+            query.sort,
+            SortKey::Between {
+                exclude: Some(_),
+                ..
+            }
+        ));
         let mut items: Vec<Item> = Vec::with_capacity(want + bound);
         loop {
             let output = query
@@ -664,12 +670,24 @@ fn key_of(item: &Item, shape: KeyShape) -> Result<Item> {
 pub enum SortKey<'a> {
     Any,
     BeginsWith(&'a str),
-    /// Items with `prefix` whose sort key is strictly less than `before`: a timeline older
-    /// than a given id.
-    Before {
-        prefix: &'a str,
-        before: &'a str,
+    /// Sort keys from `low` to `high` (inclusive, as `BETWEEN`), except `exclude`: the
+    /// bound a cursor names (a timeline older than a post, a search after an entry).
+    Between {
+        low: &'a str,
+        high: &'a str,
+        exclude: Option<&'a str>,
     },
+}
+
+impl<'a> SortKey<'a> {
+    /// Entries with `prefix` strictly before `before` (a timeline older than a post).
+    pub fn before(prefix: &'a str, before: &'a str) -> Self {
+        Self::Between {
+            low: prefix,
+            high: before,
+            exclude: Some(before),
+        }
+    }
 }
 
 /// A query on the table or one of its indexes.
@@ -723,15 +741,18 @@ impl<'a> Query<'a> {
         self
     }
 
-    /// Whether a returned item belongs to the result (see [`SortKey::Before`]).
+    /// Whether a returned item belongs to the result (see [`SortKey::Between`]).
     fn retain(&self, item: &Item) -> bool {
         match self.sort {
-            SortKey::Before { before, .. } => {
+            SortKey::Between {
+                exclude: Some(excluded),
+                ..
+            } => {
                 let sk_name = self.shape.attributes()[1];
                 item.get(sk_name)
                     .and_then(|v| v.as_s().ok())
                     .map(String::as_str)
-                    != Some(before)
+                    != Some(excluded)
             }
             _ => true,
         }
@@ -768,13 +789,13 @@ impl<'a> Query<'a> {
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                 .expression_attribute_names("#sk", sk_name)
                 .expression_attribute_values(":prefix", s(*prefix)),
-            SortKey::Before { prefix, before } => builder
-                // BETWEEN is inclusive; `retain` drops the bound itself (a key attribute
+            SortKey::Between { low, high, .. } => builder
+                // BETWEEN is inclusive; `retain` drops the excluded bound (a key attribute
                 // cannot appear in a filter expression).
                 .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
                 .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(":low", s(*prefix))
-                .expression_attribute_values(":high", s(*before)),
+                .expression_attribute_values(":low", s(*low))
+                .expression_attribute_values(":high", s(*high)),
         };
         if let Some((expression, values)) = &self.filter {
             builder = builder.filter_expression(*expression);

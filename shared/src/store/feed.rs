@@ -109,25 +109,10 @@ const FEED_MERGED_ATTRIBUTE: &str = "feed_merged";
 
 #[async_trait]
 pub trait FeedStore: Send + Sync {
-    /// Writes `post` into each of `viewers`' feeds (idempotent puts, 25 per request,
-    /// [`FEED_WRITE_CONCURRENCY`] requests in flight). Entries expire `ttl_days` after the post.
-    async fn add_feed_entries(
-        &self,
-        post: &FeedPost,
-        viewers: &[UserId],
-        ttl_days: u32,
-    ) -> Result<()>;
-
-    /// Writes each `(viewer, post)` entry (backfills of many followers at once).
+    /// Writes each `(viewer, post)` entry (idempotent puts, 25 per request,
+    /// [`FEED_WRITE_CONCURRENCY`] requests in flight); entries expire `ttl_days` after
+    /// their post.
     async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()>;
-
-    /// Writes `posts` into `viewer`'s feed (a backfill: one request per 25 posts).
-    async fn add_viewer_entries(
-        &self,
-        viewer: UserId,
-        posts: &[FeedPost],
-        ttl_days: u32,
-    ) -> Result<()>;
 
     /// Removes `post` from each of `viewers`' feeds (idempotent).
     async fn remove_feed_entries(&self, post: PostId, viewers: &[UserId]) -> Result<()>;
@@ -174,10 +159,7 @@ impl DynamoStore {
         let partition = keys::feed_partition(viewer);
         let query = Query {
             sort: match before {
-                Some(before) => SortKey::Before {
-                    prefix: keys::FEED_ENTRY_PREFIX,
-                    before,
-                },
+                Some(before) => SortKey::before(keys::FEED_ENTRY_PREFIX, before),
                 None => SortKey::BeginsWith(keys::FEED_ENTRY_PREFIX),
             },
             ..Query::new(KeyShape::Table, &partition)
@@ -381,36 +363,10 @@ where
 
 #[async_trait]
 impl FeedStore for DynamoStore {
-    async fn add_feed_entries(
-        &self,
-        post: &FeedPost,
-        viewers: &[UserId],
-        ttl_days: u32,
-    ) -> Result<()> {
-        let items = viewers
-            .iter()
-            .map(|viewer| feed_entry_item(*viewer, post, ttl_days))
-            .collect::<Result<Vec<Item>>>()?;
-        write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
-    }
-
     async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()> {
         let items = entries
             .iter()
             .map(|(viewer, post)| feed_entry_item(*viewer, post, ttl_days))
-            .collect::<Result<Vec<Item>>>()?;
-        write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
-    }
-
-    async fn add_viewer_entries(
-        &self,
-        viewer: UserId,
-        posts: &[FeedPost],
-        ttl_days: u32,
-    ) -> Result<()> {
-        let items = posts
-            .iter()
-            .map(|post| feed_entry_item(viewer, post, ttl_days))
             .collect::<Result<Vec<Item>>>()?;
         write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
     }

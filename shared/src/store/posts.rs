@@ -231,10 +231,7 @@ pub(crate) fn timeline_query<'a>(partition: &'a str, before: Option<&'a str>) ->
         .newest_first();
     match before {
         Some(before) => Query {
-            sort: SortKey::Before {
-                prefix: keys::POST_PREFIX,
-                before,
-            },
+            sort: SortKey::before(keys::POST_PREFIX, before),
             ..query
         },
         None => query,
@@ -345,7 +342,8 @@ impl PostStore for DynamoStore {
                 vec![(":one", n(1))],
             )?,
             // The author's own feed entry, so their post is at the top of their feed when
-            // the response arrives; followers' entries come from the push worker.
+            // the response arrives; followers' entries come from the push worker, whose
+            // `distribute` rewrites this one with the deployment's configured TTL.
             tx::put(
                 table,
                 super::feed::feed_entry_item(

@@ -15,10 +15,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    from_item, item_key, key_map, s, to_item, tx, with_gsi1, Item, TransactFailure,
+    from_item, item_key, key_map, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
 };
 use super::keys;
-use super::page::{decode_token, encode_token, Page, PageRequest};
+use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
 use super::DynamoStore;
 use crate::domain::{User, UserId, UserSummary};
 use crate::error::{Error, Result};
@@ -299,40 +299,16 @@ impl DynamoStore {
         skip: Option<&str>,
         want: usize,
     ) -> Result<Vec<SearchRecord>> {
-        let mut found = Vec::with_capacity(want);
-        let mut start = None;
-        loop {
-            // One more than still wanted: the skipped entry may be among them.
-            let limit = i32::try_from(want - found.len() + 1).unwrap_or(i32::MAX);
-            let output = self
-                .table
-                .client
-                .query()
-                .table_name(&self.table.name)
-                .index_name(keys::GSI1)
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :low AND :high")
-                .expression_attribute_values(":pk", s(partition))
-                .expression_attribute_values(":low", s(low))
-                .expression_attribute_values(":high", s(high))
-                .limit(limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::internal("Query (username search)", e))?;
-            for item in output.items.unwrap_or_default() {
-                let sort_key = item.get("gsi1sk").and_then(|v| v.as_s().ok());
-                if skip.is_some() && sort_key.map(String::as_str) == skip {
-                    continue;
-                }
-                found.push(from_item::<SearchRecord>(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(last) if found.len() < want => start = Some(last),
-                _ => break,
-            }
-        }
-        found.truncate(want);
-        Ok(found)
+        let query = Query {
+            sort: SortKey::Between {
+                low,
+                high,
+                exclude: skip,
+            },
+            ..Query::new(KeyShape::Gsi1, partition)
+        };
+        let page = PageRequest::first(want);
+        Ok(self.table.query_page_as(&query, &page).await?.items)
     }
 
     /// One attempt at [`UserStore::rebuild_search_entry`]; `None` when the profile changed
