@@ -77,6 +77,32 @@ class Scope {
   }
 }
 
+/**
+ * The latest `post_created` events, whichever page was showing when they arrived. A
+ * follower's feed is written a moment after the post (stream, queue, worker), so the home
+ * page merges these into the page it fetches: a post whose event came just before the page
+ * opened would otherwise show nowhere until the next refetch.
+ */
+class RecentPosts {
+  constructor(limit = 20, maxAgeMs = 60_000) {
+    this.limit = limit;
+    this.maxAgeMs = maxAgeMs;
+    this.posts = new Map();
+  }
+  add(post) {
+    this.posts.set(post.id, { post, at: Date.now() });
+    while (this.posts.size > this.limit) this.posts.delete(this.posts.keys().next().value);
+  }
+  remove(id) {
+    this.posts.delete(id);
+  }
+  /** Oldest first, only those younger than `maxAgeMs`. */
+  list() {
+    const now = Date.now();
+    return [...this.posts.values()].filter(({ at }) => now - at < this.maxAgeMs).map(({ post }) => post);
+  }
+}
+
 /** A tiny emitter for page-local events. */
 class Bus {
   constructor() {
@@ -208,6 +234,8 @@ function wireConnection(ctx) {
     setStatus(ctx, 'reconnecting', `attempt ${attempt}, next in ${(delayMs / 1000).toFixed(1)} s`);
   });
   client.on('event', () => diag.add('events'));
+  client.on('post_created', (post) => ctx.recentPosts.add(post));
+  client.on('post_deleted', ({ post_id: id }) => ctx.recentPosts.remove(id));
   client.on('cursor', (cursor) => diag.set('cursor', cursor));
   client.on('resumed', (data) => {
     diag.add('resumes');
@@ -374,6 +402,7 @@ async function startApp(api) {
     api,
     client,
     bus: new Bus(),
+    recentPosts: new RecentPosts(),
     rooms: new Rooms(client),
     diag: new Diagnostics(),
     users: new Users(api),

@@ -305,6 +305,13 @@ export async function renderHome(ctx, scope, main) {
   more.addEventListener('click', () => load({ append: true }).catch((error) => toast(error.message, 'error')));
 
   await load();
+  // Posts announced while another page was showing that the fetched feed does not hold yet
+  // (see RecentPosts in app.js).
+  for (const data of ctx.recentPosts.list()) {
+    if (!cards.has(data.id)) add(await normalise(ctx, data), { atTop: true, fresh: true });
+  }
+  showEmpty();
+  syncLive();
 }
 
 // ---- post page ---------------------------------------------------------------------------------
