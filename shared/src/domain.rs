@@ -167,6 +167,10 @@ pub struct Post {
     #[serde(with = "rfc3339::option", default)]
     pub edited_at: Option<DateTime<Utc>>,
     pub like_count: i64,
+    /// Bumped by every like and unlike with the count: orders like counts that arrive out of
+    /// order (a `like_updated` or a REST answer), the greatest version being the newest.
+    #[serde(default)]
+    pub like_version: i64,
     pub comment_count: i64,
 }
 

@@ -89,6 +89,8 @@ pub enum EventBody {
     LikeUpdated {
         post_id: PostId,
         like_count: i64,
+        /// Grows with every like and unlike of the post: the newest count wins.
+        version: i64,
     },
     NewMessage(Message),
     /// A message from someone the recipient has not accepted a conversation with.
@@ -123,6 +125,13 @@ pub enum EventBody {
     },
     /// End of a `resume` replay. `gap: true` means the replay could not be complete
     /// (bound or retention exceeded): refetch over REST.
+    /// Missed events sent by `resume`, oldest first, several per frame (each frame at most
+    /// [`crate::replay::REPLAY_FRAME_BYTES`]); the client handles each as if it came alone.
+    Replay {
+        events: Vec<Event>,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
     Resumed {
         gap: bool,
         replayed: u32,
@@ -174,6 +183,7 @@ impl EventBody {
             Self::Subscribed { .. } => "subscribed",
             Self::Unsubscribed { .. } => "unsubscribed",
             Self::Pong { .. } => "pong",
+            Self::Replay { .. } => "replay",
             Self::Resumed { .. } => "resumed",
             Self::Error { .. } => "error",
         }
@@ -249,15 +259,26 @@ impl Event {
         )
     }
 
-    pub fn notification_read(notification: NotificationId, read_at: DateTime<Utc>) -> Self {
+    /// Notifications read together (one stream batch's worth for one recipient, so marking
+    /// thousands read is a few events, not thousands). The id names the sorted set, so a
+    /// single read keeps the id `notification_read:{id}`.
+    pub fn notifications_read(
+        mut notification_ids: Vec<NotificationId>,
+        read_at: DateTime<Utc>,
+    ) -> Self {
+        notification_ids.sort_unstable();
+        notification_ids.dedup();
+        let names: Vec<String> = notification_ids.iter().map(|id| id.to_string()).collect();
         Self::derived(
-            format!("notification_read:{notification}"),
+            format!("notification_read:{}", names.join(",")),
             read_at,
             None,
-            EventBody::NotificationRead {
-                notification_ids: vec![notification],
-            },
+            EventBody::NotificationRead { notification_ids },
         )
+    }
+
+    pub fn notification_read(notification: NotificationId, read_at: DateTime<Utc>) -> Self {
+        Self::notifications_read(vec![notification], read_at)
     }
 
     pub fn new_comment(comment: &Comment) -> Self {
@@ -269,30 +290,33 @@ impl Event {
         )
     }
 
-    pub fn comment_deleted(comment: &Comment, deleted_at: DateTime<Utc>) -> Self {
+    /// A comment deleted by a user (its author or the post's author). A post's deletion
+    /// removes its comments without this event: `post_deleted` says it all.
+    pub fn comment_deleted(post: PostId, comment: CommentId, deleted_at: DateTime<Utc>) -> Self {
         Self::derived(
-            format!("comment_deleted:{}", comment.id),
+            format!("comment_deleted:{comment}"),
             deleted_at,
             None,
             EventBody::CommentDeleted {
-                post_id: comment.post_id,
-                comment_id: comment.id,
+                post_id: post,
+                comment_id: comment,
             },
         )
     }
 
-    /// `change` names the counter change: the stream record's sequence number. The count
-    /// alone would not do — like, unlike, like again gives the count 1 twice, and a client
-    /// deduping on the id would drop the second one and keep showing 0. A retried or
-    /// duplicated batch carries the same record, hence the same id.
-    pub fn like_updated(post: &Post, change: &str, changed_at: DateTime<Utc>) -> Self {
+    /// The post's like count as of its `like_version`, which every like and unlike bumps in
+    /// the same write: a client keeps the count of the greatest version, so a late or
+    /// repeated event never rolls the count back. The version also names the event (the
+    /// count alone would repeat: like, unlike, like again gives 1 twice).
+    pub fn like_updated(post: &Post, changed_at: DateTime<Utc>) -> Self {
         Self::derived(
-            format!("like_updated:{}:{}:{change}", post.id, post.like_count),
+            format!("like_updated:{}:{}", post.id, post.like_version),
             changed_at,
             None,
             EventBody::LikeUpdated {
                 post_id: post.id,
                 like_count: post.like_count,
+                version: post.like_version,
             },
         )
     }
@@ -454,6 +478,7 @@ mod tests {
             created_at: time(0),
             edited_at: None,
             like_count: 3,
+            like_version: 0,
             comment_count: 0,
         }
     }
@@ -511,10 +536,25 @@ mod tests {
             Event::post_updated(&edited).event_id,
             Event::post_updated(&edited_again).event_id
         );
-        // The same count reached twice is two changes.
+        // The same count reached twice (like, unlike, like) is two changes: two versions.
+        let mut liked_again = post();
+        liked_again.like_version = 3;
+        let mut liked = post();
+        liked.like_version = 1;
+        assert_eq!(liked.like_count, liked_again.like_count);
         assert_ne!(
-            Event::like_updated(&post(), "100", time(1)).event_id,
-            Event::like_updated(&post(), "200", time(1)).event_id
+            Event::like_updated(&liked, time(1)).event_id,
+            Event::like_updated(&liked_again, time(1)).event_id
+        );
+        // Reads of many notifications: one id per set, whatever the order.
+        let (a, b) = (NotificationId::from_u128(1), NotificationId::from_u128(2));
+        assert_eq!(
+            Event::notifications_read(vec![a, b], time(1)).event_id,
+            Event::notifications_read(vec![b, a, b], time(1)).event_id
+        );
+        assert_eq!(
+            Event::notifications_read(vec![a], time(1)).event_id,
+            Event::notification_read(a, time(1)).event_id
         );
         let id = derive_event_id("x");
         assert_eq!(id.get_version_num(), 8);

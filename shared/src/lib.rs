@@ -28,6 +28,8 @@
 //!   dispatch, the fan-out queue's messages (work items, chunks, presence checks).
 //! - [`feed`]: the tasks that keep materialized home feeds current (distribute, withdraw,
 //!   backfill, prune) and the materializer the push worker runs them with.
+//! - [`replay`]: what a client missed while away — the one computation behind the
+//!   WebSocket `resume` and `GET /events`, and its packing into `replay` frames.
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
 //! - `writer_push` (feature `push`): a REST function pushes the events of its write to small audiences
 //!   right after its commit (the stream router stays the guaranteed path and skips what
@@ -62,6 +64,7 @@ pub mod http;
 pub mod metering;
 #[cfg(feature = "push")]
 pub mod push;
+pub mod replay;
 pub mod retry;
 pub mod store;
 pub mod telemetry;

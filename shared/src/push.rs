@@ -24,11 +24,12 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::stream::{self, StreamExt};
 
 use crate::aws::PushClients;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{cause_chain, Result};
 use crate::events::Event;
 pub use crate::retry::RetryPolicy;
-use crate::store::connections::ConnectionStore;
+use crate::store::connections::{ConnectionStore, GoneRemoval};
 use crate::store::DynamoStore;
 
 /// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
@@ -68,6 +69,10 @@ pub trait PushClient: Send + Sync {
         connection_id: &str,
         payload: &[u8],
     ) -> std::result::Result<PushOutcome, PushError>;
+
+    /// Whether API Gateway still has the connection (`GET @connections/{id}`): `false` on
+    /// 410. The presence check asks it of the connections a lost `$disconnect` left behind.
+    async fn is_connected(&self, connection_id: &str) -> std::result::Result<bool, PushError>;
 }
 
 /// [`PushClient`] over the API Gateway management API (`POST /@connections/{id}`).
@@ -105,6 +110,25 @@ impl PushClient for ManagementApiPush {
         match sent {
             Ok(_) => Ok(PushOutcome::Delivered),
             Err(error) => classify_post_error(error),
+        }
+    }
+
+    async fn is_connected(&self, connection_id: &str) -> std::result::Result<bool, PushError> {
+        use aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionError;
+        match self
+            .client
+            .get_connection()
+            .connection_id(connection_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service))
+                if matches!(service.err(), GetConnectionError::GoneException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(PushError::Retryable(cause_chain(&error))),
         }
     }
 }
@@ -225,6 +249,8 @@ pub struct DirectPush {
     /// Posts in flight at once per [`DirectPush::deliver`].
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// Dates a 410: a connection younger than the handshake window is not removed.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for DirectPush {
@@ -244,7 +270,14 @@ impl DirectPush {
             connections,
             concurrency: DEFAULT_PUSH_CONCURRENCY,
             retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same, dating 410s with `clock` (tests move a manual clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Posts `event` to every connection with bounded concurrency. Gone connections are
@@ -316,11 +349,27 @@ impl DirectPush {
         }
     }
 
-    /// A gone connection is removed with its memberships, so fan-outs stop reaching for it.
-    /// If that fails, the connection's TTL cleans up later; the event was still handled.
+    /// A gone connection is removed with its memberships, so fan-outs stop reaching for it —
+    /// unless it is younger than the handshake window, when API Gateway's 410 means its
+    /// `$connect` has not returned yet (`ConnectionStore::remove_gone_connection`). If the
+    /// removal fails, the connection's TTL cleans up later; the event was still handled.
     async fn forget_gone_connection(&self, connection_id: &str) {
-        match self.connections.remove_connection(connection_id).await {
-            Ok(_) => tracing::debug!(connection_id, "gone connection removed"),
+        let now = self.clock.now();
+        match self
+            .connections
+            .remove_gone_connection(connection_id, now)
+            .await
+        {
+            Ok(GoneRemoval::Removed(_)) => {
+                tracing::debug!(connection_id, "gone connection removed")
+            }
+            Ok(GoneRemoval::TooYoung) => {
+                tracing::info!(
+                    connection_id,
+                    "410 within the handshake window; connection kept"
+                )
+            }
+            Ok(GoneRemoval::Absent) => {}
             Err(error) => {
                 tracing::warn!(connection_id, error = %error, causes = %cause_chain(&error), "removing a gone connection failed")
             }
@@ -640,6 +689,10 @@ pub mod testing {
                 .map_err(|e| PushError::Permanent(format!("payload is not JSON: {e}")))?;
             lock(&self.delivered).push((connection_id.to_owned(), event));
             Ok(PushOutcome::Delivered)
+        }
+
+        async fn is_connected(&self, connection_id: &str) -> Result<bool, PushError> {
+            Ok(!lock(&self.gone).contains(connection_id))
         }
     }
 }

@@ -261,7 +261,7 @@ impl WriterPush {
         if limits.max_connections == 0 {
             return Self::off();
         }
-        let mut direct = DirectPush::new(push, store.clone());
+        let mut direct = DirectPush::new(push, store.clone()).with_clock(Arc::clone(&clock));
         direct.concurrency = WRITER_PUSH_CONCURRENCY;
         direct.retry = WRITER_PUSH_RETRY;
         Self {

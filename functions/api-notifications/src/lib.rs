@@ -1,4 +1,6 @@
-//! `api-notifications`: the caller's notifications and their unread count.
+//! `api-notifications`: the caller's notifications and their unread count, and
+//! `GET /events?since=`, the socket-less catch-up (the same replay as the WebSocket
+//! `resume`: `shared::replay`).
 //!
 //! Notifications live in the caller's own partition, so every route reads or writes only
 //! the caller's; an id of someone else's notification is simply not found. Notifications
@@ -19,8 +21,12 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
+use shared::events::Event;
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
+use shared::replay::{self, ReplaySources};
+use shared::store::feed::FeedStore;
+use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
@@ -31,6 +37,9 @@ pub struct State {
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
     pub notifications: Arc<dyn NotificationStore>,
+    /// Messages and the feed count of `GET /events`.
+    pub messages: Arc<dyn MessageStore>,
+    pub feeds: Arc<dyn FeedStore>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
 }
@@ -65,6 +74,8 @@ impl State {
             clock,
             users: store.clone(),
             social: store.clone(),
+            messages: store.clone(),
+            feeds: store.clone(),
             notifications: store,
         })
     }
@@ -89,6 +100,7 @@ pub fn router() -> Router<State> {
             mark_read,
         )
         .route(Method::POST, "/notifications/read-all", mark_all_read)
+        .route(Method::GET, "/events", missed_events)
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -171,4 +183,42 @@ async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
     let marked = state.notifications.mark_all_read(caller).await?;
     tracing::info!(marked, "notifications marked read");
     ApiResponse::ok(json!({ "marked": marked }))
+}
+
+/// `GET /events`: what `resume` would replay, for clients that cannot hold a socket.
+#[derive(Debug, Serialize)]
+struct MissedEvents {
+    /// Oldest first, exactly as the socket would have delivered them.
+    events: Vec<Event>,
+    /// Where the client is caught up to (the next `since`).
+    cursor: uuid::Uuid,
+    gap: bool,
+    replayed: usize,
+    feed_new_posts: u32,
+}
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn missed_events(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let caller = state.tokens.authenticate(&request)?;
+    let since = request.query("since").ok_or_else(|| {
+        shared::Error::validation("since is required: a cursor received in an event")
+    })?;
+    let sources = ReplaySources {
+        notifications: state.notifications.as_ref(),
+        messages: state.messages.as_ref(),
+        feeds: state.feeds.as_ref(),
+    };
+    let replay = replay::collect(sources, caller, since, state.clock.now()).await?;
+    tracing::info!(
+        replayed = replay.replayed,
+        gap = replay.gap,
+        "missed events read"
+    );
+    ApiResponse::ok(MissedEvents {
+        cursor: replay.position,
+        gap: replay.gap,
+        replayed: replay.replayed,
+        feed_new_posts: replay.feed_new_posts,
+        events: replay.events,
+    })
 }

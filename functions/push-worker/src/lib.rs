@@ -13,8 +13,9 @@
 //! - `feed` — a change to materialized home feeds (`shared::feed`): a post written into its
 //!   followers' feeds (or its author promoted to the merged feed), a deleted post withdrawn,
 //!   a new follow backfilled, an unfollow pruned. Idempotent; a failure is redelivered.
-//! - `presence_check` — the grace period after a disconnect is over: if the user still has
-//!   no connection, the online-index entry goes and the presence item flips to offline (each
+//! - `presence_check` — the grace period after a disconnect is over: connections of the user
+//!   that API Gateway no longer has (a lost `$disconnect`) are pruned first; if the user still
+//!   has no connection, the online-index entry goes and the presence item flips to offline (each
 //!   one conditional transaction). That write is the announcement: the stream router sees
 //!   `online` go from true to false and pushes `user_offline` to the user's watchers.
 //!
@@ -39,6 +40,10 @@ use shared::error::{cause_chain, Result};
 use shared::fanout::{AudienceWork, FanoutChunk, PresenceCheck, QueueMessage};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::{DispatchReport, PushMetrics};
+use shared::store::connections::GoneRemoval;
+
+/// `GET @connections` calls in flight during one presence check.
+const PRUNE_CHECKS_IN_FLIGHT: usize = 4;
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "push-worker";
@@ -191,6 +196,7 @@ async fn settle(
 /// goes and they are recorded offline (both conditioned on "no connection", so a reconnect
 /// racing the check keeps both). The stream router pushes `user_offline` from the write.
 async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
+    let pruned = prune_gone_connections(state, check.user_id).await?;
     let cause = format!("disconnect:{}", check.connection_id);
     let (retired, announced) = futures::try_join!(
         state.tier.online.retire_online_entry(check.user_id),
@@ -199,6 +205,39 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
             .presence
             .announce_offline(check.user_id, &cause, check.disconnected_at),
     )?;
-    tracing::debug!(user = %check.user_id, retired, announced, cause, "presence check");
+    tracing::debug!(user = %check.user_id, retired, announced, pruned, cause, "presence check");
     Ok(())
+}
+
+/// Connections of the user that API Gateway no longer has (`GET @connections` answers 410)
+/// are removed before the check: a `$disconnect` that never arrived would otherwise keep
+/// the user "online" until the connection's TTL, two hours later. A connection still inside
+/// its handshake window is kept (`ConnectionStore::remove_gone_connection`). One `GET` per
+/// open connection of one user: at most the per-user connection limit.
+async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> Result<usize> {
+    let connection_ids = state.tier.connections.connections_of_user(user).await?;
+    let push = &state.tier.dispatcher.direct.push;
+    let now = state.clock.now();
+    let answers: Vec<(String, bool)> = stream::iter(connection_ids)
+        .map(|connection_id| async move {
+            // An unanswered GET proves nothing: the connection is kept.
+            let connected = push.is_connected(&connection_id).await.unwrap_or(true);
+            (connection_id, connected)
+        })
+        .buffer_unordered(PRUNE_CHECKS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut pruned = 0;
+    for (connection_id, _) in answers.iter().filter(|(_, connected)| !connected) {
+        let removal = state
+            .tier
+            .connections
+            .remove_gone_connection(connection_id, now)
+            .await?;
+        if matches!(removal, GoneRemoval::Removed(_)) {
+            tracing::info!(%user, connection_id, "connection without $disconnect pruned");
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
 }

@@ -71,6 +71,7 @@ fn sample_event(author: UserId) -> Event {
         created_at: now(),
         edited_at: None,
         like_count: 0,
+        like_version: 0,
         comment_count: 0,
     })
 }

@@ -7,16 +7,19 @@
 //! |---|---|---|
 //! | post | insert | `post_created` → author + followers; feed task `distribute` |
 //! | post | modify: text, media or `edited_at` changed | `post_updated` → author + followers, `post:{id}` room |
-//! | post | modify: `like_count` changed | `like_updated` → `post:{id}` room |
+//! | post | modify: `like_count` changed | `like_updated` → `post:{id}` room (the last one per post per batch: [`coalesce_like_updates`]) |
+//! | post | modify: `last_deleted_comment` changed | `comment_deleted` → `post:{id}` room |
 //! | post | remove | `post_deleted` → author + followers, `post:{id}` room; feed task `withdraw` |
 //! | notification | insert | `new_notification` → recipient |
-//! | notification | modify: unread → read | `notification_read` → recipient |
-//! | comment | insert / remove | `new_comment` / `comment_deleted` → `post:{id}` room |
+//! | notification | modify: unread → read | `notification_read` → recipient (the router merges a batch's reads per recipient into one) |
+//! | comment | insert | `new_comment` → `post:{id}` room |
+//! | comment | remove | nothing: a user's deletion is announced by the post's modify above, a post's deletion by `post_deleted` |
 //! | message | insert | sent: `new_message` → recipient + sender; requested: `message_request` → recipient, `new_message` → sender |
 //! | follow | insert | feed task `backfill` (the author's latest posts into the follower's feed) |
 //! | follow | remove | feed task `prune` (unfollow, or a block's removal of follows) |
-//! | connection | insert | effect: announce the user online (presence, debounced) |
+//! | connection | insert | effect: record the user online (presence item, debounced) |
 //! | connection | remove | effect: presence check after the grace period; a TTL removal also releases the connection's set entry and memberships |
+//! | presence | insert or modify: `online` false → true | `user_online` → presence watchers (the router's connect effect wrote it) |
 //! | presence | modify: `online` true → false | `user_offline` → presence watchers (the push worker's announcement) |
 //!
 //! Feed tasks are queued for the push worker (`shared::feed`), never carried out here: a
@@ -34,8 +37,10 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use shared::domain::{Comment, Connection, Follow, Message, Notification, Post, UserId};
-use shared::events::{Channel, Event};
+use shared::domain::{
+    Comment, CommentId, Connection, Follow, Message, Notification, Post, PostId, UserId,
+};
+use shared::events::{Channel, Event, EventBody};
 use shared::fanout::Audience;
 use shared::fanout::PresenceCheck;
 use shared::feed::FeedTask;
@@ -55,7 +60,8 @@ pub struct Push {
 /// Work a record causes besides pushes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// A connection opened: announce its user online unless watchers already think so.
+    /// A connection opened: record its user online unless watchers already think so (the
+    /// presence item's own stream record then announces it).
     AnnounceOnline {
         user: UserId,
         connection_id: String,
@@ -177,15 +183,6 @@ impl Change<'_> {
         self.record.change.approximate_creation_date_time
     }
 
-    /// The record's identity in its shard; the same on every delivery of the record.
-    fn sequence(&self) -> &str {
-        self.record
-            .change
-            .sequence_number
-            .as_deref()
-            .unwrap_or(self.record.event_id.as_str())
-    }
-
     fn removed_by_ttl(&self) -> bool {
         self.record.user_identity.as_ref().is_some_and(|identity| {
             identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL
@@ -264,11 +261,21 @@ fn post(change: &Change) -> Result<Decision, BadRecord> {
                     vec![Audience::AuthorAndFollowers(new.author_id), post_room(&new)],
                 );
             }
-            if old.like_count != new.like_count {
+            if old.like_count != new.like_count || old.like_version != new.like_version {
                 decision = decision.push(
-                    Event::like_updated(&new, change.sequence(), change.time()),
+                    Event::like_updated(&new, change.time()),
                     vec![post_room(&new)],
                 );
+            }
+            let old_mark: CommentRemovalMark = change.old_image()?;
+            let new_mark: CommentRemovalMark = change.new_image()?;
+            if let Some(comment) = new_mark.last_deleted_comment {
+                if old_mark.last_deleted_comment != Some(comment) {
+                    decision = decision.push(
+                        Event::comment_deleted(new.id, comment, change.time()),
+                        vec![post_room(&new)],
+                    );
+                }
             }
             Ok(decision)
         }
@@ -347,14 +354,29 @@ fn comment(change: &Change) -> Result<Decision, BadRecord> {
                 vec![Audience::Room(Channel::Post(comment.post_id))],
             ))
         }
-        Operation::Modify => Ok(decision),
-        Operation::Remove => {
-            let comment: Comment = change.old_image()?;
-            Ok(decision.push(
-                Event::comment_deleted(&comment, change.time()),
-                vec![Audience::Room(Channel::Post(comment.post_id))],
-            ))
-        }
+        // A user's deletion is announced from the post item (its `last_deleted_comment`);
+        // a post's deletion removes the comments silently (`post_deleted` covers them).
+        Operation::Modify | Operation::Remove => Ok(decision),
+    }
+}
+
+/// The post item's mark of the comment a user deleted last (written with the counter).
+#[derive(Debug, serde::Deserialize)]
+struct CommentRemovalMark {
+    #[serde(default)]
+    last_deleted_comment: Option<CommentId>,
+}
+
+/// Keeps only the last `like_updated` of each post among one item's decisions (in stream
+/// order): a burst of likes in one batch tells each room member the latest count once,
+/// instead of once per like. Records of one post are one item, so they are all here.
+pub fn coalesce_like_updates<'a>(decisions: impl DoubleEndedIterator<Item = &'a mut Decision>) {
+    let mut seen: std::collections::HashSet<PostId> = std::collections::HashSet::new();
+    for decision in decisions.rev() {
+        decision.pushes.retain(|push| match &push.event.body {
+            EventBody::LikeUpdated { post_id, .. } => seen.insert(*post_id),
+            _ => true,
+        });
     }
 }
 
@@ -413,22 +435,25 @@ fn connection(change: &Change) -> Result<Decision, BadRecord> {
     }
 }
 
-/// The push worker announced the user offline (its grace-period check found no connection
-/// left); the router tells the watchers, through the queue if they are many. Going online is
-/// pushed by [`Effect::AnnounceOnline`] where it is written, so only this edge counts here.
+/// What watchers were last told changed: the router (a connection opened) recorded the user
+/// online, or the push worker (its grace-period check found no connection left) recorded
+/// them offline. Both transitions come from this one item, so they reach watchers in the
+/// order they were written — never an `online` overtaking the `offline` before it, which two
+/// items on two shards could do. A write that changes nothing (a retried announcement with the
+/// same cause) leaves no stream record, so nothing is announced twice.
 fn presence(change: &Change) -> Result<Decision, BadRecord> {
-    if change.operation != Operation::Modify {
-        return Ok(Decision::default());
-    }
-    let old: PresenceRecord = change.old_image()?;
+    let was_online = match change.operation {
+        Operation::Insert => false,
+        Operation::Modify => change.old_image::<PresenceRecord>()?.online,
+        Operation::Remove => return Ok(Decision::default()),
+    };
     let new: PresenceRecord = change.new_image()?;
-    if !old.online || new.online {
-        return Ok(Decision::default());
-    }
-    Ok(Decision::default().push(
-        Event::user_offline(new.user_id, &new.cause, new.changed_at),
-        vec![Audience::PresenceWatchers(new.user_id)],
-    ))
+    let event = match (was_online, new.online) {
+        (false, true) => Event::user_online(new.user_id, &new.cause, new.changed_at),
+        (true, false) => Event::user_offline(new.user_id, &new.cause, new.changed_at),
+        _ => return Ok(Decision::default()),
+    };
+    Ok(Decision::default().push(event, vec![Audience::PresenceWatchers(new.user_id)]))
 }
 
 #[cfg(test)]
@@ -488,6 +513,7 @@ mod tests {
             created_at: time(0),
             edited_at: None,
             like_count: 0,
+            like_version: 0,
             comment_count: 0,
         }
     }
@@ -545,6 +571,7 @@ mod tests {
 
         let liked = Post {
             like_count: 1,
+            like_version: 1,
             ..old.clone()
         };
         let decision = decide(&record(
@@ -560,7 +587,10 @@ mod tests {
             [Audience::Room(Channel::Post(id(10)))]
         );
         let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
-        assert_eq!(value["data"], json!({"post_id": id(10), "like_count": 1}));
+        assert_eq!(
+            value["data"],
+            json!({"post_id": id(10), "like_count": 1, "version": 1})
+        );
 
         // A comment count change is told by the comment's own record.
         let commented = Post {
@@ -667,6 +697,8 @@ mod tests {
             added.pushes[0].audience,
             [Audience::Room(Channel::Post(id(10)))]
         );
+        // The comment's own removal says nothing: a post's deletion removes comments
+        // silently, and a user's deletion is told by the post item (below).
         let removed = decide(&record(
             "REMOVE",
             Some(image(&comment, "comment")),
@@ -674,11 +706,72 @@ mod tests {
             "11",
         ))
         .unwrap();
-        assert_eq!(kinds(&removed), ["comment_deleted"]);
+        assert!(removed.is_empty(), "{removed:?}");
+
+        let mut before = image(&post(), "post");
+        before.insert(
+            "comment_count".into(),
+            serde_dynamo::AttributeValue::N("1".into()),
+        );
+        let mut after = image(&post(), "post");
+        after.insert(
+            "last_deleted_comment".into(),
+            serde_dynamo::AttributeValue::S(comment.id.to_string()),
+        );
+        let deleted = decide(&record("MODIFY", Some(before), Some(after.clone()), "12")).unwrap();
+        assert_eq!(kinds(&deleted), ["comment_deleted"]);
         assert_eq!(
-            removed.pushes[0].audience,
+            deleted.pushes[0].event.event_id,
+            Event::comment_deleted(id(10), comment.id, time(0)).event_id
+        );
+        assert_eq!(
+            deleted.pushes[0].audience,
             [Audience::Room(Channel::Post(id(10)))]
         );
+        // A later change of the post (a like) does not repeat it.
+        let mut liked = after.clone();
+        liked.insert(
+            "like_count".into(),
+            serde_dynamo::AttributeValue::N("1".into()),
+        );
+        liked.insert(
+            "like_version".into(),
+            serde_dynamo::AttributeValue::N("1".into()),
+        );
+        let like = decide(&record("MODIFY", Some(after), Some(liked), "13")).unwrap();
+        assert_eq!(kinds(&like), ["like_updated"]);
+    }
+
+    #[test]
+    fn a_burst_of_likes_in_one_batch_tells_the_latest_count_once() {
+        let post_at = |count: i64| {
+            image(
+                &Post {
+                    like_count: count,
+                    like_version: count,
+                    ..post()
+                },
+                "post",
+            )
+        };
+        let mut decisions: Vec<Decision> = (0..5)
+            .map(|count| {
+                decide(&record(
+                    "MODIFY",
+                    Some(post_at(count)),
+                    Some(post_at(count + 1)),
+                    &format!("{}", 20 + count),
+                ))
+                .unwrap()
+            })
+            .collect();
+        coalesce_like_updates(decisions.iter_mut());
+        let told: Vec<&Decision> = decisions.iter().filter(|d| !d.pushes.is_empty()).collect();
+        assert_eq!(told.len(), 1);
+        assert!(decisions[4].pushes.len() == 1, "the last one is kept");
+        let value = serde_json::to_value(&decisions[4].pushes[0].event).unwrap();
+        assert_eq!(value["data"]["like_count"], 5);
+        assert_eq!(value["data"]["version"], 5);
     }
 
     fn message(status: MessageStatus) -> Message {
@@ -806,32 +899,49 @@ mod tests {
     }
 
     #[test]
-    fn only_presence_going_offline_is_pushed_to_the_watchers() {
+    fn both_presence_transitions_come_from_the_presence_item() {
         let online = presence(true, "connect:abc123=", 0);
         let offline = presence(false, "disconnect:abc123=", 100);
-        let went_offline = decide(&record(
-            "MODIFY",
-            Some(online.clone()),
-            Some(offline.clone()),
-            "20",
-        ))
-        .unwrap();
-        assert_eq!(
-            went_offline.pushes,
-            [Push {
-                event: Event::user_offline(id(1), "disconnect:abc123=", time(100)),
-                audience: vec![Audience::PresenceWatchers(id(1))],
-            }]
-        );
-        assert!(went_offline.effects.is_empty());
-
         let back_online = presence(true, "connect:def456=", 200);
+        let watchers = vec![Audience::PresenceWatchers(id(1))];
+        for (name, old, new, event) in [
+            (
+                "INSERT",
+                None,
+                Some(online.clone()),
+                Event::user_online(id(1), "connect:abc123=", time(0)),
+            ),
+            (
+                "MODIFY",
+                Some(online.clone()),
+                Some(offline.clone()),
+                Event::user_offline(id(1), "disconnect:abc123=", time(100)),
+            ),
+            (
+                "MODIFY",
+                Some(offline.clone()),
+                Some(back_online.clone()),
+                Event::user_online(id(1), "connect:def456=", time(200)),
+            ),
+        ] {
+            let decision = decide(&record(name, old, new, "20")).unwrap();
+            assert_eq!(
+                decision.pushes,
+                [Push {
+                    event,
+                    audience: watchers.clone(),
+                }],
+                "{name}"
+            );
+            assert!(decision.effects.is_empty());
+        }
+
         for (name, old, new) in [
-            // Going online: the router pushed it when it wrote it.
-            ("MODIFY", Some(offline.clone()), Some(back_online.clone())),
-            ("INSERT", None, Some(online.clone())),
+            // Still online, another device's cause recorded: watchers already know.
+            ("MODIFY", Some(online.clone()), Some(back_online.clone())),
             // A redelivered check rewriting the same offline state.
             ("MODIFY", Some(offline.clone()), Some(offline.clone())),
+            ("INSERT", None, Some(offline.clone())),
             ("REMOVE", Some(online.clone()), None),
         ] {
             let decision = decide(&record(name, old, new, "21")).unwrap();
@@ -956,11 +1066,15 @@ mod tests {
             assert!(!first.is_empty());
             assert_eq!(first, second, "{}", record.event_name);
         }
-        // The same like count reached by a later change is a different event.
+        // The same like count reached by a later change (another version) is another event.
+        let liked_again = Post {
+            like_version: liked.like_version + 2,
+            ..liked.clone()
+        };
         let later = record(
             "MODIFY",
             Some(image(&post(), "post")),
-            Some(image(&liked, "post")),
+            Some(image(&liked_again, "post")),
             "99",
         );
         assert_ne!(

@@ -43,16 +43,18 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
+use shared::domain::{NotificationId, UserId};
 use shared::error::{cause_chain, Error, Result};
-use shared::events::Event;
+use shared::events::{Event, EventBody};
 use shared::fanout::{Audience, OnlineSnapshot, Resolution};
 use shared::feed::FeedTask;
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
-use shared::push::PushMetrics;
+use shared::push::{DispatchPath, DispatchReport, PushMetrics};
+use shared::store::delivered::DeliveryProgress;
 use shared::store::presence::PRESENCE_GRACE;
-use shared::writer_push::WRITER_PUSHED_EVENTS;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -89,36 +91,45 @@ enum RecordFailure {
     Store(#[from] Error),
     #[error("held back behind an earlier failed record of the same item")]
     HeldBack,
+    #[error("event {event_id} still failing for {failing} connections; redelivery keeps the item's order")]
+    Undelivered { event_id: Uuid, failing: usize },
 }
 
-/// What one batch shares: resolved audiences, the online index, and the connections the
-/// writer push already reached per event (its delivery markers).
+/// Times a record is reported failed because some of its connections are still failing
+/// (after the in-invocation retries) before those connections go round through the queue
+/// instead. Reporting holds back the item's later records, so a connection never gets an
+/// item's events out of order; the bound keeps one sick connection from holding its item
+/// (and the shard's checkpoint) for long. Past it, the client's "latest state wins" rule
+/// (versions on state events) keeps its screen right.
+pub const MAX_HOLD_BACKS: u32 = 2;
+
+/// What one batch shares: resolved audiences, the online index, and what the delivery
+/// markers say of its events (the writer push's, and the router's own after a hold-back).
 #[derive(Default)]
 struct BatchContext {
     resolved: ResolvedAudiences,
     online: OnlineSnapshot,
-    reached: HashMap<Uuid, HashSet<String>>,
+    progress: HashMap<Uuid, DeliveryProgress>,
 }
 
-/// The connections the writer push reached with the batch's events it pushes (one batch
-/// read of their markers). A failed read only costs duplicates, which clients drop by
-/// `event_id`, so it does not fail the batch.
-async fn writer_deliveries(
+/// The markers of the batch's events (one batch read): connections the writer push, or an
+/// earlier delivery of a held-back record, already reached. A failed read only costs
+/// duplicates, which clients drop by `event_id`, so it does not fail the batch.
+async fn delivery_markers(
     state: &State,
     decisions: &[Option<Decided>],
-) -> HashMap<Uuid, HashSet<String>> {
+) -> HashMap<Uuid, DeliveryProgress> {
     let event_ids: Vec<Uuid> = decisions
         .iter()
         .flatten()
         .filter_map(|decided| decided.as_ref().ok())
         .flat_map(|decision| &decision.pushes)
-        .filter(|push| WRITER_PUSHED_EVENTS.contains(&push.event.kind()))
         .map(|push| push.event.event_id)
         .collect();
     if event_ids.is_empty() {
         return HashMap::new();
     }
-    match state.tier.delivered.reached_connections(&event_ids).await {
+    match state.tier.delivered.delivery_progress(&event_ids).await {
         Ok(reached) => reached,
         Err(error) => {
             tracing::warn!(error = %error, causes = %cause_chain(&error), "delivery markers unreadable; pushing everything");
@@ -141,10 +152,10 @@ pub async fn handle(
     // whole batch before anything of it was pushed.
     queue_feed_tasks(state, &decisions).await?;
     let context = BatchContext {
-        reached: writer_deliveries(state, &decisions).await,
+        progress: delivery_markers(state, &decisions).await,
         ..BatchContext::default()
     };
-    let groups: Vec<Vec<(usize, Decided)>> = group_by_item(records)
+    let mut groups: Vec<Vec<(usize, Decided)>> = group_by_item(records)
         .into_iter()
         .map(|positions| {
             positions
@@ -153,6 +164,14 @@ pub async fn handle(
                 .collect()
         })
         .collect();
+    for group in &mut groups {
+        decide::coalesce_like_updates(
+            group
+                .iter_mut()
+                .filter_map(|(_, decided)| decided.as_mut().ok()),
+        );
+    }
+    let reads = ReadsToMerge::take_from(&mut groups);
     let outcomes: Vec<GroupOutcome> = stream::iter(groups)
         .map(|group| process_group(state, records, group, &context))
         .buffer_unordered(ITEM_CONCURRENCY)
@@ -164,6 +183,8 @@ pub async fn handle(
         metrics.merge(&outcome.metrics);
         failed.extend(outcome.failed);
     }
+    // After every group: a read never overtakes the `new_notification` of the same batch.
+    failed.extend(reads.push(state, &failed, &context, &mut metrics).await);
     failed.sort_unstable();
     metrics.inputs = records.len();
     metrics.failures = failed.len();
@@ -259,6 +280,9 @@ fn log_failure(record: &EventRecord, failure: &RecordFailure) {
         RecordFailure::Store(error) => {
             tracing::warn!(sequence_number, error = %error, causes = %cause_chain(error), "stream record failed")
         }
+        RecordFailure::Undelivered { .. } => {
+            tracing::warn!(sequence_number, error = %failure, "stream record held back for a redelivery")
+        }
         RecordFailure::HeldBack => {
             tracing::debug!(
                 sequence_number,
@@ -308,39 +332,92 @@ async fn process_record(
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
     let decision = decided?;
-    let mut pushes = decision.pushes;
     for effect in decision.effects {
-        if let Some(push) = apply(state, effect).await? {
-            pushes.push(push);
-        }
+        apply(state, effect).await?;
     }
-    for push in pushes {
-        let resolution = context
-            .resolved
-            .resolve(state, &push.audience, &context.online)
-            .await?;
-        let dispatcher = &state.tier.dispatcher;
-        let report = match resolution.as_ref() {
-            Resolution::Connections(connection_ids) => {
-                let remaining =
-                    not_reached(connection_ids, context.reached.get(&push.event.event_id));
-                dispatcher.dispatch(&push.event, &remaining).await?
-            }
-            Resolution::Deferred => dispatcher.defer(&push.event, &push.audience).await?,
-        };
-        tracing::debug!(
-            event_type = push.event.kind(),
-            event_id = %push.event.event_id,
-            connections = report.connections,
-            path = report.path.as_str(),
-            "event dispatched"
-        );
-        metrics.add(&report);
-        // Only the connections still failing go round again (through the queue, after a
-        // short delay): redelivering the record would push everyone else a second time.
-        metrics.retried_connections += dispatcher.retry_failures(&push.event, &report, 0).await?;
+    for push in decision.pushes {
+        dispatch_push(state, push, context, metrics).await?;
     }
     Ok(())
+}
+
+/// Resolves one push's audience (once per batch) and sends it, directly or through the
+/// queue; connections still failing go round again through the queue.
+async fn dispatch_push(
+    state: &State,
+    push: Push,
+    context: &BatchContext,
+    metrics: &mut PushMetrics,
+) -> std::result::Result<(), RecordFailure> {
+    let resolution = context
+        .resolved
+        .resolve(state, &push.audience, &context.online)
+        .await?;
+    let dispatcher = &state.tier.dispatcher;
+    let progress = context.progress.get(&push.event.event_id);
+    let (report, remaining) = match resolution.as_ref() {
+        Resolution::Connections(connection_ids) => {
+            let remaining = not_reached(connection_ids, progress.map(|p| &p.reached));
+            (
+                dispatcher.dispatch(&push.event, &remaining).await?,
+                remaining,
+            )
+        }
+        Resolution::Deferred => (
+            dispatcher.defer(&push.event, &push.audience).await?,
+            Vec::new(),
+        ),
+    };
+    tracing::debug!(
+        event_type = push.event.kind(),
+        event_id = %push.event.event_id,
+        connections = report.connections,
+        path = report.path.as_str(),
+        "event dispatched"
+    );
+    metrics.add(&report);
+    if report.retryable_failures.is_empty() {
+        return Ok(());
+    }
+    let held_back = progress.map_or(0, |p| p.held_back);
+    if report.path == DispatchPath::Direct && held_back < MAX_HOLD_BACKS {
+        return Err(hold_back(state, &push, &report, &remaining, progress, held_back).await?);
+    }
+    // Only the connections still failing go round again (through the queue, after a short
+    // delay): redelivering the record would push everyone else a second time.
+    metrics.retried_connections += dispatcher.retry_failures(&push.event, &report, 0).await?;
+    Ok(())
+}
+
+/// Marks the connections the event reached (so the redelivery skips them) and returns the
+/// failure that reports the record: Lambda redelivers it, and the item's later records wait.
+async fn hold_back(
+    state: &State,
+    push: &Push,
+    report: &DispatchReport,
+    attempted: &[String],
+    progress: Option<&DeliveryProgress>,
+    held_back: u32,
+) -> Result<RecordFailure> {
+    let failing: HashSet<&String> = report.retryable_failures.iter().collect();
+    let mut reached: Vec<String> = progress
+        .map(|p| p.reached.iter().cloned().collect())
+        .unwrap_or_default();
+    reached.extend(attempted.iter().filter(|id| !failing.contains(id)).cloned());
+    state
+        .tier
+        .delivered
+        .mark_held_back(
+            push.event.event_id,
+            &reached,
+            held_back + 1,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(RecordFailure::Undelivered {
+        event_id: push.event.event_id,
+        failing: failing.len(),
+    })
 }
 
 /// The audience minus the connections the writer push already reached.
@@ -352,6 +429,79 @@ fn not_reached(connection_ids: &[String], reached: Option<&HashSet<String>>) -> 
             .filter(|id| !reached.contains(*id))
             .cloned()
             .collect(),
+    }
+}
+
+/// The `notification_read`s of a batch, merged into one event per recipient: marking a
+/// thousand notifications read is one event per stream batch, not a thousand.
+#[derive(Default)]
+struct ReadsToMerge {
+    /// Per recipient: each record's position and notification ids, the latest read time.
+    by_recipient: HashMap<UserId, (Vec<(usize, Vec<NotificationId>)>, DateTime<Utc>)>,
+}
+
+impl ReadsToMerge {
+    /// Takes the `notification_read` pushes out of the groups' decisions.
+    fn take_from(groups: &mut [Vec<(usize, Decided)>]) -> Self {
+        let mut reads = Self::default();
+        for (position, decided) in groups.iter_mut().flatten() {
+            let Ok(decision) = decided else { continue };
+            decision.pushes.retain(|push| {
+                let (EventBody::NotificationRead { notification_ids }, [Audience::Users(users)]) =
+                    (&push.event.body, push.audience.as_slice())
+                else {
+                    return true;
+                };
+                let [recipient] = users.as_slice() else {
+                    return true;
+                };
+                let (records, read_at) = reads
+                    .by_recipient
+                    .entry(*recipient)
+                    .or_insert_with(|| (Vec::new(), push.event.occurred_at));
+                records.push((*position, notification_ids.clone()));
+                *read_at = (*read_at).max(push.event.occurred_at);
+                false
+            });
+        }
+        reads
+    }
+
+    /// Pushes one merged event per recipient, leaving out the reads of records that failed
+    /// (they come again). Returns the positions of reads whose push failed.
+    async fn push(
+        self,
+        state: &State,
+        failed: &[usize],
+        context: &BatchContext,
+        metrics: &mut PushMetrics,
+    ) -> Vec<usize> {
+        let failed: HashSet<usize> = failed.iter().copied().collect();
+        let mut push_failed = Vec::new();
+        for (recipient, (records, read_at)) in self.by_recipient {
+            let settled: Vec<(usize, Vec<NotificationId>)> = records
+                .into_iter()
+                .filter(|(position, _)| !failed.contains(position))
+                .collect();
+            if settled.is_empty() {
+                continue;
+            }
+            let push = Push {
+                event: Event::notifications_read(
+                    settled
+                        .iter()
+                        .flat_map(|(_, ids)| ids.iter().copied())
+                        .collect(),
+                    read_at,
+                ),
+                audience: vec![Audience::Users(vec![recipient])],
+            };
+            if let Err(error) = dispatch_push(state, push, context, metrics).await {
+                tracing::warn!(%recipient, error = %error, causes = %cause_chain(&error), "merged notification_read failed");
+                push_failed.extend(settled.iter().map(|(position, _)| *position));
+            }
+        }
+        push_failed
     }
 }
 
@@ -371,24 +521,23 @@ async fn queue_feed_tasks(state: &State, decisions: &[Option<Decided>]) -> Resul
     Ok(())
 }
 
-/// Carries out an effect; an announced presence change becomes a push.
-async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
+/// Carries out an effect. None pushes by itself: a presence change is announced from the
+/// presence item's own stream record.
+async fn apply(state: &State, effect: Effect) -> Result<()> {
     match effect {
         Effect::ReleaseExpiredConnection(stored) => {
             state
                 .tier
                 .connections
                 .release_expired_connection(&stored)
-                .await?;
-            Ok(None)
+                .await
         }
         Effect::ScheduleOfflineCheck(check) => {
             state
                 .tier
                 .queue()
                 .schedule_presence_check(&check, PRESENCE_GRACE)
-                .await?;
-            Ok(None)
+                .await
         }
         Effect::AnnounceOnline {
             user,
@@ -396,18 +545,13 @@ async fn apply(state: &State, effect: Effect) -> Result<Option<Push>> {
             connected_at,
         } => {
             let cause = format!("connect:{connection_id}");
-            if !state
+            let recorded = state
                 .tier
                 .presence
                 .announce_online(user, &cause, connected_at)
-                .await?
-            {
-                return Ok(None);
-            }
-            Ok(Some(Push {
-                event: Event::user_online(user, &cause, connected_at),
-                audience: vec![Audience::PresenceWatchers(user)],
-            }))
+                .await?;
+            tracing::debug!(%user, recorded, cause, "presence online");
+            Ok(())
         }
     }
 }

@@ -6,8 +6,8 @@
 //! | `subscribe {channel}` | `subscribed {channel}` | room membership stored |
 //! | `unsubscribe {channel}` | `unsubscribed {channel}` | membership removed (idempotent) |
 //! | `typing {to, state}` | none | `user_typing` posted to the recipient's connections |
-//! | `ping` | `pong {server_time}` | — |
-//! | `resume {since}` | `resumed {gap, replayed, feed_new_posts}` | missed events posted first, in order |
+//! | `ping` | `pong {server_time}`; `error unauthorized` if the connection is not registered | — |
+//! | `resume {since}` | `resumed {gap, replayed, feed_new_posts}` | missed events posted first, in order, in `replay` frames |
 //! | anything else | `error {code, message, request_id}` | — |
 //!
 //! **Replies travel as the route response.** Every action route is two-way in
@@ -22,7 +22,8 @@
 //! and leave the connection open.
 //!
 //! The caller is identified by their connection (stored by `ws-connect` after the token was
-//! verified): one `GetItem` per frame, except `ping`, which needs no identity.
+//! verified): one `GetItem` per frame, `ping` included — a keep-alive is also the client's
+//! check that the push tier still knows its connection.
 
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use shared::domain::{Connection, Subscription};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
-use shared::push::{Delivery, DirectPush, PushClient};
+use shared::push::{DirectPush, PushClient};
 use shared::store::connections::ConnectionStore;
 use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
@@ -107,7 +108,7 @@ impl State {
             feeds: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
-            push: DirectPush::new(push, store),
+            push: DirectPush::new(push, store).with_clock(Arc::clone(&clock)),
             clock,
             typing: typing::TypingLimiter::default(),
         }
@@ -190,20 +191,18 @@ async fn process(
     }
     let request_id = frame.request_id;
     let now = state.clock.now();
-    if let Action::Ping {} = action {
-        return Ok(Some(Event::ephemeral(
+    // Every action, ping included, needs a registered connection: a socket whose record
+    // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
+    // receiving nothing. `unauthorized` tells the client to reconnect.
+    let caller = caller(state, context.connection_id.as_deref()).await?;
+    match action {
+        Action::Ping {} => Ok(Some(Event::ephemeral(
             EventBody::Pong {
                 server_time: now,
                 request_id,
             },
             now,
-        )));
-    }
-    let caller = caller(state, context.connection_id.as_deref()).await?;
-    match action {
-        Action::Ping {} => Err(Error::invariant(
-            "ping is answered before the caller is read",
-        )),
+        ))),
         Action::Subscribe { channel } => {
             let channel = Channel::parse(&channel)?;
             channels::authorize(state, caller.user_id, channel).await?;
@@ -244,23 +243,20 @@ async fn process(
             Ok(None)
         }
         Action::Resume { since } => {
-            let replay = resume::collect(state, caller.user_id, &since, now).await?;
-            for event in &replay.events {
-                match state.push.post(&caller.connection_id, event).await? {
-                    Delivery::Delivered => {}
-                    // The caller hung up mid-replay: nobody to reply to.
-                    Delivery::Gone => return Ok(None),
-                    // A gap in the replay would go unnoticed: fail the resume instead.
-                    Delivery::Failed(error) => {
-                        return Err(Error::internal(
-                            format!("replaying {} to the caller", event.kind()),
-                            error,
-                        ))
-                    }
-                }
-            }
+            let sent = resume::replay_to(
+                state,
+                caller.user_id,
+                &caller.connection_id,
+                &since,
+                request_id.as_deref(),
+                now,
+            )
+            .await?;
+            let resume::Resumed::Sent(replay) = sent else {
+                return Ok(None);
+            };
             tracing::info!(
-                replayed = replay.events.len(),
+                replayed = replay.replayed,
                 gap = replay.gap,
                 feed_new_posts = replay.feed_new_posts,
                 "resumed"

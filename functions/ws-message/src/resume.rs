@@ -1,321 +1,59 @@
-//! `resume {since}`: what the caller missed while offline.
+//! `resume {since}`: sends the caller what it missed while offline.
 //!
-//! `since` is a cursor from an earlier event (the `cursor` of `new_notification`,
-//! `new_message`, `message_request` or `resumed`): a UUIDv7, so it names a point in time and
-//! compares with item ids. The replay is every notification of the caller and every message
-//! of the caller's threads (sent or received) whose id is newer than `since`, oldest first,
-//! as the very events the live push sends (`Event::new_notification`, `Event::message_for`:
-//! same `event_id`, so a client that did get some of them live drops the repeats). Then
-//! `resumed {gap: false, replayed, feed_new_posts}` with `cursor` set to the position the
-//! client is now caught up to.
-//!
-//! The replay is all or nothing. More than [`MAX_REPLAY`] events, or a cursor older than
-//! [`RESUME_WINDOW`] (or from the future), is a gap: nothing is replayed, and
-//! `resumed {gap: true}` carries a fresh cursor for "now" — the client refetches over REST
-//! and resumes from there next time.
-//!
-//! Reads, all newest first and stopped at the first item not newer than `since`:
-//! notifications (pattern 21); the caller's conversations by recency (pattern 17) and
-//! pending message requests (pattern 20) to find the threads with newer messages, then each
-//! such thread (pattern 18); one `Select: COUNT` query of the materialized feed's entries
-//! newer than `since` for `feed_new_posts` (at most [`MAX_FEED_NEW_POSTS`]; posts of large
-//! authors, merged at read time, are not counted).
+//! What is missed is computed by [`shared::replay::collect`] (the same replay `GET /events`
+//! answers; its doc has the rules: lag window, bounds, gap). The events go out oldest first,
+//! packed into `replay` frames of at most 32 KB ([`shared::replay::replay_frames`]): 500
+//! missed events are a handful of `@connections` calls rather than 500, which keeps a long
+//! resume well inside the function's timeout (each call costs a round trip of tens of
+//! milliseconds on AWS). Frames are posted one after another, so the order holds; the
+//! closing `resumed` is the function's reply, which goes out after them.
 
-use std::collections::BTreeSet;
-use std::future::Future;
-
-use chrono::{DateTime, Duration, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
-use shared::domain::{Conversation, Message, Notification, UserId};
+use chrono::{DateTime, Utc};
+use shared::domain::UserId;
 use shared::error::{Error, Result};
-use shared::events::{Event, EventBody};
-use shared::store::page::{Page, PageRequest, MAX_LIMIT};
-use uuid::Uuid;
+use shared::push::Delivery;
+use shared::replay::{self, Replay, ReplaySources};
 
 use crate::State;
 
-/// Most events one resume replays; beyond it the client refetches over REST.
-pub const MAX_REPLAY: usize = 500;
-
-/// Oldest cursor a resume replays from.
-pub const RESUME_WINDOW: Duration = Duration::hours(24);
-
-/// A cursor this far ahead of the server clock is not one the server issued.
-pub const MAX_CURSOR_SKEW: Duration = Duration::minutes(1);
-
-/// Most new feed posts counted (`feed_new_posts` saturates here).
-pub const MAX_FEED_NEW_POSTS: usize = MAX_LIMIT;
-
-/// Most pending message requests scanned (they are listed by sender, not by recency).
-pub const MAX_REQUESTS_SCANNED: usize = 1000;
-
-/// Threads read at once during a resume.
-const THREAD_READS_IN_FLIGHT: usize = 8;
-
-/// What to send for a resume.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Replay {
-    /// The events to replay, oldest first (empty on a gap).
-    pub events: Vec<Event>,
-    pub gap: bool,
-    pub feed_new_posts: u32,
-    /// Where the client is caught up to once it has these events.
-    pub position: Uuid,
+/// What a resume sent.
+#[derive(Debug)]
+pub enum Resumed {
+    /// Every frame went out; the reply is `resumed`.
+    Sent(Replay),
+    /// The caller hung up mid-replay: nobody to reply to.
+    CallerGone,
 }
 
-impl Replay {
-    /// The closing `resumed` event.
-    pub fn resumed(&self, request_id: Option<String>, now: DateTime<Utc>) -> Event {
-        let mut event = Event::ephemeral(
-            EventBody::Resumed {
-                gap: self.gap,
-                replayed: u32::try_from(self.events.len()).unwrap_or(u32::MAX),
-                feed_new_posts: self.feed_new_posts,
-                request_id,
-            },
-            now,
-        );
-        event.cursor = Some(self.position);
-        event
-    }
-
-    fn gap(now: DateTime<Utc>) -> Self {
-        Self {
-            events: Vec::new(),
-            gap: true,
-            feed_new_posts: 0,
-            position: time_cursor(now),
-        }
-    }
-}
-
-/// The smallest UUIDv7 of the millisecond `at`: every id minted at or after `at` is
-/// greater, so it resumes exactly from that moment.
-pub fn time_cursor(at: DateTime<Utc>) -> Uuid {
-    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
-}
-
-/// Parses `since`: a UUIDv7 cursor, and the time it names.
-pub fn parse_cursor(since: &str) -> Result<(Uuid, DateTime<Utc>)> {
-    let invalid = || Error::validation("since must be a cursor received in an event");
-    let cursor = Uuid::parse_str(since).map_err(|_| invalid())?;
-    if cursor.get_version_num() != 7 {
-        return Err(invalid());
-    }
-    let (seconds, nanos) = cursor.get_timestamp().ok_or_else(invalid)?.to_unix();
-    let at = i64::try_from(seconds)
-        .ok()
-        .and_then(|seconds| DateTime::from_timestamp(seconds, nanos))
-        .ok_or_else(invalid)?;
-    Ok((cursor, at))
-}
-
-/// Collects what `user` missed since `since`.
-pub async fn collect(
+/// Collects what `user` missed since `since` and posts it to `connection_id` in `replay`
+/// frames. A frame that cannot be delivered fails the resume: a silent hole in the replay
+/// would go unnoticed, an error makes the client resume again.
+pub async fn replay_to(
     state: &State,
     user: UserId,
+    connection_id: &str,
     since: &str,
+    request_id: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Replay> {
-    let (since, since_at) = parse_cursor(since)?;
-    if since_at < now - RESUME_WINDOW || since_at > now + MAX_CURSOR_SKEW {
-        return Ok(Replay::gap(now));
-    }
-
-    let notifications = newer_than(
-        since,
-        MAX_REPLAY,
-        |n: &Notification| Some(n.id),
-        |page| async move { state.notifications.notifications(user, false, &page).await },
-    )
-    .await?;
-    let Some(notifications) = notifications else {
-        return Ok(Replay::gap(now));
+) -> Result<Resumed> {
+    let sources = ReplaySources {
+        notifications: state.notifications.as_ref(),
+        messages: state.messages.as_ref(),
+        feeds: state.feeds.as_ref(),
     };
-    let mut events: Vec<Event> = notifications.iter().map(Event::new_notification).collect();
-
-    let Some(threads) = threads_with_news(state, user, since).await? else {
-        return Ok(Replay::gap(now));
-    };
-    // The threads are independent reads: a few in flight at once. Each may use what the
-    // notifications left of the budget; the total is checked as the answers arrive.
-    let thread_budget = MAX_REPLAY.saturating_sub(events.len());
-    let mut thread_messages = stream::iter(threads)
-        .map(|other| {
-            newer_than(
-                since,
-                thread_budget,
-                |m: &Message| Some(m.id),
-                move |page| async move { state.messages.messages(user, other, &page).await },
-            )
-        })
-        .buffer_unordered(THREAD_READS_IN_FLIGHT);
-    while let Some(messages) = thread_messages.try_next().await? {
-        let Some(messages) = messages else {
-            return Ok(Replay::gap(now));
-        };
-        events.extend(
-            messages
-                .iter()
-                .map(|message| Event::message_for(message, user)),
-        );
-        if events.len() > MAX_REPLAY {
-            return Ok(Replay::gap(now));
-        }
-    }
-    // UUIDv7 ids order by creation time; notifications and messages interleave correctly.
-    events.sort_by_key(|event| event.cursor);
-
-    // One bounded count of the materialized feed's newer entries, not a feed computation.
-    let feed_new_posts = state
-        .feeds
-        .feed_entries_newer(user, since, MAX_FEED_NEW_POSTS)
-        .await?;
-
-    let position = events
-        .iter()
-        .filter_map(|event| event.cursor)
-        .max()
-        .map_or(since, |latest| latest.max(since));
-    Ok(Replay {
-        events,
-        gap: false,
-        feed_new_posts: u32::try_from(feed_new_posts).unwrap_or(u32::MAX),
-        position,
-    })
-}
-
-/// The other users of the threads in which `user` has messages newer than `since`: the
-/// accepted conversations (newest first, so the walk stops at the first older one) and the
-/// pending requests to `user`. `None` if there are more than [`MAX_REPLAY`] of them (each
-/// has at least one new message: a gap) or too many requests to scan.
-async fn threads_with_news(
-    state: &State,
-    user: UserId,
-    since: Uuid,
-) -> Result<Option<BTreeSet<UserId>>> {
-    let conversations = newer_than(
-        since,
-        MAX_REPLAY,
-        |c: &Conversation| c.last_message.as_ref().map(|m| m.id),
-        |page| async move { state.messages.conversations(user, &page).await },
-    )
-    .await?;
-    let Some(conversations) = conversations else {
-        return Ok(None);
-    };
-    let mut threads: BTreeSet<UserId> = conversations.iter().map(|c| c.other_user_id).collect();
-
-    let mut page = PageRequest::first(MAX_LIMIT);
-    let mut scanned = 0;
-    loop {
-        let requests = state.messages.message_requests(user, &page).await?;
-        scanned += requests.items.len();
-        threads.extend(
-            requests
-                .items
-                .iter()
-                .filter(|request| request.last_message.as_ref().is_some_and(|m| m.id > since))
-                .map(|request| request.from),
-        );
-        match requests.next_cursor {
-            Some(_) if scanned >= MAX_REQUESTS_SCANNED => return Ok(None),
-            Some(cursor) => page = PageRequest::after(MAX_LIMIT, cursor),
-            None => break,
-        }
-    }
-    Ok((threads.len() <= MAX_REPLAY).then_some(threads))
-}
-
-/// Walks a newest-first listing and keeps the items whose id is newer than `since`,
-/// stopping at the first one that is not (an item without an id counts as old). `None`
-/// when there are more than `budget`.
-async fn newer_than<T, Fetch, Fut>(
-    since: Uuid,
-    budget: usize,
-    id_of: impl Fn(&T) -> Option<Uuid>,
-    mut fetch: Fetch,
-) -> Result<Option<Vec<T>>>
-where
-    Fetch: FnMut(PageRequest) -> Fut,
-    Fut: Future<Output = Result<Page<T>>>,
-{
-    let mut kept = Vec::new();
-    let mut page = PageRequest::first(MAX_LIMIT);
-    loop {
-        let listing = fetch(page).await?;
-        for item in listing.items {
-            if id_of(&item).is_none_or(|id| id <= since) {
-                return Ok(Some(kept));
+    let mut replay = replay::collect(sources, user, since, now).await?;
+    let events = std::mem::take(&mut replay.events);
+    for frame in replay::replay_frames(events, request_id, now)? {
+        match state.push.post(connection_id, &frame).await? {
+            Delivery::Delivered => {}
+            Delivery::Gone => return Ok(Resumed::CallerGone),
+            Delivery::Failed(error) => {
+                return Err(Error::internal(
+                    "replaying missed events to the caller",
+                    error,
+                ))
             }
-            if kept.len() == budget {
-                return Ok(None);
-            }
-            kept.push(item);
-        }
-        match listing.next_cursor {
-            Some(cursor) => page = PageRequest::after(MAX_LIMIT, cursor),
-            None => return Ok(Some(kept)),
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    #[test]
-    fn time_cursor_is_below_every_id_of_its_millisecond_and_above_earlier_ones() {
-        let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
-        let cursor = time_cursor(at);
-        let same_ms =
-            uuid::Builder::from_unix_timestamp_millis(1_700_000_000_123, &[0xff; 10]).into_uuid();
-        let earlier =
-            uuid::Builder::from_unix_timestamp_millis(1_700_000_000_122, &[0xff; 10]).into_uuid();
-        assert!(cursor < same_ms);
-        assert!(earlier < cursor);
-        assert_eq!(parse_cursor(&cursor.to_string()).unwrap(), (cursor, at));
-    }
-
-    #[test]
-    fn only_uuid_v7_cursors_are_accepted() {
-        assert!(parse_cursor("not-a-uuid").is_err());
-        assert!(parse_cursor(&Uuid::new_v4().to_string()).is_err());
-        assert!(parse_cursor(&Uuid::now_v7().to_string()).is_ok());
-    }
-
-    #[tokio::test]
-    async fn newer_than_stops_at_the_first_old_item_and_reports_overflow() {
-        let ids: Vec<Uuid> = (0..5)
-            .map(|i| uuid::Builder::from_unix_timestamp_millis(1000 + i, &[0; 10]).into_uuid())
-            .collect();
-        // Newest first, in pages of two.
-        let listing: Vec<Uuid> = ids.iter().rev().copied().collect();
-        let fetch = |page: PageRequest| {
-            let start: usize = page.cursor.as_deref().map_or(0, |c| c.parse().unwrap());
-            let items = listing.iter().skip(start).take(2).copied().collect();
-            let next_cursor = (start + 2 < listing.len()).then(|| (start + 2).to_string());
-            async move { Ok(Page { items, next_cursor }) }
-        };
-        let newer = newer_than(ids[1], 10, |id: &Uuid| Some(*id), fetch)
-            .await
-            .unwrap();
-        assert_eq!(newer, Some(vec![ids[4], ids[3], ids[2]]));
-        assert_eq!(
-            newer_than(ids[1], 2, |id: &Uuid| Some(*id), fetch)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            newer_than(ids[1], 3, |id: &Uuid| Some(*id), fetch)
-                .await
-                .unwrap()
-                .map(|v| v.len()),
-            Some(3)
-        );
-    }
+    Ok(Resumed::Sent(replay))
 }

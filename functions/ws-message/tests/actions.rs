@@ -13,6 +13,7 @@ use shared::error::Error;
 use shared::events::Event;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
+use shared::replay::{time_cursor, RESUME_WINDOW};
 use shared::store::connections::ConnectionStore;
 use shared::store::dynamo::Item;
 use shared::store::messages::{MessageStore, NewMessage};
@@ -24,7 +25,6 @@ use shared::store::users::{NewUser, ProfileUpdate, UserStore};
 use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
 use shared::testkit::TestDb;
-use ws_message::resume::{time_cursor, RESUME_WINDOW};
 use ws_message::State;
 
 struct Harness {
@@ -226,6 +226,14 @@ async fn frames_from_an_unregistered_connection_are_refused() {
         .reply(&connection_id(), subscribe(&format!("post:{post}")))
         .await;
     assert_error(&reply, "unauthorized", Some("s1"));
+    // A keep-alive is the client's check too: a socket the push tier forgot reconnects.
+    let reply = harness
+        .reply(
+            &connection_id(),
+            json!({"action": "ping", "request_id": "p-9"}),
+        )
+        .await;
+    assert_error(&reply, "unauthorized", Some("p-9"));
 }
 
 // ---- subscribe / unsubscribe --------------------------------------------------------------------
@@ -760,7 +768,25 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
         )
         .await;
 
-    let replayed = harness.push.events_to(&bob_connection);
+    let frames = harness.push.events_to(&bob_connection);
+    assert!(
+        frames.iter().all(|frame| frame["type"] == "replay"),
+        "missed events travel in replay frames: {frames:?}"
+    );
+    assert_eq!(frames.len(), 1, "six small events fit one frame");
+    let all_replayed = unpack_replay(&frames);
+    // The replay starts REPLAY_LAG before the cursor: what Bob had (the follow he saw) comes
+    // again, and he drops it by event_id; the rest is exactly what he missed.
+    let seen_event = Event::new_notification(&seen).event_id.to_string();
+    assert_eq!(
+        all_replayed[0]["event_id"],
+        json!(seen_event),
+        "the lag's overlap"
+    );
+    let replayed: Vec<Value> = all_replayed
+        .into_iter()
+        .filter(|event| event["cursor"].as_str().unwrap() > seen.id.to_string().as_str())
+        .collect();
     let kinds: Vec<&str> = replayed
         .iter()
         .map(|e| e["type"].as_str().unwrap())
@@ -801,11 +827,12 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     assert_eq!(reply["type"], "resumed", "{reply}");
     assert_eq!(
         reply["data"],
-        json!({"gap": false, "replayed": 6, "feed_new_posts": 2, "request_id": "r1"})
+        json!({"gap": false, "replayed": 7, "feed_new_posts": 2, "request_id": "r1"})
     );
     assert_eq!(reply["cursor"], json!(cursors.last().unwrap()));
 
-    // Resuming from that cursor replays nothing more.
+    // Resuming from that cursor replays nothing Bob has not seen (only the lag's overlap
+    // again, which he drops by event_id).
     harness.push.clear();
     let again = harness
         .reply(
@@ -813,10 +840,102 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
             json!({"action": "resume", "request_id": "r2", "since": reply["cursor"]}),
         )
         .await;
-    assert!(harness.push.events_to(&bob_connection).is_empty());
+    let repeated = unpack_replay(&harness.push.events_to(&bob_connection));
+    assert!(repeated
+        .iter()
+        .all(|event| event["cursor"].as_str() <= reply["cursor"].as_str()));
     assert_eq!(again["data"]["gap"], false);
-    assert_eq!(again["data"]["replayed"], 0);
     assert_eq!(again["cursor"], reply["cursor"]);
+}
+
+#[tokio::test]
+async fn a_long_resume_is_a_handful_of_frames_in_order() {
+    let harness = Harness::start().await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    harness.follow(&alice, &bob).await;
+    harness.follow(&bob, &alice).await;
+    let bob_connection = harness.connect(&bob).await;
+    let since = time_cursor(harness.clock.now() - Duration::minutes(5));
+    // Alice's follow notification, then 240 messages, each with its notification: 481
+    // missed events.
+    for i in 0..240 {
+        let message =
+            NewMessage::new(alice.id, bob.id, &format!("m{i}"), None, Utc::now()).unwrap();
+        harness.store.send_message(message).await.unwrap();
+    }
+
+    let reply = harness
+        .reply(
+            &bob_connection,
+            json!({"action": "resume", "request_id": "r1", "since": since}),
+        )
+        .await;
+
+    let frames = harness.push.events_to(&bob_connection);
+    let events = unpack_replay(&frames);
+    assert_eq!(events.len(), 481);
+    assert_eq!(reply["data"]["replayed"], 481);
+    assert!(
+        frames.len() <= 16,
+        "{} @connections calls for 481 events",
+        frames.len()
+    );
+    let cursors: Vec<&str> = events
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap())
+        .collect();
+    assert!(
+        cursors.windows(2).all(|pair| pair[0] < pair[1]),
+        "oldest first"
+    );
+}
+
+/// The events of `replay` frames, in order.
+fn unpack_replay(frames: &[Value]) -> Vec<Value> {
+    frames
+        .iter()
+        .flat_map(|frame| {
+            frame["data"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn resume_replays_an_item_minted_before_the_cursor_but_committed_after_it() {
+    let harness = Harness::start().await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    harness.follow(&alice, &bob).await;
+    harness.follow(&bob, &alice).await;
+    let bob_connection = harness.connect(&bob).await;
+    // Alice's message W: its id was minted when her request began. Bob meanwhile received
+    // an event minted 5 s after W (another thread's message, pushed from a faster shard) and
+    // went away before W was committed or pushed: his cursor is past W's id.
+    let late = NewMessage::new(alice.id, bob.id, "minted first", None, Utc::now()).unwrap();
+    let late = harness.store.send_message(late).await.unwrap().message;
+    let (seconds, nanos) = late.id.get_timestamp().unwrap().to_unix();
+    let minted_at = chrono::DateTime::from_timestamp(seconds as i64, nanos).unwrap();
+    let bobs_cursor = time_cursor(minted_at + Duration::seconds(5));
+    assert!(late.id < bobs_cursor);
+
+    let reply = harness
+        .reply(
+            &bob_connection,
+            json!({"action": "resume", "request_id": "r1", "since": bobs_cursor}),
+        )
+        .await;
+
+    let replayed = unpack_replay(&harness.push.events_to(&bob_connection));
+    let slow_event = Event::message_for(&late, bob.id).event_id.to_string();
+    assert!(
+        replayed
+            .iter()
+            .any(|event| event["event_id"] == json!(slow_event)),
+        "the late-committed message is replayed: {replayed:?}"
+    );
+    assert_eq!(reply["data"]["gap"], false);
 }
 
 #[tokio::test]
@@ -861,6 +980,10 @@ async fn resume_stops_when_the_caller_is_gone() {
     let since = time_cursor(harness.clock.now() - Duration::seconds(1));
     harness.follow(&alice, &bob).await;
     harness.push.mark_gone(&bob_connection);
+    // Past the handshake window: a 410 now means gone.
+    harness
+        .clock
+        .advance(shared::store::connections::HANDSHAKE_WINDOW + Duration::seconds(1));
 
     let response = harness
         .send(

@@ -386,6 +386,7 @@ mod tests {
             created_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
             edited_at: None,
             like_count: 0,
+            like_version: 0,
             comment_count: 0,
         })
     }

@@ -134,7 +134,8 @@ impl PushFunctionState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let feed = FeedMaterializer::new(store.clone(), config.feed);
-        let tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
+        let mut tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
+        tier.dispatcher.direct.clock = Arc::clone(&clock);
         Self {
             config,
             tier,

@@ -44,6 +44,22 @@ pub const MAX_ROOM_MEMBERS: usize = 10_000;
 /// connections closes, which cannot be predicted, so this is only a back-off hint.
 pub const CONNECTION_LIMIT_RETRY_AFTER_SECS: u64 = 60;
 
+/// How long after `$connect` stored a connection `@connections` may still answer 410 for it:
+/// API Gateway accepts posts only once `$connect` has returned, and its integration timeout
+/// is 29 s. A 410 for a younger connection says "not yet", not "gone".
+pub const HANDSHAKE_WINDOW: chrono::Duration = chrono::Duration::seconds(30);
+
+/// What [`ConnectionStore::remove_gone_connection`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoneRemoval {
+    /// Removed, with its memberships.
+    Removed(Connection),
+    /// Younger than [`HANDSHAKE_WINDOW`]: kept (its handshake may still be running).
+    TooYoung,
+    /// Already gone.
+    Absent,
+}
+
 /// Attempts at removing a connection whose room list keeps changing under us.
 const REMOVE_ATTEMPTS: u32 = 5;
 
@@ -84,6 +100,15 @@ pub trait ConnectionStore: Send + Sync {
     /// Removes a connection, its entry in the user's set and its room memberships.
     /// Returns the removed connection; `None` if it was already gone (idempotent).
     async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>>;
+
+    /// [`ConnectionStore::remove_connection`] for a connection `@connections` answered 410
+    /// for at `now` — unless it connected less than [`HANDSHAKE_WINDOW`] before: then the
+    /// 410 is API Gateway's "handshake not finished" and the connection is live.
+    async fn remove_gone_connection(
+        &self,
+        connection_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<GoneRemoval>;
 
     /// Cleans up after a connection item that TTL already deleted (its stream old image):
     /// its entry in the user's set and its room memberships. Idempotent.
@@ -171,6 +196,36 @@ fn string_set(values: impl IntoIterator<Item = impl Into<String>>) -> AttributeV
 }
 
 impl DynamoStore {
+    /// Removes a connection with its set entry and memberships if `removable` says so of
+    /// the stored connection (read first: the removal needs its room list anyway).
+    async fn remove_connection_if(
+        &self,
+        connection_id: &str,
+        removable: impl Fn(&Connection) -> bool,
+    ) -> Result<GoneRemoval> {
+        for _ in 0..REMOVE_ATTEMPTS {
+            let Some(stored) = self.stored_connection(connection_id).await? else {
+                return Ok(GoneRemoval::Absent);
+            };
+            if !removable(&stored.connection) {
+                return Ok(GoneRemoval::TooYoung);
+            }
+            let mut items = vec![delete_if_version(&self.table.name, &stored)?];
+            items.extend(self.release_items(&stored)?);
+            match self.table.transact(items).await {
+                Ok(()) => return Ok(GoneRemoval::Removed(stored.connection)),
+                // Deleted or (un)subscribed meanwhile: read again.
+                Err(failure) if failure.condition_failed_at(0) => continue,
+                Err(failure) => {
+                    return Err(failure.into_error(|| Error::invariant("removing connection")))
+                }
+            }
+        }
+        Err(Error::invariant(format!(
+            "connection kept changing during {REMOVE_ATTEMPTS} removal attempts"
+        )))
+    }
+
     /// The writes that detach a connection from its user and rooms (everything but the
     /// connection item itself).
     fn release_items(&self, stored: &StoredConnection) -> Result<Vec<TransactWriteItem>> {
@@ -329,24 +384,23 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>> {
-        for _ in 0..REMOVE_ATTEMPTS {
-            let Some(stored) = self.stored_connection(connection_id).await? else {
-                return Ok(None);
-            };
-            let mut items = vec![delete_if_version(&self.table.name, &stored)?];
-            items.extend(self.release_items(&stored)?);
-            match self.table.transact(items).await {
-                Ok(()) => return Ok(Some(stored.connection)),
-                // Deleted or (un)subscribed meanwhile: read again.
-                Err(failure) if failure.condition_failed_at(0) => continue,
-                Err(failure) => {
-                    return Err(failure.into_error(|| Error::invariant("removing connection")))
-                }
-            }
-        }
-        Err(Error::invariant(format!(
-            "connection kept changing during {REMOVE_ATTEMPTS} removal attempts"
-        )))
+        Ok(
+            match self.remove_connection_if(connection_id, |_| true).await? {
+                GoneRemoval::Removed(connection) => Some(connection),
+                GoneRemoval::TooYoung | GoneRemoval::Absent => None,
+            },
+        )
+    }
+
+    async fn remove_gone_connection(
+        &self,
+        connection_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<GoneRemoval> {
+        self.remove_connection_if(connection_id, |connection| {
+            connection.connected_at <= now - HANDSHAKE_WINDOW
+        })
+        .await
     }
 
     async fn release_expired_connection(&self, expired: &StoredConnection) -> Result<()> {

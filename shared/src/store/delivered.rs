@@ -8,6 +8,12 @@
 //! the writer reached the whole audience, only the failed ones after a partial failure, so
 //! no connection gets the same event twice.
 //!
+//! The stream router writes one too when a record's push still fails for some connections:
+//! it reports the record (so Lambda redelivers it, and holds back the item's later records:
+//! order) and marks the connections already reached, so the redelivery pushes only to the
+//! rest. `held_back` counts those rounds, bounding how long one item may wait
+//! ([`DeliveryProgress`]).
+//!
 //! A marker is only an optimisation: the stream stays the guaranteed path, so a missing
 //! marker (never written, write failed, expired) costs a duplicate push that clients drop
 //! by `event_id`, never a lost event. Markers expire after [`DELIVERY_MARKER_TTL`] — long
@@ -34,8 +40,34 @@ pub const DELIVERY_MARKER_TTL: Duration = Duration::from_secs(3600);
 /// `BatchGetItem` requests of one [`DeliveryMarkerStore::delivered_among`] in flight at once.
 const MARKER_READ_CONCURRENCY: usize = 4;
 
+/// What the markers say of one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryProgress {
+    /// Connections already reached (delivered or found gone).
+    pub reached: HashSet<String>,
+    /// How many times the stream router reported the event's record failed because some
+    /// connections were still failing.
+    pub held_back: u32,
+}
+
 #[async_trait]
 pub trait DeliveryMarkerStore: Send + Sync {
+    /// Records that the stream router held `event_id`'s record back (reported it failed)
+    /// for the `held_back`-th time, having reached `reached` so far.
+    async fn mark_held_back(
+        &self,
+        event_id: Uuid,
+        reached: &[String],
+        held_back: u32,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The markers of `event_ids` (those that have one), as [`DeliveryProgress`].
+    async fn delivery_progress(
+        &self,
+        event_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, DeliveryProgress>>;
+
     /// Records that `event_id` reached the connections `reached` (delivered or gone) at
     /// `delivered_at`. Idempotent (a later write just replaces the marker).
     async fn mark_delivered(
@@ -73,6 +105,9 @@ struct DeliveryMarkerRecord {
     connection_ids: Vec<String>,
     #[serde(with = "crate::domain::rfc3339")]
     delivered_at: DateTime<Utc>,
+    /// Rounds the stream router held the event's record back (0 for the writer push).
+    #[serde(default)]
+    held_back: u32,
     /// Epoch seconds (TTL).
     expires_at: i64,
     entity: String,
@@ -89,24 +124,35 @@ impl DeliveryMarkerStore for DynamoStore {
         reached: &[String],
         delivered_at: DateTime<Utc>,
     ) -> Result<()> {
-        let ttl = i64::try_from(DELIVERY_MARKER_TTL.as_secs()).unwrap_or(i64::MAX);
-        let record = DeliveryMarkerRecord {
-            event_id,
-            connections: u64::try_from(reached.len()).unwrap_or(u64::MAX),
-            connection_ids: reached.to_vec(),
-            delivered_at,
-            expires_at: delivered_at.timestamp().saturating_add(ttl),
-            entity: DELIVERY_MARKER_ENTITY.to_owned(),
-        };
-        self.table
-            .put(to_item(&keys::delivery_marker(event_id), &record)?)
-            .await
+        self.put_marker(event_id, reached, 0, delivered_at).await
+    }
+
+    async fn mark_held_back(
+        &self,
+        event_id: Uuid,
+        reached: &[String],
+        held_back: u32,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.put_marker(event_id, reached, held_back, at).await
     }
 
     async fn reached_connections(
         &self,
         event_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, HashSet<String>>> {
+        Ok(self
+            .delivery_progress(event_ids)
+            .await?
+            .into_iter()
+            .map(|(event_id, progress)| (event_id, progress.reached))
+            .collect())
+    }
+
+    async fn delivery_progress(
+        &self,
+        event_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, DeliveryProgress>> {
         let unique: HashSet<Uuid> = event_ids.iter().copied().collect();
         let keys: Vec<Key> = unique.into_iter().map(keys::delivery_marker).collect();
         let chunks: Vec<Vec<Key>> = keys.chunks(MAX_BATCH_GET).map(<[Key]>::to_vec).collect();
@@ -120,9 +166,38 @@ impl DeliveryMarkerStore for DynamoStore {
             .into_iter()
             .flatten()
             .map(|item| {
-                from_item::<DeliveryMarkerRecord>(item)
-                    .map(|marker| (marker.event_id, marker.connection_ids.into_iter().collect()))
+                from_item::<DeliveryMarkerRecord>(item).map(|marker| {
+                    let progress = DeliveryProgress {
+                        reached: marker.connection_ids.into_iter().collect(),
+                        held_back: marker.held_back,
+                    };
+                    (marker.event_id, progress)
+                })
             })
             .collect()
+    }
+}
+
+impl DynamoStore {
+    async fn put_marker(
+        &self,
+        event_id: Uuid,
+        reached: &[String],
+        held_back: u32,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let ttl = i64::try_from(DELIVERY_MARKER_TTL.as_secs()).unwrap_or(i64::MAX);
+        let record = DeliveryMarkerRecord {
+            event_id,
+            connections: u64::try_from(reached.len()).unwrap_or(u64::MAX),
+            connection_ids: reached.to_vec(),
+            delivered_at: at,
+            held_back,
+            expires_at: at.timestamp().saturating_add(ttl),
+            entity: DELIVERY_MARKER_ENTITY.to_owned(),
+        };
+        self.table
+            .put(to_item(&keys::delivery_marker(event_id), &record)?)
+            .await
     }
 }

@@ -72,6 +72,9 @@ pub struct NewComment {
 pub struct LikeState {
     pub liked: bool,
     pub like_count: i64,
+    /// The count's version ([`Post::like_version`]): orders this answer against
+    /// `like_updated` events.
+    pub like_version: i64,
 }
 
 #[async_trait]
@@ -200,6 +203,38 @@ fn post_counter(table: &str, post: PostId, counter: &str, delta: i64) -> Result<
     )
 }
 
+/// The like counter with its version: every change to the count bumps `like_version` in the
+/// same write, so clients order counts that arrive out of order (`Post::like_version`).
+fn like_counter(table: &str, post: PostId, delta: i64) -> Result<TransactWriteItem> {
+    tx::update(
+        table,
+        &keys::post(post),
+        "ADD like_count :delta, like_version :one",
+        Some("attribute_exists(pk)"),
+        &[],
+        vec![(":delta", n(delta)), (":one", n(1))],
+    )
+}
+
+/// The comment counter of a user's comment deletion, marking which comment went: the post
+/// item's stream record is where `comment_deleted` comes from, so a post's deletion (which
+/// removes its comments without touching the post item) sends `post_deleted` alone, and the
+/// event stays in order with the post's other events.
+fn comment_removal_counter(
+    table: &str,
+    post: PostId,
+    comment: CommentId,
+) -> Result<TransactWriteItem> {
+    tx::update(
+        table,
+        &keys::post(post),
+        "ADD comment_count :delta SET last_deleted_comment = :comment",
+        Some("attribute_exists(pk)"),
+        &[],
+        vec![(":delta", n(-1)), (":comment", s(comment.to_string()))],
+    )
+}
+
 /// Condition checks that no block stands between `actor` and `author` either way, so a
 /// like or comment (and its notification) never comes from a blocked user. Empty for
 /// one's own post.
@@ -244,8 +279,10 @@ impl DynamoStore {
         self.get_post(post).await?.ok_or_else(post_not_found)
     }
 
-    async fn like_count(&self, post: PostId) -> Result<i64> {
-        Ok(self.require_post(post).await?.like_count)
+    /// The like count and its version.
+    async fn like_count(&self, post: PostId) -> Result<(i64, i64)> {
+        let post = self.require_post(post).await?;
+        Ok((post.like_count, post.like_version))
     }
 
     /// The feed merge: the newest `limit` posts (strictly older than `before`) across the
@@ -317,6 +354,7 @@ impl PostStore for DynamoStore {
             created_at,
             edited_at: None,
             like_count: 0,
+            like_version: 0,
             comment_count: 0,
         };
         let table = &self.table.name;
@@ -495,7 +533,7 @@ impl PostStore for DynamoStore {
                     },
                 )?,
             )?,
-            post_counter(table, post.id, "like_count", 1)?,
+            like_counter(table, post.id, 1)?,
         ];
         cause.extend(no_block_between(table, user, post.author_id)?);
         let cause_len = cause.len();
@@ -523,10 +561,12 @@ impl PostStore for DynamoStore {
                 ))
             }
         };
+        let (like_count, like_version) = self.like_count(post.id).await?;
         Ok(Notified {
             outcome: LikeState {
                 liked: true,
-                like_count: self.like_count(post.id).await?,
+                like_count,
+                like_version,
             },
             notification,
         })
@@ -536,7 +576,7 @@ impl PostStore for DynamoStore {
         let table = &self.table.name;
         let items = vec![
             tx::delete(table, &keys::like(post, user), Some("attribute_exists(pk)"))?,
-            post_counter(table, post, "like_count", -1)?,
+            like_counter(table, post, -1)?,
         ];
         match self.table.transact(items).await {
             Ok(()) => {}
@@ -552,9 +592,11 @@ impl PostStore for DynamoStore {
                 ))
             }
         }
+        let (like_count, like_version) = self.like_count(post).await?;
         Ok(LikeState {
             liked: false,
-            like_count: self.like_count(post).await?,
+            like_count,
+            like_version,
         })
     }
 
@@ -647,7 +689,7 @@ impl PostStore for DynamoStore {
                 vec![(":caller", s(caller.to_string()))],
             )?
         };
-        let items = vec![delete, post_counter(table, post.id, "comment_count", -1)?];
+        let items = vec![delete, comment_removal_counter(table, post.id, comment)?];
         match self.table.transact(items).await {
             Ok(()) => Ok(()),
             Err(TransactFailure::Other(error)) => Err(error),

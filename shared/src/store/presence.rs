@@ -13,11 +13,12 @@
 //!   open connection at that moment, checked in the same transaction (so a connect racing
 //!   the check cannot be announced offline).
 //!
-//! Who tells the watchers: the stream router pushes `user_online` itself right after its
-//! own `announce_online`. `user_offline` is written by the push worker (which has no right to
-//! send to the fan-out queue) and pushed by the router when the item's stream record shows
-//! `online` going from true to false — a [`PresenceRecord`] — so a large audience takes the
-//! same direct-or-queue path as every other event.
+//! Who tells the watchers: the stream router, from this item's own stream records (a
+//! [`PresenceRecord`] going false → true is `user_online`, true → false `user_offline`). Both
+//! transitions come from one item, so they stay in the order they were written whatever the
+//! shards; the push worker, which writes the offline (it has no right to send to the fan-out
+//! queue), never pushes, and a large audience takes the same direct-or-queue path as every
+//! other event.
 //!
 //! Both writes also succeed when `cause` is the one already recorded, so a retried stream
 //! batch or a redelivered check announces again with the same event id instead of never.

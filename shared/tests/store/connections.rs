@@ -10,7 +10,9 @@ use futures::future::join_all;
 use shared::clock::to_millis;
 use shared::domain::{new_id, Connection, Subscription, UserId};
 use shared::error::Error;
-use shared::store::connections::{ConnectionStore, StoredConnection, MAX_ROOMS_PER_CONNECTION};
+use shared::store::connections::{
+    ConnectionStore, GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION,
+};
 use shared::store::dynamo::key_map;
 use shared::store::keys;
 use shared::testkit::TestDb;
@@ -516,4 +518,44 @@ async fn releasing_a_ttl_deleted_connection_cleans_up_after_it() {
     store.release_expired_connection(&expired).await.unwrap();
     assert_eq!(store.connections_of_user(alice).await.unwrap(), vec!["c2"]);
     assert!(store.room_members("post:p").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_410_within_the_handshake_window_keeps_the_connection() {
+    let db = TestDb::start().await;
+    let store = db.store();
+    let alice = new_id();
+    let connected_at = Utc::now();
+    let fresh = connection_at(alice, "fresh", connected_at);
+    store.add_connection(&fresh, LIMIT).await.unwrap();
+
+    // API Gateway answers 410 until `$connect` has returned: "not yet", not "gone".
+    let during_handshake = connected_at + HANDSHAKE_WINDOW - Duration::seconds(1);
+    assert_eq!(
+        store
+            .remove_gone_connection("fresh", during_handshake)
+            .await
+            .unwrap(),
+        GoneRemoval::TooYoung
+    );
+    assert_eq!(
+        store.get_connection("fresh").await.unwrap(),
+        Some(fresh.clone())
+    );
+    assert_eq!(
+        store.connections_of_user(alice).await.unwrap(),
+        vec!["fresh"]
+    );
+
+    // Past the window, a 410 is the truth: removed with its set entry.
+    let later = connected_at + HANDSHAKE_WINDOW;
+    assert_eq!(
+        store.remove_gone_connection("fresh", later).await.unwrap(),
+        GoneRemoval::Removed(fresh)
+    );
+    assert!(store.connections_of_user(alice).await.unwrap().is_empty());
+    assert_eq!(
+        store.remove_gone_connection("fresh", later).await.unwrap(),
+        GoneRemoval::Absent
+    );
 }

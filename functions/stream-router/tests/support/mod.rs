@@ -153,9 +153,10 @@ impl Harness {
         user.id
     }
 
-    /// Opens a connection for `user` (as `ws-connect` stores it) and returns its id.
+    /// Opens a connection for `user` (as `ws-connect` stores it) and returns its id. It
+    /// connected a minute ago: past the handshake window, so a 410 means gone.
     pub async fn connect(&self, user: UserId, connection_id: &str) -> String {
-        let connected_at = shared::clock::to_millis(Utc::now());
+        let connected_at = shared::clock::to_millis(Utc::now() - chrono::Duration::minutes(1));
         self.store
             .add_connection(
                 &Connection {
