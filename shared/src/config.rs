@@ -73,6 +73,9 @@ pub struct WriterPushLimits {
     /// (`WRITER_PUSH_BUDGET_MS`, default 250): past it the push is abandoned, unmarked, and
     /// the stream router delivers.
     pub budget: Duration,
+    /// A 410 for a connection younger than this leaves it in place (its `$connect` may still
+    /// be running): [`Config::ws_handshake_window`], which the writer's pushes share.
+    pub handshake_window: chrono::Duration,
 }
 
 impl Default for WriterPushLimits {
@@ -81,6 +84,7 @@ impl Default for WriterPushLimits {
             max_connections: 100,
             max_followers: 100,
             budget: Duration::from_millis(250),
+            handshake_window: crate::store::connections::HANDSHAKE_WINDOW,
         }
     }
 }
@@ -122,6 +126,10 @@ pub struct Config {
     /// place (`FANOUT_INLINE_MAX_FOLLOWERS`, default 1000); above it a push worker does, so
     /// the router's time per record stays bounded.
     pub fanout_inline_max_followers: usize,
+    /// How long after `$connect` a 410 from `@connections` means "not yet" rather than
+    /// "gone" (`WS_HANDSHAKE_WINDOW_SECONDS`, default 30: API Gateway's integration timeout
+    /// is 29 s). The local stack's tests shorten it to see the removal of a dead socket.
+    pub ws_handshake_window: chrono::Duration,
     pub writer_push: WriterPushLimits,
     pub feed: FeedLimits,
     /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
@@ -206,6 +214,11 @@ impl Config {
             )?,
         };
 
+        let ws_handshake_window = chrono::Duration::seconds(number(
+            &vars,
+            "WS_HANDSHAKE_WINDOW_SECONDS",
+            crate::store::connections::HANDSHAKE_WINDOW.num_seconds(),
+        )?);
         let writer_defaults = WriterPushLimits::default();
         let writer_push = WriterPushLimits {
             max_connections: number(
@@ -223,6 +236,7 @@ impl Config {
                 "WRITER_PUSH_BUDGET_MS",
                 u64::try_from(writer_defaults.budget.as_millis()).unwrap_or(u64::MAX),
             )?),
+            handshake_window: ws_handshake_window,
         };
 
         let feed_defaults = FeedLimits::default();
@@ -245,6 +259,7 @@ impl Config {
             max_connections_per_user: number(&vars, "MAX_CONNECTIONS_PER_USER", 10)?,
             fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
             fanout_inline_max_followers: number(&vars, "FANOUT_INLINE_MAX_FOLLOWERS", 1000)?,
+            ws_handshake_window,
             writer_push,
             feed,
             log_filter: get("RUST_LOG")
@@ -317,6 +332,7 @@ mod tests {
             ("WRITER_PUSH_MAX_CONNECTIONS", "0"),
             ("WRITER_PUSH_MAX_FOLLOWERS", "20"),
             ("WRITER_PUSH_BUDGET_MS", "80"),
+            ("WS_HANDSHAKE_WINDOW_SECONDS", "2"),
         ])
         .unwrap();
         assert_eq!(
@@ -325,8 +341,10 @@ mod tests {
                 max_connections: 0,
                 max_followers: 20,
                 budget: Duration::from_millis(80),
+                handshake_window: chrono::Duration::seconds(2),
             }
         );
+        assert_eq!(config.ws_handshake_window, chrono::Duration::seconds(2));
         let error = Config::from_vars([
             ("TABLE_NAME", "t"),
             ("JWT_SECRET", SECRET),

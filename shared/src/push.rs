@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{cause_chain, Result};
 use crate::events::Event;
 pub use crate::retry::RetryPolicy;
-use crate::store::connections::{ConnectionStore, GoneRemoval};
+use crate::store::connections::{ConnectionStore, GoneRemoval, HANDSHAKE_WINDOW};
 use crate::store::DynamoStore;
 
 /// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
@@ -251,6 +251,8 @@ pub struct DirectPush {
     pub retry: RetryPolicy,
     /// Dates a 410: a connection younger than the handshake window is not removed.
     pub clock: Arc<dyn Clock>,
+    /// `Config::ws_handshake_window`.
+    pub handshake_window: chrono::Duration,
 }
 
 impl std::fmt::Debug for DirectPush {
@@ -271,6 +273,7 @@ impl DirectPush {
             concurrency: DEFAULT_PUSH_CONCURRENCY,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            handshake_window: HANDSHAKE_WINDOW,
         }
     }
 
@@ -354,10 +357,10 @@ impl DirectPush {
     /// `$connect` has not returned yet (`ConnectionStore::remove_gone_connection`). If the
     /// removal fails, the connection's TTL cleans up later; the event was still handled.
     async fn forget_gone_connection(&self, connection_id: &str) {
-        let now = self.clock.now();
+        let connected_before = self.clock.now() - self.handshake_window;
         match self
             .connections
-            .remove_gone_connection(connection_id, now)
+            .remove_gone_connection(connection_id, connected_before)
             .await
         {
             Ok(GoneRemoval::Removed(_)) => {

@@ -262,6 +262,7 @@ impl WriterPush {
             return Self::off();
         }
         let mut direct = DirectPush::new(push, store.clone()).with_clock(Arc::clone(&clock));
+        direct.handshake_window = limits.handshake_window;
         direct.concurrency = WRITER_PUSH_CONCURRENCY;
         direct.retry = WRITER_PUSH_RETRY;
         Self {

@@ -636,8 +636,9 @@ impl WsClient {
         };
         frame["request_id"] = json!(request_id);
         self.send(&frame).await;
+        // `replay` frames carry the resume's request_id too; the reply is what follows them.
         self.next_event_where(&format!("the reply to {request_id}"), WAIT, |event| {
-            event["data"]["request_id"] == request_id.as_str()
+            event["data"]["request_id"] == request_id.as_str() && event["type"] != "replay"
         })
         .await
     }

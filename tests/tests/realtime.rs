@@ -144,14 +144,19 @@ async fn a_like_notifies_the_author_and_updates_room_subscribers_but_a_self_like
         notification["cursor"].is_string(),
         "resumable: {notification}"
     );
+    assert_eq!(liked["like_version"], 1, "{liked}");
     let update = room.next_event_of_type("like_updated", WAIT).await;
-    assert_eq!(update["data"], json!({"post_id": post_id, "like_count": 1}));
+    assert_eq!(
+        update["data"],
+        json!({"post_id": post_id, "like_count": 1, "version": 1})
+    );
 
     // A likes their own post: the room sees the count, A gets no notification.
     let liked = stack.like(&a, &post_id).await;
     assert_eq!(liked["like_count"], 2, "{liked}");
     let update = room.next_event_of_type("like_updated", WAIT).await;
     assert_eq!(update["data"]["like_count"], 2);
+    assert_eq!(update["data"]["version"], 2);
     // A's own subscription proves A's socket has seen the same stream batch.
     a1.next_event_where("like_updated 2 on A's socket", WAIT, |e| {
         e["type"] == "like_updated" && e["data"]["like_count"] == 2
@@ -526,13 +531,15 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
         .await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     assert_eq!(resumed["data"]["gap"], false, "{resumed}");
-    assert_eq!(resumed["data"]["replayed"], 5, "{resumed}");
-    // The replayed events were posted before the reply: all on the socket already.
-    let replayed: Vec<Value> = b2
-        .raw_frames()
-        .iter()
-        .filter_map(|frame| serde_json::from_str::<Value>(frame).ok())
-        .filter(|event| event["type"] != "resumed")
+    // The replayed events were posted, in `replay` frames, before the reply: all on the
+    // socket already. The replay starts a minute before `since` (ids are minted before
+    // commit), so what B saw comes again and is dropped by event_id; the rest is exactly
+    // what B missed.
+    let all_replayed = replayed_events(&b2.raw_frames());
+    assert_eq!(resumed["data"]["replayed"], all_replayed.len(), "{resumed}");
+    let replayed: Vec<Value> = all_replayed
+        .into_iter()
+        .filter(|event| text(event, "/cursor") > since.as_str())
         .collect();
     let cursors: Vec<String> = replayed
         .iter()
@@ -572,11 +579,33 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     stack.stop().await;
 }
 
+/// The events the `replay` frames among `frames` carried, in order.
+fn replayed_events(frames: &[String]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter_map(|frame| serde_json::from_str::<Value>(frame).ok())
+        .filter(|frame| frame["type"] == "replay")
+        .flat_map(|frame| {
+            frame["data"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 // ---- 9. stale connections ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push() {
-    let stack = RealtimeStack::start().await;
+    // A 410 within the handshake window leaves a connection in place; a one-second window
+    // lets this test see the removal without waiting the production 30 s.
+    let stack = RealtimeStack::start_with(|options| {
+        options
+            .environment
+            .push(("WS_HANDSHAKE_WINDOW_SECONDS".into(), "1".into()))
+    })
+    .await;
     let a = stack.register("alice").await;
     let b = stack.register("bob").await;
     stack.follow(&b, &a).await;
@@ -601,8 +630,9 @@ async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push()
         stack.connection_item_exists(&b_connection).await,
         "no $disconnect ran: the connection item is still there"
     );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    // The next push to B answers 410 and removes the connection.
+    // The next push to B answers 410 and removes the connection (past its handshake).
     let post = stack.post(&a, "anyone there?").await;
     a1.next_event_where(
         "the post on A's socket",
@@ -617,6 +647,66 @@ async fn a_connection_that_died_without_disconnect_is_removed_by_the_next_push()
     assert!(
         !stack.user_connection_ids(&b).await.contains(&b_connection),
         "and it left B's connection set"
+    );
+    stack.stop().await;
+}
+
+/// A push that races the handshake — `ws-connect` stored the connection, but API Gateway
+/// does not take posts for it until `$connect` has returned — answers 410. That 410 must not
+/// remove the live connection: before the handshake window, it was removed, and the socket
+/// silently received nothing more (and its `ping`s were still answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_racing_the_handshake_leaves_the_live_connection_registered() {
+    let stack = RealtimeStack::start().await;
+    let a = stack.register("alice").await;
+    let b = stack.register("bob").await;
+    stack.follow(&a, &b).await;
+    stack.follow(&b, &a).await;
+    let since = cursor_at(Utc::now().timestamp_millis());
+    stack
+        .faults()
+        .handshake_delay_ms
+        .store(1500, std::sync::atomic::Ordering::SeqCst);
+
+    // Bob connects; while his handshake is still open, Alice messages him.
+    let (b1, during) = tokio::join!(stack.connect(&b), async {
+        eventually("bob's connection is stored", WAIT, || async {
+            !stack.user_connection_ids(&b).await.is_empty()
+        })
+        .await;
+        stack.message(&a, &b, "during your handshake").await
+    });
+    stack
+        .faults()
+        .handshake_delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(QUIET).await;
+
+    let connections = stack.user_connection_ids(&b).await;
+    assert_eq!(
+        connections.len(),
+        1,
+        "the live connection is still registered"
+    );
+    let pong = b1.request(json!({"action": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    let after = stack.message(&a, &b, "after your handshake").await;
+    b1.next_event_where("the next message, live", WAIT, |event| {
+        event["type"] == "new_message" && event["data"]["id"] == after["id"]
+    })
+    .await;
+    // The message that met the 410 is not lost: the resume the client sends on connect
+    // brings it.
+    let resumed = b1
+        .request(json!({"action": "resume", "since": since}))
+        .await;
+    assert_eq!(resumed["data"]["gap"], false, "{resumed}");
+    let replayed = replayed_events(&b1.raw_frames());
+    assert!(
+        replayed
+            .iter()
+            .any(|event| event["type"] == "new_message" && event["data"]["id"] == during["id"]),
+        "{replayed:?}"
     );
     stack.stop().await;
 }

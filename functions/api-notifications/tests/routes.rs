@@ -60,6 +60,7 @@ async fn every_route_needs_a_valid_access_token() {
         ("GET", "/notifications/unread-count".to_owned()),
         ("POST", format!("/notifications/{}/read", new_id())),
         ("POST", "/notifications/read-all".to_owned()),
+        ("GET", format!("/events?since={}", uuid::Uuid::now_v7())),
     ];
     for (method, path) in routes {
         assert_error(
@@ -352,7 +353,82 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
                 assert_eq!(status, 200, "{name}: {body}");
                 assert_eq!(body["items"].as_array().unwrap().len(), 2);
             }
+            // The fixture's cursor is long past the resume window: a gap, as documented.
+            "missed-events" => {
+                assert_eq!(status, 200, "{name}: {body}");
+                assert_eq!(body["gap"], true);
+            }
             _ => assert_eq!(status, 200, "{name}: {body}"),
         }
+    }
+}
+
+#[tokio::test]
+async fn events_since_a_cursor_are_the_resume_replay_without_a_socket() {
+    let api = start().await;
+    let (alice, bob) = (api.account("alice").await, api.account("bob").await);
+    let since = shared::replay::time_cursor(Utc::now() - Duration::minutes(5));
+    messages(&api, &alice, &bob, 3).await;
+
+    let response = api
+        .call(&bob, "GET", &format!("/events?since={since}"))
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let body = &response.body;
+    // Three messages and their notifications.
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 6, "{body}");
+    assert_eq!(body["replayed"], 6);
+    assert_eq!(body["gap"], false);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "new_notification").count(),
+        3
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "new_message" || **k == "message_request")
+            .count(),
+        3
+    );
+    let cursors: Vec<&str> = events.iter().filter_map(|e| e["cursor"].as_str()).collect();
+    assert!(
+        cursors.windows(2).all(|pair| pair[0] < pair[1]),
+        "oldest first"
+    );
+    assert_eq!(body["cursor"], json!(cursors.last().unwrap()));
+    // The same ids the socket would carry.
+    assert!(events.iter().all(|e| e["event_id"].is_string()));
+
+    // Polling from the returned cursor: only what is newer (and the lag's overlap).
+    let again = api
+        .call(
+            &bob,
+            "GET",
+            &format!("/events?since={}", body["cursor"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["cursor"], body["cursor"]);
+
+    // Alice sees her own side: the messages she sent.
+    let hers = api
+        .call(&alice, "GET", &format!("/events?since={since}"))
+        .await;
+    assert_eq!(hers.body["replayed"], 3, "{:?}", hers.body);
+
+    // Too old: a gap with a fresh cursor, nothing replayed.
+    let old = shared::replay::time_cursor(Utc::now() - Duration::days(2));
+    let gap = api.call(&bob, "GET", &format!("/events?since={old}")).await;
+    assert_eq!(gap.body["gap"], true);
+    assert_eq!(gap.body["events"], json!([]));
+
+    for bad in [
+        "/events",
+        "/events?since=yesterday",
+        &format!("/events?since={}", uuid::Uuid::new_v4()),
+    ] {
+        assert_error(&api.call(&bob, "GET", bad).await, 400, "validation_failed");
     }
 }

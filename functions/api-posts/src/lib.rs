@@ -8,8 +8,8 @@
 //! | `DELETE /posts/{post_id}` | the author | 204 |
 //! | `GET /feed` | the caller | 200 page of posts, newest first |
 //! | `GET /users/{user_id}/posts` | whoever may see the author | 200 page of posts, newest first |
-//! | `PUT /posts/{post_id}/like` | whoever may see the post | 200 `{liked: true, like_count}` |
-//! | `DELETE /posts/{post_id}/like` | whoever may see the post | 200 `{liked: false, like_count}` |
+//! | `PUT /posts/{post_id}/like` | whoever may see the post | 200 `{liked: true, like_count, like_version}` |
+//! | `DELETE /posts/{post_id}/like` | whoever may see the post | 200 `{liked: false, like_count, like_version}` |
 //! | `GET /posts/{post_id}/comments` | whoever may see the post | 200 page of comments, oldest first |
 //! | `POST /posts/{post_id}/comments` | whoever may see the post (rate limited) | 201 comment |
 //! | `DELETE /posts/{post_id}/comments/{comment_id}` | the comment's or the post's author | 204 |
@@ -188,6 +188,8 @@ struct PostView {
     #[serde(with = "domain::rfc3339::option")]
     edited_at: Option<DateTime<Utc>>,
     like_count: i64,
+    /// Orders this count against `like_updated` events (the greater version is newer).
+    like_version: i64,
     comment_count: i64,
     liked_by_me: bool,
 }
@@ -202,6 +204,7 @@ impl PostView {
             created_at: post.created_at,
             edited_at: post.edited_at,
             like_count: post.like_count,
+            like_version: post.like_version,
             comment_count: post.comment_count,
             liked_by_me,
         }

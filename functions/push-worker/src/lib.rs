@@ -217,7 +217,7 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
 async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> Result<usize> {
     let connection_ids = state.tier.connections.connections_of_user(user).await?;
     let push = &state.tier.dispatcher.direct.push;
-    let now = state.clock.now();
+    let connected_before = state.clock.now() - state.config.ws_handshake_window;
     let answers: Vec<(String, bool)> = stream::iter(connection_ids)
         .map(|connection_id| async move {
             // An unanswered GET proves nothing: the connection is kept.
@@ -232,7 +232,7 @@ async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> 
         let removal = state
             .tier
             .connections
-            .remove_gone_connection(connection_id, now)
+            .remove_gone_connection(connection_id, connected_before)
             .await?;
         if matches!(removal, GoneRemoval::Removed(_)) {
             tracing::info!(%user, connection_id, "connection without $disconnect pruned");

@@ -390,3 +390,54 @@ async fn a_reconnect_within_the_grace_period_announces_nothing() {
         harness.push.events_to(b1)
     );
 }
+
+#[tokio::test]
+async fn a_connection_whose_disconnect_was_lost_is_pruned_at_the_check_and_the_user_goes_offline() {
+    let harness = Harness::start(&[]).await;
+    let (a, _) = harness.alice_gone_with_mutuals(1).await;
+    // Her laptop's socket died too, but its `$disconnect` never came: its id is still in
+    // her set, and API Gateway answers 410 for it.
+    harness.connect(a, "a-laptop=").await;
+    harness.push.mark_gone("a-laptop=");
+    harness
+        .queue
+        .schedule_presence_check(&check(a), Duration::ZERO)
+        .await
+        .unwrap();
+
+    let (_, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(harness
+        .store
+        .connections_of_user(a)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        presence_of(&harness, a).await,
+        (false, "disconnect:a1=".into()),
+        "offline at the first check, not at the laptop's TTL"
+    );
+}
+
+#[tokio::test]
+async fn a_live_connection_survives_the_check_and_keeps_the_user_online() {
+    let harness = Harness::start(&[]).await;
+    let (a, _) = harness.alice_gone_with_mutuals(1).await;
+    harness.connect(a, "a-phone=").await;
+    harness
+        .queue
+        .schedule_presence_check(&check(a), Duration::ZERO)
+        .await
+        .unwrap();
+
+    let (_, response) = deliver_queue(&harness, &worker(&harness)).await;
+
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(
+        harness.store.connections_of_user(a).await.unwrap(),
+        ["a-phone="]
+    );
+    assert_eq!(presence_of(&harness, a).await, (true, "connect:a1=".into()));
+}

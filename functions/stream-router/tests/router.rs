@@ -850,3 +850,104 @@ async fn a_connection_deleted_by_ttl_is_released_like_a_disconnect() {
         "a presence check was scheduled"
     );
 }
+
+#[tokio::test]
+async fn marking_many_notifications_read_is_one_event_per_batch_not_one_per_notification() {
+    use shared::store::notifications::NotificationStore;
+    let harness = Harness::start(&[]).await;
+    let a = harness.user("alice").await;
+    let a1 = harness.connect(a, "a1=").await;
+    for i in 0..30 {
+        let fan = harness.user(&format!("fan{i}")).await;
+        harness.store.follow(fan, a, now()).await.unwrap();
+    }
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    let marked = harness.store.mark_all_read(a).await.unwrap();
+    assert_eq!(marked, 30);
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+
+    let reads = harness.push.events_of_type(&a1, "notification_read");
+    assert_eq!(reads.len(), 1, "one event for the batch: {reads:?}");
+    let ids = reads[0]["data"]["notification_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 30);
+    let unread = harness
+        .store
+        .notifications(a, false, &shared::store::page::PageRequest::first(100))
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = unread.items.iter().map(|n| n.id.to_string()).collect();
+    let mut told: Vec<String> = ids
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    told.sort();
+    assert_eq!(told, expected);
+}
+
+#[tokio::test]
+async fn deleting_a_post_sends_post_deleted_only_and_a_users_comment_deletion_is_told() {
+    let harness = Harness::start(&[]).await;
+    let (a, b) = (harness.user("alice").await, harness.user("bob").await);
+    harness.store.follow(b, a, now()).await.unwrap();
+    let b1 = harness.connect(b, "b1=").await;
+    let post = post(&harness, a, "soon gone").await;
+    harness
+        .store
+        .subscribe(
+            &Subscription {
+                channel: format!("post:{}", post.id),
+                connection_id: b1.clone(),
+                user_id: b,
+            },
+            now().timestamp() + 8100,
+        )
+        .await
+        .unwrap();
+    let mut comments = Vec::new();
+    for i in 0..5 {
+        let comment = harness
+            .store
+            .add_comment(
+                &post,
+                NewComment {
+                    author: b,
+                    text: format!("c{i}"),
+                    created_at: now(),
+                },
+            )
+            .await
+            .unwrap();
+        comments.push(comment);
+    }
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    // Bob deletes one of his comments: told once, from the post item.
+    let current = harness.store.get_post(post.id).await.unwrap().unwrap();
+    harness
+        .store
+        .delete_comment(&current, comments[0].id, b)
+        .await
+        .unwrap();
+    invoke(&function, stream.next_event().await).await;
+    let deleted = harness.push.events_of_type(&b1, "comment_deleted");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["data"]["comment_id"], comments[0].id.to_string());
+
+    // Alice deletes the post: its four remaining comments go with it, silently.
+    harness.store.delete_post(post.id, a).await.unwrap();
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(harness.push.events_of_type(&b1, "post_deleted").len(), 1);
+    assert_eq!(
+        harness.push.events_of_type(&b1, "comment_deleted").len(),
+        1,
+        "no comment_deleted per comment of a deleted post"
+    );
+}

@@ -99,6 +99,8 @@ impl State {
         push: Arc<dyn PushClient>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let mut push = DirectPush::new(push, store.clone()).with_clock(Arc::clone(&clock));
+        push.handshake_window = config.ws_handshake_window;
         Self {
             config,
             connections: store.clone(),
@@ -108,7 +110,7 @@ impl State {
             feeds: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
-            push: DirectPush::new(push, store).with_clock(Arc::clone(&clock)),
+            push,
             clock,
             typing: typing::TypingLimiter::default(),
         }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,10 @@ pub struct WebSocketFaults {
     pub drop_disconnect: AtomicBool,
     /// Answer this percentage of `@connections` POSTs with a 500.
     pub fail_post_percent: AtomicU8,
+    /// Milliseconds between `$connect` returning and the connection becoming reachable:
+    /// widens the window in which `@connections` answers 410 for a connection `ws-connect`
+    /// already stored (on AWS, the time `$connect` itself runs after the store).
+    pub handshake_delay_ms: AtomicU64,
 }
 
 impl WebSocketFaults {
@@ -65,6 +69,7 @@ impl WebSocketFaults {
         Self {
             drop_disconnect: AtomicBool::new(drop_disconnect),
             fail_post_percent: AtomicU8::new(fail_post_percent.min(100)),
+            handshake_delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -345,6 +350,10 @@ async fn connect(
                 upgrade.set_selected_protocol(value);
             }
         }
+    }
+    let delay = api.faults.handshake_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     // The connection is registered BEFORE the 101 goes out: on API Gateway a connection can
     // be posted to as soon as `$connect` succeeded, and a push racing the upgrade must be

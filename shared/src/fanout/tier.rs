@@ -136,6 +136,7 @@ impl PushFunctionState {
         let feed = FeedMaterializer::new(store.clone(), config.feed);
         let mut tier = PushTier::new(store, push, queue, config.fanout_direct_max_connections);
         tier.dispatcher.direct.clock = Arc::clone(&clock);
+        tier.dispatcher.direct.handshake_window = config.ws_handshake_window;
         Self {
             config,
             tier,

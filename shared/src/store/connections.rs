@@ -102,12 +102,13 @@ pub trait ConnectionStore: Send + Sync {
     async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>>;
 
     /// [`ConnectionStore::remove_connection`] for a connection `@connections` answered 410
-    /// for at `now` — unless it connected less than [`HANDSHAKE_WINDOW`] before: then the
-    /// 410 is API Gateway's "handshake not finished" and the connection is live.
+    /// for — unless it connected after `connected_before` (the time of the 410 minus the
+    /// handshake window, [`HANDSHAKE_WINDOW`] in production): then the 410 is API Gateway's
+    /// "handshake not finished" and the connection is live.
     async fn remove_gone_connection(
         &self,
         connection_id: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        connected_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<GoneRemoval>;
 
     /// Cleans up after a connection item that TTL already deleted (its stream old image):
@@ -395,10 +396,10 @@ impl ConnectionStore for DynamoStore {
     async fn remove_gone_connection(
         &self,
         connection_id: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        connected_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<GoneRemoval> {
         self.remove_connection_if(connection_id, |connection| {
-            connection.connected_at <= now - HANDSHAKE_WINDOW
+            connection.connected_at <= connected_before
         })
         .await
     }

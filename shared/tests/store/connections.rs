@@ -533,7 +533,7 @@ async fn a_410_within_the_handshake_window_keeps_the_connection() {
     let during_handshake = connected_at + HANDSHAKE_WINDOW - Duration::seconds(1);
     assert_eq!(
         store
-            .remove_gone_connection("fresh", during_handshake)
+            .remove_gone_connection("fresh", during_handshake - HANDSHAKE_WINDOW)
             .await
             .unwrap(),
         GoneRemoval::TooYoung
@@ -550,12 +550,18 @@ async fn a_410_within_the_handshake_window_keeps_the_connection() {
     // Past the window, a 410 is the truth: removed with its set entry.
     let later = connected_at + HANDSHAKE_WINDOW;
     assert_eq!(
-        store.remove_gone_connection("fresh", later).await.unwrap(),
+        store
+            .remove_gone_connection("fresh", later - HANDSHAKE_WINDOW)
+            .await
+            .unwrap(),
         GoneRemoval::Removed(fresh)
     );
     assert!(store.connections_of_user(alice).await.unwrap().is_empty());
     assert_eq!(
-        store.remove_gone_connection("fresh", later).await.unwrap(),
+        store
+            .remove_gone_connection("fresh", later - HANDSHAKE_WINDOW)
+            .await
+            .unwrap(),
         GoneRemoval::Absent
     );
 }
