@@ -7,6 +7,7 @@
 //   const client = new RippleClient({
 //     url: 'wss://abc123.execute-api.eu-west-1.amazonaws.com/prod',
 //     token: () => session.accessToken(),     // called before every (re)connection
+//     eventsUrl: 'https://def456.execute-api.eu-west-1.amazonaws.com/events', // optional
 //   });
 //   client.on('new_message', (data, event) => render(data));
 //   client.on('gap', () => refetchEverythingOverRest());
