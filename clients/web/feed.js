@@ -376,6 +376,7 @@ export async function renderPost(ctx, scope, main, id) {
     if (ctx.client.latest?.isCommentDeleted(rawComment.id)) return;
     shown.set(rawComment.id, null);
     const author = rawComment.author ?? (await ctx.users.get(rawComment.author_id));
+    if (deleted) return; // the post went while the author was being looked up
     const mine = author.id === ctx.me.id || card.post.author_id === ctx.me.id;
     const remove = h('button', { type: 'button', class: 'action danger small', hidden: !mine }, 'Delete');
     const item = h('li', { class: 'comment', 'data-comment-id': rawComment.id },
