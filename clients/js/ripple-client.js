@@ -7,11 +7,27 @@
 //   const client = new RippleClient({
 //     url: 'wss://abc123.execute-api.eu-west-1.amazonaws.com/prod',
 //     token: () => session.accessToken(),     // called before every (re)connection
+//     eventsUrl: 'https://def456.execute-api.eu-west-1.amazonaws.com/events', // optional
 //   });
 //   client.on('new_message', (data, event) => render(data));
 //   client.on('gap', () => refetchEverythingOverRest());
 //   client.connect();
 //   await client.subscribe(`post:${postId}`);
+//
+// Options (all optional besides `url` and `token`):
+//   url                 WebSocket URL with its stage, e.g. wss://…/prod
+//   token               access token, or a function returning one (called before every
+//                       connection and every catch-up poll)
+//   cursor              resume position to start from (persisted from an earlier session)
+//   eventsUrl           the REST catch-up route, e.g. https://…/events; without it there is no
+//                       polling (see "catch-up without a socket" below)
+//   pollAfterFailures   failed connection attempts in a row before polling starts (3)
+//   pollIntervalMs      wait between two polls (15 000)
+//   latestState         the LatestState that orders state events (default: a new one;
+//                       null turns ordering off and emits every event as it comes)
+//   pingIntervalMs, maxConnectionAgeMs, initialBackoffMs, maxBackoffMs, backoffFactor,
+//   dedupeCapacity, requestTimeoutMs, typingIntervalMs: see DEFAULTS
+//   WebSocket, fetch    constructors / functions to use instead of the globals
 //
 // What it does for you (protocol: docs/realtime.md):
 // - authenticates with the subprotocol list ['ripple.v1', <access token>] (browsers cannot
@@ -24,6 +40,16 @@
 //   messages missed while offline are replayed; a `gap` event means "refetch over REST";
 // - drops events whose `event_id` it has already delivered (bounded LRU set), which covers
 //   replays, retried stream batches and the overlap of a connection swap;
+// - unpacks `replay` frames (a resume's missed events, batched) and handles each event in
+//   them exactly like a live one; the `replay` frame itself is never emitted;
+// - reconnects when the server answers `unauthorized` (it no longer knows the connection);
+// - orders state events (LatestState): an older version of a post, a like count with a lower
+//   version, anything about a deleted post, a deleted comment coming back — all arrive out of
+//   order after failures and retries, and are dropped (emitted as `stale` only);
+// - catch-up without a socket: after `pollAfterFailures` failed connection attempts in a row
+//   it polls `GET {eventsUrl}?since=<cursor>` every `pollIntervalMs` (the same replay as a
+//   resume, through the same dedupe, cursor and events), keeps trying the socket with
+//   backoff, and stops polling once a socket is open;
 // - re-subscribes its channels after a reconnection;
 // - throttles `typing` to the server's limit of one per second, keeping the latest state.
 
@@ -39,7 +65,14 @@ const DEFAULTS = Object.freeze({
   dedupeCapacity: 2048,
   requestTimeoutMs: 10 * 1000,
   typingIntervalMs: 1000,
+  pollAfterFailures: 3,
+  pollIntervalMs: 15 * 1000,
 });
+
+/** The server's answer to a frame on a connection it no longer has: reconnect. */
+const UNAUTHORIZED = 'unauthorized';
+/** Close code (application range) used when the client drops a socket the server disowned. */
+const CLOSE_UNAUTHORIZED = 4001;
 
 /**
  * The smallest UUIDv7 of a millisecond: a cursor meaning "from this moment on".
@@ -82,6 +115,140 @@ export class LruSet {
 
   get size() {
     return this.entries.size;
+  }
+}
+
+/** A map of the most recently written keys, bounded like LruSet. */
+class LruMap {
+  constructor(capacity) {
+    if (!(capacity > 0)) throw new RangeError('capacity must be positive');
+    this.capacity = capacity;
+    this.entries = new Map();
+  }
+
+  get(key) {
+    return this.entries.get(key);
+  }
+
+  set(key, value) {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    if (this.entries.size > this.capacity) {
+      this.entries.delete(this.entries.keys().next().value);
+    }
+  }
+
+  delete(key) {
+    this.entries.delete(key);
+  }
+}
+
+/** Fields of a post that an edit changes (counts have their own events). */
+const POST_CONTENT = ['text', 'media_url', 'edited_at'];
+
+/** A post's content version: `edited_at ?? created_at` as epoch ms (NaN when unreadable). */
+export function postVersion(post) {
+  return Date.parse(post?.edited_at ?? post?.created_at);
+}
+
+/**
+ * "The latest state wins": events about posts, likes and comments can arrive out of order
+ * after failures and retries (a stream batch retried behind a newer one, a queue redelivery, a
+ * writer push racing the stream). This remembers, per id, the newest state seen and tells
+ * whether an event is still news:
+ * - a post's content version is `edited_at ?? created_at`; an older version is stale (an equal
+ *   one is not: the same content again is harmless, and an app's own REST answer followed by
+ *   the event must still show);
+ * - `like_updated.version` grows with every like and unlike: a lower or equal version is
+ *   stale (an event without one, from an older server, always applies);
+ * - after `post_deleted`, anything about that post is stale; after `comment_deleted`, that
+ *   comment's `new_comment` is.
+ * Memory is bounded (`capacity` ids of each kind): an id forgotten long ago is news again.
+ */
+export class LatestState {
+  constructor({ capacity = 4096 } = {}) {
+    this.posts = new LruMap(capacity); // post id → { version, content }
+    this.likes = new LruMap(capacity); // post id → greatest like version
+    this.deletedPosts = new LruSet(capacity);
+    this.deletedComments = new LruSet(capacity);
+  }
+
+  /**
+   * Records `event` (an envelope: `{type, data}`) and returns whether it changes something,
+   * i.e. whether an app should apply it. Types without an order rule always return true.
+   */
+  apply(event) {
+    const data = event?.data ?? {};
+    switch (event?.type) {
+      case 'post_created':
+      case 'post_updated':
+        if (this.deletedPosts.has(data.id) || this.isOlderPost(data)) return false;
+        this.observePost(data);
+        return true;
+      case 'post_deleted':
+        return this.deletePost(data.post_id);
+      case 'like_updated':
+        return this.observeLikes(data);
+      case 'new_comment':
+        return !this.deletedPosts.has(data.post_id) && !this.deletedComments.has(data.id);
+      case 'comment_deleted': {
+        if (data.comment_id === undefined) return true;
+        const fresh = !this.deletedComments.has(data.comment_id);
+        this.deletedComments.add(data.comment_id);
+        return fresh;
+      }
+      default:
+        return true;
+    }
+  }
+
+  /**
+   * Takes a post from anywhere (an event, a REST answer) and returns what to show: null if the
+   * post was deleted, else the post with the newest content seen so far (its own if it is at
+   * least as new). Counts (`like_count`, `comment_count`) pass through untouched.
+   */
+  observePost(post) {
+    if (!post?.id) return post ?? null;
+    if (this.deletedPosts.has(post.id)) return null;
+    const version = postVersion(post);
+    if (Number.isNaN(version)) return post;
+    const known = this.posts.get(post.id);
+    if (known && known.version > version) return { ...post, ...known.content };
+    this.posts.set(post.id, { version, content: pick(post, POST_CONTENT) });
+    return post;
+  }
+
+  /** Whether a newer version of this post than `post` has been seen. */
+  isOlderPost(post) {
+    const known = this.posts.get(post?.id);
+    return Boolean(known && known.version > postVersion(post));
+  }
+
+  /** Records a deletion (e.g. the app's own REST delete); true the first time. */
+  deletePost(postId) {
+    if (postId === undefined) return true;
+    const fresh = !this.deletedPosts.has(postId);
+    this.deletedPosts.add(postId);
+    this.posts.delete(postId);
+    this.likes.delete(postId);
+    return fresh;
+  }
+
+  isPostDeleted(postId) {
+    return this.deletedPosts.has(postId);
+  }
+
+  isCommentDeleted(commentId) {
+    return this.deletedComments.has(commentId);
+  }
+
+  observeLikes({ post_id: postId, version }) {
+    if (this.deletedPosts.has(postId)) return false;
+    if (!Number.isFinite(version)) return true;
+    const known = this.likes.get(postId);
+    if (known !== undefined && version <= known) return false;
+    this.likes.set(postId, version);
+    return true;
   }
 }
 
@@ -138,7 +305,11 @@ class Emitter {
  * - `open` / `close` ({code, reason}) / `reconnecting` ({attempt, delayMs});
  * - `cursor` (cursor): the resume position moved;
  * - `gap` (data): the server could not replay everything — refetch over REST;
- * - `transport_error` (error): the socket reported an error (a close follows).
+ * - `stale` (event): a state event LatestState found older than what was seen (not emitted
+ *   by its type);
+ * - `polling` (boolean): catch-up polling over REST started / stopped;
+ * - `polled` ({gap, replayed, feed_new_posts, cursor}): a poll's answer, after its events;
+ * - `transport_error` (error): the socket or a poll reported an error (a close follows).
  */
 export class RippleClient extends Emitter {
   /**
@@ -147,10 +318,22 @@ export class RippleClient extends Emitter {
    * @param {string | (() => string | Promise<string>)} options.token access token, or a function returning a fresh one
    * @param {Function} [options.WebSocket] WebSocket constructor (default: globalThis.WebSocket)
    * @param {string} [options.cursor] resume position to start from (e.g. persisted from a previous session)
+   * @param {string} [options.eventsUrl] REST catch-up route (`GET …/events?since=`), polled while no socket connects
+   * @param {LatestState | null} [options.latestState] orders state events (default: a new LatestState; null: off)
+   * @param {Function} [options.fetch] fetch function for the polls (default: globalThis.fetch)
    */
   constructor(options) {
     super();
-    const { url, token, cursor = null, WebSocket: socketClass = globalThis.WebSocket, ...rest } = options ?? {};
+    const {
+      url,
+      token,
+      cursor = null,
+      eventsUrl = null,
+      latestState = new LatestState(),
+      WebSocket: socketClass = globalThis.WebSocket,
+      fetch: fetchFunction = globalThis.fetch,
+      ...rest
+    } = options ?? {};
     if (!url) throw new TypeError('url is required');
     if (!token) throw new TypeError('token is required');
     if (typeof socketClass !== 'function') {
@@ -159,6 +342,13 @@ export class RippleClient extends Emitter {
     this.url = url;
     this.tokenSource = typeof token === 'function' ? token : () => token;
     this.SocketClass = socketClass;
+    this.eventsUrl = eventsUrl;
+    this.fetch = fetchFunction;
+    if (eventsUrl && typeof fetchFunction !== 'function') {
+      throw new TypeError('eventsUrl needs a fetch function: pass options.fetch');
+    }
+    /** The order of state events; apps feed it their REST answers too (`observePost`…). */
+    this.latest = latestState;
     this.settings = { ...DEFAULTS, ...pick(rest, Object.keys(DEFAULTS)) };
     this.random = rest.random ?? Math.random;
     this.now = rest.now ?? (() => Date.now());
@@ -183,6 +373,12 @@ export class RippleClient extends Emitter {
     this.pingTimer = null;
     this.rotateTimer = null;
     this.typingState = { lastSentAt: -Infinity, queued: new Map(), timer: null };
+    // Connection attempts in a row that never reached an open socket (polling starts at
+    // `pollAfterFailures`), and the polling state.
+    this.connectFailures = 0;
+    this.opened = new WeakSet();
+    this.poll = { active: false, timer: null, generation: 0 };
+    this.startedAt = null;
   }
 
   /** The resume position: the latest cursor seen. Persist it to resume across page loads. */
@@ -199,6 +395,7 @@ export class RippleClient extends Emitter {
   connect() {
     if (!this.stopped) return;
     this.stopped = false;
+    this.startedAt ??= this.now();
     this.open('connect');
   }
 
@@ -208,6 +405,7 @@ export class RippleClient extends Emitter {
     this.timers.clearTimeout(this.reconnectTimer);
     this.clearConnectionTimers();
     this.timers.clearTimeout(this.typingState.timer);
+    this.stopPolling();
     for (const socket of [this.socket, this.nextSocket]) socket?.close(1000, 'client closed');
     this.socket = null;
     this.nextSocket = null;
@@ -218,9 +416,9 @@ export class RippleClient extends Emitter {
   subscribe(channel) {
     this.channels.add(channel);
     return this.request({ action: 'subscribe', channel }).catch((error) => {
-      // Refused by the server (forbidden, not_found…): forget it. A dropped connection is
-      // not a refusal: the channel is subscribed again on reconnection.
-      if (error.code) this.channels.delete(channel);
+      // Refused by the server (forbidden, not_found…): forget it. A dropped or disowned
+      // connection is not a refusal: the channel is subscribed again on reconnection.
+      if (isRefusal(error)) this.channels.delete(channel);
       throw error;
     });
   }
@@ -307,7 +505,7 @@ export class RippleClient extends Emitter {
       token = await this.tokenSource();
     } catch (error) {
       this.emit('transport_error', error);
-      this.scheduleReconnect();
+      this.connectFailed(reason);
       return;
     }
     if (this.stopped) return;
@@ -316,7 +514,7 @@ export class RippleClient extends Emitter {
       socket = new this.SocketClass(this.url, [SUBPROTOCOL, token]);
     } catch (error) {
       this.emit('transport_error', error);
-      this.scheduleReconnect();
+      this.connectFailed(reason);
       return;
     }
     const rotating = reason === 'rotate';
@@ -334,6 +532,10 @@ export class RippleClient extends Emitter {
       socket.close(1000, 'client closed');
       return;
     }
+    this.opened.add(socket);
+    this.connectFailures = 0;
+    // The socket's resume catches up from here on.
+    this.stopPolling();
     if (socket === this.nextSocket) {
       // Make before break: the replacement is open, retire the old socket.
       const old = this.socket;
@@ -381,8 +583,31 @@ export class RippleClient extends Emitter {
       return;
     }
     if (!event || typeof event.type !== 'string') return;
+    const disowned = event.type === 'error' && event.data?.code === UNAUTHORIZED;
     // The connection demonstrably works: the next failure starts backing off from scratch.
-    this.attempt = 0;
+    // Not so when the server says it does not know the connection: a server that disowns
+    // every new connection must not get a reconnection loop without backoff.
+    if (!disowned) this.attempt = 0;
+    if (event.type === 'replay') {
+      this.unpackReplay(event);
+      return;
+    }
+    this.deliver(event);
+    if (disowned && socket === this.socket) this.drop(socket, CLOSE_UNAUTHORIZED, UNAUTHORIZED);
+  }
+
+  /** A batch of a resume's missed events, oldest first: each one as if it came alone. */
+  unpackReplay(frame) {
+    const events = frame.data?.events;
+    if (!Array.isArray(events)) return;
+    for (const event of events) {
+      // A replay holds event envelopes only; never a nested batch.
+      if (event && typeof event.type === 'string' && event.type !== 'replay') this.deliver(event);
+    }
+  }
+
+  /** One event, from a socket, a replay or a poll: dedupe, cursor, order, emit. */
+  deliver(event) {
     if (event.event_id && !this.seen.add(event.event_id)) return;
 
     const data = event.data ?? {};
@@ -392,8 +617,22 @@ export class RippleClient extends Emitter {
     }
     if (event.type === 'resumed' && data.gap) this.emit('gap', data);
     this.settle(event, data);
+    if (this.latest && !this.latest.apply(event)) {
+      this.emit('stale', event);
+      return;
+    }
     this.emit('event', event);
     this.emit(event.type, data, event);
+  }
+
+  /**
+   * Gives up on a socket now (the server disowned it): the client acts as if it had closed —
+   * pending requests fail, a reconnection is scheduled with the usual backoff — and whatever
+   * the socket still delivers is ignored.
+   */
+  drop(socket, code, reason) {
+    this.handleClose(socket, { code, reason });
+    socket.close(code, reason);
   }
 
   advanceCursor(cursor) {
@@ -420,6 +659,7 @@ export class RippleClient extends Emitter {
   }
 
   handleClose(socket, event) {
+    const neverOpened = !this.opened.has(socket);
     if (socket === this.retiring) {
       this.retiring = null;
       return;
@@ -446,7 +686,95 @@ export class RippleClient extends Emitter {
       }
     }
     this.emit('close', { code: event?.code, reason: event?.reason });
-    if (!this.stopped) this.scheduleReconnect();
+    if (neverOpened) this.connectFailed('reconnect');
+    else if (!this.stopped) this.scheduleReconnect();
+  }
+
+  /** A connection attempt that never reached an open socket. */
+  connectFailed(reason) {
+    if (reason === 'rotate') {
+      // The current socket still works; try the replacement again later.
+      this.nextSocket = null;
+      this.rotateTimer = this.timers.setTimeout(() => this.open('rotate'), backoffDelay(0, this.settings, this.random));
+      return;
+    }
+    this.connectFailures += 1;
+    if (this.connectFailures >= this.settings.pollAfterFailures) this.startPolling();
+    this.scheduleReconnect();
+  }
+
+  // ---- catch-up without a socket ---------------------------------------------------------------
+
+  startPolling() {
+    if (this.poll.active || !this.eventsUrl || this.stopped) return;
+    this.poll.active = true;
+    this.poll.generation += 1;
+    this.emit('polling', true);
+    this.pollOnce(this.poll.generation);
+  }
+
+  stopPolling() {
+    if (!this.poll.active) return;
+    this.poll.active = false;
+    this.poll.generation += 1;
+    this.timers.clearTimeout(this.poll.timer);
+    this.poll.timer = null;
+    this.emit('polling', false);
+  }
+
+  /** One `GET {eventsUrl}?since=<cursor>`; the next is scheduled once this one is done. */
+  async pollOnce(generation) {
+    try {
+      const body = await this.fetchEvents();
+      // Events are news even if the socket opened meanwhile (dedupe drops repeats); a
+      // client closed meanwhile wants nothing.
+      if (!this.stopped) this.applyPoll(body);
+    } catch (error) {
+      if (!this.stopped) this.emit('transport_error', error);
+    }
+    if (generation !== this.poll.generation || !this.poll.active) return;
+    this.poll.timer = this.timers.setTimeout(() => this.pollOnce(generation), this.settings.pollIntervalMs);
+  }
+
+  async fetchEvents() {
+    // Without a cursor (no socket ever opened): from when this client started.
+    const since = this.cursorValue ?? timeCursor(this.startedAt ?? this.now());
+    const url = new URL(this.eventsUrl, globalThis.location?.href);
+    url.searchParams.set('since', since);
+    const token = await this.tokenSource();
+    const controller = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = this.timers.setTimeout(() => controller?.abort(), this.settings.requestTimeoutMs);
+    try {
+      const response = await this.fetch(url.toString(), {
+        method: 'GET',
+        headers: { accept: 'application/json', authorization: `Bearer ${token}` },
+        signal: controller?.signal,
+      });
+      if (!response.ok) {
+        const error = new Error(`GET /events answered ${response.status}`);
+        error.status = response.status;
+        throw error;
+      }
+      return await response.json();
+    } finally {
+      this.timers.clearTimeout(timer);
+    }
+  }
+
+  applyPoll(body) {
+    if (!body || typeof body !== 'object') throw new Error('GET /events: not a JSON object');
+    for (const event of Array.isArray(body.events) ? body.events : []) {
+      if (event && typeof event.type === 'string' && event.type !== 'replay') this.deliver(event);
+    }
+    if (typeof body.cursor === 'string') this.advanceCursor(body.cursor);
+    const summary = {
+      gap: Boolean(body.gap),
+      replayed: body.replayed ?? 0,
+      feed_new_posts: body.feed_new_posts ?? 0,
+      cursor: body.cursor ?? null,
+    };
+    if (summary.gap) this.emit('gap', summary);
+    this.emit('polled', summary);
   }
 
   scheduleReconnect() {
@@ -472,6 +800,11 @@ export class RippleClient extends Emitter {
     }
     this.pending.clear();
   }
+}
+
+/** Whether a request's failure is the server refusing it (not the connection failing). */
+function isRefusal(error) {
+  return Boolean(error?.code) && error.code !== UNAUTHORIZED;
 }
 
 function pick(object, keys) {

@@ -135,7 +135,9 @@ class Rooms {
     this.counts.set(channel, count + 1);
     if (count === 0) {
       this.client.subscribe(channel).catch((error) => {
-        if (error.code) this.counts.delete(channel);
+        // A refusal ends the hold; `unauthorized` only means "reconnecting" (the client
+        // subscribes again on the next socket).
+        if (error.code && error.code !== 'unauthorized') this.counts.delete(channel);
       });
     }
     let released = false;
@@ -161,7 +163,9 @@ class Diagnostics {
       reconnects: 0,
       resumes: 0,
       replayed: 0,
+      polls: 0,
       gaps: 0,
+      stale: 0,
       lateRefetches: 0,
       events: 0,
       cursor: '—',
@@ -171,7 +175,9 @@ class Diagnostics {
       reconnects: 'Reconnections',
       resumes: 'Resumes',
       replayed: 'Events replayed on resume',
+      polls: 'Catch-up polls (GET /events, no socket)',
       gaps: 'Gaps (REST refetch)',
+      stale: 'Stale events dropped (older than shown)',
       lateRefetches: 'Feed refetches (own post_created late > 3 s)',
       events: 'Events received',
       cursor: 'Resume cursor',
@@ -234,9 +240,24 @@ function wireConnection(ctx) {
     setStatus(ctx, 'reconnecting', `attempt ${attempt}, next in ${(delayMs / 1000).toFixed(1)} s`);
   });
   client.on('event', () => diag.add('events'));
+  client.on('stale', () => diag.add('stale'));
   client.on('post_created', (post) => ctx.recentPosts.add(post));
   client.on('post_deleted', ({ post_id: id }) => ctx.recentPosts.remove(id));
   client.on('cursor', (cursor) => diag.set('cursor', cursor));
+  // No socket for a while: the client catches up over GET /events meanwhile.
+  let polledFeedPosts = 0;
+  client.on('polling', (active) => {
+    polledFeedPosts = 0;
+    if (active) setStatus(ctx, navigator.onLine ? 'reconnecting' : 'offline', 'catching up over HTTP meanwhile');
+  });
+  client.on('polled', (data) => {
+    diag.add('polls');
+    diag.add('replayed', data.replayed);
+    // Posts are not replayed: refetch the feed when the count of new ones grew (the count is
+    // "since the cursor", so it repeats from poll to poll until the socket is back).
+    if (!data.gap && data.feed_new_posts > polledFeedPosts) ctx.bus.emit('resync', { feedNewPosts: data.feed_new_posts });
+    polledFeedPosts = data.feed_new_posts;
+  });
   client.on('resumed', (data) => {
     diag.add('resumes');
     diag.add('replayed', data.replayed ?? 0);
@@ -249,7 +270,8 @@ function wireConnection(ctx) {
     ctx.bus.emit('resync', { gap: true });
   });
   client.on('error', (data) => {
-    if (data.code && data.code !== 'rate_limited') console.warn('server refused', data);
+    // `unauthorized`: the server no longer knows this socket; the client reconnects by itself.
+    if (data.code && data.code !== 'rate_limited' && data.code !== 'unauthorized') console.warn('server refused', data);
   });
   window.addEventListener('offline', () => setStatus(ctx, 'offline'));
   window.addEventListener('online', () => {
@@ -396,8 +418,13 @@ let running = null;
 let everStarted = false;
 
 async function startApp(api) {
-  const { wsUrl } = endpoints();
-  const client = new RippleClient({ url: wsUrl, token: () => api.freshAccessToken() });
+  const { apiUrl, wsUrl } = endpoints();
+  const client = new RippleClient({
+    url: wsUrl,
+    token: () => api.freshAccessToken(),
+    // Catch-up over REST while the socket cannot connect (a proxy that blocks WebSockets…).
+    eventsUrl: `${apiUrl.replace(/\/+$/, '')}/events`,
+  });
   const ctx = {
     api,
     client,

@@ -23,6 +23,23 @@ async function normalise(ctx, raw) {
 
 const byNewest = (a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 
+/**
+ * What a `post_updated` changes on a shown post: its content only. The event carries the
+ * whole post, but its `like_count` / `comment_count` are those of the moment of the edit and
+ * may be older than a `like_updated` or `new_comment` already shown.
+ */
+export function postContent(post) {
+  const content = { text: post.text, edited_at: post.edited_at ?? null };
+  if (post.media_url !== undefined) content.media_url = post.media_url;
+  return content;
+}
+
+/**
+ * A post from REST through the client's "latest state wins" rule (the one it applies to
+ * events): null if the post was deleted meanwhile, else the post with the newest content seen.
+ */
+const latestOf = (ctx, post) => (ctx.client.latest ? ctx.client.latest.observePost(post) : post);
+
 // ---- post card ---------------------------------------------------------------------------------
 
 /**
@@ -78,6 +95,8 @@ export function postCard(ctx, scope, initial, { onRemoved, detail = false } = {}
     render();
     try {
       const state = liked ? await ctx.api.put(`/posts/${seg(post.id)}/like`) : await ctx.api.delete(`/posts/${seg(post.id)}/like`);
+      // (No version on the REST answer: a like_updated newer than it may already have been
+      // shown, but the next event or refetch converges.)
       if (state) post = { ...post, liked_by_me: state.liked, like_count: state.like_count };
     } catch (error) {
       post = before;
@@ -98,8 +117,8 @@ export function postCard(ctx, scope, initial, { onRemoved, detail = false } = {}
       event.preventDefault();
       save.disabled = true;
       try {
-        const updated = await ctx.api.patch(`/posts/${seg(post.id)}`, { text: input.value });
-        update(updated);
+        const updated = latestOf(ctx, await ctx.api.patch(`/posts/${seg(post.id)}`, { text: input.value }));
+        if (updated) update(postContent(updated));
         close();
       } catch (error) {
         toast(error.code === 'edit_window_closed' ? 'The 2-minute edit window has closed.' : error.message, 'error');
@@ -115,6 +134,8 @@ export function postCard(ctx, scope, initial, { onRemoved, detail = false } = {}
     if (!confirm('Delete this post?')) return;
     try {
       await ctx.api.delete(`/posts/${seg(post.id)}`);
+      // A late post_created or post_updated of it must not bring it back.
+      ctx.client.latest?.deletePost(post.id);
       element.remove();
       onRemoved?.(post.id);
     } catch (error) {
@@ -170,7 +191,9 @@ export async function renderHome(ctx, scope, main) {
   const showEmpty = () => {
     empty.hidden = cards.size > 0;
   };
-  const add = (post, { atTop = false, fresh = false } = {}) => {
+  const add = (given, { atTop = false, fresh = false } = {}) => {
+    const post = latestOf(ctx, given);
+    if (!post) return; // deleted meanwhile (an index may lag behind the delete)
     if (cards.has(post.id)) {
       cards.get(post.id).update(post);
       return;
@@ -289,10 +312,17 @@ export async function renderHome(ctx, scope, main) {
     }
     syncLive();
   });
-  scope.on('post_updated', (data) => cards.get(data.id)?.update(data));
+  // The client passes on only the newest state (LatestState): an older edit, a lower like
+  // version or anything about a deleted post never reaches these handlers.
+  scope.on('post_updated', (data) => cards.get(data.id)?.update(postContent(data)));
   scope.on('post_deleted', ({ post_id: id }) => {
     cards.get(id)?.element.remove();
     cards.delete(id);
+    const held = waiting.findIndex((p) => p.id === id);
+    if (held >= 0) {
+      waiting.splice(held, 1);
+      updatePill();
+    }
     showEmpty();
     syncLive();
   });
@@ -317,7 +347,8 @@ export async function renderHome(ctx, scope, main) {
 // ---- post page ---------------------------------------------------------------------------------
 
 export async function renderPost(ctx, scope, main, id) {
-  const raw = await ctx.api.get(`/posts/${seg(id)}`);
+  const raw = latestOf(ctx, await ctx.api.get(`/posts/${seg(id)}`));
+  if (!raw) throw new Error('This post was deleted.');
   const card = postCard(ctx, scope, await normalise(ctx, raw), {
     detail: true,
     onRemoved: () => ctx.navigate('#/'),
@@ -326,6 +357,7 @@ export async function renderPost(ctx, scope, main, id) {
   const comments = h('ol', { class: 'comments', 'aria-label': 'Comments' });
   const shown = new Map();
   let nextCursor = null;
+  let deleted = false;
   const more = h('button', { type: 'button', class: 'secondary wide', hidden: true }, 'More comments');
   const input = h('textarea', { id: 'comment-text', rows: 2, maxlength: MAX_POST_CHARS, required: true, placeholder: 'Write a comment' });
   const send = h('button', { type: 'submit', class: 'primary small' }, 'Reply');
@@ -339,9 +371,12 @@ export async function renderPost(ctx, scope, main, id) {
     h('section', { class: 'card' }, h('h2', {}, 'Comments'), comments, more, form)));
 
   const addComment = async (rawComment) => {
-    if (shown.has(rawComment.id)) return;
+    if (shown.has(rawComment.id) || deleted) return;
+    // A REST page may still list a comment whose comment_deleted already came.
+    if (ctx.client.latest?.isCommentDeleted(rawComment.id)) return;
     shown.set(rawComment.id, null);
     const author = rawComment.author ?? (await ctx.users.get(rawComment.author_id));
+    if (deleted) return; // the post went while the author was being looked up
     const mine = author.id === ctx.me.id || card.post.author_id === ctx.me.id;
     const remove = h('button', { type: 'button', class: 'action danger small', hidden: !mine }, 'Delete');
     const item = h('li', { class: 'comment', 'data-comment-id': rawComment.id },
@@ -396,16 +431,23 @@ export async function renderPost(ctx, scope, main, id) {
     shown.delete(commentId);
   });
   scope.on('like_updated', ({ post_id: postId, like_count: count }) => postId === id && card.update({ like_count: count }));
-  scope.on('post_updated', (data) => data.id === id && card.update(data));
+  scope.on('post_updated', (data) => data.id === id && card.update(postContent(data)));
   scope.on('post_deleted', ({ post_id: postId }) => {
     if (postId !== id) return;
+    // The server sends no comment_deleted for a deleted post's comments: drop them here.
+    deleted = true;
     card.element.remove();
+    comments.replaceChildren();
+    shown.clear();
+    more.hidden = true;
     gone.hidden = false;
     form.hidden = true;
   });
   scope.bus('resync', async () => {
+    if (deleted) return;
     try {
-      card.update(await ctx.api.get(`/posts/${seg(id)}`));
+      const fresh = latestOf(ctx, await ctx.api.get(`/posts/${seg(id)}`));
+      if (fresh) card.update(fresh);
       await load();
     } catch {
       // Deleted meanwhile: the next event or navigation shows it.
@@ -424,6 +466,9 @@ export async function renderUserPosts(ctx, scope, container, userId) {
     return;
   }
   const cards = [];
-  for (const raw of page.items.sort(byNewest)) cards.push(postCard(ctx, scope, await normalise(ctx, raw)).element);
+  for (const raw of page.items.sort(byNewest)) {
+    const post = latestOf(ctx, raw);
+    if (post) cards.push(postCard(ctx, scope, await normalise(ctx, post)).element);
+  }
   replace(container, cards);
 }

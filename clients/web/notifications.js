@@ -1,7 +1,8 @@
 // The bell (unread badge) and the notification list. The unread count starts from REST and
 // then follows the events: `new_notification` adds one, `notification_read` (sent to every
-// connection of the user, this tab's included) takes one per id. Ids this tab marked itself
-// are not counted twice, and a debounced REST read of the count converges any drift.
+// connection of the user, this tab's included; one event may carry many ids) takes one per
+// id. Ids this tab marked itself are not counted twice, and a debounced REST read of the
+// count converges any drift.
 
 import { seg } from './api.js';
 import { ago, avatar, h, replace, toast } from './dom.js';
@@ -23,16 +24,81 @@ function target(notification) {
   return `#/u/${actor}`;
 }
 
+/** A set holding the last `capacity` keys added (this module also loads in Node tests, where
+ * the realtime client's `./lib/` path does not exist, hence not its LruSet). */
+class BoundedSet {
+  constructor(capacity) {
+    this.capacity = capacity;
+    this.keys = new Set();
+  }
+  add(key) {
+    this.keys.delete(key);
+    this.keys.add(key);
+    if (this.keys.size > this.capacity) this.keys.delete(this.keys.values().next().value);
+  }
+  has(key) {
+    return this.keys.has(key);
+  }
+}
+
+/**
+ * The unread count, as events move it. Each id counts at most once either way, whatever the
+ * order: a `notification_read` that overtook its `new_notification` (events arrive out of
+ * order after failures and retries) leaves that notification read, and an id read twice (this
+ * tab marked it, then the event came) takes one off once. Bounded memory: the ids of the last
+ * `capacity` notifications of each kind.
+ */
+export class UnreadCounter {
+  constructor(capacity = 4096) {
+    this.count = 0;
+    this.counted = new BoundedSet(capacity);
+    this.read = new BoundedSet(capacity);
+  }
+
+  /** The count from REST (`GET /notifications/unread-count`). */
+  reset(count) {
+    this.count = Math.max(0, count);
+  }
+
+  /** A notification arrived; true if it made the count grow. */
+  received(notification) {
+    const id = notification.id;
+    if (notification.read || this.read.has(id) || this.counted.has(id)) return false;
+    this.counted.add(id);
+    this.count += 1;
+    return true;
+  }
+
+  /** These ids were read (by this tab or anywhere); returns the ids newly read. */
+  markRead(ids) {
+    const fresh = [];
+    for (const id of ids) {
+      if (this.read.has(id)) continue;
+      this.read.add(id);
+      this.count = Math.max(0, this.count - 1);
+      fresh.push(id);
+    }
+    return fresh;
+  }
+
+  isRead(id) {
+    return this.read.has(id);
+  }
+
+  /** Everything is read (`POST /notifications/read-all`). */
+  markAllRead() {
+    this.count = 0;
+  }
+}
+
 export function mountBell(ctx) {
   const badge = document.getElementById('bell-badge');
   const bell = document.getElementById('bell');
-  const markedHere = new Set();
-  const counted = new Set();
-  let unread = 0;
+  const counter = new UnreadCounter();
   let recountTimer = null;
 
   const show = () => {
-    unread = Math.max(0, unread);
+    const unread = counter.count;
     badge.hidden = unread === 0;
     badge.textContent = unread > 99 ? '99+' : String(unread);
     bell.setAttribute('aria-label', unread ? `Notifications, ${unread} unread` : 'Notifications');
@@ -40,7 +106,7 @@ export function mountBell(ctx) {
   };
   const recount = async () => {
     try {
-      unread = (await ctx.api.get('/notifications/unread-count')).count;
+      counter.reset((await ctx.api.get('/notifications/unread-count')).count);
       show();
     } catch {
       // Keep the live count; the next event or resync tries again.
@@ -52,18 +118,13 @@ export function mountBell(ctx) {
   };
 
   ctx.client.on('new_notification', (notification) => {
-    if (!notification.read && !counted.has(notification.id)) {
-      counted.add(notification.id);
-      unread += 1;
-      show();
-    }
-    ctx.bus.emit('notification', notification);
+    if (counter.received(notification)) show();
+    // Read already (its notification_read came first): shown as read.
+    ctx.bus.emit('notification', counter.isRead(notification.id) ? { ...notification, read: true } : notification);
   });
   ctx.client.on('notification_read', ({ notification_ids: ids = [] }) => {
-    for (const id of ids) {
-      if (markedHere.delete(id)) continue;
-      unread -= 1;
-    }
+    // One event per recipient per stream batch: possibly hundreds of ids, handled in one pass.
+    counter.markRead(ids);
     show();
     ctx.bus.emit('notifications_read', ids);
     recountSoon();
@@ -71,21 +132,20 @@ export function mountBell(ctx) {
   ctx.bus.on('resync', recount);
 
   ctx.notifications = {
+    isRead: (id) => counter.isRead(id),
     async markRead(id) {
-      markedHere.add(id);
-      unread -= 1;
+      counter.markRead([id]);
       show();
       try {
         await ctx.api.post(`/notifications/${seg(id)}/read`);
       } catch (error) {
-        markedHere.delete(id);
         recountSoon();
         throw error;
       }
     },
     async markAllRead() {
       const { marked } = await ctx.api.post('/notifications/read-all');
-      unread = 0;
+      counter.markAllRead();
       show();
       recountSoon();
       return marked;
@@ -141,7 +201,9 @@ export async function renderNotifications(ctx, scope, main) {
     }
   });
   scope.bus('notification', (notification) => add(notification, true));
-  scope.bus('notifications_read', (ids) => ids.forEach(setRead));
+  scope.bus('notifications_read', (ids) => {
+    for (const id of ids) setRead(id);
+  });
 
   const load = async () => {
     const page = await ctx.api.get('/notifications?limit=50');
