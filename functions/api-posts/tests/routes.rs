@@ -611,7 +611,11 @@ async fn like_and_unlike_are_idempotent_and_show_in_liked_by_me() {
     for _ in 0..2 {
         let response = api.call(&bob, "PUT", &like).await;
         assert_eq!(response.status, 200, "{:?}", response.body);
-        assert_eq!(response.body, json!({ "liked": true, "like_count": 1 }));
+        // A repeated like changes nothing: the same version.
+        assert_eq!(
+            response.body,
+            json!({ "liked": true, "like_count": 1, "like_version": 1 })
+        );
     }
     let seen_by_bob = api.call(&bob, "GET", &path).await;
     assert_eq!(
@@ -629,7 +633,10 @@ async fn like_and_unlike_are_idempotent_and_show_in_liked_by_me() {
     for _ in 0..2 {
         let response = api.call(&bob, "DELETE", &like).await;
         assert_eq!(response.status, 200, "{:?}", response.body);
-        assert_eq!(response.body, json!({ "liked": false, "like_count": 0 }));
+        assert_eq!(
+            response.body,
+            json!({ "liked": false, "like_count": 0, "like_version": 2 })
+        );
     }
     assert_eq!(
         api.call(&bob, "GET", &path).await.body["liked_by_me"],
@@ -637,7 +644,10 @@ async fn like_and_unlike_are_idempotent_and_show_in_liked_by_me() {
     );
 
     let self_like = api.call(&alice, "PUT", &like).await;
-    assert_eq!(self_like.body, json!({ "liked": true, "like_count": 1 }));
+    assert_eq!(
+        self_like.body,
+        json!({ "liked": true, "like_count": 1, "like_version": 3 })
+    );
     let missing = format!("/posts/{}/like", new_id());
     assert_error(&api.call(&bob, "PUT", &missing).await, 404, "not_found");
     assert_error(&api.call(&bob, "DELETE", &missing).await, 404, "not_found");
@@ -866,7 +876,10 @@ async fn likes_and_comments_push_the_authors_notification() {
         .call(&bob, "PUT", &format!("/posts/{}/like", id_of(&post)))
         .await;
     assert_eq!(liked.status, 200, "{:?}", liked.body);
-    assert_eq!(liked.body, json!({"liked": true, "like_count": 1}));
+    assert_eq!(
+        liked.body,
+        json!({"liked": true, "like_count": 1, "like_version": 1})
+    );
     create_comment(&api, &bob, &id_of(&post), "nice").await;
 
     let notifications = recent_notifications(&api.store, alice.id()).await;

@@ -96,11 +96,14 @@ enum RecordFailure {
 }
 
 /// Times a record is reported failed because some of its connections are still failing
-/// (after the in-invocation retries) before those connections go round through the queue
-/// instead. Reporting holds back the item's later records, so a connection never gets an
-/// item's events out of order; the bound keeps one sick connection from holding its item
-/// (and the shard's checkpoint) for long. Past it, the client's "latest state wins" rule
-/// (versions on state events) keeps its screen right.
+/// (after the in-invocation retries) while later records of its item wait in the same
+/// batch, before those connections go round through the queue instead. Reporting holds the
+/// later records back, so a connection never gets them before the failed one. It is done
+/// only when such records exist: every report costs the whole batch one of the mapping's
+/// `MaximumRetryAttempts` (5), and a batch that runs out of them is discarded — so an item
+/// alone in its batch goes round through the queue at once, and the bound keeps one sick
+/// connection from spending the batch's budget. Past it, and across batches, the client's
+/// "latest state wins" rule (versions on state events) keeps its screen right.
 pub const MAX_HOLD_BACKS: u32 = 2;
 
 /// What one batch shares: resolved audiences, the online index, and what the delivery
@@ -256,10 +259,13 @@ async fn process_group(
         metrics: PushMetrics::default(),
         failed: Vec::new(),
     };
-    for (position, decided) in group {
+    let count = group.len();
+    for (index, (position, decided)) in group.into_iter().enumerate() {
         let record = &records[position];
+        // Only a record with later records of its item in this batch can be overtaken.
+        let may_hold_back = index + 1 < count;
         let result = if outcome.failed.is_empty() {
-            process_record(state, decided, context, &mut outcome.metrics).await
+            process_record(state, decided, context, may_hold_back, &mut outcome.metrics).await
         } else {
             Err(RecordFailure::HeldBack)
         };
@@ -329,6 +335,7 @@ async fn process_record(
     state: &State,
     decided: Decided,
     context: &BatchContext,
+    may_hold_back: bool,
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
     let decision = decided?;
@@ -336,7 +343,7 @@ async fn process_record(
         apply(state, effect).await?;
     }
     for push in decision.pushes {
-        dispatch_push(state, push, context, metrics).await?;
+        dispatch_push(state, push, context, may_hold_back, metrics).await?;
     }
     Ok(())
 }
@@ -347,6 +354,7 @@ async fn dispatch_push(
     state: &State,
     push: Push,
     context: &BatchContext,
+    may_hold_back: bool,
     metrics: &mut PushMetrics,
 ) -> std::result::Result<(), RecordFailure> {
     let resolution = context
@@ -380,7 +388,7 @@ async fn dispatch_push(
         return Ok(());
     }
     let held_back = progress.map_or(0, |p| p.held_back);
-    if report.path == DispatchPath::Direct && held_back < MAX_HOLD_BACKS {
+    if may_hold_back && report.path == DispatchPath::Direct && held_back < MAX_HOLD_BACKS {
         return Err(hold_back(state, &push, &report, &remaining, progress, held_back).await?);
     }
     // Only the connections still failing go round again (through the queue, after a short
@@ -496,7 +504,7 @@ impl ReadsToMerge {
                 ),
                 audience: vec![Audience::Users(vec![recipient])],
             };
-            if let Err(error) = dispatch_push(state, push, context, metrics).await {
+            if let Err(error) = dispatch_push(state, push, context, false, metrics).await {
                 tracing::warn!(%recipient, error = %error, causes = %cause_chain(&error), "merged notification_read failed");
                 push_failed.extend(settled.iter().map(|(position, _)| *position));
             }

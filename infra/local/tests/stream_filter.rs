@@ -175,12 +175,12 @@ fn every_change_the_router_acts_on_passes_the_filter() {
         "MODIFY post",
         "REMOVE post",
         "INSERT comment",
-        "REMOVE comment",
         "INSERT notification",
         "MODIFY notification",
         "INSERT message",
         "INSERT connection",
         "REMOVE connection",
+        "INSERT presence",
         "MODIFY presence",
         "INSERT follow",
         "REMOVE follow",
@@ -211,7 +211,8 @@ fn changes_that_never_produce_an_event_are_dropped() {
     // Changes of routed kinds that decide ignores are dropped too.
     for (entity, change) in [
         ("connection", "MODIFY"),
-        ("presence", "INSERT"),
+        ("presence", "REMOVE"),
+        ("comment", "REMOVE"),
         ("message", "MODIFY"),
         ("message", "REMOVE"),
         ("notification", "REMOVE"),
