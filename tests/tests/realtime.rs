@@ -594,6 +594,67 @@ fn replayed_events(frames: &[String]) -> Vec<Value> {
         .collect()
 }
 
+/// 480 missed events, resumed with AWS-modelled latency on: they arrive in a handful of
+/// `replay` frames. The time from `resume` to `resumed` is printed, not asserted (timing is
+/// measured, never a test condition); the frame count bounds it structurally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_of_480_missed_events_is_a_handful_of_frames_with_aws_latency() {
+    use shared::store::messages::{MessageStore, NewMessage};
+    let stack = RealtimeStack::start_with(|options| {
+        options.latency = ripple_local::latency::LatencyModel::aws().with_seed(12);
+    })
+    .await;
+    let a = stack.register("alice").await;
+    let b = stack.register("bob").await;
+    stack.follow(&a, &b).await;
+    stack.follow(&b, &a).await;
+    let since = cursor_at(Utc::now().timestamp_millis());
+    // Written straight to the table (the stream delivers them to nobody: Bob is away).
+    let sdk = shared::aws::local_sdk_config();
+    let store = shared::store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(&stack.stack.dynamodb_endpoint)
+                .build(),
+        ),
+        &stack.stack.table_name,
+    );
+    let (alice, bob) = (a.uuid(), b.uuid());
+    stream::iter(0..240)
+        .for_each_concurrent(8, |i| {
+            let store = &store;
+            async move {
+                let message = NewMessage::new(alice, bob, &format!("m{i}"), None, Utc::now())
+                    .expect("a valid message");
+                store.send_message(message).await.expect("sent");
+            }
+        })
+        .await;
+
+    let b1 = stack.connect(&b).await;
+    let started = Instant::now();
+    let resumed = b1
+        .request(json!({"action": "resume", "since": since}))
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(resumed["data"]["gap"], false, "{resumed}");
+    let frames = b1
+        .raw_frames()
+        .iter()
+        .filter(|frame| frame.contains(r#""type":"replay""#))
+        .count();
+    let events = replayed_events(&b1.raw_frames());
+    assert_eq!(resumed["data"]["replayed"], events.len());
+    assert!(events.len() >= 480, "{} events", events.len());
+    assert!(frames <= 16, "{frames} replay frames");
+    eprintln!(
+        "resume of {} events with AWS-modelled latency: {} frames, resumed after {elapsed:?}",
+        events.len(),
+        frames
+    );
+    stack.stop().await;
+}
+
 // ---- 9. stale connections ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -444,9 +444,12 @@ fn not_reached(connection_ids: &[String], reached: Option<&HashSet<String>>) -> 
 /// thousand notifications read is one event per stream batch, not a thousand.
 #[derive(Default)]
 struct ReadsToMerge {
-    /// Per recipient: each record's position and notification ids, the latest read time.
-    by_recipient: HashMap<UserId, (Vec<(usize, Vec<NotificationId>)>, DateTime<Utc>)>,
+    by_recipient: HashMap<UserId, RecipientReads>,
 }
+
+/// One recipient's reads in a batch: each record's position and notification ids, and the
+/// latest read time.
+type RecipientReads = (Vec<(usize, Vec<NotificationId>)>, DateTime<Utc>);
 
 impl ReadsToMerge {
     /// Takes the `notification_read` pushes out of the groups' decisions.
