@@ -951,6 +951,11 @@ impl WsClient {
         lock(&self.inbox).raw.clone()
     }
 
+    /// Every event received so far with its arrival time, in order.
+    pub fn frames(&self) -> Vec<Frame> {
+        lock(&self.inbox).frames.clone()
+    }
+
     /// Every event received so far, in order (a `replay` frame's events unpacked).
     pub fn events(&self) -> Vec<Value> {
         lock(&self.inbox)
