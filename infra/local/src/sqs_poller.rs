@@ -810,6 +810,46 @@ mod tests {
         assert_eq!(sent_timestamp_ms(&Message::builder().build()), None);
     }
 
+    fn message(body: &str) -> Message {
+        Message::builder().message_id(body).body(body).build()
+    }
+
+    #[test]
+    fn poisoned_messages_are_split_off_and_their_batches_recorded() {
+        let faults = SqsPollerFaults::default();
+        let (healthy, poisoned) = faults.split_poisoned(vec![message("a"), message("b")]);
+        assert_eq!((healthy.len(), poisoned.len()), (2, 0), "no poison set");
+        faults.poison(Some("bad"));
+        let (healthy, poisoned) =
+            faults.split_poisoned(vec![message("ok"), message("a bad one"), message("fine")]);
+        assert_eq!(poisoned.len(), 1);
+        assert_eq!(healthy.len(), 2);
+        let (_, poisoned) = faults.split_poisoned(vec![message("ok")]);
+        assert!(poisoned.is_empty());
+        assert_eq!(
+            faults.poisoned_batches(),
+            [PoisonedBatch {
+                poisoned: 1,
+                others: 2
+            }]
+        );
+        faults.poison(None);
+        let (healthy, _) = faults.split_poisoned(vec![message("a bad one")]);
+        assert_eq!(healthy.len(), 1, "cured");
+    }
+
+    #[test]
+    fn a_kill_rule_matches_its_batches_only_and_only_so_many_times() {
+        let faults = SqsPollerFaults::default();
+        assert_eq!(faults.take_kill(&[message("target")]), None);
+        faults.kill_invocations("target", 2, Duration::from_millis(7));
+        assert_eq!(faults.take_kill(&[message("other")]), None);
+        let batch = [message("other"), message("the target")];
+        assert_eq!(faults.take_kill(&batch), Some(Duration::from_millis(7)));
+        assert_eq!(faults.take_kill(&batch), Some(Duration::from_millis(7)));
+        assert_eq!(faults.take_kill(&batch), None, "used up");
+    }
+
     #[test]
     fn a_batch_above_ten_needs_a_batching_window() {
         let mut config = SqsPollerConfig::new("push-worker", "http://queue");
