@@ -9,8 +9,9 @@
 //! - Duplicated and bisected stream batches: every batch delivered twice and every batch of
 //!   several records failing once it ran (so Lambda's bisection redelivers its halves).
 //! - 30 % of `@connections` POSTs failing during a burst of posts, comments and DMs.
-//! - A push-worker invocation killed mid-batch (messages not deleted: redelivered after the
-//!   visibility timeout) while a post goes to an audience above the router's inline bound.
+//! - Push-worker invocations killed (messages not deleted: redelivered after the visibility
+//!   timeout), once a few milliseconds into a `fanout` chunk and once after its pushes but
+//!   before the delete, while posts go to an audience above the router's inline bound.
 //! - A queue message that always fails: redelivered up to `maxReceiveCount`, then in the DLQ
 //!   (the `FanoutDlqDepthAlarm` metric is ≥ 1) while the rest of its batch was delivered;
 //!   a redrive after the fix delivers it.
@@ -524,29 +525,43 @@ async fn a_push_worker_killed_mid_batch_is_redelivered_and_each_follower_gets_th
     .await;
     sockets.push(a1);
 
-    let text = format!("killed mid-batch {}", uuid::Uuid::new_v4());
-    // The audience message and its chunk both carry the post's text.
-    stack
-        .push_worker_faults()
-        .kill_invocations(&text, 2, Duration::from_millis(15));
-    let post = stack.post(&author, &text).await;
-    let post_id = id(&post);
-    for socket in &sockets {
-        socket
-            .next_event_where("the post", SETTLE, |event| {
-                event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
-            })
-            .await;
+    // Two posts, each pushed from a `fanout` chunk whose invocation is killed: the first a
+    // few milliseconds in (mid-push), the second once its pushes are done but before the
+    // poller deletes the message (the crash between the work and the delete, so every
+    // socket surely gets that chunk twice).
+    let faults = stack.push_worker_faults();
+    let mut post_ids = Vec::new();
+    for (n, kill_after) in [Duration::from_millis(5), Duration::from_secs(5)]
+        .into_iter()
+        .enumerate()
+    {
+        faults.kill_invocations("\"kind\":\"fanout\"", 1, kill_after);
+        let post_id = id(&stack.post(&author, &format!("post {n}")).await);
+        for socket in &sockets {
+            socket
+                .next_event_where("the post", SETTLE, |event| {
+                    event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
+                })
+                .await;
+        }
+        eventually("the chunk's invocation was killed", WAIT, || async {
+            faults.killed() == n as u64 + 1
+        })
+        .await;
+        post_ids.push(post_id);
     }
-    let killed = stack.push_worker_faults().killed();
-    assert!(killed >= 1, "a worker invocation was killed");
+    // Past a visibility timeout: any further copy would be in.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let repeats: usize = sockets.iter().map(WsClient::repeated_deliveries).sum();
-    eprintln!("{killed} invocations killed; {repeats} repeats dropped by event_id");
+    eprintln!(
+        "{} invocations killed; {repeats} repeats dropped by event_id",
+        faults.killed()
+    );
+    let expected: BTreeSet<String> = post_ids.iter().cloned().collect();
     for socket in &sockets {
         assert_eq!(
             delivered(socket, "post_created"),
-            BTreeSet::from([post_id.clone()]),
+            expected,
             "{}",
             socket.label
         );
@@ -555,8 +570,19 @@ async fn a_push_worker_killed_mid_batch_is_redelivered_and_each_follower_gets_th
             .iter()
             .filter(|e| e["type"] == "post_created")
             .count();
-        assert_eq!(copies, 1, "{}: one event after dedup", socket.label);
+        assert_eq!(copies, 2, "{}: each post once after dedup", socket.label);
+        let second = socket
+            .events()
+            .iter()
+            .filter(|e| e["type"] == "post_created" && e["data"]["id"] == post_ids[1].as_str())
+            .count();
+        assert!(
+            second >= 2,
+            "{}: the redelivered chunk reached it again",
+            socket.label
+        );
     }
+    let post_id = &post_ids[1];
     stack
         .call(&fans[0], "GET", &format!("/posts/{post_id}"), None, 200)
         .await;
