@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java chromium sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-web test-ddb-local \
-        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench bench-init
+        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench bench-init load
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -172,6 +172,14 @@ bench: $(TOOLS_STAMP) ## realtime benchmark → docs/benchmarks.*, cost.md, scal
 	$(BENCH_BIN)/bench_realtime $(BENCH_ARGS)
 	$(BENCH_BIN)/writer_push_latency $(WRITER_PUSH_ARGS)
 	$(BENCH_BIN)/bench_feed $(FEED_BENCH_ARGS)
+
+# The load test (tests/tests/load.rs) at 1,000 sockets: 500 users with two sockets each, a
+# seeded follow graph and action mix; every socket must get exactly its events. Built with
+# the bench-stack profile (as `make bench`); `make test` runs the same test at 200 sockets
+# in debug. Other sizes: make load LOAD_SOCKETS=2000
+LOAD_SOCKETS ?= 1000
+load: $(TOOLS_STAMP) ## load test: 1,000 sockets, exact delivery per socket (bench-stack build; LOAD_SOCKETS=…)
+	RIPPLE_LOAD_SOCKETS=$(LOAD_SOCKETS) cargo test -p ripple-tests --profile bench-stack --test load -- --nocapture
 
 # Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function,
 # one cargo invocation each (as SAM builds them, so each gets only its own features of

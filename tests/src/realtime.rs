@@ -7,7 +7,7 @@
 //! Every wait is bounded: a missing event fails the test with what the socket did receive,
 //! never hangs it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,8 +20,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ripple_local::sqs_poller::SqsPollerHandle;
+use ripple_local::sqs_poller::{SqsPollerFaults, SqsPollerHandle};
 use ripple_local::stack::{LocalStack, StackOptions};
+use ripple_local::stream_poller::StreamPollerFaults;
 use ripple_local::websocket::WebSocketFaults;
 use serde_json::{json, Value};
 use shared::store::keys::{self, Key};
@@ -402,6 +403,91 @@ impl RealtimeStack {
         &pollers[0]
     }
 
+    /// The push worker's SQS poller's fault switches (kills, poisoned messages).
+    pub fn push_worker_faults(&self) -> &Arc<SqsPollerFaults> {
+        self.push_worker_poller().faults()
+    }
+
+    /// The stream router's stream poller's fault switches (duplicates, function errors).
+    pub fn stream_faults(&self) -> &Arc<StreamPollerFaults> {
+        let pollers = self.stack.stream_pollers();
+        assert_eq!(pollers.len(), 1, "the template has one stream event source");
+        pollers[0].faults()
+    }
+
+    /// Stops the gateway's WebSocket side (an outage): every socket closes, `$disconnect`
+    /// runs, `@connections` refuses connections. REST keeps working.
+    pub async fn stop_websocket(&mut self) {
+        self.stack
+            .gateway_mut()
+            .expect("the gateway runs")
+            .stop_websocket()
+            .await;
+    }
+
+    /// Starts the WebSocket side again on the same port.
+    pub async fn start_websocket(&mut self) {
+        self.stack
+            .gateway_mut()
+            .expect("the gateway runs")
+            .start_websocket()
+            .await
+            .expect("the WebSocket side starts again on its port");
+    }
+
+    /// Opens a socket as `user` and resumes from `since`; returns the socket and the
+    /// `resumed` reply (the replayed events are on the socket before it).
+    pub async fn connect_and_resume(&self, user: &User, since: &str) -> (WsClient, Value) {
+        let socket = self.connect(user).await;
+        let resumed = socket
+            .request(json!({"action": "resume", "since": since}))
+            .await;
+        assert_eq!(
+            resumed["type"], "resumed",
+            "{}: resume answered {resumed}",
+            user.username
+        );
+        assert_eq!(
+            resumed["data"]["gap"], false,
+            "{}: {resumed}",
+            user.username
+        );
+        (socket, resumed)
+    }
+
+    /// The ids of `user`'s notifications as `GET /notifications` lists them (all pages).
+    pub async fn notification_ids(&self, user: &User) -> BTreeSet<String> {
+        self.all_ids(user, "/notifications").await
+    }
+
+    /// The ids of the messages between `user` and `other` (`GET /conversations/…/messages`).
+    pub async fn message_ids(&self, user: &User, other: &User) -> BTreeSet<String> {
+        self.all_ids(user, &format!("/conversations/{}/messages", other.id))
+            .await
+    }
+
+    /// The `id`s of every item of a paginated list at `path`.
+    pub async fn all_ids(&self, user: &User, path: &str) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page_path = match &cursor {
+                Some(cursor) => format!("{path}?limit=100&cursor={}", percent_encode(cursor)),
+                None => format!("{path}?limit=100"),
+            };
+            let page = self.call(user, "GET", &page_path, None, 200).await;
+            for item in page["items"].as_array().into_iter().flatten() {
+                if let Some(id) = item["id"].as_str() {
+                    ids.insert(id.to_owned());
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
+                _ => return ids,
+            }
+        }
+    }
+
     // ---- the table and the queue ----------------------------------------------------------
 
     /// Number of items in the table (a paginated `Scan` with `Select: COUNT`).
@@ -500,16 +586,29 @@ impl RealtimeStack {
 
     /// Messages in the fan-out queue, visible or in flight.
     pub async fn fanout_queue_depth(&self) -> u64 {
+        let (visible, in_flight) = self.queue_counts(&self.stack.queues.fanout.url).await;
+        visible + in_flight
+    }
+
+    /// The fan-out DLQ's `ApproximateNumberOfMessages`: what CloudWatch publishes as
+    /// `ApproximateNumberOfMessagesVisible`, the metric the template's `FanoutDlqDepthAlarm`
+    /// watches.
+    pub async fn fanout_dlq_depth(&self) -> u64 {
+        self.queue_counts(&self.stack.queues.fanout_dlq.url).await.0
+    }
+
+    /// A queue's `ApproximateNumberOfMessages` and `ApproximateNumberOfMessagesNotVisible`.
+    async fn queue_counts(&self, queue_url: &str) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as Name;
         let attributes = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.stack.queues.fanout.url)
+            .queue_url(queue_url)
             .attribute_names(Name::ApproximateNumberOfMessages)
             .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("reading the fan-out queue's attributes: {e:?}"));
+            .unwrap_or_else(|e| panic!("reading the attributes of {queue_url}: {e:?}"));
         let read = |name: Name| -> u64 {
             attributes
                 .attributes()
@@ -517,8 +616,61 @@ impl RealtimeStack {
                 .and_then(|value| value.parse().ok())
                 .unwrap_or_default()
         };
-        read(Name::ApproximateNumberOfMessages) + read(Name::ApproximateNumberOfMessagesNotVisible)
+        (
+            read(Name::ApproximateNumberOfMessages),
+            read(Name::ApproximateNumberOfMessagesNotVisible),
+        )
     }
+
+    /// Moves every message of the fan-out DLQ back to the fan-out queue, as an operator's
+    /// redrive does once the cause is fixed; returns how many.
+    pub async fn redrive_fanout_dlq(&self) -> usize {
+        let queues = &self.stack.queues;
+        let mut moved = 0;
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&queues.fanout_dlq.url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("receiving from the DLQ: {e:?}"));
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return moved;
+            }
+            for message in messages {
+                self.sqs
+                    .send_message()
+                    .queue_url(&queues.fanout.url)
+                    .message_body(message.body.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("sending back to the fan-out queue: {e:?}"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&queues.fanout_dlq.url)
+                    .set_receipt_handle(message.receipt_handle.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("deleting from the DLQ: {e:?}"));
+                moved += 1;
+            }
+        }
+    }
+}
+
+/// `text` percent-encoded for a query string (everything but RFC 3986's unreserved set).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// Waits (bounded) until `condition` holds, polling every 50 ms.
@@ -539,7 +691,18 @@ where
 
 // ---- a recording WebSocket client ----------------------------------------------------------
 
-/// One text frame a socket received.
+/// Event types that are not deliveries of something that happened: replies to the
+/// socket's own requests and presence, which the delivery checks leave out.
+pub const NOT_DELIVERIES: [&str; 6] = [
+    "pong",
+    "subscribed",
+    "unsubscribed",
+    "resumed",
+    "user_online",
+    "user_offline",
+];
+
+/// One event a socket received: a text frame, or one event of a `replay` frame.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub received_at: Instant,
@@ -550,7 +713,10 @@ pub struct Frame {
 
 #[derive(Debug, Default)]
 struct Inbox {
+    /// Every event, a `replay` frame's events unpacked in order.
     frames: Vec<Frame>,
+    /// The text frames as the server sent them (`replay` frames whole).
+    raw: Vec<String>,
     /// Indexes of frames already returned by a `next_*` call.
     consumed: HashSet<usize>,
     closed: bool,
@@ -580,12 +746,19 @@ impl WsClient {
                     match message {
                         Ok(Message::Text(text)) => {
                             let text = text.as_str().to_owned();
-                            let frame = Frame {
-                                received_at: Instant::now(),
-                                json: serde_json::from_str(&text).unwrap_or(Value::Null),
-                                text,
-                            };
-                            lock(&inbox).frames.push(frame);
+                            let events = unpack(&text);
+                            let received_at = Instant::now();
+                            {
+                                let mut inbox = lock(&inbox);
+                                inbox.raw.push(text);
+                                inbox
+                                    .frames
+                                    .extend(events.into_iter().map(|(text, json)| Frame {
+                                        received_at,
+                                        text,
+                                        json,
+                                    }));
+                            }
                             notify.send_modify(|count| *count += 1);
                         }
                         Ok(Message::Close(_)) | Err(_) => break,
@@ -774,13 +947,58 @@ impl WsClient {
             .collect()
     }
 
-    /// Every frame received so far, as sent by the server.
+    /// Every text frame received so far, as sent by the server (a `replay` frame whole).
     pub fn raw_frames(&self) -> Vec<String> {
+        lock(&self.inbox).raw.clone()
+    }
+
+    /// Every event received so far with its arrival time, in order.
+    pub fn frames(&self) -> Vec<Frame> {
+        lock(&self.inbox).frames.clone()
+    }
+
+    /// Every event received so far, in order (a `replay` frame's events unpacked).
+    pub fn events(&self) -> Vec<Value> {
         lock(&self.inbox)
             .frames
             .iter()
-            .map(|frame| frame.text.clone())
+            .map(|frame| frame.json.clone())
             .collect()
+    }
+
+    /// The deliveries received so far as a client keeps them: every event except
+    /// [`NOT_DELIVERIES`] and `error`s, the first copy of each `event_id` only, in order.
+    pub fn deliveries(&self) -> Vec<Value> {
+        let mut seen = HashSet::new();
+        self.events()
+            .into_iter()
+            .filter(|event| {
+                let kind = event["type"].as_str().unwrap_or_default();
+                kind != "error" && !NOT_DELIVERIES.contains(&kind)
+            })
+            .filter(|event| match event["event_id"].as_str() {
+                Some(id) => seen.insert(id.to_owned()),
+                None => true,
+            })
+            .collect()
+    }
+
+    /// How many received events repeated an `event_id` seen before on this socket.
+    pub fn repeated_deliveries(&self) -> usize {
+        let mut seen = HashSet::new();
+        self.events()
+            .iter()
+            .filter_map(|event| event["event_id"].as_str())
+            .filter(|id| !seen.insert(*id))
+            .count()
+    }
+
+    /// The newest resume cursor this socket received (UUIDv7 text order is time order).
+    pub fn last_cursor(&self) -> Option<String> {
+        self.events()
+            .iter()
+            .filter_map(|event| event["cursor"].as_str().map(str::to_owned))
+            .max()
     }
 
     /// Whether the server closed the socket.
@@ -825,6 +1043,83 @@ fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
     inbox
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a delivery is about: its type and the id of its item (`data.id`: the post,
+/// comment, message or notification).
+pub type DeliveryKey = (String, String);
+
+/// The keys of `deliveries` with how often each occurs. `like_updated` is left out: the
+/// router may coalesce the likes of one post into one event per stream batch, so its count
+/// is not a fixed number (check its last `like_count` instead).
+pub fn delivery_counts(deliveries: &[Value]) -> BTreeMap<DeliveryKey, usize> {
+    let mut counts = BTreeMap::new();
+    for event in deliveries {
+        let kind = event["type"].as_str().unwrap_or_default();
+        if kind == "like_updated" {
+            continue;
+        }
+        let id = event["data"]["id"].as_str().unwrap_or_default();
+        *counts.entry((kind.to_owned(), id.to_owned())).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Compares what a socket kept (its [`WsClient::deliveries`] minus `baseline` event ids)
+/// with `expected`: `Err` lists what is missing, extra, or came as two different events.
+pub fn check_deliveries(
+    socket: &WsClient,
+    baseline: &HashSet<String>,
+    expected: &BTreeSet<DeliveryKey>,
+) -> Result<(), String> {
+    let kept: Vec<Value> = socket
+        .deliveries()
+        .into_iter()
+        .filter(|event| {
+            event["event_id"]
+                .as_str()
+                .is_none_or(|id| !baseline.contains(id))
+        })
+        .collect();
+    let counts = delivery_counts(&kept);
+    let missing: Vec<&DeliveryKey> = expected
+        .iter()
+        .filter(|k| !counts.contains_key(k))
+        .collect();
+    let extra: Vec<&DeliveryKey> = counts.keys().filter(|k| !expected.contains(k)).collect();
+    let twice: Vec<(&DeliveryKey, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let errors = socket.events_of_type("error");
+    if missing.is_empty() && extra.is_empty() && twice.is_empty() && errors.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: missing {missing:?}; extra {extra:?}; under two event ids {twice:?}; errors {errors:?}",
+        socket.label
+    ))
+}
+
+/// The event ids a socket has received so far (what later checks leave out).
+pub fn event_ids(socket: &WsClient) -> HashSet<String> {
+    socket
+        .events()
+        .iter()
+        .filter_map(|event| event["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The events of a text frame: a `replay` frame's `data.events` in order, any other frame
+/// itself. Each comes with its own text.
+fn unpack(text: &str) -> Vec<(String, Value)> {
+    let json: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if json["type"] != "replay" {
+        return vec![(text.to_owned(), json)];
+    }
+    json["data"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|event| (event.to_string(), event.clone()))
+        .collect()
 }
 
 /// Types of the received frames, for failure messages.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shared::function::LambdaFunction;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -121,53 +122,49 @@ impl BoundGateway {
             HttpApi::new(routes, template.http_api.cors.clone()).map_err(anyhow::Error::msg)?;
 
         let (shutdown, shutdown_signal) = watch::channel(false);
-        let (selection, websocket_routes) = match &template.websocket_api {
-            Some(api) => (
-                api.route_selection_expression.clone(),
-                api.routes
+        let websocket = match &template.websocket_api {
+            Some(api) => WebSocketSpec {
+                selection: api.route_selection_expression.clone(),
+                routes: api
+                    .routes
                     .iter()
                     .map(|(key, function)| {
                         Ok((key.clone(), functions.for_function(template, function)?))
                     })
                     .collect::<anyhow::Result<BTreeMap<_, _>>>()?,
-            ),
-            None => ("$request.body.action".to_owned(), BTreeMap::new()),
+            },
+            None => WebSocketSpec {
+                selection: "$request.body.action".to_owned(),
+                routes: BTreeMap::new(),
+            },
         };
-        let websocket_api = Arc::new(
-            WebSocketApi::new(
-                &selection,
-                websocket_routes,
-                &self.stage,
-                self.options.limits,
-                Arc::clone(&self.options.faults),
-                shutdown_signal.clone(),
-            )
-            .with_management_latency(&self.options.latency),
-        );
-        let connections = websocket_api.connections();
         let urls = self.urls();
         let http_router = match &self.options.web_app {
             Some(files) => web_app::router(files.clone(), &urls).merge(http_api.router()),
             None => http_api.router(),
         };
-        let tasks = vec![
-            serve(self.http, http_router, shutdown_signal.clone()),
-            serve(
-                self.websocket,
-                Arc::clone(&websocket_api).router(),
-                shutdown_signal,
-            ),
-        ];
-        Ok(Gateway {
+        let http_task = serve(self.http, http_router, shutdown_signal);
+        let mut gateway = Gateway {
             web_app: self.options.web_app.is_some(),
             urls,
-            connections,
-            websocket_api,
-            faults: self.options.faults,
+            connections: Connections::default(),
+            websocket_api: None,
+            websocket,
+            stage: self.stage,
+            options: self.options,
             shutdown,
-            tasks,
-        })
+            http_task: Some(http_task),
+            websocket_side: None,
+        };
+        gateway.serve_websocket(self.websocket);
+        Ok(gateway)
     }
+}
+
+/// What the WebSocket side is rebuilt from when it starts again.
+struct WebSocketSpec {
+    selection: String,
+    routes: BTreeMap<String, Arc<dyn LambdaFunction>>,
 }
 
 fn serve(
@@ -227,10 +224,16 @@ pub struct Gateway {
     urls: GatewayUrls,
     web_app: bool,
     connections: Connections,
-    websocket_api: Arc<WebSocketApi>,
-    faults: Arc<WebSocketFaults>,
+    /// `None` while the WebSocket side is stopped.
+    websocket_api: Option<Arc<WebSocketApi>>,
+    websocket: WebSocketSpec,
+    stage: String,
+    options: GatewayOptions,
+    /// Stops the HTTP API.
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    http_task: Option<JoinHandle<()>>,
+    /// The WebSocket listener's stop switch and task, while it runs.
+    websocket_side: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Gateway {
@@ -251,36 +254,96 @@ impl Gateway {
 
     /// The WebSocket fault switches (tests may flip them while running).
     pub fn faults(&self) -> &Arc<WebSocketFaults> {
-        &self.faults
+        &self.options.faults
+    }
+
+    /// Serves the WebSocket API (and `@connections`) on `listener` with a fresh connection
+    /// registry.
+    fn serve_websocket(&mut self, listener: TcpListener) {
+        let (stop, stop_signal) = watch::channel(false);
+        let api = Arc::new(
+            WebSocketApi::new(
+                &self.websocket.selection,
+                self.websocket.routes.clone(),
+                &self.stage,
+                self.options.limits,
+                Arc::clone(&self.options.faults),
+                stop_signal.clone(),
+            )
+            .with_management_latency(&self.options.latency),
+        );
+        self.connections = api.connections();
+        let task = serve(listener, Arc::clone(&api).router(), stop_signal);
+        self.websocket_api = Some(api);
+        self.websocket_side = Some((stop, task));
+    }
+
+    /// Stops the WebSocket side as a gateway outage does: every socket is closed (1001,
+    /// `$disconnect` fired), the listener and `@connections` are gone (connections refused)
+    /// until [`start_websocket`](Self::start_websocket). The HTTP API keeps serving.
+    pub async fn stop_websocket(&mut self) {
+        if let Some((stop, task)) = self.websocket_side.take() {
+            let _receivers_may_be_gone = stop.send(true);
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    tracing::error!("the WebSocket listener panicked");
+                }
+            }
+        }
+        if let Some(api) = self.websocket_api.take() {
+            drain(&api).await;
+        }
+    }
+
+    /// Serves the WebSocket side again on the same port after
+    /// [`stop_websocket`](Self::stop_websocket); a no-op while it runs.
+    pub async fn start_websocket(&mut self) -> anyhow::Result<()> {
+        if self.websocket_side.is_some() {
+            return Ok(());
+        }
+        let address = self.urls.websocket_address;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the WebSocket API to {address} again"))?;
+        self.serve_websocket(listener);
+        Ok(())
     }
 
     /// Closes every WebSocket (1001, `$disconnect` fired), stops both listeners and waits
     /// (bounded) for the connection and message tasks to finish.
     pub async fn shutdown(mut self) {
         let _receivers_may_be_gone = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
+        self.stop_websocket().await;
+        if let Some(task) = self.http_task.take() {
             if let Err(error) = task.await {
                 if error.is_panic() {
                     tracing::error!("a gateway listener panicked");
                 }
             }
         }
-        let drained = async {
-            while self.websocket_api.tasks_in_flight() > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
-            tracing::warn!(
-                "{} WebSocket tasks still running at shutdown",
-                self.websocket_api.tasks_in_flight()
-            );
+    }
+}
+
+/// Waits (bounded) for the connection and message tasks of `api` to finish.
+async fn drain(api: &WebSocketApi) {
+    let drained = async {
+        while api.tasks_in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::warn!(
+            "{} WebSocket tasks still running at shutdown",
+            api.tasks_in_flight()
+        );
     }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _receivers_may_be_gone = self.shutdown.send(true);
+        if let Some((stop, _task)) = &self.websocket_side {
+            let _receivers_may_be_gone = stop.send(true);
+        }
     }
 }

@@ -31,9 +31,14 @@
 //! - **Fault injection.** [`SqsPollerHandle::pause`] stops delivery until
 //!   [`SqsPollerHandle::resume`]: messages a poll in flight returns after the pause are made
 //!   visible again at once (their receive count has grown by one, as on any receive).
+//!   [`SqsPollerHandle::faults`] ([`SqsPollerFaults`]) kills invocations mid-way (nothing
+//!   deleted: the messages come back after the visibility timeout, as after a crash) and
+//!   poisons messages (the function reports them failed every time, so SQS's redrive policy
+//!   takes them to the DLQ, while the rest of their batch succeeds).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
@@ -151,14 +156,125 @@ impl SqsPollerConfig {
     }
 }
 
+/// Which invocations to kill: those of a batch with a message whose body contains
+/// `body_contains`, `remaining` more times, each `after` it started.
+#[derive(Debug, Clone)]
+struct KillRule {
+    body_contains: String,
+    remaining: u32,
+    after: Duration,
+}
+
+/// A batch in which poisoned messages failed: how many, and how many others it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoisonedBatch {
+    pub poisoned: usize,
+    pub others: usize,
+}
+
+/// Fault switches of a running SQS poller (tests set them while it runs).
+#[derive(Debug, Default)]
+pub struct SqsPollerFaults {
+    kill: Mutex<Option<KillRule>>,
+    poison: Mutex<Option<String>>,
+    killed: AtomicU64,
+    poisoned_batches: Mutex<Vec<PoisonedBatch>>,
+}
+
+impl SqsPollerFaults {
+    /// Kills the next `count` invocations whose batch holds a message with a body containing
+    /// `body_contains`, `after` each started: the function's work so far stands, but no
+    /// message of the batch is deleted (a worker crash, or a timeout), so SQS redelivers
+    /// them after the visibility timeout.
+    pub fn kill_invocations(&self, body_contains: &str, count: u32, after: Duration) {
+        *lock(&self.kill) = Some(KillRule {
+            body_contains: body_contains.to_owned(),
+            remaining: count,
+            after,
+        });
+    }
+
+    /// Invocations killed so far.
+    pub fn killed(&self) -> u64 {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// From now on, a message whose body contains `body_contains` fails every time: the
+    /// function gets the rest of its batch, and the poisoned message is reported failed as a
+    /// `batchItemFailures` entry would (never deleted). `None` cures it.
+    pub fn poison(&self, body_contains: Option<&str>) {
+        *lock(&self.poison) = body_contains.map(str::to_owned);
+    }
+
+    /// The batches in which poisoned messages failed, in order.
+    pub fn poisoned_batches(&self) -> Vec<PoisonedBatch> {
+        lock(&self.poisoned_batches).clone()
+    }
+
+    /// Takes one kill for a batch of `messages`, if the rule matches it: the delay after
+    /// which to kill.
+    fn take_kill(&self, messages: &[Message]) -> Option<Duration> {
+        let mut rule = lock(&self.kill);
+        let matching = rule.as_ref().is_some_and(|rule| {
+            rule.remaining > 0
+                && messages
+                    .iter()
+                    .any(|m| body_contains(m, &rule.body_contains))
+        });
+        if !matching {
+            return None;
+        }
+        let rule = rule.as_mut()?;
+        rule.remaining -= 1;
+        Some(rule.after)
+    }
+
+    /// Splits off the poisoned messages of a batch (recording the batch if any).
+    fn split_poisoned(&self, messages: Vec<Message>) -> (Vec<Message>, Vec<Message>) {
+        let Some(poison) = lock(&self.poison).clone() else {
+            return (messages, Vec::new());
+        };
+        let (poisoned, healthy): (Vec<Message>, Vec<Message>) = messages
+            .into_iter()
+            .partition(|message| body_contains(message, &poison));
+        if !poisoned.is_empty() {
+            lock(&self.poisoned_batches).push(PoisonedBatch {
+                poisoned: poisoned.len(),
+                others: healthy.len(),
+            });
+        }
+        (healthy, poisoned)
+    }
+}
+
+fn body_contains(message: &Message, text: &str) -> bool {
+    message
+        .body
+        .as_deref()
+        .is_some_and(|body| body.contains(text))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single assignments only: a poisoned lock still holds a consistent value.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A running SQS poller; stops on [`shutdown`](Self::shutdown) or drop.
 pub struct SqsPollerHandle {
     queue_arn: String,
     paused: watch::Sender<bool>,
+    faults: Arc<SqsPollerFaults>,
     task: PollerTask,
 }
 
 impl SqsPollerHandle {
+    /// The fault switches.
+    pub fn faults(&self) -> &Arc<SqsPollerFaults> {
+        &self.faults
+    }
+
     /// The queue being read (the events' `eventSourceARN`).
     pub fn queue_arn(&self) -> &str {
         &self.queue_arn
@@ -206,8 +322,10 @@ pub async fn spawn(
         .delivery_delay
         .clone()
         .map(|distribution| Delays::new(distribution, config.latency_seed, DelaySite::Sqs));
+    let faults = Arc::new(SqsPollerFaults::default());
     let poller = Arc::new(SqsPoller {
         config,
+        faults: Arc::clone(&faults),
         delays,
         sqs,
         invoker,
@@ -219,12 +337,14 @@ pub async fn spawn(
     Ok(SqsPollerHandle {
         queue_arn,
         paused,
+        faults,
         task,
     })
 }
 
 struct SqsPoller {
     config: SqsPollerConfig,
+    faults: Arc<SqsPollerFaults>,
     /// The modelled delivery delays, if any.
     delays: Option<Delays>,
     sqs: aws_sdk_sqs::Client,
@@ -362,13 +482,38 @@ impl SqsPoller {
 
     /// Invokes the function with one batch and deletes what succeeded.
     async fn invoke(&self, messages: Vec<Message>) {
+        let (messages, poisoned) = self.faults.split_poisoned(messages);
+        if !poisoned.is_empty() {
+            tracing::info!(
+                function = %self.config.function_name,
+                poisoned = poisoned.len(),
+                "fault injection: poisoned messages fail"
+            );
+        }
+        if messages.is_empty() {
+            return;
+        }
         let event = json!({
             "Records": messages
                 .iter()
                 .map(|message| sqs_record(message, &self.queue_arn, &self.region))
                 .collect::<Vec<_>>(),
         });
-        let invocation = self.invoker.invoke(&event, messages.len()).await;
+        let invoked = self.invoker.invoke(&event, messages.len());
+        let invocation = match self.faults.take_kill(&messages) {
+            None => invoked.await,
+            Some(after) => {
+                // Whatever the function did within `after` stands; nothing is deleted.
+                let _killed_or_finished = tokio::time::timeout(after, invoked).await;
+                self.faults.killed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    function = %self.config.function_name,
+                    messages = messages.len(),
+                    "fault injection: invocation killed; its messages come back after the visibility timeout"
+                );
+                return;
+            }
+        };
         let Ok(response) = invocation.result else {
             // Everything stays: visible again after the visibility timeout.
             return;
@@ -663,6 +808,46 @@ mod tests {
             .build();
         assert_eq!(sent_timestamp_ms(&message), Some(1_700_000_000_123));
         assert_eq!(sent_timestamp_ms(&Message::builder().build()), None);
+    }
+
+    fn message(body: &str) -> Message {
+        Message::builder().message_id(body).body(body).build()
+    }
+
+    #[test]
+    fn poisoned_messages_are_split_off_and_their_batches_recorded() {
+        let faults = SqsPollerFaults::default();
+        let (healthy, poisoned) = faults.split_poisoned(vec![message("a"), message("b")]);
+        assert_eq!((healthy.len(), poisoned.len()), (2, 0), "no poison set");
+        faults.poison(Some("bad"));
+        let (healthy, poisoned) =
+            faults.split_poisoned(vec![message("ok"), message("a bad one"), message("fine")]);
+        assert_eq!(poisoned.len(), 1);
+        assert_eq!(healthy.len(), 2);
+        let (_, poisoned) = faults.split_poisoned(vec![message("ok")]);
+        assert!(poisoned.is_empty());
+        assert_eq!(
+            faults.poisoned_batches(),
+            [PoisonedBatch {
+                poisoned: 1,
+                others: 2
+            }]
+        );
+        faults.poison(None);
+        let (healthy, _) = faults.split_poisoned(vec![message("a bad one")]);
+        assert_eq!(healthy.len(), 1, "cured");
+    }
+
+    #[test]
+    fn a_kill_rule_matches_its_batches_only_and_only_so_many_times() {
+        let faults = SqsPollerFaults::default();
+        assert_eq!(faults.take_kill(&[message("target")]), None);
+        faults.kill_invocations("target", 2, Duration::from_millis(7));
+        assert_eq!(faults.take_kill(&[message("other")]), None);
+        let batch = [message("other"), message("the target")];
+        assert_eq!(faults.take_kill(&batch), Some(Duration::from_millis(7)));
+        assert_eq!(faults.take_kill(&batch), Some(Duration::from_millis(7)));
+        assert_eq!(faults.take_kill(&batch), None, "used up");
     }
 
     #[test]

@@ -319,6 +319,16 @@ impl LocalStack {
         self.gateway.as_ref()
     }
 
+    /// The gateway, to stop and start its WebSocket side (fault injection).
+    pub fn gateway_mut(&mut self) -> Option<&mut Gateway> {
+        self.gateway.as_mut()
+    }
+
+    /// The stream pollers (their fault switches).
+    pub fn stream_pollers(&self) -> &[StreamPollerHandle] {
+        &self.stream_pollers
+    }
+
     /// The SQS pollers (pause/resume for fault injection).
     pub fn sqs_pollers(&self) -> &[SqsPollerHandle] {
         &self.sqs_pollers

@@ -45,12 +45,17 @@
 //!   read, and never before the record ahead of it in its shard, so the shard's order
 //!   holds (see [`crate::latency`]).
 //! - **Fault injection.** `deliver_each_batch_twice` invokes every batch a second time with
-//!   the identical event (an at-least-once duplicate); only the first response counts.
+//!   the identical event (an at-least-once duplicate); only the first response counts. The
+//!   same and more can be switched while the poller runs through
+//!   [`StreamPollerHandle::faults`] ([`StreamPollerFaults`]): duplicate batches, and a
+//!   function error reported after a batch of several records ran (a timeout after the work
+//!   was done), which makes the poller retry or bisect it.
 //!
 //! One log line per invocation (function, event source, status, duration, request id);
 //! `verbose` also logs each event.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,13 +180,35 @@ pub struct StreamPollerClients {
     pub sqs: Option<aws_sdk_sqs::Client>,
 }
 
+/// Fault switches of a running stream poller (tests flip them while it runs).
+#[derive(Debug, Default)]
+pub struct StreamPollerFaults {
+    /// Invoke every batch a second time with the identical event (its response ignored).
+    pub duplicate_batches: AtomicBool,
+    /// After a batch of more than one record was invoked, count the invocation as a
+    /// function error whatever it returned — a timeout after the work was done. The batch
+    /// is retried, or bisected with `BisectBatchOnFunctionError`, so every record of it is
+    /// delivered again; batches of one record are left alone, so bisection ends.
+    pub fail_multi_record_batches: AtomicBool,
+    /// Function errors injected so far.
+    pub injected_errors: AtomicU64,
+    /// Batches delivered a second time so far.
+    pub duplicated_batches: AtomicU64,
+}
+
 /// A running stream poller; stops on [`shutdown`](Self::shutdown) or drop.
 pub struct StreamPollerHandle {
     stream_arn: String,
+    faults: Arc<StreamPollerFaults>,
     task: PollerTask,
 }
 
 impl StreamPollerHandle {
+    /// The fault switches.
+    pub fn faults(&self) -> &Arc<StreamPollerFaults> {
+        &self.faults
+    }
+
     /// The stream being read (the events' `eventSourceARN`).
     pub fn stream_arn(&self) -> &str {
         &self.stream_arn
@@ -247,6 +274,8 @@ pub async fn spawn(
         config.verbose,
     );
     let poller_stream_arn = stream_arn.clone();
+    let faults = Arc::new(StreamPollerFaults::default());
+    let poller_faults = Arc::clone(&faults);
     let delays = config
         .visibility_delay
         .clone()
@@ -258,6 +287,7 @@ pub async fn spawn(
             clients,
             invoker,
             stream_arn: poller_stream_arn,
+            faults: poller_faults,
             shards: readers,
             known_shards,
             next_shard_discovery: Instant::now(),
@@ -265,7 +295,11 @@ pub async fn spawn(
         }
         .run()
     });
-    Ok(StreamPollerHandle { stream_arn, task })
+    Ok(StreamPollerHandle {
+        stream_arn,
+        faults,
+        task,
+    })
 }
 
 async fn resolve_stream_arn(
@@ -438,6 +472,7 @@ struct StreamPoller {
     clients: StreamPollerClients,
     invoker: Invoker,
     stream_arn: String,
+    faults: Arc<StreamPollerFaults>,
     shards: Vec<ShardReader>,
     known_shards: HashSet<String>,
     next_shard_discovery: Instant,
@@ -715,9 +750,14 @@ impl StreamPoller {
         });
         let count = batch.records.len();
         let invocation = self.invoker.invoke(&event, count).await;
-        if self.config.deliver_each_batch_twice {
+        if self.config.deliver_each_batch_twice
+            || self.faults.duplicate_batches.load(Ordering::Relaxed)
+        {
             // Fault injection: an at-least-once duplicate whose response is ignored.
             let duplicate = self.invoker.invoke(&event, count).await;
+            self.faults
+                .duplicated_batches
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 function = %self.config.function_name,
                 request_id = %duplicate.request_id,
@@ -727,6 +767,23 @@ impl StreamPoller {
         batch.invocations += 1;
         batch.last_request_id = Some(invocation.request_id.clone());
         batch.last_function_error = invocation.result.is_err();
+        if count > 1
+            && self
+                .faults
+                .fail_multi_record_batches
+                .load(Ordering::Relaxed)
+        {
+            // Fault injection: the work is done, but Lambda saw the function fail.
+            self.faults.injected_errors.fetch_add(1, Ordering::Relaxed);
+            batch.last_function_error = true;
+            tracing::info!(
+                function = %self.config.function_name,
+                request_id = %invocation.request_id,
+                records = count,
+                "fault injection: the batch counts as a function error"
+            );
+            return BatchOutcome::Failed;
+        }
         let Ok(response) = invocation.result else {
             return BatchOutcome::Failed;
         };

@@ -351,6 +351,44 @@ async fn duplicate_batch_fault_delivers_each_batch_twice() {
 }
 
 #[tokio::test]
+async fn failed_batch_fault_bisects_a_batch_down_to_single_records() {
+    let db = TestDb::start().await;
+    let (function, mut invocations) = RecordingFunction::scripted(succeed);
+    // Batches gather for a second, so the four records arrive as one.
+    let mut config = config(&db, 10, Duration::from_secs(1));
+    config.bisect_batch_on_function_error = true;
+    let poller = start_poller(&db, None, config, function).await;
+    let faults = std::sync::Arc::clone(poller.faults());
+    faults
+        .fail_multi_record_batches
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    put_all(&db, &["a", "b", "c", "d"]).await;
+
+    // The whole batch ran and "failed", then its halves, then every single record.
+    let batches: Vec<Vec<String>> = invocations.next_n(7).await.iter().map(sort_keys).collect();
+    assert_eq!(
+        batches,
+        [
+            vec!["a", "b", "c", "d"],
+            vec!["a", "b"],
+            vec!["a"],
+            vec!["b"],
+            vec!["c", "d"],
+            vec!["c"],
+            vec!["d"],
+        ]
+    );
+    assert_eq!(
+        faults
+            .injected_errors
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    poller.shutdown().await;
+}
+
+#[tokio::test]
 async fn records_older_than_the_maximum_age_go_to_the_on_failure_queue() {
     let db = TestDb::start().await;
     let (moto, sqs, on_failure_url) = on_failure_queue().await;

@@ -533,3 +533,31 @@ async fn modelled_management_latency_delays_every_call() {
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert!(error.into_service_error().is_gone_exception());
 }
+
+#[tokio::test]
+async fn the_websocket_side_stops_closing_every_socket_and_starts_again_on_its_port() {
+    let (mut gateway, functions) = websocket_gateway(GatewayOptions::default()).await;
+    let url = token_url(&gateway.urls().websocket_url());
+    let address = gateway.urls().websocket_address;
+    let (mut socket, _) = connect(&url, None).await.unwrap();
+    let id = connection_id_of(&mut socket).await;
+
+    gateway.stop_websocket().await;
+    // Going away (1001), with $disconnect fired, as when API Gateway drops its connections.
+    assert_eq!(next_close(&mut socket).await.0, 1001);
+    let disconnect = functions.next_disconnect().await;
+    assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    assert!(gateway.connections().ids().is_empty());
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "nothing listens while it is stopped"
+    );
+
+    gateway.start_websocket().await.unwrap();
+    assert_eq!(gateway.urls().websocket_address, address);
+    let (mut again, _) = connect(&url, None).await.unwrap();
+    let new_id = connection_id_of(&mut again).await;
+    assert_ne!(new_id, id);
+    assert_eq!(gateway.connections().ids(), vec![new_id]);
+    gateway.shutdown().await;
+}
