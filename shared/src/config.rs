@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::lockout::LockoutPolicy;
 
 /// How access tokens are verified (and, for HS256, signed).
 #[derive(Clone)]
@@ -53,6 +54,37 @@ impl Default for RateLimits {
             comments_per_minute: 60,
             messages_per_minute: 60,
             follows_per_minute: 60,
+        }
+    }
+}
+
+/// Lockouts on the credential doors (`crate::store::lockout`), each a
+/// [`LockoutPolicy`]: so many failures within `AUTH_WINDOW_SECONDS` (default 900) lock the
+/// subject for `AUTH_FIRST_LOCKOUT_SECONDS` (60), doubling with every later lockout up to
+/// `AUTH_MAX_LOCKOUT_SECONDS` (3600).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// Failed logins of one username, existing or not (`AUTH_LOGIN_FAILURES_PER_USER`, 5).
+    pub login_per_user: LockoutPolicy,
+    /// Failed logins from one source IP (`AUTH_LOGIN_FAILURES_PER_IP`, 20).
+    pub login_per_ip: LockoutPolicy,
+    /// Refreshes with an unknown, expired or reused token from one source IP
+    /// (`AUTH_REFRESH_FAILURES_PER_IP`, 20).
+    pub refresh_per_ip: LockoutPolicy,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        let policy = |max_failures| LockoutPolicy {
+            max_failures,
+            window: chrono::Duration::seconds(900),
+            first_lockout: chrono::Duration::seconds(60),
+            max_lockout: chrono::Duration::seconds(3600),
+        };
+        Self {
+            login_per_user: policy(5),
+            login_per_ip: policy(20),
+            refresh_per_ip: policy(20),
         }
     }
 }
@@ -130,6 +162,7 @@ pub struct Config {
     /// "gone" (`WS_HANDSHAKE_WINDOW_SECONDS`, default 30: API Gateway's integration timeout
     /// is 29 s). The local stack's tests shorten it to see the removal of a dead socket.
     pub ws_handshake_window: chrono::Duration,
+    pub auth_limits: AuthLimits,
     pub writer_push: WriterPushLimits,
     pub feed: FeedLimits,
     /// Log filter: `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
@@ -219,6 +252,7 @@ impl Config {
             "WS_HANDSHAKE_WINDOW_SECONDS",
             crate::store::connections::HANDSHAKE_WINDOW.num_seconds(),
         )?);
+        let auth_limits = auth_limits(&vars)?;
         let writer_defaults = WriterPushLimits::default();
         let writer_push = WriterPushLimits {
             max_connections: number(
@@ -260,6 +294,7 @@ impl Config {
             fanout_direct_max_connections: number(&vars, "FANOUT_DIRECT_MAX_CONNECTIONS", 100)?,
             fanout_inline_max_followers: number(&vars, "FANOUT_INLINE_MAX_FOLLOWERS", 1000)?,
             ws_handshake_window,
+            auth_limits,
             writer_push,
             feed,
             log_filter: get("RUST_LOG")
@@ -282,6 +317,35 @@ impl Config {
             .as_deref()
             .ok_or_else(|| missing("WS_MANAGEMENT_ENDPOINT"))
     }
+}
+
+/// [`AuthLimits`] from `AUTH_*`, over the defaults.
+fn auth_limits(vars: &HashMap<String, String>) -> Result<AuthLimits> {
+    let defaults = AuthLimits::default();
+    let seconds = |name: &str, default: chrono::Duration| -> Result<chrono::Duration> {
+        Ok(chrono::Duration::seconds(number(
+            vars,
+            name,
+            default.num_seconds(),
+        )?))
+    };
+    let base = defaults.login_per_user;
+    let window = seconds("AUTH_WINDOW_SECONDS", base.window)?;
+    let first_lockout = seconds("AUTH_FIRST_LOCKOUT_SECONDS", base.first_lockout)?;
+    let max_lockout = seconds("AUTH_MAX_LOCKOUT_SECONDS", base.max_lockout)?;
+    let policy = |name: &str, default: &LockoutPolicy| -> Result<LockoutPolicy> {
+        Ok(LockoutPolicy {
+            max_failures: number(vars, name, default.max_failures)?.max(1),
+            window,
+            first_lockout,
+            max_lockout,
+        })
+    };
+    Ok(AuthLimits {
+        login_per_user: policy("AUTH_LOGIN_FAILURES_PER_USER", &defaults.login_per_user)?,
+        login_per_ip: policy("AUTH_LOGIN_FAILURES_PER_IP", &defaults.login_per_ip)?,
+        refresh_per_ip: policy("AUTH_REFRESH_FAILURES_PER_IP", &defaults.refresh_per_ip)?,
+    })
 }
 
 fn number<T: std::str::FromStr>(
@@ -378,5 +442,51 @@ mod tests {
     fn debug_output_never_contains_the_secret() {
         let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
         assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn auth_limits_default_and_come_from_the_environment() {
+        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(config.auth_limits, AuthLimits::default());
+        assert_eq!(config.auth_limits.login_per_user.max_failures, 5);
+        let config = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("AUTH_LOGIN_FAILURES_PER_USER", "3"),
+            ("AUTH_LOGIN_FAILURES_PER_IP", "7"),
+            ("AUTH_REFRESH_FAILURES_PER_IP", "9"),
+            ("AUTH_WINDOW_SECONDS", "60"),
+            ("AUTH_FIRST_LOCKOUT_SECONDS", "5"),
+            ("AUTH_MAX_LOCKOUT_SECONDS", "50"),
+        ])
+        .unwrap();
+        let limits = config.auth_limits;
+        assert_eq!(
+            (
+                limits.login_per_user.max_failures,
+                limits.login_per_ip.max_failures,
+                limits.refresh_per_ip.max_failures
+            ),
+            (3, 7, 9)
+        );
+        assert_eq!(limits.login_per_ip.window, chrono::Duration::seconds(60));
+        assert_eq!(
+            limits.refresh_per_ip.lockout_after(0),
+            chrono::Duration::seconds(5)
+        );
+        assert_eq!(
+            limits.refresh_per_ip.lockout_after(2),
+            chrono::Duration::seconds(20)
+        );
+        assert_eq!(
+            limits.refresh_per_ip.lockout_after(40),
+            chrono::Duration::seconds(50)
+        );
+        assert!(Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("AUTH_WINDOW_SECONDS", "soon"),
+        ])
+        .is_err());
     }
 }

@@ -37,6 +37,9 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub request_id: String,
+    /// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`): the
+    /// subject of per-IP limits. `unknown` when the event has none (hand-built events).
+    pub source_ip: String,
 }
 
 impl ApiRequest {
@@ -273,6 +276,7 @@ impl<S: Send + Sync + 'static> Router<S> {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         let headers = request.headers().clone();
+        let source_ip = source_ip(&request);
         let body = match request.into_body() {
             Body::Empty => Vec::new(),
             Body::Text(text) => text.into_bytes(),
@@ -293,6 +297,7 @@ impl<S: Send + Sync + 'static> Router<S> {
             headers,
             body,
             request_id: request_id.to_owned(),
+            source_ip,
         };
         let response = handler(state, api_request).await?;
         Ok(json_response(
@@ -313,6 +318,17 @@ pub fn lambda_function<S: Send + Sync + 'static>(
         let state = Arc::clone(&state);
         async move { Ok(router.handle(state, request).await) }
     })
+}
+
+/// `requestContext.http.sourceIp` of an HTTP API (payload 2.0) request.
+fn source_ip(request: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// API Gateway's request id, or a fresh one when invoked outside API Gateway.

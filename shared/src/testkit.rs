@@ -516,6 +516,7 @@ pub mod api {
         query: String,
         headers: Vec<(String, String)>,
         body: Option<String>,
+        source_ip: String,
     }
 
     impl TestRequest {
@@ -528,7 +529,14 @@ pub mod api {
                 query: query.to_owned(),
                 headers: Vec::new(),
                 body: None,
+                source_ip: "127.0.0.1".to_owned(),
             }
+        }
+
+        /// The caller's address (`requestContext.http.sourceIp`; 127.0.0.1 by default).
+        pub fn source_ip(mut self, ip: &str) -> Self {
+            self.source_ip = ip.to_owned();
+            self
         }
 
         pub fn token(self, token: &str) -> Self {
@@ -594,7 +602,7 @@ pub mod api {
                         "method": self.method,
                         "path": self.path,
                         "protocol": "HTTP/1.1",
-                        "sourceIp": "127.0.0.1",
+                        "sourceIp": self.source_ip,
                         "userAgent": "ripple-test"
                     },
                     "requestId": uuid::Uuid::new_v4().to_string(),

@@ -279,6 +279,7 @@ fn authenticate_reads_only_a_bearer_authorization_header() {
             headers,
             body: Vec::new(),
             request_id: "r".into(),
+            source_ip: "203.0.113.7".into(),
         }
     };
     assert_eq!(

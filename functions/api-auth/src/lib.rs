@@ -8,6 +8,11 @@
 //! | `POST /auth/logout[?all=true]` | access token | 204 |
 //! | `GET /health` | — | 200 `{"status":"ok"}` |
 //!
+//! Brute force: failed logins are counted per username (existing or not) and per source IP,
+//! failed refreshes per source IP (`shared::store::lockout`, limits in `Config::auth_limits`);
+//! a locked subject gets 429 with `Retry-After` before any argon2 or token work, the same
+//! answer whether or not the account exists, and each lockout is twice the last.
+//!
 //! Passwords are hashed with argon2id (`shared::auth::passwords`) on the blocking pool;
 //! refresh tokens are hashed, rotated and revoked by `shared::auth::refresh`. Neither a
 //! password nor a token is ever logged: handlers skip their arguments in spans and request
@@ -30,6 +35,7 @@ use shared::domain::{self, User};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{ApiRequest, ApiResponse, Router};
+use shared::store::lockout::{Door, LockoutStore, Subject};
 use shared::store::tokens::TokenStore;
 use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
@@ -46,6 +52,7 @@ pub const MAX_REFRESH_TOKEN_FIELD: usize = 256;
 pub struct State {
     pub config: Config,
     pub users: Arc<dyn UserStore>,
+    pub lockouts: Arc<dyn LockoutStore>,
     pub refresh_tokens: RefreshTokens,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
@@ -73,7 +80,7 @@ impl State {
             clients.dynamodb.clone(),
             &config.table_name,
         ));
-        Self::from_parts(config, store.clone(), store, clock)
+        Self::from_parts(config, store.clone(), store.clone(), store, clock)
     }
 
     /// State over arbitrary store implementations.
@@ -81,6 +88,7 @@ impl State {
         config: Config,
         users: Arc<dyn UserStore>,
         token_store: Arc<dyn TokenStore>,
+        lockouts: Arc<dyn LockoutStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let tokens = TokenService::new(&config.jwt)?;
@@ -88,6 +96,7 @@ impl State {
         Ok(Self {
             config,
             users,
+            lockouts,
             refresh_tokens,
             tokens,
             clock,
@@ -226,8 +235,15 @@ async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let body: LoginBody = request.json()?;
     // No stored account can break these rules, so a 400 here says nothing about existence,
     // and the password limit bounds the hashing work an attacker can ask for.
-    domain::validate_username(&body.username)?;
+    let canonical = domain::validate_username(&body.username)?;
     domain::validate_password(&body.password)?;
+    let now = state.clock.now();
+    let subjects = [
+        Subject::Username(canonical),
+        Subject::SourceIp(request.source_ip.clone()),
+    ];
+    // Before any argon2 work: a locked username or address is refused whatever it sends.
+    let failures = state.lockouts.check(Door::Login, &subjects, now).await?;
 
     let user_id = state.users.user_id_by_username(&body.username).await?;
     // An unknown username does the same work as a wrong password: one credentials read (of
@@ -236,6 +252,7 @@ async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let stored = state.users.password_hash(credentials_of).await?;
     let verified = passwords::verify_login(&body.password, user_id.and(stored)).await?;
     let Some(user_id) = user_id.filter(|_| verified) else {
+        count_login_failure(&state, &subjects, now).await?;
         tracing::info!("login rejected");
         return Err(Error::unauthorized(BAD_CREDENTIALS));
     };
@@ -245,17 +262,64 @@ async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         tracing::error!(%user_id, "credentials exist but the profile does not");
         return Err(Error::unauthorized(BAD_CREDENTIALS));
     };
-    let now = state.clock.now();
+    if failures.first().is_some_and(|&count| count > 0) {
+        state
+            .lockouts
+            .clear_failures(Door::Login, &subjects[0])
+            .await?;
+    }
     let refresh = state.refresh_tokens.start_session(user.id, now).await?;
     tracing::info!(user_id = %user.id, "login succeeded");
     ApiResponse::ok(session(&state, user, refresh, now)?)
+}
+
+/// A failed login counts against the username and the address, at once.
+async fn count_login_failure(
+    state: &State,
+    subjects: &[Subject; 2],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let limits = &state.config.auth_limits;
+    let [username, address] = subjects;
+    let (user_locked, address_locked) = tokio::try_join!(
+        state
+            .lockouts
+            .record_failure(Door::Login, username, &limits.login_per_user, now),
+        state
+            .lockouts
+            .record_failure(Door::Login, address, &limits.login_per_ip, now),
+    )?;
+    if user_locked || address_locked {
+        tracing::warn!(
+            user_locked,
+            address_locked,
+            "login locked after repeated failures"
+        );
+    }
+    Ok(())
 }
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let body: RefreshTokenBody = request.json()?;
     let now = state.clock.now();
-    let rotated = state.refresh_tokens.rotate(body.token()?, now).await?;
+    let address = [Subject::SourceIp(request.source_ip.clone())];
+    state.lockouts.check(Door::Refresh, &address, now).await?;
+    let rotated = match state.refresh_tokens.rotate(body.token()?, now).await {
+        Ok(rotated) => rotated,
+        Err(error @ Error::Unauthorized(_)) => {
+            let policy = &state.config.auth_limits.refresh_per_ip;
+            let locked = state
+                .lockouts
+                .record_failure(Door::Refresh, &address[0], policy, now)
+                .await?;
+            if locked {
+                tracing::warn!("refresh locked after repeated failures");
+            }
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     let Some(user) = state.users.get_user(rotated.user_id).await? else {
         tracing::error!(user_id = %rotated.user_id, "refresh token of a user without a profile");
         return Err(Error::unauthorized("invalid or expired refresh token"));

@@ -641,3 +641,115 @@ async fn the_event_fixtures_invoke_the_function() {
     let session: Value = serde_json::from_str(login["body"].as_str().unwrap()).unwrap();
     assert_eq!(session["user"]["username"], "fixture_alice");
 }
+
+/// A login attempt from `ip`.
+async fn login_from(api: &TestApi, ip: &str, username: &str, password: &str) -> TestResponse {
+    api.send(
+        TestRequest::new("POST", "/auth/login")
+            .source_ip(ip)
+            .json(json!({"username": username, "password": password})),
+    )
+    .await
+}
+
+fn assert_locked(response: &TestResponse, what: &str) -> u64 {
+    assert_error_for(response, 429, "rate_limited", what);
+    response.headers["retry-after"]
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: Retry-After is seconds"))
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_username_alike_whether_or_not_it_exists() {
+    let api = start().await;
+    register(&api, "alice").await;
+    let limit = api.config.auth_limits.login_per_user.max_failures;
+    for (username, ip) in [("alice", "198.51.100.1"), ("ghost", "198.51.100.2")] {
+        for attempt in 0..limit {
+            let response = login_from(&api, ip, username, "not the password").await;
+            assert_error_for(
+                &response,
+                401,
+                "unauthorized",
+                &format!("{username} {attempt}"),
+            );
+        }
+        // Locked: even the right password, from anywhere, waits; a known and an unknown
+        // username get the same answer.
+        let locked = login_from(&api, "198.51.100.3", username, PASSWORD).await;
+        let wait = assert_locked(&locked, username);
+        assert!((1..=60).contains(&wait), "{username}: {wait}");
+    }
+    // Another user from the same addresses is not affected.
+    register(&api, "bob").await;
+    let bob = login_from(&api, "198.51.100.1", "bob", PASSWORD).await;
+    assert_eq!(bob.status, 200, "{}", bob.body);
+}
+
+#[tokio::test]
+async fn many_failures_from_one_address_lock_the_address_only() {
+    let api = start().await;
+    register(&api, "alice").await;
+    let limit = api.config.auth_limits.login_per_ip.max_failures;
+    // Spread over usernames so no username reaches its own limit.
+    for attempt in 0..limit {
+        let response = login_from(
+            &api,
+            "203.0.113.50",
+            &format!("guess{attempt}"),
+            "not the password",
+        )
+        .await;
+        assert_error_for(
+            &response,
+            401,
+            "unauthorized",
+            &format!("attempt {attempt}"),
+        );
+    }
+    let locked = login_from(&api, "203.0.113.50", "alice", PASSWORD).await;
+    assert_locked(&locked, "the address");
+    let elsewhere = login_from(&api, "203.0.113.51", "alice", PASSWORD).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+}
+
+#[tokio::test]
+async fn a_successful_login_forgets_the_failures_before_it() {
+    let api = start().await;
+    register(&api, "alice").await;
+    let limit = api.config.auth_limits.login_per_user.max_failures;
+    for round in 0..3 {
+        for _ in 0..limit - 1 {
+            login_from(&api, "192.0.2.1", "alice", "not the password").await;
+        }
+        let ok = login_from(&api, "192.0.2.1", "alice", PASSWORD).await;
+        assert_eq!(ok.status, 200, "round {round}: {}", ok.body);
+    }
+}
+
+#[tokio::test]
+async fn repeated_bad_refresh_tokens_lock_the_address() {
+    let api = start().await;
+    let session = register(&api, "alice").await;
+    let limit = api.config.auth_limits.refresh_per_ip.max_failures;
+    let refresh_from = |ip: &'static str, token: Value| {
+        let request = TestRequest::new("POST", "/auth/refresh")
+            .source_ip(ip)
+            .json(json!({ "refresh_token": token }));
+        let api = &api;
+        async move { api.send(request).await }
+    };
+    for attempt in 0..limit {
+        let response = refresh_from("203.0.113.77", json!(format!("forged-{attempt:0>40}"))).await;
+        assert_error_for(
+            &response,
+            401,
+            "unauthorized",
+            &format!("attempt {attempt}"),
+        );
+    }
+    let locked = refresh_from("203.0.113.77", session["refresh_token"].clone()).await;
+    assert_locked(&locked, "the address");
+    let elsewhere = refresh_from("203.0.113.78", session["refresh_token"].clone()).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+}

@@ -34,6 +34,7 @@ const SILENT_ENTITIES: &[&str] = &[
     "follow_request",
     "block",
     "rate_window",
+    "lockout",
     "refresh_token",
     "token_family",
     "notification_dedup",

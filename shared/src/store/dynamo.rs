@@ -410,6 +410,39 @@ impl Table {
         }
     }
 
+    /// [`Table::update_if`] that returns the item as it is after the update (`None` when
+    /// `condition` did not hold).
+    pub async fn update_returning(
+        &self,
+        key: &Key,
+        expression: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Option<Item>> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_map(key)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values(tx::values_map(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match updated {
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(Error::internal("UpdateItem", error)),
+        }
+    }
+
     /// Reads many items by key, in chunks of 100, following `UnprocessedKeys`.
     /// Missing items are simply absent from the result; order is not preserved.
     pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>> {

@@ -434,6 +434,12 @@ pub fn rate_window(user: Uuid, action: &str, window_start: i64) -> Key {
     Key::new(format!("RATE#{user}#{action}#{window_start}"), "RATE")
 }
 
+/// Failures and lockout of `subject` (`user:{name}` or `ip:{address}`) at a credential
+/// `door` (`login`, `register`, `refresh`).
+pub fn lockout(door: &str, subject: &str) -> Key {
+    Key::new(format!("LOCK#{door}#{subject}"), "LOCK")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

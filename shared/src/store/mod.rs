@@ -24,6 +24,7 @@ pub mod delivered;
 pub mod dynamo;
 pub mod feed;
 pub mod keys;
+pub mod lockout;
 pub mod messages;
 pub mod notifications;
 pub mod online;

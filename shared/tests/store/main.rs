@@ -7,6 +7,7 @@
 mod connections;
 mod delivered;
 mod feed;
+mod lockout;
 mod messages;
 mod notifications;
 mod posts;
