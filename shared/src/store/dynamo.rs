@@ -8,7 +8,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+    Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
@@ -387,27 +388,9 @@ impl Table {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool> {
         let updated = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key_map(key)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(tx::names_map(names))
-            .set_expression_attribute_values(tx::values_map(values))
-            .send()
-            .await;
-        match updated {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(Error::internal("UpdateItem", error)),
-        }
+            .conditional_update(key, expression, condition, names, values, ReturnValue::None)
+            .await?;
+        Ok(updated.is_some())
     }
 
     /// [`Table::update_if`] that returns the item as it is after the update (`None` when
@@ -419,6 +402,21 @@ impl Table {
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<Option<Item>> {
+        self.conditional_update(key, expression, condition, &[], values, ReturnValue::AllNew)
+            .await
+    }
+
+    /// One conditional `UpdateItem`: `Some` (the attributes `returning` asks for) when it was
+    /// applied, `None` when `condition` did not hold.
+    async fn conditional_update(
+        &self,
+        key: &Key,
+        expression: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        returning: ReturnValue,
+    ) -> Result<Option<Item>> {
         let updated = self
             .client
             .update_item()
@@ -426,8 +424,9 @@ impl Table {
             .set_key(Some(key_map(key)))
             .update_expression(expression)
             .condition_expression(condition)
+            .set_expression_attribute_names(tx::names_map(names))
             .set_expression_attribute_values(tx::values_map(values))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values(returning)
             .send()
             .await;
         match updated {
