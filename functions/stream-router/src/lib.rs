@@ -55,6 +55,7 @@ use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::{DispatchPath, DispatchReport, PushMetrics};
 use shared::store::delivered::DeliveryProgress;
 use shared::store::presence::PRESENCE_GRACE;
+use shared::writer_push::WRITER_PUSHED_EVENTS;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -115,19 +116,27 @@ struct BatchContext {
     progress: HashMap<Uuid, DeliveryProgress>,
 }
 
-/// The markers of the batch's events (one batch read): connections the writer push, or an
-/// earlier delivery of a held-back record, already reached. A failed read only costs
-/// duplicates, which clients drop by `event_id`, so it does not fail the batch.
+/// The markers of the batch's events that can have one (one batch read): those the writer
+/// push sends, and those of items with several records in the batch — only such a record is
+/// ever held back, and its redelivery brings the item's later records with it. A failed read
+/// only costs duplicates, which clients drop by `event_id`, so it does not fail the batch.
 async fn delivery_markers(
     state: &State,
-    decisions: &[Option<Decided>],
+    groups: &[Vec<(usize, Decided)>],
 ) -> HashMap<Uuid, DeliveryProgress> {
-    let event_ids: Vec<Uuid> = decisions
+    let event_ids: Vec<Uuid> = groups
         .iter()
-        .flatten()
-        .filter_map(|decided| decided.as_ref().ok())
-        .flat_map(|decision| &decision.pushes)
-        .map(|push| push.event.event_id)
+        .flat_map(|group| {
+            let may_have_been_held_back = group.len() > 1;
+            group
+                .iter()
+                .filter_map(|(_, decided)| decided.as_ref().ok())
+                .flat_map(|decision| &decision.pushes)
+                .filter(move |push| {
+                    may_have_been_held_back || WRITER_PUSHED_EVENTS.contains(&push.event.kind())
+                })
+                .map(|push| push.event.event_id)
+        })
         .collect();
     if event_ids.is_empty() {
         return HashMap::new();
@@ -154,10 +163,6 @@ pub async fn handle(
     // Feed tasks go first, all in a few messages; if queueing them fails, Lambda retries the
     // whole batch before anything of it was pushed.
     queue_feed_tasks(state, &decisions).await?;
-    let context = BatchContext {
-        progress: delivery_markers(state, &decisions).await,
-        ..BatchContext::default()
-    };
     let mut groups: Vec<Vec<(usize, Decided)>> = group_by_item(records)
         .into_iter()
         .map(|positions| {
@@ -175,6 +180,10 @@ pub async fn handle(
         );
     }
     let reads = ReadsToMerge::take_from(&mut groups);
+    let context = BatchContext {
+        progress: delivery_markers(state, &groups).await,
+        ..BatchContext::default()
+    };
     let outcomes: Vec<GroupOutcome> = stream::iter(groups)
         .map(|group| process_group(state, records, group, &context))
         .buffer_unordered(ITEM_CONCURRENCY)
@@ -488,29 +497,47 @@ impl ReadsToMerge {
         metrics: &mut PushMetrics,
     ) -> Vec<usize> {
         let failed: HashSet<usize> = failed.iter().copied().collect();
+        let merged: Vec<(Push, Vec<usize>)> = self
+            .by_recipient
+            .into_iter()
+            .filter_map(|(recipient, (records, read_at))| {
+                let settled: Vec<(usize, Vec<NotificationId>)> = records
+                    .into_iter()
+                    .filter(|(position, _)| !failed.contains(position))
+                    .collect();
+                if settled.is_empty() {
+                    return None;
+                }
+                let ids = settled.iter().flat_map(|(_, ids)| ids.iter().copied());
+                let push = Push {
+                    event: Event::notifications_read(ids.collect(), read_at),
+                    audience: vec![Audience::Users(vec![recipient])],
+                };
+                Some((
+                    push,
+                    settled.into_iter().map(|(position, _)| position).collect(),
+                ))
+            })
+            .collect();
+        // One event per recipient, independent of each other: a few in flight at once.
+        let outcomes: Vec<(PushMetrics, Vec<usize>)> = stream::iter(merged)
+            .map(|(push, positions)| async move {
+                let mut pushed = PushMetrics::default();
+                match dispatch_push(state, push, context, false, &mut pushed).await {
+                    Ok(()) => (pushed, Vec::new()),
+                    Err(error) => {
+                        tracing::warn!(error = %error, causes = %cause_chain(&error), "merged notification_read failed");
+                        (pushed, positions)
+                    }
+                }
+            })
+            .buffer_unordered(ITEM_CONCURRENCY)
+            .collect()
+            .await;
         let mut push_failed = Vec::new();
-        for (recipient, (records, read_at)) in self.by_recipient {
-            let settled: Vec<(usize, Vec<NotificationId>)> = records
-                .into_iter()
-                .filter(|(position, _)| !failed.contains(position))
-                .collect();
-            if settled.is_empty() {
-                continue;
-            }
-            let push = Push {
-                event: Event::notifications_read(
-                    settled
-                        .iter()
-                        .flat_map(|(_, ids)| ids.iter().copied())
-                        .collect(),
-                    read_at,
-                ),
-                audience: vec![Audience::Users(vec![recipient])],
-            };
-            if let Err(error) = dispatch_push(state, push, context, false, metrics).await {
-                tracing::warn!(%recipient, error = %error, causes = %cause_chain(&error), "merged notification_read failed");
-                push_failed.extend(settled.iter().map(|(position, _)| *position));
-            }
+        for (pushed, positions) in outcomes {
+            metrics.merge(&pushed);
+            push_failed.extend(positions);
         }
         push_failed
     }

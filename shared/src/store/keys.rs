@@ -444,6 +444,19 @@ pub fn lockout(door: &str, subject: &str) -> Key {
 mod tests {
     use super::*;
 
+    /// The sort-key prefixes of the lists kept in a user's partition: a fixed item of that
+    /// partition must start with none of them, or a list query would return it.
+    pub(super) const USER_PARTITION_PREFIXES: [&str; 8] = [
+        FOLLOWING_PREFIX,
+        FOLLOW_REQUEST_PREFIX,
+        BLOCKING_PREFIX,
+        CONVERSATION_PREFIX,
+        MESSAGE_REQUEST_PREFIX,
+        NOTIFICATION_PREFIX,
+        NOTIFICATION_DEDUP_PREFIX,
+        TOKEN_FAMILY_PREFIX,
+    ];
+
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
     }
@@ -619,16 +632,7 @@ mod tests {
         ] {
             assert_ne!(presence(user).sk, other);
         }
-        for prefix in [
-            FOLLOWING_PREFIX,
-            FOLLOW_REQUEST_PREFIX,
-            BLOCKING_PREFIX,
-            CONVERSATION_PREFIX,
-            MESSAGE_REQUEST_PREFIX,
-            NOTIFICATION_PREFIX,
-            NOTIFICATION_DEDUP_PREFIX,
-            TOKEN_FAMILY_PREFIX,
-        ] {
+        for prefix in USER_PARTITION_PREFIXES {
             assert!(!PRESENCE.starts_with(prefix), "{prefix}");
         }
     }
@@ -699,16 +703,7 @@ mod username_search_tests {
         ] {
             assert_ne!(USER_SEARCH, sk);
         }
-        for prefix in [
-            FOLLOWING_PREFIX,
-            FOLLOW_REQUEST_PREFIX,
-            BLOCKING_PREFIX,
-            CONVERSATION_PREFIX,
-            MESSAGE_REQUEST_PREFIX,
-            NOTIFICATION_PREFIX,
-            NOTIFICATION_DEDUP_PREFIX,
-            TOKEN_FAMILY_PREFIX,
-        ] {
+        for prefix in tests::USER_PARTITION_PREFIXES {
             assert!(!USER_SEARCH.starts_with(prefix), "{prefix}");
         }
         // Search partitions are apart from every user and username partition.

@@ -164,7 +164,7 @@ async fn failures_age_out_with_their_window_and_a_success_clears_them() {
 }
 
 #[tokio::test]
-async fn concurrent_failures_lock_once() {
+async fn concurrent_failures_lock_no_more_often_than_their_count_allows() {
     let db = TestDb::start().await;
     let store = db.store();
     let subject = Subject::Username("carol".into());
