@@ -433,8 +433,8 @@ pub async fn spend_rate_limit(
 }
 
 /// Turns a page of items about other users (`user_of`) into views carrying those users'
-/// summaries, leaving out users in a block relation with `viewer` (and any whose profile
-/// is gone). The page's cursor is kept: a page may come out shorter, never skip items.
+/// summaries, leaving out users in a block relation with `viewer` (`crate::visibility`'s
+/// rule) and any whose profile is gone. The page's cursor is kept: a page may come out shorter, never skip items.
 pub async fn with_user_summaries<T, V>(
     users: &dyn crate::store::users::UserStore,
     social: &dyn crate::store::social::SocialStore,
@@ -445,16 +445,12 @@ pub async fn with_user_summaries<T, V>(
 ) -> Result<crate::store::Page<V>> {
     let ids: Vec<crate::domain::UserId> = page.items.iter().map(&user_of).collect();
     let (profiles, blocked) = futures::try_join!(users.get_users(&ids), social.block_set(viewer))?;
+    let visible = crate::visibility::hide_blocked(page.items, &blocked, &user_of);
     Ok(crate::store::Page {
-        items: page
-            .items
+        items: visible
             .into_iter()
             .filter_map(|item| {
-                let user = user_of(&item);
-                if blocked.contains(&user) {
-                    return None;
-                }
-                let summary = crate::domain::UserSummary::from(profiles.get(&user)?);
+                let summary = crate::domain::UserSummary::from(profiles.get(&user_of(&item))?);
                 Some(view(item, summary))
             })
             .collect(),

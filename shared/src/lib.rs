@@ -28,6 +28,8 @@
 //!   dispatch, the fan-out queue's messages (work items, chunks, presence checks).
 //! - [`feed`]: the tasks that keep materialized home feeds current (distribute, withdraw,
 //!   backfill, prune) and the materializer the push worker runs them with.
+//! - [`visibility`]: the one privacy policy — who may see a profile, a post, a comment, a
+//!   room event, typing, presence, a replayed item — asked by every door.
 //! - [`replay`]: what a client missed while away — the one computation behind the
 //!   WebSocket `resume` and `GET /events`, and its packing into `replay` frames.
 //! - [`retry`]: the one backoff policy (posts, SQS, DynamoDB batches).
@@ -70,6 +72,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod visibility;
 #[cfg(feature = "push")]
 pub mod writer_push;
 

@@ -17,6 +17,10 @@
 //! functions time out after 10 s; the stream iterator-age alarm watches the other half). The
 //! price is re-sending up to a minute of events the client has, which it drops by `event_id`.
 //!
+//! What the replay holds is what the REST lists show (`crate::visibility`): notifications
+//! whose actor, and threads whose other user, is in a block relation with the caller are left
+//! out, as `GET /notifications` and `GET /conversations` leave them out.
+//!
 //! The replay is all or nothing. More than [`MAX_REPLAY`] events (the lag's overlap
 //! included), or a cursor older than [`RESUME_WINDOW`] (or from the future), is a gap:
 //! nothing is replayed, and the position is "now" — the client refetches over REST and
@@ -43,6 +47,8 @@ use uuid::Uuid;
 use crate::store::feed::FeedStore;
 use crate::store::messages::MessageStore;
 use crate::store::notifications::NotificationStore;
+use crate::store::social::SocialStore;
+use crate::visibility;
 
 /// Most events one resume replays; beyond it the client refetches over REST.
 pub const MAX_REPLAY: usize = 500;
@@ -73,6 +79,8 @@ pub struct ReplaySources<'a> {
     pub notifications: &'a dyn NotificationStore,
     pub messages: &'a dyn MessageStore,
     pub feeds: &'a dyn FeedStore,
+    /// The caller's block set (what the replay leaves out).
+    pub social: &'a dyn SocialStore,
 }
 
 /// What to send for a resume.
@@ -204,16 +212,18 @@ pub async fn collect(
         MAX_REPLAY,
         |n: &Notification| Some(n.id),
         |page| async move { state.notifications.notifications(user, false, &page).await },
-    )
-    .await?;
+    );
+    let (notifications, blocked) = futures::try_join!(notifications, state.social.block_set(user))?;
     let Some(notifications) = notifications else {
         return Ok(Replay::gap(now));
     };
+    let notifications = visibility::hide_blocked(notifications, &blocked, |n| n.actor_id);
     let mut events: Vec<Event> = notifications.iter().map(Event::new_notification).collect();
 
-    let Some(threads) = threads_with_news(state, user, from).await? else {
+    let Some(mut threads) = threads_with_news(state, user, from).await? else {
         return Ok(Replay::gap(now));
     };
+    threads.retain(|other| !blocked.contains(other));
     // The threads are independent reads: a few in flight at once. Each may use what the
     // notifications left of the budget; the total is checked as the answers arrive.
     let thread_budget = MAX_REPLAY.saturating_sub(events.len());

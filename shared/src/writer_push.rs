@@ -271,6 +271,7 @@ impl WriterPush {
                     connections: store.clone(),
                     social: store.clone(),
                     users: store.clone(),
+                    posts: store.clone(),
                     online: store.clone(),
                 },
                 direct,

@@ -207,6 +207,7 @@ async fn missed_events(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
         notifications: state.notifications.as_ref(),
         messages: state.messages.as_ref(),
         feeds: state.feeds.as_ref(),
+        social: state.social.as_ref(),
     };
     let replay = replay::collect(sources, caller, since, state.clock.now()).await?;
     tracing::info!(

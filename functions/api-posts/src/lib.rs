@@ -14,10 +14,12 @@
 //! | `POST /posts/{post_id}/comments` | whoever may see the post (rate limited) | 201 comment |
 //! | `DELETE /posts/{post_id}/comments/{comment_id}` | the comment's or the post's author | 204 |
 //!
-//! Visibility is the one rule of `shared::store::social::visibility`: a block either way
+//! What a caller may see is `shared::visibility`'s one policy (its table): a block either way
 //! hides everything (404); a private account's posts are for itself and its approved
-//! followers. A single post the caller may not see is a 404 (its existence is not
-//! revealed); the post list of a private account the caller does not follow is a 403.
+//! followers. A post the caller may not see is a 404 on every verb, edit and delete
+//! included (its existence is not revealed); the post list of a private account the caller
+//! does not follow is a 403. Comments of users in a block relation with the caller are left
+//! out of the comment list.
 //!
 //! Counters, idempotent likes and notifications are the store's job (`PostStore`): each
 //! write is one DynamoDB transaction with its conditions.
@@ -42,8 +44,9 @@ use shared::store::feed::FeedStore;
 use shared::store::page::Page;
 use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
-use shared::store::social::{visibility, SocialStore, Visibility};
+use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
+use shared::visibility::{self, PostSources};
 use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
@@ -116,6 +119,20 @@ impl State {
             self.clock.now(),
         )
         .await
+    }
+
+    /// The stores the post visibility rule reads.
+    fn post_sources(&self) -> PostSources<'_> {
+        PostSources {
+            posts: self.posts.as_ref(),
+            users: self.users.as_ref(),
+            social: self.social.as_ref(),
+        }
+    }
+
+    /// The answer to a refused write on a post: 404 if the caller cannot see it.
+    async fn refusal_on_post(&self, caller: UserId, post: PostId, refusal: Error) -> Error {
+        visibility::hidden_post_error(self.post_sources(), caller, post, refusal).await
     }
 }
 
@@ -236,18 +253,9 @@ impl CommentView {
 
 // ---- shared steps --------------------------------------------------------------------------
 
-/// The post and its author, if `viewer` may see it; otherwise `NotFound` (a private or
-/// blocked author's post is not revealed to exist).
+/// The post and its author, if `viewer` may see it; otherwise `NotFound`.
 async fn visible_post(state: &State, viewer: UserId, post_id: PostId) -> Result<(Post, User)> {
-    let post = state
-        .posts
-        .get_post(post_id)
-        .await?
-        .ok_or_else(|| Error::not_found("post not found"))?;
-    match visibility(&*state.users, &*state.social, viewer, post.author_id).await? {
-        Visibility::Visible(author) => Ok((post, author)),
-        Visibility::Private(_) | Visibility::Hidden => Err(Error::not_found("post not found")),
-    }
+    visibility::post(state.post_sources(), viewer, post_id).await
 }
 
 /// Unique author ids of a page, in order of first appearance.
@@ -355,8 +363,9 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     let post_id = request.path_id("post_id")?;
     let body: TextBody = request.json()?;
     let text = domain::validate_post_text(&body.text)?;
-    // Author and edit window are conditions of the write itself.
-    let post = state
+    // Author and edit window are conditions of the write itself; a refusal of a post the
+    // caller cannot see is a 404.
+    let edited = state
         .posts
         .edit_post(PostEdit {
             post: post_id,
@@ -364,7 +373,14 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
             text,
             now: state.clock.now(),
         })
-        .await?;
+        .await;
+    let post = match edited {
+        Ok(post) => post,
+        Err(refusal @ Error::Forbidden { .. }) => {
+            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+        }
+        Err(other) => return Err(other),
+    };
     let author = caller_profile(&state, caller).await?;
     let liked_by_me = state.posts.has_liked(caller, post.id).await?;
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
@@ -374,7 +390,13 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
 async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    state.posts.delete_post(post_id, caller).await?;
+    match state.posts.delete_post(post_id, caller).await {
+        Ok(()) => {}
+        Err(refusal @ Error::Forbidden { .. }) => {
+            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+        }
+        Err(other) => return Err(other),
+    }
     tracing::info!(user_id = %caller, %post_id, "post deleted");
     Ok(ApiResponse::no_content())
 }
@@ -392,7 +414,7 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
     let page = request.page()?;
-    visibility(&*state.users, &*state.social, viewer, author)
+    visibility::of_author(&*state.users, &*state.social, viewer, author)
         .await?
         .require_visible("this post list")?;
     let posts = state.posts.author_posts(author, &page).await?;
@@ -430,8 +452,12 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let page = request.page()?;
-    let (post, _) = visible_post(&state, viewer, post_id).await?;
-    let comments = state.posts.comments(post.id, &page).await?;
+    let ((post, _), blocked) = futures::try_join!(
+        visible_post(&state, viewer, post_id),
+        state.social.block_set(viewer)
+    )?;
+    let mut comments = state.posts.comments(post.id, &page).await?;
+    comments.items = visibility::hide_blocked(comments.items, &blocked, |c| c.author_id);
     ApiResponse::ok(comment_views(&state, comments).await?)
 }
 
@@ -467,17 +493,21 @@ async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let comment_id = request.path_id("comment_id")?;
-    // No visibility check: whoever wrote a comment may always withdraw it, and the post
-    // author always moderates their post. The store's condition enforces exactly that.
+    // No visibility check up front: whoever wrote a comment may always withdraw it, and the
+    // post author always moderates their post. The store's condition enforces exactly that;
+    // a refusal on a post the caller cannot see is a 404.
     let post = state
         .posts
         .get_post(post_id)
         .await?
-        .ok_or_else(|| Error::not_found("post not found"))?;
-    state
-        .posts
-        .delete_comment(&post, comment_id, caller)
-        .await?;
+        .ok_or_else(visibility::post_not_found)?;
+    match state.posts.delete_comment(&post, comment_id, caller).await {
+        Ok(()) => {}
+        Err(refusal @ Error::Forbidden { .. }) => {
+            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+        }
+        Err(other) => return Err(other),
+    }
     tracing::info!(user_id = %caller, %post_id, %comment_id, "comment deleted");
     Ok(ApiResponse::no_content())
 }

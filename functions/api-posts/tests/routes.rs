@@ -958,3 +958,89 @@ async fn the_post_is_created_when_every_writer_push_fails() {
         "not marked: the stream router delivers it"
     );
 }
+
+#[tokio::test]
+async fn every_verb_on_a_hidden_post_answers_404_as_for_a_missing_one() {
+    let api = start().await;
+    let alice = api.account("alice").await;
+    let follower = api.account("follower").await;
+    let stranger = api.account("stranger").await;
+    let blocked = api.account("blocked").await;
+    let post_id = id_of(&create_post(&api, &alice, "mine").await);
+    let comment_id = id_of(&create_comment(&api, &alice, &post_id, "first").await);
+    follow(&api, &follower, &alice).await;
+    api.make_private(alice.id()).await;
+    block(&api, &alice, &blocked).await;
+
+    let post = format!("/posts/{post_id}");
+    let text = json!({ "text": "x" });
+    for viewer in [&stranger, &blocked] {
+        for (method, path, body) in [
+            ("GET", post.clone(), None),
+            ("PATCH", post.clone(), Some(&text)),
+            ("DELETE", post.clone(), None),
+            ("PUT", format!("{post}/like"), None),
+            ("DELETE", format!("{post}/like"), None),
+            ("GET", format!("{post}/comments"), None),
+            ("POST", format!("{post}/comments"), Some(&text)),
+            ("DELETE", format!("{post}/comments/{comment_id}"), None),
+        ] {
+            let response = match body {
+                Some(body) => api.call_json(viewer, method, &path, body.clone()).await,
+                None => api.call(viewer, method, &path).await,
+            };
+            assert_error(&response, 404, "not_found");
+        }
+    }
+    // Someone who can see the post is told why a write is refused.
+    let response = api.call_json(&follower, "PATCH", &post, text.clone()).await;
+    assert_error(&response, 403, "forbidden");
+    assert_error(
+        &api.call(&follower, "DELETE", &post).await,
+        403,
+        "forbidden",
+    );
+    // Nothing was changed by the refused writes.
+    let current = api.call(&alice, "GET", &post).await;
+    assert_eq!(current.body["text"], "mine");
+    assert_eq!(current.body["like_count"], 0);
+}
+
+/// The texts of a post's first page of comments as `viewer` lists them.
+async fn comment_texts(api: &TestApi, viewer: &TestAccount, post_id: &str) -> Vec<String> {
+    let response = api
+        .call(viewer, "GET", &format!("/posts/{post_id}/comments"))
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    response.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_comment_list_leaves_out_comments_of_users_in_a_block_with_the_viewer() {
+    let api = start().await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let carol = api.account("carol").await;
+    let dave = api.account("dave").await;
+    let post_id = id_of(&create_post(&api, &alice, "discuss").await);
+    for (author, text) in [(&bob, "bob's"), (&carol, "carol's"), (&dave, "dave's")] {
+        create_comment(&api, author, &post_id, text).await;
+    }
+    // Carol blocks bob; dave blocks carol (the other direction).
+    block(&api, &carol, &bob).await;
+    block(&api, &dave, &carol).await;
+
+    let texts = |viewer| comment_texts(&api, viewer, &post_id);
+    assert_eq!(
+        texts(&carol).await,
+        ["carol's"],
+        "both directions of a block hide"
+    );
+    assert_eq!(texts(&bob).await, ["bob's", "dave's"]);
+    assert_eq!(texts(&alice).await, ["bob's", "carol's", "dave's"]);
+}

@@ -41,11 +41,14 @@ use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{
     spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
 };
+use shared::store::connections::ConnectionStore;
 use shared::store::notifications::NotificationStore;
+use shared::store::posts::PostStore;
 use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
-use shared::store::social::{visibility, SocialStore};
+use shared::store::social::SocialStore;
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
 use shared::store::Page;
+use shared::visibility;
 use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
@@ -57,6 +60,9 @@ pub struct State {
     pub social: Arc<dyn SocialStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Room memberships a block ends, and the posts behind them.
+    pub connections: Arc<dyn ConnectionStore>,
+    pub posts: Arc<dyn PostStore>,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
     pub writer: WriterPush,
@@ -88,7 +94,9 @@ impl State {
             users: store.clone(),
             social: store.clone(),
             notifications: store.clone(),
-            rate_limiter: store,
+            rate_limiter: store.clone(),
+            connections: store.clone(),
+            posts: store,
             writer,
         })
     }
@@ -286,7 +294,7 @@ async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> R
     let owner = request.path_id("user_id")?;
     let page = request.page()?;
     let (users, social) = (state.users.as_ref(), state.social.as_ref());
-    visibility(users, social, caller, owner)
+    visibility::of_author(users, social, caller, owner)
         .await?
         .require_visible("this follow list")?;
     let (follows, other): (_, fn(&Follow) -> UserId) = match list {
@@ -342,7 +350,7 @@ async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
             state.social.relationship(caller, id)
         )?;
         let user = user
-            .filter(|_| !relationship.blocking && !relationship.blocked_by)
+            .filter(|_| !visibility::blocked_either_way(&relationship))
             .ok_or_else(|| Error::not_found("user not found"))?;
         (user, relationship)
     };
@@ -388,7 +396,7 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         state.users.get_user(target),
         state.social.relationship(caller, target)
     )?;
-    let Some(user) = user.filter(|_| !relationship.blocking && !relationship.blocked_by) else {
+    let Some(user) = user.filter(|_| !visibility::blocked_either_way(&relationship)) else {
         return Err(Error::not_found("user not found"));
     };
     // Already following or requested: idempotent, nothing is written.
@@ -495,11 +503,23 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     // The notifications list hides both users' notifications from each other from now on;
     // the unread count must agree. Not part of the block's transaction (it may touch many
     // items), but the block is idempotent, so a retried PUT after a failure here finishes it.
-    let (hidden_for_caller, hidden_for_target) = tokio::try_join!(
+    // Each user's sockets leave the other's post and presence rooms (the send-time check
+    // already stops those events; this ends the memberships too). Same retry reasoning.
+    let (connections, posts) = (state.connections.as_ref(), state.posts.as_ref());
+    let (hidden_for_caller, hidden_for_target, rooms_left, rooms_left_by_target) = tokio::try_join!(
         state.notifications.mark_read_from(caller, target),
         state.notifications.mark_read_from(target, caller),
+        visibility::leave_rooms_of(connections, posts, caller, target),
+        visibility::leave_rooms_of(connections, posts, target, caller),
     )?;
-    tracing::info!(user_id = %caller, %target, hidden_for_caller, hidden_for_target, "blocked");
+    tracing::info!(
+        user_id = %caller,
+        %target,
+        hidden_for_caller,
+        hidden_for_target,
+        rooms_left = rooms_left + rooms_left_by_target,
+        "blocked"
+    );
     Ok(ApiResponse::no_content())
 }
 

@@ -1234,3 +1234,83 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
         .await;
     assert!(push.delivered().is_empty(), "{:?}", push.delivered());
 }
+
+#[tokio::test]
+async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_rooms() {
+    use shared::domain::Subscription;
+    use shared::store::connections::ConnectionStore;
+    use shared::store::posts::{NewPost, PostStore};
+    let api = start().await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let carol = api.account("carol").await;
+    let post_by = |author: UserId| {
+        let store = &api.store;
+        async move {
+            store
+                .create_post(NewPost {
+                    author,
+                    text: "p".into(),
+                    media_url: None,
+                    created_at: Utc::now(),
+                })
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let (alices_post, bobs_post, carols_post) = (
+        post_by(alice.id()).await,
+        post_by(bob.id()).await,
+        post_by(carol.id()).await,
+    );
+    open_connection(&api.store, bob.id(), "b1=").await;
+    open_connection(&api.store, bob.id(), "b2=").await;
+    open_connection(&api.store, alice.id(), "a1=").await;
+    let join = |connection: &'static str, user: UserId, channel: String| {
+        let store = &api.store;
+        async move {
+            let subscription = Subscription {
+                channel,
+                connection_id: connection.to_owned(),
+                user_id: user,
+            };
+            let expires = Utc::now().timestamp() + 7200;
+            store.subscribe(&subscription, expires).await.unwrap();
+        }
+    };
+    join("b1=", bob.id(), format!("post:{alices_post}")).await;
+    join("b1=", bob.id(), format!("post:{carols_post}")).await;
+    join("b2=", bob.id(), format!("post:{alices_post}")).await;
+    join("b2=", bob.id(), format!("presence:{}", alice.id())).await;
+    join("a1=", alice.id(), format!("post:{bobs_post}")).await;
+
+    let response = api
+        .call(&alice, "PUT", &format!("/users/{}/block", bob.id()))
+        .await;
+    assert_eq!(response.status, 204, "{:?}", response.body);
+
+    let members = |channel: String| {
+        let store = &api.store;
+        async move {
+            let mut ids: Vec<String> = store
+                .room_members(&channel)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.connection_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert!(members(format!("post:{alices_post}")).await.is_empty());
+    assert!(members(format!("presence:{}", alice.id())).await.is_empty());
+    assert!(
+        members(format!("post:{bobs_post}")).await.is_empty(),
+        "both ways"
+    );
+    assert_eq!(members(format!("post:{carols_post}")).await, ["b1="]);
+    let b1 = api.store.stored_connection("b1=").await.unwrap().unwrap();
+    assert_eq!(b1.rooms, [format!("post:{carols_post}")]);
+}

@@ -12,7 +12,7 @@
 //! | post | remove | `post_deleted` → author + followers, `post:{id}` room; feed task `withdraw` |
 //! | notification | insert | `new_notification` → recipient |
 //! | notification | modify: unread → read | `notification_read` → recipient (the router merges a batch's reads per recipient into one) |
-//! | comment | insert | `new_comment` → `post:{id}` room |
+//! | comment | insert | `new_comment` → `post:{id}` room (the comment's author as the actor) |
 //! | comment | remove | nothing: a user's deletion is announced by the post's modify above, a post's deletion by `post_deleted` |
 //! | message | insert | sent: `new_message` → recipient + sender; requested: `message_request` → recipient, `new_message` → sender |
 //! | follow | insert | feed task `backfill` (the author's latest posts into the follower's feed) |
@@ -32,7 +32,9 @@
 //!
 //! "Author + followers" is resolved later to online followers only, minus the author's block
 //! set; the recipient of a message gets it on every connection (a REST send has no origin
-//! connection to skip).
+//! connection to skip). A `post:{id}` room is resolved to the members `shared::visibility`
+//! admits when the event is sent: a block or a switch to private after they subscribed
+//! stops the room's events for them.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
@@ -40,7 +42,7 @@ use serde::de::DeserializeOwned;
 use shared::domain::{
     Comment, CommentId, Connection, Follow, Message, Notification, Post, PostId, UserId,
 };
-use shared::events::{Channel, Event, EventBody};
+use shared::events::{Event, EventBody};
 use shared::fanout::Audience;
 use shared::fanout::PresenceCheck;
 use shared::feed::FeedTask;
@@ -228,8 +230,13 @@ pub fn decide(record: &EventRecord) -> Result<Decision, BadRecord> {
     }
 }
 
+/// The post's room; members are checked against the visibility policy when it is sent.
 fn post_room(post: &Post) -> Audience {
-    Audience::Room(Channel::Post(post.id))
+    Audience::PostRoom {
+        post: post.id,
+        author: Some(post.author_id),
+        actor: None,
+    }
 }
 
 fn post(change: &Change) -> Result<Decision, BadRecord> {
@@ -351,7 +358,11 @@ fn comment(change: &Change) -> Result<Decision, BadRecord> {
             let comment: Comment = change.new_image()?;
             Ok(decision.push(
                 Event::new_comment(&comment),
-                vec![Audience::Room(Channel::Post(comment.post_id))],
+                vec![Audience::PostRoom {
+                    post: comment.post_id,
+                    author: None,
+                    actor: Some(comment.author_id),
+                }],
             ))
         }
         // A user's deletion is announced from the post item (its `last_deleted_comment`);
@@ -565,7 +576,11 @@ mod tests {
             decision.pushes[0].audience,
             [
                 Audience::AuthorAndFollowers(id(1)),
-                Audience::Room(Channel::Post(id(10)))
+                Audience::PostRoom {
+                    post: id(10),
+                    author: Some(id(1)),
+                    actor: None
+                }
             ]
         );
 
@@ -584,7 +599,11 @@ mod tests {
         assert_eq!(kinds(&decision), ["like_updated"]);
         assert_eq!(
             decision.pushes[0].audience,
-            [Audience::Room(Channel::Post(id(10)))]
+            [Audience::PostRoom {
+                post: id(10),
+                author: Some(id(1)),
+                actor: None
+            }]
         );
         let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
         assert_eq!(
@@ -695,7 +714,11 @@ mod tests {
         assert_eq!(kinds(&added), ["new_comment"]);
         assert_eq!(
             added.pushes[0].audience,
-            [Audience::Room(Channel::Post(id(10)))]
+            [Audience::PostRoom {
+                post: id(10),
+                author: None,
+                actor: Some(id(2))
+            }]
         );
         // The comment's own removal says nothing: a post's deletion removes comments
         // silently, and a user's deletion is told by the post item (below).
@@ -726,7 +749,11 @@ mod tests {
         );
         assert_eq!(
             deleted.pushes[0].audience,
-            [Audience::Room(Channel::Post(id(10)))]
+            [Audience::PostRoom {
+                post: id(10),
+                author: Some(id(1)),
+                actor: None
+            }]
         );
         // A later change of the post (a like) does not repeat it.
         let mut liked = after.clone();

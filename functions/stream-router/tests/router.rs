@@ -940,3 +940,91 @@ async fn deleting_a_post_sends_post_deleted_only_and_a_users_comment_deletion_is
         "no comment_deleted per comment of a deleted post"
     );
 }
+
+/// Subscribes `connection` of `user` to the post's room behind the checks, as a member who
+/// subscribed while the post was still visible to them.
+async fn join_room(harness: &Harness, post: &shared::domain::Post, user: UserId, connection: &str) {
+    harness
+        .store
+        .subscribe(
+            &Subscription {
+                channel: format!("post:{}", post.id),
+                connection_id: connection.to_owned(),
+                user_id: user,
+            },
+            now().timestamp() + 8100,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn room_members_are_checked_when_an_event_is_sent_not_only_when_they_joined() {
+    let harness = Harness::start(&[]).await;
+    let [alice, bob, carol, dave, erin, frank] =
+        ["alice", "bob", "carol", "dave", "erin", "frank"].map(|name| harness.user(name));
+    let (alice, bob, carol, dave, erin, frank) = (
+        alice.await,
+        bob.await,
+        carol.await,
+        dave.await,
+        erin.await,
+        frank.await,
+    );
+    harness.store.follow(dave, alice, now()).await.unwrap();
+    let post = post(&harness, alice, "room").await;
+    let mut sockets = Vec::new();
+    for (user, name) in [(bob, "b1="), (carol, "c1="), (dave, "d1="), (erin, "e1=")] {
+        let socket = harness.connect(user, name).await;
+        join_room(&harness, &post, user, &socket).await;
+        sockets.push(socket);
+    }
+    let [b1, c1, d1, e1] = [0, 1, 2, 3].map(|i| sockets[i].clone());
+    let function = router(&harness);
+    let mut stream = StreamReader::new(&harness.db).await;
+    stream.read().await;
+
+    // After they joined: alice blocks bob; erin blocks frank, who then comments.
+    harness.store.block(alice, bob, now()).await.unwrap();
+    harness.store.block(erin, frank, now()).await.unwrap();
+    harness
+        .store
+        .add_comment(
+            &post,
+            NewComment {
+                author: frank,
+                text: "hi".into(),
+                created_at: now(),
+            },
+        )
+        .await
+        .unwrap();
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    let told = |socket: &str, kind: &str| harness.push.events_of_type(socket, kind).len();
+    assert_eq!(told(&c1, "new_comment"), 1);
+    assert_eq!(told(&d1, "new_comment"), 1);
+    assert_eq!(told(&b1, "new_comment"), 0, "blocked by the author");
+    assert_eq!(told(&e1, "new_comment"), 0, "in a block with the commenter");
+
+    // Alice goes private, then likes her post: only her follower in the room is told.
+    harness
+        .store
+        .update_profile(
+            alice,
+            &ProfileUpdate {
+                is_private: Some(true),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let current = harness.store.get_post(post.id).await.unwrap().unwrap();
+    harness.store.like(&current, alice, now()).await.unwrap();
+    let response = invoke(&function, stream.next_event().await).await;
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(told(&d1, "like_updated"), 1, "a follower");
+    for (socket, who) in [(&b1, "blocked"), (&c1, "no follower"), (&e1, "no follower")] {
+        assert_eq!(told(socket, "like_updated"), 0, "{who}");
+    }
+}

@@ -1,15 +1,16 @@
 //! Who may subscribe to which channel.
 //!
-//! - `post:{post_id}`: whoever may view the post — the one visibility rule of
-//!   `shared::store::social::visibility`: a missing post, or one hidden by a block either
-//!   way, is `not_found`; a private author the caller does not follow is `forbidden`.
+//! - `post:{post_id}`: whoever may view the post — the post rule of `shared::visibility`: a
+//!   missing post, one hidden by a block either way, or one of a private author the caller
+//!   does not follow, is `not_found` (as on every REST verb). The room's events are checked
+//!   again when they are sent (a block or a switch to private after subscribing).
 //! - `presence:{user_id}`: a mutual follow of a user who shows their presence; a missing
 //!   (or blocked either way) user is `not_found`, anyone else `forbidden`.
 
 use shared::domain::UserId;
 use shared::error::{Error, Result};
 use shared::events::Channel;
-use shared::store::social::visibility;
+use shared::visibility::{self, PostSources};
 
 use crate::State;
 
@@ -17,19 +18,12 @@ use crate::State;
 pub async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Result<()> {
     match channel {
         Channel::Post(post_id) => {
-            let post = state
-                .posts
-                .get_post(post_id)
-                .await?
-                .ok_or_else(|| Error::not_found("post not found"))?;
-            visibility(
-                state.users.as_ref(),
-                state.social.as_ref(),
-                viewer,
-                post.author_id,
-            )
-            .await?
-            .require_visible("post")?;
+            let sources = PostSources {
+                posts: state.posts.as_ref(),
+                users: state.users.as_ref(),
+                social: state.social.as_ref(),
+            };
+            visibility::post(sources, viewer, post_id).await?;
             Ok(())
         }
         Channel::Presence(user) => {
@@ -43,7 +37,7 @@ pub async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Resul
                 state.social.relationship(viewer, user)
             )?;
             let profile = profile.ok_or_else(|| Error::not_found("user not found"))?;
-            if relationship.blocking || relationship.blocked_by {
+            if visibility::blocked_either_way(&relationship) {
                 return Err(Error::not_found("user not found"));
             }
             if !(relationship.following && relationship.followed_by) {

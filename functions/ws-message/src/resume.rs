@@ -40,6 +40,7 @@ pub async fn replay_to(
         notifications: state.notifications.as_ref(),
         messages: state.messages.as_ref(),
         feeds: state.feeds.as_ref(),
+        social: state.social.as_ref(),
     };
     let mut replay = replay::collect(sources, user, since, now).await?;
     let events = std::mem::take(&mut replay.events);

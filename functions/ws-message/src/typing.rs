@@ -16,6 +16,7 @@ use shared::domain::{Connection, MessageStatus, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Event, TypingState};
 use shared::store::messages::message_status;
+use shared::visibility;
 
 use crate::State;
 
@@ -160,7 +161,7 @@ async fn authorize(state: &State, from: UserId, to: UserId) -> Result<()> {
         state.social.relationship(from, to)
     )?;
     let recipient = recipient.ok_or_else(|| Error::not_found("user not found"))?;
-    if relationship.blocking || relationship.blocked_by {
+    if visibility::blocked_either_way(&relationship) {
         return Err(Error::forbidden("you cannot send typing to this user"));
     }
     // Only a private recipient who does not follow the caller needs the thread's state.

@@ -317,9 +317,10 @@ async fn post_channels_follow_the_visibility_rule() {
     let bob_connection = harness.connect(&bob).await;
     let carol_connection = harness.connect(&carol).await;
 
+    // A private author's post is hidden as a missing one is (the REST answer too).
     assert_error(
         &harness.reply(&bob_connection, subscribe(&channel)).await,
-        "forbidden",
+        "not_found",
         Some("s1"),
     );
     assert_error(
@@ -1020,4 +1021,72 @@ async fn notifications_after(
         .await
         .unwrap();
     page.items.into_iter().filter(|n| n.id > seen.id).collect()
+}
+
+#[tokio::test]
+async fn resume_leaves_out_what_a_blocked_user_sent_as_the_rest_lists_do() {
+    let harness = Harness::start().await;
+    let (bob, carol, mallory) = (
+        harness.user("bob").await,
+        harness.user("carol").await,
+        harness.user("mallory").await,
+    );
+    let since = shared::replay::time_cursor(Utc::now() - Duration::seconds(1));
+    let bob_connection = harness.connect(&bob).await;
+    harness.follow(&carol, &bob).await;
+    harness.follow(&mallory, &bob).await;
+    for (from, text) in [(&mallory, "hi bob"), (&carol, "hello"), (&mallory, "again")] {
+        let message = NewMessage::new(from.id, bob.id, text, None, Utc::now()).unwrap();
+        harness.store.send_message(message).await.unwrap();
+    }
+    // Mallory blocked by Bob — and the other direction must hide just as well.
+    harness
+        .store
+        .block(bob.id, mallory.id, Utc::now())
+        .await
+        .unwrap();
+
+    let reply = harness
+        .reply(
+            &bob_connection,
+            json!({"action": "resume", "request_id": "r1", "since": since.to_string()}),
+        )
+        .await;
+    assert_eq!(reply["type"], "resumed", "{reply}");
+    let replayed = unpack_replay(&harness.push.events_to(&bob_connection));
+    let mallory_id = mallory.id.to_string();
+    for event in &replayed {
+        assert!(
+            !event.to_string().contains(&mallory_id),
+            "an event from mallory was replayed: {event}"
+        );
+    }
+    // Carol's follow notification, her message and its notification are still there.
+    let kinds: Vec<&str> = replayed
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(replayed.len(), 3, "{kinds:?}");
+    assert!(kinds.contains(&"new_message"), "{kinds:?}");
+    let carol_id = carol.id.to_string();
+    assert!(replayed.iter().all(|e| e.to_string().contains(&carol_id)));
+
+    // The other direction: Carol blocks Bob.
+    harness
+        .store
+        .block(carol.id, bob.id, Utc::now())
+        .await
+        .unwrap();
+    harness.push.clear();
+    harness
+        .reply(
+            &bob_connection,
+            json!({"action": "resume", "request_id": "r2", "since": since.to_string()}),
+        )
+        .await;
+    let replayed = unpack_replay(&harness.push.events_to(&bob_connection));
+    assert!(
+        replayed.is_empty(),
+        "a block either way hides: {replayed:?}"
+    );
 }

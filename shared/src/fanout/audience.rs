@@ -23,13 +23,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use crate::domain::UserId;
+use crate::domain::{PostId, UserId};
 use crate::error::Result;
 use crate::events::Channel;
 use crate::store::connections::ConnectionStore;
 use crate::store::online::OnlineIndex;
+use crate::store::posts::PostStore;
 use crate::store::social::SocialStore;
 use crate::store::users::UserStore;
+use crate::visibility;
 
 /// Most followers one post event is fanned out to (bounds a push worker's read).
 pub const MAX_AUDIENCE_FOLLOWERS: usize = 100_000;
@@ -50,8 +52,15 @@ pub enum Audience {
         users: Vec<UserId>,
         except_connection: String,
     },
-    /// The subscribers of a channel.
-    Room(Channel),
+    /// The members of the `post:{post}` room who may still see the post when the event is
+    /// sent — `crate::visibility`'s room rule: a block (with the author, or with `actor`, the
+    /// user whose action the event tells) or a switch to private after they subscribed
+    /// stops the events. `author: None` reads it from the post.
+    PostRoom {
+        post: PostId,
+        author: Option<UserId>,
+        actor: Option<UserId>,
+    },
     /// One connection.
     Connection(String),
     /// The author and the author's online followers, minus anyone in the author's block set
@@ -90,6 +99,8 @@ pub struct AudienceResolver {
     pub connections: Arc<dyn ConnectionStore>,
     pub social: Arc<dyn SocialStore>,
     pub users: Arc<dyn UserStore>,
+    /// A room event's post, when the event does not say whose it is.
+    pub posts: Arc<dyn PostStore>,
     pub online: Arc<dyn OnlineIndex>,
 }
 
@@ -138,9 +149,12 @@ impl AudienceResolver {
                     connection_ids.extend(self.connections_of(users).await?);
                     excluded.insert(except_connection.clone());
                 }
-                Audience::Room(channel) => {
-                    let members = self.connections.room_members(&channel.to_string()).await?;
-                    connection_ids.extend(members.into_iter().map(|member| member.connection_id));
+                Audience::PostRoom {
+                    post,
+                    author,
+                    actor,
+                } => {
+                    connection_ids.extend(self.post_room(*post, *author, *actor).await?);
                 }
                 Audience::Connection(connection_id) => {
                     connection_ids.insert(connection_id.clone());
@@ -207,6 +221,34 @@ impl AudienceResolver {
                 .flatten()
                 .collect(),
         ))
+    }
+
+    /// The room's members the visibility policy admits for this event.
+    async fn post_room(
+        &self,
+        post: PostId,
+        author: Option<UserId>,
+        actor: Option<UserId>,
+    ) -> Result<Vec<String>> {
+        let room = Channel::Post(post).to_string();
+        let author = async {
+            match author {
+                Some(author) => Ok(Some(author)),
+                None => Ok(self.posts.get_post(post).await?.map(|p| p.author_id)),
+            }
+        };
+        let (members, author) = futures::try_join!(self.connections.room_members(&room), author)?;
+        let Some(author) = author else {
+            return Ok(Vec::new());
+        };
+        visibility::room_recipients(
+            self.users.as_ref(),
+            self.social.as_ref(),
+            author,
+            actor,
+            members,
+        )
+        .await
     }
 
     async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {

@@ -415,12 +415,15 @@ mod tests {
 
     #[test]
     fn audience_work_and_retries_round_trip() {
-        use crate::events::Channel;
         let work = QueueMessage::Audience(AudienceWork {
             event: event(),
             audiences: vec![
                 Audience::AuthorAndFollowers(Uuid::from_u128(2)),
-                Audience::Room(Channel::Post(Uuid::from_u128(1))),
+                Audience::PostRoom {
+                    post: Uuid::from_u128(1),
+                    author: None,
+                    actor: Some(Uuid::from_u128(4)),
+                },
                 Audience::UsersExcept {
                     users: vec![Uuid::from_u128(3)],
                     except_connection: "c=".into(),

@@ -62,6 +62,7 @@ impl PushTier {
                 connections: store.clone(),
                 social: store.clone(),
                 users: store.clone(),
+                posts: store.clone(),
                 online: store.clone(),
             },
             dispatcher: Dispatcher {

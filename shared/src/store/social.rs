@@ -1,5 +1,5 @@
-//! The social graph: follows (with counters), follow requests to private accounts, blocks,
-//! and the visibility rule every content read applies.
+//! The social graph: follows (with counters), follow requests to private accounts, blocks.
+//! What they let a user see is `crate::visibility`'s to say.
 
 use std::collections::HashSet;
 
@@ -17,9 +17,7 @@ use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{KeyShape, Page, PageRequest};
 use super::users::UserStore;
 use super::DynamoStore;
-use crate::domain::{
-    new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, User, UserId,
-};
+use crate::domain::{new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
 use crate::error::{Error, Result};
 
 /// Most accounts one user may follow (bounds the fan-out-on-read feed). Enforced at write
@@ -145,54 +143,6 @@ pub struct FollowerIds {
     pub ids: Vec<UserId>,
     /// More followers exist than were read.
     pub truncated: bool,
-}
-
-/// Whether `viewer` may see `author`'s profile-bound content.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Visibility {
-    /// May see; carries the author.
-    Visible(User),
-    /// A private account the viewer does not follow (403 for lists, 404 for single posts).
-    Private(User),
-    /// The author does not exist, or a block stands between them (always 404).
-    Hidden,
-}
-
-/// The one visibility rule: blocks hide everything both ways; a private account's content
-/// is for the account itself and its approved followers.
-pub async fn visibility(
-    users: &dyn UserStore,
-    social: &dyn SocialStore,
-    viewer: UserId,
-    author: UserId,
-) -> Result<Visibility> {
-    let Some(user) = users.get_user(author).await? else {
-        return Ok(Visibility::Hidden);
-    };
-    if viewer == author {
-        return Ok(Visibility::Visible(user));
-    }
-    let relationship = social.relationship(viewer, author).await?;
-    if relationship.blocking || relationship.blocked_by {
-        return Ok(Visibility::Hidden);
-    }
-    if user.is_private && !relationship.following {
-        return Ok(Visibility::Private(user));
-    }
-    Ok(Visibility::Visible(user))
-}
-
-impl Visibility {
-    /// The author if visible; `Forbidden` for a private account, `NotFound` when hidden.
-    pub fn require_visible(self, what: &str) -> Result<User> {
-        match self {
-            Self::Visible(user) => Ok(user),
-            Self::Private(_) => Err(Error::forbidden(format!(
-                "{what} belongs to a private account you do not follow"
-            ))),
-            Self::Hidden => Err(Error::not_found(format!("{what} not found"))),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
