@@ -124,7 +124,8 @@ def main() -> int:
         env = dict(os.environ, RIPPLE_CONTRACT_TOKEN=caller["access_token"])
         command = [
             args.schemathesis, "--config-file", args.config, "run", args.spec,
-            "--url", gateway.url, "--report-dir", str(OUT / "report"), *args.extra,
+            "--url", gateway.url, "--report", "junit", "--report-junit-path", str(OUT / "junit.xml"),
+            *args.extra,
         ]
         return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
     finally:
