@@ -3,10 +3,10 @@
 
 Starts ripple-local (in memory, free ports), registers two fresh users (the caller, whose
 bearer token authenticates every request, and another user, so ids of real other users
-exist), writes both ids into a schemathesis dictionary for `user_id` parameters, runs
-`schemathesis run` with the repository's schemathesis.toml (phases, checks, bounds and every
-accepted exception live there, each with its reason), stops the stack and exits with
-schemathesis' status. `make test-contract` runs it.
+exist), gives them posts, follows both ways and a message, writes both ids into a
+schemathesis dictionary for `user_id` parameters, runs `schemathesis run` with the
+repository's schemathesis.toml (phases, checks, bounds and every accepted exception live
+there, each with its reason), stops the stack and exits with schemathesis' status. `make test-contract` runs it.
 
     contract_test.py [--gateway target/debug/ripple-local] [--moto-server .venv/bin/moto_server]
                      [--schemathesis .venv/bin/schemathesis] [-- extra schemathesis run args]
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -98,17 +99,40 @@ class Gateway:
         self.log.close()
 
 
+def call(base_url: str, method: str, path: str, body: dict | None, token: str | None = None) -> dict:
+    """One JSON request that must succeed; returns the decoded body ({} when empty)."""
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base_url}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as error:
+        sys.exit(f"contract: setup {method} {path} answered {error.code}: {error.read()!r}")
+    return json.loads(raw) if raw else {}
+
+
 def register(base_url: str, prefix: str) -> dict:
     """A fresh account; returns the session (`user`, `access_token`, …)."""
-    body = json.dumps({"username": f"{prefix}_{secrets.token_hex(6)}", "password": PASSWORD}).encode()
-    request = urllib.request.Request(
-        f"{base_url}/auth/register", data=body, method="POST",
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        if response.status != 201:
-            sys.exit(f"contract: register answered {response.status}")
-        return json.load(response)
+    body = {"username": f"{prefix}_{secrets.token_hex(6)}", "password": PASSWORD}
+    return call(base_url, "POST", "/auth/register", body)
+
+
+def seed(base_url: str, caller: dict, other: dict) -> None:
+    """Some of everything between the two users, so list responses have items to check
+    against their schemas (and the stateful phase has ids to follow)."""
+    caller_id, other_id = caller["user"]["id"], other["user"]["id"]
+    steps = [
+        (other, "POST", "/posts", {"text": "a post of the other user"}),
+        (caller, "POST", "/posts", {"text": "a post of the caller"}),
+        (other, "PUT", f"/users/{caller_id}/follow", None),
+        (caller, "PUT", f"/users/{other_id}/follow", None),
+        (other, "POST", f"/conversations/{caller_id}/messages", {"text": "hello"}),
+    ]
+    for session, method, path, body in steps:
+        call(base_url, method, path, body, session["access_token"])
 
 
 def main() -> int:
@@ -117,6 +141,7 @@ def main() -> int:
     try:
         caller = register(gateway.url, "contract")
         other = register(gateway.url, "other")
+        seed(gateway.url, caller, other)
         # libFuzzer dictionary format, one quoted value a line (schemathesis.toml: `user-ids`).
         ids = [other["user"]["id"], caller["user"]["id"]]
         (OUT / "user-ids.dict").write_text("".join(f'"{i}"\n' for i in ids), encoding="utf-8")
