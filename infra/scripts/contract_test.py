@@ -6,7 +6,8 @@ bearer token authenticates every request, and another user, so ids of real other
 exist), gives them posts, follows both ways and a message, writes both ids into a
 schemathesis dictionary for `user_id` parameters, runs `schemathesis run` with the
 repository's schemathesis.toml (phases, checks, bounds and every accepted exception live
-there, each with its reason), stops the stack and exits with schemathesis' status. `make test-contract` runs it.
+there, each with its reason), stops the stack and exits with schemathesis' status.
+`make test-contract` runs it.
 
     contract_test.py [--gateway target/debug/ripple-local] [--moto-server .venv/bin/moto_server]
                      [--schemathesis .venv/bin/schemathesis] [-- extra schemathesis run args]
