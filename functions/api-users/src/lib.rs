@@ -462,7 +462,9 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let requester = request.path_id("user_id")?;
+    // Nobody can ask to follow themself; without this check the accept's transaction would
+    // name the same items twice, which DynamoDB refuses (a 500).
+    let requester = other_user(&request, caller, "accept a follow request from")?;
     let (accepted, ahead) = futures::join!(
         state
             .social
@@ -481,7 +483,7 @@ async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let requester = request.path_id("user_id")?;
+    let requester = other_user(&request, caller, "reject a follow request from")?;
     state
         .social
         .reject_follow_request(caller, requester)

@@ -17,8 +17,8 @@ use shared::store::page::PageRequest;
 use shared::store::social::{SocialStore, MAX_FOLLOWING};
 use shared::store::users::UserStore;
 use shared::testkit::api::{
-    assert_error, open_connection, recent_notifications, writer_push, TestApi, TestRequest,
-    TestResponse,
+    assert_error, assert_error_for, open_connection, recent_notifications, writer_push, TestApi,
+    TestRequest, TestResponse,
 };
 
 /// `api-users` over a fresh database.
@@ -960,6 +960,17 @@ async fn follow_request_routes_reject_bad_input() {
             400,
             "validation_failed",
         );
+    }
+    // The caller's own id: a 400 (accepting it once was a 500: the transaction named the
+    // same items twice).
+    for action in ["accept", "reject"] {
+        let path = format!("/follow-requests/{}/{action}", alice.id());
+        let response = api.call(&alice, "POST", &path).await;
+        assert_error_for(&response, 400, "validation_failed", &path);
+        let message = response.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains("yourself"), "{path}: {}", response.body);
     }
 }
 
