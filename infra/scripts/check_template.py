@@ -30,6 +30,11 @@ Rules (each failure prints `<rule>: <what is wrong>`; exit status 1 if any faile
                what its code calls): no action more, none missing, each on exactly the listed
                resource kinds (table, its indexes, its stream, a queue, the stage's @connections);
                ManageConnections only as POST on `${WebSocketApi}/${WebSocketStageName}/POST/@connections/*`.
+  keys         no signing material outside api-auth: neither Globals nor any other function has
+               JWT_SECRET (retired), JWT_SIGNING_KEY_SECRET, a private key (PEM or a JWK with
+               "d") or a {{resolve:secretsmanager}} value in its environment, nor any
+               secretsmanager: action; api-auth names its secret and never has the key resolved
+               into its environment; the functions that verify nothing get no JWT_* key variable.
   environment  every function has the variables its Config/State require, or (the writer push)
                needs to meet the latency target (REQUIRED_ENV); the
                management endpoint names this WebSocket API and stage, FANOUT_QUEUE_URL names a
@@ -86,6 +91,7 @@ SQS_ACTION_OWNERS = {
 # Resource kinds a grant is classified into (see `resource_kind`).
 TABLE, INDEX, STREAM, CONNECTIONS = "table", "index/*", "stream", "@connections"
 FANOUT_QUEUE, STREAM_DLQ = "queue:FanoutQueue", "queue:StreamDeadLetterQueue"
+SIGNING_KEY_SECRET = "secret:JwtSigningKeySecretName"
 
 
 def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[str]]:
@@ -99,7 +105,11 @@ def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[
 # perform (docs/deploy.md, "IAM"). A grant not listed is over-privilege; a listed one missing is
 # an AccessDenied in production. Update both together when code starts using a new operation.
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
-    "ApiAuthFunction": _dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
+    "ApiAuthFunction": {
+        **_dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
+        # Its access-token signing key, once per cold start.
+        "secretsmanager:GetSecretValue": {SIGNING_KEY_SECRET},
+    },
     # The writer push (all three) reads connections (BatchGetItem), a post's followers and block
     # set (Query, GSI 1), writes delivery markers (PutItem), posts to @connections and removes a
     # gone connection (GetItem + TransactWriteItems) — all within the grants below.
@@ -156,13 +166,30 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
 }
 
 # Environment each function's `State::new` / `Config::from_vars` refuses to start without
-# (shared/src/config.rs; TABLE_NAME and JWT_SECRET for everyone, usually from Globals).
-REQUIRED_ENV_ALL = {"TABLE_NAME", "JWT_SECRET"}
+# (shared/src/config.rs; TABLE_NAME for everyone, from Globals; the JWKS for every function
+# that verifies access tokens, the signing key's secret name for api-auth).
+REQUIRED_ENV_ALL = {"TABLE_NAME"}
+# The one function that signs access tokens, and the ones that verify them.
+SIGNING_FUNCTION = "ApiAuthFunction"
+VERIFYING_FUNCTIONS = {
+    "ApiAuthFunction",
+    "ApiUsersFunction",
+    "ApiPostsFunction",
+    "ApiMessagesFunction",
+    "ApiNotificationsFunction",
+    "WsConnectFunction",
+}
+# Variables that carry or point at signing material: only the signing function may have them
+# (JWT_SECRET and JWT_PUBLIC_KEY_PEM are retired: Config refuses them everywhere).
+SIGNING_VARIABLES = {"JWT_SIGNING_KEY_SECRET"}
+RETIRED_VARIABLES = {"JWT_SECRET", "JWT_PUBLIC_KEY_PEM"}
 # The writer-push functions start without WS_MANAGEMENT_ENDPOINT (the writer push is then off
 # and every event waits for the stream), but a deployment without it misses the latency target,
 # so the template must give it to them.
 REQUIRED_ENV = {
-    **{function: {"WS_MANAGEMENT_ENDPOINT"} for function in WRITER_PUSH_FUNCTIONS},
+    **{function: {"JWT_PUBLIC_KEYS"} for function in VERIFYING_FUNCTIONS - WRITER_PUSH_FUNCTIONS - {SIGNING_FUNCTION}},
+    **{function: {"WS_MANAGEMENT_ENDPOINT", "JWT_PUBLIC_KEYS"} for function in WRITER_PUSH_FUNCTIONS},
+    SIGNING_FUNCTION: {"JWT_PUBLIC_KEYS", "JWT_SIGNING_KEY_SECRET"},
     "WsMessageFunction": {"WS_MANAGEMENT_ENDPOINT"},
     "StreamRouterFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
     "PushWorkerFunction": {"WS_MANAGEMENT_ENDPOINT", "FANOUT_QUEUE_URL"},
@@ -686,6 +713,11 @@ def resource_kind(template: dict[str, Any], resource: Any) -> str:
             return STREAM
     if isinstance(text, str) and "/@connections/" in text:
         return CONNECTIONS
+    if isinstance(text, str) and re.fullmatch(
+        r"arn:\$\{AWS::Partition\}:secretsmanager:\$\{AWS::Region\}:\$\{AWS::AccountId\}:secret:\$\{JwtSigningKeySecretName\}-\?{6}",
+        text,
+    ):
+        return SIGNING_KEY_SECRET
     return json.dumps(plain(resource), sort_keys=True)
 
 
@@ -788,6 +820,42 @@ def check_environment(template: dict[str, Any], report: Report) -> None:
                 report.error("environment", f"{function_id}.FANOUT_QUEUE_URL must !Ref a queue the function may sqs:SendMessage to (found {json.dumps(plain(queue))})")
 
 
+def _signing_material(value: Any) -> str | None:
+    """What in an environment value is signing material, if anything."""
+    text = json.dumps(plain(value)) if not isinstance(value, str) else value
+    if "resolve:secretsmanager" in text:
+        return "a {{resolve:secretsmanager}} value (the secret would sit in the environment)"
+    if "PRIVATE KEY" in text:
+        return "a PEM private key"
+    if re.search(r'\\?"d\\?"\s*:', text):
+        return 'a private JWK ("d")'
+    return None
+
+
+def check_keys(template: dict[str, Any], report: Report) -> None:
+    globals_env = (template.get("Globals", {}).get("Function", {}).get("Environment") or {}).get("Variables") or {}
+    for name, value in sorted(globals_env.items()):
+        if name in SIGNING_VARIABLES | RETIRED_VARIABLES:
+            report.error("keys", f"Globals gives every function {name}: signing material belongs to {SIGNING_FUNCTION} alone")
+        elif (what := _signing_material(value)) is not None:
+            report.error("keys", f"Globals.{name} is {what}: no function may hold signing material in its environment")
+    for function_id, function in sorted(resources_of_type(template, "AWS::Serverless::Function").items()):
+        environment = function_environment(template, function)
+        for name, value in sorted(environment.items()):
+            if name in RETIRED_VARIABLES:
+                report.error("keys", f"{function_id} has {name}: the shared secret is retired (EdDSA keys, docs/deploy.md)")
+            elif name in SIGNING_VARIABLES and function_id != SIGNING_FUNCTION:
+                report.error("keys", f"{function_id} has {name}: only {SIGNING_FUNCTION} may reach the signing key")
+            elif (what := _signing_material(value)) is not None:
+                report.error("keys", f"{function_id}.{name} is {what}: the private key is read through the SDK, never put in an environment")
+        if function_id not in VERIFYING_FUNCTIONS:
+            for name in sorted(n for n in environment if n.startswith("JWT_") and n not in ("JWT_ISSUER", "JWT_AUDIENCE")):
+                report.error("keys", f"{function_id} verifies no token and must get no key variable, found {name}")
+        for action in sorted(a for a in function_grants(template, function_id) if a.startswith("secretsmanager:") or a == "kms:decrypt"):
+            if function_id != SIGNING_FUNCTION:
+                report.error("keys", f"{function_id} is granted {action}: only {SIGNING_FUNCTION} may read the signing key")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules: websocket and http
 # ---------------------------------------------------------------------------------------------
@@ -870,6 +938,7 @@ def run(template_path: Path, table_path: Path, root: Path) -> Report:
     check_iam(template, lines, report)
     check_grants(template, report)
     check_environment(template, report)
+    check_keys(template, report)
     check_websocket(template, report)
     check_http(template, report)
     return report
@@ -889,7 +958,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR {error}", file=sys.stderr)
         print(f"check_template: {len(report.errors)} problem(s) in {args.template}", file=sys.stderr)
         return 1
-    print(f"check_template: {args.template} OK (table, functions, stream, queue, iam, grants, environment, websocket, http)")
+    print(f"check_template: {args.template} OK (table, functions, stream, queue, iam, grants, environment, keys, websocket, http)")
     return 0
 
 

@@ -170,6 +170,29 @@ def _drop_global_env(name: str) -> Callable[[Template, dict], None]:
     return mutate
 
 
+def _add_env(function_id: str, name: str, value: Any) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        environment = props(template, function_id).setdefault("Environment", {}).setdefault("Variables", {})
+        environment[name] = value
+
+    return mutate
+
+
+def _add_global_env(name: str, value: Any) -> Callable[[Template, dict], None]:
+    def mutate(template: Template, _table: dict) -> None:
+        template["Globals"]["Function"]["Environment"]["Variables"][name] = value
+
+    return mutate
+
+
+RESOLVED_KEY = {"Fn::Sub": "{{resolve:secretsmanager:${JwtSigningKeySecretName}:SecretString}}"}
+SECRET_READ = {
+    "Effect": "Allow",
+    "Action": "secretsmanager:GetSecretValue",
+    "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${JwtSigningKeySecretName}-??????"},
+}
+
+
 def _route_without_permission(template: Template, _table: dict) -> None:
     del resources(template)["WsDisconnectPermission"]
 
@@ -236,7 +259,7 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("grants: an action the code calls is missing", _drop_action("PushWorkerFunction", "StaleConnectionCleanupAndPresence", "dynamodb:ConditionCheckItem"), "PushWorkerFunction lacks dynamodb:conditioncheckitem"),
     ("grants: index query without an index read", _grant("WsConnectFunction", {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": {"Fn::Sub": "${Table.Arn}/index/*"}}), "WsConnectFunction is granted dynamodb:query"),
     ("grants: index missing for a GSI reader", _set(["ApiUsersFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], {"Fn::GetAtt": ["Table", "Arn"]}), "missing ['index/*']"),
-    ("grants: index granted to a table-only reader", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 1, "Resource"], [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]), "not ['index/*']"),
+    ("grants: index granted to a table-only reader", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 2, "Resource"], [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]), "not ['index/*']"),
     ("grants: pushing function cannot push", _drop_statement("StreamRouterFunction", "PushToConnections"), "StreamRouterFunction lacks execute-api:manageconnections"),
     ("grants: ManageConnections for any method", _grant("WsMessageFunction", {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStageName}/*/@connections/*"}}), "(the code only posts)"),
     ("iam: the worker sends to the stream DLQ", _grant("PushWorkerFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}}), "not ['queue:StreamDeadLetterQueue']"),
@@ -251,7 +274,19 @@ STRUCTURAL_CASES: list[tuple[str, Callable[[Template, dict], None], str]] = [
     ("grants: api-messages without ManageConnections (writer push)", _drop_statement("ApiMessagesFunction", "PushToConnections"), "ApiMessagesFunction lacks execute-api:manageconnections"),
     ("environment: endpoint of another API", _set(["PushWorkerFunction", "Properties", "Environment", "Variables", "WS_MANAGEMENT_ENDPOINT"], "https://example.com/prod"), "WS_MANAGEMENT_ENDPOINT must be"),
     ("environment: queue URL of a DLQ", _set(["StreamRouterFunction", "Properties", "Environment", "Variables", "FANOUT_QUEUE_URL"], {"Ref": "FanoutDeadLetterQueue"}), "FANOUT_QUEUE_URL must !Ref a queue"),
-    ("environment: no JWT secret in Globals", _drop_global_env("JWT_SECRET"), "ApiAuthFunction needs JWT_SECRET"),
+    ("environment: api-auth without its signing key's secret", _drop_env("ApiAuthFunction", "JWT_SIGNING_KEY_SECRET"), "ApiAuthFunction needs JWT_SIGNING_KEY_SECRET"),
+    ("environment: ws-connect without the JWKS", _drop_env("WsConnectFunction", "JWT_PUBLIC_KEYS"), "WsConnectFunction needs JWT_PUBLIC_KEYS"),
+    # keys: signing material only in api-auth (each case adds a key where it must not be)
+    ("keys: the retired shared secret back in Globals", _add_global_env("JWT_SECRET", RESOLVED_KEY), "Globals gives every function JWT_SECRET"),
+    ("keys: the signing key resolved into Globals", _add_global_env("SIGNING_KEY", RESOLVED_KEY), "Globals.SIGNING_KEY is a {{resolve:secretsmanager}} value"),
+    ("keys: the signing key resolved into api-auth's environment", _add_env("ApiAuthFunction", "SIGNING_KEY", RESOLVED_KEY), "ApiAuthFunction.SIGNING_KEY is a {{resolve:secretsmanager}} value"),
+    ("keys: the secret's name given to api-posts", _add_env("ApiPostsFunction", "JWT_SIGNING_KEY_SECRET", {"Ref": "JwtSigningKeySecretName"}), "ApiPostsFunction has JWT_SIGNING_KEY_SECRET"),
+    ("keys: a PEM private key in ws-connect", _add_env("WsConnectFunction", "KEY", "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI...\n-----END PRIVATE KEY-----"), "WsConnectFunction.KEY is a PEM private key"),
+    ("keys: a private JWK in api-users", _add_env("ApiUsersFunction", "JWT_PUBLIC_KEYS", '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"AAAA","d":"BBBB"}]}'), 'ApiUsersFunction.JWT_PUBLIC_KEYS is a private JWK ("d")'),
+    ("keys: ws-connect may read the secret", _grant("WsConnectFunction", SECRET_READ), "keys: WsConnectFunction is granted secretsmanager:getsecretvalue"),
+    ("keys: the router gets the JWKS it never uses", _add_env("StreamRouterFunction", "JWT_PUBLIC_KEYS", {"Ref": "JwtPublicKeys"}), "StreamRouterFunction verifies no token and must get no key variable"),
+    ("grants: api-auth cannot read its signing key", _drop_statement("ApiAuthFunction", "SigningKey"), "ApiAuthFunction lacks secretsmanager:getsecretvalue"),
+    ("grants: api-auth reads every secret", _set(["ApiAuthFunction", "Properties", "Policies", 0, "Statement", 0, "Resource"], {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"}), "ApiAuthFunction secretsmanager:getsecretvalue: resources must be exactly"),
     # websocket and http
     ("websocket: function without permission", _route_without_permission, "WsDisconnectFunction has no AWS::Lambda::Permission"),
     ("websocket: deployment does not wait for a route", _set(["WebSocketDeployment", "DependsOn"], ["WsConnectRoute"]), "must DependsOn every route"),

@@ -4,7 +4,8 @@
 //!
 //! | set | clients | functions |
 //! |---|---|---|
-//! | [`DynamoClients`] | DynamoDB | `api-auth`, `api-notifications`, `ws-connect`, `ws-disconnect` |
+//! | [`DynamoClients`] | DynamoDB | `api-notifications`, `ws-connect`, `ws-disconnect` |
+//! | `AuthClients` (feature `secrets`) | DynamoDB, Secrets Manager (its signing key, at cold start) | `api-auth` |
 //! | `WriterClients` (feature `push`) | DynamoDB, management API when configured | `api-posts`, `api-messages`, `api-users` (the writer push) |
 //! | `PushClients` (feature `push`) | DynamoDB, management API | `ws-message` |
 //! | `RouterClients` (feature `sqs`) | DynamoDB, management API, SQS | `stream-router`, `push-worker` |
@@ -33,6 +34,8 @@ pub struct Endpoints {
     pub dynamodb: Option<String>,
     pub dynamodb_streams: Option<String>,
     pub sqs: Option<String>,
+    /// Secrets Manager (the local stack's moto), for `api-auth`'s signing key.
+    pub secrets_manager: Option<String>,
     /// Counts the requests of the DynamoDB, SQS and management clients (tests, benchmark).
     pub meter: Option<RequestMeter>,
 }
@@ -43,6 +46,7 @@ pub enum Service {
     DynamoDb,
     ApiGatewayManagement,
     Sqs,
+    SecretsManager,
 }
 
 /// The SDK clients one function is given at cold start.
@@ -122,7 +126,8 @@ fn management_client(
     aws_sdk_apigatewaymanagement::Client::from_conf(management.build())
 }
 
-/// DynamoDB only: `api-auth`, `api-notifications`, `ws-connect`, `ws-disconnect`.
+/// DynamoDB only: `api-notifications`, `ws-connect`, `ws-disconnect` (and the DynamoDB
+/// part of `api-auth`'s set).
 #[derive(Debug, Clone)]
 pub struct DynamoClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -134,6 +139,62 @@ impl ClientSet for DynamoClients {
     fn from_sdk_config(sdk: &SdkConfig, _config: &Config, endpoints: &Endpoints) -> Result<Self> {
         Ok(Self {
             dynamodb: dynamodb_client(sdk, endpoints),
+        })
+    }
+}
+
+/// DynamoDB and Secrets Manager: `api-auth`, the one function holding the private key access
+/// tokens are signed with, which it reads from Secrets Manager once per cold start
+/// ([`AuthClients::signing_key`]). No other set has a Secrets Manager client.
+#[cfg(feature = "secrets")]
+#[derive(Debug, Clone)]
+pub struct AuthClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secrets_manager: aws_sdk_secretsmanager::Client,
+}
+
+#[cfg(feature = "secrets")]
+impl AuthClients {
+    /// The DynamoDB part of the set.
+    pub fn dynamo(&self) -> DynamoClients {
+        DynamoClients {
+            dynamodb: self.dynamodb.clone(),
+        }
+    }
+
+    /// The signing key in the secret `secret_id` (name or ARN): its `SecretString` is the
+    /// private JWK (`crate::auth::keys`). Errors name the secret, never its value.
+    pub async fn signing_key(&self, secret_id: &str) -> Result<crate::auth::keys::SigningKey> {
+        let output = self
+            .secrets_manager
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::Error::internal(format!("reading the signing key secret {secret_id}"), e)
+            })?;
+        let secret = output.secret_string().ok_or_else(|| {
+            crate::Error::invariant(format!(
+                "the signing key secret {secret_id} has no SecretString"
+            ))
+        })?;
+        crate::auth::keys::SigningKey::from_jwk_json(secret)
+    }
+}
+
+#[cfg(feature = "secrets")]
+impl ClientSet for AuthClients {
+    const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::SecretsManager];
+
+    fn from_sdk_config(sdk: &SdkConfig, _config: &Config, endpoints: &Endpoints) -> Result<Self> {
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk);
+        if let Some(url) = &endpoints.secrets_manager {
+            secrets = secrets.endpoint_url(url);
+        }
+        Ok(Self {
+            dynamodb: dynamodb_client(sdk, endpoints),
+            secrets_manager: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
         })
     }
 }
@@ -279,10 +340,7 @@ mod tests {
     }
 
     fn config(extra: &[(&str, &str)]) -> Config {
-        let mut vars = vec![
-            ("TABLE_NAME".to_owned(), "t".to_owned()),
-            ("JWT_SECRET".to_owned(), "x".repeat(32)),
-        ];
+        let mut vars = vec![("TABLE_NAME".to_owned(), "t".to_owned())];
         vars.extend(
             extra
                 .iter()

@@ -7,36 +7,49 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::auth::keys::Jwks;
 use crate::error::{Error, Result};
 use crate::store::lockout::LockoutPolicy;
 
-/// How access tokens are verified (and, for HS256, signed).
-#[derive(Clone)]
-pub enum JwtKey {
-    /// Shared secret; Ripple signs and verifies its own tokens.
-    Hs256 { secret: Vec<u8> },
-    /// Public key of an external identity provider; Ripple only verifies.
-    Rs256 { public_key_pem: String },
-}
-
-impl std::fmt::Debug for JwtKey {
-    // Never print key material.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Hs256 { .. } => f.write_str("Hs256 { secret: <redacted> }"),
-            Self::Rs256 { .. } => f.write_str("Rs256 { public_key_pem: .. }"),
-        }
-    }
-}
-
+/// Access tokens: the keys and claims.
+///
+/// No variable here is required by [`Config::from_vars`]: a function that verifies tokens
+/// asks for the JWKS ([`JwtConfig::require_public_keys`], when it builds its
+/// `TokenService`), `api-auth` also for its signing key's secret, and the functions that
+/// verify nothing (`stream-router`, `push-worker`, `ws-disconnect`) are given neither.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    pub key: JwtKey,
+    /// `JWT_PUBLIC_KEYS`: the JWKS access tokens are verified with (public keys only).
+    pub public_keys: Option<Jwks>,
+    /// `JWT_SIGNING_KEY_SECRET`: name or ARN of the Secrets Manager secret holding the
+    /// private signing key, which `api-auth` reads at cold start. Only the name is here.
+    pub signing_key_secret: Option<String>,
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
 }
+
+impl JwtConfig {
+    /// The JWKS, for a function that verifies access tokens.
+    pub fn require_public_keys(&self) -> Result<&Jwks> {
+        self.public_keys
+            .as_ref()
+            .ok_or_else(|| missing("JWT_PUBLIC_KEYS"))
+    }
+
+    /// The signing key's secret id, for `api-auth`.
+    pub fn require_signing_key_secret(&self) -> Result<&str> {
+        self.signing_key_secret
+            .as_deref()
+            .ok_or_else(|| missing("JWT_SIGNING_KEY_SECRET"))
+    }
+}
+
+/// Variables of the retired shared-secret (HS256) and RS256 modes. A function still given
+/// one fails its cold start: a leftover signing secret in a function's environment is what
+/// the asymmetric keys exist to remove.
+pub const RETIRED_JWT_VARIABLES: [&str; 2] = ["JWT_SECRET", "JWT_PUBLIC_KEY_PEM"];
 
 /// Per-user write budgets, per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +182,6 @@ pub struct Config {
     pub log_filter: String,
 }
 
-/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
-pub const MIN_HS256_SECRET_BYTES: usize = 32;
-
 impl Config {
     /// Builds the configuration from environment-style pairs.
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self>
@@ -191,30 +201,21 @@ impl Config {
             .ok_or_else(|| missing("TABLE_NAME"))?
             .to_owned();
 
-        let key = match (get("JWT_PUBLIC_KEY_PEM"), get("JWT_SECRET")) {
-            (Some(pem), _) => {
-                jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                    config_error(format!("JWT_PUBLIC_KEY_PEM is not an RSA public key: {e}"))
-                })?;
-                JwtKey::Rs256 {
-                    public_key_pem: pem.to_owned(),
-                }
-            }
-            (None, Some(secret)) => {
-                if secret.len() < MIN_HS256_SECRET_BYTES {
-                    return Err(config_error(format!(
-                        "JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes"
-                    )));
-                }
-                JwtKey::Hs256 {
-                    secret: secret.as_bytes().to_vec(),
-                }
-            }
-            (None, None) => return Err(missing("JWT_SECRET (or JWT_PUBLIC_KEY_PEM)")),
-        };
+        if let Some(retired) = RETIRED_JWT_VARIABLES.iter().find(|v| get(v).is_some()) {
+            return Err(config_error(format!(
+                "{retired} is no longer read: access tokens are EdDSA, verified with \
+                 JWT_PUBLIC_KEYS and signed by api-auth only (docs/deploy.md); remove it"
+            )));
+        }
+        let public_keys = get("JWT_PUBLIC_KEYS")
+            .map(|json| {
+                Jwks::parse(json).map_err(|e| config_error(format!("JWT_PUBLIC_KEYS: {e}")))
+            })
+            .transpose()?;
 
         let jwt = JwtConfig {
-            key,
+            public_keys,
+            signing_key_secret: get("JWT_SIGNING_KEY_SECRET").map(str::to_owned),
             issuer: get("JWT_ISSUER").unwrap_or("ripple").to_owned(),
             audience: get("JWT_AUDIENCE").unwrap_or("ripple-clients").to_owned(),
             access_token_ttl: Duration::from_secs(number(&vars, "ACCESS_TOKEN_TTL_SECONDS", 900)?),
@@ -375,11 +376,9 @@ fn config_error(message: String) -> Error {
 mod tests {
     use super::*;
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
     #[test]
     fn reads_required_and_defaults() {
-        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
+        let config = Config::from_vars([("TABLE_NAME", "t")]).unwrap();
         assert_eq!(config.table_name, "t");
         assert_eq!(config.jwt.issuer, "ripple");
         assert_eq!(config.jwt.access_token_ttl, Duration::from_secs(900));
@@ -392,7 +391,6 @@ mod tests {
     fn writer_push_limits_are_configurable() {
         let config = Config::from_vars([
             ("TABLE_NAME", "t"),
-            ("JWT_SECRET", SECRET),
             ("WRITER_PUSH_MAX_CONNECTIONS", "0"),
             ("WRITER_PUSH_MAX_FOLLOWERS", "20"),
             ("WRITER_PUSH_BUDGET_MS", "80"),
@@ -409,49 +407,74 @@ mod tests {
             }
         );
         assert_eq!(config.ws_handshake_window, chrono::Duration::seconds(2));
-        let error = Config::from_vars([
-            ("TABLE_NAME", "t"),
-            ("JWT_SECRET", SECRET),
-            ("WRITER_PUSH_MAX_FOLLOWERS", "-1"),
-        ])
-        .unwrap_err();
+        let error = Config::from_vars([("TABLE_NAME", "t"), ("WRITER_PUSH_MAX_FOLLOWERS", "-1")])
+            .unwrap_err();
         assert!(error.to_string().contains("WRITER_PUSH_MAX_FOLLOWERS"));
     }
 
     #[test]
-    fn missing_table_or_secret_is_a_start_up_error() {
-        let error = Config::from_vars([("JWT_SECRET", SECRET)]).unwrap_err();
+    fn only_the_table_is_required_and_no_key_is_needed_to_load() {
+        let error = Config::from_vars([("RUST_LOG", "info")]).unwrap_err();
         assert!(error.to_string().contains("TABLE_NAME"), "{error}");
-        let error = Config::from_vars([("TABLE_NAME", "t")]).unwrap_err();
-        assert!(error.to_string().contains("JWT_SECRET"), "{error}");
+        // stream-router and push-worker verify nothing and are given no key at all.
+        let config = Config::from_vars([("TABLE_NAME", "t")]).unwrap();
+        assert!(config.jwt.public_keys.is_none());
+        let error = config.jwt.require_public_keys().unwrap_err();
+        assert!(error.to_string().contains("JWT_PUBLIC_KEYS"), "{error}");
+        let error = config.jwt.require_signing_key_secret().unwrap_err();
+        assert!(
+            error.to_string().contains("JWT_SIGNING_KEY_SECRET"),
+            "{error}"
+        );
     }
 
     #[test]
-    fn rejects_short_secrets_and_bad_numbers() {
-        assert!(Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", "short")]).is_err());
-        let error = Config::from_vars([
-            ("TABLE_NAME", "t"),
-            ("JWT_SECRET", SECRET),
-            ("MAX_CONNECTIONS_PER_USER", "ten"),
+    fn reads_the_jwks_and_the_signing_key_secret_name() {
+        let key = crate::auth::keys::SigningKey::generate("k1").unwrap();
+        let jwks = Jwks::new(vec![key.public_key()]).unwrap();
+        let config = Config::from_vars([
+            ("TABLE_NAME", "t".to_owned()),
+            ("JWT_PUBLIC_KEYS", jwks.to_json().to_string()),
+            (
+                "JWT_SIGNING_KEY_SECRET",
+                "ripple/jwt-signing-key".to_owned(),
+            ),
         ])
-        .unwrap_err();
+        .unwrap();
+        assert_eq!(config.jwt.require_public_keys().unwrap(), &jwks);
+        assert_eq!(
+            config.jwt.require_signing_key_secret().unwrap(),
+            "ripple/jwt-signing-key"
+        );
+        let error =
+            Config::from_vars([("TABLE_NAME", "t"), ("JWT_PUBLIC_KEYS", "{}")]).unwrap_err();
+        assert!(error.to_string().contains("JWT_PUBLIC_KEYS"), "{error}");
+    }
+
+    #[test]
+    fn the_retired_shared_secret_is_a_start_up_error_that_never_quotes_it() {
+        for name in RETIRED_JWT_VARIABLES {
+            let error =
+                Config::from_vars([("TABLE_NAME", "t"), (name, "leftover-value")]).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+            assert!(!error.to_string().contains("leftover-value"), "{error}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_numbers() {
+        let error = Config::from_vars([("TABLE_NAME", "t"), ("MAX_CONNECTIONS_PER_USER", "ten")])
+            .unwrap_err();
         assert!(error.to_string().contains("MAX_CONNECTIONS_PER_USER"));
     }
 
     #[test]
-    fn debug_output_never_contains_the_secret() {
-        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
-        assert!(!format!("{config:?}").contains(SECRET));
-    }
-
-    #[test]
     fn auth_limits_default_and_come_from_the_environment() {
-        let config = Config::from_vars([("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)]).unwrap();
+        let config = Config::from_vars([("TABLE_NAME", "t")]).unwrap();
         assert_eq!(config.auth_limits, AuthLimits::default());
         assert_eq!(config.auth_limits.login_per_user.max_failures, 5);
         let config = Config::from_vars([
             ("TABLE_NAME", "t"),
-            ("JWT_SECRET", SECRET),
             ("AUTH_LOGIN_FAILURES_PER_USER", "3"),
             ("AUTH_LOGIN_FAILURES_PER_IP", "7"),
             ("AUTH_REFRESH_FAILURES_PER_IP", "9"),
@@ -482,11 +505,8 @@ mod tests {
             limits.refresh_per_ip.lockout_after(40),
             chrono::Duration::seconds(50)
         );
-        assert!(Config::from_vars([
-            ("TABLE_NAME", "t"),
-            ("JWT_SECRET", SECRET),
-            ("AUTH_WINDOW_SECONDS", "soon"),
-        ])
-        .is_err());
+        assert!(
+            Config::from_vars([("TABLE_NAME", "t"), ("AUTH_WINDOW_SECONDS", "soon"),]).is_err()
+        );
     }
 }

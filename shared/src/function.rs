@@ -37,6 +37,16 @@ pub trait FunctionState: Sized + Send + Sync + 'static {
 
     /// The state over `clients`; fails on configuration the function cannot run without.
     fn build(config: Config, clients: &Self::Clients) -> crate::Result<Self>;
+
+    /// The state at cold start: [`FunctionState::build`], unless the function must read
+    /// something through its clients first (`api-auth` reads its signing key from Secrets
+    /// Manager). What [`cold_start`] and the local gateway call.
+    fn load(
+        config: Config,
+        clients: &Self::Clients,
+    ) -> impl Future<Output = crate::Result<Self>> + Send {
+        std::future::ready(Self::build(config, clients))
+    }
 }
 
 /// The whole start-up of a Lambda `main.rs`: the typed configuration from the environment,
@@ -47,7 +57,7 @@ pub async fn cold_start<S: FunctionState>() -> Result<S, BoxError> {
     let config = Config::from_vars(std::env::vars())?;
     crate::telemetry::init(&config.log_filter);
     let clients = crate::aws::from_env::<S::Clients>(&config).await?;
-    Ok(S::build(config, &clients)?)
+    Ok(S::load(config, &clients).await?)
 }
 
 /// A function as the local gateway (or a test) invokes it: JSON event in, JSON response out.

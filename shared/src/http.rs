@@ -132,6 +132,9 @@ impl ApiRequest {
 pub struct ApiResponse {
     pub status: StatusCode,
     pub body: Option<Value>,
+    /// `Cache-Control: public, max-age=N` for a public, slowly changing document (the
+    /// JWKS); `None` (every other response) sends no caching header.
+    pub public_max_age_seconds: Option<u32>,
 }
 
 impl ApiResponse {
@@ -147,6 +150,7 @@ impl ApiResponse {
         Ok(Self {
             status,
             body: Some(serde_json::to_value(body)?),
+            public_max_age_seconds: None,
         })
     }
 
@@ -154,7 +158,14 @@ impl ApiResponse {
         Self {
             status: StatusCode::NO_CONTENT,
             body: None,
+            public_max_age_seconds: None,
         }
+    }
+
+    /// The same response, cacheable by anyone for `seconds`.
+    pub fn cacheable_for(mut self, seconds: u32) -> Self {
+        self.public_max_age_seconds = Some(seconds);
+        self
     }
 }
 
@@ -300,11 +311,15 @@ impl<S: Send + Sync + 'static> Router<S> {
             source_ip,
         };
         let response = handler(state, api_request).await?;
-        Ok(json_response(
-            response.status,
-            response.body.as_ref(),
-            request_id,
-        ))
+        let mut http_response = json_response(response.status, response.body.as_ref(), request_id);
+        if let Some(seconds) = response.public_max_age_seconds {
+            http_response.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_str(&format!("public, max-age={seconds}"))
+                    .map_err(|e| Error::internal("Cache-Control header", e))?,
+            );
+        }
+        Ok(http_response)
     }
 }
 

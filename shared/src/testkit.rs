@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::auth::keys::{Jwks, SigningKey};
+use crate::auth::TokenService;
 use crate::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use crate::config::Config;
 use crate::store::{table::create_table, DynamoStore};
@@ -19,8 +21,43 @@ use crate::store::{table::create_table, DynamoStore};
 /// Environment variable naming an external DynamoDB endpoint for the store suite.
 pub const EXTERNAL_ENDPOINT_VAR: &str = "RIPPLE_TEST_DYNAMODB_ENDPOINT";
 
-/// A secret that satisfies the HS256 minimum, for tests only.
-pub const TEST_JWT_SECRET: &str = "ripple-test-secret-0123456789abcdef0123456789";
+/// The `kid` of [`test_signing_key`].
+pub const TEST_KID: &str = "test-key";
+
+/// The access-token signing key of tests: an Ed25519 key generated once per process.
+pub fn test_signing_key() -> &'static SigningKey {
+    static KEY: std::sync::LazyLock<SigningKey> = std::sync::LazyLock::new(|| {
+        SigningKey::generate(TEST_KID).unwrap_or_else(|e| panic!("test signing key: {e}"))
+    });
+    &KEY
+}
+
+/// `JWT_PUBLIC_KEYS` of tests: the JWKS holding [`test_signing_key`]'s public key.
+pub fn test_public_keys() -> String {
+    Jwks::new(vec![test_signing_key().public_key()])
+        .unwrap_or_else(|e| panic!("test JWKS: {e}"))
+        .to_json()
+        .to_string()
+}
+
+/// A token service of `config`'s claims that signs with `key` and trusts only `key`: with a
+/// fresh key under [`TEST_KID`] it mints tokens that look right to a function under test
+/// (same `kid`, issuer, audience) but are signed by a key it does not hold.
+pub fn token_service_signing_with(config: &Config, key: &SigningKey) -> TokenService {
+    let mut jwt = config.jwt.clone();
+    jwt.public_keys =
+        Some(Jwks::new(vec![key.public_key()]).unwrap_or_else(|e| panic!("test JWKS: {e}")));
+    TokenService::new(&jwt)
+        .and_then(|tokens| tokens.with_signing_key(key))
+        .unwrap_or_else(|e| panic!("test token service: {e}"))
+}
+
+/// The token service tests issue genuine tokens with: `config`'s JWKS and the test key.
+pub fn test_token_service(config: &Config) -> TokenService {
+    TokenService::new(&config.jwt)
+        .and_then(|tokens| tokens.with_signing_key(test_signing_key()))
+        .unwrap_or_else(|e| panic!("test token service: {e}"))
+}
 
 /// Opens an embedded dynoxide database — in memory, or in `file` — whose writes and stream
 /// reads do not slow down as stream records pile up.
@@ -317,11 +354,12 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("seeding followers: {e}"))
     }
 
-    /// A configuration for this database with a test JWT secret; `extra` overrides.
+    /// A configuration for this database with the test JWKS ([`test_public_keys`]);
+    /// `extra` overrides.
     pub fn config_with(&self, extra: &[(&str, &str)]) -> Config {
         let mut vars = vec![
             ("TABLE_NAME".to_owned(), self.table_name.clone()),
-            ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+            ("JWT_PUBLIC_KEYS".to_owned(), test_public_keys()),
         ];
         vars.extend(
             extra
@@ -353,6 +391,7 @@ impl TestDb {
             dynamodb: Some(self.endpoint.clone()),
             dynamodb_streams: Some(self.endpoint.clone()),
             sqs: None,
+            secrets_manager: None,
             meter: None,
         }
     }
@@ -779,8 +818,7 @@ pub mod api {
             let db = TestDb::start().await;
             let config = db.config_with(config);
             let clients = db.client_set::<C>(&config);
-            let tokens = TokenService::new(&config.jwt)
-                .unwrap_or_else(|e| panic!("test token service: {e:?}"));
+            let tokens = crate::testkit::test_token_service(&config);
             let function = build(config.clone(), &clients)
                 .unwrap_or_else(|e| panic!("building the function under test: {e:?}"));
             Self {

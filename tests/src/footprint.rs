@@ -2,7 +2,9 @@
 //! `api-auth` / `api-notifications` cannot be handed a management-API client either (with
 //! `tests/footprint.rs`, which checks the states' client sets and the linked crates).
 //!
-//! `api-auth` and `api-notifications` take [`shared::aws::DynamoClients`]; `api-posts`,
+//! `api-notifications` takes [`shared::aws::DynamoClients`], `api-auth` the same DynamoDB
+//! clients (its production set, `AuthClients`, adds only Secrets Manager for its signing
+//! key); `api-posts`,
 //! `api-messages` and `api-users` take [`shared::aws::WriterClients`] (DynamoDB and the
 //! optional management client of the writer push). Neither set has an SQS client, and the
 //! sets that do are other types, so handing one over does not compile:
@@ -31,8 +33,12 @@
 //! nor giving `api-auth` a set with a management client, or reaching for one through its set:
 //!
 //! ```compile_fail
-//! fn build(config: shared::config::Config, clients: &shared::aws::WriterClients) {
-//!     let _state = api_auth::State::new(config, clients);
+//! fn build(
+//!     config: shared::config::Config,
+//!     clients: &shared::aws::WriterClients,
+//!     key: &shared::auth::keys::SigningKey,
+//! ) {
+//!     let _state = api_auth::State::new(config, clients, key);
 //! }
 //! ```
 //!
@@ -62,10 +68,11 @@
 //!     writer: &shared::aws::WriterClients,
 //!     dynamo: &shared::aws::DynamoClients,
 //!     router: &shared::aws::RouterClients,
+//!     key: &shared::auth::keys::SigningKey,
 //! ) {
 //!     let _state = api_posts::State::new(config.clone(), writer);
 //!     let _state = <api_messages::State as FunctionState>::build(config.clone(), writer);
-//!     let _state = api_auth::State::new(config, dynamo);
+//!     let _state = api_auth::State::new(config, dynamo, key);
 //!     let _management = &writer.management;
 //!     let _sqs = &router.sqs;
 //! }

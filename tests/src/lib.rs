@@ -28,7 +28,9 @@ impl RestStack {
     pub async fn start() -> Self {
         let api = TestApi::start(|config, clients| {
             Ok(api_auth::lambda_function(Arc::new(api_auth::State::new(
-                config, clients,
+                config,
+                clients,
+                shared::testkit::test_signing_key(),
             )?)))
         })
         .await;

@@ -1,5 +1,6 @@
-//! What each function is given and links. No REST function can reach SQS; `api-auth` and
-//! `api-notifications` (like `ws-connect` and `ws-disconnect`) reach DynamoDB only;
+//! What each function is given and links. No REST function can reach SQS; `api-notifications`
+//! (like `ws-connect` and `ws-disconnect`) reaches DynamoDB only, `api-auth` DynamoDB and
+//! Secrets Manager (its signing key, at cold start; no other function links that SDK);
 //! `api-posts`, `api-messages` and `api-users` add the management API for the writer push.
 //!
 //! Three layers, from strongest to weakest:
@@ -13,11 +14,16 @@
 
 use std::process::Command;
 
-use shared::aws::{ClientSet, DynamoClients, Service, WriterClients};
+use shared::aws::{AuthClients, ClientSet, DynamoClients, Service, WriterClients};
 use shared::function::FunctionState;
 
 /// Compiles only for a state built from DynamoDB clients and nothing else.
 fn dynamodb_only<S: FunctionState<Clients = DynamoClients>>() -> &'static [Service] {
+    S::Clients::SERVICES
+}
+
+/// Compiles only for a state built from api-auth's set (DynamoDB and Secrets Manager).
+fn auth<S: FunctionState<Clients = AuthClients>>() -> &'static [Service] {
     S::Clients::SERVICES
 }
 
@@ -29,7 +35,7 @@ fn writer<S: FunctionState<Clients = WriterClients>>() -> &'static [Service] {
 #[test]
 fn no_rest_state_can_reach_sqs() {
     let rest = [
-        ("api-auth", dynamodb_only::<api_auth::State>()),
+        ("api-auth", auth::<api_auth::State>()),
         (
             "api-notifications",
             dynamodb_only::<api_notifications::State>(),
@@ -45,8 +51,11 @@ fn no_rest_state_can_reach_sqs() {
 }
 
 #[test]
-fn api_auth_and_api_notifications_reach_dynamodb_only() {
-    assert_eq!(dynamodb_only::<api_auth::State>(), [Service::DynamoDb]);
+fn api_notifications_reaches_dynamodb_only_and_api_auth_adds_its_secret() {
+    assert_eq!(
+        auth::<api_auth::State>(),
+        [Service::DynamoDb, Service::SecretsManager]
+    );
     assert_eq!(
         dynamodb_only::<api_notifications::State>(),
         [Service::DynamoDb]
@@ -89,6 +98,7 @@ fn linked_sdks(package: &str) -> Vec<String> {
 #[test]
 fn each_function_links_only_the_sdks_it_uses() {
     let dynamodb = ["aws-sdk-dynamodb"].as_slice();
+    let signs = ["aws-sdk-dynamodb", "aws-sdk-secretsmanager"].as_slice();
     let pushes = ["aws-sdk-apigatewaymanagement", "aws-sdk-dynamodb"].as_slice();
     let queues = [
         "aws-sdk-apigatewaymanagement",
@@ -97,7 +107,7 @@ fn each_function_links_only_the_sdks_it_uses() {
     ]
     .as_slice();
     for (package, expected) in [
-        ("api-auth", dynamodb),
+        ("api-auth", signs),
         ("api-notifications", dynamodb),
         ("ws-connect", dynamodb),
         ("ws-disconnect", dynamodb),

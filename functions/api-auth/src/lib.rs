@@ -7,6 +7,11 @@
 //! | `POST /auth/refresh` | refresh token in the body | 200 session (rotated pair) |
 //! | `POST /auth/logout[?all=true]` | access token | 204 |
 //! | `GET /health` | — | 200 `{"status":"ok"}` |
+//! | `GET /.well-known/jwks.json` | — | 200 the JWKS access tokens are verified with (cacheable) |
+//!
+//! Access tokens are signed with the Ed25519 key only this function holds: it reads it from
+//! Secrets Manager (`JWT_SIGNING_KEY_SECRET`) at cold start ([`State::load`]), and refuses to
+//! start when its public half is not in `JWT_PUBLIC_KEYS`.
 //!
 //! Brute force: failed logins are counted per username (existing or not) and per source IP,
 //! failed refreshes per source IP (`shared::store::lockout`, limits in `Config::auth_limits`);
@@ -25,10 +30,11 @@ use http::Method;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::auth::keys::SigningKey;
 use shared::auth::passwords;
 use shared::auth::refresh::{IssuedRefreshToken, RefreshTokens};
 use shared::auth::TokenService;
-use shared::aws::DynamoClients;
+use shared::aws::{AuthClients, DynamoClients};
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{self, User};
@@ -45,8 +51,10 @@ use shared::store::DynamoStore;
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
 
 /// Longest `refresh_token` field accepted. Real tokens are 43 characters; anything far longer
-/// is a client bug, reported as such instead of being looked up.
-pub const MAX_REFRESH_TOKEN_FIELD: usize = 256;
+/// is a client bug, reported as such instead of being looked up. Room is left for an access
+/// token sent by mistake (about 300 characters as EdDSA with a `kid`): it gets the same 401
+/// as any unknown token.
+pub const MAX_REFRESH_TOKEN_FIELD: usize = 512;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -64,23 +72,35 @@ impl std::fmt::Debug for State {
     }
 }
 
+/// How long clients and caches may keep the JWKS. A rotation waits at least this long
+/// after publishing a new key before signing with it (docs/deploy.md).
+pub const JWKS_MAX_AGE_SECONDS: u32 = 300;
+
 impl State {
-    /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
+    /// Production state: DynamoDB stores, the system clock, tokens signed with `signing_key`.
+    pub fn new(config: Config, clients: &DynamoClients, signing_key: &SigningKey) -> Result<Self> {
+        Self::with_clock(config, clients, signing_key, Arc::new(SystemClock))
     }
 
     /// DynamoDB stores and the given clock (tests move a `ManualClock`).
     pub fn with_clock(
         config: Config,
         clients: &DynamoClients,
+        signing_key: &SigningKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             &config.table_name,
         ));
-        Self::from_parts(config, store.clone(), store.clone(), store, clock)
+        Self::from_parts(
+            config,
+            store.clone(),
+            store.clone(),
+            store,
+            signing_key,
+            clock,
+        )
     }
 
     /// State over arbitrary store implementations.
@@ -89,9 +109,10 @@ impl State {
         users: Arc<dyn UserStore>,
         token_store: Arc<dyn TokenStore>,
         lockouts: Arc<dyn LockoutStore>,
+        signing_key: &SigningKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let tokens = TokenService::new(&config.jwt)?;
+        let tokens = TokenService::new(&config.jwt)?.with_signing_key(signing_key)?;
         let refresh_tokens = RefreshTokens::new(token_store, config.jwt.refresh_token_ttl)?;
         Ok(Self {
             config,
@@ -105,10 +126,21 @@ impl State {
 }
 
 impl FunctionState for State {
-    type Clients = DynamoClients;
+    type Clients = AuthClients;
 
-    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::new(config, clients)
+    /// Never the way `api-auth` starts: its signing key is read first ([`State::load`]).
+    fn build(_config: Config, _clients: &AuthClients) -> Result<Self> {
+        Err(Error::invariant(
+            "api-auth reads its signing key at cold start: build it with FunctionState::load",
+        ))
+    }
+
+    /// Reads the signing key from Secrets Manager (`JWT_SIGNING_KEY_SECRET`), once per cold
+    /// start, then builds the production state.
+    async fn load(config: Config, clients: &AuthClients) -> Result<Self> {
+        let secret = config.jwt.require_signing_key_secret()?.to_owned();
+        let signing_key = clients.signing_key(&secret).await?;
+        Self::new(config, &clients.dynamo(), &signing_key)
     }
 }
 
@@ -120,6 +152,7 @@ pub fn router() -> Router<State> {
         .route(Method::POST, "/auth/refresh", refresh)
         .route(Method::POST, "/auth/logout", logout)
         .route(Method::GET, "/health", health)
+        .route(Method::GET, "/.well-known/jwks.json", jwks)
 }
 
 static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
@@ -353,4 +386,12 @@ async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 #[tracing::instrument(skip(_state, request), fields(request_id = %request.request_id))]
 async fn health(_state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(json!({ "status": "ok" }))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys access tokens are verified with, for
+/// clients and services that verify Ripple's tokens themselves. Public and cacheable.
+#[tracing::instrument(skip_all)]
+async fn jwks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    request.expect_no_body()?;
+    Ok(ApiResponse::ok(state.tokens.jwks().to_json())?.cacheable_for(JWKS_MAX_AGE_SECONDS))
 }

@@ -14,7 +14,9 @@ const PASSWORD: &str = "correct horse battery staple";
 async fn start() -> TestApi {
     TestApi::start(|config, clients| {
         Ok(api_auth::lambda_function(Arc::new(api_auth::State::new(
-            config, clients,
+            config,
+            clients,
+            shared::testkit::test_signing_key(),
         )?)))
     })
     .await
@@ -406,7 +408,11 @@ async fn refresh_rejects_invalid_input() {
         "empty token",
     );
     assert_error_for(
-        &refresh(&api, &json!("x".repeat(257))).await,
+        &refresh(
+            &api,
+            &json!("x".repeat(api_auth::MAX_REFRESH_TOKEN_FIELD + 1)),
+        )
+        .await,
         400,
         "validation_failed",
         "absurdly long token",
@@ -573,6 +579,46 @@ async fn logout_rejects_invalid_input() {
 }
 
 // ---- GET /health ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_jwks_is_public_cacheable_and_verifies_the_issued_tokens() {
+    let api = start().await;
+    let response = api
+        .send(TestRequest::new("GET", "/.well-known/jwks.json"))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.headers.get("cache-control").map(String::as_str),
+        Some("public, max-age=300")
+    );
+    let keys = response.body["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
+        (
+            &json!("OKP"),
+            &json!("Ed25519"),
+            &json!("EdDSA"),
+            &json!("sig")
+        )
+    );
+    assert_eq!(key["kid"], shared::testkit::TEST_KID);
+    assert!(key.get("d").is_none(), "no private part: {key}");
+    // The served document is what a verifier is configured with, and it verifies the
+    // tokens api-auth issues.
+    let config = shared::config::Config::from_vars([
+        ("TABLE_NAME", "t".to_owned()),
+        ("JWT_PUBLIC_KEYS", response.body.to_string()),
+    ])
+    .unwrap();
+    let verifier = shared::auth::TokenService::new(&config.jwt).unwrap();
+    let session = register(&api, "alice").await;
+    let user = verifier
+        .verify(session["access_token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(user.to_string(), session["user"]["id"].as_str().unwrap());
+}
 
 #[tokio::test]
 async fn health_answers_without_authentication() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::auth::TokenService;
+use shared::auth::keys::SigningKey;
 use shared::clock::{to_millis, Clock, ManualClock};
 use shared::domain::new_id;
 use shared::events::Event;
@@ -21,6 +21,7 @@ use shared::testkit::api::{
     assert_error, delivery_marked, open_connection, recent_notifications, writer_push, TestAccount,
     TestApi, TestRequest,
 };
+use shared::testkit::{token_service_signing_with, TEST_KID};
 
 /// `api-posts` over a fresh database, on a manual clock that only the tests move (returned
 /// too, for the tests that do).
@@ -124,12 +125,9 @@ async fn every_route_rejects_a_missing_or_invalid_token() {
     let alice = api.account("alice").await;
     let post = create_post(&api, &alice, "hello").await;
     let comment = create_comment(&api, &alice, &id_of(&post), "first").await;
-    let other_key = TokenService::new(
-        &api.db
-            .config_with(&[("JWT_SECRET", "another-secret-0123456789abcdef0123456789")])
-            .jwt,
-    )
-    .unwrap();
+    // Same kid, issuer and audience as genuine tokens; signed by a key the function lacks.
+    let impostor = SigningKey::generate(TEST_KID).unwrap();
+    let other_key = token_service_signing_with(&api.config, &impostor);
     let forged = other_key.issue(alice.user.id, Utc::now()).unwrap();
     let routes = every_route(&id_of(&post), &id_of(&comment), &alice.user.id.to_string());
     assert_eq!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::auth::TokenService;
+use shared::auth::keys::SigningKey;
 use shared::domain::{new_id, NotificationKind, UserId};
 use shared::events::Event;
 use shared::push::testing::RecordingPush;
@@ -20,6 +20,7 @@ use shared::testkit::api::{
     assert_error, assert_error_for, open_connection, recent_notifications, writer_push, TestApi,
     TestRequest, TestResponse,
 };
+use shared::testkit::{token_service_signing_with, TEST_KID};
 
 /// `api-users` over a fresh database.
 async fn start() -> TestApi {
@@ -79,12 +80,8 @@ async fn every_route_rejects_missing_and_invalid_tokens() {
     let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;
-    let foreign_config = api.db.config_with(&[(
-        "JWT_SECRET",
-        "another-secret-another-secret-another-secret-0123",
-    )]);
-    let foreign = TokenService::new(&foreign_config.jwt)
-        .unwrap()
+    let impostor = SigningKey::generate(TEST_KID).unwrap();
+    let foreign = token_service_signing_with(&api.config, &impostor)
         .issue(alice.id(), Utc::now())
         .unwrap();
     let expired = api

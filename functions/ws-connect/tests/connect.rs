@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use shared::auth::keys::SigningKey;
 use shared::auth::TokenService;
-use shared::config::{Config, JwtKey};
+use shared::config::Config;
 use shared::domain::new_id;
 use shared::function::LambdaFunction;
 use shared::store::connections::ConnectionStore;
@@ -27,7 +28,7 @@ impl Gateway {
         let db = TestDb::start().await;
         let config = db.config();
         let clients = db.clients(&config);
-        let tokens = TokenService::new(&config.jwt).unwrap();
+        let tokens = shared::testkit::test_token_service(&config);
         let state = Arc::new(State::new(config.clone(), &clients).unwrap());
         Self {
             store: db.store(),
@@ -130,12 +131,8 @@ async fn missing_malformed_expired_and_foreign_tokens_are_rejected_with_401() {
         .tokens
         .issue(user, Utc::now() - Duration::hours(2))
         .unwrap();
-    let mut foreign_jwt = gateway.config.jwt.clone();
-    foreign_jwt.key = JwtKey::Hs256 {
-        secret: b"a-completely-different-secret-of-32-bytes".to_vec(),
-    };
-    let foreign = TokenService::new(&foreign_jwt)
-        .unwrap()
+    let impostor = SigningKey::generate(shared::testkit::TEST_KID).unwrap();
+    let foreign = shared::testkit::token_service_signing_with(&gateway.config, &impostor)
         .issue(user, Utc::now())
         .unwrap();
     let before = gateway.db.item_count().await;

@@ -65,9 +65,6 @@ pub struct Args {
     /// DynamoDB table name.
     #[arg(long, default_value = "ripple")]
     pub table_name: String,
-    /// HS256 signing secret for the functions (default: a fixed development secret).
-    #[arg(long, env = "RIPPLE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
     /// Extra function environment variable, KEY=VALUE (repeatable).
     #[arg(long = "env", value_parser = parse_key_value)]
     pub environment: Vec<(String, String)>,
@@ -279,7 +276,6 @@ impl Args {
         options.sqs_endpoint = self.sqs_endpoint.clone();
         options.moto_server = self.moto_server.clone();
         options.table_name = self.table_name.clone();
-        options.jwt_secret = self.jwt_secret.clone();
         options.environment = self.environment.clone();
         options.stream_poll_interval = Duration::from_millis(self.stream_poll_interval_ms);
         options.visibility_timeout = self.visibility_timeout_secs.map(Duration::from_secs);

@@ -26,19 +26,25 @@ use shared::metering::RequestMeter;
 
 use crate::template::Template;
 
-/// Builds one function's handler from its configuration, the SDK configuration and the
-/// endpoint overrides: the function's own client set, then its state.
-pub type FunctionBuilder =
-    fn(Config, &SdkConfig, &Endpoints) -> shared::error::Result<Arc<dyn LambdaFunction>>;
+/// The future of a [`FunctionBuilder`].
+pub type BuildFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = shared::error::Result<Arc<dyn LambdaFunction>>> + Send>,
+>;
 
-/// The state of `S` over exactly its client set, as its `main.rs` builds it on Lambda.
-pub fn local_state<S: FunctionState>(
+/// Builds one function's handler from its configuration, the SDK configuration and the
+/// endpoint overrides: the function's own client set, then its state (which may read
+/// through its clients first: `api-auth` reads its signing key from Secrets Manager).
+pub type FunctionBuilder = fn(Config, SdkConfig, Endpoints) -> BuildFuture;
+
+/// The state of `S` over exactly its client set, as its `main.rs` builds it on Lambda
+/// (`shared::function::cold_start`).
+pub async fn local_state<S: FunctionState>(
     config: Config,
     sdk: &SdkConfig,
     endpoints: &Endpoints,
 ) -> shared::error::Result<Arc<S>> {
     let clients = S::Clients::from_sdk_config(sdk, &config, endpoints)?;
-    Ok(Arc::new(S::build(config, &clients)?))
+    Ok(Arc::new(S::load(config, &clients).await?))
 }
 
 /// A function crate with the standard shape (`State: FunctionState`,
@@ -46,12 +52,20 @@ pub fn local_state<S: FunctionState>(
 macro_rules! standard_function {
     ($krate:ident) => {
         |config, sdk, endpoints| {
-            Ok($krate::lambda_function(local_state::<$krate::State>(
-                config, sdk, endpoints,
-            )?))
+            Box::pin(async move {
+                Ok($krate::lambda_function(
+                    local_state::<$krate::State>(config, &sdk, &endpoints).await?,
+                ))
+            })
         }
     };
 }
+
+/// Variables the local stack sets only for the functions whose template environment
+/// declares them (with an intrinsic value the gateway cannot resolve), exactly as a deploy
+/// does: the JWKS goes to the verifying functions only, the signing key's secret name to
+/// `api-auth` only, and the functions that verify nothing get no key variable at all.
+pub const TEMPLATE_SCOPED_VARIABLES: &[&str] = &["JWT_PUBLIC_KEYS", "JWT_SIGNING_KEY_SECRET"];
 
 /// Every handler the gateway can run in-process, by handler name. Adding a function is one
 /// line here (plus its crate in `infra/local/Cargo.toml`).
@@ -73,6 +87,8 @@ pub const IN_PROCESS_FUNCTIONS: &[(&str, FunctionBuilder)] = &[
 pub struct LocalEndpoints {
     pub dynamodb: String,
     pub sqs: String,
+    /// Secrets Manager (moto): where `api-auth` reads its signing key.
+    pub secrets_manager: String,
     /// Counts the functions' SDK requests (benchmark, request-bound tests).
     pub meter: Option<RequestMeter>,
 }
@@ -122,7 +138,7 @@ impl FunctionRegistry {
     /// `environment` (local values such as `TABLE_NAME`, `WS_MANAGEMENT_ENDPOINT`) over the
     /// plain variables the template gives that function. Handlers the template names but the
     /// gateway does not know are left out; [`Template::check_handlers`] reports them.
-    pub fn in_process(
+    pub async fn in_process(
         template: &Template,
         environment: &BTreeMap<String, String>,
         endpoints: &LocalEndpoints,
@@ -141,7 +157,15 @@ impl FunctionRegistry {
                 continue;
             }
             let mut variables = resource.environment.clone();
-            variables.extend(environment.clone());
+            variables.extend(
+                environment
+                    .iter()
+                    .filter(|(name, _)| {
+                        !TEMPLATE_SCOPED_VARIABLES.contains(&name.as_str())
+                            || resource.declared_variables.contains(*name)
+                    })
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
             let config = Config::from_vars(variables).map_err(|e| {
                 anyhow::anyhow!("configuring {} ({function}): {e}", resource.handler)
             })?;
@@ -149,9 +173,11 @@ impl FunctionRegistry {
                 dynamodb: Some(endpoints.dynamodb.clone()),
                 dynamodb_streams: Some(endpoints.dynamodb.clone()),
                 sqs: Some(endpoints.sqs.clone()),
+                secrets_manager: Some(endpoints.secrets_manager.clone()),
                 meter: endpoints.meter.clone(),
             };
-            let handler = build(config, &sdk, &overrides)
+            let handler = build(config, sdk.clone(), overrides)
+                .await
                 .map_err(|e| anyhow::anyhow!("starting {} ({function}): {e}", resource.handler))?;
             registry = registry.with(&resource.handler, handler);
         }

@@ -473,3 +473,38 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Re
         .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| anyhow!("queue {queue_url} has no QueueArn attribute"))
 }
+
+/// Stores `key` as the Secrets Manager secret `name` (its private JWK as the `SecretString`,
+/// the format `api-auth` reads on AWS): created the first time, a new version after.
+pub async fn put_signing_key(
+    secrets: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    key: &shared::auth::keys::SigningKey,
+) -> anyhow::Result<()> {
+    let value = zeroize::Zeroizing::new(key.to_private_jwk_json());
+    let created = secrets
+        .create_secret()
+        .name(name)
+        .description("Ripple access-token signing key (local development)")
+        .secret_string(value.as_str())
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_exists_exception()) =>
+        {
+            secrets
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value.as_str())
+                .send()
+                .await
+                .with_context(|| format!("updating the secret {name}"))?;
+            Ok(())
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!("creating the secret {name}"))),
+    }
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shared::auth::keys::{Jwks, PublicKey, SigningKey};
 use shared::aws::local_sdk_config;
 use shared::metering::RequestMeter;
 use shared::testkit::EmbeddedDynamo;
@@ -24,9 +25,14 @@ use crate::sqs_poller::{self, SqsPollerConfig, SqsPollerHandle};
 use crate::stream_poller::{self, StreamPollerClients, StreamPollerConfig, StreamPollerHandle};
 use crate::template::Template;
 
-/// A development-only HS256 secret, used when none is given. Fixed (not random) so tokens
-/// survive a restart over the persistent `.ripple/` state; printed as what it is.
-pub const DEV_JWT_SECRET: &str = "ripple-local-development-secret-not-for-production";
+/// File name of the development signing key inside the state directory: an Ed25519 private
+/// JWK, generated on the first start and reused after, so tokens survive a restart over the
+/// persistent `.ripple/` state (gitignored).
+pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.json";
+
+/// Name of the Secrets Manager secret (in moto) `api-auth` reads its signing key from,
+/// as `JWT_SIGNING_KEY_SECRET` names it on AWS.
+pub const SIGNING_KEY_SECRET_NAME: &str = "ripple/jwt-signing-key";
 
 /// File name of the persistent database inside the state directory.
 pub const DATABASE_FILE: &str = "dynamodb.sqlite";
@@ -56,8 +62,12 @@ pub struct StackOptions {
     pub sqs_endpoint: Option<String>,
     pub moto_server: PathBuf,
     pub table_name: String,
-    /// `None`: [`DEV_JWT_SECRET`].
-    pub jwt_secret: Option<String>,
+    /// The key `api-auth` signs access tokens with. `None`: the development key of
+    /// `state_dir` ([`SIGNING_KEY_FILE`], created once), or a fresh one in memory.
+    pub signing_key: Option<SigningKey>,
+    /// Public keys published in the JWKS besides the signing key's: a previous key still
+    /// accepted during a rotation.
+    pub previous_public_keys: Vec<PublicKey>,
     /// Extra function environment (`--env KEY=VALUE`), over everything else.
     pub environment: Vec<(String, String)>,
     pub stream_poll_interval: Duration,
@@ -97,7 +107,8 @@ impl StackOptions {
             sqs_endpoint: None,
             moto_server: PathBuf::from(".venv/bin/moto_server"),
             table_name: "ripple".to_owned(),
-            jwt_secret: None,
+            signing_key: None,
+            previous_public_keys: Vec::new(),
             environment: Vec::new(),
             stream_poll_interval: Duration::from_millis(50),
             visibility_timeout: None,
@@ -119,8 +130,11 @@ pub struct LocalStack {
     pub sqs_endpoint: String,
     pub queues: Queues,
     pub table_name: String,
-    /// True when the functions use [`DEV_JWT_SECRET`].
-    pub dev_secret: bool,
+    /// The JWKS the verifying functions are given (`JWT_PUBLIC_KEYS`).
+    pub jwks: Jwks,
+    /// Where the signing key came from (the banner).
+    pub signing_key_source: String,
+    signing_key: SigningKey,
     /// With `--invoke cargo-lambda`: the environment `cargo lambda watch` needs.
     pub cargo_lambda_environment: Option<String>,
     /// The AWS-modelled timing in effect.
@@ -177,6 +191,22 @@ impl LocalStack {
             (None, Some(moto)) => moto.endpoint().to_owned(),
             (None, None) => unreachable!("moto is started whenever no endpoint is given"),
         };
+        // Access-token keys: the private key into Secrets Manager (moto serves every service
+        // on one port), for api-auth to read as on AWS; the JWKS to the verifying functions.
+        let (signing_key, signing_key_source) = signing_key(&options)?;
+        let secrets_endpoint = sqs_endpoint.clone();
+        let secrets = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .endpoint_url(&secrets_endpoint)
+                .build(),
+        );
+        moto::put_signing_key(&secrets, SIGNING_KEY_SECRET_NAME, &signing_key).await?;
+        let jwks = Jwks::new(
+            std::iter::once(signing_key.public_key())
+                .chain(options.previous_public_keys.iter().cloned())
+                .collect(),
+        )
+        .context("the JWKS of the signing key and the previous public keys")?;
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(&sdk)
                 .endpoint_url(&sqs_endpoint)
@@ -192,13 +222,17 @@ impl LocalStack {
         };
         let bound = BoundGateway::bind(gateway_options, &template).await?;
         let urls = bound.urls();
-        let jwt_secret = options
-            .jwt_secret
-            .clone()
-            .unwrap_or_else(|| DEV_JWT_SECRET.to_owned());
         let mut environment = BTreeMap::from([
             ("TABLE_NAME".to_owned(), options.table_name.clone()),
-            ("JWT_SECRET".to_owned(), jwt_secret),
+            ("JWT_PUBLIC_KEYS".to_owned(), jwks.to_json().to_string()),
+            (
+                "JWT_SIGNING_KEY_SECRET".to_owned(),
+                SIGNING_KEY_SECRET_NAME.to_owned(),
+            ),
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+                secrets_endpoint.clone(),
+            ),
             (
                 "WS_MANAGEMENT_ENDPOINT".to_owned(),
                 urls.management_endpoint(),
@@ -216,17 +250,21 @@ impl LocalStack {
         ]);
         environment.extend(options.environment.iter().cloned());
         let cargo_lambda_environment = matches!(options.invoke, InvokeMode::CargoLambda(_))
-            .then(|| shell_environment(&environment, options.jwt_secret.is_none()));
+            .then(|| shell_environment(&environment));
         let registry = match &options.invoke {
-            InvokeMode::InProcess => FunctionRegistry::in_process(
-                &template,
-                &environment,
-                &LocalEndpoints {
-                    dynamodb: dynamodb_endpoint.clone(),
-                    sqs: sqs_endpoint.clone(),
-                    meter: options.meter.clone(),
-                },
-            )?,
+            InvokeMode::InProcess => {
+                FunctionRegistry::in_process(
+                    &template,
+                    &environment,
+                    &LocalEndpoints {
+                        dynamodb: dynamodb_endpoint.clone(),
+                        sqs: sqs_endpoint.clone(),
+                        secrets_manager: secrets_endpoint.clone(),
+                        meter: options.meter.clone(),
+                    },
+                )
+                .await?
+            }
             InvokeMode::CargoLambda(url) => FunctionRegistry::cargo_lambda(&template, url),
         }
         .merge(&extra)
@@ -302,7 +340,9 @@ impl LocalStack {
             sqs_endpoint,
             queues,
             table_name: options.table_name,
-            dev_secret: options.jwt_secret.is_none(),
+            jwks,
+            signing_key_source,
+            signing_key,
             cargo_lambda_environment,
             latency: options.latency,
             gateway: Some(gateway),
@@ -312,6 +352,12 @@ impl LocalStack {
             moto,
             dynamo: Some(dynamo),
         })
+    }
+
+    /// The development signing key `api-auth` was given: the benchmark and tests mint
+    /// tokens with it instead of registering every user through `api-auth`.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
     }
 
     /// The gateway (connections, fault switches).
@@ -349,11 +395,7 @@ impl LocalStack {
             Some(pid) => format!("{} (moto_server pid {pid})", self.sqs_endpoint),
             None => self.sqs_endpoint.clone(),
         };
-        let secret = if self.dev_secret {
-            "development secret (ripple_local::stack::DEV_JWT_SECRET) - not for production"
-        } else {
-            "from --jwt-secret"
-        };
+        let kids: Vec<&str> = self.jwks.keys().iter().map(|key| key.kid()).collect();
         let cargo_lambda = match &self.cargo_lambda_environment {
             Some(environment) => format!("  cargo lambda watch environment:\n    {environment}\n"),
             None => String::new(),
@@ -373,7 +415,7 @@ impl LocalStack {
              Fan-out queue:   {}\n  \
              Fan-out DLQ:     {}\n  \
              Stream failures: {}\n  \
-             JWT secret:      {secret}\n  \
+             Token keys:      {} (JWKS kids {}; secret {SIGNING_KEY_SECRET_NAME})\n  \
              AWS latency:     {}\n\
              {cargo_lambda}\
              Press Ctrl-C to stop.",
@@ -385,6 +427,8 @@ impl LocalStack {
             self.queues.fanout.url,
             self.queues.fanout_dlq.url,
             self.queues.stream_failures.url,
+            self.signing_key_source,
+            kids.join(", "),
             self.latency.describe(),
         )
     }
@@ -417,17 +461,64 @@ impl Drop for LocalStack {
     }
 }
 
-/// `KEY=value` pairs for a shell. A secret the user supplied is never printed; the
-/// development secret is public anyway.
-fn shell_environment(environment: &BTreeMap<String, String>, dev_secret: bool) -> String {
+/// `KEY=value` pairs for a shell (none is secret: the private key is in Secrets Manager).
+/// JSON values are single-quoted.
+fn shell_environment(environment: &BTreeMap<String, String>) -> String {
     environment
         .iter()
-        .map(|(key, value)| match key.as_str() {
-            "JWT_SECRET" if !dev_secret => "JWT_SECRET=<your --jwt-secret>".to_owned(),
-            _ => format!("{key}={value}"),
+        .map(|(key, value)| {
+            if value.contains(['"', ' ', '{']) {
+                format!("{key}='{value}'")
+            } else {
+                format!("{key}={value}")
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The signing key of `options`: given, else the development key of the state directory
+/// (created on the first start, reused after), else (in memory) a fresh one. Also says
+/// where it came from, for the banner.
+fn signing_key(options: &StackOptions) -> anyhow::Result<(SigningKey, String)> {
+    if let Some(key) = &options.signing_key {
+        return Ok((key.clone(), format!("given key {}", key.kid())));
+    }
+    if options.in_memory {
+        let key = SigningKey::generate("local-memory")?;
+        return Ok((key, "fresh in-memory key".to_owned()));
+    }
+    let path = options.state_dir.join(SIGNING_KEY_FILE);
+    let key = match std::fs::read_to_string(&path) {
+        Ok(json) => SigningKey::from_jwk_json(&json)
+            .with_context(|| format!("reading the signing key {}", path.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&options.state_dir)
+                .with_context(|| format!("creating {}", options.state_dir.display()))?;
+            let kid = format!("local-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+            let key = SigningKey::generate(&kid)?;
+            write_private_file(&path, &key.to_private_jwk_json())?;
+            key
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+    };
+    Ok((key, format!("development key {}", path.display())))
+}
+
+/// Writes `contents` to a new file only its owner can read.
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, Option<PathBuf>)> {
@@ -535,14 +626,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cargo_lambda_environment_never_shows_a_supplied_secret() {
-        let environment = BTreeMap::from([
-            ("JWT_SECRET".to_owned(), "supplied-secret-value".to_owned()),
-            ("TABLE_NAME".to_owned(), "ripple".to_owned()),
-        ]);
-        let shown = shell_environment(&environment, false);
-        assert_eq!(shown, "JWT_SECRET=<your --jwt-secret> TABLE_NAME=ripple");
-        assert!(shell_environment(&environment, true).contains("supplied-secret-value"));
+    fn the_development_key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = StackOptions::new("template.yaml");
+        options.state_dir = dir.path().join("state");
+        let (first, _) = signing_key(&options).unwrap();
+        let (again, source) = signing_key(&options).unwrap();
+        assert_eq!(first.public_key(), again.public_key());
+        assert!(source.contains(SIGNING_KEY_FILE), "{source}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let file = options.state_dir.join(SIGNING_KEY_FILE);
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key file is private: {mode:o}");
+        }
+        options.in_memory = true;
+        let (fresh, _) = signing_key(&options).unwrap();
+        assert_ne!(fresh.public_key(), first.public_key());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct FunctionResource {
     /// Environment variables with plain values (Globals merged with the function's own);
     /// values that are intrinsic functions are left to the gateway to fill in locally.
     pub environment: BTreeMap<String, String>,
+    /// Every variable the template gives the function (Globals and its own), whatever its
+    /// value: the local stack fills some intrinsic-valued ones (the JWT keys) only here.
+    pub declared_variables: BTreeSet<String>,
     /// `Timeout` (function, else Globals), if set.
     pub timeout: Option<Duration>,
 }
@@ -350,6 +353,7 @@ impl<'a> Parser<'a> {
             ))
         })?;
         let mut environment = BTreeMap::new();
+        let mut declared_variables = BTreeSet::new();
         let env_sources = [
             self.global("Function", "Environment"),
             props.get("Environment"),
@@ -360,7 +364,9 @@ impl<'a> Parser<'a> {
             .filter_map(|e| e.get("Variables").and_then(Value::as_mapping))
         {
             for (name, value) in variables {
-                if let (Some(name), Some(value)) = (name.as_str(), plain(value)) {
+                let Some(name) = name.as_str() else { continue };
+                declared_variables.insert(name.to_owned());
+                if let Some(value) = plain(value) {
                     environment.insert(name.to_owned(), value);
                 }
             }
@@ -376,6 +382,7 @@ impl<'a> Parser<'a> {
             logical_id: id.to_owned(),
             handler,
             environment,
+            declared_variables,
             timeout: timeout.map(|seconds| Duration::from_secs(seconds.into())),
         })
     }

@@ -13,24 +13,54 @@ use ripple_local::gateway::{BoundGateway, Gateway, GatewayOptions};
 use ripple_local::template::Template;
 use ripple_local::web_app::WebAppFiles;
 use serde_json::{json, Value};
-use shared::testkit::{TestDb, TEST_JWT_SECRET};
+use shared::testkit::{test_public_keys, test_signing_key, TestDb};
 
-/// The gateway over `template` with the real in-process handlers (DynamoDB = `db`) plus the
-/// echo test function.
-async fn http_gateway(db: &TestDb, template: &str) -> Gateway {
-    let template = Template::parse(template).unwrap();
+const MOTO_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
+
+/// The in-process functions of `template` over `db`, with api-auth's signing key read from
+/// a real Secrets Manager (moto, stopped once the functions are built: the key is read at
+/// cold start only).
+async fn in_process_functions(db: &TestDb, template: &Template) -> FunctionRegistry {
+    let moto = ripple_local::moto::MotoServer::start(std::path::Path::new(MOTO_SERVER))
+        .await
+        .unwrap_or_else(|e| panic!("starting moto ({MOTO_SERVER}; `make tools`): {e:#}"));
+    let sdk = shared::aws::local_sdk_config();
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .endpoint_url(moto.endpoint())
+            .build(),
+    );
+    ripple_local::moto::put_signing_key(&secrets, "test/signing-key", test_signing_key())
+        .await
+        .unwrap();
     let environment = BTreeMap::from([
         ("TABLE_NAME".to_owned(), db.table_name.clone()),
-        ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+        ("JWT_PUBLIC_KEYS".to_owned(), test_public_keys()),
+        (
+            "JWT_SIGNING_KEY_SECRET".to_owned(),
+            "test/signing-key".to_owned(),
+        ),
     ]);
     let endpoints = LocalEndpoints {
         dynamodb: db.endpoint.clone(),
         // No function of these tests uses SQS.
         sqs: "http://127.0.0.1:9".to_owned(),
+        secrets_manager: moto.endpoint().to_owned(),
         meter: None,
     };
-    let registry = FunctionRegistry::in_process(&template, &environment, &endpoints)
-        .unwrap()
+    let registry = FunctionRegistry::in_process(template, &environment, &endpoints)
+        .await
+        .unwrap();
+    moto.shutdown().await;
+    registry
+}
+
+/// The gateway over `template` with the real in-process handlers (DynamoDB = `db`) plus the
+/// echo test function.
+async fn http_gateway(db: &TestDb, template: &str) -> Gateway {
+    let template = Template::parse(template).unwrap();
+    let registry = in_process_functions(db, &template)
+        .await
         .with("test-echo", http_echo_function());
     let bound = BoundGateway::bind(GatewayOptions::default(), &template)
         .await
@@ -258,17 +288,8 @@ async fn a_template_route_without_a_handler_is_a_start_up_error() {
 /// The gateway serving the repository's web app (`clients/web`, `clients/js`) at `/app/`.
 async fn web_app_gateway(db: &TestDb) -> Gateway {
     let template = Template::parse(&fixture("http.yaml")).unwrap();
-    let environment = BTreeMap::from([
-        ("TABLE_NAME".to_owned(), db.table_name.clone()),
-        ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
-    ]);
-    let endpoints = LocalEndpoints {
-        dynamodb: db.endpoint.clone(),
-        sqs: "http://127.0.0.1:9".to_owned(),
-        meter: None,
-    };
-    let registry = FunctionRegistry::in_process(&template, &environment, &endpoints)
-        .unwrap()
+    let registry = in_process_functions(db, &template)
+        .await
         .with("test-echo", http_echo_function());
     let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let options = GatewayOptions {

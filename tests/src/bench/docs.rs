@@ -50,10 +50,7 @@ pub fn push_shape() -> anyhow::Result<PushShape> {
         .sqs_sources
         .first()
         .ok_or_else(|| anyhow::anyhow!("template.yaml has no SQS event source"))?;
-    let config = shared::config::Config::from_vars([
-        ("TABLE_NAME", "ripple"),
-        ("JWT_SECRET", ripple_local::stack::DEV_JWT_SECRET),
-    ])?;
+    let config = shared::config::Config::from_vars([("TABLE_NAME", "ripple")])?;
     Ok(PushShape {
         direct_max: config.fanout_direct_max_connections,
         inline_max_followers: config.fanout_inline_max_followers,

@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use ripple_local::stack::DEV_JWT_SECRET;
 use shared::auth::TokenService;
 use shared::config::Config;
 use shared::store::social::SocialStore;
@@ -32,7 +31,10 @@ impl Seeder {
         let local = &stack.stack;
         let config = Config::from_vars([
             ("TABLE_NAME".to_owned(), local.table_name.clone()),
-            ("JWT_SECRET".to_owned(), DEV_JWT_SECRET.to_owned()),
+            (
+                "JWT_PUBLIC_KEYS".to_owned(),
+                local.jwks.to_json().to_string(),
+            ),
         ])?;
         let sdk = shared::aws::local_sdk_config();
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
@@ -42,7 +44,7 @@ impl Seeder {
         );
         Ok(Self {
             store: DynamoStore::new(dynamodb, &local.table_name),
-            tokens: TokenService::new(&config.jwt)?,
+            tokens: TokenService::new(&config.jwt)?.with_signing_key(local.signing_key())?,
         })
     }
 

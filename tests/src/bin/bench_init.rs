@@ -43,7 +43,7 @@ use shared::store::posts::PostStore;
 use shared::store::users::UserStore;
 use shared::testkit::api::{TestAccount, TestRequest};
 use shared::testkit::ws::WsEvent;
-use shared::testkit::TEST_JWT_SECRET;
+use shared::testkit::{test_public_keys, test_signing_key};
 
 /// The binaries measured, hello first (the baseline of every ratio). `hello-multi-thread`
 /// is hello on tokio's multi-thread runtime: a reference row for the choice of flavour.
@@ -205,7 +205,12 @@ struct World {
     sqs_batch: Value,
     /// Connections opened by the `ws-connect` runs, closed by the `ws-disconnect` runs.
     opened: Mutex<Vec<String>>,
+    /// Secrets Manager (moto), where `api-auth` reads its signing key at every cold start.
+    secrets: ripple_local::moto::MotoServer,
 }
+
+/// The secret `api-auth`'s runs read their signing key from.
+const SIGNING_KEY_SECRET: &str = "bench/jwt-signing-key";
 
 impl World {
     /// Seeds the database; `connects` is how many `$connect`s the bench will make.
@@ -249,6 +254,19 @@ impl World {
         }
         let (post_id, stream_batch) = stream_batch_of_a_new_post(&stack, &bob).await?;
         let sqs_batch = sqs_batch_of(&stack, post_id, &alice_connection).await?;
+        let secrets =
+            ripple_local::moto::MotoServer::start(&workspace_root().join(".venv/bin/moto_server"))
+                .await
+                .map_err(|e| format!("starting moto for Secrets Manager (`make tools`): {e:#}"))?;
+        let sdk = shared::aws::local_sdk_config();
+        let client = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .endpoint_url(secrets.endpoint())
+                .build(),
+        );
+        ripple_local::moto::put_signing_key(&client, SIGNING_KEY_SECRET, test_signing_key())
+            .await
+            .map_err(|e| format!("storing the signing key: {e:#}"))?;
         Ok(Self {
             stack,
             alice,
@@ -260,6 +278,7 @@ impl World {
             stream_batch,
             sqs_batch,
             opened: Mutex::new(Vec::new()),
+            secrets,
         })
     }
 
@@ -267,6 +286,21 @@ impl World {
     /// DynamoDB at dynoxide, the management API at the emulator.
     fn environment(&self, binary: &str, api: &RuntimeApi, home: &Path) -> Vec<(String, String)> {
         let db = &self.stack.api.db;
+        // Key material as the template gives it: the JWKS to the functions that verify
+        // tokens, the signing key's secret to api-auth only, nothing to the others.
+        let keys: Vec<(&str, String)> = match binary {
+            "api-auth" => vec![
+                ("JWT_PUBLIC_KEYS", test_public_keys()),
+                ("JWT_SIGNING_KEY_SECRET", SIGNING_KEY_SECRET.to_owned()),
+                (
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                    self.secrets.endpoint().to_owned(),
+                ),
+            ],
+            "stream-router" | "push-worker" | "ws-disconnect" | "ws-message" | "hello"
+            | "hello-multi-thread" => Vec::new(),
+            _ => vec![("JWT_PUBLIC_KEYS", test_public_keys())],
+        };
         [
             ("AWS_LAMBDA_RUNTIME_API", api.host_port()),
             ("AWS_LAMBDA_FUNCTION_NAME", binary.to_owned()),
@@ -287,7 +321,6 @@ impl World {
             ("HOME", home.display().to_string()),
             ("TZ", ":UTC".to_owned()),
             ("TABLE_NAME", db.table_name.clone()),
-            ("JWT_SECRET", TEST_JWT_SECRET.to_owned()),
             ("WS_MANAGEMENT_ENDPOINT", api.url()),
             (
                 "FANOUT_QUEUE_URL",
@@ -296,6 +329,7 @@ impl World {
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
+        .chain(keys)
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
@@ -421,7 +455,7 @@ async fn register(stack: &RestStack, username: &str) -> Result<(TestAccount, Str
 
 /// Opens a connection for `who` through the in-process `ws-connect`.
 async fn connect(stack: &RestStack, who: &TestAccount) -> Result<String, String> {
-    let ws_connect = in_process(stack, "ws-connect")?;
+    let ws_connect = in_process(stack, "ws-connect").await?;
     let connection_id = shared::testkit::ws::connection_id();
     let response = WsEvent::connect(&connection_id)
         .query("token", &who.token)
@@ -432,7 +466,7 @@ async fn connect(stack: &RestStack, who: &TestAccount) -> Result<String, String>
 }
 
 /// A function of the local gateway's registry, over the stack's database.
-fn in_process(stack: &RestStack, name: &str) -> Result<Arc<dyn LambdaFunction>, String> {
+async fn in_process(stack: &RestStack, name: &str) -> Result<Arc<dyn LambdaFunction>, String> {
     let (_, build) = ripple_local::functions::IN_PROCESS_FUNCTIONS
         .iter()
         .find(|(n, _)| *n == name)
@@ -440,9 +474,10 @@ fn in_process(stack: &RestStack, name: &str) -> Result<Arc<dyn LambdaFunction>, 
     let config = stack.api.config.clone();
     build(
         config,
-        &shared::aws::local_sdk_config(),
-        &stack.api.db.endpoints(),
+        shared::aws::local_sdk_config(),
+        stack.api.db.endpoints(),
     )
+    .await
     .map_err(|e| format!("building {name}: {e}"))
 }
 

@@ -4,3 +4,4 @@
 //! Run: `cargo test -p ripple-tests --test security` (needs `make tools` for moto).
 
 mod privacy;
+mod tokens;
