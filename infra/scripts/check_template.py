@@ -99,7 +99,7 @@ def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[
 # perform (docs/deploy.md, "IAM"). A grant not listed is over-privilege; a listed one missing is
 # an AccessDenied in production. Update both together when code starts using a new operation.
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
-    "ApiAuthFunction": _dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
+    "ApiAuthFunction": _dynamodb(["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
     # The writer push (all three) reads connections (BatchGetItem), a post's followers and block
     # set (Query, GSI 1), writes delivery markers (PutItem), posts to @connections and removes a
     # gone connection (GetItem + TransactWriteItems) — all within the grants below.
