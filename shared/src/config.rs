@@ -78,8 +78,11 @@ impl Default for RateLimits {
     }
 }
 
+/// The field of [`RateLimits`] a variable sets.
+pub type RateLimitField = fn(&mut RateLimits) -> &mut u32;
+
 /// Every per-user budget's variable, with the field it sets.
-pub const RATE_LIMIT_VARIABLES: [(&str, fn(&mut RateLimits) -> &mut u32); 10] = [
+pub const RATE_LIMIT_VARIABLES: [(&str, RateLimitField); 10] = [
     ("RATE_LIMIT_POSTS_PER_MINUTE", |l| &mut l.posts_per_minute),
     ("RATE_LIMIT_COMMENTS_PER_MINUTE", |l| {
         &mut l.comments_per_minute

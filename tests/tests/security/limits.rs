@@ -133,6 +133,35 @@ async fn registrations_from_one_address_are_limited() {
     stack.stop().await;
 }
 
+/// Two calls on one budget of 1.
+struct BudgetCase<'a> {
+    user: &'a User,
+    path: &'a str,
+    /// Method and expected status of the call within the budget.
+    first: (&'static str, u16),
+    /// Method of the call over it.
+    second: &'static str,
+    body: Option<Value>,
+}
+
+impl<'a> BudgetCase<'a> {
+    fn new(
+        user: &'a User,
+        path: &'a str,
+        first: (&'static str, u16),
+        second: &'static str,
+        body: Option<Value>,
+    ) -> Self {
+        Self {
+            user,
+            path,
+            first,
+            second,
+            body,
+        }
+    }
+}
+
 #[tokio::test]
 async fn each_rest_budget_answers_429_with_retry_after() {
     let stack = stack_with(&[
@@ -150,28 +179,32 @@ async fn each_rest_budget_answers_429_with_retry_after() {
     stack.follow(&bob, &alice).await;
     fresh_window(20).await;
 
-    // (first call, second call): the first is within the budget, the second over it.
+    // Each budget of 1: the first call is within it, the second (the route's other method
+    // where a pair shares one budget) is over it.
     let like = format!("/posts/{post_id}/like");
     let block = format!("/users/{}/block", carol.id);
-    let cases: [(&User, &str, &str, Option<Value>, &str, u16); 4] = [
-        (&bob, "PUT", &like, None, "DELETE", 200),
-        (&alice, "PUT", &block, None, "DELETE", 204),
-        (&alice, "POST", "/notifications/read-all", None, "POST", 200),
-        (
+    let profile = Some(json!({"bio": "first"}));
+    let cases = [
+        BudgetCase::new(&bob, &like, ("PUT", 200), "DELETE", None),
+        BudgetCase::new(&alice, &block, ("PUT", 204), "DELETE", None),
+        BudgetCase::new(
             &alice,
-            "PATCH",
-            "/users/me",
-            Some(json!({"bio": "first"})),
-            "PATCH",
-            200,
+            "/notifications/read-all",
+            ("POST", 200),
+            "POST",
+            None,
         ),
+        BudgetCase::new(&alice, "/users/me", ("PATCH", 200), "PATCH", profile),
     ];
-    for (user, method, path, body, second_method, ok) in cases {
-        stack.call(user, method, path, body.clone(), ok).await;
-        let over = stack
-            .request(Some(&user.token), second_method, path, body)
+    for case in cases {
+        let (method, ok) = case.first;
+        stack
+            .call(case.user, method, case.path, case.body.clone(), ok)
             .await;
-        assert_too_many(&over, &format!("{second_method} {path}"));
+        let over = stack
+            .request(Some(&case.user.token), case.second, case.path, case.body)
+            .await;
+        assert_too_many(&over, &format!("{} {}", case.second, case.path));
     }
     stack.stop().await;
 }
