@@ -106,7 +106,9 @@ def _dynamodb(items: list[str], query: set[str] | None = None) -> dict[str, set[
 # an AccessDenied in production. Update both together when code starts using a new operation.
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiAuthFunction": {
-        **_dynamodb(["GetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}),
+        **_dynamodb(
+            ["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "TransactWriteItems"], {TABLE}
+        ),
         # Its access-token signing key, once per cold start.
         "secretsmanager:GetSecretValue": {SIGNING_KEY_SECRET},
     },

@@ -51,13 +51,27 @@ impl JwtConfig {
 /// the asymmetric keys exist to remove.
 pub const RETIRED_JWT_VARIABLES: [&str; 2] = ["JWT_SECRET", "JWT_PUBLIC_KEY_PEM"];
 
-/// Per-user write budgets, per minute.
+/// Per-user budgets, per minute: each a `RATE_LIMIT_*` variable (see
+/// [`RATE_LIMIT_VARIABLES`]). They bound what one account can make the backend do — writes,
+/// fan-out, notification spam, replay reads — whoever holds its tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub posts_per_minute: u32,
     pub comments_per_minute: u32,
     pub messages_per_minute: u32,
     pub follows_per_minute: u32,
+    /// Likes and unlikes together: toggling a like is one notification each time.
+    pub likes_per_minute: u32,
+    /// Blocks and unblocks together: a block also marks notifications read both ways.
+    pub blocks_per_minute: u32,
+    /// `POST /notifications/{id}/read` and `/notifications/read-all` together.
+    pub mark_reads_per_minute: u32,
+    /// `PATCH /users/me`.
+    pub profile_edits_per_minute: u32,
+    /// WebSocket `subscribe` frames (a reconnecting client re-subscribes its rooms at once).
+    pub subscribes_per_minute: u32,
+    /// WebSocket `resume` frames (each may read up to 500 missed events).
+    pub resumes_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -67,9 +81,46 @@ impl Default for RateLimits {
             comments_per_minute: 60,
             messages_per_minute: 60,
             follows_per_minute: 60,
+            likes_per_minute: 120,
+            blocks_per_minute: 30,
+            mark_reads_per_minute: 120,
+            profile_edits_per_minute: 10,
+            subscribes_per_minute: 120,
+            resumes_per_minute: 20,
         }
     }
 }
+
+/// The field of [`RateLimits`] a variable sets.
+pub type RateLimitField = fn(&mut RateLimits) -> &mut u32;
+
+/// Every per-user budget's variable, with the field it sets.
+pub const RATE_LIMIT_VARIABLES: [(&str, RateLimitField); 10] = [
+    ("RATE_LIMIT_POSTS_PER_MINUTE", |l| &mut l.posts_per_minute),
+    ("RATE_LIMIT_COMMENTS_PER_MINUTE", |l| {
+        &mut l.comments_per_minute
+    }),
+    ("RATE_LIMIT_MESSAGES_PER_MINUTE", |l| {
+        &mut l.messages_per_minute
+    }),
+    ("RATE_LIMIT_FOLLOWS_PER_MINUTE", |l| {
+        &mut l.follows_per_minute
+    }),
+    ("RATE_LIMIT_LIKES_PER_MINUTE", |l| &mut l.likes_per_minute),
+    ("RATE_LIMIT_BLOCKS_PER_MINUTE", |l| &mut l.blocks_per_minute),
+    ("RATE_LIMIT_MARK_READS_PER_MINUTE", |l| {
+        &mut l.mark_reads_per_minute
+    }),
+    ("RATE_LIMIT_PROFILE_EDITS_PER_MINUTE", |l| {
+        &mut l.profile_edits_per_minute
+    }),
+    ("RATE_LIMIT_SUBSCRIBES_PER_MINUTE", |l| {
+        &mut l.subscribes_per_minute
+    }),
+    ("RATE_LIMIT_RESUMES_PER_MINUTE", |l| {
+        &mut l.resumes_per_minute
+    }),
+];
 
 /// Lockouts on the credential doors (`crate::store::lockout`), each a
 /// [`LockoutPolicy`]: so many failures within `AUTH_WINDOW_SECONDS` (default 900) lock the
@@ -84,6 +135,12 @@ pub struct AuthLimits {
     /// Refreshes with an unknown, expired or reused token from one source IP
     /// (`AUTH_REFRESH_FAILURES_PER_IP`, 20).
     pub refresh_per_ip: LockoutPolicy,
+    /// Registrations tried from one source IP, successful or not
+    /// (`AUTH_REGISTER_ATTEMPTS_PER_IP`, 20): bounds account farming and argon2 work.
+    pub register_per_ip: LockoutPolicy,
+    /// Registrations of one username that is already taken
+    /// (`AUTH_REGISTER_TAKEN_PER_USER`, 5).
+    pub register_per_user: LockoutPolicy,
 }
 
 impl Default for AuthLimits {
@@ -98,6 +155,8 @@ impl Default for AuthLimits {
             login_per_user: policy(5),
             login_per_ip: policy(20),
             refresh_per_ip: policy(20),
+            register_per_ip: policy(20),
+            register_per_user: policy(5),
         }
     }
 }
@@ -224,29 +283,7 @@ impl Config {
             ),
         };
 
-        let defaults = RateLimits::default();
-        let rate_limits = RateLimits {
-            posts_per_minute: number(
-                &vars,
-                "RATE_LIMIT_POSTS_PER_MINUTE",
-                defaults.posts_per_minute,
-            )?,
-            comments_per_minute: number(
-                &vars,
-                "RATE_LIMIT_COMMENTS_PER_MINUTE",
-                defaults.comments_per_minute,
-            )?,
-            messages_per_minute: number(
-                &vars,
-                "RATE_LIMIT_MESSAGES_PER_MINUTE",
-                defaults.messages_per_minute,
-            )?,
-            follows_per_minute: number(
-                &vars,
-                "RATE_LIMIT_FOLLOWS_PER_MINUTE",
-                defaults.follows_per_minute,
-            )?,
-        };
+        let rate_limits = rate_limits(&vars)?;
 
         let ws_handshake_window = chrono::Duration::seconds(number(
             &vars,
@@ -320,6 +357,16 @@ impl Config {
     }
 }
 
+/// [`RateLimits`] from `RATE_LIMIT_*`, over the defaults.
+fn rate_limits(vars: &HashMap<String, String>) -> Result<RateLimits> {
+    let mut limits = RateLimits::default();
+    for (name, field) in RATE_LIMIT_VARIABLES {
+        let budget = field(&mut limits);
+        *budget = number(vars, name, *budget)?;
+    }
+    Ok(limits)
+}
+
 /// [`AuthLimits`] from `AUTH_*`, over the defaults.
 fn auth_limits(vars: &HashMap<String, String>) -> Result<AuthLimits> {
     let defaults = AuthLimits::default();
@@ -346,6 +393,8 @@ fn auth_limits(vars: &HashMap<String, String>) -> Result<AuthLimits> {
         login_per_user: policy("AUTH_LOGIN_FAILURES_PER_USER", &defaults.login_per_user)?,
         login_per_ip: policy("AUTH_LOGIN_FAILURES_PER_IP", &defaults.login_per_ip)?,
         refresh_per_ip: policy("AUTH_REFRESH_FAILURES_PER_IP", &defaults.refresh_per_ip)?,
+        register_per_ip: policy("AUTH_REGISTER_ATTEMPTS_PER_IP", &defaults.register_per_ip)?,
+        register_per_user: policy("AUTH_REGISTER_TAKEN_PER_USER", &defaults.register_per_user)?,
     })
 }
 
@@ -466,6 +515,61 @@ mod tests {
         let error = Config::from_vars([("TABLE_NAME", "t"), ("MAX_CONNECTIONS_PER_USER", "ten")])
             .unwrap_err();
         assert!(error.to_string().contains("MAX_CONNECTIONS_PER_USER"));
+    }
+
+    #[test]
+    fn every_rate_limit_comes_from_its_variable() {
+        let config = Config::from_vars([("TABLE_NAME", "t")]).unwrap();
+        assert_eq!(config.rate_limits, RateLimits::default());
+        let mut vars = vec![("TABLE_NAME".to_owned(), "t".to_owned())];
+        // Each variable gets a distinct value, so a variable wired to the wrong field shows.
+        for (value, (name, _)) in (1..).zip(RATE_LIMIT_VARIABLES) {
+            vars.push((name.to_owned(), (1000 + value).to_string()));
+        }
+        let limits = Config::from_vars(vars).unwrap().rate_limits;
+        assert_eq!(
+            limits,
+            RateLimits {
+                posts_per_minute: 1001,
+                comments_per_minute: 1002,
+                messages_per_minute: 1003,
+                follows_per_minute: 1004,
+                likes_per_minute: 1005,
+                blocks_per_minute: 1006,
+                mark_reads_per_minute: 1007,
+                profile_edits_per_minute: 1008,
+                subscribes_per_minute: 1009,
+                resumes_per_minute: 1010,
+            }
+        );
+        let error = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("RATE_LIMIT_RESUMES_PER_MINUTE", "many"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("RATE_LIMIT_RESUMES_PER_MINUTE"));
+    }
+
+    #[test]
+    fn register_limits_come_from_the_environment() {
+        let defaults = AuthLimits::default();
+        assert_eq!(
+            (
+                defaults.register_per_ip.max_failures,
+                defaults.register_per_user.max_failures
+            ),
+            (20, 5)
+        );
+        let config = Config::from_vars([
+            ("TABLE_NAME", "t"),
+            ("AUTH_REGISTER_ATTEMPTS_PER_IP", "1000"),
+            ("AUTH_REGISTER_TAKEN_PER_USER", "2"),
+        ])
+        .unwrap();
+        let limits = config.auth_limits;
+        assert_eq!(limits.register_per_ip.max_failures, 1000);
+        assert_eq!(limits.register_per_user.max_failures, 2);
+        assert_eq!(limits.login_per_user, defaults.login_per_user);
     }
 
     #[test]

@@ -144,6 +144,9 @@ pub enum EventBody {
         message: String,
         #[serde(default)]
         request_id: Option<String>,
+        /// Seconds to wait before trying again (`rate_limited` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -386,6 +389,7 @@ impl Event {
                 code: error.code().to_owned(),
                 message: error.public_message(),
                 request_id: request_id.map(str::to_owned),
+                retry_after: error.retry_after(),
             },
             now,
         )

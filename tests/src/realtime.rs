@@ -46,7 +46,7 @@ pub const QUIET: Duration = Duration::from_millis(1500);
 pub const SUBPROTOCOL: &str = "ripple.v1";
 
 /// Password of every test user.
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -90,6 +90,7 @@ impl User {
 pub struct Response {
     pub status: u16,
     pub body: Value,
+    pub headers: http::HeaderMap,
 }
 
 /// The local stack with the clients the tests use on it.
@@ -130,6 +131,12 @@ impl RealtimeStack {
         // Ports chosen by the OS: tests run in parallel.
         options.gateway = ripple_local::gateway::GatewayOptions::default();
         options.stream_poll_interval = Duration::from_millis(20);
+        // Every suite registers its users from 127.0.0.1; the per-address registration
+        // limit is the security suite's to test (it sets its own, after this).
+        options.environment.push((
+            "AUTH_REGISTER_ATTEMPTS_PER_IP".to_owned(),
+            "1000000".to_owned(),
+        ));
         configure(&mut options);
         let stack = tokio::time::timeout(Duration::from_secs(60), LocalStack::start(options))
             .await
@@ -189,6 +196,7 @@ impl RealtimeStack {
             .unwrap_or_else(|_| panic!("{method} {path}: no response within {WAIT:?}"))
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = tokio::time::timeout(WAIT, response.into_body().collect())
             .await
             .unwrap_or_else(|_| panic!("{method} {path}: body not read within {WAIT:?}"))
@@ -204,7 +212,11 @@ impl RealtimeStack {
                 )
             })
         };
-        Response { status, body }
+        Response {
+            status,
+            body,
+            headers,
+        }
     }
 
     /// `method path` as `user`, asserting the status; returns the body.

@@ -14,9 +14,11 @@
 //! start when its public half is not in `JWT_PUBLIC_KEYS`.
 //!
 //! Brute force: failed logins are counted per username (existing or not) and per source IP,
-//! failed refreshes per source IP (`shared::store::lockout`, limits in `Config::auth_limits`);
-//! a locked subject gets 429 with `Retry-After` before any argon2 or token work, the same
-//! answer whether or not the account exists, and each lockout is twice the last.
+//! failed refreshes per source IP, registrations per source IP (every attempt) and per
+//! username (attempts on a taken one) (`shared::store::lockout`, limits in
+//! `Config::auth_limits`); a locked subject gets 429 with `Retry-After` before any argon2 or
+//! token work, the same answer whether or not the account exists, and each lockout is twice
+//! the last.
 //!
 //! Passwords are hashed with argon2id (`shared::auth::passwords`) on the blocking pool;
 //! refresh tokens are hashed, rotated and revoked by `shared::auth::refresh`. Neither a
@@ -238,17 +240,31 @@ fn session(
 async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let body: RegisterBody = request.json()?;
     // The canonical lower-case form is the store's business; keep the case the user typed.
-    domain::validate_username(&body.username)?;
+    let canonical = domain::validate_username(&body.username)?;
     domain::validate_password(&body.password)?;
     let display_name = match &body.display_name {
         Some(name) => domain::validate_display_name(name)?,
         None => body.username.clone(),
     };
-    let password_hash = passwords::hash(&body.password).await?;
     let now = state.clock.now();
+    let subjects = [
+        Subject::Username(canonical),
+        Subject::SourceIp(request.source_ip.clone()),
+    ];
+    // Before any argon2 work: an address that registered too much, or a taken name tried
+    // too often, is refused with the lockout's 429.
+    state.lockouts.check(Door::Register, &subjects, now).await?;
+    let limits = &state.config.auth_limits;
+    // Every attempt that gets this far counts against the address, while the password hashes.
+    let (password_hash, _) = tokio::try_join!(
+        passwords::hash(&body.password),
+        state
+            .lockouts
+            .record_failure(Door::Register, &subjects[1], &limits.register_per_ip, now),
+    )?;
     // The username item, profile and credentials go in one conditional transaction: a name
     // taken in any letter case is a 409 and nothing is written.
-    let user = state
+    let created = state
         .users
         .create_user(NewUser {
             id: domain::new_id(),
@@ -257,7 +273,22 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
             password_hash,
             created_at: now,
         })
-        .await?;
+        .await;
+    let user = match created {
+        Ok(user) => user,
+        Err(error @ Error::Conflict { .. }) => {
+            let policy = &limits.register_per_user;
+            if state
+                .lockouts
+                .record_failure(Door::Register, &subjects[0], policy, now)
+                .await?
+            {
+                tracing::warn!("registration of a taken username locked after repeated tries");
+            }
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     let refresh = state.refresh_tokens.start_session(user.id, now).await?;
     tracing::info!(user_id = %user.id, "user registered");
     ApiResponse::created(session(&state, user, refresh, now)?)

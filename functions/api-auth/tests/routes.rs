@@ -12,7 +12,12 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// `api-auth` over a fresh database.
 async fn start() -> TestApi {
-    TestApi::start(|config, clients| {
+    start_with(&[]).await
+}
+
+/// [`start`] with configuration overrides.
+async fn start_with(config: &[(&str, &str)]) -> TestApi {
+    TestApi::start_with(config, |config, clients| {
         Ok(api_auth::lambda_function(Arc::new(api_auth::State::new(
             config,
             clients,
@@ -20,6 +25,17 @@ async fn start() -> TestApi {
         )?)))
     })
     .await
+}
+
+/// Items other than lockout counters: what a registration writes for an account.
+async fn account_items(api: &TestApi) -> usize {
+    let items = api.db.scan_all().await;
+    items
+        .iter()
+        .filter(|item| {
+            !matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with("LOCK#"))
+        })
+        .count()
 }
 
 async fn post(api: &TestApi, path: &str, body: Value) -> TestResponse {
@@ -222,7 +238,7 @@ async fn register_rejects_invalid_input_with_400_and_writes_nothing() {
 async fn register_with_a_username_taken_in_another_case_is_a_conflict() {
     let api = start().await;
     register(&api, "alice").await;
-    let before = api.db.item_count().await;
+    let before = account_items(&api).await;
     for spelling in ["ALICE", "Alice", "alice"] {
         let response = post(
             &api,
@@ -232,7 +248,8 @@ async fn register_with_a_username_taken_in_another_case_is_a_conflict() {
         .await;
         assert_error_for(&response, 409, "conflict", spelling);
     }
-    assert_eq!(api.db.item_count().await, before);
+    // Only the registration lockout counters changed.
+    assert_eq!(account_items(&api).await, before);
 }
 
 #[tokio::test]
@@ -798,4 +815,56 @@ async fn repeated_bad_refresh_tokens_lock_the_address() {
     assert_locked(&locked, "the address");
     let elsewhere = refresh_from("203.0.113.78", session["refresh_token"].clone()).await;
     assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+}
+
+/// A registration of `username` from `ip`.
+async fn register_from(api: &TestApi, ip: &str, username: &str) -> TestResponse {
+    api.send(
+        TestRequest::new("POST", "/auth/register")
+            .source_ip(ip)
+            .json(json!({"username": username, "password": PASSWORD})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn many_registrations_from_one_address_lock_the_address_only() {
+    let api = start().await;
+    let limit = api.config.auth_limits.register_per_ip.max_failures;
+    for n in 0..limit {
+        let response = register_from(&api, "198.51.100.20", &format!("farm{n}")).await;
+        assert_eq!(response.status, 201, "registration {n}: {}", response.body);
+    }
+    let users_before = api.db.item_count().await;
+    let locked = register_from(&api, "198.51.100.20", "onemore").await;
+    let wait = assert_locked(&locked, "the address");
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Refused before anything is written (no user, no session).
+    assert_eq!(api.db.item_count().await, users_before);
+    let login = post(
+        &api,
+        "/auth/login",
+        json!({"username": "onemore", "password": PASSWORD}),
+    )
+    .await;
+    assert_error_for(&login, 401, "unauthorized", "the refused registration");
+    let elsewhere = register_from(&api, "198.51.100.21", "onemore").await;
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
+}
+
+#[tokio::test]
+async fn repeated_registrations_of_a_taken_username_lock_that_username() {
+    let api = start_with(&[("AUTH_REGISTER_ATTEMPTS_PER_IP", "1000")]).await;
+    register(&api, "alice").await;
+    let limit = api.config.auth_limits.register_per_user.max_failures;
+    for attempt in 0..limit {
+        // A fresh address each time: the username alone is what gets locked.
+        let ip = format!("203.0.113.{}", 100 + attempt);
+        let taken = register_from(&api, &ip, "ALICE").await;
+        assert_error_for(&taken, 409, "conflict", &format!("attempt {attempt}"));
+    }
+    let locked = register_from(&api, "203.0.113.200", "alice").await;
+    assert_locked(&locked, "the taken username");
+    let other = register_from(&api, "203.0.113.200", "bob").await;
+    assert_eq!(other.status, 201, "{}", other.body);
 }

@@ -2,6 +2,9 @@
 //! `GET /events?since=`, the socket-less catch-up (the same replay as the WebSocket
 //! `resume`: `shared::replay`).
 //!
+//! Marking read (one or all) spends the caller's per-minute budget
+//! (`RATE_LIMIT_MARK_READS_PER_MINUTE`) before it writes: over it, 429 with `Retry-After`.
+//!
 //! Notifications live in the caller's own partition, so every route reads or writes only
 //! the caller's; an id of someone else's notification is simply not found. Notifications
 //! whose actor is now in a block relation with the caller are not listed (and the block
@@ -19,15 +22,20 @@ use shared::auth::TokenService;
 use shared::aws::DynamoClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
+use shared::domain::{
+    rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserId, UserSummary,
+};
 use shared::error::Result;
 use shared::events::Event;
 use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
+use shared::http::{
+    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
+};
 use shared::replay::{self, ReplaySources};
 use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
+use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 
@@ -40,6 +48,7 @@ pub struct State {
     /// Messages and the feed count of `GET /events`.
     pub messages: Arc<dyn MessageStore>,
     pub feeds: Arc<dyn FeedStore>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
 }
@@ -76,8 +85,21 @@ impl State {
             social: store.clone(),
             messages: store.clone(),
             feeds: store.clone(),
-            notifications: store,
+            notifications: store.clone(),
+            rate_limiter: store,
         })
+    }
+
+    /// Spends one unit of the caller's per-minute budget for `action`.
+    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
+        spend_rate_limit(
+            self.rate_limiter.as_ref(),
+            &self.config.rate_limits,
+            user,
+            action,
+            self.clock.now(),
+        )
+        .await
     }
 }
 
@@ -172,6 +194,9 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
     let notification = request.path_id("notification_id")?;
+    state
+        .rate_limit(caller, RateLimitedAction::MarkRead)
+        .await?;
     state.notifications.mark_read(caller, notification).await?;
     Ok(ApiResponse::no_content())
 }
@@ -180,6 +205,9 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
 async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
+    state
+        .rate_limit(caller, RateLimitedAction::MarkRead)
+        .await?;
     let marked = state.notifications.mark_all_read(caller).await?;
     tracing::info!(marked, "notifications marked read");
     ApiResponse::ok(json!({ "marked": marked }))

@@ -14,7 +14,12 @@ use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest};
 
 /// `api-notifications` over a fresh database.
 async fn start() -> TestApi {
-    TestApi::start(|config, clients| {
+    start_with(&[]).await
+}
+
+/// [`start`] with configuration overrides.
+async fn start_with(config: &[(&str, &str)]) -> TestApi {
+    TestApi::start_with(config, |config, clients| {
         Ok(api_notifications::lambda_function(Arc::new(State::new(
             config, clients,
         )?)))
@@ -247,7 +252,7 @@ async fn marking_read_someone_elses_or_an_unknown_notification_is_not_found() {
     messages(&api, &bob, &alice, 1).await;
     let (alices, _) = api.walk_pages(&alice, "/notifications", 10).await;
     let hers = id_of(&alices[0]);
-    let items = api.db.item_count().await;
+    let items = items_besides_budgets(&api).await;
 
     let response = api
         .call(&bob, "POST", &format!("/notifications/{hers}/read"))
@@ -262,7 +267,22 @@ async fn marking_read_someone_elses_or_an_unknown_notification_is_not_found() {
         .await;
     assert_error(&response, 400, "validation_failed");
     assert_eq!(unread_count(&api, &alice).await, 1, "untouched");
-    assert_eq!(api.db.item_count().await, items, "nothing written");
+    // Only the callers' per-minute budget counters (spent before the lookup) changed.
+    assert_eq!(items_besides_budgets(&api).await, items, "nothing written");
+}
+
+/// Items other than per-user budget counters (`RATE#…`).
+async fn items_besides_budgets(api: &TestApi) -> usize {
+    let items = api.db.scan_all().await;
+    items
+        .iter()
+        .filter(|item| {
+            !item
+                .get("pk")
+                .and_then(|pk| pk.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("RATE#"))
+        })
+        .count()
 }
 
 #[tokio::test]
@@ -431,4 +451,39 @@ async fn events_since_a_cursor_are_the_resume_replay_without_a_socket() {
     ] {
         assert_error(&api.call(&bob, "GET", bad).await, 400, "validation_failed");
     }
+}
+
+#[tokio::test]
+async fn marking_read_one_or_all_shares_a_budget_and_writes_nothing_over_it() {
+    // A clock that moves only when told: the window cannot roll over mid-test.
+    let clock = Arc::new(shared::clock::ManualClock::new(Utc::now()));
+    let api = TestApi::start_with(
+        &[("RATE_LIMIT_MARK_READS_PER_MINUTE", "1")],
+        move |config, clients| {
+            Ok(api_notifications::lambda_function(Arc::new(
+                State::with_clock(config, clients, clock)?,
+            )))
+        },
+    )
+    .await;
+    let (alice, bob) = (api.account("alice").await, api.account("bob").await);
+    messages(&api, &bob, &alice, 2).await;
+    let (all, _) = api.walk_pages(&alice, "/notifications", 10).await;
+    let read = |n: &Value| format!("/notifications/{}/read", id_of(n));
+    assert_eq!(api.call(&alice, "POST", &read(&all[0])).await.status, 204);
+    for path in [read(&all[1]), "/notifications/read-all".to_owned()] {
+        let response = api.call(&alice, "POST", &path).await;
+        assert_error(&response, 429, "rate_limited");
+        let retry_after: u64 = response.headers["retry-after"].parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{path}: {retry_after}");
+    }
+    assert_eq!(
+        unread_count(&api, &alice).await,
+        1,
+        "nothing marked over budget"
+    );
+    // Reading is not limited, and another user's budget is their own.
+    messages(&api, &alice, &bob, 1).await;
+    let bobs = api.call(&bob, "POST", "/notifications/read-all").await;
+    assert_eq!(bobs.status, 200, "{:?}", bobs.body);
 }

@@ -8,8 +8,8 @@
 //! | `DELETE /posts/{post_id}` | the author | 204 |
 //! | `GET /feed` | the caller | 200 page of posts, newest first |
 //! | `GET /users/{user_id}/posts` | whoever may see the author | 200 page of posts, newest first |
-//! | `PUT /posts/{post_id}/like` | whoever may see the post | 200 `{liked: true, like_count, like_version}` |
-//! | `DELETE /posts/{post_id}/like` | whoever may see the post | 200 `{liked: false, like_count, like_version}` |
+//! | `PUT /posts/{post_id}/like` | whoever may see the post (rate limited) | 200 `{liked: true, like_count, like_version}` |
+//! | `DELETE /posts/{post_id}/like` | whoever may see the post (rate limited) | 200 `{liked: false, like_count, like_version}` |
 //! | `GET /posts/{post_id}/comments` | whoever may see the post | 200 page of comments, oldest first |
 //! | `POST /posts/{post_id}/comments` | whoever may see the post (rate limited) | 201 comment |
 //! | `DELETE /posts/{post_id}/comments/{comment_id}` | the comment's or the post's author | 204 |
@@ -20,6 +20,10 @@
 //! included (its existence is not revealed); the post list of a private account the caller
 //! does not follow is a 403. Comments of users in a block relation with the caller are left
 //! out of the comment list.
+//!
+//! Rate limited routes spend the caller's per-minute budget (`RATE_LIMIT_*`; likes and
+//! unlikes share one) right after authentication, before any read, write or push: over it,
+//! 429 with `Retry-After`.
 //!
 //! Counters, idempotent likes and notifications are the store's job (`PostStore`): each
 //! write is one DynamoDB transaction with its conditions.
@@ -425,6 +429,7 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
 async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
+    state.rate_limit(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let (liked, ahead) = futures::join!(
         state.posts.like(&post, caller, state.clock.now()),
@@ -442,6 +447,7 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
+    state.rate_limit(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let unliked = state.posts.unlike(post.id, caller).await?;
     ApiResponse::ok(unliked)

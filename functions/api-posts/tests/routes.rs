@@ -1042,3 +1042,43 @@ async fn the_comment_list_leaves_out_comments_of_users_in_a_block_with_the_viewe
     assert_eq!(texts(&bob).await, ["bob's", "dave's"]);
     assert_eq!(texts(&alice).await, ["bob's", "carol's", "dave's"]);
 }
+
+#[tokio::test]
+async fn likes_and_unlikes_share_a_budget_checked_before_the_post_is_touched() {
+    let (api, clock) = start_on_manual_clock(&[("RATE_LIMIT_LIKES_PER_MINUTE", "2")]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let post_id = id_of(&create_post(&api, &alice, "like me").await);
+    let path = format!("/posts/{post_id}/like");
+    assert_eq!(api.call(&bob, "PUT", &path).await.status, 200);
+    assert_eq!(api.call(&bob, "DELETE", &path).await.status, 200);
+    let notifications_before = recent_notifications(&api.store, alice.id()).await.len();
+
+    for method in ["PUT", "DELETE"] {
+        let response = api.call(&bob, method, &path).await;
+        assert_error(&response, 429, "rate_limited");
+        let retry_after: u64 = response.headers["retry-after"].parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{method}: {retry_after}");
+    }
+    // Over budget nothing was written: no like, no new notification.
+    let stored = api
+        .store
+        .get_post(post_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.like_count, 0);
+    assert_eq!(
+        recent_notifications(&api.store, alice.id()).await.len(),
+        notifications_before
+    );
+    // Even a missing post is refused first: the budget goes before any read.
+    let missing = format!("/posts/{}/like", new_id());
+    assert_error(&api.call(&bob, "PUT", &missing).await, 429, "rate_limited");
+    // The budget is per user, and a new window restores it.
+    assert_eq!(api.call(&alice, "PUT", &path).await.status, 200);
+    clock.advance(Duration::seconds(61));
+    let liked = api.call(&bob, "PUT", &path).await;
+    assert_eq!(liked.status, 200, "{}", liked.body);
+    assert_eq!(liked.body["like_count"], 2);
+}

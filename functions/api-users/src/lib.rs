@@ -14,6 +14,11 @@
 //! | `PUT /users/{user_id}/block`, `DELETE /users/{user_id}/block` | 204 |
 //! | `GET /blocks` | 200 list of related users |
 //!
+//! Follows, blocks and unblocks, and profile edits spend the caller's per-minute budget
+//! (`RATE_LIMIT_FOLLOWS_PER_MINUTE`, `…_BLOCKS_…` for both block routes,
+//! `…_PROFILE_EDITS_…`) right after authentication and input checks, before any read or
+//! write: over it, 429 with `Retry-After`.
+//!
 //! Every route needs an access token. Follow requests and blocks are always the caller's
 //! own: the routes take no owner id, so nobody can read or answer someone else's.
 //!
@@ -105,6 +110,18 @@ impl State {
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
         self
+    }
+
+    /// Spends one unit of the caller's per-minute budget for `action`.
+    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
+        spend_rate_limit(
+            self.rate_limiter.as_ref(),
+            &self.config.rate_limits,
+            user,
+            action,
+            self.clock.now(),
+        )
+        .await
     }
 }
 
@@ -323,6 +340,9 @@ async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let update = request.json::<ProfilePatch>()?.validate()?;
+    state
+        .rate_limit(caller, RateLimitedAction::ProfileEdit)
+        .await?;
     let user = state
         .users
         .update_profile(caller, &update)
@@ -384,14 +404,7 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "follow")?;
     let now = state.clock.now();
-    spend_rate_limit(
-        state.rate_limiter.as_ref(),
-        &state.config.rate_limits,
-        caller,
-        RateLimitedAction::Follow,
-        now,
-    )
-    .await?;
+    state.rate_limit(caller, RateLimitedAction::Follow).await?;
     let (user, relationship) = futures::try_join!(
         state.users.get_user(target),
         state.social.relationship(caller, target)
@@ -498,6 +511,7 @@ async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "block")?;
+    state.rate_limit(caller, RateLimitedAction::Block).await?;
     state
         .social
         .block(caller, target, state.clock.now())
@@ -529,6 +543,7 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unblock")?;
+    state.rate_limit(caller, RateLimitedAction::Block).await?;
     state.social.unblock(caller, target).await?;
     tracing::info!(user_id = %caller, %target, "unblocked");
     Ok(ApiResponse::no_content())

@@ -17,8 +17,8 @@ use shared::store::page::PageRequest;
 use shared::store::social::{SocialStore, MAX_FOLLOWING};
 use shared::store::users::UserStore;
 use shared::testkit::api::{
-    assert_error, assert_error_for, open_connection, recent_notifications, writer_push, TestApi,
-    TestRequest, TestResponse,
+    assert_error, assert_error_for, open_connection, recent_notifications, writer_push,
+    TestAccount, TestApi, TestRequest, TestResponse,
 };
 use shared::testkit::{token_service_signing_with, TEST_KID};
 
@@ -1321,4 +1321,62 @@ async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_roo
     assert_eq!(members(format!("post:{carols_post}")).await, ["b1="]);
     let b1 = api.store.stored_connection("b1=").await.unwrap().unwrap();
     assert_eq!(b1.rooms, [format!("post:{carols_post}")]);
+}
+
+/// `api-users` on a clock that moves only when told: a budget's one-minute window cannot
+/// roll over in the middle of a test.
+async fn start_on_manual_clock(config: &[(&str, &str)]) -> TestApi {
+    let clock = Arc::new(shared::clock::ManualClock::new(Utc::now()));
+    TestApi::start_with(config, move |config, clients| {
+        Ok(api_users::lambda_function(Arc::new(State::with_clock(
+            config, clients, clock,
+        )?)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn blocks_and_unblocks_share_a_budget_and_write_nothing_over_it() {
+    let api = start_on_manual_clock(&[("RATE_LIMIT_BLOCKS_PER_MINUTE", "2")]).await;
+    let alice = api.account("alice").await;
+    let bob = api.account("bob").await;
+    let carol = api.account("carol").await;
+    let path = |who: &TestAccount| format!("/users/{}/block", who.id());
+    assert_eq!(api.call(&alice, "PUT", &path(&bob)).await.status, 204);
+    assert_eq!(api.call(&alice, "DELETE", &path(&bob)).await.status, 204);
+    for method in ["PUT", "DELETE"] {
+        let response = api.call(&alice, method, &path(&carol)).await;
+        assert_error(&response, 429, "rate_limited");
+        let retry_after: u64 = response.headers["retry-after"].parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{method}: {retry_after}");
+    }
+    let relationship = api
+        .store
+        .relationship(alice.id(), carol.id())
+        .await
+        .unwrap();
+    assert!(!relationship.blocking, "no block written over budget");
+    // Another user's budget is their own.
+    assert_eq!(api.call(&carol, "PUT", &path(&alice)).await.status, 204);
+}
+
+#[tokio::test]
+async fn profile_edits_over_budget_are_429_and_leave_the_profile_alone() {
+    let api = start_on_manual_clock(&[("RATE_LIMIT_PROFILE_EDITS_PER_MINUTE", "1")]).await;
+    let alice = api.account("alice").await;
+    let first = api
+        .call_json(&alice, "PATCH", "/users/me", json!({"bio": "first"}))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = api
+        .call_json(&alice, "PATCH", "/users/me", json!({"bio": "second"}))
+        .await;
+    assert_error(&second, 429, "rate_limited");
+    let retry_after: u64 = second.headers["retry-after"].parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let stored = api.store.get_user(alice.id()).await.unwrap().unwrap();
+    assert_eq!(stored.bio, "first");
+    // An invalid patch is a 400 whatever the budget: input is checked first.
+    let invalid = api.call_json(&alice, "PATCH", "/users/me", json!({})).await;
+    assert_error(&invalid, 400, "validation_failed");
 }

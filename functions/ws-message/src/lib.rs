@@ -10,6 +10,11 @@
 //! | `resume {since}` | `resumed {gap, replayed, feed_new_posts}` | missed events posted first, in order, in `replay` frames |
 //! | anything else | `error {code, message, request_id}` | — |
 //!
+//! `subscribe` and `resume` spend the caller's per-minute budget
+//! (`RATE_LIMIT_SUBSCRIBES_PER_MINUTE`, `RATE_LIMIT_RESUMES_PER_MINUTE`) before any
+//! authorization read or replay: over it, the reply is `error {code: rate_limited,
+//! request_id, retry_after}`.
+//!
 //! **Replies travel as the route response.** Every action route is two-way in
 //! `template.yaml` (and in the local gateway), so the body this function returns is sent on
 //! the caller's socket by API Gateway — no management-API call per reply. The management API
@@ -43,6 +48,7 @@ use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
+use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
@@ -65,6 +71,8 @@ pub struct State {
     pub feeds: Arc<dyn FeedStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub messages: Arc<dyn MessageStore>,
+    /// The per-user budgets of `subscribe` and `resume`.
+    pub rate_limiter: Arc<dyn RateLimiter>,
     /// Typing relays and `resume` replays (the direct push path only).
     pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
@@ -110,6 +118,7 @@ impl State {
             feeds: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
+            rate_limiter: store.clone(),
             push,
             clock,
             typing: typing::TypingLimiter::default(),
@@ -207,6 +216,7 @@ async fn process(
         ))),
         Action::Subscribe { channel } => {
             let channel = Channel::parse(&channel)?;
+            spend(state, caller.user_id, RateLimitedAction::Subscribe).await?;
             channels::authorize(state, caller.user_id, channel).await?;
             let subscription = Subscription {
                 channel: channel.to_string(),
@@ -245,6 +255,7 @@ async fn process(
             Ok(None)
         }
         Action::Resume { since } => {
+            spend(state, caller.user_id, RateLimitedAction::Resume).await?;
             let sent = resume::replay_to(
                 state,
                 caller.user_id,
@@ -266,6 +277,23 @@ async fn process(
             Ok(Some(replay.resumed(request_id, state.clock.now())))
         }
     }
+}
+
+/// Spends one unit of `user`'s per-minute budget for `action`, before the action reads
+/// anything: over it, the frame is answered `rate_limited` with `retry_after`.
+async fn spend(
+    state: &State,
+    user: shared::domain::UserId,
+    action: RateLimitedAction,
+) -> Result<()> {
+    shared::http::spend_rate_limit(
+        state.rate_limiter.as_ref(),
+        &state.config.rate_limits,
+        user,
+        action,
+        state.clock.now(),
+    )
+    .await
 }
 
 /// The caller's connection; a connection `ws-connect` did not register (or that expired)

@@ -37,12 +37,17 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Harness::start`] with configuration overrides.
+    async fn start_with(config: &[(&str, &str)]) -> Self {
         let db = TestDb::start().await;
         let store = db.store();
         let push = Arc::new(RecordingPush::new());
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let state = State::from_parts(
-            db.config(),
+            db.config_with(config),
             Arc::new(store.clone()),
             push.clone(),
             clock.clone(),
@@ -1089,4 +1094,115 @@ async fn resume_leaves_out_what_a_blocked_user_sent_as_the_rest_lists_do() {
         replayed.is_empty(),
         "a block either way hides: {replayed:?}"
     );
+}
+
+// ---- per-user budgets --------------------------------------------------------------------------
+
+/// The `retry_after` of a `rate_limited` reply, checked to be within one window.
+fn retry_after(reply: &Value) -> u64 {
+    let seconds = reply["data"]["retry_after"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retry_after: {reply}"));
+    assert!((1..=60).contains(&seconds), "{reply}");
+    seconds
+}
+
+#[tokio::test]
+async fn subscribes_over_the_users_budget_are_refused_before_any_read() {
+    let harness = Harness::start_with(&[("RATE_LIMIT_SUBSCRIBES_PER_MINUTE", "2")]).await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    let post = harness
+        .store
+        .create_post(NewPost {
+            author: alice.id,
+            text: "hello".into(),
+            media_url: None,
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let channel = format!("post:{}", post.id);
+    // The budget is the user's, across their connections.
+    let (first, second) = (harness.connect(&bob).await, harness.connect(&bob).await);
+    assert_eq!(
+        harness.reply(&first, subscribe(&channel)).await["type"],
+        "subscribed"
+    );
+    assert_eq!(
+        harness.reply(&second, subscribe(&channel)).await["type"],
+        "subscribed"
+    );
+    harness.store.unsubscribe(&second, &channel).await.unwrap();
+    let refused = harness
+        .reply(
+            &second,
+            json!({"action": "subscribe", "request_id": "s-over", "channel": channel}),
+        )
+        .await;
+    assert_error(&refused, "rate_limited", Some("s-over"));
+    retry_after(&refused);
+    assert_eq!(
+        harness.store.room_members(&channel).await.unwrap().len(),
+        1,
+        "nothing joined over budget"
+    );
+    // A channel that does not exist is refused the same way: the budget goes first.
+    let missing = harness
+        .reply(&second, subscribe(&format!("post:{}", new_id())))
+        .await;
+    assert_error(&missing, "rate_limited", Some("s1"));
+    // Another user is not affected; a new window restores the budget.
+    let alice_connection = harness.connect(&alice).await;
+    assert_eq!(
+        harness.reply(&alice_connection, subscribe(&channel)).await["type"],
+        "subscribed"
+    );
+    harness.clock.advance(Duration::seconds(61));
+    assert_eq!(
+        harness.reply(&second, subscribe(&channel)).await["type"],
+        "subscribed"
+    );
+}
+
+#[tokio::test]
+async fn resumes_over_the_users_budget_replay_nothing() {
+    let harness = Harness::start_with(&[("RATE_LIMIT_RESUMES_PER_MINUTE", "1")]).await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    let since = time_cursor(harness.clock.now() - Duration::seconds(5));
+    harness.follow(&alice, &bob).await;
+    harness.clock.advance(Duration::seconds(2));
+    let bob_connection = harness.connect(&bob).await;
+    let resume =
+        |request_id: &str| json!({"action": "resume", "request_id": request_id, "since": since});
+
+    let first = harness.reply(&bob_connection, resume("r1")).await;
+    assert_eq!(first["type"], "resumed", "{first}");
+    assert_eq!(first["data"]["replayed"], 1, "{first}");
+    let pushed = harness.push.events_to(&bob_connection).len();
+
+    let refused = harness.reply(&bob_connection, resume("r2")).await;
+    assert_error(&refused, "rate_limited", Some("r2"));
+    retry_after(&refused);
+    assert_eq!(
+        harness.push.events_to(&bob_connection).len(),
+        pushed,
+        "nothing replayed over budget"
+    );
+    harness.clock.advance(Duration::seconds(61));
+    let again = harness.reply(&bob_connection, resume("r3")).await;
+    assert_eq!(again["type"], "resumed", "{again}");
+}
+
+#[tokio::test]
+async fn the_typing_limit_tells_how_long_to_wait() {
+    let harness = Harness::start().await;
+    let (alice, bob) = (harness.user("alice").await, harness.user("bob").await);
+    let connection = harness.connect(&alice).await;
+    harness.send(&connection, typing(bob.id, "start")).await;
+    let refused = harness.reply(&connection, typing(bob.id, "stop")).await;
+    assert_error(&refused, "rate_limited", Some("t1"));
+    assert_eq!(refused["data"]["retry_after"], 1, "{refused}");
+    // Other errors carry no retry_after.
+    let other = harness.reply(&connection, subscribe("nonsense")).await;
+    assert!(other["data"].get("retry_after").is_none(), "{other}");
 }

@@ -8,6 +8,9 @@
 //! `max_lockout`): the lockout grows with every round an attacker spends. The item expires
 //! (TTL) a day after its last change, which is when strikes are forgiven.
 //!
+//! At login and refresh a failure is a wrong credential; at register every attempt counts
+//! against the address (account farming is the abuse) and a taken username against the name.
+//!
 //! The doors check before any expensive work (argon2, token lookups): one consistent
 //! `BatchGetItem` of the subjects' items. A failure is one `UpdateItem` (two when it starts a
 //! new window, one more when it locks). Counting is per subject whether or not an account by

@@ -1,4 +1,4 @@
-//! Per-user write budgets: fixed one-minute windows counted atomically in DynamoDB.
+//! Per-user budgets: fixed one-minute windows counted atomically in DynamoDB.
 //!
 //! Each (user, action, window) is one item whose `count` is incremented with a condition
 //! that it is below the budget, so concurrent Lambdas never overshoot. Window items carry
@@ -16,13 +16,24 @@ use crate::error::{Error, Result};
 /// Length of a rate-limit window.
 pub const WINDOW_SECONDS: i64 = 60;
 
-/// Writes that have a per-user budget.
+/// Actions that have a per-user budget (`crate::config::RateLimits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitedAction {
     Post,
     Comment,
     Message,
     Follow,
+    /// A like or an unlike.
+    Like,
+    /// A block or an unblock.
+    Block,
+    /// Marking one or all notifications read.
+    MarkRead,
+    ProfileEdit,
+    /// A WebSocket `subscribe`.
+    Subscribe,
+    /// A WebSocket `resume`.
+    Resume,
 }
 
 impl RateLimitedAction {
@@ -32,6 +43,12 @@ impl RateLimitedAction {
             Self::Comment => "comment",
             Self::Message => "message",
             Self::Follow => "follow",
+            Self::Like => "like",
+            Self::Block => "block",
+            Self::MarkRead => "mark_read",
+            Self::ProfileEdit => "profile_edit",
+            Self::Subscribe => "subscribe",
+            Self::Resume => "resume",
         }
     }
 
@@ -42,6 +59,12 @@ impl RateLimitedAction {
             Self::Comment => limits.comments_per_minute,
             Self::Message => limits.messages_per_minute,
             Self::Follow => limits.follows_per_minute,
+            Self::Like => limits.likes_per_minute,
+            Self::Block => limits.blocks_per_minute,
+            Self::MarkRead => limits.mark_reads_per_minute,
+            Self::ProfileEdit => limits.profile_edits_per_minute,
+            Self::Subscribe => limits.subscribes_per_minute,
+            Self::Resume => limits.resumes_per_minute,
         }
     }
 }

@@ -160,10 +160,22 @@ async fn budgets_come_from_the_configuration() {
         ("RATE_LIMIT_COMMENTS_PER_MINUTE", "3"),
         ("RATE_LIMIT_MESSAGES_PER_MINUTE", "4"),
         ("RATE_LIMIT_FOLLOWS_PER_MINUTE", "5"),
+        ("RATE_LIMIT_LIKES_PER_MINUTE", "6"),
+        ("RATE_LIMIT_BLOCKS_PER_MINUTE", "7"),
+        ("RATE_LIMIT_MARK_READS_PER_MINUTE", "8"),
+        ("RATE_LIMIT_PROFILE_EDITS_PER_MINUTE", "9"),
+        ("RATE_LIMIT_SUBSCRIBES_PER_MINUTE", "10"),
+        ("RATE_LIMIT_RESUMES_PER_MINUTE", "11"),
     ]);
     let limits = &config.rate_limits;
     assert_eq!(RateLimitedAction::Post.budget(limits), 2);
     assert_eq!(RateLimitedAction::Comment.budget(limits), 3);
     assert_eq!(RateLimitedAction::Message.budget(limits), 4);
     assert_eq!(RateLimitedAction::Follow.budget(limits), 5);
+    assert_eq!(RateLimitedAction::Like.budget(limits), 6);
+    assert_eq!(RateLimitedAction::Block.budget(limits), 7);
+    assert_eq!(RateLimitedAction::MarkRead.budget(limits), 8);
+    assert_eq!(RateLimitedAction::ProfileEdit.budget(limits), 9);
+    assert_eq!(RateLimitedAction::Subscribe.budget(limits), 10);
+    assert_eq!(RateLimitedAction::Resume.budget(limits), 11);
 }

@@ -60,15 +60,12 @@ impl Profile {
 /// Function environment of a run: limits raised so that the benchmark's own volume is
 /// never refused (rate limits are not what is measured).
 pub fn bench_environment(extra: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut environment: Vec<(String, String)> = [
-        "RATE_LIMIT_POSTS_PER_MINUTE",
-        "RATE_LIMIT_COMMENTS_PER_MINUTE",
-        "RATE_LIMIT_MESSAGES_PER_MINUTE",
-        "RATE_LIMIT_FOLLOWS_PER_MINUTE",
-    ]
-    .into_iter()
-    .map(|name| (name.to_owned(), "1000000".to_owned()))
-    .collect();
+    let mut environment: Vec<(String, String)> = shared::config::RATE_LIMIT_VARIABLES
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["AUTH_REGISTER_ATTEMPTS_PER_IP"])
+        .map(|name| (name.to_owned(), "1000000".to_owned()))
+        .collect();
     environment.extend(
         extra
             .iter()
