@@ -312,6 +312,9 @@ fn big_audience_followers() -> usize {
         .max(BIG_AUDIENCE_ONLINE)
 }
 
+/// How long the crowd post may take to reach every online follower (see its test).
+const BIG_AUDIENCE_WAIT: Duration = Duration::from_secs(60);
+
 #[tokio::test]
 async fn a_post_to_a_big_audience_reaches_each_online_socket_once() {
     let followers = big_audience_followers();
@@ -346,9 +349,12 @@ async fn a_post_to_a_big_audience_reaches_each_online_socket_once() {
     let post = stack.post(&author, "to the crowd").await;
     let posted = std::time::Instant::now();
     let post_id = post["id"].as_str().unwrap_or_default().to_owned();
+    // A liveness bound, not a latency check (`make bench` measures that): dynoxide's stream
+    // reads slow down with the 20,000 follows' records behind them, and on a loaded 2-core
+    // machine the router can take well over the usual 10 s to reach the post.
     for socket in &sockets {
         socket
-            .next_event_where("the crowd post", WAIT, |event| {
+            .next_event_where("the crowd post", BIG_AUDIENCE_WAIT, |event| {
                 event["type"] == "post_created" && event["data"]["id"] == post_id.as_str()
             })
             .await;
