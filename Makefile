@@ -28,7 +28,8 @@ DEV_ARGS ?=
 export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 
 .PHONY: help tools java chromium sam-tools lock-tools test fmt fmt-check clippy cargo-test test-js test-web test-ddb-local \
-        lint-openapi test-contract lint-template check-template dev smoke-local sam-build clean-dev bench bench-init load
+        lint-openapi test-contract lint-template check-template dev smoke-local sam-build clean-dev bench bench-init load \
+        fuzz-tools fuzz-list fuzz
 
 help: ## list targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -96,6 +97,38 @@ lock-tools: ## re-resolve requirements-tools.txt into requirements-tools.lock.tx
 	    echo "# Regenerate after editing requirements-tools.txt: \`make lock-tools\`."; \
 	    "$$tmp/venv/bin/python" -m pip freeze; } > requirements-tools.lock.txt
 	@echo "lock-tools: wrote requirements-tools.lock.txt"
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (fuzz/, its own workspace; docs/security.md has the targets and the last results)
+# ---------------------------------------------------------------------------------------------
+
+# cargo-fuzz, pinned, into .tools/ (gitignored). There is no nightly toolchain here: the
+# sanitizer flags cargo-fuzz passes are nightly-only, and RUSTC_BOOTSTRAP=1 lets the stable
+# compiler accept them.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(ROOT)/.tools/bin/cargo-fuzz
+CARGO_FUZZ_STAMP := $(ROOT)/.tools/.cargo-fuzz-$(CARGO_FUZZ_VERSION).stamp
+TARGET ?=
+SECONDS ?= 60
+# New inputs libFuzzer finds go here, not into the committed seed corpus (fuzz/corpus/).
+FUZZ_WORK ?= $(ROOT)/target/fuzz-corpus
+
+$(CARGO_FUZZ_STAMP):
+	@echo "tools: cargo install cargo-fuzz $(CARGO_FUZZ_VERSION) into .tools/"
+	@cargo install cargo-fuzz --version "$(CARGO_FUZZ_VERSION)" --locked --root "$(ROOT)/.tools"
+	@touch "$@"
+
+fuzz-tools: $(CARGO_FUZZ_STAMP) ## install cargo-fuzz (pinned) into .tools/
+
+fuzz-list: $(CARGO_FUZZ_STAMP) ## list the fuzz targets
+	@cd fuzz && RUSTC_BOOTSTRAP=1 "$(CARGO_FUZZ)" list
+
+fuzz: $(CARGO_FUZZ_STAMP) ## run one fuzz target: make fuzz TARGET=frame SECONDS=60
+	@if [ -z "$(TARGET)" ]; then echo "fuzz: set TARGET (make fuzz-list)" >&2; exit 2; fi
+	@mkdir -p "$(FUZZ_WORK)/$(TARGET)"
+	cd fuzz && RUSTC_BOOTSTRAP=1 "$(CARGO_FUZZ)" run "$(TARGET)" \
+	  "$(FUZZ_WORK)/$(TARGET)" "corpus/$(TARGET)" -- \
+	  -max_total_time="$(SECONDS)" -print_final_stats=1
 
 # ---------------------------------------------------------------------------------------------
 # Checks

@@ -234,10 +234,9 @@ fn session(
     })
 }
 
-// ---- handlers ----------------------------------------------------------------------------
-
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
-async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+/// A register body that passed the rules, its canonical username, and the display name (the
+/// username's by default).
+fn read_register(request: &ApiRequest) -> Result<(RegisterBody, String, String)> {
     let body: RegisterBody = request.json()?;
     // The canonical lower-case form is the store's business; keep the case the user typed.
     let canonical = domain::validate_username(&body.username)?;
@@ -246,6 +245,45 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
         Some(name) => domain::validate_display_name(name)?,
         None => body.username.clone(),
     };
+    Ok((body, canonical, display_name))
+}
+
+/// A login body that passed the rules, and its canonical username.
+fn read_login(request: &ApiRequest) -> Result<(LoginBody, String)> {
+    let body: LoginBody = request.json()?;
+    // No stored account can break these rules, so a 400 here says nothing about existence,
+    // and the password limit bounds the hashing work an attacker can ask for.
+    let canonical = domain::validate_username(&body.username)?;
+    domain::validate_password(&body.password)?;
+    Ok((body, canonical))
+}
+
+/// The routes that read a JSON body, for [`read_body`].
+#[doc(hidden)]
+pub const BODY_ROUTES: &[&str] = &[
+    "/auth/register",
+    "/auth/login",
+    "/auth/refresh",
+    "/auth/logout",
+];
+
+/// Reads and validates `request`'s body exactly as the handler of `route` does, without
+/// the handler's I/O. For the fuzz target `rest_body` (fuzz/); not part of the function's API.
+#[doc(hidden)]
+pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
+    match route {
+        "/auth/register" => read_register(request).map(drop),
+        "/auth/login" => read_login(request).map(drop),
+        "/auth/refresh" | "/auth/logout" => request.json::<RefreshTokenBody>()?.token().map(drop),
+        other => Err(Error::invariant(format!("{other} reads no body"))),
+    }
+}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
+async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+    let (body, canonical, display_name) = read_register(&request)?;
     let now = state.clock.now();
     let subjects = [
         Subject::Username(canonical),
@@ -296,11 +334,7 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
 
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
-    let body: LoginBody = request.json()?;
-    // No stored account can break these rules, so a 400 here says nothing about existence,
-    // and the password limit bounds the hashing work an attacker can ask for.
-    let canonical = domain::validate_username(&body.username)?;
-    domain::validate_password(&body.password)?;
+    let (body, canonical) = read_login(&request)?;
     let now = state.clock.now();
     let subjects = [
         Subject::Username(canonical),

@@ -136,6 +136,31 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
 }
 
+/// The routes that read the request body, for [`read_body`].
+#[doc(hidden)]
+pub const BODY_ROUTES: &[&str] = &[
+    "/conversations/{user_id}/messages",
+    "/conversations/{user_id}/read",
+    "/message-requests/{user_id}/accept",
+    "/message-requests/{user_id}/reject",
+];
+
+/// Reads and validates `request`'s body exactly as the handler of `route` does, without
+/// the handler's I/O. For the fuzz target `rest_body` (fuzz/); not part of the function's API.
+#[doc(hidden)]
+pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
+    match route {
+        "/conversations/{user_id}/messages" => {
+            let (from, to) = (UserId::from_u128(1), UserId::from_u128(2));
+            SendMessageBody::read(request, from, to, DateTime::UNIX_EPOCH).map(drop)
+        }
+        "/conversations/{user_id}/read"
+        | "/message-requests/{user_id}/accept"
+        | "/message-requests/{user_id}/reject" => request.expect_no_body(),
+        other => Err(Error::invariant(format!("{other} reads no body"))),
+    }
+}
+
 // ---- bodies and views ------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +169,19 @@ struct SendMessageBody {
     text: String,
     #[serde(default)]
     client_message_id: Option<String>,
+}
+
+impl SendMessageBody {
+    /// The message a `POST /conversations/{user_id}/messages` body asks to send.
+    fn read(
+        request: &ApiRequest,
+        from: UserId,
+        to: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<NewMessage> {
+        let body: Self = request.json()?;
+        NewMessage::new(from, to, &body.text, body.client_message_id.as_deref(), now)
+    }
 }
 
 /// A conversation as the caller sees it.
@@ -234,15 +272,8 @@ async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
 async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
-    let body: SendMessageBody = request.json()?;
     let now = state.clock.now();
-    let new = NewMessage::new(
-        caller,
-        other,
-        &body.text,
-        body.client_message_id.as_deref(),
-        now,
-    )?;
+    let new = SendMessageBody::read(&request, caller, other, now)?;
     spend_rate_limit(
         state.rate_limiter.as_ref(),
         &state.config.rate_limits,

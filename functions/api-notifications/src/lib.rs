@@ -137,6 +137,27 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
 }
 
+/// The routes that read the request body, for [`read_body`].
+#[doc(hidden)]
+pub const BODY_ROUTES: &[&str] = &[
+    "/notifications/{notification_id}/read",
+    "/notifications/read-all",
+];
+
+/// Reads and validates `request`'s body exactly as the handler of `route` does, without
+/// the handler's I/O. For the fuzz target `rest_body` (fuzz/); not part of the function's API.
+#[doc(hidden)]
+pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
+    match route {
+        "/notifications/{notification_id}/read" | "/notifications/read-all" => {
+            request.expect_no_body()
+        }
+        other => Err(shared::error::Error::invariant(format!(
+            "{other} reads no body"
+        ))),
+    }
+}
+
 /// A notification as clients see it: the actor as a summary instead of an id.
 #[derive(Debug, Serialize)]
 struct NotificationView {

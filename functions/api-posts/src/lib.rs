@@ -180,6 +180,26 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
 }
 
+/// The routes that read the request body, for [`read_body`].
+#[doc(hidden)]
+pub const BODY_ROUTES: &[&str] = &["/posts", "/posts/{post_id}", "/posts/{post_id}/comments"];
+
+/// Reads and validates `request`'s body exactly as the handler of `route` does, without
+/// the handler's I/O. For the fuzz target `rest_body` (fuzz/); not part of the function's API.
+#[doc(hidden)]
+pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
+    match route {
+        "/posts" => CreatePostBody::read(request).map(drop),
+        "/posts/{post_id}" => {
+            domain::validate_post_text(&request.json::<TextBody>()?.text).map(drop)
+        }
+        "/posts/{post_id}/comments" => {
+            domain::validate_comment_text(&request.json::<TextBody>()?.text).map(drop)
+        }
+        other => Err(Error::invariant(format!("{other} reads no body"))),
+    }
+}
+
 // ---- bodies and views ----------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +208,20 @@ struct CreatePostBody {
     text: String,
     #[serde(default)]
     media_url: Option<String>,
+}
+
+impl CreatePostBody {
+    /// The validated text and media URL of a `POST /posts` body.
+    fn read(request: &ApiRequest) -> Result<(String, Option<String>)> {
+        let body: Self = request.json()?;
+        let text = domain::validate_post_text(&body.text)?;
+        let media_url = body
+            .media_url
+            .as_deref()
+            .map(domain::validate_media_url)
+            .transpose()?;
+        Ok((text, media_url))
+    }
 }
 
 /// `PATCH /posts/{post_id}` and `POST /posts/{post_id}/comments`.
@@ -327,13 +361,7 @@ async fn caller_profile(state: &State, caller: UserId) -> Result<User> {
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let body: CreatePostBody = request.json()?;
-    let text = domain::validate_post_text(&body.text)?;
-    let media_url = body
-        .media_url
-        .as_deref()
-        .map(domain::validate_media_url)
-        .transpose()?;
+    let (text, media_url) = CreatePostBody::read(&request)?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Post).await?;
     // The post's audience is read while the post commits (it depends on the author only).
@@ -365,8 +393,7 @@ async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
 async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    let body: TextBody = request.json()?;
-    let text = domain::validate_post_text(&body.text)?;
+    let text = domain::validate_post_text(&request.json::<TextBody>()?.text)?;
     // Author and edit window are conditions of the write itself; a refusal of a post the
     // caller cannot see is a 404.
     let edited = state
@@ -471,8 +498,7 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
 async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    let body: TextBody = request.json()?;
-    let text = domain::validate_comment_text(&body.text)?;
+    let text = domain::validate_comment_text(&request.json::<TextBody>()?.text)?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let author = caller_profile(&state, caller).await?;
     state.rate_limit(caller, RateLimitedAction::Comment).await?;

@@ -172,6 +172,20 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     shared::http::lambda_function(&ROUTER, state)
 }
 
+/// The routes that read the request body, for [`read_body`].
+#[doc(hidden)]
+pub const BODY_ROUTES: &[&str] = &["/users/me"];
+
+/// Reads and validates `request`'s body exactly as the handler of `route` does, without
+/// the handler's I/O. For the fuzz target `rest_body` (fuzz/); not part of the function's API.
+#[doc(hidden)]
+pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
+    match route {
+        "/users/me" => ProfilePatch::read(request).map(drop),
+        other => Err(Error::invariant(format!("{other} reads no body"))),
+    }
+}
+
 // ---- bodies and responses ------------------------------------------------------------------
 
 /// `PATCH /users/me`. An explicit `null` means "leave unchanged", like an absent field.
@@ -189,6 +203,11 @@ struct ProfilePatch {
 }
 
 impl ProfilePatch {
+    /// The `PATCH /users/me` body, validated.
+    fn read(request: &ApiRequest) -> Result<ProfileUpdate> {
+        request.json::<Self>()?.validate()
+    }
+
     fn validate(self) -> Result<ProfileUpdate> {
         let update = ProfileUpdate {
             display_name: self
@@ -339,7 +358,7 @@ async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 #[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let update = request.json::<ProfilePatch>()?.validate()?;
+    let update = ProfilePatch::read(&request)?;
     state
         .rate_limit(caller, RateLimitedAction::ProfileEdit)
         .await?;
