@@ -152,3 +152,105 @@ async fn a_rotated_key_is_honoured_while_published_and_refused_once_removed() {
     assert_eq!(me(&stack, &bob).await, 200);
     stack.stop().await;
 }
+
+/// The claims of a genuine token (its payload), for forgeries that differ in nothing else.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+}
+
+/// PKCS#8 DER of an Ed25519 key (RFC 8410), as jsonwebtoken signs with.
+fn ed_encoding_key(key: &SigningKey) -> jsonwebtoken::EncodingKey {
+    let jwk: Value = serde_json::from_str(&key.to_private_jwk_json()).expect("a JWK");
+    let seed = URL_SAFE_NO_PAD
+        .decode(jwk["d"].as_str().expect("d"))
+        .expect("base64url");
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    jsonwebtoken::EncodingKey::from_ed_der(&der)
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_on_rest_and_websocket() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let state = tempfile::tempdir().expect("a state dir");
+    let key = SigningKey::generate("key-live").expect("a key");
+    let stack = deploy(state.path(), &key, &[]).await;
+    let alice = stack.register("alice").await;
+    let bob = stack.register("bob").await;
+    assert_eq!(me(&stack, &alice).await, 200);
+    let claims = claims_of(&alice.token);
+    let with_kid = |algorithm| {
+        let mut header = Header::new(algorithm);
+        header.kid = Some("key-live".to_owned());
+        header
+    };
+    let sign = |header: &Header, key: &EncodingKey, claims: &Value| {
+        jsonwebtoken::encode(header, claims, key).expect("a forged token")
+    };
+    // What an attacker has: the served JWKS. Its `x` as an HMAC secret (alg confusion).
+    let jwks = stack
+        .request(None, "GET", "/.well-known/jwks.json", None)
+        .await
+        .body;
+    let x = jwks["keys"][0]["x"].as_str().expect("x").to_owned();
+    let x_bytes = URL_SAFE_NO_PAD.decode(&x).expect("base64url");
+    let impostor = SigningKey::generate("key-live").expect("another key");
+    let mut as_bob = claims.clone();
+    as_bob["sub"] = bob.id.clone().into();
+    let genuine_signature = alice.token.rsplit('.').next().expect("a signature");
+    let tampered = {
+        let mut parts: Vec<String> = alice.token.split('.').map(str::to_owned).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(as_bob.to_string());
+        parts[2] = genuine_signature.to_owned();
+        parts.join(".")
+    };
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"key-live"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let forgeries = [
+        ("alg none", none),
+        (
+            "HS256 keyed with the public key's bytes",
+            sign(
+                &with_kid(Algorithm::HS256),
+                &EncodingKey::from_secret(&x_bytes),
+                &claims,
+            ),
+        ),
+        (
+            "HS256 keyed with the JWK's x text",
+            sign(
+                &with_kid(Algorithm::HS256),
+                &EncodingKey::from_secret(x.as_bytes()),
+                &claims,
+            ),
+        ),
+        (
+            "EdDSA by another key under the live kid",
+            sign(
+                &with_kid(Algorithm::EdDSA),
+                &ed_encoding_key(&impostor),
+                &claims,
+            ),
+        ),
+        ("alice's signature on bob's claims", tampered),
+    ];
+    for (forgery, token) in forgeries {
+        let forged = User {
+            token,
+            ..alice.clone()
+        };
+        assert_eq!(me(&stack, &forged).await, 401, "{forgery} on REST");
+        assert!(
+            websocket_refused(&stack, &forged).await,
+            "{forgery} on the socket"
+        );
+    }
+    stack.stop().await;
+}
