@@ -435,18 +435,6 @@ pub fn debug_state(
         .finish_non_exhaustive()
 }
 
-/// Spends one unit of `user`'s per-minute budget for `action` (the budget configured in
-/// `limits`); `RateLimited` (429 with Retry-After) once the window's budget is spent.
-pub async fn spend_rate_limit(
-    limiter: &dyn crate::store::rate_limit::RateLimiter,
-    limits: &crate::config::RateLimits,
-    user: crate::domain::UserId,
-    action: crate::store::rate_limit::RateLimitedAction,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
-    limiter.hit(user, action, action.budget(limits), now).await
-}
-
 /// Turns a page of items about other users (`user_of`) into views carrying those users'
 /// summaries, leaving out users in a block relation with `viewer` (`crate::visibility`'s
 /// rule) and any whose profile is gone. The page's cursor is kept: a page may come out shorter, never skip items.

@@ -20,11 +20,9 @@ use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::fanout::Audience;
 use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{
-    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
-};
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::Page;
@@ -36,7 +34,7 @@ pub struct State {
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
     pub messages: Arc<dyn MessageStore>,
-    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub budgets: Budgets,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
     /// Pushes the events of a send to both sides before the response (off without
@@ -69,6 +67,7 @@ impl State {
             store,
         } = ApiParts::new(config, &clients.dynamodb, clock)?;
         let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
+        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -76,7 +75,7 @@ impl State {
             users: store.clone(),
             social: store.clone(),
             messages: store.clone(),
-            rate_limiter: store,
+            budgets,
             writer,
         })
     }
@@ -274,14 +273,10 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     let other = other_user(&request, caller)?;
     let now = state.clock.now();
     let new = SendMessageBody::read(&request, caller, other, now)?;
-    spend_rate_limit(
-        state.rate_limiter.as_ref(),
-        &state.config.rate_limits,
-        caller,
-        RateLimitedAction::Message,
-        now,
-    )
-    .await?;
+    state
+        .budgets
+        .spend(caller, RateLimitedAction::Message)
+        .await?;
     // Both sides' connections are read while the message commits.
     let both_sides = [Audience::Users(vec![other, caller])];
     let (sent, ahead) = futures::join!(

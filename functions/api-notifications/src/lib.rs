@@ -22,20 +22,16 @@ use shared::auth::TokenService;
 use shared::aws::DynamoClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{
-    rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserId, UserSummary,
-};
+use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
 use shared::events::Event;
 use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{
-    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
-};
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::replay::{self, ReplaySources};
 use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 
@@ -48,7 +44,7 @@ pub struct State {
     /// Messages and the feed count of `GET /events`.
     pub messages: Arc<dyn MessageStore>,
     pub feeds: Arc<dyn FeedStore>,
-    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub budgets: Budgets,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
 }
@@ -77,6 +73,7 @@ impl State {
             clock,
             store,
         } = ApiParts::new(config, &clients.dynamodb, clock)?;
+        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -86,20 +83,8 @@ impl State {
             messages: store.clone(),
             feeds: store.clone(),
             notifications: store.clone(),
-            rate_limiter: store,
+            budgets,
         })
-    }
-
-    /// Spends one unit of the caller's per-minute budget for `action`.
-    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
-        spend_rate_limit(
-            self.rate_limiter.as_ref(),
-            &self.config.rate_limits,
-            user,
-            action,
-            self.clock.now(),
-        )
-        .await
     }
 }
 
@@ -216,7 +201,8 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     request.expect_no_body()?;
     let notification = request.path_id("notification_id")?;
     state
-        .rate_limit(caller, RateLimitedAction::MarkRead)
+        .budgets
+        .spend(caller, RateLimitedAction::MarkRead)
         .await?;
     state.notifications.mark_read(caller, notification).await?;
     Ok(ApiResponse::no_content())
@@ -227,7 +213,8 @@ async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
     state
-        .rate_limit(caller, RateLimitedAction::MarkRead)
+        .budgets
+        .spend(caller, RateLimitedAction::MarkRead)
         .await?;
     let marked = state.notifications.mark_all_read(caller).await?;
     tracing::info!(marked, "notifications marked read");

@@ -43,11 +43,11 @@ use shared::config::Config;
 use shared::domain::{self, Comment, CommentId, Post, PostId, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{spend_rate_limit, ApiParts, ApiRequest, ApiResponse, Router};
+use shared::http::{ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::feed::FeedStore;
 use shared::store::page::Page;
 use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::visibility::{self, PostSources};
@@ -63,7 +63,7 @@ pub struct State {
     pub posts: Arc<dyn PostStore>,
     /// The materialized home feed (`GET /feed`).
     pub feeds: Arc<dyn FeedStore>,
-    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub budgets: Budgets,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
     pub writer: WriterPush,
@@ -94,6 +94,7 @@ impl State {
             store,
         } = ApiParts::new(config, &clients.dynamodb, clock)?;
         let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
+        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -102,7 +103,7 @@ impl State {
             social: store.clone(),
             posts: store.clone(),
             feeds: store.clone(),
-            rate_limiter: store,
+            budgets,
             writer,
         })
     }
@@ -111,18 +112,6 @@ impl State {
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
         self
-    }
-
-    /// Spends one unit of the caller's per-minute budget for `action`.
-    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
-        spend_rate_limit(
-            self.rate_limiter.as_ref(),
-            &self.config.rate_limits,
-            user,
-            action,
-            self.clock.now(),
-        )
-        .await
     }
 
     /// The stores the post visibility rule reads.
@@ -363,7 +352,7 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     let caller = state.tokens.authenticate(&request)?;
     let (text, media_url) = CreatePostBody::read(&request)?;
     let author = caller_profile(&state, caller).await?;
-    state.rate_limit(caller, RateLimitedAction::Post).await?;
+    state.budgets.spend(caller, RateLimitedAction::Post).await?;
     // The post's audience is read while the post commits (it depends on the author only).
     let (post, ahead) = futures::join!(
         state.posts.create_post(NewPost {
@@ -456,7 +445,7 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
 async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    state.rate_limit(caller, RateLimitedAction::Like).await?;
+    state.budgets.spend(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let (liked, ahead) = futures::join!(
         state.posts.like(&post, caller, state.clock.now()),
@@ -474,7 +463,7 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    state.rate_limit(caller, RateLimitedAction::Like).await?;
+    state.budgets.spend(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let unliked = state.posts.unlike(post.id, caller).await?;
     ApiResponse::ok(unliked)
@@ -501,7 +490,10 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     let text = domain::validate_comment_text(&request.json::<TextBody>()?.text)?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let author = caller_profile(&state, caller).await?;
-    state.rate_limit(caller, RateLimitedAction::Comment).await?;
+    state
+        .budgets
+        .spend(caller, RateLimitedAction::Comment)
+        .await?;
     let new = NewComment {
         author: caller,
         text,

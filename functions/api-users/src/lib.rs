@@ -43,13 +43,11 @@ use shared::config::Config;
 use shared::domain::{self, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{
-    spend_rate_limit, with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router,
-};
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::connections::ConnectionStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::social::SocialStore;
 use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
 use shared::store::Page;
@@ -64,7 +62,7 @@ pub struct State {
     pub users: Arc<dyn UserStore>,
     pub social: Arc<dyn SocialStore>,
     pub notifications: Arc<dyn NotificationStore>,
-    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub budgets: Budgets,
     /// Room memberships a block ends, and the posts behind them.
     pub connections: Arc<dyn ConnectionStore>,
     pub posts: Arc<dyn PostStore>,
@@ -92,6 +90,7 @@ impl State {
             store,
         } = ApiParts::new(config, &clients.dynamodb, clock)?;
         let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
+        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Ok(Self {
             config,
             tokens,
@@ -99,7 +98,7 @@ impl State {
             users: store.clone(),
             social: store.clone(),
             notifications: store.clone(),
-            rate_limiter: store.clone(),
+            budgets,
             connections: store.clone(),
             posts: store,
             writer,
@@ -110,18 +109,6 @@ impl State {
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
         self
-    }
-
-    /// Spends one unit of the caller's per-minute budget for `action`.
-    async fn rate_limit(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
-        spend_rate_limit(
-            self.rate_limiter.as_ref(),
-            &self.config.rate_limits,
-            user,
-            action,
-            self.clock.now(),
-        )
-        .await
     }
 }
 
@@ -360,7 +347,8 @@ async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     let caller = state.tokens.authenticate(&request)?;
     let update = ProfilePatch::read(&request)?;
     state
-        .rate_limit(caller, RateLimitedAction::ProfileEdit)
+        .budgets
+        .spend(caller, RateLimitedAction::ProfileEdit)
         .await?;
     let user = state
         .users
@@ -423,7 +411,10 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "follow")?;
     let now = state.clock.now();
-    state.rate_limit(caller, RateLimitedAction::Follow).await?;
+    state
+        .budgets
+        .spend(caller, RateLimitedAction::Follow)
+        .await?;
     let (user, relationship) = futures::try_join!(
         state.users.get_user(target),
         state.social.relationship(caller, target)
@@ -530,7 +521,10 @@ async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "block")?;
-    state.rate_limit(caller, RateLimitedAction::Block).await?;
+    state
+        .budgets
+        .spend(caller, RateLimitedAction::Block)
+        .await?;
     state
         .social
         .block(caller, target, state.clock.now())
@@ -562,7 +556,10 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
 async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unblock")?;
-    state.rate_limit(caller, RateLimitedAction::Block).await?;
+    state
+        .budgets
+        .spend(caller, RateLimitedAction::Block)
+        .await?;
     state.social.unblock(caller, target).await?;
     tracing::info!(user_id = %caller, %target, "unblocked");
     Ok(ApiResponse::no_content())

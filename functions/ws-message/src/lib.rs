@@ -48,7 +48,7 @@ use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter};
+use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
@@ -72,7 +72,7 @@ pub struct State {
     pub notifications: Arc<dyn NotificationStore>,
     pub messages: Arc<dyn MessageStore>,
     /// The per-user budgets of `subscribe` and `resume`.
-    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub budgets: Budgets,
     /// Typing relays and `resume` replays (the direct push path only).
     pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
@@ -109,6 +109,7 @@ impl State {
     ) -> Self {
         let mut push = DirectPush::new(push, store.clone()).with_clock(Arc::clone(&clock));
         push.handshake_window = config.ws_handshake_window;
+        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Self {
             config,
             connections: store.clone(),
@@ -118,7 +119,7 @@ impl State {
             feeds: store.clone(),
             notifications: store.clone(),
             messages: store.clone(),
-            rate_limiter: store.clone(),
+            budgets,
             push,
             clock,
             typing: typing::TypingLimiter::default(),
@@ -216,7 +217,10 @@ async fn process(
         ))),
         Action::Subscribe { channel } => {
             let channel = Channel::parse(&channel)?;
-            spend(state, caller.user_id, RateLimitedAction::Subscribe).await?;
+            state
+                .budgets
+                .spend(caller.user_id, RateLimitedAction::Subscribe)
+                .await?;
             channels::authorize(state, caller.user_id, channel).await?;
             let subscription = Subscription {
                 channel: channel.to_string(),
@@ -255,7 +259,10 @@ async fn process(
             Ok(None)
         }
         Action::Resume { since } => {
-            spend(state, caller.user_id, RateLimitedAction::Resume).await?;
+            state
+                .budgets
+                .spend(caller.user_id, RateLimitedAction::Resume)
+                .await?;
             let sent = resume::replay_to(
                 state,
                 caller.user_id,
@@ -277,23 +284,6 @@ async fn process(
             Ok(Some(replay.resumed(request_id, state.clock.now())))
         }
     }
-}
-
-/// Spends one unit of `user`'s per-minute budget for `action`, before the action reads
-/// anything: over it, the frame is answered `rate_limited` with `retry_after`.
-async fn spend(
-    state: &State,
-    user: shared::domain::UserId,
-    action: RateLimitedAction,
-) -> Result<()> {
-    shared::http::spend_rate_limit(
-        state.rate_limiter.as_ref(),
-        &state.config.rate_limits,
-        user,
-        action,
-        state.clock.now(),
-    )
-    .await
 }
 
 /// The caller's connection; a connection `ws-connect` did not register (or that expired)

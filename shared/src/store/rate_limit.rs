@@ -4,12 +4,16 @@
 //! that it is below the budget, so concurrent Lambdas never overshoot. Window items carry
 //! `expires_at`, so TTL cleans them up.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{key_map, n, s};
 use super::keys;
 use super::DynamoStore;
+use crate::clock::Clock;
+use crate::config::RateLimits;
 use crate::domain::UserId;
 use crate::error::{Error, Result};
 
@@ -80,6 +84,42 @@ pub trait RateLimiter: Send + Sync {
         budget: u32,
         now: DateTime<Utc>,
     ) -> Result<()>;
+}
+
+/// A function's per-user budgets: the limiter, the configured limits and the clock, so a
+/// handler spends one with `budgets.spend(user, action)` and nothing else.
+#[derive(Clone)]
+pub struct Budgets {
+    limiter: Arc<dyn RateLimiter>,
+    limits: RateLimits,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgets")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Budgets {
+    pub fn new(limiter: Arc<dyn RateLimiter>, limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            limiter,
+            limits,
+            clock,
+        }
+    }
+
+    /// Spends one unit of `user`'s per-minute budget for `action`; `RateLimited` (429 with
+    /// Retry-After, or a `rate_limited` frame) once the window's budget is spent.
+    pub async fn spend(&self, user: UserId, action: RateLimitedAction) -> Result<()> {
+        let budget = action.budget(&self.limits);
+        self.limiter
+            .hit(user, action, budget, self.clock.now())
+            .await
+    }
 }
 
 #[async_trait]
