@@ -439,8 +439,8 @@ pub fn debug_state(
 /// summaries, leaving out users in a block relation with `viewer` (`crate::visibility`'s
 /// rule) and any whose profile is gone. The page's cursor is kept: a page may come out shorter, never skip items.
 pub async fn with_user_summaries<T, V>(
-    users: &dyn crate::store::users::UserStore,
-    social: &dyn crate::store::social::SocialStore,
+    users: &crate::store::DynamoStore,
+    social: &crate::store::DynamoStore,
     viewer: crate::domain::UserId,
     page: crate::store::Page<T>,
     user_of: impl Fn(&T) -> crate::domain::UserId,

@@ -460,7 +460,7 @@ pub mod api {
     use crate::domain::{new_id, User, UserId};
     use crate::error::Result;
     use crate::function::LambdaFunction;
-    use crate::store::users::{NewUser, ProfileUpdate, UserStore};
+    use crate::store::users::{NewUser, ProfileUpdate};
     use crate::store::DynamoStore;
 
     /// A writer push over `push` (a [`crate::push::testing::RecordingPush`] in route tests)
@@ -485,7 +485,6 @@ pub mod api {
 
     /// Opens WebSocket connection `connection_id` of `user` directly in the store.
     pub async fn open_connection(store: &DynamoStore, user: UserId, connection_id: &str) {
-        use crate::store::connections::ConnectionStore;
         let now = Utc::now();
         store
             .add_connection(
@@ -505,7 +504,6 @@ pub mod api {
     /// Whether a delivery marker records that the writer push reached every connection of
     /// `event_id` (so the stream router skips it).
     pub async fn delivery_marked(store: &DynamoStore, event_id: uuid::Uuid) -> bool {
-        use crate::store::delivered::DeliveryMarkerStore;
         store
             .delivered_among(&[event_id])
             .await
@@ -518,7 +516,6 @@ pub mod api {
         store: &DynamoStore,
         user: UserId,
     ) -> Vec<crate::domain::Notification> {
-        use crate::store::notifications::NotificationStore;
         use crate::store::page::PageRequest;
         store
             .notifications(user, false, &PageRequest::first(10))

@@ -129,10 +129,9 @@ mod writer_push {
     use chrono::Utc;
     use shared::domain::{Notification, NotificationKind, User};
     use shared::store::keys::{self, Key};
-    use shared::store::messages::{MessageStore, NewMessage};
-    use shared::store::posts::{NewComment, NewPost, PostStore};
-    use shared::store::social::SocialStore;
-    use shared::store::users::{NewUser, ProfileUpdate, UserStore};
+    use shared::store::messages::NewMessage;
+    use shared::store::posts::{NewComment, NewPost};
+    use shared::store::users::{NewUser, ProfileUpdate};
     use shared::store::DynamoStore;
     use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
     use shared::testkit::TestDb;

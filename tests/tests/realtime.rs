@@ -600,7 +600,7 @@ fn replayed_events(frames: &[String]) -> Vec<Value> {
 /// measured, never a test condition); the frame count bounds it structurally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resume_of_480_missed_events_is_a_handful_of_frames_with_aws_latency() {
-    use shared::store::messages::{MessageStore, NewMessage};
+    use shared::store::messages::NewMessage;
     let stack = RealtimeStack::start_with(|options| {
         options.latency = ripple_local::latency::LatencyModel::aws().with_seed(12);
     })

@@ -43,9 +43,8 @@ use shared::domain::{self, User};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{ApiRequest, ApiResponse, Router};
-use shared::store::lockout::{Door, LockoutStore, Subject};
-use shared::store::tokens::TokenStore;
-use shared::store::users::{NewUser, UserStore};
+use shared::store::lockout::{Door, Subject};
+use shared::store::users::NewUser;
 use shared::store::DynamoStore;
 
 /// The one message for every failed login, whatever the reason, so a caller cannot probe
@@ -61,8 +60,8 @@ pub const MAX_REFRESH_TOKEN_FIELD: usize = 512;
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub users: Arc<dyn UserStore>,
-    pub lockouts: Arc<dyn LockoutStore>,
+    pub users: Arc<DynamoStore>,
+    pub lockouts: Arc<DynamoStore>,
     pub refresh_tokens: RefreshTokens,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
@@ -108,9 +107,9 @@ impl State {
     /// State over arbitrary store implementations.
     pub fn from_parts(
         config: Config,
-        users: Arc<dyn UserStore>,
-        token_store: Arc<dyn TokenStore>,
-        lockouts: Arc<dyn LockoutStore>,
+        users: Arc<DynamoStore>,
+        token_store: Arc<DynamoStore>,
+        lockouts: Arc<DynamoStore>,
         signing_key: &SigningKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {

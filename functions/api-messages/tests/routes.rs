@@ -10,9 +10,7 @@ use shared::domain::{new_id, Message, Notification, User, UserId};
 use shared::events::Event;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
-use shared::store::delivered::DeliveryMarkerStore;
 use shared::store::keys;
-use shared::store::social::SocialStore;
 use shared::testkit::api::{
     assert_error, assert_error_for, delivery_marked, open_connection, recent_notifications,
     writer_push, TestAccount, TestApi, TestRequest, TestResponse,

@@ -15,10 +15,8 @@ use shared::fanout::queue::{AudienceWork, EventQueue, FanoutChunk, PresenceCheck
 use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::push::PushError;
-use shared::store::connections::ConnectionStore;
 use shared::store::keys;
-use shared::store::presence::{PresenceRecord, PresenceStore};
-use shared::store::social::SocialStore;
+use shared::store::presence::PresenceRecord;
 use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";

@@ -12,7 +12,7 @@
 //! response selects it: a browser fails the handshake if the server does not pick one of the
 //! offered subprotocols. The token itself is never echoed, logged or stored.
 //!
-//! The connection is stored through `ConnectionStore::add_connection` (one transaction: the
+//! The connection is stored through `DynamoStore::add_connection` (one transaction: the
 //! connection item and its entry in the user's connection set, whose size condition enforces
 //! the per-user limit even under concurrent handshakes). Its `expires_at` (the table's TTL)
 //! is API Gateway's two-hour cap plus a margin, so a connection whose `$disconnect` never
@@ -32,7 +32,6 @@ use shared::config::Config;
 use shared::domain::{Connection, UserId};
 use shared::error::{Error, Result};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
-use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 
 /// The subprotocol of this protocol version; clients offer it first, the token second.
@@ -51,7 +50,7 @@ pub const MAX_TOKEN_CHARS: usize = 4096;
 /// Everything the handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<DynamoStore>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
 }
@@ -88,7 +87,7 @@ impl State {
     /// State over any connection store.
     pub fn from_parts(
         config: Config,
-        connections: Arc<dyn ConnectionStore>,
+        connections: Arc<DynamoStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let tokens = TokenService::new(&config.jwt)?;

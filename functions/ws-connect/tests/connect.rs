@@ -9,7 +9,6 @@ use shared::auth::TokenService;
 use shared::config::Config;
 use shared::domain::new_id;
 use shared::function::LambdaFunction;
-use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
 use shared::testkit::TestDb;

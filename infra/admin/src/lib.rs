@@ -28,7 +28,6 @@ use shared::domain::UserId;
 use shared::error::{Error, Result};
 use shared::feed::FeedMaterializer;
 use shared::store::keys;
-use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 
 /// The checkpoint's job name.

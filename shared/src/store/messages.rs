@@ -15,7 +15,6 @@
 //! (privacy, follow, conversation states) only picks the transaction's shape; its
 //! conditions make a stale read fail and be re-read instead of writing a wrong state.
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -106,51 +105,6 @@ pub fn message_status(
     } else {
         MessageStatus::Sent
     }
-}
-
-#[async_trait]
-pub trait MessageStore: Send + Sync {
-    /// Sends `new` (see the module docs). `NotFound` for an unknown recipient, `Forbidden`
-    /// when a block stands between the two or the pending request is full.
-    async fn send_message(&self, new: NewMessage) -> Result<SentMessage>;
-
-    /// `owner`'s accepted conversations, most recent first (pattern 17). Requests waiting
-    /// for `owner` are not in this list (see [`MessageStore::message_requests`]).
-    async fn conversations(&self, owner: UserId, page: &PageRequest) -> Result<Page<Conversation>>;
-
-    /// Messages between `viewer` and `other`, newest first (pattern 18). Only ever reads the
-    /// thread `viewer` is part of.
-    async fn messages(
-        &self,
-        viewer: UserId,
-        other: UserId,
-        page: &PageRequest,
-    ) -> Result<Page<Message>>;
-
-    /// Sets `owner`'s unread count of the conversation with `other` to zero. `NotFound` when
-    /// there is no such conversation.
-    async fn mark_conversation_read(&self, owner: UserId, other: UserId) -> Result<()>;
-
-    /// Message requests waiting for `recipient` (pattern 20), by sender id.
-    async fn message_requests(
-        &self,
-        recipient: UserId,
-        page: &PageRequest,
-    ) -> Result<Page<MessageRequest>>;
-
-    /// `recipient` accepts `from`'s request: the request is gone and the thread is an
-    /// ordinary conversation. `NotFound` when no request is pending.
-    async fn accept_message_request(&self, recipient: UserId, from: UserId) -> Result<()>;
-
-    /// `recipient` rejects `from`'s request: the pending thread (its messages, both
-    /// conversations, the request and the sender's idempotency records) is deleted.
-    /// `NotFound` when no request is pending.
-    async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()>;
-
-    /// Whether `owner` has accepted their thread with `other` (their conversation exists
-    /// and is `accepted`): the third input of [`message_status`], for callers that need the
-    /// policy without sending (the WebSocket `typing` action).
-    async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool>;
 }
 
 // ---- records ---------------------------------------------------------------------------
@@ -462,9 +416,10 @@ fn blocked() -> Error {
     Error::forbidden("you cannot message this user")
 }
 
-#[async_trait]
-impl MessageStore for DynamoStore {
-    async fn send_message(&self, new: NewMessage) -> Result<SentMessage> {
+impl DynamoStore {
+    /// Sends `new` (see the module docs). `NotFound` for an unknown recipient, `Forbidden`
+    /// when a block stands between the two or the pending request is full.
+    pub async fn send_message(&self, new: NewMessage) -> Result<SentMessage> {
         for _ in 0..ATTEMPTS {
             let context = self.send_context(&new).await?;
             if let Some(id) = context.replayed {
@@ -516,7 +471,13 @@ impl MessageStore for DynamoStore {
         ))
     }
 
-    async fn conversations(&self, owner: UserId, page: &PageRequest) -> Result<Page<Conversation>> {
+    /// `owner`'s accepted conversations, most recent first (pattern 17). Requests waiting
+    /// for `owner` are not in this list (see [`DynamoStore::message_requests`]).
+    pub async fn conversations(
+        &self,
+        owner: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Conversation>> {
         let partition = keys::user_pk(owner);
         let query = Query::new(KeyShape::Gsi1, &partition)
             .begins_with(keys::CONVERSATION_RECENCY_PREFIX)
@@ -524,7 +485,9 @@ impl MessageStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn messages(
+    /// Messages between `viewer` and `other`, newest first (pattern 18). Only ever reads the
+    /// thread `viewer` is part of.
+    pub async fn messages(
         &self,
         viewer: UserId,
         other: UserId,
@@ -537,7 +500,9 @@ impl MessageStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn mark_conversation_read(&self, owner: UserId, other: UserId) -> Result<()> {
+    /// Sets `owner`'s unread count of the conversation with `other` to zero. `NotFound` when
+    /// there is no such conversation.
+    pub async fn mark_conversation_read(&self, owner: UserId, other: UserId) -> Result<()> {
         let marked = self
             .table
             .update_if(
@@ -555,7 +520,8 @@ impl MessageStore for DynamoStore {
         }
     }
 
-    async fn message_requests(
+    /// Message requests waiting for `recipient` (pattern 20), by sender id.
+    pub async fn message_requests(
         &self,
         recipient: UserId,
         page: &PageRequest,
@@ -566,7 +532,9 @@ impl MessageStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn accept_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
+    /// `recipient` accepts `from`'s request: the request is gone and the thread is an
+    /// ordinary conversation. `NotFound` when no request is pending.
+    pub async fn accept_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
         let table = &self.table.name;
         let request_key = keys::message_request(recipient, from);
         let conversation_key = keys::conversation(recipient, from);
@@ -616,13 +584,19 @@ impl MessageStore for DynamoStore {
         ))
     }
 
-    async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool> {
+    /// Whether `owner` has accepted their thread with `other` (their conversation exists
+    /// and is `accepted`): the third input of [`message_status`], for callers that need the
+    /// policy without sending (the WebSocket `typing` action).
+    pub async fn thread_accepted(&self, owner: UserId, other: UserId) -> Result<bool> {
         let conversation: Option<Conversation> =
             self.table.get_as(&keys::conversation(owner, other)).await?;
         Ok(conversation.is_some_and(|c| c.state == ConversationState::Accepted))
     }
 
-    async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
+    /// `recipient` rejects `from`'s request: the pending thread (its messages, both
+    /// conversations, the request and the sender's idempotency records) is deleted.
+    /// `NotFound` when no request is pending.
+    pub async fn reject_message_request(&self, recipient: UserId, from: UserId) -> Result<()> {
         let table = &self.table.name;
         let request_key = keys::message_request(recipient, from);
         let mut last = None;

@@ -18,6 +18,7 @@ use crate::domain::{
     new_id, CommentId, Notification, NotificationId, NotificationKind, PostId, UserId,
 };
 use crate::error::{Error, Result};
+use crate::store::DynamoStore;
 
 /// A notification about to be written alongside its cause.
 #[derive(Debug, Clone)]
@@ -187,7 +188,7 @@ struct DedupRecord {
 // Reading side
 // ---------------------------------------------------------------------------------------
 
-/// Notifications marked read per transaction by [`NotificationStore::mark_all_read`] (plus
+/// Notifications marked read per transaction by [`DynamoStore::mark_all_read`] (plus
 /// one counter update; kept under the classic 25-item transaction limit).
 pub const MARK_ALL_CHUNK: usize = 24;
 
@@ -201,34 +202,6 @@ const MARK_WALK_PAGE: usize = 100;
 
 /// Attempts at one transaction whose conditions found the state changed since it was read.
 const ATTEMPTS: usize = 5;
-
-#[async_trait::async_trait]
-pub trait NotificationStore: Send + Sync {
-    /// `recipient`'s notifications, newest first (pattern 21), or only the unread ones
-    /// through the sparse unread index (pattern 22).
-    async fn notifications(
-        &self,
-        recipient: UserId,
-        unread_only: bool,
-        page: &PageRequest,
-    ) -> Result<Page<Notification>>;
-
-    /// The unread counter (pattern 23); never negative.
-    async fn unread_count(&self, recipient: UserId) -> Result<i64>;
-
-    /// Marks one of `recipient`'s notifications read. Already read is fine; a notification
-    /// that does not exist in `recipient`'s partition (unknown, or someone else's) is
-    /// `NotFound`.
-    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()>;
-
-    /// Marks every unread notification read; returns how many this call marked.
-    async fn mark_all_read(&self, recipient: UserId) -> Result<usize>;
-
-    /// Marks read the unread notifications of `recipient` whose actor is `actor` — a block
-    /// between the two hides them from the list, so they must not count as unread either.
-    /// Returns how many this call marked (the same walk bound as [`Self::mark_all_read`]).
-    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize>;
-}
 
 /// Marks a notification read and takes it out of the unread index, on condition that it
 /// exists and is unread.
@@ -325,9 +298,10 @@ impl crate::store::DynamoStore {
     }
 }
 
-#[async_trait::async_trait]
-impl NotificationStore for crate::store::DynamoStore {
-    async fn notifications(
+impl DynamoStore {
+    /// `recipient`'s notifications, newest first (pattern 21), or only the unread ones
+    /// through the sparse unread index (pattern 22).
+    pub async fn notifications(
         &self,
         recipient: UserId,
         unread_only: bool,
@@ -346,7 +320,8 @@ impl NotificationStore for crate::store::DynamoStore {
         }
     }
 
-    async fn unread_count(&self, recipient: UserId) -> Result<i64> {
+    /// The unread counter (pattern 23); never negative.
+    pub async fn unread_count(&self, recipient: UserId) -> Result<i64> {
         let count = match self.table.get(&keys::notification_state(recipient)).await? {
             Some(item) => number_attribute(&item, "unread_count")?,
             None => 0,
@@ -354,7 +329,10 @@ impl NotificationStore for crate::store::DynamoStore {
         Ok(count.max(0))
     }
 
-    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()> {
+    /// Marks one of `recipient`'s notifications read. Already read is fine; a notification
+    /// that does not exist in `recipient`'s partition (unknown, or someone else's) is
+    /// `NotFound`.
+    pub async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()> {
         if self.mark_read_chunk(recipient, &[notification]).await? == 1 {
             return Ok(());
         }
@@ -369,11 +347,15 @@ impl NotificationStore for crate::store::DynamoStore {
         }
     }
 
-    async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
+    /// Marks every unread notification read; returns how many this call marked.
+    pub async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
         self.mark_unread_read_where(recipient, |_| true).await
     }
 
-    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize> {
+    /// Marks read the unread notifications of `recipient` whose actor is `actor` — a block
+    /// between the two hides them from the list, so they must not count as unread either.
+    /// Returns how many this call marked (the same walk bound as [`Self::mark_all_read`]).
+    pub async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize> {
         self.mark_unread_read_where(recipient, |notification| notification.actor_id == actor)
             .await
     }

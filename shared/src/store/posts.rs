@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +24,6 @@ use super::dynamo::{
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{decode_token, KeyShape, Page, PageRequest};
-use super::social::SocialStore;
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
@@ -75,72 +73,6 @@ pub struct LikeState {
     /// The count's version ([`Post::like_version`]): orders this answer against
     /// `like_updated` events.
     pub like_version: i64,
-}
-
-#[async_trait]
-pub trait PostStore: Send + Sync {
-    /// Stores a post with its timeline entry and counts it on the author's profile, in one
-    /// transaction. `NotFound` if the author has no profile.
-    async fn create_post(&self, new: NewPost) -> Result<Post>;
-
-    /// Pattern 11: one post.
-    async fn get_post(&self, id: PostId) -> Result<Option<Post>>;
-
-    /// Many posts in one round trip (missing ones are absent).
-    async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>>;
-
-    /// Replaces the text and sets `edited_at`. The author check and the edit window are
-    /// part of the write's condition. Errors: `NotFound`, `Forbidden` (not the author),
-    /// `Forbidden { code: "edit_window_closed" }`.
-    async fn edit_post(&self, edit: PostEdit) -> Result<Post>;
-
-    /// Deletes the post and uncounts it on the author's profile in one transaction, then
-    /// removes its likes and comments best-effort. Errors: `NotFound`, `Forbidden`.
-    async fn delete_post(&self, id: PostId, caller: UserId) -> Result<()>;
-
-    /// Pattern 12: `author`'s posts, newest first.
-    async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>>;
-
-    /// The home feed of `viewer` merged at read time from the timeline of everyone they
-    /// follow — their own posts and those of everyone they follow, newest first, never from
-    /// a user in their block set. One query per followed account: production reads the
-    /// materialized feed (`FeedStore::home_feed`, pattern 13); this merge is its reference,
-    /// the oracle its tests compare against. The cursor is the last post id returned.
-    async fn merged_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
-
-    /// `user` likes `post`: the like, `like_count + 1` and a `like` notification to the author
-    /// (at most one per actor and post, never for a self-like) in one transaction, which
-    /// comes back with the state. Idempotent. `NotFound` if the post is gone.
-    async fn like(
-        &self,
-        post: &Post,
-        user: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Notified<LikeState>>;
-
-    /// Removes `user`'s like and decrements the count. Idempotent. `NotFound` if the post is gone.
-    async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState>;
-
-    /// Pattern 14: whether `user` likes `post`.
-    async fn has_liked(&self, user: UserId, post: PostId) -> Result<bool>;
-
-    /// Pattern 14 for a page of posts: which of `posts` `user` likes (one BatchGetItem).
-    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<HashSet<PostId>>;
-
-    /// Pattern 15: likes of a post. `NotFound` if the post is gone.
-    async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>>;
-
-    /// Adds a comment, `comment_count + 1` and a `comment` notification to the post author
-    /// (not for one's own post) in one transaction, which comes back with the comment.
-    /// `NotFound` if the post is gone.
-    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Notified<Comment>>;
-
-    /// Pattern 16: comments of a post, oldest first. `NotFound` if the post is gone.
-    async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>>;
-
-    /// Deletes a comment (allowed to its author and to the post's author) and decrements
-    /// the count, in one transaction. Errors: `NotFound`, `Forbidden`.
-    async fn delete_comment(&self, post: &Post, comment: CommentId, caller: UserId) -> Result<()>;
 }
 
 // ---- items -----------------------------------------------------------------------------------
@@ -342,9 +274,10 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl PostStore for DynamoStore {
-    async fn create_post(&self, new: NewPost) -> Result<Post> {
+impl DynamoStore {
+    /// Stores a post with its timeline entry and counts it on the author's profile, in one
+    /// transaction. `NotFound` if the author has no profile.
+    pub async fn create_post(&self, new: NewPost) -> Result<Post> {
         let created_at = to_millis(new.created_at);
         let post = Post {
             id: new_id(),
@@ -398,16 +331,21 @@ impl PostStore for DynamoStore {
         Ok(post)
     }
 
-    async fn get_post(&self, id: PostId) -> Result<Option<Post>> {
+    /// Pattern 11: one post.
+    pub async fn get_post(&self, id: PostId) -> Result<Option<Post>> {
         self.table.get_as(&keys::post(id)).await
     }
 
-    async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>> {
+    /// Many posts in one round trip (missing ones are absent).
+    pub async fn get_posts(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>> {
         let keys: Vec<Key> = ids.iter().map(|id| keys::post(*id)).collect();
         self.table.batch_get_map(&keys, |post: &Post| post.id).await
     }
 
-    async fn edit_post(&self, edit: PostEdit) -> Result<Post> {
+    /// Replaces the text and sets `edited_at`. The author check and the edit window are
+    /// part of the write's condition. Errors: `NotFound`, `Forbidden` (not the author),
+    /// `Forbidden { code: "edit_window_closed" }`.
+    pub async fn edit_post(&self, edit: PostEdit) -> Result<Post> {
         let now = to_millis(edit.now);
         let earliest_creation = now - Duration::seconds(POST_EDIT_WINDOW_SECONDS);
         let result = self
@@ -448,7 +386,9 @@ impl PostStore for DynamoStore {
         }
     }
 
-    async fn delete_post(&self, id: PostId, caller: UserId) -> Result<()> {
+    /// Deletes the post and uncounts it on the author's profile in one transaction, then
+    /// removes its likes and comments best-effort. Errors: `NotFound`, `Forbidden`.
+    pub async fn delete_post(&self, id: PostId, caller: UserId) -> Result<()> {
         let table = &self.table.name;
         // Only the author may delete, so the profile to uncount is the caller's.
         let items = vec![
@@ -484,13 +424,19 @@ impl PostStore for DynamoStore {
         Ok(())
     }
 
-    async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>> {
+    /// Pattern 12: `author`'s posts, newest first.
+    pub async fn author_posts(&self, author: UserId, page: &PageRequest) -> Result<Page<Post>> {
         let partition = keys::user_pk(author);
         let query = timeline_query(&partition, None);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn merged_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
+    /// The home feed of `viewer` merged at read time from the timeline of everyone they
+    /// follow — their own posts and those of everyone they follow, newest first, never from
+    /// a user in their block set. One query per followed account: production reads the
+    /// materialized feed (`DynamoStore::home_feed`, pattern 13); this merge is its reference,
+    /// the oracle its tests compare against. The cursor is the last post id returned.
+    pub async fn merged_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
         // Validate the cursor before any read.
         let before = match &page.cursor {
             Some(cursor) => Some(decode_token::<FeedCursor>(cursor)?.before),
@@ -510,7 +456,10 @@ impl PostStore for DynamoStore {
         self.merged_timelines(&authors, before, page.limit).await
     }
 
-    async fn like(
+    /// `user` likes `post`: the like, `like_count + 1` and a `like` notification to the author
+    /// (at most one per actor and post, never for a self-like) in one transaction, which
+    /// comes back with the state. Idempotent. `NotFound` if the post is gone.
+    pub async fn like(
         &self,
         post: &Post,
         user: UserId,
@@ -572,7 +521,8 @@ impl PostStore for DynamoStore {
         })
     }
 
-    async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState> {
+    /// Removes `user`'s like and decrements the count. Idempotent. `NotFound` if the post is gone.
+    pub async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState> {
         let table = &self.table.name;
         let items = vec![
             tx::delete(table, &keys::like(post, user), Some("attribute_exists(pk)"))?,
@@ -600,11 +550,13 @@ impl PostStore for DynamoStore {
         })
     }
 
-    async fn has_liked(&self, user: UserId, post: PostId) -> Result<bool> {
+    /// Pattern 14: whether `user` likes `post`.
+    pub async fn has_liked(&self, user: UserId, post: PostId) -> Result<bool> {
         Ok(self.table.get(&keys::like(post, user)).await?.is_some())
     }
 
-    async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<HashSet<PostId>> {
+    /// Pattern 14 for a page of posts: which of `posts` `user` likes (one BatchGetItem).
+    pub async fn liked_among(&self, user: UserId, posts: &[PostId]) -> Result<HashSet<PostId>> {
         let keys: Vec<Key> = posts.iter().map(|post| keys::like(*post, user)).collect();
         self.table
             .batch_get(&keys)
@@ -614,14 +566,18 @@ impl PostStore for DynamoStore {
             .collect()
     }
 
-    async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>> {
+    /// Pattern 15: likes of a post. `NotFound` if the post is gone.
+    pub async fn likes(&self, post: PostId, page: &PageRequest) -> Result<Page<Like>> {
         self.require_post(post).await?;
         let partition = keys::post_partition(post);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::LIKE_PREFIX);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Notified<Comment>> {
+    /// Adds a comment, `comment_count + 1` and a `comment` notification to the post author
+    /// (not for one's own post) in one transaction, which comes back with the comment.
+    /// `NotFound` if the post is gone.
+    pub async fn add_comment(&self, post: &Post, new: NewComment) -> Result<Notified<Comment>> {
         let table = &self.table.name;
         let comment = Comment {
             id: new_id(),
@@ -667,14 +623,22 @@ impl PostStore for DynamoStore {
         })
     }
 
-    async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>> {
+    /// Pattern 16: comments of a post, oldest first. `NotFound` if the post is gone.
+    pub async fn comments(&self, post: PostId, page: &PageRequest) -> Result<Page<Comment>> {
         self.require_post(post).await?;
         let partition = keys::post_partition(post);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::COMMENT_PREFIX);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn delete_comment(&self, post: &Post, comment: CommentId, caller: UserId) -> Result<()> {
+    /// Deletes a comment (allowed to its author and to the post's author) and decrements
+    /// the count, in one transaction. Errors: `NotFound`, `Forbidden`.
+    pub async fn delete_comment(
+        &self,
+        post: &Post,
+        comment: CommentId,
+        caller: UserId,
+    ) -> Result<()> {
         let table = &self.table.name;
         let key = keys::comment(post.id, comment);
         // The post author may delete any comment on their post; anyone else only their own,

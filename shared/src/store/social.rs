@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,7 +14,6 @@ use super::dynamo::{
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{KeyShape, Page, PageRequest};
-use super::users::UserStore;
 use super::DynamoStore;
 use crate::domain::{new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
 use crate::error::{Error, Result};
@@ -27,100 +25,6 @@ pub const MAX_FOLLOWING: usize = 5000;
 
 /// The error code of a follow refused at [`MAX_FOLLOWING`] (409).
 pub const FOLLOW_LIMIT_REACHED: &str = "follow_limit_reached";
-
-#[async_trait]
-pub trait SocialStore: Send + Sync {
-    /// How `viewer` and `other` relate, both ways, in one round trip.
-    async fn relationship(&self, viewer: UserId, other: UserId) -> Result<Relationship>;
-
-    /// `follower` now follows `followee`: the follow item, both counters and a `follow`
-    /// notification in one transaction (which comes back with the outcome). `false` if it
-    /// already existed (idempotent). `NotFound` if either user does not exist or a block
-    /// stands between them (checked in the same transaction); `Validation` for a self-follow;
-    /// `Conflict` with code [`FOLLOW_LIMIT_REACHED`] when `follower` already follows
-    /// [`MAX_FOLLOWING`] accounts (the counter increment's condition, so concurrent follows
-    /// cannot overshoot).
-    async fn follow(
-        &self,
-        follower: UserId,
-        followee: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Notified<bool>>;
-
-    /// A follow request to a private account, with a `follow_request` notification.
-    /// `false` if it was already pending or the requester already follows the target;
-    /// errors as for [`SocialStore::follow`], including the follow cap: a requester at the
-    /// cap cannot ask (a pending request does not reserve a slot, so accepting it re-checks).
-    async fn request_follow(
-        &self,
-        requester: UserId,
-        target: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Notified<bool>>;
-
-    /// Removes the follow and decrements both counters. `Ok(false)` if there was none.
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool>;
-
-    /// Withdraws a pending request. `Ok(false)` if there was none.
-    async fn cancel_follow_request(&self, requester: UserId, target: UserId) -> Result<bool>;
-
-    /// `target` accepts `requester`: the request becomes a follow (counters, and a
-    /// `follow_accepted` notification to the requester, which comes back). `NotFound` if no
-    /// request is pending. `Conflict` [`FOLLOW_LIMIT_REACHED`] if the requester reached the
-    /// follow cap since asking; the request then stays pending.
-    async fn accept_follow_request(
-        &self,
-        target: UserId,
-        requester: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Notified<()>>;
-
-    /// `target` rejects `requester`. `NotFound` if no request is pending.
-    async fn reject_follow_request(&self, target: UserId, requester: UserId) -> Result<()>;
-
-    /// Followers of `user` (GSI 1 inverse entries).
-    async fn followers(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>>;
-
-    /// Accounts `user` follows.
-    async fn following(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>>;
-
-    /// Ids of every account `user` follows (at most `MAX_FOLLOWING`).
-    async fn following_ids(&self, user: UserId) -> Result<Vec<UserId>>;
-
-    /// Ids of `user`'s followers from the keys-only fan-out index (GSI 3), at most `max`,
-    /// in full pages of ~5,000 ids (one read unit per ~24 followers). `truncated` says more
-    /// exist: a caller that only wants to know whether the audience is small asks for a
-    /// small `max` and pays one small request.
-    async fn follower_ids(&self, user: UserId, max: usize) -> Result<FollowerIds>;
-
-    /// Pending requests to `target`, oldest first by request time (GSI 1 recency entries;
-    /// the table's sort key orders by requester id instead).
-    async fn follow_requests(
-        &self,
-        target: UserId,
-        page: &PageRequest,
-    ) -> Result<Page<FollowRequest>>;
-
-    /// `blocker` blocks `blocked`: the block item plus removal of follows both ways (with
-    /// exact counters) and of pending follow requests both ways. Idempotent. The relations
-    /// are read first and the one transaction re-checks each of them, so a follow that
-    /// lands in between cancels it and the block is retried. `NotFound` for an unknown user.
-    async fn block(&self, blocker: UserId, blocked: UserId, now: DateTime<Utc>) -> Result<()>;
-
-    /// Removes a block. Idempotent.
-    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()>;
-
-    /// Accounts `blocker` blocks.
-    async fn blocks(&self, blocker: UserId, page: &PageRequest) -> Result<Page<Block>>;
-
-    /// Every user `user` blocks or is blocked by (to filter search results and feeds).
-    async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>>;
-
-    /// Those of `candidates` who follow `user` (one eventually consistent `BatchGetItem` of
-    /// follow items per 100 candidates).
-    async fn followers_among(&self, user: UserId, candidates: &[UserId])
-        -> Result<HashSet<UserId>>;
-}
 
 /// A follow item with both of its index entries (GSI 1 for lists, GSI 3 for fan-out).
 pub(crate) fn follow_item(follow: &Follow) -> Result<Item> {
@@ -382,9 +286,9 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl SocialStore for DynamoStore {
-    async fn relationship(&self, viewer: UserId, other: UserId) -> Result<Relationship> {
+impl DynamoStore {
+    /// How `viewer` and `other` relate, both ways, in one round trip.
+    pub async fn relationship(&self, viewer: UserId, other: UserId) -> Result<Relationship> {
         let items = self.relation_items(viewer, other).await?;
         Ok(Relationship {
             following: items.a_follows_b,
@@ -395,7 +299,14 @@ impl SocialStore for DynamoStore {
         })
     }
 
-    async fn follow(
+    /// `follower` now follows `followee`: the follow item, both counters and a `follow`
+    /// notification in one transaction (which comes back with the outcome). `false` if it
+    /// already existed (idempotent). `NotFound` if either user does not exist or a block
+    /// stands between them (checked in the same transaction); `Validation` for a self-follow;
+    /// `Conflict` with code [`FOLLOW_LIMIT_REACHED`] when `follower` already follows
+    /// [`MAX_FOLLOWING`] accounts (the counter increment's condition, so concurrent follows
+    /// cannot overshoot).
+    pub async fn follow(
         &self,
         follower: UserId,
         followee: UserId,
@@ -439,7 +350,11 @@ impl SocialStore for DynamoStore {
         }
     }
 
-    async fn request_follow(
+    /// A follow request to a private account, with a `follow_request` notification.
+    /// `false` if it was already pending or the requester already follows the target;
+    /// errors as for [`DynamoStore::follow`], including the follow cap: a requester at the
+    /// cap cannot ask (a pending request does not reserve a slot, so accepting it re-checks).
+    pub async fn request_follow(
         &self,
         requester: UserId,
         target: UserId,
@@ -512,7 +427,8 @@ impl SocialStore for DynamoStore {
         }
     }
 
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool> {
+    /// Removes the follow and decrements both counters. `Ok(false)` if there was none.
+    pub async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool> {
         let table = &self.table.name;
         let items = vec![
             tx::delete(table, &keys::follow(follower, followee), Some(ITEM_EXISTS))?,
@@ -534,12 +450,17 @@ impl SocialStore for DynamoStore {
         }
     }
 
-    async fn cancel_follow_request(&self, requester: UserId, target: UserId) -> Result<bool> {
+    /// Withdraws a pending request. `Ok(false)` if there was none.
+    pub async fn cancel_follow_request(&self, requester: UserId, target: UserId) -> Result<bool> {
         self.delete_existing(&keys::follow_request(target, requester))
             .await
     }
 
-    async fn accept_follow_request(
+    /// `target` accepts `requester`: the request becomes a follow (counters, and a
+    /// `follow_accepted` notification to the requester, which comes back). `NotFound` if no
+    /// request is pending. `Conflict` [`FOLLOW_LIMIT_REACHED`] if the requester reached the
+    /// follow cap since asking; the request then stays pending.
+    pub async fn accept_follow_request(
         &self,
         target: UserId,
         requester: UserId,
@@ -587,7 +508,8 @@ impl SocialStore for DynamoStore {
         }
     }
 
-    async fn reject_follow_request(&self, target: UserId, requester: UserId) -> Result<()> {
+    /// `target` rejects `requester`. `NotFound` if no request is pending.
+    pub async fn reject_follow_request(&self, target: UserId, requester: UserId) -> Result<()> {
         if self
             .delete_existing(&keys::follow_request(target, requester))
             .await?
@@ -598,19 +520,22 @@ impl SocialStore for DynamoStore {
         }
     }
 
-    async fn followers(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
+    /// Followers of `user` (GSI 1 inverse entries).
+    pub async fn followers(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Gsi1, &partition).begins_with(keys::FOLLOWER_PREFIX);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn following(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
+    /// Accounts `user` follows.
+    pub async fn following(&self, user: UserId, page: &PageRequest) -> Result<Page<Follow>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::FOLLOWING_PREFIX);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn following_ids(&self, user: UserId) -> Result<Vec<UserId>> {
+    /// Ids of every account `user` follows (at most `MAX_FOLLOWING`).
+    pub async fn following_ids(&self, user: UserId) -> Result<Vec<UserId>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::FOLLOWING_PREFIX);
         self.table
@@ -621,7 +546,11 @@ impl SocialStore for DynamoStore {
             .collect()
     }
 
-    async fn follower_ids(&self, user: UserId, max: usize) -> Result<FollowerIds> {
+    /// Ids of `user`'s followers from the keys-only fan-out index (GSI 3), at most `max`,
+    /// in full pages of ~5,000 ids (one read unit per ~24 followers). `truncated` says more
+    /// exist: a caller that only wants to know whether the audience is small asks for a
+    /// small `max` and pays one small request.
+    pub async fn follower_ids(&self, user: UserId, max: usize) -> Result<FollowerIds> {
         let partition = keys::follower_fanout_partition(user);
         let mut query = Query::new(KeyShape::Gsi3, &partition);
         // One more than asked tells whether the list goes on; below a page's worth, a
@@ -644,7 +573,9 @@ impl SocialStore for DynamoStore {
         Ok(FollowerIds { ids, truncated })
     }
 
-    async fn follow_requests(
+    /// Pending requests to `target`, oldest first by request time (GSI 1 recency entries;
+    /// the table's sort key orders by requester id instead).
+    pub async fn follow_requests(
         &self,
         target: UserId,
         page: &PageRequest,
@@ -655,7 +586,11 @@ impl SocialStore for DynamoStore {
         self.table.query_page_as(&query, page).await
     }
 
-    async fn block(&self, blocker: UserId, blocked: UserId, now: DateTime<Utc>) -> Result<()> {
+    /// `blocker` blocks `blocked`: the block item plus removal of follows both ways (with
+    /// exact counters) and of pending follow requests both ways. Idempotent. The relations
+    /// are read first and the one transaction re-checks each of them, so a follow that
+    /// lands in between cancels it and the block is retried. `NotFound` for an unknown user.
+    pub async fn block(&self, blocker: UserId, blocked: UserId, now: DateTime<Utc>) -> Result<()> {
         if blocker == blocked {
             return Err(Error::validation("you cannot block yourself"));
         }
@@ -711,17 +646,21 @@ impl SocialStore for DynamoStore {
         ))
     }
 
-    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
+    /// Removes a block. Idempotent.
+    pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
         self.table.delete(&keys::block(blocker, blocked)).await
     }
 
-    async fn blocks(&self, blocker: UserId, page: &PageRequest) -> Result<Page<Block>> {
+    /// Accounts `blocker` blocks.
+    pub async fn blocks(&self, blocker: UserId, page: &PageRequest) -> Result<Page<Block>> {
         let partition = keys::user_pk(blocker);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::BLOCKING_PREFIX);
         self.table.query_page_as(&query, page).await
     }
 
-    async fn followers_among(
+    /// Those of `candidates` who follow `user` (one eventually consistent `BatchGetItem` of
+    /// follow items per 100 candidates).
+    pub async fn followers_among(
         &self,
         user: UserId,
         candidates: &[UserId],
@@ -738,7 +677,8 @@ impl SocialStore for DynamoStore {
             .collect()
     }
 
-    async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>> {
+    /// Every user `user` blocks or is blocked by (to filter search results and feeds).
+    pub async fn block_set(&self, user: UserId) -> Result<HashSet<UserId>> {
         let partition = keys::user_pk(user);
         let blocking = Query::new(KeyShape::Table, &partition).begins_with(keys::BLOCKING_PREFIX);
         let blocked_by =

@@ -13,7 +13,6 @@
 //! commit, and nothing rotates inside a revoked family. The policy around it (expiry, reuse
 //! detection) lives in `auth::refresh`.
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -87,35 +86,6 @@ pub enum Rotation {
     FamilyRevoked,
 }
 
-#[async_trait]
-pub trait TokenStore: Send + Sync {
-    /// Starts a family with its first token, in one transaction.
-    async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()>;
-
-    /// Pattern 28: a token by the hash of its secret.
-    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
-
-    /// Pattern 28 (second step): the family a token belongs to.
-    async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>>;
-
-    /// Marks `old_hash` used and stores `new` in `new.family_id`, atomically (see module doc).
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation>;
-
-    /// Revokes one family. `Ok(false)` when it does not exist.
-    async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Pattern 29: every family (session) of a user, oldest first.
-    async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>>;
-
-    /// Revokes every family of `user` that is not revoked yet; returns how many it revoked.
-    async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize>;
-}
-
 #[derive(Serialize)]
 struct Record<'a, T> {
     #[serde(flatten)]
@@ -139,9 +109,9 @@ fn token_item(new: &NewRefreshToken, now: DateTime<Utc>) -> Result<super::dynamo
     )
 }
 
-#[async_trait]
-impl TokenStore for DynamoStore {
-    async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()> {
+impl DynamoStore {
+    /// Starts a family with its first token, in one transaction.
+    pub async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()> {
         let table = &self.table.name;
         let family = to_item(
             &keys::token_family(first.user_id, first.family_id),
@@ -169,15 +139,18 @@ impl TokenStore for DynamoStore {
             .await
     }
 
-    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
+    /// Pattern 28: a token by the hash of its secret.
+    pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
         self.table.get_as(&keys::refresh_token(hash)).await
     }
 
-    async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>> {
+    /// Pattern 28 (second step): the family a token belongs to.
+    pub async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>> {
         self.table.get_as(&keys::token_family(user, family)).await
     }
 
-    async fn rotate(
+    /// Marks `old_hash` used and stores `new` in `new.family_id`, atomically (see module doc).
+    pub async fn rotate(
         &self,
         old_hash: &str,
         new: &NewRefreshToken,
@@ -230,7 +203,13 @@ impl TokenStore for DynamoStore {
         }
     }
 
-    async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    /// Revokes one family. `Ok(false)` when it does not exist.
+    pub async fn revoke_family(
+        &self,
+        user: UserId,
+        family: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         self.table
             .update_if(
                 &keys::token_family(user, family),
@@ -245,7 +224,8 @@ impl TokenStore for DynamoStore {
             .await
     }
 
-    async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>> {
+    /// Pattern 29: every family (session) of a user, oldest first.
+    pub async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::TOKEN_FAMILY_PREFIX);
         self.table
@@ -256,7 +236,8 @@ impl TokenStore for DynamoStore {
             .collect()
     }
 
-    async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize> {
+    /// Revokes every family of `user` that is not revoked yet; returns how many it revoked.
+    pub async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize> {
         let live: Vec<Uuid> = self
             .families(user)
             .await?

@@ -11,7 +11,7 @@ use shared::clock::to_millis;
 use shared::domain::{new_id, Connection, Subscription, UserId};
 use shared::error::Error;
 use shared::store::connections::{
-    ConnectionStore, GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION,
+    GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION,
 };
 use shared::store::dynamo::key_map;
 use shared::store::keys;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use chrono::{Duration, Utc};
 use shared::clock::to_millis;
 use shared::domain::new_id;
-use shared::store::delivered::{DeliveryMarkerStore, DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
+use shared::store::delivered::{DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::store::dynamo::number_attribute;
 use shared::store::keys;
 use shared::testkit::TestDb;

@@ -11,10 +11,8 @@ use shared::config::FeedLimits;
 use shared::domain::{Post, User, UserId};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::RequestMeter;
-use shared::store::feed::FeedStore;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewPost, PostEdit, PostStore};
-use shared::store::social::SocialStore;
+use shared::store::posts::{NewPost, PostEdit};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

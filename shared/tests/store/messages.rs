@@ -5,12 +5,8 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use shared::domain::{ConversationState, Message, MessageStatus, User};
-use shared::store::messages::{
-    MessageStore, NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES,
-};
-use shared::store::notifications::NotificationStore;
+use shared::store::messages::{NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES};
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

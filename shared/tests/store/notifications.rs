@@ -8,9 +8,8 @@ use shared::clock::to_millis;
 use shared::domain::{new_id, Notification, NotificationKind, User};
 use shared::store::dynamo::{key_map, n};
 use shared::store::keys;
-use shared::store::notifications::{notification_items, NewNotification, NotificationStore};
+use shared::store::notifications::{notification_items, NewNotification};
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

@@ -8,9 +8,7 @@ use shared::domain::{new_id, NotificationKind, Post, User};
 use shared::store::dynamo::Query;
 use shared::store::keys;
 use shared::store::page::{KeyShape, PageRequest};
-use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
+use shared::store::posts::{NewComment, NewPost, PostEdit};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

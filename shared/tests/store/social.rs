@@ -7,8 +7,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use shared::domain::{NotificationKind, UserId};
 use shared::store::page::PageRequest;
-use shared::store::social::{FollowerIds, SocialStore, MAX_FOLLOWING};
-use shared::store::users::UserStore;
+use shared::store::social::{FollowerIds, MAX_FOLLOWING};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

@@ -11,7 +11,7 @@ use chrono::{Duration, Utc};
 use futures::future::join_all;
 use shared::auth::refresh::{self, RefreshTokens};
 use shared::domain::new_id;
-use shared::store::tokens::{NewRefreshToken, Rotation, TokenStore};
+use shared::store::tokens::{NewRefreshToken, Rotation};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

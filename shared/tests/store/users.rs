@@ -12,9 +12,8 @@ use shared::metering::{RequestMeter, DYNAMODB};
 use shared::store::dynamo::{Item, Query};
 use shared::store::keys;
 use shared::store::page::{KeyShape, PageRequest};
-use shared::store::posts::{NewPost, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::{ProfileUpdate, SearchEntryRebuild, UserStore};
+use shared::store::posts::NewPost;
+use shared::store::users::{ProfileUpdate, SearchEntryRebuild};
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 

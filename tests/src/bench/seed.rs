@@ -6,8 +6,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
+use shared::store::users::NewUser;
 use shared::store::DynamoStore;
 use uuid::Uuid;
 

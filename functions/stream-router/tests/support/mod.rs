@@ -23,10 +23,7 @@ use shared::fanout::SqsEventQueue;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
 use shared::retry::RetryPolicy;
-use shared::store::connections::ConnectionStore;
-use shared::store::presence::PresenceStore;
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
+use shared::store::users::NewUser;
 use shared::store::DynamoStore;
 use shared::testkit::TestDb;
 
