@@ -153,7 +153,7 @@ pub async fn seed_followers(
         .try_for_each_concurrent(8, |chunk| async move { table.batch_put(chunk).await })
         .await?;
     let added = i64::try_from(count).unwrap_or(i64::MAX);
-    let counter = crate::store::dynamo::tx::update(
+    let counter = crate::store::transaction::tx::update(
         &table.name,
         &crate::store::keys::user_profile(followee),
         "ADD follower_count :added",
@@ -166,10 +166,10 @@ pub async fn seed_followers(
     )?;
     match table.transact(vec![counter]).await {
         // No profile (an id without a user): nothing to count.
-        Ok(()) | Err(crate::store::dynamo::TransactFailure::ConditionFailed { .. }) => {
+        Ok(()) | Err(crate::store::transaction::TransactFailure::ConditionFailed { .. }) => {
             Ok(followers)
         }
-        Err(crate::store::dynamo::TransactFailure::Other(error)) => Err(error),
+        Err(crate::store::transaction::TransactFailure::Other(error)) => Err(error),
     }
 }
 

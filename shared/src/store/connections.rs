@@ -22,11 +22,10 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{
-    from_item, key_map, n, s, to_item, tx, Consistency, Item, Query, MAX_TRANSACTION_ITEMS,
-};
+use super::dynamo::{from_item, key_map, n, s, to_item, Consistency, Item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, Transaction, MAX_TRANSACTION_ITEMS};
 use super::DynamoStore;
 use crate::domain::{Connection, Subscription, UserId};
 use crate::error::{Error, Result};
@@ -150,12 +149,13 @@ impl DynamoStore {
             if !removable(&stored.connection) {
                 return Ok(GoneRemoval::TooYoung);
             }
-            let mut items = vec![delete_if_version(&self.table.name, &stored)?];
-            items.extend(self.release_items(&stored)?);
-            match self.table.transact(items).await {
+            let mut transaction = Transaction::new();
+            let connection_item = transaction.add(delete_if_version(&self.table.name, &stored)?);
+            transaction.add_all(self.release_items(&stored)?);
+            match self.table.transact(transaction).await {
                 Ok(()) => return Ok(GoneRemoval::Removed(stored.connection)),
                 // Deleted or (un)subscribed meanwhile: read again.
-                Err(failure) if failure.condition_failed_at(0) => continue,
+                Err(failure) if failure.failed(&connection_item) => continue,
                 Err(failure) => {
                     return Err(failure.into_error(|| Error::invariant("removing connection")))
                 }
@@ -230,39 +230,42 @@ impl DynamoStore {
         max_per_user: u32,
     ) -> Result<AddOutcome> {
         let table = &self.table.name;
-        let items = vec![
-            tx::put_new(
-                table,
-                to_item(
-                    &keys::connection(&connection.connection_id),
-                    &ConnectionRecord {
-                        connection,
-                        version: 0,
-                        entity: "connection",
-                    },
-                )?,
+        let mut transaction = Transaction::new();
+        let connection_item = transaction.add(tx::put_new(
+            table,
+            to_item(
+                &keys::connection(&connection.connection_id),
+                &ConnectionRecord {
+                    connection,
+                    version: 0,
+                    entity: "connection",
+                },
             )?,
-            tx::update(
-                table,
-                &keys::user_connections(connection.user_id),
-                "ADD connection_ids :id SET user_id = :user, entity = :entity",
-                Some("attribute_not_exists(connection_ids) OR size(connection_ids) < :max"),
-                &[],
-                vec![
-                    (":id", string_set([connection.connection_id.as_str()])),
-                    (":user", s(connection.user_id.to_string())),
-                    (":entity", s("user_connections")),
-                    (":max", n(i64::from(max_per_user))),
-                ],
-            )?,
-            super::online::online_entry_put(table, connection.user_id, connection.expires_at)?,
-        ];
-        match self.table.transact(items).await {
+        )?);
+        let user_set = transaction.add(tx::update(
+            table,
+            &keys::user_connections(connection.user_id),
+            "ADD connection_ids :id SET user_id = :user, entity = :entity",
+            Some("attribute_not_exists(connection_ids) OR size(connection_ids) < :max"),
+            &[],
+            vec![
+                (":id", string_set([connection.connection_id.as_str()])),
+                (":user", s(connection.user_id.to_string())),
+                (":entity", s("user_connections")),
+                (":max", n(i64::from(max_per_user))),
+            ],
+        )?);
+        transaction.add(super::online::online_entry_put(
+            table,
+            connection.user_id,
+            connection.expires_at,
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(AddOutcome::Added),
-            Err(failure) if failure.condition_failed_at(0) => {
+            Err(failure) if failure.failed(&connection_item) => {
                 Err(Error::conflict("connection is already registered"))
             }
-            Err(failure) if failure.condition_failed_at(1) => Ok(AddOutcome::UserAtLimit),
+            Err(failure) if failure.failed(&user_set) => Ok(AddOutcome::UserAtLimit),
             Err(failure) => Err(failure.into_error(|| Error::invariant("adding connection"))),
         }
     }
@@ -411,41 +414,40 @@ impl DynamoStore {
     /// `expires_at` (epoch seconds, TTL) is normally the connection's own.
     pub async fn subscribe(&self, subscription: &Subscription, expires_at: i64) -> Result<()> {
         let table = &self.table.name;
-        let items = vec![
-            // Overwriting an existing membership is what makes subscribing idempotent.
-            tx::put(
-                table,
-                to_item(
-                    &keys::room_member(&subscription.channel, &subscription.connection_id),
-                    &RoomMemberRecord {
-                        subscription,
-                        expires_at,
-                        entity: "room_member",
-                    },
-                )?,
-                None,
+        let mut transaction = Transaction::new();
+        // Overwriting an existing membership is what makes subscribing idempotent.
+        transaction.add(tx::put(
+            table,
+            to_item(
+                &keys::room_member(&subscription.channel, &subscription.connection_id),
+                &RoomMemberRecord {
+                    subscription,
+                    expires_at,
+                    entity: "room_member",
+                },
             )?,
-            tx::update(
-                table,
-                &keys::connection(&subscription.connection_id),
-                "ADD rooms :room, version :one",
-                Some(
-                    "attribute_exists(pk) AND user_id = :user AND (attribute_not_exists(rooms) \
+            None,
+        )?);
+        let room_list = transaction.add(tx::update(
+            table,
+            &keys::connection(&subscription.connection_id),
+            "ADD rooms :room, version :one",
+            Some(
+                "attribute_exists(pk) AND user_id = :user AND (attribute_not_exists(rooms) \
                      OR size(rooms) < :max OR contains(rooms, :channel))",
-                ),
-                &[],
-                vec![
-                    (":room", string_set([subscription.channel.as_str()])),
-                    (":channel", s(&subscription.channel)),
-                    (":one", n(1)),
-                    (":user", s(subscription.user_id.to_string())),
-                    (":max", n(MAX_ROOMS_PER_CONNECTION as i64)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+            ),
+            &[],
+            vec![
+                (":room", string_set([subscription.channel.as_str()])),
+                (":channel", s(&subscription.channel)),
+                (":one", n(1)),
+                (":user", s(subscription.user_id.to_string())),
+                (":max", n(MAX_ROOMS_PER_CONNECTION as i64)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(()),
-            Err(failure) if failure.condition_failed_at(1) => {
+            Err(failure) if failure.failed(&room_list) => {
                 // Only to pick the right error; nothing is written on this path.
                 match self.get_connection(&subscription.connection_id).await? {
                     Some(connection) if connection.user_id == subscription.user_id => {
@@ -464,24 +466,23 @@ impl DynamoStore {
     pub async fn unsubscribe(&self, connection_id: &str, channel: &str) -> Result<bool> {
         let table = &self.table.name;
         let member = keys::room_member(channel, connection_id);
-        let items = vec![
-            tx::delete(table, &member, None)?,
-            tx::update(
-                table,
-                &keys::connection(connection_id),
-                "DELETE rooms :room ADD version :one",
-                Some("attribute_exists(pk) AND contains(rooms, :channel)"),
-                &[],
-                vec![
-                    (":room", string_set([channel])),
-                    (":channel", s(channel)),
-                    (":one", n(1)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        transaction.add(tx::delete(table, &member, None)?);
+        let room_list = transaction.add(tx::update(
+            table,
+            &keys::connection(connection_id),
+            "DELETE rooms :room ADD version :one",
+            Some("attribute_exists(pk) AND contains(rooms, :channel)"),
+            &[],
+            vec![
+                (":room", string_set([channel])),
+                (":channel", s(channel)),
+                (":one", n(1)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(true),
-            Err(failure) if failure.condition_failed_at(1) => {
+            Err(failure) if failure.failed(&room_list) => {
                 // Not subscribed, or the connection is gone: a membership item without its
                 // connection can only be a leftover, so delete it anyway.
                 self.table.delete(&member).await?;

@@ -5,12 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,14 +17,12 @@ use crate::retry::RetryPolicy;
 
 pub type Item = HashMap<String, AttributeValue>;
 
-/// Most items one `TransactWriteItems` may hold.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Most keys one `BatchGetItem` may hold.
 pub const MAX_BATCH_GET: usize = 100;
 /// Most requests one `BatchWriteItem` may hold.
 pub const MAX_BATCH_WRITE: usize = 25;
 
-const MAX_ATTEMPTS: u32 = 8;
+pub(super) const MAX_ATTEMPTS: u32 = 8;
 
 /// Transaction conflicts and unprocessed batch items: the push tier's one backoff
 /// (`crate::retry`), 20 ms doubling to a 1.3 s cap, full jitter.
@@ -132,209 +125,12 @@ pub fn number_attribute(item: &Item, name: &str) -> Result<i64> {
     }
 }
 
-// ---- transaction items ----------------------------------------------------------------------
-
-/// Builders for the items of a `TransactWriteItems` call.
-pub mod tx {
-    use super::*;
-
-    pub fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(item))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(|e| Error::internal("building transaction put", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    /// A put that fails (and cancels the transaction) if the item already exists.
-    pub fn put_new(table: &str, item: Item) -> Result<TransactWriteItem> {
-        put(table, item, Some("attribute_not_exists(pk)"))
-    }
-
-    pub fn update(
-        table: &str,
-        key: &Key,
-        expression: &str,
-        condition: Option<&str>,
-        names: &[(&str, &str)],
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<TransactWriteItem> {
-        let update = Update::builder()
-            .table_name(table)
-            .set_key(Some(key_map(key)))
-            .update_expression(expression)
-            .set_condition_expression(condition.map(str::to_owned))
-            .set_expression_attribute_names(names_map(names))
-            .set_expression_attribute_values(values_map(values))
-            .build()
-            .map_err(|e| Error::internal("building transaction update", e))?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    pub fn delete(table: &str, key: &Key, condition: Option<&str>) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(table)
-            .set_key(Some(key_map(key)))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(|e| Error::internal("building transaction delete", e))?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    /// A delete on a condition that needs expression values (e.g. `author_id = :caller`).
-    pub fn delete_where(
-        table: &str,
-        key: &Key,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(table)
-            .set_key(Some(key_map(key)))
-            .condition_expression(condition)
-            .set_expression_attribute_values(values_map(values))
-            .build()
-            .map_err(|e| Error::internal("building transaction delete", e))?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    pub fn condition_check(
-        table: &str,
-        key: &Key,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<TransactWriteItem> {
-        let check = ConditionCheck::builder()
-            .table_name(table)
-            .set_key(Some(key_map(key)))
-            .condition_expression(condition)
-            .set_expression_attribute_values(values_map(values))
-            .build()
-            .map_err(|e| Error::internal("building transaction condition check", e))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
-    pub(crate) fn names_map(names: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        (!names.is_empty()).then(|| {
-            names
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        })
-    }
-
-    pub(crate) fn values_map(values: Vec<(&str, AttributeValue)>) -> Option<Item> {
-        (!values.is_empty()).then(|| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    }
-}
-
-/// Why a transaction did not commit.
-#[derive(Debug)]
-pub enum TransactFailure {
-    /// One or more conditions failed; `failed[i]` is true for item `i` whose condition failed.
-    ConditionFailed { failed: Vec<bool> },
-    /// Anything else (already retried where retrying helps).
-    Other(Error),
-}
-
-impl TransactFailure {
-    /// Whether item `index`'s condition was the one that failed.
-    pub fn condition_failed_at(&self, index: usize) -> bool {
-        matches!(self, Self::ConditionFailed { failed } if failed.get(index).copied().unwrap_or(false))
-    }
-
-    /// Turns any failure into an [`Error`], using `on_condition` for failed conditions.
-    pub fn into_error(self, on_condition: impl FnOnce() -> Error) -> Error {
-        match self {
-            Self::ConditionFailed { .. } => on_condition(),
-            Self::Other(error) => error,
-        }
-    }
-}
-
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Self {
         Self {
             client,
             name: name.into(),
         }
-    }
-
-    /// Runs a transaction, retrying conflicts and throttling with jittered backoff.
-    /// A failed condition is reported with the index of every item whose condition failed,
-    /// so callers can tell "already liked" from "post deleted".
-    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactFailure> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        if items.len() > MAX_TRANSACTION_ITEMS {
-            return Err(TransactFailure::Other(Error::invariant(format!(
-                "transaction of {} items exceeds {MAX_TRANSACTION_ITEMS}",
-                items.len()
-            ))));
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let error = match result {
-                Ok(_) => return Ok(()),
-                Err(error) => error,
-            };
-            let retryable = match &error {
-                SdkError::ServiceError(service) => match service.err() {
-                    TransactWriteItemsError::TransactionCanceledException(cancel) => {
-                        let codes: Vec<Option<&str>> = cancel
-                            .cancellation_reasons()
-                            .iter()
-                            .map(|reason| reason.code())
-                            .collect();
-                        if codes.contains(&Some("ConditionalCheckFailed")) {
-                            return Err(TransactFailure::ConditionFailed {
-                                failed: codes
-                                    .iter()
-                                    .map(|code| *code == Some("ConditionalCheckFailed"))
-                                    .collect(),
-                            });
-                        }
-                        // TransactionConflict, ThrottlingError, ProvisionedThroughputExceeded…
-                        true
-                    }
-                    TransactWriteItemsError::TransactionInProgressException(_)
-                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-                    | TransactWriteItemsError::RequestLimitExceeded(_)
-                    | TransactWriteItemsError::InternalServerError(_) => true,
-                    _ => false,
-                },
-                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-                _ => false,
-            };
-            if !retryable || attempt >= MAX_ATTEMPTS {
-                return Err(TransactFailure::Other(Error::internal(
-                    "TransactWriteItems",
-                    error,
-                )));
-            }
-            backoff(attempt).await;
-        }
-    }
-
-    /// Transaction where any failed condition means `on_condition`.
-    pub async fn transact_or(
-        &self,
-        items: Vec<TransactWriteItem>,
-        on_condition: impl FnOnce() -> Error,
-    ) -> Result<()> {
-        self.transact(items)
-            .await
-            .map_err(|failure| failure.into_error(on_condition))
     }
 
     pub async fn get(&self, key: &Key) -> Result<Option<Item>> {
@@ -424,8 +220,8 @@ impl Table {
             .set_key(Some(key_map(key)))
             .update_expression(expression)
             .condition_expression(condition)
-            .set_expression_attribute_names(tx::names_map(names))
-            .set_expression_attribute_values(tx::values_map(values))
+            .set_expression_attribute_names(names_map(names))
+            .set_expression_attribute_values(values_map(values))
             .return_values(returning)
             .send()
             .await;
@@ -839,6 +635,21 @@ impl<'a> Query<'a> {
     }
 }
 
-async fn backoff(attempt: u32) {
+pub(super) async fn backoff(attempt: u32) {
     tokio::time::sleep(STORE_RETRY.delay(attempt)).await;
+}
+
+/// The `#name` placeholders of an expression (`None` when there are none).
+pub(crate) fn names_map(names: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    })
+}
+
+/// The `:value` placeholders of an expression (`None` when there are none).
+pub(crate) fn values_map(values: Vec<(&str, AttributeValue)>) -> Option<Item> {
+    (!values.is_empty()).then(|| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }

@@ -19,10 +19,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{from_item, item_key, n, s, to_item, tx, Item, Query, TransactFailure};
+use super::dynamo::{from_item, item_key, n, s, to_item, Item, Query};
 use super::keys::{self, Key};
-use super::notifications::{notification_items, NewNotification};
+use super::notifications::{notification_items, NewNotification, NotificationItems};
 use super::page::{KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction, TxItem, TxItems};
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
@@ -230,6 +231,175 @@ fn request_update(table: &str, message: &Message) -> Result<TransactWriteItem> {
     )
 }
 
+/// The items of a send transaction whose conditions tell why it failed.
+struct SendItems {
+    /// No block either way.
+    blocks: TxItems,
+    /// The idempotency record of the client id (taken: a concurrent send used it).
+    client_record: Option<TxItem>,
+    /// The recipient's conversation (its state moved since it was read).
+    recipient_conversation: TxItem,
+    /// The request item, below [`MAX_PENDING_REQUEST_MESSAGES`] (request messages only).
+    request: Option<TxItem>,
+}
+
+impl SendItems {
+    /// What a failed send transaction means.
+    fn explain(&self, failure: &TransactFailure) -> SendFailure {
+        if failure.failed(&self.blocks) {
+            SendFailure::Fatal(blocked())
+        } else if failure.failed(&self.client_record)
+            || failure.failed(&self.recipient_conversation)
+        {
+            SendFailure::Reread
+        } else if failure.failed(&self.request) {
+            SendFailure::Fatal(Error::forbidden(format!(
+                "at most {MAX_PENDING_REQUEST_MESSAGES} messages may wait in a message request"
+            )))
+        } else {
+            SendFailure::Fatal(Error::invariant(
+                "send transaction failed an unexpected condition",
+            ))
+        }
+    }
+}
+
+/// The send transaction of `message` (see the module docs), without the notification.
+fn send_transaction(
+    table: &str,
+    new: &NewMessage,
+    context: &SendContext,
+    message: &Message,
+) -> Result<(Transaction, SendItems)> {
+    let (from, to) = (message.from, message.to);
+    let mut transaction = Transaction::new();
+    let blocks = transaction.add_all([
+        tx::condition_check(table, &keys::block(from, to), ITEM_ABSENT, vec![])?,
+        tx::condition_check(table, &keys::block(to, from), ITEM_ABSENT, vec![])?,
+    ]);
+    let client_record = match &new.client_message_id {
+        Some(client_id) => Some(transaction.add(client_record_put(table, message, client_id)?)),
+        None => None,
+    };
+    transaction.add(tx::put_new(
+        table,
+        to_item(
+            &keys::message(from, to, message.id),
+            &MessageRecord {
+                message,
+                entity: "message",
+            },
+        )?,
+    )?);
+    add_sender_side(&mut transaction, table, context, message)?;
+    let (recipient_conversation, request) =
+        add_recipient_side(&mut transaction, table, context, message)?;
+    let items = SendItems {
+        blocks,
+        client_record,
+        recipient_conversation,
+        request,
+    };
+    Ok((transaction, items))
+}
+
+/// The idempotency record of `client_id`, pointing at `message`.
+fn client_record_put(table: &str, message: &Message, client_id: &str) -> Result<TransactWriteItem> {
+    tx::put_new(
+        table,
+        to_item(
+            &keys::client_message(message.from, message.to, client_id),
+            &ClientMessageRecord {
+                message_id: message.id,
+                entity: "client_message".into(),
+            },
+        )?,
+    )
+}
+
+/// Writing is accepting: the sender's side is always an accepted, listed conversation, and
+/// a request the sender had from the recipient is answered.
+fn add_sender_side(
+    transaction: &mut Transaction,
+    table: &str,
+    context: &SendContext,
+    message: &Message,
+) -> Result<()> {
+    let (from, to) = (message.from, message.to);
+    transaction.add(conversation_update(
+        table,
+        from,
+        to,
+        message,
+        ConversationState::Accepted,
+        0,
+    )?);
+    if context.sender_state == Some(ConversationState::Requested) {
+        transaction.add(tx::delete(table, &keys::message_request(from, to), None)?);
+    }
+    Ok(())
+}
+
+/// The recipient's conversation (one more unread) and, for a request message, the request
+/// item; for a sent message, a request the recipient had from the sender is answered.
+/// Returns the conversation's and the request's handles.
+fn add_recipient_side(
+    transaction: &mut Transaction,
+    table: &str,
+    context: &SendContext,
+    message: &Message,
+) -> Result<(TxItem, Option<TxItem>)> {
+    let (from, to) = (message.from, message.to);
+    match message.status {
+        MessageStatus::Requested => {
+            // Fails if the recipient accepted meanwhile: then re-read and send as `sent`.
+            let conversation = transaction.add(conversation_update(
+                table,
+                to,
+                from,
+                message,
+                ConversationState::Requested,
+                1,
+            )?);
+            let request = transaction.add(request_update(table, message)?);
+            Ok((conversation, Some(request)))
+        }
+        MessageStatus::Sent => {
+            let conversation = transaction.add(conversation_update(
+                table,
+                to,
+                from,
+                message,
+                ConversationState::Accepted,
+                1,
+            )?);
+            if context.recipient_state == Some(ConversationState::Requested) {
+                // The recipient now follows the sender: the request is answered.
+                transaction.add(tx::delete(table, &keys::message_request(to, from), None)?);
+            }
+            Ok((conversation, None))
+        }
+    }
+}
+
+/// The recipient's `message` notification: one per message request (dedup key), one per
+/// message otherwise.
+fn message_notification(table: &str, message: &Message) -> Result<NotificationItems> {
+    notification_items(
+        table,
+        &NewNotification {
+            recipient: message.to,
+            kind: NotificationKind::Message,
+            actor: message.from,
+            post_id: None,
+            comment_id: None,
+            created_at: message.created_at,
+            dedup_key: (message.status == MessageStatus::Requested)
+                .then(|| keys::message_request_dedup_key(message.from)),
+        },
+    )
+}
+
 impl DynamoStore {
     /// One BatchGetItem: the recipient, whether they follow the sender, blocks both ways,
     /// both conversation states, and the idempotency record of the client id.
@@ -286,125 +456,17 @@ impl DynamoStore {
         message: &Message,
     ) -> Result<Option<Notification>, SendFailure> {
         let table = &self.table.name;
-        let (from, to) = (message.from, message.to);
-        let build = || -> Result<_> {
-            let mut items = vec![
-                tx::condition_check(table, &keys::block(from, to), ITEM_ABSENT, vec![])?,
-                tx::condition_check(table, &keys::block(to, from), ITEM_ABSENT, vec![])?,
-            ];
-            let blocks = 0..2;
-            let mut client_index = None;
-            if let Some(client_id) = &new.client_message_id {
-                client_index = Some(items.len());
-                items.push(tx::put_new(
-                    table,
-                    to_item(
-                        &keys::client_message(from, to, client_id),
-                        &ClientMessageRecord {
-                            message_id: message.id,
-                            entity: "client_message".into(),
-                        },
-                    )?,
-                )?);
-            }
-            items.push(tx::put_new(
-                table,
-                to_item(
-                    &keys::message(from, to, message.id),
-                    &MessageRecord {
-                        message,
-                        entity: "message",
-                    },
-                )?,
-            )?);
-            // Writing is accepting: the sender's side is always an accepted, listed
-            // conversation, and a request the sender had from the recipient is answered.
-            items.push(conversation_update(
-                table,
-                from,
-                to,
-                message,
-                ConversationState::Accepted,
-                0,
-            )?);
-            if context.sender_state == Some(ConversationState::Requested) {
-                items.push(tx::delete(table, &keys::message_request(from, to), None)?);
-            }
-            let recipient_index = items.len();
-            let mut request_index = None;
-            match message.status {
-                MessageStatus::Requested => {
-                    // Fails if the recipient accepted meanwhile: then re-read and send as `sent`.
-                    items.push(conversation_update(
-                        table,
-                        to,
-                        from,
-                        message,
-                        ConversationState::Requested,
-                        1,
-                    )?);
-                    request_index = Some(items.len());
-                    items.push(request_update(table, message)?);
-                }
-                MessageStatus::Sent => {
-                    items.push(conversation_update(
-                        table,
-                        to,
-                        from,
-                        message,
-                        ConversationState::Accepted,
-                        1,
-                    )?);
-                    if context.recipient_state == Some(ConversationState::Requested) {
-                        // The recipient now follows the sender: the request is answered.
-                        items.push(tx::delete(table, &keys::message_request(to, from), None)?);
-                    }
-                }
-            }
-            let notification = notification_items(
-                table,
-                &NewNotification {
-                    recipient: to,
-                    kind: NotificationKind::Message,
-                    actor: from,
-                    post_id: None,
-                    comment_id: None,
-                    created_at: message.created_at,
-                    dedup_key: (message.status == MessageStatus::Requested)
-                        .then(|| keys::message_request_dedup_key(from)),
-                },
-            )?;
-            Ok((
-                items,
-                notification,
-                blocks,
-                client_index,
-                recipient_index,
-                request_index,
-            ))
-        };
-        let (items, notification, blocks, client_index, recipient_index, request_index) =
-            build().map_err(SendFailure::Fatal)?;
-        let failure = match self.transact_with_notification(items, notification).await {
-            Ok(notification) => return Ok(notification),
-            Err(TransactFailure::Other(error)) => return Err(SendFailure::Fatal(error)),
-            Err(failure) => failure,
-        };
-        let failed_at =
-            |index: Option<usize>| index.is_some_and(|i| failure.condition_failed_at(i));
-        Err(if blocks.clone().any(|i| failure.condition_failed_at(i)) {
-            SendFailure::Fatal(blocked())
-        } else if failed_at(client_index) || failed_at(Some(recipient_index)) {
-            SendFailure::Reread
-        } else if failed_at(request_index) {
-            SendFailure::Fatal(Error::forbidden(format!(
-                "at most {MAX_PENDING_REQUEST_MESSAGES} messages may wait in a message request"
-            )))
-        } else {
-            SendFailure::Fatal(Error::invariant(
-                "send transaction failed an unexpected condition",
-            ))
-        })
+        let (transaction, items) =
+            send_transaction(table, new, context, message).map_err(SendFailure::Fatal)?;
+        let notification = message_notification(table, message).map_err(SendFailure::Fatal)?;
+        match self
+            .transact_with_notification(transaction, notification)
+            .await
+        {
+            Ok(notification) => Ok(notification),
+            Err(TransactFailure::Other(error)) => Err(SendFailure::Fatal(error)),
+            Err(failure) => Err(items.explain(&failure)),
+        }
     }
 
     async fn get_message(&self, a: UserId, b: UserId, id: MessageId) -> Result<Option<Message>> {
@@ -553,28 +615,32 @@ impl DynamoStore {
                 .as_ref()
                 .ok_or_else(|| Error::invariant("requested conversation without a message"))?;
             let recency = keys::conversation_recency_entry(recipient, last.id);
-            let items = vec![
-                tx::delete(table, &request_key, Some("attribute_exists(pk)"))?,
-                // The recency entry is keyed by the last message: if another arrived since
-                // the read, this fails and the accept re-reads.
-                tx::update(
-                    table,
-                    &conversation_key,
-                    "SET #state = :accepted, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
-                    Some("#state = :requested AND last_message.id = :last"),
-                    &[("#state", "state")],
-                    vec![
-                        (":accepted", attribute(&ConversationState::Accepted)?),
-                        (":requested", attribute(&ConversationState::Requested)?),
-                        (":gsi1pk", s(recency.pk)),
-                        (":gsi1sk", s(recency.sk)),
-                        (":last", s(last.id.to_string())),
-                    ],
-                )?,
-            ];
-            match self.table.transact(items).await {
+            let mut transaction = Transaction::new();
+            let request = transaction.add(tx::delete(
+                table,
+                &request_key,
+                Some("attribute_exists(pk)"),
+            )?);
+            // The recency entry is keyed by the last message: if another arrived since the
+            // read, this fails and the accept re-reads.
+            transaction.add(tx::update(
+                table,
+                &conversation_key,
+                "SET #state = :accepted, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
+                Some("#state = :requested AND last_message.id = :last"),
+                &[("#state", "state")],
+                vec![
+                    (":accepted", attribute(&ConversationState::Accepted)?),
+                    (":requested", attribute(&ConversationState::Requested)?),
+                    (":gsi1pk", s(recency.pk)),
+                    (":gsi1sk", s(recency.sk)),
+                    (":last", s(last.id.to_string())),
+                ],
+            )?);
+            match self.table.transact(transaction).await {
                 Ok(()) => return Ok(()),
-                Err(failure) if failure.condition_failed_at(0) => return Err(no_request()),
+                Err(failure) if failure.failed(&request) => return Err(no_request()),
+
                 Err(TransactFailure::Other(error)) => return Err(error),
                 Err(TransactFailure::ConditionFailed { .. }) => continue,
             }

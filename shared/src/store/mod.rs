@@ -35,6 +35,7 @@ pub mod rate_limit;
 pub mod social;
 pub mod table;
 pub mod tokens;
+pub mod transaction;
 pub mod users;
 
 pub use dynamo::Table;

@@ -19,9 +19,10 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::dynamo::{to_item, tx, Query, TransactFailure};
+use super::dynamo::{to_item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, TransactFailure};
 use super::DynamoStore;
 use crate::domain::UserId;
 use crate::error::{Error, Result};

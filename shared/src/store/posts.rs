@@ -17,13 +17,11 @@ use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{
-    from_item, item_key, key_map, n, s, to_item, tx, with_gsi1, Item, Query, SortKey,
-    TransactFailure,
-};
+use super::dynamo::{from_item, item_key, key_map, n, s, to_item, with_gsi1, Item, Query, SortKey};
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{decode_token, KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction, TxItem, TxItems};
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
@@ -180,15 +178,35 @@ fn no_block_between(table: &str, actor: UserId, author: UserId) -> Result<Vec<Tr
         .collect()
 }
 
-/// Items of a like or comment transaction: the new item, the post counter, then the
-/// block checks. A failure at [`POST_COUNTER`] or any later index means the post is gone
-/// or hidden from the actor.
-const NEW_ITEM: usize = 0;
-const POST_COUNTER: usize = 1;
+/// The items of a like or comment transaction that tell why it failed.
+struct ReactionItems {
+    /// The like or comment itself (exists already: a repeated like).
+    new_item: TxItem,
+    /// The post's counter (the post is gone).
+    post_counter: TxItem,
+    /// No block between the actor and the post's author (the post is hidden).
+    block_checks: TxItems,
+}
 
-/// Whether a failed like/comment transaction failed because the post is gone or hidden.
-fn post_unreachable(failure: &TransactFailure, cause_len: usize) -> bool {
-    (POST_COUNTER..cause_len).any(|i| failure.condition_failed_at(i))
+impl ReactionItems {
+    /// A like or comment transaction: `new_item`, the post's `counter`, the block checks.
+    fn add(
+        transaction: &mut Transaction,
+        new_item: TransactWriteItem,
+        counter: TransactWriteItem,
+        block_checks: Vec<TransactWriteItem>,
+    ) -> Self {
+        Self {
+            new_item: transaction.add(new_item),
+            post_counter: transaction.add(counter),
+            block_checks: transaction.add_all(block_checks),
+        }
+    }
+
+    /// Whether a failed transaction failed because the post is gone or hidden.
+    fn post_unreachable(&self, failure: &TransactFailure) -> bool {
+        failure.failed(&self.post_counter) || failure.failed(&self.block_checks)
+    }
 }
 
 /// A newest-first read of one author's timeline, optionally strictly older than a post.
@@ -471,7 +489,9 @@ impl DynamoStore {
             user_id: user,
             created_at: to_millis(now),
         };
-        let mut cause = vec![
+        let mut cause = Transaction::new();
+        let items = ReactionItems::add(
+            &mut cause,
             tx::put_new(
                 table,
                 to_item(
@@ -483,9 +503,8 @@ impl DynamoStore {
                 )?,
             )?,
             like_counter(table, post.id, 1)?,
-        ];
-        cause.extend(no_block_between(table, user, post.author_id)?);
-        let cause_len = cause.len();
+            no_block_between(table, user, post.author_id)?,
+        );
         let notification = notification_items(
             table,
             &NewNotification {
@@ -501,9 +520,9 @@ impl DynamoStore {
         let notification = match self.transact_with_notification(cause, notification).await {
             Ok(written) => written,
             Err(TransactFailure::Other(error)) => return Err(error),
-            Err(failure) if post_unreachable(&failure, cause_len) => return Err(post_not_found()),
+            Err(failure) if items.post_unreachable(&failure) => return Err(post_not_found()),
             // Already liked: nothing changed.
-            Err(failure) if failure.condition_failed_at(NEW_ITEM) => None,
+            Err(failure) if failure.failed(&items.new_item) => None,
             Err(_) => {
                 return Err(Error::invariant(
                     "like transaction failed an unexpected condition",
@@ -524,18 +543,19 @@ impl DynamoStore {
     /// Removes `user`'s like and decrements the count. Idempotent. `NotFound` if the post is gone.
     pub async fn unlike(&self, post: PostId, user: UserId) -> Result<LikeState> {
         let table = &self.table.name;
-        let items = vec![
-            tx::delete(table, &keys::like(post, user), Some("attribute_exists(pk)"))?,
-            like_counter(table, post, -1)?,
-        ];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        let like = transaction.add(tx::delete(
+            table,
+            &keys::like(post, user),
+            Some("attribute_exists(pk)"),
+        )?);
+        let post_counter = transaction.add(like_counter(table, post, -1)?);
+        match self.table.transact(transaction).await {
             Ok(()) => {}
             Err(TransactFailure::Other(error)) => return Err(error),
-            Err(failure) if failure.condition_failed_at(POST_COUNTER) => {
-                return Err(post_not_found())
-            }
+            Err(failure) if failure.failed(&post_counter) => return Err(post_not_found()),
             // Not liked: nothing changed.
-            Err(failure) if failure.condition_failed_at(NEW_ITEM) => {}
+            Err(failure) if failure.failed(&like) => {}
             Err(_) => {
                 return Err(Error::invariant(
                     "unlike transaction failed an unexpected condition",
@@ -586,7 +606,10 @@ impl DynamoStore {
             text: new.text,
             created_at: to_millis(new.created_at),
         };
-        let mut cause = vec![
+        let mut cause = Transaction::new();
+        // Comment ids are fresh, so any failed condition is the post being gone or hidden:
+        // no item needs telling apart.
+        cause.add_all([
             tx::put_new(
                 table,
                 to_item(
@@ -598,8 +621,8 @@ impl DynamoStore {
                 )?,
             )?,
             post_counter(table, post.id, "comment_count", 1)?,
-        ];
-        cause.extend(no_block_between(table, comment.author_id, post.author_id)?);
+        ]);
+        cause.add_all(no_block_between(table, comment.author_id, post.author_id)?);
         let notification = notification_items(
             table,
             &NewNotification {
@@ -612,7 +635,6 @@ impl DynamoStore {
                 dedup_key: None,
             },
         )?;
-        // Comment ids are fresh, so any failed condition is the post being gone or hidden.
         let notification = self
             .transact_with_notification(cause, notification)
             .await
@@ -653,11 +675,14 @@ impl DynamoStore {
                 vec![(":caller", s(caller.to_string()))],
             )?
         };
-        let items = vec![delete, comment_removal_counter(table, post.id, comment)?];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        transaction.add(delete);
+        let post_counter = transaction.add(comment_removal_counter(table, post.id, comment)?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(()),
             Err(TransactFailure::Other(error)) => Err(error),
-            Err(failure) if failure.condition_failed_at(POST_COUNTER) => Err(post_not_found()),
+            Err(failure) if failure.failed(&post_counter) => Err(post_not_found()),
+
             Err(_) => match self.table.get(&key).await? {
                 None => Err(comment_not_found()),
                 Some(_) => Err(Error::forbidden(

@@ -29,8 +29,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{s, tx, TransactFailure};
+use super::dynamo::s;
 use super::keys;
+use super::transaction::{tx, TransactFailure};
 use super::DynamoStore;
 use crate::domain::{format_time, UserId};
 use crate::error::Result;

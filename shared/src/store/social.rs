@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::dynamo::{
-    from_item, item_key, n, to_item, tx, with_gsi1, with_gsi3, Consistency, Item, Query,
-    TransactFailure,
+    from_item, item_key, n, to_item, with_gsi1, with_gsi3, Consistency, Item, Query,
 };
 use super::keys::{self, Key};
 use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction, TxItem, TxItems};
 use super::DynamoStore;
 use crate::domain::{new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
 use crate::error::{Error, Result};
@@ -198,11 +198,17 @@ fn not_found_user() -> Error {
     Error::not_found("user not found")
 }
 
-/// Indexes of the items built by `follow_items`, to tell which condition failed.
-const FOLLOW_ITEM: usize = 0;
-const FOLLOWER_PROFILE: usize = 1;
-const FOLLOWEE_PROFILE: usize = 2;
-const BLOCK_CHECKS: [usize; 2] = [3, 4];
+/// The items of a follow (direct, or an accepted request), to tell which condition failed.
+struct FollowItems {
+    /// The follow item (exists already: following).
+    follow: TxItem,
+    /// The follower's following counter, below the cap ([`BELOW_FOLLOW_CAP`]).
+    follower_profile: TxItem,
+    /// The followee's follower counter (the profile exists).
+    followee_profile: TxItem,
+    /// No block either way.
+    block_checks: TxItems,
+}
 
 impl DynamoStore {
     async fn relation_items(&self, a: UserId, b: UserId) -> Result<RelationItems> {
@@ -232,16 +238,16 @@ impl DynamoStore {
         })
     }
 
-    /// The follow item, both counters and the no-block checks both ways: the transaction
-    /// items shared by a direct follow and an accepted request, at the indexes named by
-    /// [`FOLLOW_ITEM`], [`FOLLOWER_PROFILE`], [`FOLLOWEE_PROFILE`], [`BLOCK_CHECKS`]. The
+    /// Adds the follow item, both counters and the no-block checks both ways: the
+    /// transaction items shared by a direct follow and an accepted request. The
     /// notification goes through `transact_with_notification`.
-    fn follow_items(
+    fn add_follow_items(
         &self,
+        transaction: &mut Transaction,
         follower: UserId,
         followee: UserId,
         now: DateTime<Utc>,
-    ) -> Result<Vec<TransactWriteItem>> {
+    ) -> Result<FollowItems> {
         let table = &self.table.name;
         let follow = Follow {
             follower_id: follower,
@@ -249,13 +255,15 @@ impl DynamoStore {
             created_at: crate::clock::to_millis(now),
         };
         let item = follow_item(&follow)?;
-        Ok(vec![
-            tx::put_new(table, item)?,
-            capped_following_increment(table, follower)?,
-            profile_counters(table, followee, 0, 1)?,
-            absent(table, &keys::block(follower, followee))?,
-            absent(table, &keys::block(followee, follower))?,
-        ])
+        Ok(FollowItems {
+            follow: transaction.add(tx::put_new(table, item)?),
+            follower_profile: transaction.add(capped_following_increment(table, follower)?),
+            followee_profile: transaction.add(profile_counters(table, followee, 0, 1)?),
+            block_checks: transaction.add_all([
+                absent(table, &keys::block(follower, followee))?,
+                absent(table, &keys::block(followee, follower))?,
+            ]),
+        })
     }
 
     /// Why the condition on `follower`'s profile failed ([`BELOW_FOLLOW_CAP`]): the cap when
@@ -315,7 +323,8 @@ impl DynamoStore {
         if follower == followee {
             return Err(Error::validation("you cannot follow yourself"));
         }
-        let items = self.follow_items(follower, followee, now)?;
+        let mut transaction = Transaction::new();
+        let items = self.add_follow_items(&mut transaction, follower, followee, now)?;
         let notice = notification_items(
             &self.table.name,
             &NewNotification {
@@ -323,22 +332,18 @@ impl DynamoStore {
                 ..notification(followee, NotificationKind::Follow, follower, now)
             },
         )?;
-        match self.transact_with_notification(items, notice).await {
+        match self.transact_with_notification(transaction, notice).await {
             Ok(notification) => Ok(Notified {
                 outcome: true,
                 notification,
             }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                if BLOCK_CHECKS
-                    .iter()
-                    .chain(&[FOLLOWEE_PROFILE])
-                    .any(|i| failure.condition_failed_at(*i))
-                {
+                if failure.failed(&items.block_checks) || failure.failed(&items.followee_profile) {
                     Err(not_found_user())
-                } else if failure.condition_failed_at(FOLLOW_ITEM) {
+                } else if failure.failed(&items.follow) {
                     // Already following: idempotent, even at the cap.
                     Ok(Notified::silent(false))
-                } else if failure.condition_failed_at(FOLLOWER_PROFILE) {
+                } else if failure.failed(&items.follower_profile) {
                     Err(self
                         .follower_condition_failure(follower, caller_at_follow_limit)
                         .await)
@@ -377,22 +382,24 @@ impl DynamoStore {
             )?,
             &keys::follow_request_recency_entry(target, new_id()),
         );
-        let items = vec![
-            tx::put_new(table, item)?,
-            // Already following: nothing to request.
-            absent(table, &keys::follow(requester, target))?,
-            // The requester exists and is below the follow cap, so a request the target
-            // accepts right away does not fail.
-            tx::condition_check(
-                table,
-                &keys::user_profile(requester),
-                BELOW_FOLLOW_CAP,
-                vec![(":cap", follow_cap())],
-            )?,
+        let mut transaction = Transaction::new();
+        let request_item = transaction.add(tx::put_new(table, item)?);
+        // Already following: nothing to request.
+        let not_following = transaction.add(absent(table, &keys::follow(requester, target))?);
+        // The requester exists and is below the follow cap, so a request the target
+        // accepts right away does not fail.
+        let requester_profile = transaction.add(tx::condition_check(
+            table,
+            &keys::user_profile(requester),
+            BELOW_FOLLOW_CAP,
+            vec![(":cap", follow_cap())],
+        )?);
+        // The target exists, no block either way.
+        let target_reachable = transaction.add_all([
             tx::condition_check(table, &keys::user_profile(target), ITEM_EXISTS, vec![])?,
             absent(table, &keys::block(requester, target))?,
             absent(table, &keys::block(target, requester))?,
-        ];
+        ]);
         let notice = notification_items(
             table,
             &NewNotification {
@@ -400,19 +407,18 @@ impl DynamoStore {
                 ..notification(target, NotificationKind::FollowRequest, requester, now)
             },
         )?;
-        match self.transact_with_notification(items, notice).await {
+        match self.transact_with_notification(transaction, notice).await {
             Ok(notification) => Ok(Notified {
                 outcome: true,
                 notification,
             }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                // Items 3–5: the target exists, no block either way.
-                if (3..=5).any(|i| failure.condition_failed_at(i)) {
+                if failure.failed(&target_reachable) {
                     Err(not_found_user())
-                } else if (0..=1).any(|i| failure.condition_failed_at(i)) {
+                } else if failure.failed(&request_item) || failure.failed(&not_following) {
                     // Already pending, or already following: idempotent, even at the cap.
                     Ok(Notified::silent(false))
-                } else if failure.condition_failed_at(2) {
+                } else if failure.failed(&requester_profile) {
                     // The requester exists and is below the cap.
                     Err(self
                         .follower_condition_failure(requester, caller_at_follow_limit)
@@ -430,15 +436,20 @@ impl DynamoStore {
     /// Removes the follow and decrements both counters. `Ok(false)` if there was none.
     pub async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool> {
         let table = &self.table.name;
-        let items = vec![
-            tx::delete(table, &keys::follow(follower, followee), Some(ITEM_EXISTS))?,
+        let mut transaction = Transaction::new();
+        let follow = transaction.add(tx::delete(
+            table,
+            &keys::follow(follower, followee),
+            Some(ITEM_EXISTS),
+        )?);
+        transaction.add_all([
             profile_counters(table, follower, -1, 0)?,
             profile_counters(table, followee, 0, -1)?,
-        ];
-        match self.table.transact(items).await {
+        ]);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(true),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                if failure.condition_failed_at(FOLLOW_ITEM) {
+                if failure.failed(&follow) {
                     Ok(false)
                 } else {
                     Err(Error::invariant(
@@ -468,25 +479,22 @@ impl DynamoStore {
     ) -> Result<Notified<()>> {
         let table = &self.table.name;
         let request_key = keys::follow_request(target, requester);
-        // The request is the last item so the follow items keep their documented indexes.
-        let mut items = self.follow_items(requester, target, now)?;
-        let request_index = items.len();
-        items.push(tx::delete(table, &request_key, Some(ITEM_EXISTS))?);
+        let mut transaction = Transaction::new();
+        let items = self.add_follow_items(&mut transaction, requester, target, now)?;
+        let request = transaction.add(tx::delete(table, &request_key, Some(ITEM_EXISTS))?);
         let notice = notification_items(
             table,
             &notification(requester, NotificationKind::FollowAccepted, target, now),
         )?;
-        match self.transact_with_notification(items, notice).await {
+        match self.transact_with_notification(transaction, notice).await {
             Ok(notification) => Ok(Notified {
                 outcome: (),
                 notification,
             }),
             Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                if failure.condition_failed_at(request_index)
-                    || BLOCK_CHECKS.iter().any(|i| failure.condition_failed_at(*i))
-                {
+                if failure.failed(&request) || failure.failed(&items.block_checks) {
                     Err(Error::not_found("no pending follow request from this user"))
-                } else if failure.condition_failed_at(FOLLOW_ITEM) {
+                } else if failure.failed(&items.follow) {
                     // Already a follower (e.g. a follow landed while the account was
                     // public): the request is simply consumed.
                     if self.delete_existing(&request_key).await? {
@@ -494,8 +502,9 @@ impl DynamoStore {
                     } else {
                         Err(Error::not_found("no pending follow request from this user"))
                     }
-                } else if failure.condition_failed_at(FOLLOWER_PROFILE) {
+                } else if failure.failed(&items.follower_profile) {
                     // The requester reached the cap since asking: the request stays pending
+
                     // and can be accepted once they follow fewer.
                     Err(self
                         .follower_condition_failure(requester, requester_at_follow_limit)
@@ -613,7 +622,8 @@ impl DynamoStore {
             );
             // Every relation read above is re-checked by the transaction, so a follow or
             // request that appears in between cancels it and we read again.
-            let items = vec![
+            let mut transaction = Transaction::new();
+            transaction.add_all([
                 tx::put_new(table, item)?,
                 remove_if_present(table, &keys::follow(blocker, blocked), found.a_follows_b)?,
                 remove_if_present(table, &keys::follow(blocked, blocker), found.b_follows_a)?,
@@ -627,13 +637,16 @@ impl DynamoStore {
                     &keys::follow_request(blocker, blocked),
                     found.b_requested_a,
                 )?,
+            ]);
+            // Both users exist.
+            let profiles = transaction.add_all([
                 profile_counters(table, blocker, -follows_out, -follows_in)?,
                 profile_counters(table, blocked, -follows_in, -follows_out)?,
-            ];
-            match self.table.transact(items).await {
+            ]);
+            match self.table.transact(transaction).await {
                 Ok(()) => return Ok(()),
                 Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                    if failure.condition_failed_at(5) || failure.condition_failed_at(6) {
+                    if failure.failed(&profiles) {
                         return Err(not_found_user());
                     }
                     // Relations changed (or a concurrent block won): read again.

@@ -19,9 +19,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::dynamo::{from_item, n, s, to_item, tx, Query};
+use super::dynamo::{from_item, n, s, to_item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, Transaction};
 use super::DynamoStore;
 use crate::domain::{rfc3339, UserId};
 use crate::error::{Error, Result};
@@ -157,46 +158,45 @@ impl DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Rotation> {
         let table = &self.table.name;
-        let items = vec![
-            // 0: the old token becomes used, only if it exists, is unused and belongs to the
-            // same user and family as the new one.
-            tx::update(
-                table,
-                &keys::refresh_token(old_hash),
-                "SET used_at = :now",
-                Some(
-                    "attribute_exists(pk) AND attribute_not_exists(used_at) \
+        let mut transaction = Transaction::new();
+        // The old token becomes used, only if it exists, is unused and belongs to the same
+        // user and family as the new one.
+        let old_token = transaction.add(tx::update(
+            table,
+            &keys::refresh_token(old_hash),
+            "SET used_at = :now",
+            Some(
+                "attribute_exists(pk) AND attribute_not_exists(used_at) \
                      AND user_id = :user AND family_id = :family",
-                ),
-                &[],
-                vec![
-                    (":now", s(crate::domain::format_time(now))),
-                    (":user", s(new.user_id.to_string())),
-                    (":family", s(new.family_id.to_string())),
-                ],
-            )?,
-            // 1: the new token.
-            tx::put_new(table, token_item(new, now)?)?,
-            // 2: the family must exist and not be revoked. This is the transaction's
-            // condition check on the family; it is an update rather than a bare
-            // ConditionCheck so the family's TTL follows its newest token.
-            tx::update(
-                table,
-                &keys::token_family(new.user_id, new.family_id),
-                "SET expires_at = :expires",
-                Some("attribute_exists(pk) AND revoked = :false"),
-                &[],
-                vec![
-                    (":expires", n(new.expires_at)),
-                    (":false", AttributeValue::Bool(false)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+            ),
+            &[],
+            vec![
+                (":now", s(crate::domain::format_time(now))),
+                (":user", s(new.user_id.to_string())),
+                (":family", s(new.family_id.to_string())),
+            ],
+        )?);
+        transaction.add(tx::put_new(table, token_item(new, now)?)?);
+        // The family must exist and not be revoked. This is the transaction's condition
+        // check on the family; it is an update rather than a bare ConditionCheck so the
+        // family's TTL follows its newest token.
+        let family = transaction.add(tx::update(
+            table,
+            &keys::token_family(new.user_id, new.family_id),
+            "SET expires_at = :expires",
+            Some("attribute_exists(pk) AND revoked = :false"),
+            &[],
+            vec![
+                (":expires", n(new.expires_at)),
+                (":false", AttributeValue::Bool(false)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(Rotation::Rotated),
             // The family is checked first: a used token in a revoked family is "revoked".
-            Err(failure) if failure.condition_failed_at(2) => Ok(Rotation::FamilyRevoked),
-            Err(failure) if failure.condition_failed_at(0) => Ok(Rotation::OldTokenUsed),
+            Err(failure) if failure.failed(&family) => Ok(Rotation::FamilyRevoked),
+            Err(failure) if failure.failed(&old_token) => Ok(Rotation::OldTokenUsed),
+
             Err(failure) => Err(failure.into_error(|| {
                 Error::invariant("refresh-token rotation: new token hash already exists")
             })),

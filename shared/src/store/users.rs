@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    from_item, item_key, key_map, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
+    from_item, item_key, key_map, s, to_item, values_map, with_gsi1, Item, Query, SortKey,
 };
 use super::keys;
 use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction};
 use super::DynamoStore;
 use crate::domain::{User, UserId, UserSummary};
 use crate::error::{Error, Result};
@@ -198,7 +199,7 @@ impl DynamoStore {
             .set_key(Some(key_map(&keys::user_profile(id))))
             .condition_expression(ITEM_EXISTS)
             .update_expression(expression)
-            .set_expression_attribute_values(tx::values_map(values))
+            .set_expression_attribute_values(values_map(values))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -225,27 +226,26 @@ impl DynamoStore {
     ) -> Result<User> {
         let table = &self.table.name;
         let (expression, values) = profile_sets(update);
-        let items = vec![
-            tx::update(
-                table,
-                &keys::user_profile(id),
-                &expression,
-                Some(ITEM_EXISTS),
-                &[],
-                values,
-            )?,
-            tx::update(
-                table,
-                &keys::user_search(id),
-                "SET display_name = :display_name",
-                Some(ITEM_EXISTS),
-                &[],
-                vec![(":display_name", s(display_name))],
-            )?,
-        ];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        let profile = transaction.add(tx::update(
+            table,
+            &keys::user_profile(id),
+            &expression,
+            Some(ITEM_EXISTS),
+            &[],
+            values,
+        )?);
+        transaction.add(tx::update(
+            table,
+            &keys::user_search(id),
+            "SET display_name = :display_name",
+            Some(ITEM_EXISTS),
+            &[],
+            vec![(":display_name", s(display_name))],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => {}
-            Err(failure) if failure.condition_failed_at(0) => {
+            Err(failure) if failure.failed(&profile) => {
                 return Err(Error::not_found("user not found"))
             }
             // No search item yet (a user from before search items, not migrated yet): the
