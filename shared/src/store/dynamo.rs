@@ -401,21 +401,11 @@ impl Table {
         ));
         let mut items: Vec<Item> = Vec::with_capacity(want + bound);
         loop {
-            let output = query
-                .builder(self)
-                .limit((want + bound - items.len()).min(1000) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::internal("Query", e))?;
-            items.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|item| query.retain(item)),
-            );
-            match output.last_evaluated_key {
+            let limit = (want + bound - items.len()).min(1000) as i32;
+            let last = self
+                .query_request(query, Some(limit), start.take(), &mut items)
+                .await?;
+            match last {
                 Some(last) if items.len() < want => start = Some(last),
                 _ => break,
             }
@@ -449,29 +439,46 @@ impl Table {
         })
     }
 
+    /// One `Query` request from `start` (`limit` overriding the query's own): appends the
+    /// items the query retains to `items` and returns where the next request starts.
+    async fn query_request(
+        &self,
+        query: &Query<'_>,
+        limit: Option<i32>,
+        start: Option<Item>,
+        items: &mut Vec<Item>,
+    ) -> Result<Option<Item>> {
+        let mut request = query.builder(self).set_exclusive_start_key(start);
+        if let Some(limit) = limit {
+            request = request.limit(limit);
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| Error::internal("Query", e))?;
+        items.extend(
+            output
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|item| query.retain(item)),
+        );
+        Ok(output.last_evaluated_key)
+    }
+
     /// Every item of a query (for bounded internal reads such as "who do I follow").
     pub async fn query_all(&self, query: &Query<'_>, max_items: usize) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let output = query
-                .builder(self)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::internal("Query", e))?;
-            items.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|item| query.retain(item)),
-            );
+            let last = self
+                .query_request(query, None, start.take(), &mut items)
+                .await?;
             if items.len() >= max_items {
                 items.truncate(max_items);
                 return Ok(items);
             }
-            match output.last_evaluated_key {
+            match last {
                 Some(last) => start = Some(last),
                 None => return Ok(items),
             }

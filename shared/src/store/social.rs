@@ -11,7 +11,7 @@ use super::dynamo::{
     from_item, item_key, n, to_item, with_gsi1, with_gsi3, Consistency, Item, Query,
 };
 use super::keys::{self, Key};
-use super::notifications::{notification_items, NewNotification, Notified};
+use super::notifications::{notification_items, NewNotification, NotificationItems, Notified};
 use super::page::{KeyShape, Page, PageRequest};
 use super::transaction::{tx, TransactFailure, Transaction, TxItem, TxItems};
 use super::DynamoStore;
@@ -210,6 +210,18 @@ struct FollowItems {
     block_checks: TxItems,
 }
 
+/// How the failed conditions of a follow or a follow request read, checked in this order.
+struct FollowChecks {
+    /// The other user is gone, or a block stands between the two.
+    unreachable: Vec<TxItems>,
+    /// Already done: idempotent, even at the cap.
+    done: Vec<TxItems>,
+    /// The follower's profile: gone, or at the follow cap ([`BELOW_FOLLOW_CAP`]).
+    follower_profile: TxItem,
+    /// What is committed, for the error of an unexpected failure.
+    what: &'static str,
+}
+
 impl DynamoStore {
     async fn relation_items(&self, a: UserId, b: UserId) -> Result<RelationItems> {
         let wanted = [
@@ -280,6 +292,42 @@ impl DynamoStore {
         }
     }
 
+    /// Commits a follow or a follow request of `follower` with its notification: `true`
+    /// when it was written, else what `checks` say the failed condition means.
+    async fn commit_follow(
+        &self,
+        follower: UserId,
+        transaction: Transaction,
+        notice: NotificationItems,
+        checks: FollowChecks,
+    ) -> Result<Notified<bool>> {
+        let failure = match self.transact_with_notification(transaction, notice).await {
+            Ok(notification) => {
+                return Ok(Notified {
+                    outcome: true,
+                    notification,
+                })
+            }
+            Err(TransactFailure::Other(error)) => return Err(error),
+            Err(failure) => failure,
+        };
+        let any_failed = |items: &[TxItems]| items.iter().any(|item| failure.failed(item));
+        if any_failed(&checks.unreachable) {
+            Err(not_found_user())
+        } else if any_failed(&checks.done) {
+            Ok(Notified::silent(false))
+        } else if failure.failed(&checks.follower_profile) {
+            Err(self
+                .follower_condition_failure(follower, caller_at_follow_limit)
+                .await)
+        } else {
+            Err(Error::invariant(format!(
+                "{}: unexpected condition failure",
+                checks.what
+            )))
+        }
+    }
+
     /// Deletes `key` on condition it exists; `Ok(false)` when it did not.
     async fn delete_existing(&self, key: &Key) -> Result<bool> {
         match self
@@ -332,27 +380,14 @@ impl DynamoStore {
                 ..notification(followee, NotificationKind::Follow, follower, now)
             },
         )?;
-        match self.transact_with_notification(transaction, notice).await {
-            Ok(notification) => Ok(Notified {
-                outcome: true,
-                notification,
-            }),
-            Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                if failure.failed(&items.block_checks) || failure.failed(&items.followee_profile) {
-                    Err(not_found_user())
-                } else if failure.failed(&items.follow) {
-                    // Already following: idempotent, even at the cap.
-                    Ok(Notified::silent(false))
-                } else if failure.failed(&items.follower_profile) {
-                    Err(self
-                        .follower_condition_failure(follower, caller_at_follow_limit)
-                        .await)
-                } else {
-                    Err(Error::invariant("follow: unexpected condition failure"))
-                }
-            }
-            Err(TransactFailure::Other(error)) => Err(error),
-        }
+        let checks = FollowChecks {
+            unreachable: vec![items.block_checks, items.followee_profile.into()],
+            done: vec![items.follow.into()],
+            follower_profile: items.follower_profile,
+            what: "follow",
+        };
+        self.commit_follow(follower, transaction, notice, checks)
+            .await
     }
 
     /// A follow request to a private account, with a `follow_request` notification.
@@ -407,30 +442,14 @@ impl DynamoStore {
                 ..notification(target, NotificationKind::FollowRequest, requester, now)
             },
         )?;
-        match self.transact_with_notification(transaction, notice).await {
-            Ok(notification) => Ok(Notified {
-                outcome: true,
-                notification,
-            }),
-            Err(failure @ TransactFailure::ConditionFailed { .. }) => {
-                if failure.failed(&target_reachable) {
-                    Err(not_found_user())
-                } else if failure.failed(&request_item) || failure.failed(&not_following) {
-                    // Already pending, or already following: idempotent, even at the cap.
-                    Ok(Notified::silent(false))
-                } else if failure.failed(&requester_profile) {
-                    // The requester exists and is below the cap.
-                    Err(self
-                        .follower_condition_failure(requester, caller_at_follow_limit)
-                        .await)
-                } else {
-                    Err(Error::invariant(
-                        "follow request: unexpected condition failure",
-                    ))
-                }
-            }
-            Err(TransactFailure::Other(error)) => Err(error),
-        }
+        let checks = FollowChecks {
+            unreachable: vec![target_reachable],
+            done: vec![request_item.into(), not_following.into()],
+            follower_profile: requester_profile,
+            what: "follow request",
+        };
+        self.commit_follow(requester, transaction, notice, checks)
+            .await
     }
 
     /// Removes the follow and decrements both counters. `Ok(false)` if there was none.

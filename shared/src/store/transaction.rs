@@ -108,15 +108,14 @@ pub mod tx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxItem(usize);
 
-/// Consecutive items of a [`Transaction`] ([`Transaction::add_all`], [`TxItems::span`]):
-/// "did any of these fail".
+/// Consecutive items of a [`Transaction`] ([`Transaction::add_all`]): "did any of these
+/// fail".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxItems(Range<usize>);
 
-impl TxItems {
-    /// The items from `first` to `last`, both included (`last` added after `first`).
-    pub fn span(first: TxItem, last: TxItem) -> Self {
-        Self(first.0..last.0 + 1)
+impl From<TxItem> for TxItems {
+    fn from(item: TxItem) -> Self {
+        Self(item.0..item.0 + 1)
     }
 }
 
@@ -171,14 +170,6 @@ impl Transaction {
     /// Every item added so far.
     pub fn added(&self) -> TxItems {
         TxItems(0..self.items.len())
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 
