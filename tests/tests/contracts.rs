@@ -129,10 +129,10 @@ mod writer_push {
     use chrono::Utc;
     use shared::domain::{Notification, NotificationKind, User};
     use shared::store::keys::{self, Key};
-    use shared::store::messages::NewMessage;
-    use shared::store::posts::{NewComment, NewPost};
-    use shared::store::users::{NewUser, ProfileUpdate};
     use shared::store::DynamoStore;
+    use shared::store::NewMessage;
+    use shared::store::{NewComment, NewPost};
+    use shared::store::{NewUser, ProfileUpdate};
     use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
     use shared::testkit::TestDb;
     use shared::writer_push::{plan, WriterEvent};

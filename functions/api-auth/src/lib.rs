@@ -43,9 +43,9 @@ use shared::domain::{self, User};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{ApiRequest, ApiResponse, Router};
-use shared::store::lockout::{Door, Subject};
-use shared::store::users::NewUser;
 use shared::store::DynamoStore;
+use shared::store::NewUser;
+use shared::store::{Door, Subject};
 
 /// The one message for every failed login, whatever the reason, so a caller cannot probe
 /// which usernames exist.

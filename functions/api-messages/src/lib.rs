@@ -21,10 +21,10 @@ use shared::error::{Error, Result};
 use shared::fanout::Audience;
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
-use shared::store::messages::NewMessage;
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::DynamoStore;
+use shared::store::NewMessage;
 use shared::store::Page;
+use shared::store::{Budgets, RateLimitedAction};
 use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.

@@ -28,8 +28,8 @@ use shared::events::Event;
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
 use shared::replay::{self, ReplaySources};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::DynamoStore;
+use shared::store::{Budgets, RateLimitedAction};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {

@@ -8,7 +8,7 @@ use api_notifications::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::domain::new_id;
-use shared::store::messages::NewMessage;
+use shared::store::NewMessage;
 use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest};
 
 /// `api-notifications` over a fresh database.

@@ -45,9 +45,9 @@ use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{ApiParts, ApiRequest, ApiResponse, Router};
 use shared::store::page::Page;
-use shared::store::posts::{NewComment, NewPost, PostEdit};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::DynamoStore;
+use shared::store::{Budgets, RateLimitedAction};
+use shared::store::{NewComment, NewPost, PostEdit};
 use shared::visibility::{self, PostSources};
 use shared::writer_push::WriterPush;
 

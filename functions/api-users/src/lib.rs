@@ -44,10 +44,10 @@ use shared::domain::{self, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::function::{FunctionState, LambdaFunction};
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
-use shared::store::users::{ProfileUpdate, MAX_SEARCH_PREFIX};
 use shared::store::DynamoStore;
 use shared::store::Page;
+use shared::store::{Budgets, RateLimitedAction};
+use shared::store::{ProfileUpdate, MAX_SEARCH_PREFIX};
 use shared::visibility;
 use shared::writer_push::WriterPush;
 

@@ -13,7 +13,7 @@ use shared::events::Event;
 use shared::push::testing::RecordingPush;
 use shared::store::dynamo::n;
 use shared::store::page::PageRequest;
-use shared::store::social::MAX_FOLLOWING;
+use shared::store::MAX_FOLLOWING;
 use shared::testkit::api::{
     assert_error, assert_error_for, open_connection, recent_notifications, writer_push,
     TestAccount, TestApi, TestRequest, TestResponse,
@@ -1244,7 +1244,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
 #[tokio::test]
 async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_rooms() {
     use shared::domain::Subscription;
-    use shared::store::posts::NewPost;
+    use shared::store::NewPost;
     let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;

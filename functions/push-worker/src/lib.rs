@@ -44,7 +44,7 @@ use shared::error::{cause_chain, Result};
 use shared::fanout::{AudienceWork, FanoutChunk, PresenceCheck, QueueMessage};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::{DispatchReport, PushMetrics};
-use shared::store::connections::GoneRemoval;
+use shared::store::GoneRemoval;
 
 /// `GET @connections` calls in flight during one presence check.
 const PRUNE_CHECKS_IN_FLIGHT: usize = 4;

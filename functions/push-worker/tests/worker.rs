@@ -16,7 +16,7 @@ use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::push::PushError;
 use shared::store::keys;
-use shared::store::presence::PresenceRecord;
+use shared::store::PresenceRecord;
 use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";

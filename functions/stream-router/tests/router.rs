@@ -14,9 +14,9 @@ use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::store::dynamo::{to_item, with_gsi1, with_gsi3};
 use shared::store::keys;
-use shared::store::messages::NewMessage;
-use shared::store::posts::{NewComment, NewPost, PostEdit};
-use shared::store::users::ProfileUpdate;
+use shared::store::NewMessage;
+use shared::store::ProfileUpdate;
+use shared::store::{NewComment, NewPost, PostEdit};
 use support::{event_ids, failures, invoke, now, Harness, StreamReader, FAST_RETRY};
 
 fn router(harness: &Harness) -> Arc<dyn LambdaFunction> {

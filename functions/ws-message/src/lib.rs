@@ -43,8 +43,8 @@ use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{DirectPush, PushClient};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
 use shared::store::DynamoStore;
+use shared::store::{Budgets, RateLimitedAction};
 
 pub mod channels;
 pub mod frame;

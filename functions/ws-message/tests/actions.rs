@@ -15,11 +15,11 @@ use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
 use shared::replay::{time_cursor, RESUME_WINDOW};
 use shared::store::dynamo::Item;
-use shared::store::messages::NewMessage;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewComment, NewPost};
-use shared::store::users::{NewUser, ProfileUpdate};
 use shared::store::DynamoStore;
+use shared::store::NewMessage;
+use shared::store::{NewComment, NewPost};
+use shared::store::{NewUser, ProfileUpdate};
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
 use shared::testkit::TestDb;
 use ws_message::State;
@@ -986,7 +986,7 @@ async fn resume_stops_when_the_caller_is_gone() {
     // Past the handshake window: a 410 now means gone.
     harness
         .clock
-        .advance(shared::store::connections::HANDSHAKE_WINDOW + Duration::seconds(1));
+        .advance(shared::store::HANDSHAKE_WINDOW + Duration::seconds(1));
 
     let response = harness
         .send(

@@ -205,7 +205,7 @@ impl Backfill {
                             self.store.rebuild_search_entry(user),
                             self.feeds.promote_if_large(user),
                         )?;
-                        let written = search == shared::store::users::SearchEntryRebuild::Written;
+                        let written = search == shared::store::SearchEntryRebuild::Written;
                         Ok::<_, Error>((written, merged))
                     })
                     .buffer_unordered(USERS_IN_FLIGHT)

@@ -15,9 +15,9 @@ use shared::domain::{new_id, User, UserId};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::store::keys;
 use shared::store::page::PageRequest;
-use shared::store::posts::NewPost;
-use shared::store::users::NewUser;
 use shared::store::DynamoStore;
+use shared::store::NewPost;
+use shared::store::NewUser;
 use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
 use shared::testkit::TestDb;
 

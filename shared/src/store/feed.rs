@@ -330,7 +330,7 @@ where
 
 impl DynamoStore {
     /// Writes each `(viewer, post)` entry (idempotent puts, 25 per request,
-    /// [`FEED_WRITE_CONCURRENCY`] requests in flight); entries expire `ttl_days` after
+    /// `FEED_WRITE_CONCURRENCY` requests in flight); entries expire `ttl_days` after
     /// their post.
     pub async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()> {
         let items = entries

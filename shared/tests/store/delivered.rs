@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use chrono::{Duration, Utc};
 use shared::clock::to_millis;
 use shared::domain::new_id;
-use shared::store::delivered::{DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::store::dynamo::number_attribute;
 use shared::store::keys;
+use shared::store::{DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::testkit::TestDb;
 use uuid::Uuid;
 

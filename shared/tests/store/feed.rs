@@ -12,8 +12,8 @@ use shared::domain::{Post, User, UserId};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::RequestMeter;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewPost, PostEdit};
 use shared::store::DynamoStore;
+use shared::store::{NewPost, PostEdit};
 use shared::testkit::TestDb;
 
 use crate::support::{user, users, walk_pages};

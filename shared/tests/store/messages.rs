@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use shared::domain::{ConversationState, Message, MessageStatus, User};
-use shared::store::messages::{NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES};
 use shared::store::page::PageRequest;
 use shared::store::DynamoStore;
+use shared::store::{NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES};
 use shared::testkit::TestDb;
 
 use crate::support::{make_private, user, walk_pages};

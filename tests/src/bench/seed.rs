@@ -6,8 +6,8 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
-use shared::store::users::NewUser;
 use shared::store::DynamoStore;
+use shared::store::NewUser;
 use uuid::Uuid;
 
 use crate::realtime::{RealtimeStack, User};
