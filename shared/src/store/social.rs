@@ -15,7 +15,7 @@ use super::notifications::{notification_items, NewNotification, NotificationItem
 use super::page::{KeyShape, Page, PageRequest};
 use super::transaction::{tx, TransactFailure, Transaction, TxItem, TxItems};
 use super::DynamoStore;
-use crate::domain::{new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
+use crate::domain::{Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
 use crate::error::{Error, Result};
 
 /// Most accounts one user may follow (bounds the fan-out-on-read feed). Enforced at write
@@ -415,7 +415,7 @@ impl DynamoStore {
                 &request,
                 "follow_request",
             )?,
-            &keys::follow_request_recency_entry(target, new_id()),
+            &keys::follow_request_recency_entry(target, uuid::Uuid::now_v7()),
         );
         let mut transaction = Transaction::new();
         let request_item = transaction.add(tx::put_new(table, item)?);
