@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
-use shared::domain::{new_id, User, UserSummary};
+use shared::domain::{new_id, Bio, DisplayName, PostText, User, UserSummary, Username};
 use shared::metering::{RequestMeter, DYNAMODB};
 use shared::store::dynamo::{Item, Query};
 use shared::store::keys;
@@ -53,8 +53,8 @@ async fn duplicate_username_in_any_case_is_a_conflict() {
         let error = store
             .create_user(shared::store::NewUser {
                 id: shared::domain::new_id(),
-                username: spelling.to_owned(),
-                display_name: "x".to_owned(),
+                username: Username::parse(spelling).unwrap(),
+                display_name: DisplayName::parse("x").unwrap(),
                 password_hash: "h".to_owned(),
                 created_at: chrono::Utc::now(),
             })
@@ -90,7 +90,7 @@ async fn profile_update_changes_only_given_fields() {
         .update_profile(
             alice.id,
             &ProfileUpdate {
-                bio: Some("hello".into()),
+                bio: Some(Bio::parse("hello").unwrap()),
                 is_private: Some(true),
                 ..ProfileUpdate::default()
             },
@@ -104,7 +104,7 @@ async fn profile_update_changes_only_given_fields() {
         .update_profile(
             shared::domain::new_id(),
             &ProfileUpdate {
-                bio: Some("x".into()),
+                bio: Some(Bio::parse("x").unwrap()),
                 ..Default::default()
             },
         )
@@ -460,7 +460,7 @@ async fn counter_updates_write_no_search_index_entry() {
     store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -508,7 +508,7 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                bio: Some("hi".into()),
+                bio: Some(Bio::parse("hi").unwrap()),
                 is_private: Some(true),
                 ..ProfileUpdate::default()
             },
@@ -521,8 +521,8 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                display_name: Some("Samuel".into()),
-                bio: Some("hello".into()),
+                display_name: Some(DisplayName::parse("Samuel").unwrap()),
+                bio: Some(Bio::parse("hello").unwrap()),
                 ..ProfileUpdate::default()
             },
         )
@@ -543,7 +543,7 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             new_id(),
             &ProfileUpdate {
-                display_name: Some("x".into()),
+                display_name: Some(DisplayName::parse("x").unwrap()),
                 ..ProfileUpdate::default()
             },
         )
@@ -599,7 +599,7 @@ async fn rebuild_search_entry_migrates_old_profiles_idempotently() {
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                display_name: Some("Samuel".into()),
+                display_name: Some(DisplayName::parse("Samuel").unwrap()),
                 ..ProfileUpdate::default()
             },
         )

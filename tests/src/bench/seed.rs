@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
-use shared::domain::UserId;
+use shared::domain::{DisplayName, UserId, Username};
 use shared::store::DynamoStore;
 use shared::store::NewUser;
 
@@ -62,8 +62,8 @@ impl Seeder {
         self.store
             .create_user(NewUser {
                 id,
-                username: username.clone(),
-                display_name: username.clone(),
+                username: Username::parse(&username).unwrap(),
+                display_name: DisplayName::parse(&username).unwrap(),
                 password_hash: NO_PASSWORD.to_owned(),
                 created_at: now,
             })

@@ -26,8 +26,8 @@ use super::transaction::{tx, TransactFailure, Transaction};
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
-    validate_client_message_id, validate_message_text, Conversation, ConversationState, Message,
-    MessageId, MessageRequest, MessageStatus, Notification, UserId,
+    ClientMessageId, Conversation, ConversationState, Message, MessageId, MessageRequest,
+    MessageStatus, MessageText, Notification, UserId,
 };
 use crate::error::{Error, Result};
 
@@ -52,8 +52,8 @@ const ITEM_ABSENT: &str = "attribute_not_exists(pk)";
 pub struct NewMessage {
     from: UserId,
     to: UserId,
-    text: String,
-    client_message_id: Option<String>,
+    text: MessageText,
+    client_message_id: Option<ClientMessageId>,
     created_at: DateTime<Utc>,
 }
 
@@ -73,10 +73,8 @@ impl NewMessage {
         Ok(Self {
             from,
             to,
-            text: validate_message_text(text)?,
-            client_message_id: client_message_id
-                .map(validate_client_message_id)
-                .transpose()?,
+            text: MessageText::parse(text)?,
+            client_message_id: client_message_id.map(ClientMessageId::parse).transpose()?,
             created_at: to_millis(created_at),
         })
     }
@@ -372,6 +370,6 @@ mod tests {
         assert!(NewMessage::new(a, b, "hi", Some("has space"), now).is_err());
         assert!(NewMessage::new(a, b, "hi", Some(""), now).is_err());
         let ok = NewMessage::new(a, b, " hi ", Some("c-1"), now).unwrap();
-        assert_eq!(ok.text, "hi");
+        assert_eq!(ok.text.as_str(), "hi");
     }
 }

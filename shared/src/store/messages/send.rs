@@ -174,7 +174,9 @@ fn send_transaction(
         tx::condition_check(table, &keys::block(to, from), ITEM_ABSENT, vec![])?,
     ]);
     let client_record = match &new.client_message_id {
-        Some(client_id) => Some(transaction.add(client_record_put(table, message, client_id)?)),
+        Some(client_id) => {
+            Some(transaction.add(client_record_put(table, message, client_id.as_str())?))
+        }
         None => None,
     };
     transaction.add(tx::put_new(
@@ -308,8 +310,8 @@ impl DynamoStore {
         let recipient_conversation = keys::conversation(to, from);
         let client_record = new
             .client_message_id
-            .as_deref()
-            .map(|id| keys::client_message(from, to, id));
+            .as_ref()
+            .map(|id| keys::client_message(from, to, id.as_str()));
         let mut wanted = vec![
             profile.clone(),
             follow.clone(),
@@ -403,14 +405,14 @@ impl DynamoStore {
                 id: new_id(),
                 from: new.from,
                 to: new.to,
-                text: new.text.clone(),
+                text: new.text.to_string(),
                 created_at: new.created_at,
                 status: message_status(
                     recipient.is_private,
                     context.recipient_follows_sender,
                     context.recipient_state == Some(ConversationState::Accepted),
                 ),
-                client_message_id: new.client_message_id.clone(),
+                client_message_id: new.client_message_id.clone().map(String::from),
             };
             match self.commit_send(&new, &context, &message).await {
                 Ok(notification) => {

@@ -242,7 +242,7 @@ impl DynamoStore {
             id: new_id(),
             post_id: post.id,
             author_id: new.author,
-            text: new.text,
+            text: new.text.into(),
             created_at: to_millis(new.created_at),
         };
         let mut cause = Transaction::new();
