@@ -208,7 +208,7 @@ fn received_message_names(doc: &Value) -> BTreeSet<String> {
         })
         .map(|reference| {
             let channel_message = resolve(doc, &reference);
-            resolve(doc, &channel_message)["name"]
+            resolve(doc, channel_message)["name"]
                 .as_str()
                 .expect("message name")
                 .to_owned()

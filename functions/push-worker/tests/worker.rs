@@ -230,7 +230,7 @@ async fn an_audience_work_item_reaches_the_online_followers_only() {
     let mut online = Vec::new();
     // More followers than a direct lookup takes, so the online index is consulted.
     for n in 0..120 {
-        let follower = harness.user(&format!("f{n}")).await;
+        let follower = harness.user(&format!("fan{n}")).await;
         harness.store.follow(follower, author, now()).await.unwrap();
         if n % 40 == 0 {
             online.push(harness.connect(follower, &format!("f{n}=")).await);
