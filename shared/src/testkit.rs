@@ -4,19 +4,22 @@
 //! `127.0.0.1:0`, on its own thread, and creates the table from the single definition.
 //! When `RIPPLE_TEST_DYNAMODB_ENDPOINT` is set (e.g. to AWS DynamoDB Local, which
 //! `make test` starts), the same tests run against that endpoint instead, each in a table
-//! of its own. This module is compiled only with the `testkit` feature (dev-dependencies
-//! and the local gateway), so dynoxide never reaches a Lambda binary.
+//! of its own. The engine itself (the embedded dynoxide server, the moto server, the Lambda
+//! event types) is the `lambda-local` crate's; this module adds what is Ripple's: the table,
+//! the stores, tokens and the request helpers. It is compiled only with the `testkit`
+//! feature (dev-dependencies), so dynoxide never reaches a Lambda binary.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-
-use tokio::sync::oneshot;
 
 use crate::auth::keys::{Jwks, SigningKey};
 use crate::auth::TokenService;
 use crate::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use crate::config::Config;
 use crate::store::{table::create_table, DynamoStore};
+
+pub use lambda_local::dynamo::{
+    open_dynoxide, stream_shard_ids, EmbeddedDynamo, STREAM_RECORD_QUERIES,
+};
 
 /// Environment variable naming an external DynamoDB endpoint for the store suite.
 pub const EXTERNAL_ENDPOINT_VAR: &str = "RIPPLE_TEST_DYNAMODB_ENDPOINT";
@@ -58,71 +61,6 @@ pub fn test_token_service(config: &Config) -> TokenService {
         .and_then(|tokens| tokens.with_signing_key(test_signing_key()))
         .unwrap_or_else(|e| panic!("test token service: {e}"))
 }
-
-/// Opens an embedded dynoxide database — in memory, or in `file` — whose writes and stream
-/// reads do not slow down as stream records pile up.
-///
-/// dynoxide 3.2 keeps every stream record in one SQLite table with no index on the sequence
-/// number: each write finds the next one with `MAX(CAST(sequence_number AS INTEGER))` over
-/// the whole table and each `GetRecords` sorts the shard's records, so both grow linearly
-/// with the writes so far (seeding 5,000 users and follows slowed to a few writes a
-/// second, every profile sample in SQLite's b-tree walk). Two expression indexes matching
-/// those queries make both an index seek. They are created through a second connection to
-/// the same database (a named shared-cache in-memory database when there is no file), since
-/// dynoxide does not expose its own; the queries are dynoxide's, unchanged, and
-/// [`STREAM_RECORD_QUERIES`] is checked against the plan in this module's tests.
-pub fn open_dynoxide(file: Option<&str>) -> Result<dynoxide::Database, String> {
-    match file {
-        Some(file) => open_dynoxide_at(file),
-        None => open_dynoxide_at(&memory_database_uri()),
-    }
-}
-
-/// A fresh named in-memory database that a second connection can open too.
-fn memory_database_uri() -> String {
-    format!(
-        "file:dynoxide-{}?mode=memory&cache=shared",
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
-fn open_dynoxide_at(path: &str) -> Result<dynoxide::Database, String> {
-    let database =
-        dynoxide::Database::new(path).map_err(|e| format!("opening dynoxide at {path}: {e}"))?;
-    let indexer = rusqlite::Connection::open(path)
-        .map_err(|e| format!("opening {path} to index stream records: {e}"))?;
-    indexer
-        .execute_batch(STREAM_RECORD_INDEXES)
-        .map_err(|e| format!("indexing stream records in {path}: {e}"))?;
-    Ok(database)
-}
-
-/// The indexes [`open_dynoxide`] adds to dynoxide's `_stream_records` table.
-const STREAM_RECORD_INDEXES: &str = "
-    CREATE INDEX IF NOT EXISTS ripple_stream_records_by_shard
-        ON _stream_records (table_name, shard_id, CAST(sequence_number AS INTEGER));
-    CREATE INDEX IF NOT EXISTS ripple_stream_records_by_table
-        ON _stream_records (table_name, CAST(sequence_number AS INTEGER));";
-
-/// dynoxide 3.2's stream-record queries (`storage.rs`), with the index each must use.
-pub const STREAM_RECORD_QUERIES: [(&str, &str); 3] = [
-    (
-        "SELECT COALESCE(MAX(CAST(sequence_number AS INTEGER)), 0) + 1 FROM _stream_records WHERE table_name = ?1",
-        "ripple_stream_records_by_table",
-    ),
-    (
-        "SELECT event_name, keys_json, new_image, old_image, sequence_number, created_at, user_identity, event_id
-             FROM _stream_records
-             WHERE table_name = ?1 AND shard_id = ?2 AND CAST(sequence_number AS INTEGER) > ?3
-             ORDER BY CAST(sequence_number AS INTEGER) ASC
-             LIMIT ?4",
-        "ripple_stream_records_by_shard",
-    ),
-    (
-        "SELECT MIN(CAST(sequence_number AS INTEGER)), MAX(CAST(sequence_number AS INTEGER)) FROM _stream_records WHERE table_name = ?1 AND shard_id = ?2",
-        "ripple_stream_records_by_shard",
-    ),
-];
 
 /// `count` new followers of `followee` in `store`'s table, written as the store writes
 /// follow items (both index entries) but in bulk (25 per request, 8 requests in flight) and
@@ -170,106 +108,6 @@ pub async fn seed_followers(
             Ok(followers)
         }
         Err(crate::store::dynamo::TransactFailure::Other(error)) => Err(error),
-    }
-}
-
-/// The shard ids of a table's stream (`DescribeStream`).
-pub async fn stream_shard_ids(
-    streams: &aws_sdk_dynamodbstreams::Client,
-    stream_arn: &str,
-) -> Result<Vec<String>, String> {
-    let description = streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
-        .await
-        .map_err(|e| format!("DescribeStream: {e:?}"))?;
-    Ok(description
-        .stream_description()
-        .map(|d| {
-            d.shards()
-                .iter()
-                .filter_map(|s| s.shard_id().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// A running embedded dynoxide server; stops when dropped.
-pub struct EmbeddedDynamo {
-    pub address: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EmbeddedDynamo {
-    /// Starts dynoxide on `127.0.0.1:0` over `database`, on a thread with its own runtime
-    /// (so a test's single-threaded runtime never has to drive the server too).
-    pub fn start(database: dynoxide::Database) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
-        let thread = std::thread::Builder::new()
-            .name(format!("dynoxide-{}", address.port()))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _unreachable_receiver_is_fine = ready_tx.send(Err(error));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            let _unreachable_receiver_is_fine = ready_tx.send(Err(error));
-                            return;
-                        }
-                    };
-                    let _unreachable_receiver_is_fine = ready_tx.send(Ok(()));
-                    let served = dynoxide::server::serve_with_shutdown(listener, database, async {
-                        // A dropped sender also means stop.
-                        let _either_way_we_stop = stop.await;
-                    })
-                    .await;
-                    if let Err(error) = served {
-                        eprintln!("embedded dynoxide stopped with an error: {error}");
-                    }
-                });
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| std::io::Error::other("dynoxide thread exited before starting"))??;
-        Ok(Self {
-            address,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
-    }
-}
-
-impl Drop for EmbeddedDynamo {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            // The server may already be gone; then there is nothing to stop.
-            let _server_may_be_gone = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                eprintln!("embedded dynoxide thread panicked");
-            }
-        }
     }
 }
 
@@ -339,6 +177,16 @@ impl TestDb {
 
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(self.dynamodb.clone(), &self.table_name)
+    }
+
+    /// A reader of this table's stream from its beginning (for stream-triggered functions).
+    pub async fn stream_reader(&self) -> lambda_local::StreamReader {
+        lambda_local::StreamReader::new(&self.dynamodb, &self.streams, &self.table_name).await
+    }
+
+    /// A reader of this table's stream from the records written after now.
+    pub async fn stream_reader_from_now(&self) -> lambda_local::StreamReader {
+        lambda_local::StreamReader::from_now(&self.dynamodb, &self.streams, &self.table_name).await
     }
 
     /// `count` new followers of `followee`, written as the store writes follow items (both
@@ -451,7 +299,7 @@ pub mod api {
     use std::sync::Arc;
 
     use chrono::Utc;
-    use serde_json::{json, Value};
+    use serde_json::Value;
 
     use super::TestDb;
     use crate::auth::TokenService;
@@ -606,53 +454,23 @@ pub mod api {
             self
         }
 
-        /// The API Gateway HTTP API (payload 2.0) event for this request.
+        /// The API Gateway HTTP API (payload 2.0) event for this request, as it reaches a
+        /// function on `api.ripple.test` (built by [`lambda_local::HttpRequestEvent`]).
         pub fn event(&self) -> Value {
-            let mut headers = serde_json::Map::new();
+            let method = http::Method::from_bytes(self.method.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: not an HTTP method: {e}", self.method));
+            let mut event = lambda_local::HttpRequestEvent::new(method, &self.path, &self.query)
+                .api("123456789012", "ripple-test")
+                .source_ip(&self.source_ip)
+                .header("host", "api.ripple.test")
+                .header("user-agent", "ripple-test");
             for (name, value) in &self.headers {
-                headers.insert(name.to_ascii_lowercase(), Value::String(value.clone()));
+                event = event.replace_header(name, value);
             }
-            headers.insert("host".into(), json!("api.ripple.test"));
-            let mut query = serde_json::Map::new();
-            for pair in self.query.split('&').filter(|p| !p.is_empty()) {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let decode = |s: &str| {
-                    url::form_urlencoded::parse(format!("k={s}").as_bytes())
-                        .next()
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap_or_default()
-                };
-                query.insert(decode(key), Value::String(decode(value)));
+            if let Some(body) = &self.body {
+                event = event.text_body(body.clone());
             }
-            let now = chrono::Utc::now();
-            json!({
-                "version": "2.0",
-                "routeKey": "$default",
-                "rawPath": self.path,
-                "rawQueryString": self.query,
-                "headers": headers,
-                "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
-                "requestContext": {
-                    "accountId": "123456789012",
-                    "apiId": "ripple-test",
-                    "domainName": "api.ripple.test",
-                    "domainPrefix": "api",
-                    "http": {
-                        "method": self.method,
-                        "path": self.path,
-                        "protocol": "HTTP/1.1",
-                        "sourceIp": self.source_ip,
-                        "userAgent": "ripple-test"
-                    },
-                    "requestId": uuid::Uuid::new_v4().to_string(),
-                    "routeKey": "$default",
-                    "stage": "$default",
-                    "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-                    "timeEpoch": now.timestamp_millis()
-                },
-                "body": self.body,
-                "isBase64Encoded": false
-            })
+            event.to_json()
         }
 
         /// Invokes `function` with this request and decodes its response.
@@ -1013,33 +831,3 @@ pub mod api {
 
 /// WebSocket API events (`$connect`, `$disconnect`, messages) for the WebSocket functions.
 pub mod ws;
-
-#[cfg(test)]
-mod stream_record_index_tests {
-    use super::*;
-
-    #[test]
-    fn dynoxides_stream_record_queries_seek_the_added_indexes() {
-        let path = memory_database_uri();
-        let _database = open_dynoxide_at(&path).expect("dynoxide opens");
-        // The database lives while dynoxide's connection is open; this one sees the same.
-        let connection = rusqlite::Connection::open(&path).expect("second connection");
-        for (query, index) in STREAM_RECORD_QUERIES {
-            let mut plan = connection
-                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
-                .expect("dynoxide's query still prepares against its table");
-            let params = query.matches('?').count();
-            let values: Vec<rusqlite::types::Value> = (0..params)
-                .map(|i| rusqlite::types::Value::Integer(i as i64))
-                .collect();
-            let details: Vec<String> = plan
-                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
-                .expect("plan")
-                .collect::<Result<_, _>>()
-                .expect("plan rows");
-            let plan = details.join(" | ");
-            assert!(plan.contains(index), "{query}: {plan}");
-            assert!(!plan.contains("SCAN"), "{query}: {plan}");
-        }
-    }
-}
