@@ -11,7 +11,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::query_map::QueryMap;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::ids;
 
@@ -133,9 +133,35 @@ impl WsConnection {
 }
 
 /// The event JSON Lambda delivers for `request`.
+///
+/// `aws_lambda_events` serialises both query maps with every value of a key (arrays);
+/// API Gateway's `queryStringParameters` holds one value per key (the last), and an event
+/// without a query string has neither map, so both are set right here.
 pub fn to_json(request: &ApiGatewayWebsocketProxyRequest) -> Value {
-    serde_json::to_value(request)
-        .unwrap_or_else(|e| unreachable!("an ApiGatewayWebsocketProxyRequest serialises: {e}"))
+    let mut event = serde_json::to_value(request)
+        .unwrap_or_else(|e| unreachable!("an ApiGatewayWebsocketProxyRequest serialises: {e}"));
+    if let Value::Object(fields) = &mut event {
+        let multi =
+            fields
+                .remove("multiValueQueryStringParameters")
+                .and_then(|multi| match multi {
+                    Value::Object(multi) if !multi.is_empty() => Some(multi),
+                    _ => None,
+                });
+        fields.remove("queryStringParameters");
+        if let Some(multi) = multi {
+            let single: Map<String, Value> = multi
+                .iter()
+                .filter_map(|(key, values)| Some((key.clone(), values.as_array()?.last()?.clone())))
+                .collect();
+            fields.insert("queryStringParameters".into(), Value::Object(single));
+            fields.insert(
+                "multiValueQueryStringParameters".into(),
+                Value::Object(multi),
+            );
+        }
+    }
+    event
 }
 
 /// `headers` with the last value of each name (what `headers` holds on AWS).
@@ -218,8 +244,16 @@ mod tests {
             ("x-multi".to_owned(), "a".to_owned()),
             ("x-multi".to_owned(), "b".to_owned()),
         ];
-        let event =
-            delivered(&connection().connect_event(&api(), &headers, "token=t%201&x=1", "r1"));
+        let request = connection().connect_event(&api(), &headers, "token=t%201&x=1&x=2", "r1");
+        let json = to_json(&request);
+        assert_eq!(json["queryStringParameters"]["token"], "t 1");
+        assert_eq!(json["queryStringParameters"]["x"], "2");
+        assert_eq!(
+            json["multiValueQueryStringParameters"]["x"],
+            serde_json::json!(["1", "2"])
+        );
+        assert_eq!(json["headers"]["x-multi"], "b");
+        let event = delivered(&request);
         let context = &event.request_context;
         assert_eq!(context.route_key.as_deref(), Some("$connect"));
         assert_eq!(context.event_type.as_deref(), Some("CONNECT"));
@@ -254,6 +288,9 @@ mod tests {
         );
         assert!(message.request_context.message_id.is_some());
         assert_eq!(message.body.as_deref(), Some("AAE="));
+        let json =
+            to_json(&connection().message_event(&api(), "ping", WsBody::Text("{}".into()), "r4"));
+        assert!(json.get("queryStringParameters").is_none(), "{json}");
         assert!(message.is_base64_encoded);
 
         let gone = delivered(&connection().disconnect_event(&api(), 1001, "Going away", "r3"));
