@@ -44,10 +44,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName,
+    MessageSystemAttributeName,
 };
-use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -56,6 +55,7 @@ use crate::event_source::{
     batch_item_failures, source_region, stopped, validate_batching, Invoker, PollerTask,
 };
 use crate::latency::{DelaySite, Delays, Distribution};
+use lambda_local::sqs::sqs_record;
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "sqs";
@@ -670,65 +670,11 @@ fn delivery_groups<T>(due: Vec<(u64, T)>, now: u64) -> Vec<(Duration, Vec<T>)> {
     groups
 }
 
-/// The Lambda event record of one SQS message.
-fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
-    let attributes: Map<String, Value> = message
-        .attributes
-        .iter()
-        .flatten()
-        .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
-        .collect();
-    let message_attributes: Map<String, Value> = message
-        .message_attributes
-        .iter()
-        .flatten()
-        .map(|(name, value)| (name.clone(), message_attribute(value)))
-        .collect();
-    let mut record = json!({
-        "messageId": message.message_id,
-        "receiptHandle": message.receipt_handle,
-        "body": message.body,
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": message.md5_of_body,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    });
-    if let Some(digest) = &message.md5_of_message_attributes {
-        record["md5OfMessageAttributes"] = json!(digest);
-    }
-    record
-}
-
-/// A message attribute as Lambda writes it (camelCase, binary as base64).
-fn message_attribute(value: &MessageAttributeValue) -> Value {
-    let base64 = |blob: &aws_smithy_types::Blob| {
-        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
-    };
-    let mut attribute = json!({
-        "stringListValues": value.string_list_values.clone().unwrap_or_default(),
-        "binaryListValues": value
-            .binary_list_values
-            .iter()
-            .flatten()
-            .map(base64)
-            .collect::<Vec<_>>(),
-        "dataType": value.data_type,
-    });
-    if let Some(text) = &value.string_value {
-        attribute["stringValue"] = json!(text);
-    }
-    if let Some(blob) = &value.binary_value {
-        attribute["binaryValue"] = json!(base64(blob));
-    }
-    attribute
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use aws_sdk_sqs::types::MessageAttributeValue;
     use aws_smithy_types::Blob;
 
     use super::*;

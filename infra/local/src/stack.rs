@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use lambda_local::EmbeddedDynamo;
 use shared::auth::keys::{Jwks, PublicKey, SigningKey};
 use shared::aws::local_sdk_config;
 use shared::metering::RequestMeter;
-use shared::testkit::EmbeddedDynamo;
 use tokio::task::JoinHandle;
 
 use crate::functions::{FunctionRegistry, LocalEndpoints};
@@ -523,7 +523,7 @@ fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, Option<PathBuf>)> {
     if options.in_memory {
-        let database = shared::testkit::open_dynoxide(None).map_err(anyhow::Error::msg)?;
+        let database = lambda_local::open_dynoxide(None).map_err(anyhow::Error::msg)?;
         return Ok((database, None));
     }
     std::fs::create_dir_all(&options.state_dir)
@@ -535,7 +535,7 @@ fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, 
     let text = path
         .to_str()
         .with_context(|| format!("{} is not a UTF-8 path", path.display()))?;
-    let database = shared::testkit::open_dynoxide(Some(text)).map_err(anyhow::Error::msg)?;
+    let database = lambda_local::open_dynoxide(Some(text)).map_err(anyhow::Error::msg)?;
     Ok((database, Some(path)))
 }
 

@@ -61,10 +61,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError;
-use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, Shard, ShardIteratorType};
-use base64::Engine as _;
+use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::watch;
 
@@ -981,102 +980,13 @@ fn polled_record(record: &Record, stream_arn: &str, read_at: Instant) -> Option<
     })
 }
 
-/// The record of a Lambda DynamoDB stream event (one element of `Records`, as
-/// `aws_lambda_events::event::dynamodb::EventRecord` reads it) for a record read from a
-/// stream through `aws-sdk-dynamodbstreams`. `None` for a record without a sequence number,
-/// which no stream produces.
-///
-/// The `userIdentity` of a TTL deletion, the only stream records that have one.
-const TTL_IDENTITY_TYPE: &str = "Service";
-const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
-
-/// The one conversion of stream records to Lambda's JSON: the poller sends it, and tests
-/// that read a table's stream themselves (the push tier's) build their events with it.
-pub fn lambda_record(record: &Record, stream_arn: &str) -> Option<Value> {
-    let change = record.dynamodb.as_ref()?;
-    let sequence_number = change.sequence_number.as_ref()?;
-    let mut dynamodb = Map::new();
-    if let Some(created) = change.approximate_creation_date_time {
-        // Lambda sends whole epoch seconds as an integer.
-        let seconds = if created.subsec_nanos() == 0 {
-            json!(created.secs())
-        } else {
-            json!(created.as_secs_f64())
-        };
-        dynamodb.insert("ApproximateCreationDateTime".into(), seconds);
-    }
-    if let Some(keys) = &change.keys {
-        dynamodb.insert("Keys".into(), Value::Object(item_json(keys)));
-    }
-    if let Some(image) = &change.new_image {
-        dynamodb.insert("NewImage".into(), Value::Object(item_json(image)));
-    }
-    if let Some(image) = &change.old_image {
-        dynamodb.insert("OldImage".into(), Value::Object(item_json(image)));
-    }
-    dynamodb.insert("SequenceNumber".into(), json!(sequence_number));
-    if let Some(size) = change.size_bytes {
-        dynamodb.insert("SizeBytes".into(), json!(size));
-    }
-    if let Some(view) = &change.stream_view_type {
-        dynamodb.insert("StreamViewType".into(), json!(view.as_str()));
-    }
-    let mut event = json!({
-        "eventID": record.event_id,
-        "eventName": record.event_name.as_ref().map(|name| name.as_str()),
-        "eventVersion": record.event_version,
-        "eventSource": record.event_source.as_deref().unwrap_or("aws:dynamodb"),
-        "awsRegion": record.aws_region,
-        "dynamodb": dynamodb,
-        "eventSourceARN": stream_arn,
-    });
-    // Present for TTL deletions only: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}.
-    // dynoxide writes the identity's members in camelCase where the SDK reads AWS's PascalCase,
-    // so they arrive empty; null members would make every TTL record unreadable to Lambda's
-    // type (and, retried in order, stall the shard), so the only values AWS sends stand in.
-    if let Some(identity) = &record.user_identity {
-        event["userIdentity"] = json!({
-            "type": identity.r#type.as_deref().unwrap_or(TTL_IDENTITY_TYPE),
-            "principalId": identity.principal_id.as_deref().unwrap_or(TTL_PRINCIPAL),
-        });
-    }
-    Some(event)
-}
-
-/// An item in DynamoDB JSON (`{"attr": {"S": "…"}}`), as stream events carry it.
-pub fn item_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
-    item.iter()
-        .filter_map(|(name, value)| Some((name.clone(), attribute_json(value)?)))
-        .collect()
-}
-
-/// One attribute value in DynamoDB JSON (`{"S": "…"}`, `{"M": {…}}`, …); `None` for a type
-/// newer than this SDK.
-pub fn attribute_json(value: &AttributeValue) -> Option<Value> {
-    let base64 = |blob: &aws_smithy_types::Blob| {
-        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
-    };
-    Some(match value {
-        AttributeValue::S(text) => json!({ "S": text }),
-        AttributeValue::N(number) => json!({ "N": number }),
-        AttributeValue::B(blob) => json!({ "B": base64(blob) }),
-        AttributeValue::Ss(texts) => json!({ "SS": texts }),
-        AttributeValue::Ns(numbers) => json!({ "NS": numbers }),
-        AttributeValue::Bs(blobs) => json!({ "BS": blobs.iter().map(base64).collect::<Vec<_>>() }),
-        AttributeValue::M(map) => json!({ "M": item_json(map) }),
-        AttributeValue::L(list) => {
-            json!({ "L": list.iter().filter_map(attribute_json).collect::<Vec<_>>() })
-        }
-        AttributeValue::Null(is_null) => json!({ "NULL": is_null }),
-        AttributeValue::Bool(boolean) => json!({ "BOOL": boolean }),
-        // A type newer than this SDK: nothing sensible to forward.
-        _ => return None,
-    })
-}
+pub use lambda_local::stream::{attribute_json, item_json, lambda_record};
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_dynamodbstreams::types::{Identity, OperationType, StreamRecord, StreamViewType};
+    use aws_sdk_dynamodbstreams::types::{
+        AttributeValue, Identity, OperationType, StreamRecord, StreamViewType,
+    };
     use aws_smithy_types::{Blob, DateTime as SmithyDateTime};
 
     use super::*;
