@@ -1,7 +1,10 @@
 //! Event-source mappings: a stream poller per DynamoDB event source and an SQS poller per
 //! queue event source of the template, each invoking its function from the registry.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use shared::function::LambdaFunction;
 
 use super::queues::queue_url;
 use super::StackOptions;
@@ -9,7 +12,7 @@ use crate::functions::FunctionRegistry;
 use crate::moto::Queues;
 use crate::sqs_poller::{self, SqsPollerConfig, SqsPollerHandle};
 use crate::stream_poller::{self, StreamPollerClients, StreamPollerConfig, StreamPollerHandle};
-use crate::template::Template;
+use crate::template::{FunctionResource, Template};
 
 /// One stream poller per DynamoDB stream event source; discarded batches go to the
 /// stream-failure queue.
@@ -43,9 +46,7 @@ pub(super) async fn spawn_stream_pollers(
         config.latency_seed = options.latency.seed;
         config.deliver_each_batch_twice = options.duplicate_stream_batches;
         config.verbose = options.verbose;
-        let handler = registry
-            .unlogged(&function.handler)
-            .with_context(|| format!("{} is not registered", function.handler))?;
+        let handler = registered(registry, function)?;
         stream_pollers.push(stream_poller::spawn(config, clients.clone(), handler).await?);
     }
     Ok(stream_pollers)
@@ -77,10 +78,18 @@ pub(super) async fn spawn_sqs_pollers(
         config.latency_seed = options.latency.seed;
         config.start_paused = options.pause_sqs;
         config.verbose = options.verbose;
-        let handler = registry
-            .unlogged(&function.handler)
-            .with_context(|| format!("{} is not registered", function.handler))?;
+        let handler = registered(registry, function)?;
         sqs_pollers.push(sqs_poller::spawn(config, sqs.clone(), handler).await?);
     }
     Ok(sqs_pollers)
+}
+
+/// The handler of `function`: the poller logs its invocations itself, so unwrapped.
+fn registered(
+    registry: &FunctionRegistry,
+    function: &FunctionResource,
+) -> anyhow::Result<Arc<dyn LambdaFunction>> {
+    registry
+        .unlogged(&function.handler)
+        .with_context(|| format!("{} is not registered", function.handler))
 }
