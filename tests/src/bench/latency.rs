@@ -55,57 +55,103 @@ impl LatencyResult {
     }
 }
 
+/// The series `measure` produces, in order: name and description.
+const SERIES: [(&str, &str); 6] = [
+    (
+        "post_created_direct",
+        "post_created to a small audience: REST response → each follower socket",
+    ),
+    (
+        "new_message",
+        "new_message of a DM: REST response → recipient socket",
+    ),
+    (
+        "new_notification",
+        "new_notification of a comment: REST response → post author's socket",
+    ),
+    ("rest_post", "REST POST /posts round trip"),
+    (
+        "rest_message",
+        "REST POST /conversations/{id}/messages round trip",
+    ),
+    ("rest_comment", "REST POST /posts/{id}/comments round trip"),
+];
+
+/// The users and sockets the samples are taken with.
+struct Cast {
+    author: User,
+    sockets: Vec<WsClient>,
+    sender: User,
+    recipient: User,
+    recipient_socket: WsClient,
+}
+
+impl Cast {
+    /// An author followed by `plan.followers` connected followers, and a DM sender and a
+    /// connected recipient; waits for the stack to settle.
+    async fn set_up(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> Self {
+        let stack = &bench.stack;
+        let author = stack.register(&format!("{tag}_author")).await;
+        let followers: Vec<User> = stream::iter(0..plan.followers)
+            .map(|i| {
+                let author = &author;
+                async move {
+                    let follower = stack.register(&format!("{tag}_fan{i}")).await;
+                    stack.follow(&follower, author).await;
+                    follower
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut sockets = Vec::with_capacity(followers.len());
+        for follower in &followers {
+            sockets.push(stack.connect(follower).await);
+        }
+        let sender = stack.register(&format!("{tag}_sender")).await;
+        let recipient = stack.register(&format!("{tag}_recipient")).await;
+        let recipient_socket = stack.connect(&recipient).await;
+        let settle = bench.settle(Duration::from_secs(120)).await;
+        if let Err(error) = settle {
+            progress(&format!("latency set-up: {error}"));
+        }
+        Self {
+            author,
+            sockets,
+            sender,
+            recipient,
+            recipient_socket,
+        }
+    }
+}
+
 /// The three series on `bench`'s stack.
 pub async fn measure(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> LatencyResult {
     let stack = &bench.stack;
-    let author = stack.register(&format!("{tag}_author")).await;
-    let followers: Vec<User> = stream::iter(0..plan.followers)
-        .map(|i| {
-            let author = &author;
-            async move {
-                let follower = stack.register(&format!("{tag}_fan{i}")).await;
-                stack.follow(&follower, author).await;
-                follower
-            }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut sockets = Vec::with_capacity(followers.len());
-    for follower in &followers {
-        sockets.push(stack.connect(follower).await);
-    }
-    let sender = stack.register(&format!("{tag}_sender")).await;
-    let recipient = stack.register(&format!("{tag}_recipient")).await;
-    let recipient_socket = stack.connect(&recipient).await;
-    let settle = bench.settle(Duration::from_secs(120)).await;
-    if let Err(error) = settle {
-        progress(&format!("latency set-up: {error}"));
-    }
-
+    let cast = Cast::set_up(bench, plan, tag).await;
     progress(&format!(
         "{tag}: {} posts to {} sockets",
         plan.posts,
-        sockets.len()
+        cast.sockets.len()
     ));
-    posts(bench, plan, &author, &sockets, plan.warmup).await;
-    let (post_each, post_rest) = posts(bench, plan, &author, &sockets, plan.posts).await;
+    posts(bench, plan, &cast.author, &cast.sockets, plan.warmup).await;
+    let (post_each, post_rest) = posts(bench, plan, &cast.author, &cast.sockets, plan.posts).await;
     progress(&format!("{tag}: {} DMs", plan.messages));
     messages(
         bench,
         plan,
-        &sender,
-        &recipient,
-        &recipient_socket,
+        &cast.sender,
+        &cast.recipient,
+        &cast.recipient_socket,
         plan.warmup,
     )
     .await;
     let (dm, dm_rest) = messages(
         bench,
         plan,
-        &sender,
-        &recipient,
-        &recipient_socket,
+        &cast.sender,
+        &cast.recipient,
+        &cast.recipient_socket,
         plan.messages,
     )
     .await;
@@ -113,59 +159,40 @@ pub async fn measure(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> Laten
         "{tag}: {} comment notifications",
         plan.notifications
     ));
-    let post = stack.post(&recipient, "a post to comment on").await;
+    let post = stack.post(&cast.recipient, "a post to comment on").await;
     let post_id = id_of(&post);
     notifications(
         bench,
         plan,
-        &sender,
+        &cast.sender,
         &post_id,
-        &recipient_socket,
+        &cast.recipient_socket,
         plan.warmup,
     )
     .await;
     let (notification, comment_rest) = notifications(
         bench,
         plan,
-        &sender,
+        &cast.sender,
         &post_id,
-        &recipient_socket,
+        &cast.recipient_socket,
         plan.notifications,
     )
     .await;
+    let samples = [
+        post_each,
+        dm,
+        notification,
+        post_rest,
+        dm_rest,
+        comment_rest,
+    ];
     LatencyResult {
-        series: vec![
-            (
-                "post_created_direct",
-                "post_created to a small audience: REST response → each follower socket",
-                Summary::of(&post_each),
-            ),
-            (
-                "new_message",
-                "new_message of a DM: REST response → recipient socket",
-                Summary::of(&dm),
-            ),
-            (
-                "new_notification",
-                "new_notification of a comment: REST response → post author's socket",
-                Summary::of(&notification),
-            ),
-            (
-                "rest_post",
-                "REST POST /posts round trip",
-                Summary::of(&post_rest),
-            ),
-            (
-                "rest_message",
-                "REST POST /conversations/{id}/messages round trip",
-                Summary::of(&dm_rest),
-            ),
-            (
-                "rest_comment",
-                "REST POST /posts/{id}/comments round trip",
-                Summary::of(&comment_rest),
-            ),
-        ],
+        series: SERIES
+            .iter()
+            .zip(&samples)
+            .map(|(&(name, description), samples)| (name, description, Summary::of(samples)))
+            .collect(),
     }
 }
 
