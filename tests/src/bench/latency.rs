@@ -248,26 +248,13 @@ async fn messages(
     socket: &WsClient,
     count: usize,
 ) -> (Vec<Duration>, Vec<Duration>) {
-    let mut pushes = Vec::with_capacity(count);
-    let mut round_trips = Vec::with_capacity(count);
-    for i in 0..count {
-        let sent = Instant::now();
-        let message = bench
+    sample_pushes(plan, socket, count, "new_message", "id", |i| async move {
+        bench
             .stack
             .message(sender, recipient, &format!("bench message {i}"))
-            .await;
-        let responded = Instant::now();
-        let message_id = id_of(&message);
-        let frame = socket
-            .next_frame_where("new_message", plan.timeout, |event| {
-                event["type"] == "new_message" && event["data"]["id"] == message_id.as_str()
-            })
-            .await;
-        pushes.push(frame.received_at.saturating_duration_since(responded));
-        round_trips.push(responded - sent);
-        pause(plan).await;
-    }
-    (pushes, round_trips)
+            .await
+    })
+    .await
 }
 
 async fn notifications(
@@ -278,20 +265,47 @@ async fn notifications(
     author_socket: &WsClient,
     count: usize,
 ) -> (Vec<Duration>, Vec<Duration>) {
+    sample_pushes(
+        plan,
+        author_socket,
+        count,
+        "new_notification",
+        "comment_id",
+        |i| async move {
+            bench
+                .stack
+                .comment(commenter, post_id, &format!("bench comment {i}"))
+                .await
+        },
+    )
+    .await
+}
+
+/// `count` closed-loop samples of a write (`write(i)`, answering the written item) and the
+/// `event_type` frame whose `data[id_field]` is its id on `socket`: push latencies (REST
+/// response → frame) and REST round trips.
+async fn sample_pushes<W, F>(
+    plan: &LatencyPlan,
+    socket: &WsClient,
+    count: usize,
+    event_type: &str,
+    id_field: &str,
+    write: W,
+) -> (Vec<Duration>, Vec<Duration>)
+where
+    W: Fn(usize) -> F,
+    F: std::future::Future<Output = Value>,
+{
     let mut pushes = Vec::with_capacity(count);
     let mut round_trips = Vec::with_capacity(count);
     for i in 0..count {
         let sent = Instant::now();
-        let comment = bench
-            .stack
-            .comment(commenter, post_id, &format!("bench comment {i}"))
-            .await;
+        let written = write(i).await;
         let responded = Instant::now();
-        let comment_id = id_of(&comment);
-        let frame = author_socket
-            .next_frame_where("new_notification", plan.timeout, |event| {
-                event["type"] == "new_notification"
-                    && event["data"]["comment_id"] == comment_id.as_str()
+        let id = id_of(&written);
+        let frame = socket
+            .next_frame_where(event_type, plan.timeout, |event| {
+                event["type"] == event_type && event["data"][id_field] == id.as_str()
             })
             .await;
         pushes.push(frame.received_at.saturating_duration_since(responded));
