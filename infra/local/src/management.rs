@@ -73,30 +73,17 @@ fn connection_id(api: &WebSocketApi, params: &HashMap<String, String>) -> Option
     params.get("connection_id").cloned()
 }
 
-/// The connection id of the path once the call is let through: 403 for another stage's
-/// path, 429 when the modelled `@connections` throttle refuses it.
-async fn admitted_connection_id(
-    api: &WebSocketApi,
-    params: &HashMap<String, String>,
-) -> Result<String, Response> {
-    let Some(id) = connection_id(api, params) else {
-        return Err(forbidden());
-    };
-    if !api.management_timing.admit().await {
-        return Err(throttled());
-    }
-    Ok(id)
-}
-
 async fn post_to_connection(
     State(api): State<Arc<WebSocketApi>>,
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let id = match admitted_connection_id(&api, &params).await {
-        Ok(id) => id,
-        Err(refused) => return refused,
+    let Some(id) = connection_id(&api, &params) else {
+        return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_POST_BYTES).await else {
         return api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,10 +116,12 @@ async fn get_connection(
     State(api): State<Arc<WebSocketApi>>,
     Path(params): Path<HashMap<String, String>>,
 ) -> Response {
-    let id = match admitted_connection_id(&api, &params).await {
-        Ok(id) => id,
-        Err(refused) => return refused,
+    let Some(id) = connection_id(&api, &params) else {
+        return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     let Some(connection) = api.connections.get(&id) else {
         return gone(&id);
     };
@@ -160,10 +149,12 @@ async fn delete_connection(
     State(api): State<Arc<WebSocketApi>>,
     Path(params): Path<HashMap<String, String>>,
 ) -> Response {
-    let id = match admitted_connection_id(&api, &params).await {
-        Ok(id) => id,
-        Err(refused) => return refused,
+    let Some(id) = connection_id(&api, &params) else {
+        return forbidden();
     };
+    if !api.management_timing.admit().await {
+        return throttled();
+    }
     // Removed first, so a POST right after the DELETE is already 410.
     let Some(connection) = api.connections.remove(&id) else {
         return gone(&id);
