@@ -4,28 +4,179 @@
 //! strings; timestamps are RFC 3339 UTC. These are the shapes handlers work with; how
 //! they are laid out in DynamoDB is the store's business.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-pub type UserId = Uuid;
-pub type PostId = Uuid;
-pub type CommentId = Uuid;
-pub type MessageId = Uuid;
-pub type NotificationId = Uuid;
+/// An id with its own type, so a post id cannot be passed where a user id is expected.
+///
+/// Every constructor checks the value: [`Id::from_uuid`] refuses the nil UUID, which no
+/// Ripple entity ever has. The generic helpers [`new_id`] and [`parse_id`] build whichever
+/// id type the call site asks for.
+///
+/// Ids of different kinds do not mix: a post id is not a user id.
+///
+/// ```compile_fail
+/// use shared::domain::{PostId, UserId};
+/// fn profile_of(_user: UserId) {}
+/// profile_of(PostId::new());
+/// ```
+///
+/// The same call with a user id compiles:
+///
+/// ```
+/// use shared::domain::UserId;
+/// fn profile_of(_user: UserId) {}
+/// profile_of(UserId::new());
+/// ```
+pub trait Id: Copy + Eq + std::hash::Hash + Ord + fmt::Display + fmt::Debug {
+    /// The id of a UUID, `None` for the nil UUID.
+    fn from_uuid(uuid: Uuid) -> Option<Self>;
+    /// The UUID underneath, for code that really works on UUIDs (cursors, ordering by time).
+    fn as_uuid(self) -> Uuid;
+}
 
-/// A new time-ordered id.
-pub fn new_id() -> Uuid {
-    Uuid::now_v7()
+/// Declares an id newtype: serialised as the same hyphenated string a bare `Uuid` was, so
+/// neither the wire format nor stored items change.
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered id (UUIDv7).
+            #[allow(clippy::new_without_default)] // a "default" id would be a fresh one
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Parses an id a client sent; a bad one is a 400 `validation` error naming `field`.
+            pub fn parse(raw: &str, field: &str) -> Result<Self> {
+                Uuid::parse_str(raw)
+                    .ok()
+                    .and_then(Self::from_uuid)
+                    .ok_or_else(|| Error::validation(format!("{field} must be a UUID")))
+            }
+
+            /// Parses an id read back from a stored key or attribute; a bad one is an
+            /// invariant error (the table holds something Ripple never wrote).
+            pub fn from_stored(raw: &str) -> Result<Self> {
+                Uuid::parse_str(raw)
+                    .ok()
+                    .and_then(Self::from_uuid)
+                    .ok_or_else(|| {
+                        Error::invariant(format!(
+                            "stored {} {raw:?} is not a UUID",
+                            stringify!($name)
+                        ))
+                    })
+            }
+
+            /// The id of a UUID, `None` for the nil UUID.
+            pub fn from_uuid(uuid: Uuid) -> Option<Self> {
+                (!uuid.is_nil()).then_some(Self(uuid))
+            }
+
+            /// The UUID underneath.
+            pub const fn as_uuid(self) -> Uuid {
+                self.0
+            }
+
+            /// A fixed id for tests and fixtures: `n` must not be 0 (the nil UUID).
+            #[cfg(any(test, feature = "testkit"))]
+            pub fn from_u128(n: u128) -> Self {
+                Self::from_uuid(Uuid::from_u128(n)).expect("a fixture id must not be nil")
+            }
+        }
+
+        impl Id for $name {
+            fn from_uuid(uuid: Uuid) -> Option<Self> {
+                $name::from_uuid(uuid)
+            }
+            fn as_uuid(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(raw: &str) -> Result<Self> {
+                Self::parse(raw, "id")
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(raw: String) -> Result<Self> {
+                Self::parse(&raw, "id")
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0.to_string()
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A user's id.
+    UserId
+);
+typed_id!(
+    /// A post's id.
+    PostId
+);
+typed_id!(
+    /// A comment's id.
+    CommentId
+);
+typed_id!(
+    /// A direct message's id.
+    MessageId
+);
+typed_id!(
+    /// A notification's id.
+    NotificationId
+);
+
+/// A new time-ordered id of whichever kind the call site needs.
+pub fn new_id<T: Id>() -> T {
+    T::from_uuid(Uuid::now_v7()).expect("a v7 UUID is never nil")
+}
+
+/// A fixed id of whichever kind the call site needs, for tests and fixtures: `n` must not
+/// be 0 (the nil UUID).
+#[cfg(any(test, feature = "testkit"))]
+pub fn fixture_id<T: Id>(n: u128) -> T {
+    T::from_uuid(Uuid::from_u128(n)).expect("a fixture id must not be nil")
 }
 
 /// Parses an id that came from a client (path parameter or body field).
-pub fn parse_id(raw: &str, what: &str) -> Result<Uuid> {
+pub fn parse_id<T: Id>(raw: &str, what: &str) -> Result<T> {
     Uuid::parse_str(raw)
         .ok()
-        .filter(|id| !id.is_nil())
+        .and_then(T::from_uuid)
         .ok_or_else(|| Error::validation(format!("{what} must be a UUID")))
 }
 
@@ -321,9 +472,8 @@ pub const CLIENT_MESSAGE_ID_MAX: usize = 64;
 /// How long after its creation a post may be edited (by its author).
 pub const POST_EDIT_WINDOW_SECONDS: i64 = 120;
 
-/// Checks a username and returns its canonical (lower-case) form, the uniqueness key.
-/// Upper-case letters are accepted and kept for display; uniqueness ignores case.
-pub fn validate_username(raw: &str) -> Result<String> {
+/// The username rule: 3–30 letters a–z (any case), digits or underscores.
+fn check_username(raw: &str) -> Result<()> {
     let len = raw.chars().count();
     if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {
         return Err(Error::validation(format!(
@@ -335,7 +485,7 @@ pub fn validate_username(raw: &str) -> Result<String> {
             "username may contain only letters a–z, digits and underscores",
         ));
     }
-    Ok(raw.to_ascii_lowercase())
+    Ok(())
 }
 
 pub fn validate_password(raw: &str) -> Result<()> {
@@ -350,7 +500,7 @@ pub fn validate_password(raw: &str) -> Result<()> {
 
 /// Validates user-written text: `min..=max` characters after trimming, no control
 /// characters except newline. Returns the text trimmed of surrounding whitespace.
-pub fn validate_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String> {
+fn validate_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String> {
     let trimmed = raw.trim();
     let len = trimmed.chars().count();
     if len < min || len > max {
@@ -368,57 +518,139 @@ pub fn validate_text(raw: &str, field: &str, min: usize, max: usize) -> Result<S
     Ok(trimmed.to_owned())
 }
 
-pub fn validate_post_text(raw: &str) -> Result<String> {
-    validate_text(raw, "text", 1, POST_TEXT_MAX)
+/// Declares a validated-text newtype: its only constructor is `parse`, which applies
+/// `$validate`; serialised as the bare string, so stored items and bodies do not change.
+macro_rules! validated_text {
+    ($(#[$doc:meta])* $name:ident, $validate:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `raw` against the rule; a breach is a 400 `validation` error.
+            pub fn parse(raw: &str) -> Result<Self> {
+                let validate: fn(&str) -> Result<String> = $validate;
+                validate(raw).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(raw: String) -> Result<Self> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(text: $name) -> String {
+                text.0
+            }
+        }
+    };
 }
 
-pub fn validate_comment_text(raw: &str) -> Result<String> {
-    validate_text(raw, "text", 1, COMMENT_TEXT_MAX)
-}
+validated_text!(
+    /// A username as the user typed it (case kept for display): 3–30 letters a–z (any
+    /// case), digits or underscores. Uniqueness ignores case: see [`Username::canonical`].
+    Username,
+    |raw| check_username(raw).map(|()| raw.to_owned())
+);
 
-pub fn validate_message_text(raw: &str) -> Result<String> {
-    validate_text(raw, "text", 1, MESSAGE_TEXT_MAX)
-}
-
-pub fn validate_display_name(raw: &str) -> Result<String> {
-    let name = validate_text(raw, "display_name", 1, DISPLAY_NAME_MAX)?;
-    if name.contains('\n') {
-        return Err(Error::validation("display_name must be a single line"));
+impl Username {
+    /// The lower-case form: the uniqueness key and what logins look up.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
-    Ok(name)
 }
 
-pub fn validate_bio(raw: &str) -> Result<String> {
-    validate_text(raw, "bio", 0, BIO_MAX)
-}
+validated_text!(
+    /// A display name: 1–50 characters after trimming, one line.
+    DisplayName,
+    |raw| {
+        let name = validate_text(raw, "display_name", 1, DISPLAY_NAME_MAX)?;
+        if name.contains('\n') {
+            return Err(Error::validation("display_name must be a single line"));
+        }
+        Ok(name)
+    }
+);
 
-/// Media must be an absolute `https` URL with a host.
-pub fn validate_media_url(raw: &str) -> Result<String> {
-    if raw.len() > MEDIA_URL_MAX {
-        return Err(Error::validation(format!(
-            "media_url must be at most {MEDIA_URL_MAX} bytes"
-        )));
-    }
-    let url = url::Url::parse(raw).map_err(|_| Error::validation("media_url must be a URL"))?;
-    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::validation("media_url must be an https URL"));
-    }
-    Ok(url.to_string())
-}
+validated_text!(
+    /// A profile bio: at most 300 characters after trimming (may be empty).
+    Bio,
+    |raw| validate_text(raw, "bio", 0, BIO_MAX)
+);
 
-pub fn validate_client_message_id(raw: &str) -> Result<String> {
-    if raw.is_empty()
-        || raw.len() > CLIENT_MESSAGE_ID_MAX
-        || !raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(Error::validation(format!(
-            "client_message_id must be 1–{CLIENT_MESSAGE_ID_MAX} characters of [A-Za-z0-9_-]"
-        )));
+validated_text!(
+    /// A post's text: 1–2000 characters after trimming.
+    PostText,
+    |raw| validate_text(raw, "text", 1, POST_TEXT_MAX)
+);
+
+validated_text!(
+    /// A comment's text: 1–2000 characters after trimming.
+    CommentText,
+    |raw| validate_text(raw, "text", 1, COMMENT_TEXT_MAX)
+);
+
+validated_text!(
+    /// A direct message's text: 1–4000 characters after trimming.
+    MessageText,
+    |raw| validate_text(raw, "text", 1, MESSAGE_TEXT_MAX)
+);
+
+validated_text!(
+    /// A post's media: an absolute `https` URL with a host, in its normalised form.
+    MediaUrl,
+    |raw| {
+        if raw.len() > MEDIA_URL_MAX {
+            return Err(Error::validation(format!(
+                "media_url must be at most {MEDIA_URL_MAX} bytes"
+            )));
+        }
+        let url =
+            url::Url::parse(raw).map_err(|_| Error::validation("media_url must be a URL"))?;
+        if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+            return Err(Error::validation("media_url must be an https URL"));
+        }
+        Ok(url.to_string())
     }
-    Ok(raw.to_owned())
-}
+);
+
+validated_text!(
+    /// A client's idempotency id for a message: 1–64 characters of `[A-Za-z0-9_-]`.
+    ClientMessageId,
+    |raw| {
+        if raw.is_empty()
+            || raw.len() > CLIENT_MESSAGE_ID_MAX
+            || !raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::validation(format!(
+                "client_message_id must be 1–{CLIENT_MESSAGE_ID_MAX} characters of [A-Za-z0-9_-]"
+            )));
+        }
+        Ok(raw.to_owned())
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -426,7 +658,11 @@ mod tests {
 
     #[test]
     fn usernames_are_case_insensitive_and_restricted() {
-        assert_eq!(validate_username("Alice_01").unwrap(), "alice_01");
+        let name = Username::parse("Alice_01").unwrap();
+        assert_eq!(
+            (name.as_str(), name.canonical().as_str()),
+            ("Alice_01", "alice_01")
+        );
         for bad in [
             "ab",
             "a".repeat(31).as_str(),
@@ -435,50 +671,98 @@ mod tests {
             "ålice",
             "",
         ] {
-            assert!(validate_username(bad).is_err(), "{bad:?} accepted");
+            assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(validate_username(&"a".repeat(30)).is_ok());
+        assert!(Username::parse(&"a".repeat(30)).is_ok());
     }
 
     #[test]
     fn text_limits_count_characters_not_bytes() {
-        assert!(validate_post_text(&"é".repeat(2000)).is_ok());
-        assert!(validate_post_text(&"é".repeat(2001)).is_err());
-        assert!(validate_message_text(&"x".repeat(4000)).is_ok());
-        assert!(validate_message_text(&"x".repeat(4001)).is_err());
-        assert!(validate_post_text("   ").is_err());
-        assert_eq!(validate_post_text("  hi\nthere ").unwrap(), "hi\nthere");
+        assert!(PostText::parse(&"é".repeat(2000)).is_ok());
+        assert!(PostText::parse(&"é".repeat(2001)).is_err());
+        assert!(MessageText::parse(&"x".repeat(4000)).is_ok());
+        assert!(MessageText::parse(&"x".repeat(4001)).is_err());
+        assert!(CommentText::parse(&"x".repeat(2001)).is_err());
+        assert!(PostText::parse("   ").is_err());
+        assert_eq!(
+            PostText::parse("  hi\nthere ").unwrap().as_str(),
+            "hi\nthere"
+        );
+    }
+
+    #[test]
+    fn profile_text_rules() {
+        assert!(DisplayName::parse("two\nlines").is_err());
+        assert!(DisplayName::parse(&"d".repeat(51)).is_err());
+        assert_eq!(Bio::parse("  ").unwrap().as_str(), "");
+        assert!(Bio::parse(&"b".repeat(301)).is_err());
+        assert!(ClientMessageId::parse("abc-1_2").is_ok());
+        assert!(ClientMessageId::parse("a b").is_err());
+        assert!(ClientMessageId::parse(&"c".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn validated_text_serialises_as_the_bare_string_and_revalidates() {
+        let text = PostText::parse(" hello ").unwrap();
+        assert_eq!(
+            serde_json::to_value(&text).unwrap(),
+            serde_json::json!("hello")
+        );
+        let back: PostText = serde_json::from_value(serde_json::json!("hello")).unwrap();
+        assert_eq!(back, text);
+        assert!(serde_json::from_value::<PostText>(serde_json::json!("")).is_err());
     }
 
     #[test]
     fn control_characters_other_than_newline_are_rejected() {
-        assert!(validate_post_text("tab\there").is_err());
-        assert!(validate_post_text("nul\u{0}").is_err());
-        assert!(validate_post_text("bell\u{7}").is_err());
-        assert!(validate_post_text("line\nbreak").is_ok());
+        assert!(PostText::parse("tab\there").is_err());
+        assert!(PostText::parse("nul\u{0}").is_err());
+        assert!(PostText::parse("bell\u{7}").is_err());
+        assert!(PostText::parse("line\nbreak").is_ok());
     }
 
     #[test]
     fn media_urls_must_be_https() {
-        assert!(validate_media_url("https://cdn.example.com/a.png").is_ok());
-        assert!(validate_media_url("http://cdn.example.com/a.png").is_err());
-        assert!(validate_media_url("javascript:alert(1)").is_err());
-        assert!(validate_media_url("not a url").is_err());
+        assert!(MediaUrl::parse("https://cdn.example.com/a.png").is_ok());
+        assert!(MediaUrl::parse("http://cdn.example.com/a.png").is_err());
+        assert!(MediaUrl::parse("javascript:alert(1)").is_err());
+        assert!(MediaUrl::parse("not a url").is_err());
     }
 
     #[test]
     fn ids_must_be_uuids() {
-        assert!(parse_id("not-a-uuid", "user_id").is_err());
-        assert!(parse_id("00000000-0000-0000-0000-000000000000", "user_id").is_err());
-        let id = new_id();
-        assert_eq!(parse_id(&id.to_string(), "user_id").unwrap(), id);
+        assert!(parse_id::<UserId>("not-a-uuid", "user_id").is_err());
+        assert!(parse_id::<UserId>("00000000-0000-0000-0000-000000000000", "user_id").is_err());
+        let id: UserId = new_id();
+        assert_eq!(parse_id::<UserId>(&id.to_string(), "user_id").unwrap(), id);
+        assert_eq!(UserId::parse(&id.to_string(), "user_id").unwrap(), id);
+        assert_eq!(UserId::from_stored(&id.to_string()).unwrap(), id);
+        assert!(UserId::from_stored("nope").is_err());
+        let error = PostId::parse("nope", "post_id").unwrap_err();
+        assert_eq!((error.status(), error.code()), (400, "validation_failed"));
+        assert!(error.public_message().contains("post_id"));
     }
 
     #[test]
     fn new_ids_sort_by_creation() {
-        let first = new_id();
-        let second = new_id();
+        let first = PostId::new();
+        let second = PostId::new();
         assert!(first.to_string() < second.to_string());
+    }
+
+    #[test]
+    fn ids_serialise_as_the_bare_uuid_string() {
+        let uuid = Uuid::now_v7();
+        let id = UserId::from_uuid(uuid).unwrap();
+        assert_eq!(
+            serde_json::to_value(id).unwrap(),
+            serde_json::to_value(uuid).unwrap()
+        );
+        let back: UserId = serde_json::from_value(serde_json::json!(uuid.to_string())).unwrap();
+        assert_eq!(back, id);
+        assert!(serde_json::from_value::<UserId>(serde_json::json!(Uuid::nil())).is_err());
+        assert_eq!(id.to_string(), uuid.to_string());
+        assert_eq!(id.to_string().parse::<UserId>().unwrap(), id);
     }
 
     #[test]

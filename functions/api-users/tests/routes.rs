@@ -8,7 +8,7 @@ use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::keys::SigningKey;
-use shared::domain::{new_id, NotificationKind, UserId};
+use shared::domain::{new_id, NotificationKind, PostText, UserId};
 use shared::events::Event;
 use shared::push::testing::RecordingPush;
 use shared::store::dynamo::n;
@@ -332,7 +332,7 @@ async fn get_user_rejects_bad_ids_and_hides_unknown_and_blocked_users() {
         );
     }
     assert_error(
-        &api.call(&alice, "GET", &format!("/users/{}", new_id()))
+        &api.call(&alice, "GET", &format!("/users/{}", UserId::new()))
             .await,
         404,
         "not_found",
@@ -506,7 +506,7 @@ async fn follow_rejects_self_bad_ids_unknown_and_blocked_users() {
         "validation_failed",
     );
     assert_error(
-        &api.call(&alice, "PUT", &format!("/users/{}/follow", new_id()))
+        &api.call(&alice, "PUT", &format!("/users/{}/follow", UserId::new()))
             .await,
         404,
         "not_found",
@@ -813,7 +813,7 @@ async fn follow_lists_hide_blocked_pairs_and_reject_bad_input() {
         );
     }
     assert_error(
-        &api.call(&bob, "GET", &format!("/users/{}/followers", new_id()))
+        &api.call(&bob, "GET", &format!("/users/{}/followers", UserId::new()))
             .await,
         404,
         "not_found",
@@ -1065,7 +1065,7 @@ async fn block_routes_reject_self_bad_ids_unknown_users_and_bad_pages() {
         );
     }
     assert_error(
-        &api.call(&alice, "PUT", &format!("/users/{}/block", new_id()))
+        &api.call(&alice, "PUT", &format!("/users/{}/block", UserId::new()))
             .await,
         404,
         "not_found",
@@ -1258,7 +1258,7 @@ async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_roo
             store
                 .create_post(NewPost {
                     author,
-                    text: "p".into(),
+                    text: PostText::parse("p").unwrap(),
                     media_url: None,
                     created_at: Utc::now(),
                 })

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
-use shared::domain::{new_id, Connection, Notification, User, UserId};
+use shared::domain::{
+    new_id, CommentText, Connection, DisplayName, Notification, PostId, PostText, User, UserId,
+    Username,
+};
 use shared::error::Error;
 use shared::events::Event;
 use shared::function::LambdaFunction;
@@ -65,8 +68,8 @@ impl Harness {
         self.store
             .create_user(NewUser {
                 id: new_id(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
+                username: Username::parse(username).unwrap(),
+                display_name: DisplayName::parse(username).unwrap(),
                 password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
                 created_at: Utc::now(),
             })
@@ -226,7 +229,7 @@ async fn garbage_frames_get_error_events_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn frames_from_an_unregistered_connection_are_refused() {
     let harness = Harness::start().await;
-    let post = new_id();
+    let post = PostId::new();
     let reply = harness
         .reply(&connection_id(), subscribe(&format!("post:{post}")))
         .await;
@@ -251,7 +254,7 @@ async fn subscribing_to_a_visible_post_joins_its_room_and_unsubscribing_leaves_i
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -312,7 +315,7 @@ async fn post_channels_follow_the_visibility_rule() {
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "private".into(),
+            text: PostText::parse("private").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -330,7 +333,10 @@ async fn post_channels_follow_the_visibility_rule() {
     );
     assert_error(
         &harness
-            .reply(&bob_connection, subscribe(&format!("post:{}", new_id())))
+            .reply(
+                &bob_connection,
+                subscribe(&format!("post:{}", PostId::new())),
+            )
             .await,
         "not_found",
         Some("s1"),
@@ -394,7 +400,10 @@ async fn presence_channels_need_a_mutual_follow_who_shows_presence() {
     );
     assert_error(
         &harness
-            .reply(&connection, subscribe(&format!("presence:{}", new_id())))
+            .reply(
+                &connection,
+                subscribe(&format!("presence:{}", UserId::new())),
+            )
             .await,
         "not_found",
         Some("s1"),
@@ -710,7 +719,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
         .store
         .create_post(NewPost {
             author: bob.id,
-            text: "bob's post".into(),
+            text: PostText::parse("bob's post").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -736,7 +745,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     let message_2 = harness.store.send_message(message_2).await.unwrap().message;
     let comment = NewComment {
         author: dave.id,
-        text: "nice".into(),
+        text: CommentText::parse("nice").unwrap(),
         created_at: Utc::now(),
     };
     harness.store.add_comment(&post, comment).await.unwrap();
@@ -751,7 +760,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
             .store
             .create_post(NewPost {
                 author: alice.id,
-                text: text.into(),
+                text: PostText::parse(text).unwrap(),
                 media_url: None,
                 created_at: Utc::now(),
             })
@@ -921,10 +930,10 @@ async fn resume_replays_an_item_minted_before_the_cursor_but_committed_after_it(
     // went away before W was committed or pushed: his cursor is past W's id.
     let late = NewMessage::new(alice.id, bob.id, "minted first", None, Utc::now()).unwrap();
     let late = harness.store.send_message(late).await.unwrap().message;
-    let (seconds, nanos) = late.id.get_timestamp().unwrap().to_unix();
+    let (seconds, nanos) = late.id.as_uuid().get_timestamp().unwrap().to_unix();
     let minted_at = chrono::DateTime::from_timestamp(seconds as i64, nanos).unwrap();
     let bobs_cursor = time_cursor(minted_at + Duration::seconds(5));
-    assert!(late.id < bobs_cursor);
+    assert!(late.id.as_uuid() < bobs_cursor);
 
     let reply = harness
         .reply(
@@ -1115,7 +1124,7 @@ async fn subscribes_over_the_users_budget_are_refused_before_any_read() {
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -1148,7 +1157,7 @@ async fn subscribes_over_the_users_budget_are_refused_before_any_read() {
     );
     // A channel that does not exist is refused the same way: the budget goes first.
     let missing = harness
-        .reply(&second, subscribe(&format!("post:{}", new_id())))
+        .reply(&second, subscribe(&format!("post:{}", PostId::new())))
         .await;
     assert_error(&missing, "rate_limited", Some("s1"));
     // Another user is not affected; a new window restores the budget.

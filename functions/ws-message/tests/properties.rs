@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use shared::domain::UserId;
 use shared::events::TypingState;
-use uuid::Uuid;
 use ws_message::frame::{Action, Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 
 /// Reads `body` and checks what holds for every frame.
@@ -29,8 +29,8 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         ".{0,80}".prop_map(|channel| Action::Subscribe { channel }),
         ".{0,80}".prop_map(|channel| Action::Unsubscribe { channel }),
-        (any::<u128>(), typing).prop_map(|(to, state)| Action::Typing {
-            to: Uuid::from_u128(to),
+        (1..=u128::MAX, typing).prop_map(|(to, state)| Action::Typing {
+            to: UserId::from_u128(to),
             state
         }),
         Just(Action::Ping {}),
