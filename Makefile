@@ -225,7 +225,7 @@ LOAD_SOCKETS ?= 1000
 load: $(TOOLS_STAMP) ## load test: 1,000 sockets, exact delivery per socket (bench-stack build; LOAD_SOCKETS=…)
 	RIPPLE_LOAD_SOCKETS=$(LOAD_SOCKETS) cargo test -p ripple-tests --profile bench-stack --test load -- --nocapture
 
-# Cold start and footprint (tests/src/bin/bench_init.rs): a release build of every function,
+# Cold start and footprint (tests/src/bin/bench_init/): a release build of every function,
 # one cargo invocation each (as SAM builds them, so each gets only its own features of
 # `shared` and links only its own SDK clients), and of the hello-world baselines
 # (tests/hello); then each binary
