@@ -121,6 +121,11 @@ impl TokenService {
         Ok(self)
     }
 
+    /// Whether this service was given the signing key (only `api-auth`'s is).
+    pub fn can_issue(&self) -> bool {
+        self.signing.is_some()
+    }
+
     /// The public keys tokens are verified with (what `GET /.well-known/jwks.json` serves).
     pub fn jwks(&self) -> &Jwks {
         &self.jwks

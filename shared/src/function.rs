@@ -134,6 +134,17 @@ where
             _types: PhantomData,
         })
     }
+
+    /// `handler` over `state`, built once per cold start: how every function of typed
+    /// events is exposed (`lambda_function(state)` of its crate).
+    pub fn serving<S, F, Fut>(state: Arc<S>, handler: F) -> Arc<dyn LambdaFunction>
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
+    {
+        Self::new(move |event| handler(Arc::clone(&state), event))
+    }
 }
 
 #[async_trait]

@@ -19,8 +19,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::function::{HttpFunction, LambdaFunction};
 use crate::store::PageRequest;
+
+mod rest;
+
+pub use rest::{lambda_function, ApiParts, RestFunction, RestState};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -323,18 +326,6 @@ impl<S: Send + Sync + 'static> Router<S> {
     }
 }
 
-/// A function's router and state as the [`LambdaFunction`] the local gateway and the route
-/// tests invoke: the same `lambda_http` (de)serialisation as `lambda_http::run`.
-pub fn lambda_function<S: Send + Sync + 'static>(
-    router: &'static Router<S>,
-    state: Arc<S>,
-) -> Arc<dyn LambdaFunction> {
-    HttpFunction::new(move |request| {
-        let state = Arc::clone(&state);
-        async move { Ok(router.handle(state, request).await) }
-    })
-}
-
 /// `requestContext.http.sourceIp` of an HTTP API (payload 2.0) request.
 fn source_ip(request: &Request) -> String {
     use lambda_http::request::RequestContext;
@@ -387,52 +378,16 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
     response
 }
 
-// ---- what every REST function's state shares ----------------------------------------------
-
-/// The parts every REST function's `State` is built from: its configuration, the
-/// access-token service, the clock and the single-table store (which implements every store
-/// trait a handler holds).
-pub struct ApiParts {
-    pub config: crate::config::Config,
-    pub tokens: crate::auth::TokenService,
-    pub clock: Arc<dyn crate::clock::Clock>,
-    pub store: Arc<crate::store::DynamoStore>,
-}
-
-impl ApiParts {
-    /// DynamoDB store over `dynamodb` (the client of the function's set), tokens from
-    /// `config.jwt`, and the given clock.
-    pub fn new(
-        config: crate::config::Config,
-        dynamodb: &aws_sdk_dynamodb::Client,
-        clock: Arc<dyn crate::clock::Clock>,
-    ) -> Result<Self> {
-        let store = Arc::new(crate::store::DynamoStore::new(
-            dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: crate::auth::TokenService::new(&config.jwt)?,
-            config,
-            clock,
-            store,
-        })
-    }
-}
-
-/// The `Debug` of a REST function's state: its table, token service and clock, never the
-/// configuration's secrets nor the stores.
-pub fn debug_state(
-    f: &mut std::fmt::Formatter<'_>,
-    config: &crate::config::Config,
-    tokens: &crate::auth::TokenService,
-    clock: &Arc<dyn crate::clock::Clock>,
-) -> std::fmt::Result {
-    f.debug_struct("State")
-        .field("table", &config.table_name)
-        .field("tokens", tokens)
-        .field("clock", clock)
-        .finish_non_exhaustive()
+/// The caller's own profile. They hold a valid token, so it exists unless the account is
+/// gone: then the token is worth nothing, a 401.
+pub async fn caller_profile(
+    users: &dyn crate::store::users::UserStore,
+    caller: crate::domain::UserId,
+) -> Result<crate::domain::User> {
+    users
+        .get_user(caller)
+        .await?
+        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
 }
 
 /// Turns a page of items about other users (`user_of`) into views carrying those users'

@@ -12,7 +12,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let state = Arc::new(shared::function::cold_start::<push_worker::State>().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        push_worker::handle(&state, event)
+        push_worker::handle(Arc::clone(&state), event)
     }))
     .await
 }

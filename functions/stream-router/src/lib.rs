@@ -74,10 +74,7 @@ pub use shared::fanout::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<DynamoDbEvent>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// What [`decide`] made of one record.
@@ -153,9 +150,10 @@ async fn delivery_markers(
 /// Handles one batch of stream records; reports failed records for redelivery.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
+    let state = state.as_ref();
     let records = &event.payload.records;
     // Each record is decided once; the groups below take their records' decisions.
     let mut decisions: Vec<Option<Decided>> =

@@ -12,7 +12,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let state = Arc::new(shared::function::cold_start::<stream_router::State>().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        stream_router::handle(&state, event)
+        stream_router::handle(Arc::clone(&state), event)
     }))
     .await
 }

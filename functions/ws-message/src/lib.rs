@@ -81,25 +81,7 @@ pub struct State {
     pub typing: typing::TypingLimiter,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("push", &self.push)
-            .field("clock", &self.clock)
-            .field("typing", &self.typing)
-            .finish_non_exhaustive()
-    }
-}
-
 impl State {
-    /// Production state: DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is
-    /// required) and the system clock.
-    pub fn new(config: Config, clients: &PushClients) -> Result<Self> {
-        let (store, push) = shared::push::pushing_parts(&config, clients)?;
-        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
-    }
-
     /// State over the given store, push client and clock.
     pub fn from_parts(
         config: Config,
@@ -130,17 +112,17 @@ impl State {
 impl FunctionState for State {
     type Clients = PushClients;
 
+    /// DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is required) and the
+    /// system clock.
     fn build(config: Config, clients: &PushClients) -> Result<Self> {
-        Self::new(config, clients)
+        let (store, push) = shared::push::pushing_parts(&config, clients)?;
+        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
 }
 
 /// The function as the local gateway and the tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// Handles one message. Always 200: the outcome, error or not, is the reply's body.
@@ -152,9 +134,10 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     )
 )]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let state = state.as_ref();
     let request = &event.payload;
     let frame = Frame::read(request.body.as_deref(), request.is_base64_encoded);
     let request_id = frame.request_id.clone();

@@ -12,7 +12,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let state = Arc::new(shared::function::cold_start::<ws_message::State>().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        ws_message::handle(&state, event)
+        ws_message::handle(Arc::clone(&state), event)
     }))
     .await
 }
