@@ -170,7 +170,10 @@ impl TokenService {
     }
 
     /// The authenticated user of a request (`Authorization: Bearer <token>`).
+    /// The user is recorded as the `caller` of the request's span (`http::Router::handle`).
     pub fn authenticate(&self, request: &ApiRequest) -> Result<UserId> {
-        self.verify(request.bearer_token()?)
+        let caller = self.verify(request.bearer_token()?)?;
+        tracing::Span::current().record("caller", tracing::field::display(caller));
+        Ok(caller)
     }
 }

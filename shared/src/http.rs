@@ -16,6 +16,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -238,8 +239,30 @@ impl<S: Send + Sync + 'static> Router<S> {
 
     /// Handles one API Gateway request end to end. Never fails: every error becomes a
     /// JSON error response carrying the request id.
+    ///
+    /// Everything logged while handling it is inside one `request` span: `request_id`,
+    /// `method`, the matched `route` template, and the `caller` once a token is verified
+    /// (`TokenService::authenticate`), so handlers open no span of their own.
     pub async fn handle(&self, state: Arc<S>, request: Request) -> Response<Body> {
         let request_id = request_id(&request);
+        let span = tracing::info_span!(
+            "request",
+            request_id,
+            method = %request.method(),
+            route = tracing::field::Empty,
+            caller = tracing::field::Empty,
+        );
+        self.handle_in(state, request, request_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in(
+        &self,
+        state: Arc<S>,
+        request: Request,
+        request_id: String,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -274,6 +297,7 @@ impl<S: Send + Sync + 'static> Router<S> {
             .at(&path)
             .map_err(|_| Error::not_found(format!("no route for {path}")))?;
         let (template, methods) = &self.routes[*matched.value];
+        tracing::Span::current().record("route", *template);
         let method = request.method().clone();
         let handler = methods
             .get(&method)
@@ -463,6 +487,55 @@ mod tests {
             _ => Value::Null,
         };
         (status, body)
+    }
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_line_logged_for_a_request_carries_its_request_id_and_route() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let router = Router::new().route(Method::GET, "/posts/{post_id}", |_: Arc<State>, _| {
+            tracing::info!("handler ran");
+            std::future::ready(ApiResponse::ok(serde_json::json!({})))
+        });
+        let id = Uuid::now_v7();
+        let response = router
+            .handle(Arc::new(State), request("GET", &format!("/posts/{id}"), ""))
+            .await;
+        let request_id = response.headers()["x-request-id"].to_str().unwrap();
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = logged
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{logged}");
+        for line in lines {
+            let span = &line["spans"][0];
+            assert_eq!(span["name"], "request", "{line}");
+            assert_eq!(span["request_id"], request_id, "{line}");
+            assert_eq!(span["route"], "/posts/{post_id}", "{line}");
+            assert_eq!(span["method"], "GET", "{line}");
+        }
     }
 
     #[tokio::test]

@@ -235,7 +235,6 @@ pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
 
 // ---- handlers ----------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let (body, canonical, display_name) = read_register(&request)?;
     let now = state.clock.now();
@@ -286,7 +285,6 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::created(session(&state, user, refresh, now)?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let (body, canonical) = read_login(&request)?;
     let now = state.clock.now();
@@ -351,7 +349,6 @@ async fn count_login_failure(
     Ok(())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let body: RefreshTokenBody = request.json()?;
     let now = state.clock.now();
@@ -379,7 +376,6 @@ async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
     ApiResponse::ok(session(&state, user, rotated, now)?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let everywhere = request.query_flag("all")?;
@@ -402,14 +398,12 @@ async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(_state, request), fields(request_id = %request.request_id))]
-async fn health(_state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+async fn health(_state: Arc<State>, _request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(json!({ "status": "ok" }))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys access tokens are verified with, for
 /// clients and services that verify Ripple's tokens themselves. Public and cacheable.
-#[tracing::instrument(skip_all)]
 async fn jwks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     request.expect_no_body()?;
     Ok(ApiResponse::ok(state.tokens.jwks().to_json())?.cacheable_for(JWKS_MAX_AGE_SECONDS))

@@ -189,7 +189,6 @@ async fn with_other_users<T, V>(
 
 // ---- handlers ----------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -210,7 +209,6 @@ async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<Ap
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
@@ -224,7 +222,6 @@ async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
 
 /// `201` with the new message; `200` with the message stored earlier when the
 /// `client_message_id` was already used (a retry stores nothing new).
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
@@ -255,7 +252,6 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     }
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -264,7 +260,6 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -284,7 +279,6 @@ async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -294,7 +288,6 @@ async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;

@@ -115,7 +115,6 @@ struct NotificationView {
     read: bool,
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let unread_only = request.query_flag("unread")?;
@@ -144,14 +143,12 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unread_count(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let count = state.notifications.unread_count(caller).await?;
     ApiResponse::ok(json!({ "count": count }))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -164,7 +161,6 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -189,7 +185,6 @@ struct MissedEvents {
     feed_new_posts: u32,
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn missed_events(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let since = request.query("since").ok_or_else(|| {

@@ -295,7 +295,6 @@ async fn comment_views(state: &State, page: Page<Comment>) -> Result<Page<Commen
 
 // ---- handlers ------------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let (text, media_url) = CreatePostBody::read(&request)?;
@@ -317,7 +316,6 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     ApiResponse::created(PostView::new(post, &author, false))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -326,7 +324,6 @@ async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -354,7 +351,6 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -369,7 +365,6 @@ async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -377,7 +372,6 @@ async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
@@ -389,7 +383,6 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -407,7 +400,6 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(liked.outcome)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -417,7 +409,6 @@ async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(unliked)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -431,7 +422,6 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(comment_views(&state, comments).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -460,7 +450,6 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;

@@ -291,13 +291,11 @@ async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> R
 
 // ---- profiles and search --------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     ApiResponse::ok(caller_profile(state.users.as_ref(), caller).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let update = ProfilePatch::read(&request)?;
@@ -317,7 +315,6 @@ async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     ApiResponse::ok(user)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let id = request.path_id("user_id")?;
@@ -339,7 +336,6 @@ async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(ProfileView { user, relationship })
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let prefix = search_prefix(&request)?;
@@ -361,7 +357,6 @@ async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
 
 // ---- follows --------------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "follow")?;
@@ -404,7 +399,6 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(FollowStatus { status })
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unfollow")?;
@@ -416,19 +410,16 @@ async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn followers(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     follow_list(&state, &request, FollowList::Followers).await
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn following(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     follow_list(&state, &request, FollowList::Following).await
 }
 
 // ---- follow requests (always the caller's own) ------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -437,7 +428,6 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
     ApiResponse::ok(related)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     // Nobody can ask to follow themself; without this check the accept's transaction would
@@ -458,7 +448,6 @@ async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let requester = other_user(&request, caller, "reject a follow request from")?;
@@ -472,7 +461,6 @@ async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 
 // ---- blocks (always the caller's own) ---------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "block")?;
@@ -507,7 +495,6 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unblock")?;
@@ -520,7 +507,6 @@ async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn blocks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
