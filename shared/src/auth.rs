@@ -7,6 +7,9 @@
 //! unknown `kid` is refused), and requires `exp`, `iat`, `iss`, `aud` and a user-id `sub`.
 //! Two keys may be in the JWKS at once, which is how a key is rotated (docs/deploy.md).
 //! Tokens are never logged.
+//!
+//! This module knows nothing of HTTP: reading the token of a request is
+//! `TokenService::authenticate`, in `crate::http`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::JwtConfig;
 use crate::domain::UserId;
 use crate::error::{Error, Result};
-use crate::http::ApiRequest;
 
 pub mod keys;
 pub mod passwords;
@@ -167,13 +169,5 @@ impl TokenService {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| rejected(&e))?;
         crate::domain::parse_id(&data.claims.sub, "sub").map_err(|_| rejected(&"sub"))
-    }
-
-    /// The authenticated user of a request (`Authorization: Bearer <token>`).
-    /// The user is recorded as the `caller` of the request's span (`http::Router::handle`).
-    pub fn authenticate(&self, request: &ApiRequest) -> Result<UserId> {
-        let caller = self.verify(request.bearer_token()?)?;
-        tracing::Span::current().record("caller", tracing::field::display(caller));
-        Ok(caller)
     }
 }

@@ -19,6 +19,8 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::auth::TokenService;
+use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::store::PageRequest;
 
@@ -128,6 +130,18 @@ impl ApiRequest {
             ));
         }
         Ok(token.trim())
+    }
+}
+
+// The token service is `crate::auth`'s; reading a request's token is HTTP's business, so it
+// lives here and `auth` does not depend on this module.
+impl TokenService {
+    /// The authenticated user of a request (`Authorization: Bearer <token>`), recorded as
+    /// the `caller` of the request's span ([`Router::handle`]).
+    pub fn authenticate(&self, request: &ApiRequest) -> Result<UserId> {
+        let caller = self.verify(request.bearer_token()?)?;
+        tracing::Span::current().record("caller", tracing::field::display(caller));
+        Ok(caller)
     }
 }
 
