@@ -38,9 +38,9 @@ use lambda_runtime::LambdaEvent;
 use shared::aws::PushClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{Connection, Subscription};
+use shared::domain::Connection;
 use shared::error::{Error, Result};
-use shared::events::{Channel, Event, EventBody};
+use shared::events::Event;
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{DirectPush, PushClient};
 use shared::store::connections::ConnectionStore;
@@ -48,17 +48,18 @@ use shared::store::feed::FeedStore;
 use shared::store::messages::MessageStore;
 use shared::store::notifications::NotificationStore;
 use shared::store::posts::PostStore;
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
+use shared::store::rate_limit::Budgets;
 use shared::store::social::SocialStore;
 use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 
-pub mod channels;
-pub mod frame;
-pub mod resume;
-pub mod typing;
+mod action;
+mod frame;
 
-use frame::{Action, Frame, Route};
+pub use action::{
+    Action, Ping, Received, Resume, Subscribe, Typing, TypingLimiter, Unsubscribe, TYPING_INTERVAL,
+};
+pub use frame::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -77,8 +78,8 @@ pub struct State {
     pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
     /// The 1-per-second typing limit of this container's connections (in memory: typing is
-    /// never written to DynamoDB; see [`typing::TypingLimiter`] for the trade-off).
-    pub typing: typing::TypingLimiter,
+    /// never written to DynamoDB; see [`TypingLimiter`] for the trade-off).
+    pub typing: TypingLimiter,
 }
 
 impl State {
@@ -104,7 +105,7 @@ impl State {
             budgets,
             push,
             clock,
-            typing: typing::TypingLimiter::default(),
+            typing: TypingLimiter::default(),
         }
     }
 }
@@ -175,98 +176,31 @@ async fn process(
 ) -> Result<Option<Event>> {
     let context = &request.request_context;
     let route_key = context.route_key.as_deref().unwrap_or_default();
+    let action = routed_action(route_key, frame.action)?;
+    let received = Received {
+        request_id: frame.request_id,
+        at: state.clock.now(),
+    };
+    // Every action, ping included, needs a registered connection: a socket whose record
+    // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
+    // receiving nothing. `unauthorized` tells the client to reconnect.
+    let caller = caller(state, context.connection_id.as_deref()).await?;
+    action.apply(state, &caller, received).await
+}
+
+/// The frame's action, if it came on a route this function serves and that API Gateway
+/// could have picked for it; any other route is a deployment mistake, not a client's.
+fn routed_action(route_key: &str, action: Result<Action>) -> Result<Action> {
     let route = Route::parse(route_key)
         .ok_or_else(|| Error::invariant(format!("ws-message invoked for route {route_key:?}")))?;
-    let action = frame.action?;
+    let action = action?;
     if !action.arrives_on(route) {
         return Err(Error::invariant(format!(
             "route {route_key:?} delivered a {:?} frame",
             action.route()
         )));
     }
-    let request_id = frame.request_id;
-    let now = state.clock.now();
-    // Every action, ping included, needs a registered connection: a socket whose record
-    // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
-    // receiving nothing. `unauthorized` tells the client to reconnect.
-    let caller = caller(state, context.connection_id.as_deref()).await?;
-    match action {
-        Action::Ping {} => Ok(Some(Event::ephemeral(
-            EventBody::Pong {
-                server_time: now,
-                request_id,
-            },
-            now,
-        ))),
-        Action::Subscribe { channel } => {
-            let channel = Channel::parse(&channel)?;
-            state
-                .budgets
-                .spend(caller.user_id, RateLimitedAction::Subscribe)
-                .await?;
-            channels::authorize(state, caller.user_id, channel).await?;
-            let subscription = Subscription {
-                channel: channel.to_string(),
-                connection_id: caller.connection_id.clone(),
-                user_id: caller.user_id,
-            };
-            state
-                .connections
-                .subscribe(&subscription, caller.expires_at)
-                .await?;
-            Ok(Some(Event::ephemeral(
-                EventBody::Subscribed {
-                    channel: subscription.channel,
-                    request_id,
-                },
-                now,
-            )))
-        }
-        Action::Unsubscribe { channel } => {
-            let channel = Channel::parse(&channel)?.to_string();
-            state
-                .connections
-                .unsubscribe(&caller.connection_id, &channel)
-                .await?;
-            Ok(Some(Event::ephemeral(
-                EventBody::Unsubscribed {
-                    channel,
-                    request_id,
-                },
-                now,
-            )))
-        }
-        Action::Typing { to, state: typing } => {
-            let delivered = typing::relay(state, &caller, to, typing).await?;
-            tracing::debug!(%to, delivered, "typing relayed");
-            Ok(None)
-        }
-        Action::Resume { since } => {
-            state
-                .budgets
-                .spend(caller.user_id, RateLimitedAction::Resume)
-                .await?;
-            let sent = resume::replay_to(
-                state,
-                caller.user_id,
-                &caller.connection_id,
-                &since,
-                request_id.as_deref(),
-                now,
-            )
-            .await?;
-            let resume::Resumed::Sent(replay) = sent else {
-                return Ok(None);
-            };
-            tracing::info!(
-                replayed = replay.replayed,
-                gap = replay.gap,
-                feed_new_posts = replay.feed_new_posts,
-                "resumed"
-            );
-            Ok(Some(replay.resumed(request_id, state.clock.now())))
-        }
-    }
+    Ok(action)
 }
 
 /// The caller's connection; a connection `ws-connect` did not register (or that expired)
