@@ -141,7 +141,7 @@ mod writer_push {
     use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
     use shared::testkit::TestDb;
     use shared::writer_push::{plan, WriterEvent};
-    use stream_router::decide::decide;
+    use stream_router::decide;
 
     /// The stream record of `key`'s insert: its new image is the item as stored.
     async fn insert_record(store: &DynamoStore, key: &Key) -> EventRecord {

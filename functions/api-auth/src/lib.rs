@@ -66,7 +66,7 @@ pub struct State {
 
 /// How long clients and caches may keep the JWKS. A rotation waits at least this long
 /// after publishing a new key before signing with it (docs/deploy.md).
-pub const JWKS_MAX_AGE_SECONDS: u32 = 300;
+const JWKS_MAX_AGE_SECONDS: u32 = 300;
 
 impl State {
     /// Production state over the DynamoDB part of its clients, tokens signed with

@@ -43,10 +43,10 @@ pub const SUBPROTOCOL: &str = "ripple.v1";
 pub const CONNECTION_TTL: Duration = Duration::minutes(2 * 60 + 15);
 
 /// Longest user agent stored (it is informational; browsers send ~150 characters).
-pub const MAX_USER_AGENT_CHARS: usize = 256;
+const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Longest token accepted before verification (real tokens are ~250 characters).
-pub const MAX_TOKEN_CHARS: usize = 4096;
+const MAX_TOKEN_CHARS: usize = 4096;
 
 /// Everything the handler needs, built once per cold start.
 pub struct State {
