@@ -1,8 +1,8 @@
 //! What a client asks for: one enum, one file per action, each with its `apply`.
 //!
 //! A frame's action arrives parsed ([`crate::frame`]); [`Action::apply`] only matches and
-//! hands the action the caller's registered connection, the frame's `request_id` and the
-//! time it arrived.
+//! hands the action what it answers ([`Received`]: the caller's registered connection, the
+//! frame's `request_id`, the time it arrived).
 
 mod ping;
 mod resume;
@@ -37,9 +37,11 @@ pub enum Action {
     Resume(Resume),
 }
 
-/// The frame an action answers: its `request_id` (echoed in the reply) and when it arrived.
+/// The frame an action answers: the caller's registered connection, the frame's
+/// `request_id` (echoed in the reply) and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub caller: Connection,
     pub request_id: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -62,21 +64,14 @@ impl Action {
         route == Route::Default || route == self.route()
     }
 
-    /// Runs the action for `caller`; `Ok(None)` when there is nothing to reply.
-    pub async fn apply(
-        self,
-        state: &State,
-        caller: &Connection,
-        received: Received,
-    ) -> Result<Option<Event>> {
+    /// Runs the action; `Ok(None)` when there is nothing to reply.
+    pub async fn apply(self, state: &State, received: Received) -> Result<Option<Event>> {
         match self {
             Self::Ping(ping) => Ok(Some(ping.apply(received))),
-            Self::Subscribe(subscribe) => subscribe.apply(state, caller, received).await.map(Some),
-            Self::Unsubscribe(unsubscribe) => {
-                unsubscribe.apply(state, caller, received).await.map(Some)
-            }
-            Self::Typing(typing) => typing.apply(state, caller).await.map(|()| None),
-            Self::Resume(resume) => resume.apply(state, caller, received).await,
+            Self::Subscribe(subscribe) => subscribe.apply(state, received).await.map(Some),
+            Self::Unsubscribe(unsubscribe) => unsubscribe.apply(state, received).await.map(Some),
+            Self::Typing(typing) => typing.apply(state, &received.caller).await.map(|()| None),
+            Self::Resume(resume) => resume.apply(state, received).await,
         }
     }
 }

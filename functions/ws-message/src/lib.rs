@@ -177,15 +177,17 @@ async fn process(
     let context = &request.request_context;
     let route_key = context.route_key.as_deref().unwrap_or_default();
     let action = routed_action(route_key, frame.action)?;
-    let received = Received {
-        request_id: frame.request_id,
-        at: state.clock.now(),
-    };
+    let at = state.clock.now();
     // Every action, ping included, needs a registered connection: a socket whose record
     // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
     // receiving nothing. `unauthorized` tells the client to reconnect.
     let caller = caller(state, context.connection_id.as_deref()).await?;
-    action.apply(state, &caller, received).await
+    let received = Received {
+        caller,
+        request_id: frame.request_id,
+        at,
+    };
+    action.apply(state, received).await
 }
 
 /// The frame's action, if it came on a route this function serves and that API Gateway

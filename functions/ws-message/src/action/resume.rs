@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use shared::domain::{Connection, UserId};
+use shared::domain::UserId;
 use shared::error::{Error, Result};
 use shared::events::Event;
 use shared::push::Delivery;
@@ -30,12 +30,8 @@ pub struct Resume {
 impl Resume {
     /// Spends the caller's budget, then replays; the reply is `resumed`, or nothing when the
     /// caller hung up mid-replay.
-    pub async fn apply(
-        self,
-        state: &State,
-        caller: &Connection,
-        received: Received,
-    ) -> Result<Option<Event>> {
+    pub async fn apply(self, state: &State, received: Received) -> Result<Option<Event>> {
+        let caller = &received.caller;
         state
             .budgets
             .spend(caller.user_id, RateLimitedAction::Resume)

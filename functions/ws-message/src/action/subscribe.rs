@@ -9,7 +9,7 @@
 //!   (or blocked either way) user is `not_found`, anyone else `forbidden`.
 
 use serde::Deserialize;
-use shared::domain::{Connection, Subscription, UserId};
+use shared::domain::{Subscription, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::store::rate_limit::RateLimitedAction;
@@ -27,12 +27,8 @@ pub struct Subscribe {
 
 impl Subscribe {
     /// Stores the membership; the reply is `subscribed {channel}`.
-    pub async fn apply(
-        self,
-        state: &State,
-        caller: &Connection,
-        received: Received,
-    ) -> Result<Event> {
+    pub async fn apply(self, state: &State, received: Received) -> Result<Event> {
+        let caller = &received.caller;
         let channel = Channel::parse(&self.channel)?;
         state
             .budgets

@@ -2,7 +2,6 @@
 //! answered the same way).
 
 use serde::Deserialize;
-use shared::domain::Connection;
 use shared::error::Result;
 use shared::events::{Channel, Event, EventBody};
 
@@ -18,12 +17,8 @@ pub struct Unsubscribe {
 
 impl Unsubscribe {
     /// Removes the membership; the reply is `unsubscribed {channel}`.
-    pub async fn apply(
-        self,
-        state: &State,
-        caller: &Connection,
-        received: Received,
-    ) -> Result<Event> {
+    pub async fn apply(self, state: &State, received: Received) -> Result<Event> {
+        let caller = &received.caller;
         let channel = Channel::parse(&self.channel)?.to_string();
         state
             .connections
