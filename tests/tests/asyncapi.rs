@@ -22,7 +22,7 @@ use shared::domain::{Comment, Message, Notification, Post};
 use shared::error::Error;
 use shared::events::{Event, EventBody, TypingState};
 use shared::replay::Replay;
-use ws_message::frame::{Frame, Route};
+use ws_message::{Frame, Route};
 
 fn asyncapi() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/asyncapi.yaml");
@@ -208,7 +208,7 @@ fn received_message_names(doc: &Value) -> BTreeSet<String> {
         })
         .map(|reference| {
             let channel_message = resolve(doc, &reference);
-            resolve(doc, &channel_message)["name"]
+            resolve(doc, channel_message)["name"]
                 .as_str()
                 .expect("message name")
                 .to_owned()
