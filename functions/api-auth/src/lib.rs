@@ -10,7 +10,7 @@
 //! | `GET /.well-known/jwks.json` | — | 200 the JWKS access tokens are verified with (cacheable) |
 //!
 //! Access tokens are signed with the Ed25519 key only this function holds: it reads it from
-//! Secrets Manager (`JWT_SIGNING_KEY_SECRET`) at cold start ([`State::load`]), and refuses to
+//! Secrets Manager (`JWT_SIGNING_KEY_SECRET`) at cold start (`RestState::load_parts`), and refuses to
 //! start when its public half is not in `JWT_PUBLIC_KEYS`.
 //!
 //! Brute force: failed logins are counted per username (existing or not) and per source IP,
