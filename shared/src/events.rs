@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::{
-    format_time, new_id, rfc3339, Comment, CommentId, Message, MessageStatus, Notification,
-    NotificationId, Post, PostId, UserId,
+    format_time, rfc3339, Comment, CommentId, Message, MessageStatus, Notification, NotificationId,
+    Post, PostId, UserId,
 };
 use crate::error::Error;
 
@@ -213,7 +213,7 @@ impl Event {
     /// can replay it, so a fresh time-ordered id is its identity.
     pub fn ephemeral(body: EventBody, now: DateTime<Utc>) -> Self {
         Self {
-            event_id: new_id(),
+            event_id: Uuid::now_v7(),
             occurred_at: now,
             cursor: None,
             body,
@@ -257,7 +257,7 @@ impl Event {
         Self::derived(
             format!("new_notification:{}", notification.id),
             notification.created_at,
-            Some(notification.id),
+            Some(notification.id.as_uuid()),
             EventBody::NewNotification(notification.clone()),
         )
     }
@@ -332,14 +332,14 @@ impl Event {
             Self::derived(
                 format!("message_request:{}", message.id),
                 message.created_at,
-                Some(message.id),
+                Some(message.id.as_uuid()),
                 EventBody::MessageRequest(message.clone()),
             )
         } else {
             Self::derived(
                 format!("new_message:{}", message.id),
                 message.created_at,
-                Some(message.id),
+                Some(message.id.as_uuid()),
                 EventBody::NewMessage(message.clone()),
             )
         }
@@ -421,13 +421,13 @@ impl Channel {
     pub fn parse(raw: &str) -> crate::error::Result<Self> {
         let invalid = || Error::validation("channel must be post:{post_id} or presence:{user_id}");
         let (kind, id) = raw.split_once(':').ok_or_else(invalid)?;
-        let id = Uuid::parse_str(id)
-            .ok()
-            .filter(|id| !id.is_nil())
-            .ok_or_else(invalid)?;
         match kind {
-            "post" => Ok(Self::Post(id)),
-            "presence" => Ok(Self::Presence(id)),
+            "post" => Ok(Self::Post(
+                PostId::parse(id, "channel").map_err(|_| invalid())?,
+            )),
+            "presence" => Ok(Self::Presence(
+                UserId::parse(id, "channel").map_err(|_| invalid())?,
+            )),
             _ => Err(invalid()),
         }
     }
@@ -467,7 +467,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::domain::NotificationKind;
+    use crate::domain::{fixture_id, new_id, NotificationKind};
 
     fn time(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
@@ -475,8 +475,8 @@ mod tests {
 
     fn post() -> Post {
         Post {
-            id: Uuid::from_u128(1),
-            author_id: Uuid::from_u128(2),
+            id: fixture_id(1),
+            author_id: fixture_id(2),
             text: "hello".into(),
             media_url: None,
             created_at: time(0),
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(value["type"], "post_created");
         assert_eq!(value["event_id"], event.event_id.to_string());
         assert_eq!(value["occurred_at"], "2023-11-14T22:13:20.000Z");
-        assert_eq!(value["data"]["id"], Uuid::from_u128(1).to_string());
+        assert_eq!(value["data"]["id"], fixture_id::<PostId>(1).to_string());
         assert!(
             value.get("cursor").is_none(),
             "posts are not resumable: {value}"
@@ -506,17 +506,17 @@ mod tests {
     #[test]
     fn resumable_events_carry_the_item_id_as_cursor() {
         let notification = Notification {
-            id: Uuid::now_v7(),
-            recipient_id: Uuid::from_u128(2),
+            id: new_id(),
+            recipient_id: fixture_id(2),
             kind: NotificationKind::Like,
-            actor_id: Uuid::from_u128(3),
-            post_id: Some(Uuid::from_u128(1)),
+            actor_id: fixture_id(3),
+            post_id: Some(fixture_id(1)),
             comment_id: None,
             created_at: time(5),
             read: false,
         };
         let event = Event::new_notification(&notification);
-        assert_eq!(event.cursor, Some(notification.id));
+        assert_eq!(event.cursor, Some(notification.id.as_uuid()));
         let value: Value = serde_json::to_value(&event).unwrap();
         assert_eq!(value["cursor"], notification.id.to_string());
         assert_eq!(value["data"]["type"], "like");
@@ -568,9 +568,9 @@ mod tests {
     #[test]
     fn a_requested_message_is_a_request_to_its_recipient_only() {
         let message = Message {
-            id: Uuid::now_v7(),
-            from: Uuid::from_u128(1),
-            to: Uuid::from_u128(2),
+            id: new_id(),
+            from: fixture_id(1),
+            to: fixture_id(2),
             text: "hi".into(),
             created_at: time(0),
             status: MessageStatus::Requested,
@@ -589,12 +589,15 @@ mod tests {
             ..message.clone()
         };
         assert_eq!(Event::message_for(&sent, sent.to).kind(), "new_message");
-        assert_eq!(Event::message_for(&sent, sent.to).cursor, Some(message.id));
+        assert_eq!(
+            Event::message_for(&sent, sent.to).cursor,
+            Some(message.id.as_uuid())
+        );
     }
 
     #[test]
     fn reply_events_serialise_as_documented() {
-        let typing = Event::user_typing(Uuid::from_u128(9), TypingState::Start, time(0));
+        let typing = Event::user_typing(fixture_id(9), TypingState::Start, time(0));
         let value = serde_json::to_value(&typing).unwrap();
         assert_eq!(value["type"], "user_typing");
         assert_eq!(value["data"]["state"], "start");
@@ -620,7 +623,7 @@ mod tests {
 
     #[test]
     fn channels_parse_and_print() {
-        let post = Uuid::now_v7();
+        let post = PostId::new();
         let channel = Channel::parse(&format!("post:{post}")).unwrap();
         assert_eq!(channel, Channel::Post(post));
         assert_eq!(channel.to_string(), format!("post:{post}"));

@@ -49,8 +49,8 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    /// A path parameter that must be a UUID.
-    pub fn path_id(&self, name: &str) -> Result<Uuid> {
+    /// A path parameter that must be an id of the kind `T` (a 400 naming it otherwise).
+    pub fn path_id<T: crate::domain::Id>(&self, name: &str) -> Result<T> {
         let raw = self
             .params
             .get(name)
@@ -463,7 +463,7 @@ mod tests {
     fn router() -> Router<State> {
         Router::new()
             .route(Method::GET, "/posts/{post_id}", |_, request| async move {
-                let id = request.path_id("post_id")?;
+                let id: crate::domain::PostId = request.path_id("post_id")?;
                 ApiResponse::ok(serde_json::json!({ "id": id }))
             })
             .route(Method::POST, "/posts", |_, request| async move {

@@ -210,7 +210,7 @@ pub async fn collect(
     let notifications = newer_than(
         from,
         MAX_REPLAY,
-        |n: &Notification| Some(n.id),
+        |n: &Notification| Some(n.id.as_uuid()),
         |page| async move { state.notifications.notifications(user, false, &page).await },
     );
     let (notifications, blocked) = futures::try_join!(notifications, state.social.block_set(user))?;
@@ -232,7 +232,7 @@ pub async fn collect(
             newer_than(
                 from,
                 thread_budget,
-                |m: &Message| Some(m.id),
+                |m: &Message| Some(m.id.as_uuid()),
                 move |page| async move { state.messages.messages(user, other, &page).await },
             )
         })
@@ -285,7 +285,7 @@ async fn threads_with_news(
     let conversations = newer_than(
         since,
         MAX_REPLAY,
-        |c: &Conversation| c.last_message.as_ref().map(|m| m.id),
+        |c: &Conversation| c.last_message.as_ref().map(|m| m.id.as_uuid()),
         |page| async move { state.messages.conversations(user, &page).await },
     )
     .await?;
@@ -303,7 +303,12 @@ async fn threads_with_news(
             requests
                 .items
                 .iter()
-                .filter(|request| request.last_message.as_ref().is_some_and(|m| m.id > since))
+                .filter(|request| {
+                    request
+                        .last_message
+                        .as_ref()
+                        .is_some_and(|m| m.id.as_uuid() > since)
+                })
                 .map(|request| request.from),
         );
         match requests.next_cursor {

@@ -163,7 +163,7 @@ pub struct RoomScope {
 
 /// What the room rule needs to know about the post's author and the event's actor, read
 /// once per event whatever the room's size.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RoomAuthority {
     pub author: UserId,
     /// The author's profile is private.
@@ -324,16 +324,18 @@ pub async fn leave_rooms_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     fn id(n: u128) -> UserId {
-        Uuid::from_u128(n)
+        UserId::from_u128(n)
     }
 
     fn authority() -> RoomAuthority {
         RoomAuthority {
             author: id(1),
-            ..RoomAuthority::default()
+            private: false,
+            author_blocks: HashSet::new(),
+            actor: None,
+            followers: HashSet::new(),
         }
     }
 

@@ -15,7 +15,7 @@ use shared::auth::keys::{Jwks, SigningKey};
 use shared::auth::passwords;
 use shared::auth::TokenService;
 use shared::config::Config;
-use shared::domain::new_id;
+use shared::domain::{new_id, UserId};
 use shared::testkit::{test_public_keys, test_signing_key, TEST_KID};
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ fn issuer() -> TokenService {
 }
 
 /// Claims a genuine token for `user` issued at `now` would carry.
-fn claims(user: Uuid, now: DateTime<Utc>) -> Value {
+fn claims(user: UserId, now: DateTime<Utc>) -> Value {
     json!({
         "sub": user.to_string(),
         "iss": ISSUER,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
+use shared::domain::Id;
 use shared::replay::{parse_cursor, time_cursor};
 use shared::store::keys;
 use shared::store::page::{
@@ -27,8 +28,14 @@ fn shape() -> impl Strategy<Value = KeyShape> {
     prop::sample::select(SHAPES.to_vec())
 }
 
+/// Any UUID but the nil one, which is no entity's id.
 fn uuid() -> impl Strategy<Value = Uuid> {
-    any::<u128>().prop_map(Uuid::from_u128)
+    (1..=u128::MAX).prop_map(Uuid::from_u128)
+}
+
+/// `uuid` as the kind of id the call site needs.
+fn t<T: Id>(uuid: Uuid) -> T {
+    T::from_uuid(uuid).expect("uuid() is never nil")
 }
 
 /// A key of `shape` whose values are `values` (one per attribute; the first is the partition).
@@ -202,7 +209,7 @@ fn token_service() -> TokenService {
 
 /// A token this service issued just now, for `user`.
 fn issued(tokens: &TokenService, user: Uuid) -> String {
-    tokens.issue(user, Utc::now()).unwrap()
+    tokens.issue(t(user), Utc::now()).unwrap()
 }
 
 proptest! {
@@ -212,7 +219,7 @@ proptest! {
     #[test]
     fn tokens_round_trip(user in uuid()) {
         let tokens = token_service();
-        prop_assert_eq!(tokens.verify(&issued(&tokens, user)).unwrap(), user);
+        prop_assert_eq!(tokens.verify(&issued(&tokens, user)).unwrap().as_uuid(), user);
     }
 
     /// Changing any one character of a valid token makes it invalid (401).
@@ -253,32 +260,32 @@ proptest! {
     #[test]
     fn prefixed_ids_parse_back(a in uuid(), b in uuid()) {
         let cases = [
-            (keys::follow(a, b).sk, keys::FOLLOWING_PREFIX, b),
-            (keys::follower_entry(a, b).sk, keys::FOLLOWER_PREFIX, a),
-            (keys::follow_request(a, b).sk, keys::FOLLOW_REQUEST_PREFIX, b),
-            (keys::follow_request_recency_entry(a, b).sk, keys::FOLLOW_REQUEST_RECENCY_PREFIX, b),
-            (keys::block(a, b).sk, keys::BLOCKING_PREFIX, b),
-            (keys::blocked_by_entry(a, b).sk, keys::BLOCKED_BY_PREFIX, a),
-            (keys::author_timeline_entry(a, b).sk, keys::POST_PREFIX, b),
-            (keys::timeline_before(b), keys::POST_PREFIX, b),
-            (keys::like(a, b).sk, keys::LIKE_PREFIX, b),
-            (keys::comment(a, b).sk, keys::COMMENT_PREFIX, b),
-            (keys::feed_entry(a, b).sk, keys::FEED_ENTRY_PREFIX, b),
-            (keys::large_followee(a, b).sk, keys::LARGE_FOLLOWEE_PREFIX, b),
-            (keys::message(a, a, b).sk, keys::MESSAGE_PREFIX, b),
-            (keys::conversation(a, b).sk, keys::CONVERSATION_PREFIX, b),
-            (keys::conversation_recency_entry(a, b).sk, keys::CONVERSATION_RECENCY_PREFIX, b),
-            (keys::message_request(a, b).sk, keys::MESSAGE_REQUEST_PREFIX, b),
-            (keys::notification(a, b).sk, keys::NOTIFICATION_PREFIX, b),
-            (keys::unread_notification_entry(a, b).sk, keys::NOTIFICATION_PREFIX, b),
-            (keys::token_family(a, b).sk, keys::TOKEN_FAMILY_PREFIX, b),
-            (keys::online_entry(b).sk, keys::ONLINE_ENTRY_PREFIX, b),
-            (keys::follower_fanout_entry(b, a).sk, "", b),
-            (keys::user_pk(b), "USER#", b),
-            (keys::post_partition(b), "POST#", b),
-            (keys::feed_partition(b), "FEED#", b),
-            (keys::unread_partition(b), "UNREAD#", b),
-            (keys::follower_fanout_partition(b), "FOLLOWERS#", b),
+            (keys::follow(t(a), t(b)).sk, keys::FOLLOWING_PREFIX, b),
+            (keys::follower_entry(t(a), t(b)).sk, keys::FOLLOWER_PREFIX, a),
+            (keys::follow_request(t(a), t(b)).sk, keys::FOLLOW_REQUEST_PREFIX, b),
+            (keys::follow_request_recency_entry(t(a), b).sk, keys::FOLLOW_REQUEST_RECENCY_PREFIX, b),
+            (keys::block(t(a), t(b)).sk, keys::BLOCKING_PREFIX, b),
+            (keys::blocked_by_entry(t(a), t(b)).sk, keys::BLOCKED_BY_PREFIX, a),
+            (keys::author_timeline_entry(t(a), t(b)).sk, keys::POST_PREFIX, b),
+            (keys::timeline_before(t(b)), keys::POST_PREFIX, b),
+            (keys::like(t(a), t(b)).sk, keys::LIKE_PREFIX, b),
+            (keys::comment(t(a), t(b)).sk, keys::COMMENT_PREFIX, b),
+            (keys::feed_entry(t(a), t(b)).sk, keys::FEED_ENTRY_PREFIX, b),
+            (keys::large_followee(t(a), t(b)).sk, keys::LARGE_FOLLOWEE_PREFIX, b),
+            (keys::message(t(a), t(a), t(b)).sk, keys::MESSAGE_PREFIX, b),
+            (keys::conversation(t(a), t(b)).sk, keys::CONVERSATION_PREFIX, b),
+            (keys::conversation_recency_entry(t(a), t(b)).sk, keys::CONVERSATION_RECENCY_PREFIX, b),
+            (keys::message_request(t(a), t(b)).sk, keys::MESSAGE_REQUEST_PREFIX, b),
+            (keys::notification(t(a), t(b)).sk, keys::NOTIFICATION_PREFIX, b),
+            (keys::unread_notification_entry(t(a), t(b)).sk, keys::NOTIFICATION_PREFIX, b),
+            (keys::token_family(t(a), b).sk, keys::TOKEN_FAMILY_PREFIX, b),
+            (keys::online_entry(t(b)).sk, keys::ONLINE_ENTRY_PREFIX, b),
+            (keys::follower_fanout_entry(t(b), t(a)).sk, "", b),
+            (keys::user_pk(t(b)), "USER#", b),
+            (keys::post_partition(t(b)), "POST#", b),
+            (keys::feed_partition(t(b)), "FEED#", b),
+            (keys::unread_partition(t(b)), "UNREAD#", b),
+            (keys::follower_fanout_partition(t(b)), "FOLLOWERS#", b),
         ];
         for (built, prefix, id) in cases {
             let rest = built.strip_prefix(prefix);
@@ -291,11 +298,11 @@ proptest! {
     #[test]
     fn id_sort_keys_sort_as_their_ids(a in uuid(), b in uuid(), owner in uuid()) {
         let builders: [fn(Uuid, Uuid) -> String; 5] = [
-            |o, id| keys::feed_entry(o, id).sk,
-            |o, id| keys::author_timeline_entry(o, id).sk,
-            |o, id| keys::message(o, o, id).sk,
-            |o, id| keys::notification(o, id).sk,
-            |o, id| keys::conversation_recency_entry(o, id).sk,
+            |o, id| keys::feed_entry(t(o), t(id)).sk,
+            |o, id| keys::author_timeline_entry(t(o), t(id)).sk,
+            |o, id| keys::message(t(o), t(o), t(id)).sk,
+            |o, id| keys::notification(t(o), t(id)).sk,
+            |o, id| keys::conversation_recency_entry(t(o), t(id)).sk,
         ];
         for build in builders {
             prop_assert_eq!(build(owner, a).cmp(&build(owner, b)), a.cmp(&b));
@@ -305,8 +312,8 @@ proptest! {
     /// A thread is one partition for both sides, and its two ids come back out of it.
     #[test]
     fn thread_partitions_name_both_sides(a in uuid(), b in uuid(), c in uuid()) {
-        let thread = keys::thread_partition(a, b);
-        prop_assert_eq!(&thread, &keys::thread_partition(b, a));
+        let thread = keys::thread_partition(t(a), t(b));
+        prop_assert_eq!(&thread, &keys::thread_partition(t(b), t(a)));
         let (low, high) = thread
             .strip_prefix("THREAD#")
             .and_then(|ids| ids.split_once('#'))
@@ -314,35 +321,35 @@ proptest! {
         let (low, high): (Uuid, Uuid) = (low.parse().unwrap(), high.parse().unwrap());
         prop_assert_eq!((low, high), (a.min(b), a.max(b)));
         prop_assume!(c != a && c != b);
-        prop_assert_ne!(thread, keys::thread_partition(a, c));
+        prop_assert_ne!(thread, keys::thread_partition(t(a), t(c)));
     }
 
     /// The client-message dedup key keeps the sender's prefix and the client's id as given.
     #[test]
     fn client_message_keys_round_trip(sender in uuid(), recipient in uuid(), client_id in "[A-Za-z0-9_-]{1,64}") {
-        let key = keys::client_message(sender, recipient, &client_id);
-        let prefix = keys::client_message_prefix(sender);
+        let key = keys::client_message(t(sender), t(recipient), &client_id);
+        let prefix = keys::client_message_prefix(t(sender));
         prop_assert_eq!(key.sk.strip_prefix(prefix.as_str()), Some(client_id.as_str()));
-        prop_assert_eq!(key.pk, keys::thread_partition(sender, recipient));
+        prop_assert_eq!(key.pk, keys::thread_partition(t(sender), t(recipient)));
     }
 
     /// Online entries land in one of the shards, the one their partition names.
     #[test]
     fn online_entries_are_in_their_shard(user in uuid()) {
-        let shard = keys::online_shard(user);
+        let shard = keys::online_shard(t(user));
         prop_assert!(shard < keys::ONLINE_INDEX_SHARDS);
-        prop_assert_eq!(keys::online_entry(user).pk, keys::online_shard_partition(shard));
+        prop_assert_eq!(keys::online_entry(t(user)).pk, keys::online_shard_partition(shard));
     }
 
     /// Distinct ids never share an item.
     #[test]
     fn keys_of_distinct_ids_differ(a in uuid(), b in uuid(), c in uuid()) {
         prop_assume!(b != c);
-        prop_assert_ne!(keys::follow(a, b), keys::follow(a, c));
-        prop_assert_ne!(keys::like(a, b), keys::like(a, c));
-        prop_assert_ne!(keys::comment(a, b), keys::comment(a, c));
-        prop_assert_ne!(keys::post(b), keys::post(c));
-        prop_assert_ne!(keys::user_profile(b), keys::user_profile(c));
-        prop_assert_ne!(keys::notification(a, b), keys::notification(a, c));
+        prop_assert_ne!(keys::follow(t(a), t(b)), keys::follow(t(a), t(c)));
+        prop_assert_ne!(keys::like(t(a), t(b)), keys::like(t(a), t(c)));
+        prop_assert_ne!(keys::comment(t(a), t(b)), keys::comment(t(a), t(c)));
+        prop_assert_ne!(keys::post(t(b)), keys::post(t(c)));
+        prop_assert_ne!(keys::user_profile(t(b)), keys::user_profile(t(c)));
+        prop_assert_ne!(keys::notification(t(a), t(b)), keys::notification(t(a), t(c)));
     }
 }

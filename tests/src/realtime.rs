@@ -25,6 +25,7 @@ use ripple_local::stack::{LocalStack, StackOptions};
 use ripple_local::stream_poller::StreamPollerFaults;
 use ripple_local::websocket::WebSocketFaults;
 use serde_json::{json, Value};
+use shared::domain::UserId;
 use shared::store::keys::{self, Key};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -33,7 +34,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use uuid::Uuid;
 
 /// Longest wait for something that should happen promptly (an event, a reply, a cleanup).
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -78,9 +78,9 @@ pub struct User {
 }
 
 impl User {
-    /// The id as a UUID (what the table's keys are built from).
-    pub fn uuid(&self) -> Uuid {
-        Uuid::parse_str(&self.id)
+    /// The id as a user id (what the table's keys are built from).
+    pub fn user_id(&self) -> UserId {
+        UserId::parse(&self.id, "id")
             .unwrap_or_else(|e| panic!("{}'s id {} is not a UUID: {e}", self.username, self.id))
     }
 }
@@ -550,7 +550,7 @@ impl RealtimeStack {
 
     /// The ids in `user`'s connection set (the item fan-out reads).
     pub async fn user_connection_ids(&self, user: &User) -> Vec<String> {
-        self.item(&keys::user_connections(user.uuid()))
+        self.item(&keys::user_connections(user.user_id()))
             .await
             .and_then(|item| item.get("connection_ids")?.as_ss().ok().cloned())
             .unwrap_or_default()
@@ -558,7 +558,7 @@ impl RealtimeStack {
 
     /// The sort keys of `user`'s notification items.
     pub async fn notification_items(&self, user: &User) -> Vec<String> {
-        self.sort_keys(&keys::user_pk(user.uuid()), keys::NOTIFICATION_PREFIX)
+        self.sort_keys(&keys::user_pk(user.user_id()), keys::NOTIFICATION_PREFIX)
             .await
     }
 

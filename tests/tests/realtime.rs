@@ -620,7 +620,7 @@ async fn a_resume_of_480_missed_events_is_a_handful_of_frames_with_aws_latency()
         ),
         &stack.stack.table_name,
     );
-    let (alice, bob) = (a.uuid(), b.uuid());
+    let (alice, bob) = (a.user_id(), b.user_id());
     stream::iter(0..240)
         .for_each_concurrent(8, |i| {
             let store = &store;

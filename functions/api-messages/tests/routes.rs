@@ -418,7 +418,7 @@ async fn get_messages_pages_newest_first_and_only_ever_shows_the_callers_thread(
         .call(
             &alice,
             "GET",
-            &format!("/conversations/{}/messages", new_id()),
+            &format!("/conversations/{}/messages", UserId::new()),
         )
         .await;
     assert_error(&unknown, 404, "not_found");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use api_notifications::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::domain::new_id;
+use shared::domain::NotificationId;
 use shared::http::RestState;
 use shared::store::messages::{MessageStore, NewMessage};
 use shared::store::social::SocialStore;
@@ -64,7 +64,10 @@ async fn every_route_needs_a_valid_access_token() {
     let routes = [
         ("GET", "/notifications".to_owned()),
         ("GET", "/notifications/unread-count".to_owned()),
-        ("POST", format!("/notifications/{}/read", new_id())),
+        (
+            "POST",
+            format!("/notifications/{}/read", NotificationId::new()),
+        ),
         ("POST", "/notifications/read-all".to_owned()),
         ("GET", format!("/events?since={}", uuid::Uuid::now_v7())),
     ];
@@ -260,7 +263,11 @@ async fn marking_read_someone_elses_or_an_unknown_notification_is_not_found() {
         .await;
     assert_error(&response, 404, "not_found");
     let response = api
-        .call(&alice, "POST", &format!("/notifications/{}/read", new_id()))
+        .call(
+            &alice,
+            "POST",
+            &format!("/notifications/{}/read", NotificationId::new()),
+        )
         .await;
     assert_error(&response, 404, "not_found");
     let response = api

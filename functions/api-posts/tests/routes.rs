@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::keys::SigningKey;
 use shared::clock::{to_millis, Clock, ManualClock};
-use shared::domain::new_id;
+use shared::domain::{CommentId, PostId, UserId};
 use shared::events::Event;
 use shared::http::RestState;
 use shared::push::testing::RecordingPush;
@@ -407,7 +407,7 @@ async fn a_post_is_visible_to_followers_of_a_private_author_only_and_never_acros
     block(&api, &stranger, &bob).await;
     assert_error(&api.call(&stranger, "GET", &bobs).await, 404, "not_found");
     assert_error(
-        &api.call(&alice, "GET", &format!("/posts/{}", new_id()))
+        &api.call(&alice, "GET", &format!("/posts/{}", PostId::new()))
             .await,
         404,
         "not_found",
@@ -452,7 +452,7 @@ async fn edits_are_for_the_author_within_two_minutes() {
         .call_json(
             &alice,
             "PATCH",
-            &format!("/posts/{}", new_id()),
+            &format!("/posts/{}", PostId::new()),
             json!({ "text": "x" }),
         )
         .await;
@@ -586,7 +586,7 @@ async fn a_users_posts_page_newest_first_and_follow_visibility() {
     assert_eq!(api.walk_pages(&alice, &path, 100).await.0.len(), 7);
     assert_error(&api.call(&stranger, "GET", &path).await, 403, "forbidden");
     assert_error(&api.call(&blocked, "GET", &path).await, 404, "not_found");
-    let unknown = format!("/users/{}/posts", new_id());
+    let unknown = format!("/users/{}/posts", UserId::new());
     assert_error(
         &api.call(&stranger, "GET", &unknown).await,
         404,
@@ -647,7 +647,7 @@ async fn like_and_unlike_are_idempotent_and_show_in_liked_by_me() {
         self_like.body,
         json!({ "liked": true, "like_count": 1, "like_version": 3 })
     );
-    let missing = format!("/posts/{}/like", new_id());
+    let missing = format!("/posts/{}/like", PostId::new());
     assert_error(&api.call(&bob, "PUT", &missing).await, 404, "not_found");
     assert_error(&api.call(&bob, "DELETE", &missing).await, 404, "not_found");
 }
@@ -759,11 +759,12 @@ async fn a_comment_is_deleted_by_its_author_or_the_post_author_only() {
         "not_found",
     );
     assert_error(
-        &api.call(&bob, "DELETE", &path(&new_id().to_string())).await,
+        &api.call(&bob, "DELETE", &path(&CommentId::new().to_string()))
+            .await,
         404,
         "not_found",
     );
-    let elsewhere = format!("/posts/{}/comments/{by_carol}", new_id());
+    let elsewhere = format!("/posts/{}/comments/{by_carol}", PostId::new());
     assert_error(
         &api.call(&alice, "DELETE", &elsewhere).await,
         404,
@@ -1074,7 +1075,7 @@ async fn likes_and_unlikes_share_a_budget_checked_before_the_post_is_touched() {
         notifications_before
     );
     // Even a missing post is refused first: the budget goes before any read.
-    let missing = format!("/posts/{}/like", new_id());
+    let missing = format!("/posts/{}/like", PostId::new());
     assert_error(&api.call(&bob, "PUT", &missing).await, 429, "rate_limited");
     // The budget is per user, and a new window restores it.
     assert_eq!(api.call(&alice, "PUT", &path).await.status, 200);

@@ -334,7 +334,7 @@ async fn get_user_rejects_bad_ids_and_hides_unknown_and_blocked_users() {
         );
     }
     assert_error(
-        &api.call(&alice, "GET", &format!("/users/{}", new_id()))
+        &api.call(&alice, "GET", &format!("/users/{}", UserId::new()))
             .await,
         404,
         "not_found",
@@ -508,7 +508,7 @@ async fn follow_rejects_self_bad_ids_unknown_and_blocked_users() {
         "validation_failed",
     );
     assert_error(
-        &api.call(&alice, "PUT", &format!("/users/{}/follow", new_id()))
+        &api.call(&alice, "PUT", &format!("/users/{}/follow", UserId::new()))
             .await,
         404,
         "not_found",
@@ -815,7 +815,7 @@ async fn follow_lists_hide_blocked_pairs_and_reject_bad_input() {
         );
     }
     assert_error(
-        &api.call(&bob, "GET", &format!("/users/{}/followers", new_id()))
+        &api.call(&bob, "GET", &format!("/users/{}/followers", UserId::new()))
             .await,
         404,
         "not_found",
@@ -1067,7 +1067,7 @@ async fn block_routes_reject_self_bad_ids_unknown_users_and_bad_pages() {
         );
     }
     assert_error(
-        &api.call(&alice, "PUT", &format!("/users/{}/block", new_id()))
+        &api.call(&alice, "PUT", &format!("/users/{}/block", UserId::new()))
             .await,
         404,
         "not_found",

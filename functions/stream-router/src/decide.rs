@@ -472,7 +472,9 @@ mod tests {
     use aws_lambda_events::event::dynamodb::UserIdentity;
     use chrono::TimeZone;
     use serde_json::{json, Value};
-    use shared::domain::{Like, MessageStatus, NotificationKind};
+    use shared::domain::{
+        fixture_id, new_id, Id, Like, MessageStatus, NotificationId, NotificationKind,
+    };
     use uuid::Uuid;
 
     use super::*;
@@ -481,8 +483,8 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
     }
 
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
+    fn id<T: Id>(n: u128) -> T {
+        fixture_id(n)
     }
 
     /// The item as the stores write it: the record's fields plus `entity` (and key
@@ -608,7 +610,7 @@ mod tests {
         let value = serde_json::to_value(&decision.pushes[0].event).unwrap();
         assert_eq!(
             value["data"],
-            json!({"post_id": id(10), "like_count": 1, "version": 1})
+            json!({"post_id": id::<PostId>(10), "like_count": 1, "version": 1})
         );
 
         // A comment count change is told by the comment's own record.
@@ -636,7 +638,7 @@ mod tests {
 
     fn notification(read: bool) -> Notification {
         Notification {
-            id: Uuid::now_v7(),
+            id: new_id(),
             recipient_id: id(1),
             kind: NotificationKind::Like,
             actor_id: id(2),
@@ -659,7 +661,7 @@ mod tests {
         .unwrap();
         assert_eq!(kinds(&decision), ["new_notification"]);
         assert_eq!(decision.pushes[0].audience, [Audience::Users(vec![id(1)])]);
-        assert_eq!(decision.pushes[0].event.cursor, Some(unread.id));
+        assert_eq!(decision.pushes[0].event.cursor, Some(unread.id.as_uuid()));
 
         let read = Notification {
             read: true,
@@ -803,7 +805,7 @@ mod tests {
 
     fn message(status: MessageStatus) -> Message {
         Message {
-            id: Uuid::now_v7(),
+            id: new_id(),
             from: id(1),
             to: id(2),
             text: "hi".into(),
@@ -823,7 +825,7 @@ mod tests {
             decision.pushes[0].audience,
             [Audience::Users(vec![id(2), id(1)])]
         );
-        assert_eq!(decision.pushes[0].event.cursor, Some(sent.id));
+        assert_eq!(decision.pushes[0].event.cursor, Some(sent.id.as_uuid()));
 
         let requested = message(MessageStatus::Requested);
         let decision = decide(&record(
@@ -1023,12 +1025,15 @@ mod tests {
             ("like", image(&like, "like")),
             (
                 "refresh_token",
-                image(&json!({"user_id": id(1)}), "refresh_token"),
+                image(&json!({"user_id": id::<UserId>(1)}), "refresh_token"),
             ),
             ("rate_window", image(&json!({"count": 1}), "rate_window")),
             (
                 "notification_dedup",
-                image(&json!({"notification_id": id(3)}), "notification_dedup"),
+                image(
+                    &json!({"notification_id": id::<NotificationId>(3)}),
+                    "notification_dedup",
+                ),
             ),
             (
                 "room_member",

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::domain::{new_id, Follow, Subscription, UserId};
+use shared::domain::{Follow, PostId, Subscription, UserId};
 use shared::fanout::queue::QueueMessage;
 use shared::fanout::Audience;
 use shared::function::LambdaFunction;
@@ -789,7 +789,7 @@ async fn a_connection_deleted_by_ttl_is_released_like_a_disconnect() {
     let harness = Harness::start(&[]).await;
     let a = harness.user("alice").await;
     let a1 = harness.connect(a, "a1=").await;
-    let channel = format!("post:{}", new_id());
+    let channel = format!("post:{}", PostId::new());
     harness
         .store
         .subscribe(

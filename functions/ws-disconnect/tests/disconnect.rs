@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use shared::domain::{new_id, Connection, Subscription, UserId};
+use shared::domain::{new_id, Connection, PostId, Subscription, UserId};
 use shared::function::FunctionState;
 use shared::store::connections::ConnectionStore;
 use shared::testkit::ws::{connection_id, WsEvent};
@@ -49,8 +49,8 @@ async fn disconnect_removes_the_connection_and_its_subscriptions_and_is_idempote
     ));
     let user = new_id();
     let channels = vec![
-        format!("post:{}", new_id()),
-        format!("presence:{}", new_id()),
+        format!("post:{}", PostId::new()),
+        format!("presence:{}", UserId::new()),
     ];
     let closing = open_connection(&store, user, &channels).await;
     let staying = open_connection(&store, user, &channels[..1]).await;

@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn reads_every_action_with_its_request_id() {
-        let user = uuid::Uuid::from_u128(7);
+        let user = shared::domain::UserId::from_u128(7);
         let cases = [
             (
                 r#"{"action":"subscribe","request_id":"r1","channel":"post:x"}"#,

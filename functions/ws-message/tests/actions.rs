@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
-use shared::domain::{new_id, Connection, Notification, User, UserId};
+use shared::domain::{new_id, Connection, Notification, PostId, User, UserId};
 use shared::error::Error;
 use shared::events::Event;
 use shared::function::LambdaFunction;
@@ -226,7 +226,7 @@ async fn garbage_frames_get_error_events_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn frames_from_an_unregistered_connection_are_refused() {
     let harness = Harness::start().await;
-    let post = new_id();
+    let post = PostId::new();
     let reply = harness
         .reply(&connection_id(), subscribe(&format!("post:{post}")))
         .await;
@@ -330,7 +330,10 @@ async fn post_channels_follow_the_visibility_rule() {
     );
     assert_error(
         &harness
-            .reply(&bob_connection, subscribe(&format!("post:{}", new_id())))
+            .reply(
+                &bob_connection,
+                subscribe(&format!("post:{}", PostId::new())),
+            )
             .await,
         "not_found",
         Some("s1"),
@@ -394,7 +397,10 @@ async fn presence_channels_need_a_mutual_follow_who_shows_presence() {
     );
     assert_error(
         &harness
-            .reply(&connection, subscribe(&format!("presence:{}", new_id())))
+            .reply(
+                &connection,
+                subscribe(&format!("presence:{}", UserId::new())),
+            )
             .await,
         "not_found",
         Some("s1"),
@@ -921,10 +927,10 @@ async fn resume_replays_an_item_minted_before_the_cursor_but_committed_after_it(
     // went away before W was committed or pushed: his cursor is past W's id.
     let late = NewMessage::new(alice.id, bob.id, "minted first", None, Utc::now()).unwrap();
     let late = harness.store.send_message(late).await.unwrap().message;
-    let (seconds, nanos) = late.id.get_timestamp().unwrap().to_unix();
+    let (seconds, nanos) = late.id.as_uuid().get_timestamp().unwrap().to_unix();
     let minted_at = chrono::DateTime::from_timestamp(seconds as i64, nanos).unwrap();
     let bobs_cursor = time_cursor(minted_at + Duration::seconds(5));
-    assert!(late.id < bobs_cursor);
+    assert!(late.id.as_uuid() < bobs_cursor);
 
     let reply = harness
         .reply(
@@ -1148,7 +1154,7 @@ async fn subscribes_over_the_users_budget_are_refused_before_any_read() {
     );
     // A channel that does not exist is refused the same way: the budget goes first.
     let missing = harness
-        .reply(&second, subscribe(&format!("post:{}", new_id())))
+        .reply(&second, subscribe(&format!("post:{}", PostId::new())))
         .await;
     assert_error(&missing, "rate_limited", Some("s1"));
     // Another user is not affected; a new window restores the budget.

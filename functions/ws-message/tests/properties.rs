@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use shared::domain::UserId;
 use shared::events::TypingState;
-use uuid::Uuid;
 use ws_message::{
     Action, Frame, Ping, Resume, Route, Subscribe, Typing, Unsubscribe, MAX_FRAME_BYTES,
     MAX_REQUEST_ID_CHARS,
@@ -32,8 +32,8 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         ".{0,80}".prop_map(|channel| Action::Subscribe(Subscribe { channel })),
         ".{0,80}".prop_map(|channel| Action::Unsubscribe(Unsubscribe { channel })),
-        (any::<u128>(), typing).prop_map(|(to, state)| Action::Typing(Typing {
-            to: Uuid::from_u128(to),
+        (1..=u128::MAX, typing).prop_map(|(to, state)| Action::Typing(Typing {
+            to: UserId::from_u128(to),
             state
         })),
         Just(Action::Ping(Ping {})),

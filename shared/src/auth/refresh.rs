@@ -21,7 +21,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::{new_id, UserId};
+use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::store::tokens::{NewRefreshToken, RefreshToken, Rotation, TokenStore};
 
@@ -130,7 +130,7 @@ impl RefreshTokens {
         user: UserId,
         now: DateTime<Utc>,
     ) -> Result<IssuedRefreshToken> {
-        let (issued, record) = self.mint(user, new_id(), now);
+        let (issued, record) = self.mint(user, Uuid::now_v7(), now);
         self.store.create_family(&record, now).await?;
         Ok(issued)
     }

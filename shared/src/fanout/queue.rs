@@ -372,15 +372,14 @@ impl SqsEventQueue {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use uuid::Uuid;
 
     use super::*;
-    use crate::domain::Post;
+    use crate::domain::{fixture_id, Post};
 
     fn event() -> Event {
         Event::post_created(&Post {
-            id: Uuid::from_u128(1),
-            author_id: Uuid::from_u128(2),
+            id: fixture_id(1),
+            author_id: fixture_id(2),
             text: "x".repeat(crate::domain::POST_TEXT_MAX),
             media_url: Some(format!("https://example.com/{}", "m".repeat(2000))),
             created_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
@@ -418,14 +417,14 @@ mod tests {
         let work = QueueMessage::Audience(AudienceWork {
             event: event(),
             audiences: vec![
-                Audience::AuthorAndFollowers(Uuid::from_u128(2)),
+                Audience::AuthorAndFollowers(fixture_id(2)),
                 Audience::PostRoom {
-                    post: Uuid::from_u128(1),
+                    post: fixture_id(1),
                     author: None,
-                    actor: Some(Uuid::from_u128(4)),
+                    actor: Some(fixture_id(4)),
                 },
                 Audience::UsersExcept {
-                    users: vec![Uuid::from_u128(3)],
+                    users: vec![fixture_id(3)],
                     except_connection: "c=".into(),
                 },
             ],
@@ -462,7 +461,7 @@ mod tests {
     #[test]
     fn presence_checks_round_trip() {
         let check = QueueMessage::PresenceCheck(PresenceCheck {
-            user_id: Uuid::from_u128(5),
+            user_id: fixture_id(5),
             connection_id: "abc=".into(),
             disconnected_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
         });
@@ -474,7 +473,7 @@ mod tests {
     #[test]
     fn other_versions_and_garbage_are_malformed() {
         let body = QueueMessage::PresenceCheck(PresenceCheck {
-            user_id: Uuid::from_u128(5),
+            user_id: fixture_id(5),
             connection_id: "abc=".into(),
             disconnected_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
         })

@@ -530,7 +530,7 @@ impl FeedStore for DynamoStore {
             .table_name(&self.table.name)
             .key_condition_expression("pk = :pk AND sk > :since")
             .expression_attribute_values(":pk", s(keys::feed_partition(viewer)))
-            .expression_attribute_values(":since", s(keys::feed_entry_sort_key(since)))
+            .expression_attribute_values(":since", s(keys::feed_position_sort_key(since)))
             .select(aws_sdk_dynamodb::types::Select::Count)
             .limit(i32::try_from(max).unwrap_or(i32::MAX).max(1))
             .send()

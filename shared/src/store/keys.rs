@@ -8,6 +8,8 @@
 
 use uuid::Uuid;
 
+use crate::domain::{CommentId, MessageId, NotificationId, PostId, UserId};
+
 /// Name of GSI 1 (inverse relations, timelines, username prefix search, conversations by recency).
 pub const GSI1: &str = "gsi1";
 /// Name of GSI 2 (sparse: unread notifications only).
@@ -35,11 +37,11 @@ pub struct IndexKey {
     pub sk: String,
 }
 
-pub fn user_pk(user: Uuid) -> String {
+pub fn user_pk(user: UserId) -> String {
     format!("USER#{user}")
 }
 
-fn post_pk(post: Uuid) -> String {
+fn post_pk(post: PostId) -> String {
     format!("POST#{post}")
 }
 
@@ -49,12 +51,12 @@ pub const PROFILE: &str = "PROFILE";
 pub const CREDENTIALS: &str = "CREDENTIALS";
 
 /// The user's profile and counters.
-pub fn user_profile(user: Uuid) -> Key {
+pub fn user_profile(user: UserId) -> Key {
     Key::new(user_pk(user), PROFILE)
 }
 
 /// The user's password hash, kept apart so profile reads never carry it.
-pub fn user_credentials(user: Uuid) -> Key {
+pub fn user_credentials(user: UserId) -> Key {
     Key::new(user_pk(user), CREDENTIALS)
 }
 
@@ -74,7 +76,7 @@ pub fn username_search_partition(first: char, shard: u32) -> String {
 /// Index entry of `user`'s search item ([`user_search`], never the profile) in the
 /// username search: sorted by lower-cased username, then id (see
 /// [`username_search_sort_key`]).
-pub fn username_search_entry(user: Uuid, username_lower: &str) -> IndexKey {
+pub fn username_search_entry(user: UserId, username_lower: &str) -> IndexKey {
     let first = username_lower.chars().next().unwrap_or('_');
     IndexKey {
         pk: username_search_partition(first, username_search_shard(user)),
@@ -91,12 +93,12 @@ pub const BLOCKING_PREFIX: &str = "BLOCKING#";
 pub const BLOCKED_BY_PREFIX: &str = "BLOCKEDBY#";
 
 /// `follower` follows `followee`: lives in the follower's partition.
-pub fn follow(follower: Uuid, followee: Uuid) -> Key {
+pub fn follow(follower: UserId, followee: UserId) -> Key {
     Key::new(user_pk(follower), format!("{FOLLOWING_PREFIX}{followee}"))
 }
 
 /// Inverse entry of [`follow`] (GSI 1): the followers of `followee`.
-pub fn follower_entry(follower: Uuid, followee: Uuid) -> IndexKey {
+pub fn follower_entry(follower: UserId, followee: UserId) -> IndexKey {
     IndexKey {
         pk: user_pk(followee),
         sk: format!("{FOLLOWER_PREFIX}{follower}"),
@@ -106,7 +108,7 @@ pub fn follower_entry(follower: Uuid, followee: Uuid) -> IndexKey {
 /// Fan-out entry of [`follow`] (GSI 3, keys only): `FOLLOWERS#{followee}` / `{follower}`.
 /// A keys-only entry is about 170 bytes against ~320 for the GSI 1 entry, so a post's
 /// audience read costs half the read units and a 1 MB page holds ~5,000 followers.
-pub fn follower_fanout_entry(follower: Uuid, followee: Uuid) -> IndexKey {
+pub fn follower_fanout_entry(follower: UserId, followee: UserId) -> IndexKey {
     IndexKey {
         pk: follower_fanout_partition(followee),
         sk: follower.to_string(),
@@ -114,13 +116,13 @@ pub fn follower_fanout_entry(follower: Uuid, followee: Uuid) -> IndexKey {
 }
 
 /// GSI 3 partition of `followee`'s followers.
-pub fn follower_fanout_partition(followee: Uuid) -> String {
+pub fn follower_fanout_partition(followee: UserId) -> String {
     format!("FOLLOWERS#{followee}")
 }
 
 /// A pending request from `requester` to the private account `target`; lives in the
 /// target's partition, which is where the target lists them.
-pub fn follow_request(target: Uuid, requester: Uuid) -> Key {
+pub fn follow_request(target: UserId, requester: UserId) -> Key {
     Key::new(
         user_pk(target),
         format!("{FOLLOW_REQUEST_PREFIX}{requester}"),
@@ -128,12 +130,12 @@ pub fn follow_request(target: Uuid, requester: Uuid) -> Key {
 }
 
 /// `blocker` blocks `blocked`: lives in the blocker's partition.
-pub fn block(blocker: Uuid, blocked: Uuid) -> Key {
+pub fn block(blocker: UserId, blocked: UserId) -> Key {
     Key::new(user_pk(blocker), format!("{BLOCKING_PREFIX}{blocked}"))
 }
 
 /// Inverse entry of [`block`] (GSI 1): who blocks `blocked`.
-pub fn blocked_by_entry(blocker: Uuid, blocked: Uuid) -> IndexKey {
+pub fn blocked_by_entry(blocker: UserId, blocked: UserId) -> IndexKey {
     IndexKey {
         pk: user_pk(blocked),
         sk: format!("{BLOCKED_BY_PREFIX}{blocker}"),
@@ -146,7 +148,7 @@ pub const FOLLOW_REQUEST_RECENCY_PREFIX: &str = "FOLLOWREQAT#";
 /// Recency entry of a pending follow request (GSI 1): the sort key of
 /// [`follow_request`] orders by requester id, so the target's "oldest first" list reads
 /// this entry, keyed by a time-ordered id minted when the request was made.
-pub fn follow_request_recency_entry(target: Uuid, request: Uuid) -> IndexKey {
+pub fn follow_request_recency_entry(target: UserId, request: Uuid) -> IndexKey {
     IndexKey {
         pk: user_pk(target),
         sk: format!("{FOLLOW_REQUEST_RECENCY_PREFIX}{request}"),
@@ -160,12 +162,12 @@ pub const POST_PREFIX: &str = "POST#";
 pub const LIKE_PREFIX: &str = "LIKE#";
 pub const COMMENT_PREFIX: &str = "COMMENT#";
 
-pub fn post(post: Uuid) -> Key {
+pub fn post(post: PostId) -> Key {
     Key::new(post_pk(post), POST)
 }
 
 /// Timeline entry of a post (GSI 1): the author's posts, newest first by id.
-pub fn author_timeline_entry(author: Uuid, post: Uuid) -> IndexKey {
+pub fn author_timeline_entry(author: UserId, post: PostId) -> IndexKey {
     IndexKey {
         pk: user_pk(author),
         sk: format!("{POST_PREFIX}{post}"),
@@ -173,20 +175,20 @@ pub fn author_timeline_entry(author: Uuid, post: Uuid) -> IndexKey {
 }
 
 /// Sort-key bound: timeline entries strictly older than `post`.
-pub fn timeline_before(post: Uuid) -> String {
+pub fn timeline_before(post: PostId) -> String {
     format!("{POST_PREFIX}{post}")
 }
 
-pub fn like(post: Uuid, user: Uuid) -> Key {
+pub fn like(post: PostId, user: UserId) -> Key {
     Key::new(post_pk(post), format!("{LIKE_PREFIX}{user}"))
 }
 
-pub fn comment(post: Uuid, comment: Uuid) -> Key {
+pub fn comment(post: PostId, comment: CommentId) -> Key {
     Key::new(post_pk(post), format!("{COMMENT_PREFIX}{comment}"))
 }
 
 /// Partition holding a post, its likes and its comments.
-pub fn post_partition(post: Uuid) -> String {
+pub fn post_partition(post: PostId) -> String {
     post_pk(post)
 }
 
@@ -198,22 +200,28 @@ pub const FEED_ENTRY_PREFIX: &str = "P#";
 pub const LARGE_FOLLOWEE_PREFIX: &str = "L#";
 
 /// Partition of `viewer`'s materialized home feed: entries and large-followee markers.
-pub fn feed_partition(viewer: Uuid) -> String {
+pub fn feed_partition(viewer: UserId) -> String {
     format!("FEED#{viewer}")
 }
 
 /// `post` in `viewer`'s feed. Post ids are UUIDv7, so entries sort by post time.
-pub fn feed_entry(viewer: Uuid, post: Uuid) -> Key {
+pub fn feed_entry(viewer: UserId, post: PostId) -> Key {
     Key::new(feed_partition(viewer), feed_entry_sort_key(post))
 }
 
 /// Sort key of a feed entry; also the bound of "entries older (or newer) than `post`".
-pub fn feed_entry_sort_key(post: Uuid) -> String {
-    format!("{FEED_ENTRY_PREFIX}{post}")
+pub fn feed_entry_sort_key(post: PostId) -> String {
+    feed_position_sort_key(post.as_uuid())
+}
+
+/// The bound of "entries newer than `position`", a time-ordered UUID that need not be a
+/// post's (a replay cursor).
+pub fn feed_position_sort_key(position: Uuid) -> String {
+    format!("{FEED_ENTRY_PREFIX}{position}")
 }
 
 /// `viewer` follows `author`, whose posts are not materialized (merged at read time).
-pub fn large_followee(viewer: Uuid, author: Uuid) -> Key {
+pub fn large_followee(viewer: UserId, author: UserId) -> Key {
     Key::new(
         feed_partition(viewer),
         format!("{LARGE_FOLLOWEE_PREFIX}{author}"),
@@ -236,17 +244,17 @@ pub const MESSAGE_REQUEST_PREFIX: &str = "MSGREQ#";
 pub const CLIENT_MESSAGE_PREFIX: &str = "CLIENTMSG#";
 
 /// The partition of the thread between two users; the same whichever side asks.
-pub fn thread_partition(a: Uuid, b: Uuid) -> String {
+pub fn thread_partition(a: UserId, b: UserId) -> String {
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
     format!("THREAD#{low}#{high}")
 }
 
-pub fn message(a: Uuid, b: Uuid, message: Uuid) -> Key {
+pub fn message(a: UserId, b: UserId, message: MessageId) -> Key {
     Key::new(thread_partition(a, b), format!("{MESSAGE_PREFIX}{message}"))
 }
 
 /// Idempotency record of a client-supplied message id (a retry finds the stored message).
-pub fn client_message(sender: Uuid, recipient: Uuid, client_message_id: &str) -> Key {
+pub fn client_message(sender: UserId, recipient: UserId, client_message_id: &str) -> Key {
     Key::new(
         thread_partition(sender, recipient),
         format!("{CLIENT_MESSAGE_PREFIX}{sender}#{client_message_id}"),
@@ -254,13 +262,13 @@ pub fn client_message(sender: Uuid, recipient: Uuid, client_message_id: &str) ->
 }
 
 /// `owner`'s view of the thread with `other`: last message, unread count, state.
-pub fn conversation(owner: Uuid, other: Uuid) -> Key {
+pub fn conversation(owner: UserId, other: UserId) -> Key {
     Key::new(user_pk(owner), format!("{CONVERSATION_PREFIX}{other}"))
 }
 
 /// Recency entry of a conversation (GSI 1), rewritten with each new message so the
 /// owner's conversations list newest first.
-pub fn conversation_recency_entry(owner: Uuid, last_message: Uuid) -> IndexKey {
+pub fn conversation_recency_entry(owner: UserId, last_message: MessageId) -> IndexKey {
     IndexKey {
         pk: user_pk(owner),
         sk: format!("{CONVERSATION_RECENCY_PREFIX}{last_message}"),
@@ -268,7 +276,7 @@ pub fn conversation_recency_entry(owner: Uuid, last_message: Uuid) -> IndexKey {
 }
 
 /// A pending message request from `from`, in the recipient's partition.
-pub fn message_request(recipient: Uuid, from: Uuid) -> Key {
+pub fn message_request(recipient: UserId, from: UserId) -> Key {
     Key::new(
         user_pk(recipient),
         format!("{MESSAGE_REQUEST_PREFIX}{from}"),
@@ -277,13 +285,13 @@ pub fn message_request(recipient: Uuid, from: Uuid) -> Key {
 
 /// Sort-key prefix of every idempotency record `sender` has in a thread (see
 /// [`client_message`]); rejecting a request deletes them.
-pub fn client_message_prefix(sender: Uuid) -> String {
+pub fn client_message_prefix(sender: UserId) -> String {
     format!("{CLIENT_MESSAGE_PREFIX}{sender}#")
 }
 
 /// Notification dedup key of a message request: only the first request message of a
 /// thread notifies the recipient (see [`notification_dedup`]).
-pub fn message_request_dedup_key(from: Uuid) -> String {
+pub fn message_request_dedup_key(from: UserId) -> String {
     format!("message_request#{from}")
 }
 
@@ -291,17 +299,17 @@ pub fn message_request_dedup_key(from: Uuid) -> String {
 
 /// Notification dedup key of a like: one like notification per actor per post, however often
 /// they like and unlike.
-pub fn like_dedup_key(post: Uuid, actor: Uuid) -> String {
+pub fn like_dedup_key(post: PostId, actor: UserId) -> String {
     format!("like#{post}#{actor}")
 }
 
 /// Notification dedup key of a follow: follow/unfollow/follow notifies once.
-pub fn follow_dedup_key(actor: Uuid) -> String {
+pub fn follow_dedup_key(actor: UserId) -> String {
     format!("follow#{actor}")
 }
 
 /// Notification dedup key of a follow request: request/cancel/request notifies once.
-pub fn follow_request_dedup_key(actor: Uuid) -> String {
+pub fn follow_request_dedup_key(actor: UserId) -> String {
     format!("follow_request#{actor}")
 }
 
@@ -309,7 +317,7 @@ pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
 pub const NOTIFICATION_STATE: &str = "NOTIFSTATE";
 pub const NOTIFICATION_DEDUP_PREFIX: &str = "NOTIFKEY#";
 
-pub fn notification(recipient: Uuid, notification: Uuid) -> Key {
+pub fn notification(recipient: UserId, notification: NotificationId) -> Key {
     Key::new(
         user_pk(recipient),
         format!("{NOTIFICATION_PREFIX}{notification}"),
@@ -317,25 +325,25 @@ pub fn notification(recipient: Uuid, notification: Uuid) -> Key {
 }
 
 /// The recipient's unread counter.
-pub fn notification_state(recipient: Uuid) -> Key {
+pub fn notification_state(recipient: UserId) -> Key {
     Key::new(user_pk(recipient), NOTIFICATION_STATE)
 }
 
 /// Sparse unread index entry (GSI 2); removed when the notification is read.
-pub fn unread_notification_entry(recipient: Uuid, notification: Uuid) -> IndexKey {
+pub fn unread_notification_entry(recipient: UserId, notification: NotificationId) -> IndexKey {
     IndexKey {
         pk: format!("UNREAD#{recipient}"),
         sk: format!("{NOTIFICATION_PREFIX}{notification}"),
     }
 }
 
-pub fn unread_partition(recipient: Uuid) -> String {
+pub fn unread_partition(recipient: UserId) -> String {
     format!("UNREAD#{recipient}")
 }
 
 /// Marker that makes a notification at-most-once for its cause (e.g. one like
 /// notification per actor per post, however often they like and unlike).
-pub fn notification_dedup(recipient: Uuid, dedup_key: &str) -> Key {
+pub fn notification_dedup(recipient: UserId, dedup_key: &str) -> Key {
     Key::new(
         user_pk(recipient),
         format!("{NOTIFICATION_DEDUP_PREFIX}{dedup_key}"),
@@ -352,7 +360,7 @@ pub fn refresh_token(token_hash_hex: &str) -> Key {
 }
 
 /// A refresh-token family (one login session); revoking it kills every rotation of it.
-pub fn token_family(user: Uuid, family: Uuid) -> Key {
+pub fn token_family(user: UserId, family: Uuid) -> Key {
     Key::new(user_pk(user), format!("{TOKEN_FAMILY_PREFIX}{family}"))
 }
 
@@ -366,7 +374,7 @@ pub fn connection(connection_id: &str) -> Key {
 }
 
 /// Per-user set of open connection ids: the connections of 100 users are one BatchGetItem.
-pub fn user_connections(user: Uuid) -> Key {
+pub fn user_connections(user: UserId) -> Key {
     Key::new(user_pk(user), CONNECTIONS)
 }
 
@@ -380,9 +388,9 @@ pub const ONLINE_ENTRY_PREFIX: &str = "USER#";
 
 /// The online-index shard of `user`: the low bits of the id, which are random in UUIDv4 and
 /// UUIDv7 alike, so users spread evenly.
-pub fn online_shard(user: Uuid) -> u32 {
+pub fn online_shard(user: UserId) -> u32 {
     // Truncation is the point: only the (random) low bits matter.
-    (user.as_u128() as u64 % u64::from(ONLINE_INDEX_SHARDS)) as u32
+    (user.as_uuid().as_u128() as u64 % u64::from(ONLINE_INDEX_SHARDS)) as u32
 }
 
 /// One shard of the online-users index.
@@ -392,7 +400,7 @@ pub fn online_shard_partition(shard: u32) -> String {
 
 /// `user`'s entry in the online-users index: present while the user has a connection
 /// (written with the connection, removed by the offline check, TTL as a backstop).
-pub fn online_entry(user: Uuid) -> Key {
+pub fn online_entry(user: UserId) -> Key {
     Key::new(
         online_shard_partition(online_shard(user)),
         format!("{ONLINE_ENTRY_PREFIX}{user}"),
@@ -403,7 +411,7 @@ pub fn online_entry(user: Uuid) -> Key {
 pub const PRESENCE: &str = "PRESENCE";
 
 /// The presence last announced for a user: the push tier debounces online/offline with it.
-pub fn presence(user: Uuid) -> Key {
+pub fn presence(user: UserId) -> Key {
     Key::new(user_pk(user), PRESENCE)
 }
 
@@ -430,7 +438,7 @@ pub fn delivery_marker(event_id: Uuid) -> Key {
 // ---- rate limits ----------------------------------------------------------------------------
 
 /// Counter of `action`s by `user` in the window starting at `window_start` (epoch seconds).
-pub fn rate_window(user: Uuid, action: &str, window_start: i64) -> Key {
+pub fn rate_window(user: UserId, action: &str, window_start: i64) -> Key {
     Key::new(format!("RATE#{user}#{action}#{window_start}"), "RATE")
 }
 
@@ -457,8 +465,10 @@ mod tests {
         TOKEN_FAMILY_PREFIX,
     ];
 
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
+    use crate::domain::fixture_id;
+
+    fn id(n: u128) -> UserId {
+        UserId::from_u128(n)
     }
 
     #[test]
@@ -472,8 +482,8 @@ mod tests {
             thread_partition(id(1), id(3))
         );
         assert_eq!(
-            message(id(1), id(2), id(9)).pk,
-            message(id(2), id(1), id(9)).pk
+            message(id(1), id(2), fixture_id(9)).pk,
+            message(id(2), id(1), fixture_id(9)).pk
         );
     }
 
@@ -503,10 +513,10 @@ mod tests {
             block(user, id(8)).sk,
             conversation(user, id(8)).sk,
             message_request(user, id(8)).sk,
-            notification(user, id(8)).sk,
+            notification(user, fixture_id(8)).sk,
             notification_state(user).sk,
             notification_dedup(user, "like#x").sk,
-            token_family(user, id(8)).sk,
+            token_family(user, Uuid::from_u128(8)).sk,
             user_connections(user).sk,
         ];
         let unique: std::collections::HashSet<_> = sks.iter().collect();
@@ -559,8 +569,8 @@ mod tests {
 
     #[test]
     fn timeline_sort_keys_order_by_post_id() {
-        let older = Uuid::now_v7();
-        let newer = Uuid::now_v7();
+        let older = PostId::new();
+        let newer = PostId::new();
         assert!(author_timeline_entry(id(1), older).sk < author_timeline_entry(id(1), newer).sk);
         assert_eq!(
             timeline_before(newer),
@@ -576,7 +586,7 @@ mod tests {
         assert_eq!(room_member("post:x", "c1=").pk, "ROOM#post:x");
         assert_eq!(connection("c1=").pk, "CONN#c1=");
         assert_eq!(
-            unread_notification_entry(id(3), id(4)).pk,
+            unread_notification_entry(id(3), fixture_id(4)).pk,
             unread_partition(id(3))
         );
         assert_eq!(
@@ -654,15 +664,15 @@ pub const USERNAME_SEARCH_SHARDS: u32 = 4;
 
 /// What a username search needs of `user` (id, username, display name), apart from the
 /// profile and its counters.
-pub fn user_search(user: Uuid) -> Key {
+pub fn user_search(user: UserId) -> Key {
     Key::new(user_pk(user), USER_SEARCH)
 }
 
 /// The search shard of `user`: the low bits of the id, which are random in UUIDv4 and
 /// UUIDv7 alike, so users of one first character spread evenly over the shards.
-pub fn username_search_shard(user: Uuid) -> u32 {
+pub fn username_search_shard(user: UserId) -> u32 {
     // Truncation is the point: only the (random) low bits matter.
-    (user.as_u128() as u64 % u64::from(USERNAME_SEARCH_SHARDS)) as u32
+    (user.as_uuid().as_u128() as u64 % u64::from(USERNAME_SEARCH_SHARDS)) as u32
 }
 
 /// Every search partition a prefix search reads (all shards of its first character).
@@ -675,7 +685,7 @@ pub fn username_search_partitions(prefix_lower: &str) -> Vec<String> {
 
 /// Sort key of a search entry: `{username_lower}#{user}`. `#` sorts below every character a
 /// username may hold (`[a-z0-9_]`), so sort-key order is (lower-cased username, id) order.
-pub fn username_search_sort_key(username_lower: &str, user: Uuid) -> String {
+pub fn username_search_sort_key(username_lower: &str, user: UserId) -> String {
     format!("{username_lower}#{user}")
 }
 
@@ -692,7 +702,7 @@ mod username_search_tests {
 
     #[test]
     fn the_search_item_lives_in_the_user_partition_apart_from_every_other_item() {
-        let user = Uuid::from_u128(7);
+        let user = UserId::from_u128(7);
         assert_eq!(user_search(user).pk, user_pk(user));
         for sk in [
             user_profile(user).sk,
@@ -715,14 +725,14 @@ mod username_search_tests {
     fn shards_spread_ids_and_a_prefix_reads_every_shard_of_its_first_character() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(username_search_shard(Uuid::now_v7()));
+            seen.insert(username_search_shard(UserId::new()));
         }
         assert_eq!(seen.len(), USERNAME_SEARCH_SHARDS as usize);
         let partitions = username_search_partitions("sam");
         assert_eq!(partitions.len(), USERNAME_SEARCH_SHARDS as usize);
         for shard in 0..USERNAME_SEARCH_SHARDS {
-            let user = (0u128..)
-                .map(Uuid::from_u128)
+            let user = (1u128..)
+                .map(UserId::from_u128)
                 .find(|id| username_search_shard(*id) == shard)
                 .unwrap();
             assert!(partitions.contains(&username_search_entry(user, "samuel").pk));
@@ -731,7 +741,10 @@ mod username_search_tests {
 
     #[test]
     fn sort_keys_order_by_username_then_id_within_the_prefix_bounds() {
-        let (low, high) = (Uuid::from_u128(1), Uuid::max());
+        let (low, high) = (
+            UserId::from_u128(1),
+            UserId::from_uuid(Uuid::max()).unwrap(),
+        );
         let ordered = [
             username_search_sort_key("sam", low),
             username_search_sort_key("sam", high),

@@ -179,7 +179,7 @@ pub(crate) struct NotificationRecord<'a> {
 
 #[derive(serde::Serialize)]
 struct DedupRecord {
-    notification_id: uuid::Uuid,
+    notification_id: NotificationId,
     entity: &'static str,
 }
 

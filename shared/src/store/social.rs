@@ -17,7 +17,7 @@ use super::notifications::{notification_items, NewNotification, Notified};
 use super::page::{KeyShape, Page, PageRequest};
 use super::users::UserStore;
 use super::DynamoStore;
-use crate::domain::{new_id, Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
+use crate::domain::{Block, Follow, FollowRequest, NotificationKind, Relationship, UserId};
 use crate::error::{Error, Result};
 
 /// Most accounts one user may follow (bounds the fan-out-on-read feed). Enforced at write
@@ -460,7 +460,7 @@ impl SocialStore for DynamoStore {
                 &request,
                 "follow_request",
             )?,
-            &keys::follow_request_recency_entry(target, new_id()),
+            &keys::follow_request_recency_entry(target, uuid::Uuid::now_v7()),
         );
         let items = vec![
             tx::put_new(table, item)?,

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use shared::clock::to_millis;
-use shared::domain::{new_id, Connection, Subscription, UserId};
+use shared::domain::{new_id, Connection, PostId, Subscription, UserId};
 use shared::error::Error;
 use shared::store::connections::{
     ConnectionStore, GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION,
@@ -155,8 +155,8 @@ async fn pattern_27_the_subscribers_of_a_room() {
     for conn in [&a1, &a2, &b1] {
         store.add_connection(conn, LIMIT).await.unwrap();
     }
-    let post = format!("post:{}", new_id());
-    let other = format!("post:{}", new_id());
+    let post = format!("post:{}", PostId::new());
+    let other = format!("post:{}", PostId::new());
     store
         .subscribe(&subscription(&post, &a1), a1.expires_at)
         .await
@@ -274,8 +274,8 @@ async fn removing_a_connection_cleans_its_rooms_and_the_users_set() {
     let laptop = connection(alice, "laptop");
     store.add_connection(&phone, LIMIT).await.unwrap();
     store.add_connection(&laptop, LIMIT).await.unwrap();
-    let post = format!("post:{}", new_id());
-    let presence = format!("presence:{}", new_id());
+    let post = format!("post:{}", PostId::new());
+    let presence = format!("presence:{}", UserId::new());
     store
         .subscribe(&subscription(&post, &phone), phone.expires_at)
         .await

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use shared::clock::to_millis;
-use shared::domain::new_id;
 use shared::store::delivered::{DeliveryMarkerStore, DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::store::dynamo::number_attribute;
 use shared::store::keys;
@@ -18,7 +17,7 @@ async fn marked_events_are_found_among_many_and_expire_after_an_hour() {
     let db = TestDb::start().await;
     let store = db.store();
     // More than two BatchGetItem chunks of 100, with duplicates.
-    let events: Vec<Uuid> = (0..250).map(|_| new_id()).collect();
+    let events: Vec<Uuid> = (0..250).map(|_| Uuid::now_v7()).collect();
     let marked: HashSet<Uuid> = [events[0], events[120], events[249]].into();
     let at = to_millis(Utc::now());
     for event in &marked {

@@ -322,14 +322,14 @@ async fn new_entries_are_counted_in_one_bounded_query() {
     }
     assert_eq!(
         store
-            .feed_entries_newer(viewer.id, before.id, 100)
+            .feed_entries_newer(viewer.id, before.id.as_uuid(), 100)
             .await
             .unwrap(),
         4
     );
     assert_eq!(
         store
-            .feed_entries_newer(viewer.id, before.id, 2)
+            .feed_entries_newer(viewer.id, before.id.as_uuid(), 2)
             .await
             .unwrap(),
         2

@@ -71,7 +71,7 @@ async fn list_all(
     .await
 }
 
-fn ids(notifications: &[Notification]) -> Vec<uuid::Uuid> {
+fn ids(notifications: &[Notification]) -> Vec<shared::domain::NotificationId> {
     notifications.iter().map(|n| n.id).collect()
 }
 

@@ -64,7 +64,13 @@ async fn pattern_28_a_token_by_its_hash_then_its_family() {
             .unwrap(),
         None
     );
-    assert_eq!(store.token_family(user, new_id()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .token_family(user, uuid::Uuid::now_v7())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

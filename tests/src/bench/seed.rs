@@ -6,10 +6,10 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
+use shared::domain::UserId;
 use shared::store::social::SocialStore;
 use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
-use uuid::Uuid;
 
 use crate::realtime::{RealtimeStack, User};
 
@@ -58,7 +58,7 @@ impl Seeder {
     }
 
     async fn user(&self, username: String) -> anyhow::Result<User> {
-        let id = Uuid::new_v4();
+        let id = UserId::new();
         let now = Utc::now();
         self.store
             .create_user(NewUser {
@@ -81,7 +81,7 @@ impl Seeder {
     /// ([`shared::testkit::seed_followers`]): an audience that is never online costs
     /// seconds to set up, not a transaction each.
     pub async fn offline_followers(&self, author: &User, count: usize) -> anyhow::Result<()> {
-        shared::testkit::seed_followers(&self.store, author.uuid(), count)
+        shared::testkit::seed_followers(&self.store, author.user_id(), count)
             .await
             .map_err(|e| anyhow::anyhow!("seeding {count} followers: {e}"))?;
         Ok(())
@@ -89,11 +89,11 @@ impl Seeder {
 
     /// Every one of `followers` follows `author`.
     pub async fn follow(&self, followers: &[User], author: &User) -> anyhow::Result<()> {
-        let author = author.uuid();
+        let author = author.user_id();
         stream::iter(followers)
             .map(|follower| async move {
                 self.store
-                    .follow(follower.uuid(), author, Utc::now())
+                    .follow(follower.user_id(), author, Utc::now())
                     .await
                     .map_err(|e| anyhow::anyhow!("{} follows: {e}", follower.username))
             })
