@@ -457,7 +457,7 @@ pub mod api {
     use crate::auth::TokenService;
     use crate::aws::ClientSet;
     use crate::config::Config;
-    use crate::domain::{new_id, User, UserId};
+    use crate::domain::{new_id, DisplayName, User, UserId, Username};
     use crate::error::Result;
     use crate::function::LambdaFunction;
     use crate::store::users::{NewUser, ProfileUpdate, UserStore};
@@ -864,8 +864,9 @@ pub mod api {
                 .store
                 .create_user(NewUser {
                     id,
-                    username: username.to_owned(),
-                    display_name: format!("{username} display"),
+                    username: Username::parse(username).expect("a valid username"),
+                    display_name: DisplayName::parse(&format!("{username} display"))
+                        .expect("a valid display name"),
                     password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
                     created_at: Utc::now(),
                 })

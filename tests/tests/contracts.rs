@@ -131,7 +131,10 @@ mod writer_push {
     use aws_lambda_events::event::dynamodb::EventRecord;
     use aws_sdk_dynamodb::types::AttributeValue;
     use chrono::Utc;
-    use shared::domain::{Notification, NotificationKind, User};
+    use shared::domain::{
+        CommentText, DisplayName, MediaUrl, Notification, NotificationKind, PostText, User,
+        Username,
+    };
     use shared::store::keys::{self, Key};
     use shared::store::messages::{MessageStore, NewMessage};
     use shared::store::posts::{NewComment, NewPost, PostStore};
@@ -187,8 +190,8 @@ mod writer_push {
         let user = store
             .create_user(NewUser {
                 id: shared::domain::new_id(),
-                username: name.to_owned(),
-                display_name: name.to_owned(),
+                username: Username::parse(name).unwrap(),
+                display_name: DisplayName::parse(name).unwrap(),
                 password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
                 created_at: Utc::now(),
             })
@@ -213,11 +216,14 @@ mod writer_push {
         let private = user(&store, "private", true).await;
 
         // post_created, with and without media.
-        for media_url in [None, Some("https://cdn.example.com/a.png".to_owned())] {
+        for media_url in [
+            None,
+            Some(MediaUrl::parse("https://cdn.example.com/a.png").unwrap()),
+        ] {
             let post = store
                 .create_post(NewPost {
                     author: alice.id,
-                    text: "hello".into(),
+                    text: PostText::parse("hello").unwrap(),
                     media_url,
                     created_at: Utc::now(),
                 })
@@ -254,7 +260,7 @@ mod writer_push {
         let post = store
             .create_post(NewPost {
                 author: alice.id,
-                text: "like me".into(),
+                text: PostText::parse("like me").unwrap(),
                 media_url: None,
                 created_at: Utc::now(),
             })
@@ -263,7 +269,7 @@ mod writer_push {
         let liked = store.like(&post, bob.id, Utc::now()).await.unwrap();
         let comment = NewComment {
             author: bob.id,
-            text: "nice".into(),
+            text: CommentText::parse("nice").unwrap(),
             created_at: Utc::now(),
         };
         let commented = store.add_comment(&post, comment).await.unwrap();

@@ -37,7 +37,7 @@ use shared::auth::TokenService;
 use shared::aws::{AuthClients, DynamoClients};
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{self, User};
+use shared::domain::{self, DisplayName, User, Username};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{ApiParts, ApiRequest, ApiResponse, RestState, Router};
@@ -188,18 +188,15 @@ fn session(
     })
 }
 
-/// A register body that passed the rules, its canonical username, and the display name (the
+/// A register body that passed the rules, its username, and the display name (the
 /// username's by default).
-fn read_register(request: &ApiRequest) -> Result<(RegisterBody, String, String)> {
+fn read_register(request: &ApiRequest) -> Result<(RegisterBody, Username, DisplayName)> {
     let body: RegisterBody = request.json()?;
     // The canonical lower-case form is the store's business; keep the case the user typed.
-    let canonical = domain::validate_username(&body.username)?;
+    let username = Username::parse(&body.username)?;
     domain::validate_password(&body.password)?;
-    let display_name = match &body.display_name {
-        Some(name) => domain::validate_display_name(name)?,
-        None => body.username.clone(),
-    };
-    Ok((body, canonical, display_name))
+    let display_name = DisplayName::parse(body.display_name.as_deref().unwrap_or(&body.username))?;
+    Ok((body, username, display_name))
 }
 
 /// A login body that passed the rules, and its canonical username.
@@ -207,7 +204,7 @@ fn read_login(request: &ApiRequest) -> Result<(LoginBody, String)> {
     let body: LoginBody = request.json()?;
     // No stored account can break these rules, so a 400 here says nothing about existence,
     // and the password limit bounds the hashing work an attacker can ask for.
-    let canonical = domain::validate_username(&body.username)?;
+    let canonical = Username::parse(&body.username)?.canonical();
     domain::validate_password(&body.password)?;
     Ok((body, canonical))
 }
@@ -236,10 +233,10 @@ pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
 // ---- handlers ----------------------------------------------------------------------------
 
 async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
-    let (body, canonical, display_name) = read_register(&request)?;
+    let (body, username, display_name) = read_register(&request)?;
     let now = state.clock.now();
     let subjects = [
-        Subject::Username(canonical),
+        Subject::Username(username.canonical()),
         Subject::SourceIp(request.source_ip.clone()),
     ];
     // Before any argon2 work: an address that registered too much, or a taken name tried
@@ -259,7 +256,7 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
         .users
         .create_user(NewUser {
             id: domain::new_id(),
-            username: body.username,
+            username,
             display_name,
             password_hash,
             created_at: now,

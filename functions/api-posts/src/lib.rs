@@ -38,7 +38,10 @@ use shared::auth::TokenService;
 use shared::aws::WriterClients;
 use shared::clock::Clock;
 use shared::config::Config;
-use shared::domain::{self, Comment, CommentId, Post, PostId, User, UserId, UserSummary};
+use shared::domain::{
+    self, Comment, CommentId, CommentText, MediaUrl, Post, PostId, PostText, User, UserId,
+    UserSummary,
+};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{caller_profile, ApiParts, ApiRequest, ApiResponse, RestState, Router};
@@ -136,11 +139,9 @@ pub const BODY_ROUTES: &[&str] = &["/posts", "/posts/{post_id}", "/posts/{post_i
 pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
     match route {
         "/posts" => CreatePostBody::read(request).map(drop),
-        "/posts/{post_id}" => {
-            domain::validate_post_text(&request.json::<TextBody>()?.text).map(drop)
-        }
+        "/posts/{post_id}" => PostText::parse(&request.json::<TextBody>()?.text).map(drop),
         "/posts/{post_id}/comments" => {
-            domain::validate_comment_text(&request.json::<TextBody>()?.text).map(drop)
+            CommentText::parse(&request.json::<TextBody>()?.text).map(drop)
         }
         other => Err(Error::invariant(format!("{other} reads no body"))),
     }
@@ -158,14 +159,10 @@ struct CreatePostBody {
 
 impl CreatePostBody {
     /// The validated text and media URL of a `POST /posts` body.
-    fn read(request: &ApiRequest) -> Result<(String, Option<String>)> {
+    fn read(request: &ApiRequest) -> Result<(PostText, Option<MediaUrl>)> {
         let body: Self = request.json()?;
-        let text = domain::validate_post_text(&body.text)?;
-        let media_url = body
-            .media_url
-            .as_deref()
-            .map(domain::validate_media_url)
-            .transpose()?;
+        let text = PostText::parse(&body.text)?;
+        let media_url = body.media_url.as_deref().map(MediaUrl::parse).transpose()?;
         Ok((text, media_url))
     }
 }
@@ -327,7 +324,7 @@ async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
 async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    let text = domain::validate_post_text(&request.json::<TextBody>()?.text)?;
+    let text = PostText::parse(&request.json::<TextBody>()?.text)?;
     // Author and edit window are conditions of the write itself; a refusal of a post the
     // caller cannot see is a 404.
     let edited = state
@@ -425,7 +422,7 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
 async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    let text = domain::validate_comment_text(&request.json::<TextBody>()?.text)?;
+    let text = CommentText::parse(&request.json::<TextBody>()?.text)?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let author = caller_profile(state.users.as_ref(), caller).await?;
     state

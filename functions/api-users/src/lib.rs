@@ -38,7 +38,7 @@ use shared::auth::TokenService;
 use shared::aws::WriterClients;
 use shared::clock::Clock;
 use shared::config::Config;
-use shared::domain::{self, Follow, Relationship, User, UserId, UserSummary};
+use shared::domain::{self, Bio, DisplayName, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{
@@ -165,9 +165,9 @@ impl ProfilePatch {
             display_name: self
                 .display_name
                 .as_deref()
-                .map(domain::validate_display_name)
+                .map(DisplayName::parse)
                 .transpose()?,
-            bio: self.bio.as_deref().map(domain::validate_bio).transpose()?,
+            bio: self.bio.as_deref().map(Bio::parse).transpose()?,
             is_private: self.is_private,
             show_presence: self.show_presence,
         };

@@ -8,7 +8,7 @@ use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::auth::keys::SigningKey;
-use shared::domain::{new_id, NotificationKind, UserId};
+use shared::domain::{new_id, NotificationKind, PostText, UserId};
 use shared::events::Event;
 use shared::http::RestState;
 use shared::push::testing::RecordingPush;
@@ -1260,7 +1260,7 @@ async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_roo
             store
                 .create_post(NewPost {
                     author,
-                    text: "p".into(),
+                    text: PostText::parse("p").unwrap(),
                     media_url: None,
                     created_at: Utc::now(),
                 })

@@ -15,6 +15,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
+use shared::domain::PostText;
 use shared::fanout::QueueMessage;
 use shared::metering::RequestMeter;
 use shared::store::posts::{NewPost, PostStore};
@@ -63,7 +64,7 @@ async fn a_post_to_many_followers_costs_what_its_online_followers_cost() {
         .store
         .create_post(NewPost {
             author,
-            text: "to the crowd".into(),
+            text: PostText::parse("to the crowd").unwrap(),
             media_url: None,
             created_at: now(),
         })

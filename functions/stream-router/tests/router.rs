@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::domain::{Follow, PostId, Subscription, UserId};
+use shared::domain::{CommentText, Follow, PostId, PostText, Subscription, UserId};
 use shared::fanout::queue::QueueMessage;
 use shared::fanout::Audience;
 use shared::function::LambdaFunction;
@@ -31,7 +31,7 @@ async fn post(harness: &Harness, author: UserId, text: &str) -> shared::domain::
         .store
         .create_post(NewPost {
             author,
-            text: text.to_owned(),
+            text: PostText::parse(text).unwrap(),
             media_url: None,
             created_at: now(),
         })
@@ -175,7 +175,7 @@ async fn likes_and_comments_go_to_the_post_room_and_notifications_to_the_author(
             &post,
             NewComment {
                 author: b,
-                text: "nice".into(),
+                text: CommentText::parse("nice").unwrap(),
                 created_at: now(),
             },
         )
@@ -371,7 +371,7 @@ async fn a_failed_record_holds_back_the_later_records_of_its_item_only() {
         .edit_post(PostEdit {
             post: edited.id,
             editor: a,
-            text: "after".into(),
+            text: PostText::parse("after").unwrap(),
             now: now(),
         })
         .await
@@ -547,7 +547,7 @@ async fn a_failed_post_created_holds_back_its_edit_and_like_so_every_socket_ends
         .edit_post(PostEdit {
             post: post.id,
             editor: a,
-            text: "final text".into(),
+            text: PostText::parse("final text").unwrap(),
             now: now(),
         })
         .await
@@ -905,7 +905,7 @@ async fn deleting_a_post_sends_post_deleted_only_and_a_users_comment_deletion_is
                 &post,
                 NewComment {
                     author: b,
-                    text: format!("c{i}"),
+                    text: CommentText::parse(&format!("c{i}")).unwrap(),
                     created_at: now(),
                 },
             )
@@ -993,7 +993,7 @@ async fn room_members_are_checked_when_an_event_is_sent_not_only_when_they_joine
             &post,
             NewComment {
                 author: frank,
-                text: "hi".into(),
+                text: CommentText::parse("hi").unwrap(),
                 created_at: now(),
             },
         )

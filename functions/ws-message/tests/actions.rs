@@ -8,7 +8,10 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
-use shared::domain::{new_id, Connection, Notification, PostId, User, UserId};
+use shared::domain::{
+    new_id, CommentText, Connection, DisplayName, Notification, PostId, PostText, User, UserId,
+    Username,
+};
 use shared::error::Error;
 use shared::events::Event;
 use shared::function::LambdaFunction;
@@ -65,8 +68,8 @@ impl Harness {
         self.store
             .create_user(NewUser {
                 id: new_id(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
+                username: Username::parse(username).unwrap(),
+                display_name: DisplayName::parse(username).unwrap(),
                 password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
                 created_at: Utc::now(),
             })
@@ -251,7 +254,7 @@ async fn subscribing_to_a_visible_post_joins_its_room_and_unsubscribing_leaves_i
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -312,7 +315,7 @@ async fn post_channels_follow_the_visibility_rule() {
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "private".into(),
+            text: PostText::parse("private").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -716,7 +719,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
         .store
         .create_post(NewPost {
             author: bob.id,
-            text: "bob's post".into(),
+            text: PostText::parse("bob's post").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -742,7 +745,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
     let message_2 = harness.store.send_message(message_2).await.unwrap().message;
     let comment = NewComment {
         author: dave.id,
-        text: "nice".into(),
+        text: CommentText::parse("nice").unwrap(),
         created_at: Utc::now(),
     };
     harness.store.add_comment(&post, comment).await.unwrap();
@@ -757,7 +760,7 @@ async fn resume_replays_exactly_the_missed_notifications_and_messages_in_order()
             .store
             .create_post(NewPost {
                 author: alice.id,
-                text: text.into(),
+                text: PostText::parse(text).unwrap(),
                 media_url: None,
                 created_at: Utc::now(),
             })
@@ -1121,7 +1124,7 @@ async fn subscribes_over_the_users_budget_are_refused_before_any_read() {
         .store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use ripple_admin::{Backfill, BackfillOptions, Phase};
 use shared::config::FeedLimits;
-use shared::domain::{new_id, User, UserId};
+use shared::domain::{new_id, DisplayName, PostText, User, UserId, Username};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::store::feed::FeedStore;
 use shared::store::keys;
@@ -36,8 +36,8 @@ async fn user(store: &DynamoStore, name: &str) -> User {
     store
         .create_user(NewUser {
             id: new_id(),
-            username: name.to_owned(),
-            display_name: name.to_owned(),
+            username: Username::parse(name).unwrap(),
+            display_name: DisplayName::parse(name).unwrap(),
             password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
             created_at: Utc::now(),
         })
@@ -70,7 +70,7 @@ async fn fresh_build(store: &DynamoStore) -> Vec<User> {
             let post = store
                 .create_post(NewPost {
                     author: author.id,
-                    text: format!("{} {round}", author.username),
+                    text: PostText::parse(&format!("{} {round}", author.username)).unwrap(),
                     media_url: None,
                     created_at: Utc::now(),
                 })

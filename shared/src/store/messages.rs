@@ -27,9 +27,8 @@ use super::page::{KeyShape, Page, PageRequest};
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
-    format_time, new_id, validate_client_message_id, validate_message_text, Conversation,
-    ConversationState, Message, MessageId, MessageRequest, MessageStatus, Notification,
-    NotificationKind, User, UserId,
+    format_time, new_id, ClientMessageId, Conversation, ConversationState, Message, MessageId,
+    MessageRequest, MessageStatus, MessageText, Notification, NotificationKind, User, UserId,
 };
 use crate::error::{Error, Result};
 
@@ -52,8 +51,8 @@ const ITEM_ABSENT: &str = "attribute_not_exists(pk)";
 pub struct NewMessage {
     from: UserId,
     to: UserId,
-    text: String,
-    client_message_id: Option<String>,
+    text: MessageText,
+    client_message_id: Option<ClientMessageId>,
     created_at: DateTime<Utc>,
 }
 
@@ -73,10 +72,8 @@ impl NewMessage {
         Ok(Self {
             from,
             to,
-            text: validate_message_text(text)?,
-            client_message_id: client_message_id
-                .map(validate_client_message_id)
-                .transpose()?,
+            text: MessageText::parse(text)?,
+            client_message_id: client_message_id.map(ClientMessageId::parse).transpose()?,
             created_at: to_millis(created_at),
         })
     }
@@ -288,8 +285,8 @@ impl DynamoStore {
         let recipient_conversation = keys::conversation(to, from);
         let client_record = new
             .client_message_id
-            .as_deref()
-            .map(|id| keys::client_message(from, to, id));
+            .as_ref()
+            .map(|id| keys::client_message(from, to, id.as_str()));
         let mut wanted = vec![
             profile.clone(),
             follow.clone(),
@@ -345,7 +342,7 @@ impl DynamoStore {
                 items.push(tx::put_new(
                     table,
                     to_item(
-                        &keys::client_message(from, to, client_id),
+                        &keys::client_message(from, to, client_id.as_str()),
                         &ClientMessageRecord {
                             message_id: message.id,
                             entity: "client_message".into(),
@@ -490,14 +487,14 @@ impl MessageStore for DynamoStore {
                 id: new_id(),
                 from: new.from,
                 to: new.to,
-                text: new.text.clone(),
+                text: new.text.to_string(),
                 created_at: new.created_at,
                 status: message_status(
                     recipient.is_private,
                     context.recipient_follows_sender,
                     context.recipient_state == Some(ConversationState::Accepted),
                 ),
-                client_message_id: new.client_message_id.clone(),
+                client_message_id: new.client_message_id.clone().map(String::from),
             };
             match self.commit_send(&new, &context, &message).await {
                 Ok(notification) => {
@@ -739,6 +736,6 @@ mod tests {
         assert!(NewMessage::new(a, b, "hi", Some("has space"), now).is_err());
         assert!(NewMessage::new(a, b, "hi", Some(""), now).is_err());
         let ok = NewMessage::new(a, b, " hi ", Some("c-1"), now).unwrap();
-        assert_eq!(ok.text, "hi");
+        assert_eq!(ok.text.as_str(), "hi");
     }
 }

@@ -29,8 +29,8 @@ use super::social::SocialStore;
 use super::DynamoStore;
 use crate::clock::to_millis;
 use crate::domain::{
-    new_id, Comment, CommentId, Like, NotificationKind, Post, PostId, UserId,
-    POST_EDIT_WINDOW_SECONDS,
+    new_id, Comment, CommentId, CommentText, Like, MediaUrl, NotificationKind, Post, PostId,
+    PostText, UserId, POST_EDIT_WINDOW_SECONDS,
 };
 use crate::error::{Error, Result};
 
@@ -45,8 +45,8 @@ pub const MAX_DELETE_CLEANUP_ITEMS: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct NewPost {
     pub author: UserId,
-    pub text: String,
-    pub media_url: Option<String>,
+    pub text: PostText,
+    pub media_url: Option<MediaUrl>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -55,7 +55,7 @@ pub struct NewPost {
 pub struct PostEdit {
     pub post: PostId,
     pub editor: UserId,
-    pub text: String,
+    pub text: PostText,
     pub now: DateTime<Utc>,
 }
 
@@ -63,7 +63,7 @@ pub struct PostEdit {
 #[derive(Debug, Clone)]
 pub struct NewComment {
     pub author: UserId,
-    pub text: String,
+    pub text: CommentText,
     pub created_at: DateTime<Utc>,
 }
 
@@ -349,8 +349,8 @@ impl PostStore for DynamoStore {
         let post = Post {
             id: new_id(),
             author_id: new.author,
-            text: new.text,
-            media_url: new.media_url,
+            text: new.text.into(),
+            media_url: new.media_url.map(String::from),
             created_at,
             edited_at: None,
             like_count: 0,
@@ -421,7 +421,7 @@ impl PostStore for DynamoStore {
                 "attribute_exists(pk) AND author_id = :editor AND created_at_ms >= :earliest",
             )
             .expression_attribute_names("#text", "text")
-            .expression_attribute_values(":text", s(&edit.text))
+            .expression_attribute_values(":text", s(edit.text.as_str()))
             .expression_attribute_values(":edited_at", s(crate::domain::format_time(now)))
             .expression_attribute_values(":editor", s(edit.editor.to_string()))
             .expression_attribute_values(":earliest", n(earliest_creation.timestamp_millis()))
@@ -627,7 +627,7 @@ impl PostStore for DynamoStore {
             id: new_id(),
             post_id: post.id,
             author_id: new.author,
-            text: new.text,
+            text: new.text.into(),
             created_at: to_millis(new.created_at),
         };
         let mut cause = vec![

@@ -20,15 +20,15 @@ use super::dynamo::{
 use super::keys;
 use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
 use super::DynamoStore;
-use crate::domain::{User, UserId, UserSummary};
+use crate::domain::{Bio, DisplayName, User, UserId, UserSummary, Username};
 use crate::error::{Error, Result};
 
 /// What registration stores.
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub id: UserId,
-    pub username: String,
-    pub display_name: String,
+    pub username: Username,
+    pub display_name: DisplayName,
     /// PHC-format argon2id hash; the password itself never reaches the store.
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
@@ -37,8 +37,8 @@ pub struct NewUser {
 /// A partial profile update (`PATCH /users/me`); `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProfileUpdate {
-    pub display_name: Option<String>,
-    pub bio: Option<String>,
+    pub display_name: Option<DisplayName>,
+    pub bio: Option<Bio>,
     pub is_private: Option<bool>,
     pub show_presence: Option<bool>,
 }
@@ -198,11 +198,11 @@ fn profile_sets(update: &ProfileUpdate) -> (String, Vec<(&'static str, Attribute
     let mut values = Vec::new();
     if let Some(display_name) = &update.display_name {
         sets.push("display_name = :display_name");
-        values.push((":display_name", s(display_name)));
+        values.push((":display_name", s(display_name.as_str())));
     }
     if let Some(bio) = &update.bio {
         sets.push("bio = :bio");
-        values.push((":bio", s(bio)));
+        values.push((":bio", s(bio.as_str())));
     }
     if let Some(is_private) = update.is_private {
         sets.push("is_private = :is_private");
@@ -362,11 +362,11 @@ impl DynamoStore {
 #[async_trait]
 impl UserStore for DynamoStore {
     async fn create_user(&self, new: NewUser) -> Result<User> {
-        let username_lower = new.username.to_ascii_lowercase();
+        let username_lower = new.username.canonical();
         let user = User {
             id: new.id,
-            username: new.username.clone(),
-            display_name: new.display_name,
+            username: new.username.clone().into(),
+            display_name: new.display_name.into(),
             bio: String::new(),
             is_private: false,
             show_presence: true,
@@ -447,7 +447,7 @@ impl UserStore for DynamoStore {
         }
         match &update.display_name {
             Some(display_name) => {
-                self.update_profile_and_search(id, update, display_name)
+                self.update_profile_and_search(id, update, display_name.as_str())
                     .await
             }
             None => self.update_profile_item(id, update).await,

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::config::FeedLimits;
-use shared::domain::{Post, User, UserId};
+use shared::domain::{Post, PostText, User, UserId};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::RequestMeter;
 use shared::store::feed::FeedStore;
@@ -37,7 +37,7 @@ async fn post(store: &DynamoStore, feeds: &FeedMaterializer, author: &User, text
     let post = store
         .create_post(NewPost {
             author: author.id,
-            text: text.to_owned(),
+            text: PostText::parse(text).unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -117,7 +117,7 @@ async fn a_post_reaches_followers_feeds_edits_show_and_deletes_leave_full_pages(
         .edit_post(PostEdit {
             post: edited.id,
             editor: ann.id,
-            text: "edited".to_owned(),
+            text: PostText::parse("edited").unwrap(),
             now: Utc::now(),
         })
         .await
@@ -341,7 +341,8 @@ async fn a_rebuild_gives_the_feed_the_tasks_build_and_is_idempotent() {
     let db = TestDb::start().await;
     let store = db.store();
     let feeds = materializer(&store, limits(2));
-    let [viewer, ann, star, f1, f2] = users(&store, ["viewer", "ann", "star", "f1", "f2"]).await;
+    let [viewer, ann, star, f1, f2] =
+        users(&store, ["viewer", "ann", "star", "fan1", "fan2"]).await;
     // Seeded the old way: follows and posts, no feed tasks.
     for (a, b) in [
         (viewer.id, ann.id),
@@ -356,7 +357,7 @@ async fn a_rebuild_gives_the_feed_the_tasks_build_and_is_idempotent() {
             store
                 .create_post(NewPost {
                     author: author.id,
-                    text: format!("{} {i}", author.username),
+                    text: PostText::parse(&format!("{} {i}", author.username)).unwrap(),
                     media_url: None,
                     created_at: Utc::now(),
                 })
@@ -593,7 +594,12 @@ async fn apply_step(
             let post = store
                 .create_post(NewPost {
                     author: people[a].id,
-                    text: format!("post {} by {}", posts.len(), people[a].username),
+                    text: PostText::parse(&format!(
+                        "post {} by {}",
+                        posts.len(),
+                        people[a].username
+                    ))
+                    .unwrap(),
                     media_url: None,
                     created_at: Utc::now(),
                 })
@@ -611,7 +617,7 @@ async fn apply_step(
             let edit = PostEdit {
                 post: target.id,
                 editor: target.author_id,
-                text: format!("{} (edited)", target.text),
+                text: PostText::parse(&format!("{} (edited)", target.text)).unwrap(),
                 now: Utc::now(),
             };
             // Deleted posts fail; the history goes on.

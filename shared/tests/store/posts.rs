@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
-use shared::domain::{new_id, NotificationKind, Post, User};
+use shared::domain::{new_id, CommentText, MediaUrl, NotificationKind, Post, PostText, User};
 use shared::store::dynamo::Query;
 use shared::store::keys;
 use shared::store::page::{KeyShape, PageRequest};
@@ -20,7 +20,7 @@ async fn post(store: &DynamoStore, author: &User, text: &str) -> Post {
     store
         .create_post(NewPost {
             author: author.id,
-            text: text.to_owned(),
+            text: PostText::parse(text).unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -39,7 +39,7 @@ async fn comment(
             post,
             NewComment {
                 author: author.id,
-                text: text.to_owned(),
+                text: CommentText::parse(text).unwrap(),
                 created_at: Utc::now(),
             },
         )
@@ -56,8 +56,8 @@ async fn post_by_id_and_many_posts_by_id_and_the_author_post_count() {
     let first = store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
-            media_url: Some("https://cdn.example.com/a.png".into()),
+            text: PostText::parse("hello").unwrap(),
+            media_url: Some(MediaUrl::parse("https://cdn.example.com/a.png").unwrap()),
             created_at: Utc::now(),
         })
         .await
@@ -94,7 +94,7 @@ async fn a_post_by_an_unknown_author_is_not_found_and_writes_nothing() {
     let error = store
         .create_post(NewPost {
             author: new_id(),
-            text: "ghost".into(),
+            text: PostText::parse("ghost").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -117,7 +117,7 @@ async fn edits_are_for_the_author_inside_the_window_only() {
         .edit_post(PostEdit {
             post: created.id,
             editor: alice.id,
-            text: "second draft".into(),
+            text: PostText::parse("second draft").unwrap(),
             now: at(119),
         })
         .await
@@ -130,7 +130,7 @@ async fn edits_are_for_the_author_inside_the_window_only() {
         .edit_post(PostEdit {
             post: created.id,
             editor: bob.id,
-            text: "hijacked".into(),
+            text: PostText::parse("hijacked").unwrap(),
             now: at(1),
         })
         .await
@@ -141,7 +141,7 @@ async fn edits_are_for_the_author_inside_the_window_only() {
         .edit_post(PostEdit {
             post: created.id,
             editor: alice.id,
-            text: "too late".into(),
+            text: PostText::parse("too late").unwrap(),
             now: at(121),
         })
         .await
@@ -152,7 +152,7 @@ async fn edits_are_for_the_author_inside_the_window_only() {
         .edit_post(PostEdit {
             post: new_id(),
             editor: alice.id,
-            text: "x".into(),
+            text: PostText::parse("x").unwrap(),
             now: at(1),
         })
         .await
@@ -503,7 +503,7 @@ async fn a_blocked_user_can_neither_like_nor_comment() {
             &guarded,
             NewComment {
                 author: bob.id,
-                text: "let me in".into(),
+                text: CommentText::parse("let me in").unwrap(),
                 created_at: Utc::now(),
             },
         )

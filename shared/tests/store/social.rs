@@ -300,7 +300,7 @@ async fn follow_requests_list_oldest_first_and_reject_or_cancel_remove_them() {
     let store = db.store();
     // Registered in this order, so user ids ascend; requests are made in the reverse
     // order to prove the list is by request time, not by requester id.
-    let [target, first, second, third] = users(&store, ["target", "u1", "u2", "u3"]).await;
+    let [target, first, second, third] = users(&store, ["target", "user1", "user2", "user3"]).await;
     for requester in [&third, &second, &first] {
         store
             .request_follow(requester.id, target.id, Utc::now())

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use chrono::Utc;
-use shared::domain::{new_id, Notification, User, UserId};
+use shared::domain::{new_id, DisplayName, Notification, User, UserId, Username};
 use shared::store::dynamo::{from_item, Query};
 use shared::store::keys;
 use shared::store::page::{KeyShape, Page, PageRequest};
@@ -16,8 +16,8 @@ pub async fn user(store: &DynamoStore, username: &str) -> User {
     store
         .create_user(NewUser {
             id: new_id(),
-            username: username.to_owned(),
-            display_name: username.to_owned(),
+            username: Username::parse(username).unwrap(),
+            display_name: DisplayName::parse(username).unwrap(),
             password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
             created_at: Utc::now(),
         })

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
-use shared::domain::{new_id, User, UserSummary};
+use shared::domain::{new_id, Bio, DisplayName, PostText, User, UserSummary, Username};
 use shared::metering::{RequestMeter, DYNAMODB};
 use shared::store::dynamo::{Item, Query};
 use shared::store::keys;
@@ -54,8 +54,8 @@ async fn duplicate_username_in_any_case_is_a_conflict() {
         let error = store
             .create_user(shared::store::users::NewUser {
                 id: shared::domain::new_id(),
-                username: spelling.to_owned(),
-                display_name: "x".to_owned(),
+                username: Username::parse(spelling).unwrap(),
+                display_name: DisplayName::parse("x").unwrap(),
                 password_hash: "h".to_owned(),
                 created_at: chrono::Utc::now(),
             })
@@ -91,7 +91,7 @@ async fn profile_update_changes_only_given_fields() {
         .update_profile(
             alice.id,
             &ProfileUpdate {
-                bio: Some("hello".into()),
+                bio: Some(Bio::parse("hello").unwrap()),
                 is_private: Some(true),
                 ..ProfileUpdate::default()
             },
@@ -105,7 +105,7 @@ async fn profile_update_changes_only_given_fields() {
         .update_profile(
             shared::domain::new_id(),
             &ProfileUpdate {
-                bio: Some("x".into()),
+                bio: Some(Bio::parse("x").unwrap()),
                 ..Default::default()
             },
         )
@@ -461,7 +461,7 @@ async fn counter_updates_write_no_search_index_entry() {
     store
         .create_post(NewPost {
             author: alice.id,
-            text: "hello".into(),
+            text: PostText::parse("hello").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })
@@ -509,7 +509,7 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                bio: Some("hi".into()),
+                bio: Some(Bio::parse("hi").unwrap()),
                 is_private: Some(true),
                 ..ProfileUpdate::default()
             },
@@ -522,8 +522,8 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                display_name: Some("Samuel".into()),
-                bio: Some("hello".into()),
+                display_name: Some(DisplayName::parse("Samuel").unwrap()),
+                bio: Some(Bio::parse("hello").unwrap()),
                 ..ProfileUpdate::default()
             },
         )
@@ -544,7 +544,7 @@ async fn a_new_display_name_reaches_search_and_other_edits_leave_the_search_item
         .update_profile(
             new_id(),
             &ProfileUpdate {
-                display_name: Some("x".into()),
+                display_name: Some(DisplayName::parse("x").unwrap()),
                 ..ProfileUpdate::default()
             },
         )
@@ -600,7 +600,7 @@ async fn rebuild_search_entry_migrates_old_profiles_idempotently() {
         .update_profile(
             sam.id,
             &ProfileUpdate {
-                display_name: Some("Samuel".into()),
+                display_name: Some(DisplayName::parse("Samuel").unwrap()),
                 ..ProfileUpdate::default()
             },
         )

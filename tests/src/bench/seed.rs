@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
-use shared::domain::UserId;
+use shared::domain::{DisplayName, UserId, Username};
 use shared::store::social::SocialStore;
 use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
@@ -63,8 +63,8 @@ impl Seeder {
         self.store
             .create_user(NewUser {
                 id,
-                username: username.clone(),
-                display_name: username.clone(),
+                username: Username::parse(&username).unwrap(),
+                display_name: DisplayName::parse(&username).unwrap(),
                 password_hash: NO_PASSWORD.to_owned(),
                 created_at: now,
             })

@@ -28,7 +28,7 @@ use ripple_tests::realtime::repository_root;
 use serde_json::{json, Value};
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::config::FeedLimits;
-use shared::domain::{new_id, User, UserId};
+use shared::domain::{new_id, DisplayName, PostText, User, UserId, Username};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::{MeterSnapshot, RequestMeter};
 use shared::store::feed::FeedStore;
@@ -126,8 +126,8 @@ impl Bench {
                 store
                     .create_user(NewUser {
                         id: new_id(),
-                        username: format!("{prefix}{i}"),
-                        display_name: format!("{prefix} {i}"),
+                        username: Username::parse(&format!("{prefix}{i}")).unwrap(),
+                        display_name: DisplayName::parse(&format!("{prefix} {i}")).unwrap(),
                         password_hash: UNUSABLE_PASSWORD_HASH.to_owned(),
                         created_at: Utc::now(),
                     })
@@ -155,7 +155,7 @@ impl Bench {
                     .store
                     .create_post(NewPost {
                         author,
-                        text: format!("round {round} by {author}"),
+                        text: PostText::parse(&format!("round {round} by {author}")).unwrap(),
                         media_url: None,
                         created_at: Utc::now(),
                     })
@@ -238,7 +238,7 @@ async fn measure_distribute(bench: &Bench, followers: usize) -> anyhow::Result<D
         .store
         .create_post(NewPost {
             author,
-            text: "measured".to_owned(),
+            text: PostText::parse("measured").unwrap(),
             media_url: None,
             created_at: Utc::now(),
         })

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::clock::ManualClock;
 use shared::config::Config;
-use shared::domain::{new_id, Connection, UserId};
+use shared::domain::{new_id, Connection, DisplayName, UserId, Username};
 use shared::fanout::PushFunctionState;
 use shared::fanout::SqsEventQueue;
 use shared::function::LambdaFunction;
@@ -143,8 +143,8 @@ impl Harness {
             .store
             .create_user(NewUser {
                 id: new_id(),
-                username: username.to_owned(),
-                display_name: username.to_owned(),
+                username: Username::parse(username).unwrap(),
+                display_name: DisplayName::parse(username).unwrap(),
                 password_hash: "not-a-real-hash".to_owned(),
                 created_at: Utc::now(),
             })
