@@ -25,10 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::FeedLimits;
 use crate::domain::{PostId, UserId};
 use crate::error::Result;
-use crate::store::feed::{FeedMode, FeedPost, FeedStore};
+use crate::store::feed::{FeedMode, FeedPost};
 use crate::store::page::{PageRequest, MAX_LIMIT};
-use crate::store::posts::PostStore;
-use crate::store::social::{FollowerIds, SocialStore};
+use crate::store::social::FollowerIds;
+use crate::store::DynamoStore;
 
 /// Most posts of one author a rebuild writes into one feed (the entry TTL bounds it too).
 pub const REBUILD_MAX_POSTS_PER_AUTHOR: usize = 1000;
@@ -84,9 +84,9 @@ pub struct FeedOutcome {
 /// Carries out [`FeedTask`]s against the store.
 #[derive(Clone)]
 pub struct FeedMaterializer {
-    pub feeds: Arc<dyn FeedStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub posts: Arc<dyn PostStore>,
+    pub feeds: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub posts: Arc<DynamoStore>,
     pub limits: FeedLimits,
 }
 
@@ -99,11 +99,8 @@ impl std::fmt::Debug for FeedMaterializer {
 }
 
 impl FeedMaterializer {
-    /// The materializer over one store (it implements every trait used).
-    pub fn new<S>(store: Arc<S>, limits: FeedLimits) -> Self
-    where
-        S: FeedStore + SocialStore + PostStore + 'static,
-    {
+    /// The materializer over one store.
+    pub fn new(store: Arc<DynamoStore>, limits: FeedLimits) -> Self {
         Self {
             feeds: store.clone(),
             social: store.clone(),

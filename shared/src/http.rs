@@ -419,7 +419,7 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
 /// The caller's own profile. They hold a valid token, so it exists unless the account is
 /// gone: then the token is worth nothing, a 401.
 pub async fn caller_profile(
-    users: &dyn crate::store::users::UserStore,
+    users: &crate::store::DynamoStore,
     caller: crate::domain::UserId,
 ) -> Result<crate::domain::User> {
     users
@@ -432,8 +432,8 @@ pub async fn caller_profile(
 /// summaries, leaving out users in a block relation with `viewer` (`crate::visibility`'s
 /// rule) and any whose profile is gone. The page's cursor is kept: a page may come out shorter, never skip items.
 pub async fn with_user_summaries<T, V>(
-    users: &dyn crate::store::users::UserStore,
-    social: &dyn crate::store::social::SocialStore,
+    users: &crate::store::DynamoStore,
+    social: &crate::store::DynamoStore,
     viewer: crate::domain::UserId,
     page: crate::store::Page<T>,
     user_of: impl Fn(&T) -> crate::domain::UserId,

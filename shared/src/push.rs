@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{cause_chain, Result};
 use crate::events::Event;
 pub use crate::retry::RetryPolicy;
-use crate::store::connections::{ConnectionStore, GoneRemoval, HANDSHAKE_WINDOW};
+use crate::store::connections::{GoneRemoval, HANDSHAKE_WINDOW};
 use crate::store::DynamoStore;
 
 /// Posts in flight at once per dispatch. API Gateway's account-wide quota is shared by
@@ -245,7 +245,7 @@ pub enum Delivery {
 #[derive(Clone)]
 pub struct DirectPush {
     pub push: Arc<dyn PushClient>,
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<DynamoStore>,
     /// Posts in flight at once per [`DirectPush::deliver`].
     pub concurrency: usize,
     pub retry: RetryPolicy,
@@ -266,7 +266,7 @@ impl std::fmt::Debug for DirectPush {
 
 impl DirectPush {
     /// Direct push with [`DEFAULT_PUSH_CONCURRENCY`] and the default [`RetryPolicy`].
-    pub fn new(push: Arc<dyn PushClient>, connections: Arc<dyn ConnectionStore>) -> Self {
+    pub fn new(push: Arc<dyn PushClient>, connections: Arc<DynamoStore>) -> Self {
         Self {
             push,
             connections,
@@ -354,7 +354,7 @@ impl DirectPush {
 
     /// A gone connection is removed with its memberships, so fan-outs stop reaching for it —
     /// unless it is younger than the handshake window, when API Gateway's 410 means its
-    /// `$connect` has not returned yet (`ConnectionStore::remove_gone_connection`). If the
+    /// `$connect` has not returned yet (`DynamoStore::remove_gone_connection`). If the
     /// removal fails, the connection's TTL cleans up later; the event was still handled.
     async fn forget_gone_connection(&self, connection_id: &str) {
         let connected_before = self.clock.now() - self.handshake_window;

@@ -40,14 +40,11 @@ use crate::domain::{Conversation, Message, Notification, UserId};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBody};
 use crate::store::page::{Page, PageRequest, MAX_LIMIT};
+use crate::store::DynamoStore;
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use uuid::Uuid;
 
-use crate::store::feed::FeedStore;
-use crate::store::messages::MessageStore;
-use crate::store::notifications::NotificationStore;
-use crate::store::social::SocialStore;
 use crate::visibility;
 
 /// Most events one resume replays; beyond it the client refetches over REST.
@@ -76,11 +73,11 @@ pub const REPLAY_LAG: Duration = Duration::seconds(60);
 /// The stores a replay reads.
 #[derive(Clone, Copy)]
 pub struct ReplaySources<'a> {
-    pub notifications: &'a dyn NotificationStore,
-    pub messages: &'a dyn MessageStore,
-    pub feeds: &'a dyn FeedStore,
+    pub notifications: &'a DynamoStore,
+    pub messages: &'a DynamoStore,
+    pub feeds: &'a DynamoStore,
     /// The caller's block set (what the replay leaves out).
-    pub social: &'a dyn SocialStore,
+    pub social: &'a DynamoStore,
 }
 
 /// What to send for a resume.

@@ -153,7 +153,7 @@ pub async fn seed_followers(
         .try_for_each_concurrent(8, |chunk| async move { table.batch_put(chunk).await })
         .await?;
     let added = i64::try_from(count).unwrap_or(i64::MAX);
-    let counter = crate::store::dynamo::tx::update(
+    let counter = crate::store::transaction::tx::update(
         &table.name,
         &crate::store::keys::user_profile(followee),
         "ADD follower_count :added",
@@ -166,10 +166,10 @@ pub async fn seed_followers(
     )?;
     match table.transact(vec![counter]).await {
         // No profile (an id without a user): nothing to count.
-        Ok(()) | Err(crate::store::dynamo::TransactFailure::ConditionFailed { .. }) => {
+        Ok(()) | Err(crate::store::transaction::TransactFailure::ConditionFailed { .. }) => {
             Ok(followers)
         }
-        Err(crate::store::dynamo::TransactFailure::Other(error)) => Err(error),
+        Err(crate::store::transaction::TransactFailure::Other(error)) => Err(error),
     }
 }
 
@@ -460,7 +460,7 @@ pub mod api {
     use crate::domain::{new_id, DisplayName, User, UserId, Username};
     use crate::error::Result;
     use crate::function::LambdaFunction;
-    use crate::store::users::{NewUser, ProfileUpdate, UserStore};
+    use crate::store::users::{NewUser, ProfileUpdate};
     use crate::store::DynamoStore;
 
     /// A writer push over `push` (a [`crate::push::testing::RecordingPush`] in route tests)
@@ -485,7 +485,6 @@ pub mod api {
 
     /// Opens WebSocket connection `connection_id` of `user` directly in the store.
     pub async fn open_connection(store: &DynamoStore, user: UserId, connection_id: &str) {
-        use crate::store::connections::ConnectionStore;
         let now = Utc::now();
         store
             .add_connection(
@@ -505,7 +504,6 @@ pub mod api {
     /// Whether a delivery marker records that the writer push reached every connection of
     /// `event_id` (so the stream router skips it).
     pub async fn delivery_marked(store: &DynamoStore, event_id: uuid::Uuid) -> bool {
-        use crate::store::delivered::DeliveryMarkerStore;
         store
             .delivered_among(&[event_id])
             .await
@@ -518,7 +516,6 @@ pub mod api {
         store: &DynamoStore,
         user: UserId,
     ) -> Vec<crate::domain::Notification> {
-        use crate::store::notifications::NotificationStore;
         use crate::store::page::PageRequest;
         store
             .notifications(user, false, &PageRequest::first(10))

@@ -26,10 +26,8 @@ use crate::domain::Subscription;
 use crate::domain::{Post, PostId, Relationship, User, UserId};
 use crate::error::{Error, Result};
 use crate::events::Channel;
-use crate::store::connections::{ConnectionStore, StoredConnection};
-use crate::store::posts::PostStore;
-use crate::store::social::SocialStore;
-use crate::store::users::UserStore;
+use crate::store::connections::StoredConnection;
+use crate::store::DynamoStore;
 
 /// Whether `viewer` may see `author`'s profile-bound content.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +63,8 @@ pub fn blocked_either_way(relationship: &Relationship) -> bool {
 /// How `viewer` sees `author`: blocks hide everything both ways; a private account's content
 /// is for the account itself and its approved followers.
 pub async fn of_author(
-    users: &dyn UserStore,
-    social: &dyn SocialStore,
+    users: &DynamoStore,
+    social: &DynamoStore,
     viewer: UserId,
     author: UserId,
 ) -> Result<Visibility> {
@@ -93,9 +91,9 @@ pub async fn of_author(
 /// The stores the post rule reads.
 #[derive(Clone, Copy)]
 pub struct PostSources<'a> {
-    pub posts: &'a dyn PostStore,
-    pub users: &'a dyn UserStore,
-    pub social: &'a dyn SocialStore,
+    pub posts: &'a DynamoStore,
+    pub users: &'a DynamoStore,
+    pub social: &'a DynamoStore,
 }
 
 /// The post and its author if `viewer` may see it; otherwise `NotFound`, the same answer as
@@ -200,8 +198,8 @@ impl RoomAuthority {
 /// private author one batch read of follow items per 100 members. An author that no longer
 /// exists has no room.
 pub async fn room_recipients(
-    users: &dyn UserStore,
-    social: &dyn SocialStore,
+    users: &DynamoStore,
+    social: &DynamoStore,
     author: UserId,
     actor: Option<UserId>,
     members: Vec<Subscription>,
@@ -268,8 +266,8 @@ pub fn rooms_to_leave(
 /// memberships so they stop costing a check. Reads: `user`'s connection set, each connection
 /// (a handful), one batch read of the posts behind their rooms. Returns the rooms left.
 pub async fn leave_rooms_of(
-    connections: &dyn ConnectionStore,
-    posts: &dyn PostStore,
+    connections: &DynamoStore,
+    posts: &DynamoStore,
     user: UserId,
     other: UserId,
 ) -> Result<usize> {

@@ -50,7 +50,6 @@ use crate::events::Event;
 use crate::fanout::{Audience, AudienceResolver, OnlineSnapshot, Resolution as FanoutResolution};
 use crate::push::{DirectPush, ManagementApiPush, PushClient};
 use crate::retry::RetryPolicy;
-use crate::store::delivered::DeliveryMarkerStore;
 use crate::store::messages::SentMessage;
 use crate::store::DynamoStore;
 
@@ -213,7 +212,7 @@ pub struct WriterPush {
 struct Parts {
     resolver: AudienceResolver,
     direct: DirectPush,
-    markers: Arc<dyn DeliveryMarkerStore>,
+    markers: Arc<DynamoStore>,
     limits: WriterPushLimits,
     clock: Arc<dyn Clock>,
 }

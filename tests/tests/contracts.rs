@@ -136,11 +136,10 @@ mod writer_push {
         Username,
     };
     use shared::store::keys::{self, Key};
-    use shared::store::messages::{MessageStore, NewMessage};
-    use shared::store::posts::{NewComment, NewPost, PostStore};
-    use shared::store::social::SocialStore;
-    use shared::store::users::{NewUser, ProfileUpdate, UserStore};
     use shared::store::DynamoStore;
+    use shared::store::NewMessage;
+    use shared::store::{NewComment, NewPost};
+    use shared::store::{NewUser, ProfileUpdate};
     use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
     use shared::testkit::TestDb;
     use shared::writer_push::{plan, WriterEvent};

@@ -41,8 +41,8 @@ use shared::domain::{self, DisplayName, User, Username};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{ApiParts, ApiRequest, ApiResponse, RestState, Router};
-use shared::store::lockout::{Door, LockoutStore, Subject};
-use shared::store::users::{NewUser, UserStore};
+use shared::store::{Door, Subject};
+use shared::store::{DynamoStore, NewUser};
 
 /// The one message for every failed login, whatever the reason, so a caller cannot probe
 /// which usernames exist.
@@ -57,8 +57,8 @@ pub const MAX_REFRESH_TOKEN_FIELD: usize = 512;
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub users: Arc<dyn UserStore>,
-    pub lockouts: Arc<dyn LockoutStore>,
+    pub users: Arc<DynamoStore>,
+    pub lockouts: Arc<DynamoStore>,
     pub refresh_tokens: RefreshTokens,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,

@@ -19,19 +19,18 @@ use shared::error::{Error, Result};
 use shared::fanout::Audience;
 pub use shared::http::lambda_function;
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
-use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
+use shared::store::DynamoStore;
+use shared::store::NewMessage;
 use shared::store::Page;
+use shared::store::{Budgets, RateLimitedAction};
 use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub users: Arc<dyn UserStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub messages: Arc<dyn MessageStore>,
+    pub users: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub messages: Arc<DynamoStore>,
     pub budgets: Budgets,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,

@@ -11,9 +11,7 @@ use shared::events::Event;
 use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
-use shared::store::delivered::DeliveryMarkerStore;
 use shared::store::keys;
-use shared::store::social::SocialStore;
 use shared::testkit::api::{
     assert_error, assert_error_for, delivery_marked, open_connection, recent_notifications,
     writer_push, TestAccount, TestApi, TestRequest, TestResponse,

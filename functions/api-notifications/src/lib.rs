@@ -26,22 +26,18 @@ use shared::events::Event;
 pub use shared::http::lambda_function;
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
 use shared::replay::{self, ReplaySources};
-use shared::store::feed::FeedStore;
-use shared::store::messages::MessageStore;
-use shared::store::notifications::NotificationStore;
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
+use shared::store::DynamoStore;
+use shared::store::{Budgets, RateLimitedAction};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub users: Arc<dyn UserStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub notifications: Arc<dyn NotificationStore>,
+    pub users: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub notifications: Arc<DynamoStore>,
     /// Messages and the feed count of `GET /events`.
-    pub messages: Arc<dyn MessageStore>,
-    pub feeds: Arc<dyn FeedStore>,
+    pub messages: Arc<DynamoStore>,
+    pub feeds: Arc<DynamoStore>,
     pub budgets: Budgets,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,

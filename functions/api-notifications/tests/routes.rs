@@ -9,8 +9,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::domain::NotificationId;
 use shared::http::RestState;
-use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::social::SocialStore;
+use shared::store::NewMessage;
 use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest};
 
 /// `api-notifications` over a fresh database.

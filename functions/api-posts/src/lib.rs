@@ -25,7 +25,7 @@
 //! unlikes share one) right after authentication, before any read, write or push: over it,
 //! 429 with `Retry-After`.
 //!
-//! Counters, idempotent likes and notifications are the store's job (`PostStore`): each
+//! Counters, idempotent likes and notifications are the store's job (`DynamoStore`): each
 //! write is one DynamoDB transaction with its conditions.
 
 use std::collections::HashSet;
@@ -45,12 +45,10 @@ use shared::domain::{
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{caller_profile, ApiParts, ApiRequest, ApiResponse, RestState, Router};
-use shared::store::feed::FeedStore;
 use shared::store::page::Page;
-use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
+use shared::store::DynamoStore;
+use shared::store::{Budgets, RateLimitedAction};
+use shared::store::{NewComment, NewPost, PostEdit};
 use shared::visibility::{self, PostSources};
 use shared::writer_push::WriterPush;
 
@@ -59,11 +57,11 @@ pub struct State {
     pub config: Config,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
-    pub users: Arc<dyn UserStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub posts: Arc<dyn PostStore>,
+    pub users: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub posts: Arc<DynamoStore>,
     /// The materialized home feed (`GET /feed`).
-    pub feeds: Arc<dyn FeedStore>,
+    pub feeds: Arc<DynamoStore>,
     pub budgets: Budgets,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
@@ -373,7 +371,7 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
     let page = request.page()?;
-    visibility::of_author(&*state.users, &*state.social, viewer, author)
+    visibility::of_author(&state.users, &state.social, viewer, author)
         .await?
         .require_visible("this post list")?;
     let posts = state.posts.author_posts(author, &page).await?;

@@ -14,10 +14,6 @@ use shared::events::Event;
 use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
-use shared::store::delivered::DeliveryMarkerStore;
-use shared::store::posts::PostStore;
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
 use shared::testkit::api::{
     assert_error, delivery_marked, open_connection, recent_notifications, writer_push, TestAccount,
     TestApi, TestRequest,

@@ -44,13 +44,10 @@ pub use shared::http::lambda_function;
 use shared::http::{
     caller_profile, with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router,
 };
-use shared::store::connections::ConnectionStore;
-use shared::store::notifications::NotificationStore;
-use shared::store::posts::PostStore;
-use shared::store::rate_limit::{Budgets, RateLimitedAction};
-use shared::store::social::SocialStore;
-use shared::store::users::{ProfileUpdate, UserStore, MAX_SEARCH_PREFIX};
+use shared::store::DynamoStore;
 use shared::store::Page;
+use shared::store::{Budgets, RateLimitedAction};
+use shared::store::{ProfileUpdate, MAX_SEARCH_PREFIX};
 use shared::visibility;
 use shared::writer_push::WriterPush;
 
@@ -59,13 +56,13 @@ pub struct State {
     pub config: Config,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
-    pub users: Arc<dyn UserStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub notifications: Arc<dyn NotificationStore>,
+    pub users: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub notifications: Arc<DynamoStore>,
     pub budgets: Budgets,
     /// Room memberships a block ends, and the posts behind them.
-    pub connections: Arc<dyn ConnectionStore>,
-    pub posts: Arc<dyn PostStore>,
+    pub connections: Arc<DynamoStore>,
+    pub posts: Arc<DynamoStore>,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
     pub writer: WriterPush,

@@ -13,10 +13,8 @@ use shared::events::Event;
 use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::store::dynamo::n;
-use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
-use shared::store::social::{SocialStore, MAX_FOLLOWING};
-use shared::store::users::UserStore;
+use shared::store::MAX_FOLLOWING;
 use shared::testkit::api::{
     assert_error, assert_error_for, open_connection, recent_notifications, writer_push,
     TestAccount, TestApi, TestRequest, TestResponse,
@@ -1248,8 +1246,7 @@ async fn follows_requests_and_accepts_push_their_notification_before_the_respons
 #[tokio::test]
 async fn a_block_ends_each_users_memberships_of_the_others_post_and_presence_rooms() {
     use shared::domain::Subscription;
-    use shared::store::connections::ConnectionStore;
-    use shared::store::posts::{NewPost, PostStore};
+    use shared::store::NewPost;
     let api = start().await;
     let alice = api.account("alice").await;
     let bob = api.account("bob").await;

@@ -31,6 +31,10 @@
 //! rather than reported: the same bytes would fail every time, and bouncing them until the
 //! DLQ only delays the batch. Such a body can only come from a bug or a foreign writer.
 
+// The fan-out path awaits the store's async methods directly (no boxed trait futures), so
+// the handler's future type nests deeper than the default limit of 128.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -40,7 +44,7 @@ use shared::error::{cause_chain, Result};
 use shared::fanout::{AudienceWork, FanoutChunk, PresenceCheck, QueueMessage};
 use shared::function::{BoxError, LambdaFunction, TypedFunction};
 use shared::push::{DispatchReport, PushMetrics};
-use shared::store::connections::GoneRemoval;
+use shared::store::GoneRemoval;
 
 /// `GET @connections` calls in flight during one presence check.
 const PRUNE_CHECKS_IN_FLIGHT: usize = 4;
@@ -210,7 +214,7 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
 /// Connections of the user that API Gateway no longer has (`GET @connections` answers 410)
 /// are removed before the check: a `$disconnect` that never arrived would otherwise keep
 /// the user "online" until the connection's TTL, two hours later. A connection still inside
-/// its handshake window is kept (`ConnectionStore::remove_gone_connection`). One `GET` per
+/// its handshake window is kept (`DynamoStore::remove_gone_connection`). One `GET` per
 /// open connection of one user: at most the per-user connection limit.
 async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> Result<usize> {
     let connection_ids = state.tier.connections.connections_of_user(user).await?;

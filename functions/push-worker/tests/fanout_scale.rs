@@ -18,8 +18,7 @@ use std::time::Instant;
 use shared::domain::PostText;
 use shared::fanout::QueueMessage;
 use shared::metering::RequestMeter;
-use shared::store::posts::{NewPost, PostStore};
-use shared::store::social::SocialStore;
+use shared::store::NewPost;
 use support::{failures, invoke, now, sqs_event, Harness, StreamReader};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";

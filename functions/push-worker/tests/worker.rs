@@ -15,10 +15,8 @@ use shared::fanout::queue::{AudienceWork, EventQueue, FanoutChunk, PresenceCheck
 use shared::fanout::Audience;
 use shared::function::LambdaFunction;
 use shared::push::PushError;
-use shared::store::connections::ConnectionStore;
 use shared::store::keys;
-use shared::store::presence::{PresenceRecord, PresenceStore};
-use shared::store::social::SocialStore;
+use shared::store::PresenceRecord;
 use support::{event_ids, failures, invoke, now, sqs_event, Harness, FAST_RETRY};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
@@ -232,7 +230,7 @@ async fn an_audience_work_item_reaches_the_online_followers_only() {
     let mut online = Vec::new();
     // More followers than a direct lookup takes, so the online index is consulted.
     for n in 0..120 {
-        let follower = harness.user(&format!("f{n}")).await;
+        let follower = harness.user(&format!("fan{n}")).await;
         harness.store.follow(follower, author, now()).await.unwrap();
         if n % 40 == 0 {
             online.push(harness.connect(follower, &format!("f{n}=")).await);

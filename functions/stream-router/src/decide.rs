@@ -46,8 +46,8 @@ use shared::events::{Event, EventBody};
 use shared::fanout::Audience;
 use shared::fanout::PresenceCheck;
 use shared::feed::FeedTask;
-use shared::store::connections::StoredConnection;
-use shared::store::presence::PresenceRecord;
+use shared::store::PresenceRecord;
+use shared::store::StoredConnection;
 
 /// The principal DynamoDB names in the `userIdentity` of a TTL deletion.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";

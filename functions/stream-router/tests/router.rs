@@ -12,14 +12,11 @@ use shared::domain::{CommentText, Follow, PostId, PostText, Subscription, UserId
 use shared::fanout::queue::QueueMessage;
 use shared::fanout::Audience;
 use shared::function::LambdaFunction;
-use shared::store::connections::ConnectionStore;
 use shared::store::dynamo::{to_item, with_gsi1, with_gsi3};
 use shared::store::keys;
-use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
-use shared::store::presence::PresenceStore;
-use shared::store::social::SocialStore;
-use shared::store::users::{ProfileUpdate, UserStore};
+use shared::store::NewMessage;
+use shared::store::ProfileUpdate;
+use shared::store::{NewComment, NewPost, PostEdit};
 use support::{event_ids, failures, invoke, now, Harness, StreamReader, FAST_RETRY};
 
 fn router(harness: &Harness) -> Arc<dyn LambdaFunction> {
@@ -842,7 +839,6 @@ async fn a_connection_deleted_by_ttl_is_released_like_a_disconnect() {
 
 #[tokio::test]
 async fn marking_many_notifications_read_is_one_event_per_batch_not_one_per_notification() {
-    use shared::store::notifications::NotificationStore;
     let harness = Harness::start(&[]).await;
     let a = harness.user("alice").await;
     let a1 = harness.connect(a, "a1=").await;

@@ -12,7 +12,7 @@
 //! response selects it: a browser fails the handshake if the server does not pick one of the
 //! offered subprotocols. The token itself is never echoed, logged or stored.
 //!
-//! The connection is stored through `ConnectionStore::add_connection` (one transaction: the
+//! The connection is stored through `DynamoStore::add_connection` (one transaction: the
 //! connection item and its entry in the user's connection set, whose size condition enforces
 //! the per-user limit even under concurrent handshakes). Its `expires_at` (the table's TTL)
 //! is API Gateway's two-hour cap plus a margin, so a connection whose `$disconnect` never
@@ -33,7 +33,7 @@ use shared::domain::{Connection, UserId};
 use shared::error::{Error, Result};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::http::ApiParts;
-use shared::store::connections::ConnectionStore;
+use shared::store::DynamoStore;
 
 /// The subprotocol of this protocol version; clients offer it first, the token second.
 pub const SUBPROTOCOL: &str = "ripple.v1";
@@ -51,7 +51,7 @@ const MAX_TOKEN_CHARS: usize = 4096;
 /// Everything the handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<DynamoStore>,
     pub tokens: TokenService,
     pub clock: Arc<dyn Clock>,
 }

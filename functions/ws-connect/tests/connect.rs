@@ -10,7 +10,6 @@ use shared::config::Config;
 use shared::domain::new_id;
 use shared::function::FunctionState;
 use shared::function::LambdaFunction;
-use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
 use shared::testkit::TestDb;

@@ -1,7 +1,7 @@
 //! `ws-disconnect`: the WebSocket API's `$disconnect` route.
 //!
 //! Removes the connection, its entry in the user's connection set and its room memberships
-//! (`ConnectionStore::remove_connection`, one transaction). Always answers 200: API Gateway
+//! (`DynamoStore::remove_connection`, one transaction). Always answers 200: API Gateway
 //! ignores the result of `$disconnect` and never retries it, so a failure is logged and the
 //! leftovers are cleaned up later — by the connection's TTL (the stream router then releases
 //! its set entry and memberships) or by the push tier the first time a post to it is answered
@@ -15,13 +15,12 @@ use shared::aws::DynamoClients;
 use shared::config::Config;
 use shared::error::{cause_chain, Error, Result};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
-use shared::store::connections::ConnectionStore;
 use shared::store::DynamoStore;
 
 /// Everything the handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<DynamoStore>,
 }
 
 impl FunctionState for State {

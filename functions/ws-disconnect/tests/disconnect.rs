@@ -6,12 +6,12 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use shared::domain::{new_id, Connection, PostId, Subscription, UserId};
 use shared::function::FunctionState;
-use shared::store::connections::ConnectionStore;
+use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent};
 use shared::testkit::TestDb;
 use ws_disconnect::State;
 
-async fn open_connection(store: &dyn ConnectionStore, user: UserId, channels: &[String]) -> String {
+async fn open_connection(store: &DynamoStore, user: UserId, channels: &[String]) -> String {
     let id = connection_id();
     let now = Utc::now();
     let expires_at = (now + Duration::hours(2)).timestamp();

@@ -43,14 +43,7 @@ use shared::error::{Error, Result};
 use shared::events::Event;
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{DirectPush, PushClient};
-use shared::store::connections::ConnectionStore;
-use shared::store::feed::FeedStore;
-use shared::store::messages::MessageStore;
-use shared::store::notifications::NotificationStore;
-use shared::store::posts::PostStore;
-use shared::store::rate_limit::Budgets;
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
+use shared::store::Budgets;
 use shared::store::DynamoStore;
 
 mod action;
@@ -64,14 +57,14 @@ pub use frame::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 /// Everything a handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
-    pub connections: Arc<dyn ConnectionStore>,
-    pub users: Arc<dyn UserStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub posts: Arc<dyn PostStore>,
+    pub connections: Arc<DynamoStore>,
+    pub users: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub posts: Arc<DynamoStore>,
     /// The materialized home feed (`resume`'s `feed_new_posts`).
-    pub feeds: Arc<dyn FeedStore>,
-    pub notifications: Arc<dyn NotificationStore>,
-    pub messages: Arc<dyn MessageStore>,
+    pub feeds: Arc<DynamoStore>,
+    pub notifications: Arc<DynamoStore>,
+    pub messages: Arc<DynamoStore>,
     /// The per-user budgets of `subscribe` and `resume`.
     pub budgets: Budgets,
     /// Typing relays and `resume` replays (the direct push path only).

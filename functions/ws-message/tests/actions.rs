@@ -17,15 +17,12 @@ use shared::events::Event;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
 use shared::replay::{time_cursor, RESUME_WINDOW};
-use shared::store::connections::ConnectionStore;
 use shared::store::dynamo::Item;
-use shared::store::messages::{MessageStore, NewMessage};
-use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewComment, NewPost, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, ProfileUpdate, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewMessage;
+use shared::store::{NewComment, NewPost};
+use shared::store::{NewUser, ProfileUpdate};
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
 use shared::testkit::TestDb;
 use ws_message::State;
@@ -998,7 +995,7 @@ async fn resume_stops_when_the_caller_is_gone() {
     // Past the handshake window: a 410 now means gone.
     harness
         .clock
-        .advance(shared::store::connections::HANDSHAKE_WINDOW + Duration::seconds(1));
+        .advance(shared::store::HANDSHAKE_WINDOW + Duration::seconds(1));
 
     let response = harness
         .send(

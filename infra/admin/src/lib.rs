@@ -28,7 +28,6 @@ use shared::domain::UserId;
 use shared::error::{Error, Result};
 use shared::feed::FeedMaterializer;
 use shared::store::keys;
-use shared::store::users::UserStore;
 use shared::store::DynamoStore;
 
 /// The checkpoint's job name.
@@ -206,7 +205,7 @@ impl Backfill {
                             self.store.rebuild_search_entry(user),
                             self.feeds.promote_if_large(user),
                         )?;
-                        let written = search == shared::store::users::SearchEntryRebuild::Written;
+                        let written = search == shared::store::SearchEntryRebuild::Written;
                         Ok::<_, Error>((written, merged))
                     })
                     .buffer_unordered(USERS_IN_FLIGHT)

@@ -13,13 +13,11 @@ use ripple_admin::{Backfill, BackfillOptions, Phase};
 use shared::config::FeedLimits;
 use shared::domain::{new_id, DisplayName, PostText, User, UserId, Username};
 use shared::feed::{FeedMaterializer, FeedTask};
-use shared::store::feed::FeedStore;
 use shared::store::keys;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewPost, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewPost;
+use shared::store::NewUser;
 use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
 use shared::testkit::TestDb;
 

@@ -176,7 +176,7 @@ impl LocalStack {
                 .endpoint_url(&dynamodb_endpoint)
                 .build(),
         );
-        shared::store::table::create_table(&dynamodb, &options.table_name)
+        shared::store::create_table(&dynamodb, &options.table_name)
             .await
             .with_context(|| format!("creating table {}", options.table_name))?;
         let ttl_sweeper = spawn_ttl_sweeper(database, options.ttl_sweep_interval);

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::domain::UserId;
 use crate::error::{Error, Result};
-use crate::store::tokens::{NewRefreshToken, RefreshToken, Rotation, TokenStore};
+use crate::store::tokens::{NewRefreshToken, RefreshToken, Rotation};
+use crate::store::DynamoStore;
 
 /// Random bytes in a token.
 pub const TOKEN_BYTES: usize = 32;
@@ -78,10 +79,10 @@ pub fn is_well_formed(token: &str) -> bool {
             .is_ok_and(|bytes| bytes.len() == TOKEN_BYTES)
 }
 
-/// Issues, rotates and revokes refresh tokens over a [`TokenStore`].
+/// Issues, rotates and revokes refresh tokens over the token store ([`crate::store::DynamoStore`]).
 #[derive(Clone)]
 pub struct RefreshTokens {
-    store: Arc<dyn TokenStore>,
+    store: Arc<DynamoStore>,
     ttl: chrono::Duration,
 }
 
@@ -95,7 +96,7 @@ impl std::fmt::Debug for RefreshTokens {
 
 impl RefreshTokens {
     /// `ttl` is `config.jwt.refresh_token_ttl`.
-    pub fn new(store: Arc<dyn TokenStore>, ttl: std::time::Duration) -> Result<Self> {
+    pub fn new(store: Arc<DynamoStore>, ttl: std::time::Duration) -> Result<Self> {
         let ttl = chrono::Duration::from_std(ttl)
             .map_err(|e| Error::internal("refresh-token lifetime out of range", e))?;
         Ok(Self { store, ttl })

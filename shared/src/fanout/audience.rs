@@ -26,11 +26,7 @@ use tokio::sync::OnceCell;
 use crate::domain::{PostId, UserId};
 use crate::error::Result;
 use crate::events::Channel;
-use crate::store::connections::ConnectionStore;
-use crate::store::online::OnlineIndex;
-use crate::store::posts::PostStore;
-use crate::store::social::SocialStore;
-use crate::store::users::UserStore;
+use crate::store::DynamoStore;
 use crate::visibility;
 
 /// Most followers one post event is fanned out to (bounds a push worker's read).
@@ -88,7 +84,7 @@ pub struct OnlineSnapshot {
 }
 
 impl OnlineSnapshot {
-    async fn get(&self, index: &dyn OnlineIndex) -> Result<&HashSet<UserId>> {
+    async fn get(&self, index: &DynamoStore) -> Result<&HashSet<UserId>> {
         self.users.get_or_try_init(|| index.online_users()).await
     }
 }
@@ -96,12 +92,12 @@ impl OnlineSnapshot {
 /// Turns audiences into connection ids.
 #[derive(Clone)]
 pub struct AudienceResolver {
-    pub connections: Arc<dyn ConnectionStore>,
-    pub social: Arc<dyn SocialStore>,
-    pub users: Arc<dyn UserStore>,
+    pub connections: Arc<DynamoStore>,
+    pub social: Arc<DynamoStore>,
+    pub users: Arc<DynamoStore>,
     /// A room event's post, when the event does not say whose it is.
-    pub posts: Arc<dyn PostStore>,
-    pub online: Arc<dyn OnlineIndex>,
+    pub posts: Arc<DynamoStore>,
+    pub online: Arc<DynamoStore>,
 }
 
 impl std::fmt::Debug for AudienceResolver {

@@ -20,10 +20,6 @@ use crate::feed::FeedMaterializer;
 use crate::push::pushing_parts;
 use crate::push::{DirectPush, PushClient};
 use crate::retry::RetryPolicy;
-use crate::store::connections::ConnectionStore;
-use crate::store::delivered::DeliveryMarkerStore;
-use crate::store::online::OnlineIndex;
-use crate::store::presence::PresenceStore;
 use crate::store::DynamoStore;
 
 /// Everything a function that fans out needs: audience resolution, dispatch, presence
@@ -34,11 +30,11 @@ use crate::store::DynamoStore;
 pub struct PushTier {
     pub resolver: AudienceResolver,
     pub dispatcher: Dispatcher,
-    pub connections: Arc<dyn ConnectionStore>,
-    pub presence: Arc<dyn PresenceStore>,
-    pub online: Arc<dyn OnlineIndex>,
+    pub connections: Arc<DynamoStore>,
+    pub presence: Arc<DynamoStore>,
+    pub online: Arc<DynamoStore>,
     /// What the writer push already delivered (the router pushes only the rest).
-    pub delivered: Arc<dyn DeliveryMarkerStore>,
+    pub delivered: Arc<DynamoStore>,
 }
 
 impl std::fmt::Debug for PushTier {

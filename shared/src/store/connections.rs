@@ -19,15 +19,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{
-    from_item, key_map, n, s, to_item, tx, Consistency, Item, Query, MAX_TRANSACTION_ITEMS,
-};
+use super::dynamo::{from_item, key_map, n, s, to_item, Consistency, Item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, Transaction, MAX_TRANSACTION_ITEMS};
 use super::DynamoStore;
 use crate::domain::{Connection, Subscription, UserId};
 use crate::error::{Error, Result};
@@ -49,7 +47,7 @@ pub const CONNECTION_LIMIT_RETRY_AFTER_SECS: u64 = 60;
 /// is 29 s. A 410 for a younger connection says "not yet", not "gone".
 pub const HANDSHAKE_WINDOW: chrono::Duration = chrono::Duration::seconds(30);
 
-/// What [`ConnectionStore::remove_gone_connection`] did.
+/// What [`DynamoStore::remove_gone_connection`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GoneRemoval {
     /// Removed, with its memberships.
@@ -77,7 +75,7 @@ pub struct StoredConnection {
 
 impl StoredConnection {
     /// Reads a `CONN` item, e.g. the old image of a stream record for a connection that TTL
-    /// deleted (see [`ConnectionStore::release_expired_connection`]).
+    /// deleted (see [`DynamoStore::release_expired_connection`]).
     pub fn from_item(item: Item) -> Result<Self> {
         let state: ConnectionState = from_item(item.clone())?;
         let mut rooms = state.rooms;
@@ -88,66 +86,6 @@ impl StoredConnection {
             version: state.version,
         })
     }
-}
-
-#[async_trait]
-pub trait ConnectionStore: Send + Sync {
-    /// Stores a new connection and adds it to its user's set, in one transaction. A user
-    /// who already has `max_per_user` open connections gets `RateLimited` (429). Ids of
-    /// connections that are gone (TTL-deleted or expired) do not count against the limit.
-    async fn add_connection(&self, connection: &Connection, max_per_user: u32) -> Result<()>;
-
-    /// Removes a connection, its entry in the user's set and its room memberships.
-    /// Returns the removed connection; `None` if it was already gone (idempotent).
-    async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>>;
-
-    /// [`ConnectionStore::remove_connection`] for a connection `@connections` answered 410
-    /// for — unless it connected after `connected_before` (the time of the 410 minus the
-    /// handshake window, [`HANDSHAKE_WINDOW`] in production): then the 410 is API Gateway's
-    /// "handshake not finished" and the connection is live.
-    async fn remove_gone_connection(
-        &self,
-        connection_id: &str,
-        connected_before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<GoneRemoval>;
-
-    /// Cleans up after a connection item that TTL already deleted (its stream old image):
-    /// its entry in the user's set and its room memberships. Idempotent.
-    async fn release_expired_connection(&self, expired: &StoredConnection) -> Result<()>;
-
-    /// Pattern 26: a connection by id.
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>>;
-
-    /// Pattern 26 with the subscribed channels.
-    async fn stored_connection(&self, connection_id: &str) -> Result<Option<StoredConnection>>;
-
-    /// Pattern 24: the open connection ids of a user, sorted.
-    async fn connections_of_user(&self, user: UserId) -> Result<Vec<String>>;
-
-    /// Pattern 25: the open connection ids of many users, one `BatchGetItem` per 100 users.
-    /// Users without connections are absent from the map.
-    async fn connections_of_users(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<String>>>;
-
-    /// [`ConnectionStore::connections_of_users`] read eventually consistent (half the read
-    /// units): for a big audience found through the online index, itself a snapshot. A
-    /// connection opened within the last second may be missed; its client resumes on
-    /// connect, which covers it.
-    async fn connections_of_online_users(
-        &self,
-        users: &[UserId],
-    ) -> Result<HashMap<UserId, Vec<String>>>;
-
-    /// Subscribes a connection to a channel (idempotent). The connection must exist and
-    /// belong to `subscription.user_id` (else `NotFound`); at most
-    /// [`MAX_ROOMS_PER_CONNECTION`] channels per connection (else `Validation`).
-    /// `expires_at` (epoch seconds, TTL) is normally the connection's own.
-    async fn subscribe(&self, subscription: &Subscription, expires_at: i64) -> Result<()>;
-
-    /// Unsubscribes; `Ok(false)` if the connection was not subscribed (or is gone).
-    async fn unsubscribe(&self, connection_id: &str, channel: &str) -> Result<bool>;
-
-    /// Pattern 27: the subscribers of a channel (at most [`MAX_ROOM_MEMBERS`]).
-    async fn room_members(&self, channel: &str) -> Result<Vec<Subscription>>;
 }
 
 #[derive(Serialize)]
@@ -211,12 +149,13 @@ impl DynamoStore {
             if !removable(&stored.connection) {
                 return Ok(GoneRemoval::TooYoung);
             }
-            let mut items = vec![delete_if_version(&self.table.name, &stored)?];
-            items.extend(self.release_items(&stored)?);
-            match self.table.transact(items).await {
+            let mut transaction = Transaction::new();
+            let connection_item = transaction.add(delete_if_version(&self.table.name, &stored)?);
+            transaction.add_all(self.release_items(&stored)?);
+            match self.table.transact(transaction).await {
                 Ok(()) => return Ok(GoneRemoval::Removed(stored.connection)),
                 // Deleted or (un)subscribed meanwhile: read again.
-                Err(failure) if failure.condition_failed_at(0) => continue,
+                Err(failure) if failure.failed(&connection_item) => continue,
                 Err(failure) => {
                     return Err(failure.into_error(|| Error::invariant("removing connection")))
                 }
@@ -291,39 +230,42 @@ impl DynamoStore {
         max_per_user: u32,
     ) -> Result<AddOutcome> {
         let table = &self.table.name;
-        let items = vec![
-            tx::put_new(
-                table,
-                to_item(
-                    &keys::connection(&connection.connection_id),
-                    &ConnectionRecord {
-                        connection,
-                        version: 0,
-                        entity: "connection",
-                    },
-                )?,
+        let mut transaction = Transaction::new();
+        let connection_item = transaction.add(tx::put_new(
+            table,
+            to_item(
+                &keys::connection(&connection.connection_id),
+                &ConnectionRecord {
+                    connection,
+                    version: 0,
+                    entity: "connection",
+                },
             )?,
-            tx::update(
-                table,
-                &keys::user_connections(connection.user_id),
-                "ADD connection_ids :id SET user_id = :user, entity = :entity",
-                Some("attribute_not_exists(connection_ids) OR size(connection_ids) < :max"),
-                &[],
-                vec![
-                    (":id", string_set([connection.connection_id.as_str()])),
-                    (":user", s(connection.user_id.to_string())),
-                    (":entity", s("user_connections")),
-                    (":max", n(i64::from(max_per_user))),
-                ],
-            )?,
-            super::online::online_entry_put(table, connection.user_id, connection.expires_at)?,
-        ];
-        match self.table.transact(items).await {
+        )?);
+        let user_set = transaction.add(tx::update(
+            table,
+            &keys::user_connections(connection.user_id),
+            "ADD connection_ids :id SET user_id = :user, entity = :entity",
+            Some("attribute_not_exists(connection_ids) OR size(connection_ids) < :max"),
+            &[],
+            vec![
+                (":id", string_set([connection.connection_id.as_str()])),
+                (":user", s(connection.user_id.to_string())),
+                (":entity", s("user_connections")),
+                (":max", n(i64::from(max_per_user))),
+            ],
+        )?);
+        transaction.add(super::online::online_entry_put(
+            table,
+            connection.user_id,
+            connection.expires_at,
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(AddOutcome::Added),
-            Err(failure) if failure.condition_failed_at(0) => {
+            Err(failure) if failure.failed(&connection_item) => {
                 Err(Error::conflict("connection is already registered"))
             }
-            Err(failure) if failure.condition_failed_at(1) => Ok(AddOutcome::UserAtLimit),
+            Err(failure) if failure.failed(&user_set) => Ok(AddOutcome::UserAtLimit),
             Err(failure) => Err(failure.into_error(|| Error::invariant("adding connection"))),
         }
     }
@@ -363,9 +305,11 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl ConnectionStore for DynamoStore {
-    async fn add_connection(&self, connection: &Connection, max_per_user: u32) -> Result<()> {
+impl DynamoStore {
+    /// Stores a new connection and adds it to its user's set, in one transaction. A user
+    /// who already has `max_per_user` open connections gets `RateLimited` (429). Ids of
+    /// connections that are gone (TTL-deleted or expired) do not count against the limit.
+    pub async fn add_connection(&self, connection: &Connection, max_per_user: u32) -> Result<()> {
         if max_per_user == 0 {
             return Err(too_many_connections());
         }
@@ -384,7 +328,9 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>> {
+    /// Removes a connection, its entry in the user's set and its room memberships.
+    /// Returns the removed connection; `None` if it was already gone (idempotent).
+    pub async fn remove_connection(&self, connection_id: &str) -> Result<Option<Connection>> {
         Ok(
             match self.remove_connection_if(connection_id, |_| true).await? {
                 GoneRemoval::Removed(connection) => Some(connection),
@@ -393,7 +339,11 @@ impl ConnectionStore for DynamoStore {
         )
     }
 
-    async fn remove_gone_connection(
+    /// [`DynamoStore::remove_connection`] for a connection `@connections` answered 410
+    /// for — unless it connected after `connected_before` (the time of the 410 minus the
+    /// handshake window, [`HANDSHAKE_WINDOW`] in production): then the 410 is API Gateway's
+    /// "handshake not finished" and the connection is live.
+    pub async fn remove_gone_connection(
         &self,
         connection_id: &str,
         connected_before: chrono::DateTime<chrono::Utc>,
@@ -404,7 +354,9 @@ impl ConnectionStore for DynamoStore {
         .await
     }
 
-    async fn release_expired_connection(&self, expired: &StoredConnection) -> Result<()> {
+    /// Cleans up after a connection item that TTL already deleted (its stream old image):
+    /// its entry in the user's set and its room memberships. Idempotent.
+    pub async fn release_expired_connection(&self, expired: &StoredConnection) -> Result<()> {
         self.table
             .transact_or(self.release_items(expired)?, || {
                 Error::invariant("releasing an expired connection has no conditions")
@@ -412,11 +364,13 @@ impl ConnectionStore for DynamoStore {
             .await
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>> {
+    /// Pattern 26: a connection by id.
+    pub async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>> {
         self.table.get_as(&keys::connection(connection_id)).await
     }
 
-    async fn stored_connection(&self, connection_id: &str) -> Result<Option<StoredConnection>> {
+    /// Pattern 26 with the subscribed channels.
+    pub async fn stored_connection(&self, connection_id: &str) -> Result<Option<StoredConnection>> {
         self.table
             .get(&keys::connection(connection_id))
             .await?
@@ -424,7 +378,8 @@ impl ConnectionStore for DynamoStore {
             .transpose()
     }
 
-    async fn connections_of_user(&self, user: UserId) -> Result<Vec<String>> {
+    /// Pattern 24: the open connection ids of a user, sorted.
+    pub async fn connections_of_user(&self, user: UserId) -> Result<Vec<String>> {
         let record: Option<UserConnectionsRecord> =
             self.table.get_as(&keys::user_connections(user)).await?;
         let mut ids = record.map(|r| r.connection_ids).unwrap_or_default();
@@ -432,11 +387,20 @@ impl ConnectionStore for DynamoStore {
         Ok(ids)
     }
 
-    async fn connections_of_users(&self, users: &[UserId]) -> Result<HashMap<UserId, Vec<String>>> {
+    /// Pattern 25: the open connection ids of many users, one `BatchGetItem` per 100 users.
+    /// Users without connections are absent from the map.
+    pub async fn connections_of_users(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<String>>> {
         self.read_connection_sets(users, Consistency::Strong).await
     }
 
-    async fn connections_of_online_users(
+    /// [`DynamoStore::connections_of_users`] read eventually consistent (half the read
+    /// units): for a big audience found through the online index, itself a snapshot. A
+    /// connection opened within the last second may be missed; its client resumes on
+    /// connect, which covers it.
+    pub async fn connections_of_online_users(
         &self,
         users: &[UserId],
     ) -> Result<HashMap<UserId, Vec<String>>> {
@@ -444,43 +408,46 @@ impl ConnectionStore for DynamoStore {
             .await
     }
 
-    async fn subscribe(&self, subscription: &Subscription, expires_at: i64) -> Result<()> {
+    /// Subscribes a connection to a channel (idempotent). The connection must exist and
+    /// belong to `subscription.user_id` (else `NotFound`); at most
+    /// [`MAX_ROOMS_PER_CONNECTION`] channels per connection (else `Validation`).
+    /// `expires_at` (epoch seconds, TTL) is normally the connection's own.
+    pub async fn subscribe(&self, subscription: &Subscription, expires_at: i64) -> Result<()> {
         let table = &self.table.name;
-        let items = vec![
-            // Overwriting an existing membership is what makes subscribing idempotent.
-            tx::put(
-                table,
-                to_item(
-                    &keys::room_member(&subscription.channel, &subscription.connection_id),
-                    &RoomMemberRecord {
-                        subscription,
-                        expires_at,
-                        entity: "room_member",
-                    },
-                )?,
-                None,
+        let mut transaction = Transaction::new();
+        // Overwriting an existing membership is what makes subscribing idempotent.
+        transaction.add(tx::put(
+            table,
+            to_item(
+                &keys::room_member(&subscription.channel, &subscription.connection_id),
+                &RoomMemberRecord {
+                    subscription,
+                    expires_at,
+                    entity: "room_member",
+                },
             )?,
-            tx::update(
-                table,
-                &keys::connection(&subscription.connection_id),
-                "ADD rooms :room, version :one",
-                Some(
-                    "attribute_exists(pk) AND user_id = :user AND (attribute_not_exists(rooms) \
+            None,
+        )?);
+        let room_list = transaction.add(tx::update(
+            table,
+            &keys::connection(&subscription.connection_id),
+            "ADD rooms :room, version :one",
+            Some(
+                "attribute_exists(pk) AND user_id = :user AND (attribute_not_exists(rooms) \
                      OR size(rooms) < :max OR contains(rooms, :channel))",
-                ),
-                &[],
-                vec![
-                    (":room", string_set([subscription.channel.as_str()])),
-                    (":channel", s(&subscription.channel)),
-                    (":one", n(1)),
-                    (":user", s(subscription.user_id.to_string())),
-                    (":max", n(MAX_ROOMS_PER_CONNECTION as i64)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+            ),
+            &[],
+            vec![
+                (":room", string_set([subscription.channel.as_str()])),
+                (":channel", s(&subscription.channel)),
+                (":one", n(1)),
+                (":user", s(subscription.user_id.to_string())),
+                (":max", n(MAX_ROOMS_PER_CONNECTION as i64)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(()),
-            Err(failure) if failure.condition_failed_at(1) => {
+            Err(failure) if failure.failed(&room_list) => {
                 // Only to pick the right error; nothing is written on this path.
                 match self.get_connection(&subscription.connection_id).await? {
                     Some(connection) if connection.user_id == subscription.user_id => {
@@ -495,27 +462,27 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn unsubscribe(&self, connection_id: &str, channel: &str) -> Result<bool> {
+    /// Unsubscribes; `Ok(false)` if the connection was not subscribed (or is gone).
+    pub async fn unsubscribe(&self, connection_id: &str, channel: &str) -> Result<bool> {
         let table = &self.table.name;
         let member = keys::room_member(channel, connection_id);
-        let items = vec![
-            tx::delete(table, &member, None)?,
-            tx::update(
-                table,
-                &keys::connection(connection_id),
-                "DELETE rooms :room ADD version :one",
-                Some("attribute_exists(pk) AND contains(rooms, :channel)"),
-                &[],
-                vec![
-                    (":room", string_set([channel])),
-                    (":channel", s(channel)),
-                    (":one", n(1)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        transaction.add(tx::delete(table, &member, None)?);
+        let room_list = transaction.add(tx::update(
+            table,
+            &keys::connection(connection_id),
+            "DELETE rooms :room ADD version :one",
+            Some("attribute_exists(pk) AND contains(rooms, :channel)"),
+            &[],
+            vec![
+                (":room", string_set([channel])),
+                (":channel", s(channel)),
+                (":one", n(1)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(true),
-            Err(failure) if failure.condition_failed_at(1) => {
+            Err(failure) if failure.failed(&room_list) => {
                 // Not subscribed, or the connection is gone: a membership item without its
                 // connection can only be a leftover, so delete it anyway.
                 self.table.delete(&member).await?;
@@ -525,7 +492,8 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn room_members(&self, channel: &str) -> Result<Vec<Subscription>> {
+    /// Pattern 27: the subscribers of a channel (at most [`MAX_ROOM_MEMBERS`]).
+    pub async fn room_members(&self, channel: &str) -> Result<Vec<Subscription>> {
         let partition = keys::room_partition(channel);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::ROOM_MEMBER_PREFIX);
         self.table

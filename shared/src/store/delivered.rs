@@ -3,7 +3,7 @@
 //! `PUSHED#{event_id}` / `PUSHED` (see [`keys::delivery_marker`]) lists the connections the
 //! REST function that wrote the event's source reached right after its commit
 //! (`crate::writer_push`): delivered, or found gone. The stream router reads the markers of a
-//! batch's events with [`DeliveryMarkerStore::reached_connections`] (one `BatchGetItem` per
+//! batch's events with [`DynamoStore::reached_connections`] (one `BatchGetItem` per
 //! 100 events) and pushes each event only to the connections not listed — none at all when
 //! the writer reached the whole audience, only the failed ones after a partial failure, so
 //! no connection gets the same event twice.
@@ -23,7 +23,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -37,7 +36,7 @@ use crate::error::Result;
 /// How long a marker lives (TTL, `expires_at`).
 pub const DELIVERY_MARKER_TTL: Duration = Duration::from_secs(3600);
 
-/// `BatchGetItem` requests of one [`DeliveryMarkerStore::delivered_among`] in flight at once.
+/// `BatchGetItem` requests of one [`DynamoStore::delivered_among`] in flight at once.
 const MARKER_READ_CONCURRENCY: usize = 4;
 
 /// What the markers say of one event.
@@ -48,50 +47,6 @@ pub struct DeliveryProgress {
     /// How many times the stream router reported the event's record failed because some
     /// connections were still failing.
     pub held_back: u32,
-}
-
-#[async_trait]
-pub trait DeliveryMarkerStore: Send + Sync {
-    /// Records that the stream router held `event_id`'s record back (reported it failed)
-    /// for the `held_back`-th time, having reached `reached` so far.
-    async fn mark_held_back(
-        &self,
-        event_id: Uuid,
-        reached: &[String],
-        held_back: u32,
-        at: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// The markers of `event_ids` (those that have one), as [`DeliveryProgress`].
-    async fn delivery_progress(
-        &self,
-        event_ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, DeliveryProgress>>;
-
-    /// Records that `event_id` reached the connections `reached` (delivered or gone) at
-    /// `delivered_at`. Idempotent (a later write just replaces the marker).
-    async fn mark_delivered(
-        &self,
-        event_id: Uuid,
-        reached: &[String],
-        delivered_at: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// The connections each of `event_ids` already reached, for those with a marker: one
-    /// consistent `BatchGetItem` per 100 distinct ids, a few in flight at once.
-    async fn reached_connections(
-        &self,
-        event_ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, HashSet<String>>>;
-
-    /// Which of `event_ids` have a delivery marker.
-    async fn delivered_among(&self, event_ids: &[Uuid]) -> Result<HashSet<Uuid>> {
-        Ok(self
-            .reached_connections(event_ids)
-            .await?
-            .into_keys()
-            .collect())
-    }
 }
 
 /// The marker item (besides its key).
@@ -116,9 +71,10 @@ struct DeliveryMarkerRecord {
 /// The `entity` attribute of a marker (what the stream filter leaves out).
 pub const DELIVERY_MARKER_ENTITY: &str = "delivery_marker";
 
-#[async_trait]
-impl DeliveryMarkerStore for DynamoStore {
-    async fn mark_delivered(
+impl DynamoStore {
+    /// Records that `event_id` reached the connections `reached` (delivered or gone) at
+    /// `delivered_at`. Idempotent (a later write just replaces the marker).
+    pub async fn mark_delivered(
         &self,
         event_id: Uuid,
         reached: &[String],
@@ -127,7 +83,9 @@ impl DeliveryMarkerStore for DynamoStore {
         self.put_marker(event_id, reached, 0, delivered_at).await
     }
 
-    async fn mark_held_back(
+    /// Records that the stream router held `event_id`'s record back (reported it failed)
+    /// for the `held_back`-th time, having reached `reached` so far.
+    pub async fn mark_held_back(
         &self,
         event_id: Uuid,
         reached: &[String],
@@ -137,7 +95,18 @@ impl DeliveryMarkerStore for DynamoStore {
         self.put_marker(event_id, reached, held_back, at).await
     }
 
-    async fn reached_connections(
+    /// Which of `event_ids` have a delivery marker.
+    pub async fn delivered_among(&self, event_ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        Ok(self
+            .reached_connections(event_ids)
+            .await?
+            .into_keys()
+            .collect())
+    }
+
+    /// The connections each of `event_ids` already reached, for those with a marker: one
+    /// consistent `BatchGetItem` per 100 distinct ids, a few in flight at once.
+    pub async fn reached_connections(
         &self,
         event_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, HashSet<String>>> {
@@ -149,7 +118,8 @@ impl DeliveryMarkerStore for DynamoStore {
             .collect())
     }
 
-    async fn delivery_progress(
+    /// The markers of `event_ids` (those that have one), as [`DeliveryProgress`].
+    pub async fn delivery_progress(
         &self,
         event_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, DeliveryProgress>> {

@@ -24,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -106,38 +105,6 @@ pub enum FeedMode {
 
 /// Profile attribute set once an author is promoted to [`FeedMode::Merged`].
 const FEED_MERGED_ATTRIBUTE: &str = "feed_merged";
-
-#[async_trait]
-pub trait FeedStore: Send + Sync {
-    /// Writes each `(viewer, post)` entry (idempotent puts, 25 per request,
-    /// [`FEED_WRITE_CONCURRENCY`] requests in flight); entries expire `ttl_days` after
-    /// their post.
-    async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()>;
-
-    /// Removes `post` from each of `viewers`' feeds (idempotent).
-    async fn remove_feed_entries(&self, post: PostId, viewers: &[UserId]) -> Result<()>;
-
-    /// Records, for each `(viewer, author)`, that `viewer` follows the large author `author`.
-    async fn mark_large_followees(&self, follows: &[(UserId, UserId)]) -> Result<()>;
-
-    /// Removes `author` from `viewer`'s feed: its entries and its marker. Returns how many
-    /// items went. Bounded by the feed partition (entries expire).
-    async fn prune_feed_author(&self, viewer: UserId, author: UserId) -> Result<usize>;
-
-    /// Whether `author`'s posts are materialized or merged.
-    async fn feed_mode(&self, author: UserId) -> Result<FeedMode>;
-
-    /// Promotes `author` to [`FeedMode::Merged`] (idempotent; never demoted).
-    async fn set_feed_merged(&self, author: UserId) -> Result<()>;
-
-    /// The home feed of `viewer`: their own posts and those of everyone they follow,
-    /// newest first, never from a user they no longer follow or who blocks them.
-    async fn home_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>>;
-
-    /// How many entries of `viewer`'s materialized feed are newer than `since`, counting
-    /// at most `max` (one query; large authors' posts are not counted).
-    async fn feed_entries_newer(&self, viewer: UserId, since: Uuid, max: usize) -> Result<usize>;
-}
 
 /// One page's raw material: entries, markers, and what each resolves to.
 struct FeedReads {
@@ -361,9 +328,11 @@ where
     Ok(())
 }
 
-#[async_trait]
-impl FeedStore for DynamoStore {
-    async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()> {
+impl DynamoStore {
+    /// Writes each `(viewer, post)` entry (idempotent puts, 25 per request,
+    /// `FEED_WRITE_CONCURRENCY` requests in flight); entries expire `ttl_days` after
+    /// their post.
+    pub async fn add_entries(&self, entries: &[(UserId, FeedPost)], ttl_days: u32) -> Result<()> {
         let items = entries
             .iter()
             .map(|(viewer, post)| feed_entry_item(*viewer, post, ttl_days))
@@ -371,7 +340,8 @@ impl FeedStore for DynamoStore {
         write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
     }
 
-    async fn remove_feed_entries(&self, post: PostId, viewers: &[UserId]) -> Result<()> {
+    /// Removes `post` from each of `viewers`' feeds (idempotent).
+    pub async fn remove_feed_entries(&self, post: PostId, viewers: &[UserId]) -> Result<()> {
         let keys: Vec<Key> = viewers
             .iter()
             .map(|viewer| keys::feed_entry(*viewer, post))
@@ -382,7 +352,8 @@ impl FeedStore for DynamoStore {
         .await
     }
 
-    async fn mark_large_followees(&self, follows: &[(UserId, UserId)]) -> Result<()> {
+    /// Records, for each `(viewer, author)`, that `viewer` follows the large author `author`.
+    pub async fn mark_large_followees(&self, follows: &[(UserId, UserId)]) -> Result<()> {
         let items = follows
             .iter()
             .map(|&(viewer, author)| {
@@ -398,7 +369,9 @@ impl FeedStore for DynamoStore {
         write_in_batches(items, |chunk| self.table.batch_put(chunk)).await
     }
 
-    async fn prune_feed_author(&self, viewer: UserId, author: UserId) -> Result<usize> {
+    /// Removes `author` from `viewer`'s feed: its entries and its marker. Returns how many
+    /// items went. Bounded by the feed partition (entries expire).
+    pub async fn prune_feed_author(&self, viewer: UserId, author: UserId) -> Result<usize> {
         let partition = keys::feed_partition(viewer);
         let query = Query {
             filter: Some((
@@ -425,7 +398,8 @@ impl FeedStore for DynamoStore {
         Ok(removed)
     }
 
-    async fn feed_mode(&self, author: UserId) -> Result<FeedMode> {
+    /// Whether `author`'s posts are materialized or merged.
+    pub async fn feed_mode(&self, author: UserId) -> Result<FeedMode> {
         let profile = self.table.get(&keys::user_profile(author)).await?;
         let merged = profile
             .as_ref()
@@ -440,7 +414,8 @@ impl FeedStore for DynamoStore {
         })
     }
 
-    async fn set_feed_merged(&self, author: UserId) -> Result<()> {
+    /// Promotes `author` to [`FeedMode::Merged`] (idempotent; never demoted).
+    pub async fn set_feed_merged(&self, author: UserId) -> Result<()> {
         self.table
             .client
             .update_item()
@@ -459,7 +434,9 @@ impl FeedStore for DynamoStore {
         Ok(())
     }
 
-    async fn home_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
+    /// The home feed of `viewer`: their own posts and those of everyone they follow,
+    /// newest first, never from a user they no longer follow or who blocks them.
+    pub async fn home_feed(&self, viewer: UserId, page: &PageRequest) -> Result<Page<Post>> {
         // Validate the cursor before any read.
         let before = match &page.cursor {
             Some(cursor) => Some(decode_token::<FeedCursor>(cursor)?.before),
@@ -522,7 +499,14 @@ impl FeedStore for DynamoStore {
         merge_page(posts, limit, entries_more || large_more)
     }
 
-    async fn feed_entries_newer(&self, viewer: UserId, since: Uuid, max: usize) -> Result<usize> {
+    /// How many entries of `viewer`'s materialized feed are newer than `since`, counting
+    /// at most `max` (one query; large authors' posts are not counted).
+    pub async fn feed_entries_newer(
+        &self,
+        viewer: UserId,
+        since: Uuid,
+        max: usize,
+    ) -> Result<usize> {
         let output = self
             .table
             .client

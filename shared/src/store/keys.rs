@@ -13,9 +13,9 @@ use crate::domain::{CommentId, MessageId, NotificationId, PostId, UserId};
 /// Name of GSI 1 (inverse relations, timelines, username prefix search, conversations by recency).
 pub const GSI1: &str = "gsi1";
 /// Name of GSI 2 (sparse: unread notifications only).
-pub const GSI2: &str = "gsi2";
+pub(crate) const GSI2: &str = "gsi2";
 /// Name of GSI 3 (keys only: the followers of a user, read by fan-out).
-pub const GSI3: &str = "gsi3";
+pub(crate) const GSI3: &str = "gsi3";
 
 /// A primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,7 +56,7 @@ pub fn user_profile(user: UserId) -> Key {
 }
 
 /// The user's password hash, kept apart so profile reads never carry it.
-pub fn user_credentials(user: UserId) -> Key {
+pub(crate) fn user_credentials(user: UserId) -> Key {
     Key::new(user_pk(user), CREDENTIALS)
 }
 
@@ -75,7 +75,7 @@ pub fn username_search_partition(first: char, shard: u32) -> String {
 
 /// Index entry of `user`'s search item ([`user_search`], never the profile) in the
 /// username search: sorted by lower-cased username, then id (see
-/// [`username_search_sort_key`]).
+/// `username_search_sort_key`).
 pub fn username_search_entry(user: UserId, username_lower: &str) -> IndexKey {
     let first = username_lower.chars().next().unwrap_or('_');
     IndexKey {
@@ -210,13 +210,13 @@ pub fn feed_entry(viewer: UserId, post: PostId) -> Key {
 }
 
 /// Sort key of a feed entry; also the bound of "entries older (or newer) than `post`".
-pub fn feed_entry_sort_key(post: PostId) -> String {
+pub(crate) fn feed_entry_sort_key(post: PostId) -> String {
     feed_position_sort_key(post.as_uuid())
 }
 
 /// The bound of "entries newer than `position`", a time-ordered UUID that need not be a
 /// post's (a replay cursor).
-pub fn feed_position_sort_key(position: Uuid) -> String {
+pub(crate) fn feed_position_sort_key(position: Uuid) -> String {
     format!("{FEED_ENTRY_PREFIX}{position}")
 }
 
@@ -241,7 +241,7 @@ pub const MESSAGE_PREFIX: &str = "MSG#";
 pub const CONVERSATION_PREFIX: &str = "CONV#";
 pub const CONVERSATION_RECENCY_PREFIX: &str = "CONVAT#";
 pub const MESSAGE_REQUEST_PREFIX: &str = "MSGREQ#";
-pub const CLIENT_MESSAGE_PREFIX: &str = "CLIENTMSG#";
+pub(crate) const CLIENT_MESSAGE_PREFIX: &str = "CLIENTMSG#";
 
 /// The partition of the thread between two users; the same whichever side asks.
 pub fn thread_partition(a: UserId, b: UserId) -> String {
@@ -291,7 +291,7 @@ pub fn client_message_prefix(sender: UserId) -> String {
 
 /// Notification dedup key of a message request: only the first request message of a
 /// thread notifies the recipient (see [`notification_dedup`]).
-pub fn message_request_dedup_key(from: UserId) -> String {
+pub(crate) fn message_request_dedup_key(from: UserId) -> String {
     format!("message_request#{from}")
 }
 
@@ -299,23 +299,23 @@ pub fn message_request_dedup_key(from: UserId) -> String {
 
 /// Notification dedup key of a like: one like notification per actor per post, however often
 /// they like and unlike.
-pub fn like_dedup_key(post: PostId, actor: UserId) -> String {
+pub(crate) fn like_dedup_key(post: PostId, actor: UserId) -> String {
     format!("like#{post}#{actor}")
 }
 
 /// Notification dedup key of a follow: follow/unfollow/follow notifies once.
-pub fn follow_dedup_key(actor: UserId) -> String {
+pub(crate) fn follow_dedup_key(actor: UserId) -> String {
     format!("follow#{actor}")
 }
 
 /// Notification dedup key of a follow request: request/cancel/request notifies once.
-pub fn follow_request_dedup_key(actor: UserId) -> String {
+pub(crate) fn follow_request_dedup_key(actor: UserId) -> String {
     format!("follow_request#{actor}")
 }
 
 pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
-pub const NOTIFICATION_STATE: &str = "NOTIFSTATE";
-pub const NOTIFICATION_DEDUP_PREFIX: &str = "NOTIFKEY#";
+pub(crate) const NOTIFICATION_STATE: &str = "NOTIFSTATE";
+pub(crate) const NOTIFICATION_DEDUP_PREFIX: &str = "NOTIFKEY#";
 
 pub fn notification(recipient: UserId, notification: NotificationId) -> Key {
     Key::new(
@@ -367,7 +367,7 @@ pub fn token_family(user: UserId, family: Uuid) -> Key {
 // ---- realtime -------------------------------------------------------------------------------
 
 pub const CONNECTIONS: &str = "CONNECTIONS";
-pub const ROOM_MEMBER_PREFIX: &str = "CONN#";
+pub(crate) const ROOM_MEMBER_PREFIX: &str = "CONN#";
 
 pub fn connection(connection_id: &str) -> Key {
     Key::new(format!("CONN#{connection_id}"), "CONN")
@@ -415,7 +415,7 @@ pub fn presence(user: UserId) -> Key {
     Key::new(user_pk(user), PRESENCE)
 }
 
-pub fn room_partition(channel: &str) -> String {
+pub(crate) fn room_partition(channel: &str) -> String {
     format!("ROOM#{channel}")
 }
 
@@ -676,7 +676,7 @@ pub fn username_search_shard(user: UserId) -> u32 {
 }
 
 /// Every search partition a prefix search reads (all shards of its first character).
-pub fn username_search_partitions(prefix_lower: &str) -> Vec<String> {
+pub(crate) fn username_search_partitions(prefix_lower: &str) -> Vec<String> {
     let first = prefix_lower.chars().next().unwrap_or('_');
     (0..USERNAME_SEARCH_SHARDS)
         .map(|shard| username_search_partition(first, shard))
@@ -685,14 +685,14 @@ pub fn username_search_partitions(prefix_lower: &str) -> Vec<String> {
 
 /// Sort key of a search entry: `{username_lower}#{user}`. `#` sorts below every character a
 /// username may hold (`[a-z0-9_]`), so sort-key order is (lower-cased username, id) order.
-pub fn username_search_sort_key(username_lower: &str, user: UserId) -> String {
+pub(crate) fn username_search_sort_key(username_lower: &str, user: UserId) -> String {
     format!("{username_lower}#{user}")
 }
 
 /// Upper bound (inclusive) of the sort keys of usernames starting with `prefix_lower`:
 /// every character of a sort key (`[a-z0-9_#-]`) sorts below `~`, so `{prefix}~` is above
 /// every key with that prefix and below every greater one.
-pub fn username_search_upper_bound(prefix_lower: &str) -> String {
+pub(crate) fn username_search_upper_bound(prefix_lower: &str) -> String {
     format!("{prefix_lower}~")
 }
 

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
@@ -87,28 +86,6 @@ impl LockoutPolicy {
     }
 }
 
-#[async_trait]
-pub trait LockoutStore: Send + Sync {
-    /// `RateLimited` (with the seconds until the latest lockout among them ends) if any of
-    /// `subjects` is locked at `door` at `now`; otherwise each subject's failures in its
-    /// current window, in the order given (so a success clears only what needs it).
-    async fn check(&self, door: Door, subjects: &[Subject], now: DateTime<Utc>)
-        -> Result<Vec<u32>>;
-
-    /// Counts a failure of `subject` at `door`; locks it when it reaches the policy's
-    /// failures within the window. Returns whether this failure locked it.
-    async fn record_failure(
-        &self,
-        door: Door,
-        subject: &Subject,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// Forgets the failures of `subject` at `door` (a successful login); strikes stay.
-    async fn clear_failures(&self, door: Door, subject: &Subject) -> Result<()>;
-}
-
 /// The lockout item as stored.
 #[derive(Debug, Deserialize)]
 struct LockoutRecord {
@@ -120,9 +97,11 @@ struct LockoutRecord {
     locked_until: i64,
 }
 
-#[async_trait]
-impl LockoutStore for DynamoStore {
-    async fn check(
+impl DynamoStore {
+    /// `RateLimited` (with the seconds until the latest lockout among them ends) if any of
+    /// `subjects` is locked at `door` at `now`; otherwise each subject's failures in its
+    /// current window, in the order given (so a success clears only what needs it).
+    pub async fn check(
         &self,
         door: Door,
         subjects: &[Subject],
@@ -150,7 +129,9 @@ impl LockoutStore for DynamoStore {
             .collect())
     }
 
-    async fn record_failure(
+    /// Counts a failure of `subject` at `door`; locks it when it reaches the policy's
+    /// failures within the window. Returns whether this failure locked it.
+    pub async fn record_failure(
         &self,
         door: Door,
         subject: &Subject,
@@ -184,7 +165,8 @@ impl LockoutStore for DynamoStore {
             .await
     }
 
-    async fn clear_failures(&self, door: Door, subject: &Subject) -> Result<()> {
+    /// Forgets the failures of `subject` at `door` (a successful login); strikes stay.
+    pub async fn clear_failures(&self, door: Door, subject: &Subject) -> Result<()> {
         self.table
             .update_if(
                 &subject.key(door),

@@ -9,15 +9,15 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{
-    from_item, n, number_attribute, to_item, tx, with_gsi2, Query, TransactFailure,
-};
+use super::dynamo::{from_item, n, number_attribute, to_item, with_gsi2, Query};
 use super::keys;
 use super::page::{KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction, TxItem};
 use crate::domain::{
     new_id, CommentId, Notification, NotificationId, NotificationKind, PostId, UserId,
 };
 use crate::error::{Error, Result};
+use crate::store::DynamoStore;
 
 /// A notification about to be written alongside its cause.
 #[derive(Debug, Clone)]
@@ -35,10 +35,12 @@ pub struct NewNotification {
 /// The transaction items of one notification.
 #[derive(Debug, Default)]
 pub struct NotificationItems {
+    /// The notification with its unread-index entry, and the unread counter.
     pub items: Vec<TransactWriteItem>,
-    /// Index within `items` of the dedup marker, whose condition fails when this
-    /// notification was already sent: retry the cause's transaction without these items.
-    pub dedup_marker: Option<usize>,
+    /// The dedup marker (when the notification has a dedup key), whose condition fails
+    /// when this notification was already sent: retry the cause's transaction without
+    /// these items.
+    pub dedup_marker: Option<TransactWriteItem>,
     /// The notification that will exist once the transaction commits.
     pub notification: Option<Notification>,
 }
@@ -103,7 +105,7 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
         )?,
         &keys::unread_notification_entry(new.recipient, notification.id),
     );
-    let mut items = vec![
+    let items = vec![
         tx::put_new(table, item)?,
         tx::update(
             table,
@@ -117,10 +119,8 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
             ],
         )?,
     ];
-    let mut dedup_marker = None;
-    if let Some(dedup_key) = &new.dedup_key {
-        dedup_marker = Some(items.len());
-        items.push(tx::put_new(
+    let dedup_marker = match &new.dedup_key {
+        Some(dedup_key) => Some(tx::put_new(
             table,
             to_item(
                 &keys::notification_dedup(new.recipient, dedup_key),
@@ -129,8 +129,9 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
                     entity: "notification_dedup",
                 },
             )?,
-        )?);
-    }
+        )?),
+        None => None,
+    };
     Ok(NotificationItems {
         items,
         dedup_marker,
@@ -141,28 +142,26 @@ pub fn notification_items(table: &str, new: &NewNotification) -> Result<Notifica
 impl super::DynamoStore {
     /// Runs a cause's transaction with its notification appended. When the only failed
     /// condition is the notification's dedup marker (the recipient was already notified of
-    /// this cause), the cause commits on its own. Indices in a returned failure refer to
-    /// `cause` items, which come first. Returns the notification the commit wrote, if any.
+    /// this cause), the cause commits on its own. The handles of `cause`'s items name them
+    /// in a returned failure. Returns the notification the commit wrote, if any.
     pub(crate) async fn transact_with_notification(
         &self,
-        cause: Vec<TransactWriteItem>,
+        cause: Transaction,
         notification: NotificationItems,
     ) -> Result<Option<Notification>, TransactFailure> {
-        let cause_len = cause.len();
         let written = notification.notification;
-        let Some(marker) = notification.dedup_marker.map(|i| cause_len + i) else {
-            let mut items = cause;
-            items.extend(notification.items);
-            return self.table.transact(items).await.map(|()| written);
+        let Some(marker) = notification.dedup_marker else {
+            let mut transaction = cause;
+            transaction.add_all(notification.items);
+            return self.table.transact(transaction).await.map(|()| written);
         };
-        let mut items = cause.clone();
-        items.extend(notification.items);
-        match self.table.transact(items).await {
+        let cause_items = cause.added();
+        let mut transaction = cause.clone();
+        transaction.add_all(notification.items);
+        let marker = transaction.add(marker);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(written),
-            Err(failure)
-                if failure.condition_failed_at(marker)
-                    && !(0..cause_len).any(|i| failure.condition_failed_at(i)) =>
-            {
+            Err(failure) if failure.failed(&marker) && !failure.failed(&cause_items) => {
                 self.table.transact(cause).await.map(|()| None)
             }
             Err(failure) => Err(failure),
@@ -187,7 +186,7 @@ struct DedupRecord {
 // Reading side
 // ---------------------------------------------------------------------------------------
 
-/// Notifications marked read per transaction by [`NotificationStore::mark_all_read`] (plus
+/// Notifications marked read per transaction by [`DynamoStore::mark_all_read`] (plus
 /// one counter update; kept under the classic 25-item transaction limit).
 pub const MARK_ALL_CHUNK: usize = 24;
 
@@ -201,34 +200,6 @@ const MARK_WALK_PAGE: usize = 100;
 
 /// Attempts at one transaction whose conditions found the state changed since it was read.
 const ATTEMPTS: usize = 5;
-
-#[async_trait::async_trait]
-pub trait NotificationStore: Send + Sync {
-    /// `recipient`'s notifications, newest first (pattern 21), or only the unread ones
-    /// through the sparse unread index (pattern 22).
-    async fn notifications(
-        &self,
-        recipient: UserId,
-        unread_only: bool,
-        page: &PageRequest,
-    ) -> Result<Page<Notification>>;
-
-    /// The unread counter (pattern 23); never negative.
-    async fn unread_count(&self, recipient: UserId) -> Result<i64>;
-
-    /// Marks one of `recipient`'s notifications read. Already read is fine; a notification
-    /// that does not exist in `recipient`'s partition (unknown, or someone else's) is
-    /// `NotFound`.
-    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()>;
-
-    /// Marks every unread notification read; returns how many this call marked.
-    async fn mark_all_read(&self, recipient: UserId) -> Result<usize>;
-
-    /// Marks read the unread notifications of `recipient` whose actor is `actor` — a block
-    /// between the two hides them from the list, so they must not count as unread either.
-    /// Returns how many this call marked (the same walk bound as [`Self::mark_all_read`]).
-    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize>;
-}
 
 /// Marks a notification read and takes it out of the unread index, on condition that it
 /// exists and is unread.
@@ -290,28 +261,24 @@ impl crate::store::DynamoStore {
             if pending.is_empty() {
                 return Ok(0);
             }
-            let mut items = pending
+            let mut transaction = Transaction::new();
+            let marks = pending
                 .iter()
-                .map(|id| mark_read_item(table, recipient, *id))
-                .collect::<Result<Vec<_>>>()?;
-            items.push(if counter_drifted {
+                .map(|id| Ok(transaction.add(mark_read_item(table, recipient, *id)?)))
+                .collect::<Result<Vec<TxItem>>>()?;
+            let counter = transaction.add(if counter_drifted {
                 reset_counter(table, recipient, pending.len())?
             } else {
                 decrement_counter(table, recipient, pending.len())?
             });
-            let counter_index = pending.len();
-            match self.table.transact(items).await {
+            match self.table.transact(transaction).await {
                 Ok(()) => return Ok(pending.len()),
                 Err(TransactFailure::Other(error)) => return Err(error),
                 Err(failure) => {
                     let before = pending.len();
-                    let mut index = 0;
-                    pending.retain(|_| {
-                        let keep = !failure.condition_failed_at(index);
-                        index += 1;
-                        keep
-                    });
-                    if pending.len() == before && failure.condition_failed_at(counter_index) {
+                    let mut marks = marks.iter();
+                    pending.retain(|_| marks.next().is_some_and(|mark| !failure.failed(mark)));
+                    if pending.len() == before && failure.failed(&counter) {
                         // Only the counter disagreed: repair it (or, if a notification just
                         // raised it, go back to decrementing).
                         counter_drifted = !counter_drifted;
@@ -325,9 +292,10 @@ impl crate::store::DynamoStore {
     }
 }
 
-#[async_trait::async_trait]
-impl NotificationStore for crate::store::DynamoStore {
-    async fn notifications(
+impl DynamoStore {
+    /// `recipient`'s notifications, newest first (pattern 21), or only the unread ones
+    /// through the sparse unread index (pattern 22).
+    pub async fn notifications(
         &self,
         recipient: UserId,
         unread_only: bool,
@@ -346,7 +314,8 @@ impl NotificationStore for crate::store::DynamoStore {
         }
     }
 
-    async fn unread_count(&self, recipient: UserId) -> Result<i64> {
+    /// The unread counter (pattern 23); never negative.
+    pub async fn unread_count(&self, recipient: UserId) -> Result<i64> {
         let count = match self.table.get(&keys::notification_state(recipient)).await? {
             Some(item) => number_attribute(&item, "unread_count")?,
             None => 0,
@@ -354,7 +323,10 @@ impl NotificationStore for crate::store::DynamoStore {
         Ok(count.max(0))
     }
 
-    async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()> {
+    /// Marks one of `recipient`'s notifications read. Already read is fine; a notification
+    /// that does not exist in `recipient`'s partition (unknown, or someone else's) is
+    /// `NotFound`.
+    pub async fn mark_read(&self, recipient: UserId, notification: NotificationId) -> Result<()> {
         if self.mark_read_chunk(recipient, &[notification]).await? == 1 {
             return Ok(());
         }
@@ -369,11 +341,15 @@ impl NotificationStore for crate::store::DynamoStore {
         }
     }
 
-    async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
+    /// Marks every unread notification read; returns how many this call marked.
+    pub async fn mark_all_read(&self, recipient: UserId) -> Result<usize> {
         self.mark_unread_read_where(recipient, |_| true).await
     }
 
-    async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize> {
+    /// Marks read the unread notifications of `recipient` whose actor is `actor` — a block
+    /// between the two hides them from the list, so they must not count as unread either.
+    /// Returns how many this call marked (the same walk bound as [`Self::mark_all_read`]).
+    pub async fn mark_read_from(&self, recipient: UserId, actor: UserId) -> Result<usize> {
         self.mark_unread_read_where(recipient, |notification| notification.actor_id == actor)
             .await
     }

@@ -3,10 +3,10 @@
 //! `ONLINE#{shard}` / `USER#{user}` (shard = [`keys::online_shard`], one of
 //! [`keys::ONLINE_INDEX_SHARDS`]), with `user_id` and `expires_at` (TTL).
 //!
-//! - Written in the `$connect` transaction (`ConnectionStore::add_connection`): a put, so a
+//! - Written in the `$connect` transaction (`DynamoStore::add_connection`): a put, so a
 //!   second device only refreshes the TTL.
 //! - Removed by the presence check after the grace period
-//!   ([`OnlineIndex::retire_online_entry`]): a transaction whose condition is that the
+//!   ([`DynamoStore::retire_online_entry`]): a transaction whose condition is that the
 //!   user's connection set is empty, so a reconnect racing the check keeps the entry.
 //! - TTL (the connection's own, 2 h 15 min) is the backstop for a check that never ran.
 //!
@@ -17,25 +17,15 @@
 
 use std::collections::HashSet;
 
-use async_trait::async_trait;
 use serde::Serialize;
 
-use super::dynamo::{to_item, tx, Query, TransactFailure};
+use super::dynamo::{to_item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, TransactFailure};
 use super::DynamoStore;
 use crate::domain::UserId;
 use crate::error::{Error, Result};
-
-#[async_trait]
-pub trait OnlineIndex: Send + Sync {
-    /// Every user with an entry in the index (all shards, read concurrently, eventually
-    /// consistent).
-    async fn online_users(&self) -> Result<HashSet<UserId>>;
-
-    /// Removes `user`'s entry if the user has no open connection; `true` if removed.
-    async fn retire_online_entry(&self, user: UserId) -> Result<bool>;
-}
 
 /// An online-index entry as stored.
 #[derive(Serialize)]
@@ -81,9 +71,10 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl OnlineIndex for DynamoStore {
-    async fn online_users(&self) -> Result<HashSet<UserId>> {
+impl DynamoStore {
+    /// Every user with an entry in the index (all shards, read concurrently, eventually
+    /// consistent).
+    pub async fn online_users(&self) -> Result<HashSet<UserId>> {
         let shards = futures::future::try_join_all(
             (0..keys::ONLINE_INDEX_SHARDS).map(|shard| self.online_shard(shard)),
         )
@@ -91,7 +82,8 @@ impl OnlineIndex for DynamoStore {
         Ok(shards.into_iter().flatten().collect())
     }
 
-    async fn retire_online_entry(&self, user: UserId) -> Result<bool> {
+    /// Removes `user`'s entry if the user has no open connection; `true` if removed.
+    pub async fn retire_online_entry(&self, user: UserId) -> Result<bool> {
         let table = &self.table.name;
         let items = vec![
             tx::condition_check(

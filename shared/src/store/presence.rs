@@ -5,11 +5,11 @@
 //! through the two conditional writes below, so a reconnect within the grace period produces
 //! neither event:
 //!
-//! - A connection opens → [`PresenceStore::announce_online`]: succeeds only if watchers were
+//! - A connection opens → [`DynamoStore::announce_online`]: succeeds only if watchers were
 //!   told "offline" (or nothing yet). A reconnect within the grace period finds `online`
 //!   still true — the offline was never announced — and announces nothing.
 //! - A connection closes → a presence check is queued with a delay of [`PRESENCE_GRACE`];
-//!   when it arrives, [`PresenceStore::announce_offline`] succeeds only if the user has no
+//!   when it arrives, [`DynamoStore::announce_offline`] succeeds only if the user has no
 //!   open connection at that moment, checked in the same transaction (so a connect racing
 //!   the check cannot be announced offline).
 //!
@@ -25,13 +25,13 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::dynamo::{s, tx, TransactFailure};
+use super::dynamo::s;
 use super::keys;
+use super::transaction::{tx, TransactFailure};
 use super::DynamoStore;
 use crate::domain::{format_time, UserId};
 use crate::error::Result;
@@ -50,17 +50,6 @@ pub struct PresenceRecord {
     /// When the connection opened, or closed, that `cause` names.
     #[serde(with = "crate::domain::rfc3339")]
     pub changed_at: DateTime<Utc>,
-}
-
-#[async_trait]
-pub trait PresenceStore: Send + Sync {
-    /// Records `user` online because of `cause` (the connection that opened). `true` if
-    /// watchers must be told (they were told offline, nothing yet, or this very cause).
-    async fn announce_online(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool>;
-
-    /// Records `user` offline because of `cause` (the disconnect check), provided the user
-    /// has no open connection now. `true` if watchers must be told.
-    async fn announce_offline(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
 /// The presence write both announcements make; `#online` and `#cause` because both are
@@ -88,9 +77,15 @@ fn presence_values(
     values
 }
 
-#[async_trait]
-impl PresenceStore for DynamoStore {
-    async fn announce_online(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool> {
+impl DynamoStore {
+    /// Records `user` online because of `cause` (the connection that opened). `true` if
+    /// watchers must be told (they were told offline, nothing yet, or this very cause).
+    pub async fn announce_online(
+        &self,
+        user: UserId,
+        cause: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
         self.table
             .update_if(
                 &keys::presence(user),
@@ -108,7 +103,14 @@ impl PresenceStore for DynamoStore {
             .await
     }
 
-    async fn announce_offline(&self, user: UserId, cause: &str, at: DateTime<Utc>) -> Result<bool> {
+    /// Records `user` offline because of `cause` (the disconnect check), provided the user
+    /// has no open connection now. `true` if watchers must be told.
+    pub async fn announce_offline(
+        &self,
+        user: UserId,
+        cause: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
         let no_connections = tx::condition_check(
             &self.table.name,
             &keys::user_connections(user),

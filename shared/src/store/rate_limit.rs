@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{key_map, n, s};
@@ -73,24 +72,11 @@ impl RateLimitedAction {
     }
 }
 
-#[async_trait]
-pub trait RateLimiter: Send + Sync {
-    /// Counts one `action` by `user` at `now`; `RateLimited` (with the seconds until the
-    /// window ends) once the budget of the current window is spent.
-    async fn hit(
-        &self,
-        user: UserId,
-        action: RateLimitedAction,
-        budget: u32,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-}
-
 /// A function's per-user budgets: the limiter, the configured limits and the clock, so a
 /// handler spends one with `budgets.spend(user, action)` and nothing else.
 #[derive(Clone)]
 pub struct Budgets {
-    limiter: Arc<dyn RateLimiter>,
+    limiter: Arc<DynamoStore>,
     limits: RateLimits,
     clock: Arc<dyn Clock>,
 }
@@ -104,7 +90,7 @@ impl std::fmt::Debug for Budgets {
 }
 
 impl Budgets {
-    pub fn new(limiter: Arc<dyn RateLimiter>, limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(limiter: Arc<DynamoStore>, limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
         Self {
             limiter,
             limits,
@@ -122,9 +108,10 @@ impl Budgets {
     }
 }
 
-#[async_trait]
-impl RateLimiter for DynamoStore {
-    async fn hit(
+impl DynamoStore {
+    /// Counts one `action` by `user` at `now`; `RateLimited` (with the seconds until the
+    /// window ends) once the budget of the current window is spent.
+    pub async fn hit(
         &self,
         user: UserId,
         action: RateLimitedAction,

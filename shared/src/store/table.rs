@@ -88,6 +88,51 @@ fn key_schema(elements: &[KeyElement]) -> Result<Vec<KeySchemaElement>> {
         .collect()
 }
 
+impl CreateTableInput {
+    fn attribute_definitions(&self) -> Result<Vec<AttributeDefinition>> {
+        self.attribute_definitions
+            .iter()
+            .map(|a| {
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()
+                    .map_err(|e| Error::internal("building attribute definition", e))
+            })
+            .collect()
+    }
+
+    fn secondary_indexes(&self) -> Result<Vec<GlobalSecondaryIndex>> {
+        self.global_secondary_indexes
+            .iter()
+            .map(|index| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(&index.index_name)
+                    .set_key_schema(Some(key_schema(&index.key_schema)?))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(
+                                index.projection.projection_type.as_str(),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| Error::internal("building index definition", e))
+            })
+            .collect()
+    }
+
+    fn stream_specification(&self) -> Result<StreamSpecification> {
+        StreamSpecification::builder()
+            .stream_enabled(self.stream_specification.stream_enabled)
+            .stream_view_type(StreamViewType::from(
+                self.stream_specification.stream_view_type.as_str(),
+            ))
+            .build()
+            .map_err(|e| Error::internal("building stream specification", e))
+    }
+}
+
 /// Creates `table_name` with the single definition (GSIs, stream, TTL) unless it exists.
 pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
     let definition = TableDefinition::load()?;
@@ -98,53 +143,14 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
         return Ok(());
     }
 
-    let attributes = table
-        .attribute_definitions
-        .iter()
-        .map(|a| {
-            AttributeDefinition::builder()
-                .attribute_name(&a.attribute_name)
-                .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
-                .build()
-                .map_err(|e| Error::internal("building attribute definition", e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-
-    let indexes = table
-        .global_secondary_indexes
-        .iter()
-        .map(|index| {
-            GlobalSecondaryIndex::builder()
-                .index_name(&index.index_name)
-                .set_key_schema(Some(key_schema(&index.key_schema)?))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(
-                            index.projection.projection_type.as_str(),
-                        ))
-                        .build(),
-                )
-                .build()
-                .map_err(|e| Error::internal("building index definition", e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-
     let created = client
         .create_table()
         .table_name(table_name)
         .billing_mode(BillingMode::from(table.billing_mode.as_str()))
-        .set_attribute_definitions(Some(attributes))
+        .set_attribute_definitions(Some(table.attribute_definitions()?))
         .set_key_schema(Some(key_schema(&table.key_schema)?))
-        .set_global_secondary_indexes(Some(indexes))
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(table.stream_specification.stream_enabled)
-                .stream_view_type(StreamViewType::from(
-                    table.stream_specification.stream_view_type.as_str(),
-                ))
-                .build()
-                .map_err(|e| Error::internal("building stream specification", e))?,
-        )
+        .set_global_secondary_indexes(Some(table.secondary_indexes()?))
+        .stream_specification(table.stream_specification()?)
         .send()
         .await;
     if let Err(error) = created {
@@ -161,13 +167,16 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<()> {
             error,
         ));
     }
+    enable_ttl(client, table_name, &definition.time_to_live_attribute).await
+}
 
+async fn enable_ttl(client: &Client, table_name: &str, attribute: &str) -> Result<()> {
     client
         .update_time_to_live()
         .table_name(table_name)
         .time_to_live_specification(
             TimeToLiveSpecification::builder()
-                .attribute_name(&definition.time_to_live_attribute)
+                .attribute_name(attribute)
                 .enabled(true)
                 .build()
                 .map_err(|e| Error::internal("building TTL specification", e))?,

@@ -13,16 +13,16 @@
 //! commit, and nothing rotates inside a revoked family. The policy around it (expiry, reuse
 //! detection) lives in `auth::refresh`.
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::dynamo::{from_item, n, s, to_item, tx, Query};
+use super::dynamo::{from_item, n, s, to_item, Query};
 use super::keys;
 use super::page::KeyShape;
+use super::transaction::{tx, Transaction};
 use super::DynamoStore;
 use crate::domain::{rfc3339, UserId};
 use crate::error::{Error, Result};
@@ -87,35 +87,6 @@ pub enum Rotation {
     FamilyRevoked,
 }
 
-#[async_trait]
-pub trait TokenStore: Send + Sync {
-    /// Starts a family with its first token, in one transaction.
-    async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()>;
-
-    /// Pattern 28: a token by the hash of its secret.
-    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
-
-    /// Pattern 28 (second step): the family a token belongs to.
-    async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>>;
-
-    /// Marks `old_hash` used and stores `new` in `new.family_id`, atomically (see module doc).
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation>;
-
-    /// Revokes one family. `Ok(false)` when it does not exist.
-    async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Pattern 29: every family (session) of a user, oldest first.
-    async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>>;
-
-    /// Revokes every family of `user` that is not revoked yet; returns how many it revoked.
-    async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize>;
-}
-
 #[derive(Serialize)]
 struct Record<'a, T> {
     #[serde(flatten)]
@@ -139,9 +110,9 @@ fn token_item(new: &NewRefreshToken, now: DateTime<Utc>) -> Result<super::dynamo
     )
 }
 
-#[async_trait]
-impl TokenStore for DynamoStore {
-    async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()> {
+impl DynamoStore {
+    /// Starts a family with its first token, in one transaction.
+    pub async fn create_family(&self, first: &NewRefreshToken, now: DateTime<Utc>) -> Result<()> {
         let table = &self.table.name;
         let family = to_item(
             &keys::token_family(first.user_id, first.family_id),
@@ -169,68 +140,76 @@ impl TokenStore for DynamoStore {
             .await
     }
 
-    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
+    /// Pattern 28: a token by the hash of its secret.
+    pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
         self.table.get_as(&keys::refresh_token(hash)).await
     }
 
-    async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>> {
+    /// Pattern 28 (second step): the family a token belongs to.
+    pub async fn token_family(&self, user: UserId, family: Uuid) -> Result<Option<TokenFamily>> {
         self.table.get_as(&keys::token_family(user, family)).await
     }
 
-    async fn rotate(
+    /// Marks `old_hash` used and stores `new` in `new.family_id`, atomically (see module doc).
+    pub async fn rotate(
         &self,
         old_hash: &str,
         new: &NewRefreshToken,
         now: DateTime<Utc>,
     ) -> Result<Rotation> {
         let table = &self.table.name;
-        let items = vec![
-            // 0: the old token becomes used, only if it exists, is unused and belongs to the
-            // same user and family as the new one.
-            tx::update(
-                table,
-                &keys::refresh_token(old_hash),
-                "SET used_at = :now",
-                Some(
-                    "attribute_exists(pk) AND attribute_not_exists(used_at) \
+        let mut transaction = Transaction::new();
+        // The old token becomes used, only if it exists, is unused and belongs to the same
+        // user and family as the new one.
+        let old_token = transaction.add(tx::update(
+            table,
+            &keys::refresh_token(old_hash),
+            "SET used_at = :now",
+            Some(
+                "attribute_exists(pk) AND attribute_not_exists(used_at) \
                      AND user_id = :user AND family_id = :family",
-                ),
-                &[],
-                vec![
-                    (":now", s(crate::domain::format_time(now))),
-                    (":user", s(new.user_id.to_string())),
-                    (":family", s(new.family_id.to_string())),
-                ],
-            )?,
-            // 1: the new token.
-            tx::put_new(table, token_item(new, now)?)?,
-            // 2: the family must exist and not be revoked. This is the transaction's
-            // condition check on the family; it is an update rather than a bare
-            // ConditionCheck so the family's TTL follows its newest token.
-            tx::update(
-                table,
-                &keys::token_family(new.user_id, new.family_id),
-                "SET expires_at = :expires",
-                Some("attribute_exists(pk) AND revoked = :false"),
-                &[],
-                vec![
-                    (":expires", n(new.expires_at)),
-                    (":false", AttributeValue::Bool(false)),
-                ],
-            )?,
-        ];
-        match self.table.transact(items).await {
+            ),
+            &[],
+            vec![
+                (":now", s(crate::domain::format_time(now))),
+                (":user", s(new.user_id.to_string())),
+                (":family", s(new.family_id.to_string())),
+            ],
+        )?);
+        transaction.add(tx::put_new(table, token_item(new, now)?)?);
+        // The family must exist and not be revoked. This is the transaction's condition
+        // check on the family; it is an update rather than a bare ConditionCheck so the
+        // family's TTL follows its newest token.
+        let family = transaction.add(tx::update(
+            table,
+            &keys::token_family(new.user_id, new.family_id),
+            "SET expires_at = :expires",
+            Some("attribute_exists(pk) AND revoked = :false"),
+            &[],
+            vec![
+                (":expires", n(new.expires_at)),
+                (":false", AttributeValue::Bool(false)),
+            ],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => Ok(Rotation::Rotated),
             // The family is checked first: a used token in a revoked family is "revoked".
-            Err(failure) if failure.condition_failed_at(2) => Ok(Rotation::FamilyRevoked),
-            Err(failure) if failure.condition_failed_at(0) => Ok(Rotation::OldTokenUsed),
+            Err(failure) if failure.failed(&family) => Ok(Rotation::FamilyRevoked),
+            Err(failure) if failure.failed(&old_token) => Ok(Rotation::OldTokenUsed),
+
             Err(failure) => Err(failure.into_error(|| {
                 Error::invariant("refresh-token rotation: new token hash already exists")
             })),
         }
     }
 
-    async fn revoke_family(&self, user: UserId, family: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    /// Revokes one family. `Ok(false)` when it does not exist.
+    pub async fn revoke_family(
+        &self,
+        user: UserId,
+        family: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         self.table
             .update_if(
                 &keys::token_family(user, family),
@@ -245,7 +224,8 @@ impl TokenStore for DynamoStore {
             .await
     }
 
-    async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>> {
+    /// Pattern 29: every family (session) of a user, oldest first.
+    pub async fn families(&self, user: UserId) -> Result<Vec<TokenFamily>> {
         let partition = keys::user_pk(user);
         let query = Query::new(KeyShape::Table, &partition).begins_with(keys::TOKEN_FAMILY_PREFIX);
         self.table
@@ -256,7 +236,8 @@ impl TokenStore for DynamoStore {
             .collect()
     }
 
-    async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize> {
+    /// Revokes every family of `user` that is not revoked yet; returns how many it revoked.
+    pub async fn revoke_all_families(&self, user: UserId, now: DateTime<Utc>) -> Result<usize> {
         let live: Vec<Uuid> = self
             .families(user)
             .await?

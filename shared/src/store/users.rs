@@ -9,16 +9,16 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::dynamo::{
-    from_item, item_key, key_map, s, to_item, tx, with_gsi1, Item, Query, SortKey, TransactFailure,
+    from_item, item_key, key_map, s, to_item, values_map, with_gsi1, Item, Query, SortKey,
 };
 use super::keys;
 use super::page::{decode_token, encode_token, KeyShape, Page, PageRequest};
+use super::transaction::{tx, TransactFailure, Transaction};
 use super::DynamoStore;
 use crate::domain::{Bio, DisplayName, User, UserId, UserSummary, Username};
 use crate::error::{Error, Result};
@@ -49,7 +49,7 @@ impl ProfileUpdate {
     }
 }
 
-/// What [`UserStore::rebuild_search_entry`] did.
+/// What [`DynamoStore::rebuild_search_entry`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchEntryRebuild {
     /// The search item was (re)written and the profile's old search keys removed.
@@ -58,34 +58,6 @@ pub enum SearchEntryRebuild {
     UpToDate,
     /// No such user: nothing written.
     NoProfile,
-}
-
-#[async_trait]
-pub trait UserStore: Send + Sync {
-    /// Creates the user (username guard, profile, search item, credentials in one
-    /// transaction); a username taken in any letter case is a `Conflict`.
-    async fn create_user(&self, new: NewUser) -> Result<User>;
-    async fn get_user(&self, id: UserId) -> Result<Option<User>>;
-    /// Profiles of many users in one round trip (missing ones are absent).
-    async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>>;
-    /// Case-insensitive lookup.
-    async fn user_id_by_username(&self, username: &str) -> Result<Option<UserId>>;
-    /// The stored password hash.
-    async fn password_hash(&self, id: UserId) -> Result<Option<String>>;
-    /// Changes the given fields; a new display name reaches the search item in the same
-    /// transaction.
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<User>;
-    /// Users whose lower-cased username starts with `prefix` (any case; 1–30 letters, digits
-    /// or underscores), in (lower-cased username, id) order: one concurrent query per search
-    /// shard, no profile read.
-    async fn search_usernames(&self, prefix: &str, page: &PageRequest)
-        -> Result<Page<UserSummary>>;
-    /// Migration step, idempotent and safe to re-run at any time: (re)builds `user`'s search
-    /// item from their profile and removes the search keys (`gsi1pk`/`gsi1sk`) that profiles
-    /// carried before search items existed. One consistent read of both items; writes (one
-    /// transaction, conditioned on the display name it read, re-read on a race with a
-    /// profile edit) only when something differs.
-    async fn rebuild_search_entry(&self, user: UserId) -> Result<SearchEntryRebuild>;
 }
 
 #[derive(Serialize)]
@@ -227,7 +199,7 @@ impl DynamoStore {
             .set_key(Some(key_map(&keys::user_profile(id))))
             .condition_expression(ITEM_EXISTS)
             .update_expression(expression)
-            .set_expression_attribute_values(tx::values_map(values))
+            .set_expression_attribute_values(values_map(values))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -254,27 +226,26 @@ impl DynamoStore {
     ) -> Result<User> {
         let table = &self.table.name;
         let (expression, values) = profile_sets(update);
-        let items = vec![
-            tx::update(
-                table,
-                &keys::user_profile(id),
-                &expression,
-                Some(ITEM_EXISTS),
-                &[],
-                values,
-            )?,
-            tx::update(
-                table,
-                &keys::user_search(id),
-                "SET display_name = :display_name",
-                Some(ITEM_EXISTS),
-                &[],
-                vec![(":display_name", s(display_name))],
-            )?,
-        ];
-        match self.table.transact(items).await {
+        let mut transaction = Transaction::new();
+        let profile = transaction.add(tx::update(
+            table,
+            &keys::user_profile(id),
+            &expression,
+            Some(ITEM_EXISTS),
+            &[],
+            values,
+        )?);
+        transaction.add(tx::update(
+            table,
+            &keys::user_search(id),
+            "SET display_name = :display_name",
+            Some(ITEM_EXISTS),
+            &[],
+            vec![(":display_name", s(display_name))],
+        )?);
+        match self.table.transact(transaction).await {
             Ok(()) => {}
-            Err(failure) if failure.condition_failed_at(0) => {
+            Err(failure) if failure.failed(&profile) => {
                 return Err(Error::not_found("user not found"))
             }
             // No search item yet (a user from before search items, not migrated yet): the
@@ -311,7 +282,7 @@ impl DynamoStore {
         Ok(self.table.query_page_as(&query, &page).await?.items)
     }
 
-    /// One attempt at [`UserStore::rebuild_search_entry`]; `None` when the profile changed
+    /// One attempt at [`DynamoStore::rebuild_search_entry`]; `None` when the profile changed
     /// between the read and the write.
     async fn try_rebuild_search_entry(&self, id: UserId) -> Result<Option<SearchEntryRebuild>> {
         let (profile_key, search_key) = (keys::user_profile(id), keys::user_search(id));
@@ -359,9 +330,10 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl UserStore for DynamoStore {
-    async fn create_user(&self, new: NewUser) -> Result<User> {
+impl DynamoStore {
+    /// Creates the user (username guard, profile, search item, credentials in one
+    /// transaction); a username taken in any letter case is a `Conflict`.
+    pub async fn create_user(&self, new: NewUser) -> Result<User> {
         let username_lower = new.username.canonical();
         let user = User {
             id: new.id,
@@ -415,16 +387,18 @@ impl UserStore for DynamoStore {
         Ok(user)
     }
 
-    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+    pub async fn get_user(&self, id: UserId) -> Result<Option<User>> {
         self.table.get_as(&keys::user_profile(id)).await
     }
 
-    async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>> {
+    /// Profiles of many users in one round trip (missing ones are absent).
+    pub async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>> {
         let keys: Vec<_> = ids.iter().map(|id| keys::user_profile(*id)).collect();
         self.table.batch_get_map(&keys, |user: &User| user.id).await
     }
 
-    async fn user_id_by_username(&self, username: &str) -> Result<Option<UserId>> {
+    /// Case-insensitive lookup.
+    pub async fn user_id_by_username(&self, username: &str) -> Result<Option<UserId>> {
         let record: Option<UsernameRecord> = self
             .table
             .get_as(&keys::username(&username.to_ascii_lowercase()))
@@ -432,13 +406,16 @@ impl UserStore for DynamoStore {
         Ok(record.map(|r| r.user_id))
     }
 
-    async fn password_hash(&self, id: UserId) -> Result<Option<String>> {
+    /// The stored password hash.
+    pub async fn password_hash(&self, id: UserId) -> Result<Option<String>> {
         let record: Option<CredentialsRecord> =
             self.table.get_as(&keys::user_credentials(id)).await?;
         Ok(record.map(|r| r.password_hash))
     }
 
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<User> {
+    /// Changes the given fields; a new display name reaches the search item in the same
+    /// transaction.
+    pub async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> Result<User> {
         if update.is_empty() {
             return self
                 .get_user(id)
@@ -454,7 +431,10 @@ impl UserStore for DynamoStore {
         }
     }
 
-    async fn search_usernames(
+    /// Users whose lower-cased username starts with `prefix` (any case; 1–30 letters, digits
+    /// or underscores), in (lower-cased username, id) order: one concurrent query per search
+    /// shard, no profile read.
+    pub async fn search_usernames(
         &self,
         prefix: &str,
         page: &PageRequest,
@@ -505,7 +485,12 @@ impl UserStore for DynamoStore {
         })
     }
 
-    async fn rebuild_search_entry(&self, user: UserId) -> Result<SearchEntryRebuild> {
+    /// Migration step, idempotent and safe to re-run at any time: (re)builds `user`'s search
+    /// item from their profile and removes the search keys (`gsi1pk`/`gsi1sk`) that profiles
+    /// carried before search items existed. One consistent read of both items; writes (one
+    /// transaction, conditioned on the display name it read, re-read on a race with a
+    /// profile edit) only when something differs.
+    pub async fn rebuild_search_entry(&self, user: UserId) -> Result<SearchEntryRebuild> {
         for _ in 0..REBUILD_ATTEMPTS {
             if let Some(outcome) = self.try_rebuild_search_entry(user).await? {
                 return Ok(outcome);

@@ -10,11 +10,9 @@ use futures::future::join_all;
 use shared::clock::to_millis;
 use shared::domain::{new_id, Connection, PostId, Subscription, UserId};
 use shared::error::Error;
-use shared::store::connections::{
-    ConnectionStore, GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION,
-};
 use shared::store::dynamo::key_map;
 use shared::store::keys;
+use shared::store::{GoneRemoval, StoredConnection, HANDSHAKE_WINDOW, MAX_ROOMS_PER_CONNECTION};
 use shared::testkit::TestDb;
 
 /// API Gateway's 2-hour cap plus a margin, as `ws-connect` stores it.

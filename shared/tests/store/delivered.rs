@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use shared::clock::to_millis;
-use shared::store::delivered::{DeliveryMarkerStore, DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::store::dynamo::number_attribute;
 use shared::store::keys;
+use shared::store::{DELIVERY_MARKER_ENTITY, DELIVERY_MARKER_TTL};
 use shared::testkit::TestDb;
 use uuid::Uuid;
 

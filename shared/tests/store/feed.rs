@@ -11,11 +11,9 @@ use shared::config::FeedLimits;
 use shared::domain::{Post, PostText, User, UserId};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::RequestMeter;
-use shared::store::feed::FeedStore;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewPost, PostEdit, PostStore};
-use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
+use shared::store::{NewPost, PostEdit};
 use shared::testkit::TestDb;
 
 use crate::support::{user, users, walk_pages};

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use shared::error::Error;
-use shared::store::lockout::{Door, LockoutPolicy, LockoutStore, Subject};
+use shared::store::{Door, LockoutPolicy, Subject};
 use shared::testkit::TestDb;
 
 fn policy() -> LockoutPolicy {

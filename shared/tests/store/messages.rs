@@ -5,13 +5,9 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use shared::domain::{ConversationState, Message, MessageStatus, User};
-use shared::store::messages::{
-    MessageStore, NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES,
-};
-use shared::store::notifications::NotificationStore;
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
+use shared::store::{NewMessage, SentMessage, MAX_PENDING_REQUEST_MESSAGES};
 use shared::testkit::TestDb;
 
 use crate::support::{make_private, user, walk_pages};

@@ -8,10 +8,9 @@ use shared::clock::to_millis;
 use shared::domain::{new_id, Notification, NotificationKind, User};
 use shared::store::dynamo::{key_map, n};
 use shared::store::keys;
-use shared::store::notifications::{notification_items, NewNotification, NotificationStore};
 use shared::store::page::PageRequest;
-use shared::store::social::SocialStore;
 use shared::store::DynamoStore;
+use shared::store::{notification_items, NewNotification};
 use shared::testkit::TestDb;
 
 use crate::support::{user, users, walk_pages};

@@ -8,10 +8,8 @@ use shared::domain::{new_id, CommentText, MediaUrl, NotificationKind, Post, Post
 use shared::store::dynamo::Query;
 use shared::store::keys;
 use shared::store::page::{KeyShape, PageRequest};
-use shared::store::posts::{NewComment, NewPost, PostEdit, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::UserStore;
 use shared::store::DynamoStore;
+use shared::store::{NewComment, NewPost, PostEdit};
 use shared::testkit::TestDb;
 
 use crate::support::{stored_notifications, user, walk_pages};

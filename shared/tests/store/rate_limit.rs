@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::future::join_all;
 use shared::domain::new_id;
 use shared::error::Error;
-use shared::store::rate_limit::{RateLimitedAction, RateLimiter, WINDOW_SECONDS};
+use shared::store::{RateLimitedAction, WINDOW_SECONDS};
 use shared::testkit::TestDb;
 
 /// The start of a window (a whole minute), far from any test's wall clock.

@@ -7,9 +7,8 @@ use chrono::Utc;
 use futures::future::join_all;
 use shared::domain::{NotificationKind, UserId};
 use shared::store::page::PageRequest;
-use shared::store::social::{FollowerIds, SocialStore, MAX_FOLLOWING};
-use shared::store::users::UserStore;
 use shared::store::DynamoStore;
+use shared::store::{FollowerIds, MAX_FOLLOWING};
 use shared::testkit::TestDb;
 
 use crate::support::{stored_notifications, user, users, walk_pages};

@@ -7,8 +7,8 @@ use shared::domain::{new_id, DisplayName, Notification, User, UserId, Username};
 use shared::store::dynamo::{from_item, Query};
 use shared::store::keys;
 use shared::store::page::{KeyShape, Page, PageRequest};
-use shared::store::users::{NewUser, ProfileUpdate, UserStore};
 use shared::store::DynamoStore;
+use shared::store::{NewUser, ProfileUpdate};
 use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
 
 /// Registers a user with a throwaway password hash (the store never sees passwords).

@@ -11,8 +11,8 @@ use chrono::{Duration, Utc};
 use futures::future::join_all;
 use shared::auth::refresh::{self, RefreshTokens};
 use shared::domain::new_id;
-use shared::store::tokens::{NewRefreshToken, Rotation, TokenStore};
 use shared::store::DynamoStore;
+use shared::store::{NewRefreshToken, Rotation};
 use shared::testkit::TestDb;
 
 const THIRTY_DAYS: StdDuration = StdDuration::from_secs(30 * 24 * 3600);

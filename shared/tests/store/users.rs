@@ -12,10 +12,9 @@ use shared::metering::{RequestMeter, DYNAMODB};
 use shared::store::dynamo::{Item, Query};
 use shared::store::keys;
 use shared::store::page::{KeyShape, PageRequest};
-use shared::store::posts::{NewPost, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::{ProfileUpdate, SearchEntryRebuild, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewPost;
+use shared::store::{ProfileUpdate, SearchEntryRebuild};
 use shared::testkit::TestDb;
 
 use crate::support::{user, walk_pages};
@@ -52,7 +51,7 @@ async fn duplicate_username_in_any_case_is_a_conflict() {
     let before = db.item_count().await;
     for spelling in ["alice", "ALICE", "aLiCe"] {
         let error = store
-            .create_user(shared::store::users::NewUser {
+            .create_user(shared::store::NewUser {
                 id: shared::domain::new_id(),
                 username: Username::parse(spelling).unwrap(),
                 display_name: DisplayName::parse("x").unwrap(),

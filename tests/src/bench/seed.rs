@@ -7,9 +7,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::auth::TokenService;
 use shared::config::Config;
 use shared::domain::{DisplayName, UserId, Username};
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewUser;
 
 use crate::realtime::{RealtimeStack, User};
 

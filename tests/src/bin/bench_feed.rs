@@ -31,12 +31,10 @@ use shared::config::FeedLimits;
 use shared::domain::{new_id, DisplayName, PostText, User, UserId, Username};
 use shared::feed::{FeedMaterializer, FeedTask};
 use shared::metering::{MeterSnapshot, RequestMeter};
-use shared::store::feed::FeedStore;
 use shared::store::page::PageRequest;
-use shared::store::posts::{NewPost, PostStore};
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewPost;
+use shared::store::NewUser;
 use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
 use shared::testkit::TestDb;
 

@@ -39,8 +39,6 @@ use serde_json::{json, Value};
 use shared::events::Event;
 use shared::fanout::{FanoutChunk, QueueMessage};
 use shared::function::LambdaFunction;
-use shared::store::posts::PostStore;
-use shared::store::users::UserStore;
 use shared::testkit::api::{TestAccount, TestRequest};
 use shared::testkit::ws::WsEvent;
 use shared::testkit::{test_public_keys, test_signing_key};

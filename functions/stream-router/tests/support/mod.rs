@@ -23,11 +23,8 @@ use shared::fanout::SqsEventQueue;
 use shared::function::LambdaFunction;
 use shared::push::testing::RecordingPush;
 use shared::retry::RetryPolicy;
-use shared::store::connections::ConnectionStore;
-use shared::store::presence::PresenceStore;
-use shared::store::social::SocialStore;
-use shared::store::users::{NewUser, UserStore};
 use shared::store::DynamoStore;
+use shared::store::NewUser;
 use shared::testkit::TestDb;
 
 /// Retries without waiting: the tests check what is retried, not how long it waits.

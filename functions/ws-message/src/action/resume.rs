@@ -15,7 +15,7 @@ use shared::error::{Error, Result};
 use shared::events::Event;
 use shared::push::Delivery;
 use shared::replay::{self, Replay, ReplaySources};
-use shared::store::rate_limit::RateLimitedAction;
+use shared::store::RateLimitedAction;
 
 use super::Received;
 use crate::State;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use shared::domain::{Subscription, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
-use shared::store::rate_limit::RateLimitedAction;
+use shared::store::RateLimitedAction;
 use shared::visibility::{self, PostSources};
 
 use super::Received;

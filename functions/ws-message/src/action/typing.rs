@@ -6,7 +6,7 @@
 //! client that floods typing frames costs one map lookup each and no DynamoDB call); then
 //! who may type to whom — the same rule as who may message whom: no block either way, and a
 //! conversation must be possible without a request (the recipient is public, follows the
-//! caller, or has accepted the thread; `shared::store::messages::message_status`).
+//! caller, or has accepted the thread; `shared::store::message_status`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use shared::domain::{Connection, MessageStatus, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Event, TypingState};
-use shared::store::messages::message_status;
+use shared::store::message_status;
 use shared::visibility;
 
 use crate::State;
