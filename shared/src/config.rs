@@ -33,16 +33,12 @@ pub struct JwtConfig {
 impl JwtConfig {
     /// The JWKS, for a function that verifies access tokens.
     pub fn require_public_keys(&self) -> Result<&Jwks> {
-        self.public_keys
-            .as_ref()
-            .ok_or_else(|| missing("JWT_PUBLIC_KEYS"))
+        required(self.public_keys.as_ref(), "JWT_PUBLIC_KEYS")
     }
 
     /// The signing key's secret id, for `api-auth`.
     pub fn require_signing_key_secret(&self) -> Result<&str> {
-        self.signing_key_secret
-            .as_deref()
-            .ok_or_else(|| missing("JWT_SIGNING_KEY_SECRET"))
+        required(self.signing_key_secret.as_deref(), "JWT_SIGNING_KEY_SECRET")
     }
 }
 
@@ -256,71 +252,18 @@ impl Config {
             .collect();
         let get = |name: &str| vars.get(name).map(String::as_str);
 
-        let table_name = get("TABLE_NAME")
-            .ok_or_else(|| missing("TABLE_NAME"))?
-            .to_owned();
+        let table_name = required(get("TABLE_NAME"), "TABLE_NAME")?.to_owned();
 
-        if let Some(retired) = RETIRED_JWT_VARIABLES.iter().find(|v| get(v).is_some()) {
-            return Err(config_error(format!(
-                "{retired} is no longer read: access tokens are EdDSA, verified with \
-                 JWT_PUBLIC_KEYS and signed by api-auth only (docs/deploy.md); remove it"
-            )));
-        }
-        let public_keys = get("JWT_PUBLIC_KEYS")
-            .map(|json| {
-                Jwks::parse(json).map_err(|e| config_error(format!("JWT_PUBLIC_KEYS: {e}")))
-            })
-            .transpose()?;
-
-        let jwt = JwtConfig {
-            public_keys,
-            signing_key_secret: get("JWT_SIGNING_KEY_SECRET").map(str::to_owned),
-            issuer: get("JWT_ISSUER").unwrap_or("ripple").to_owned(),
-            audience: get("JWT_AUDIENCE").unwrap_or("ripple-clients").to_owned(),
-            access_token_ttl: Duration::from_secs(number(&vars, "ACCESS_TOKEN_TTL_SECONDS", 900)?),
-            refresh_token_ttl: Duration::from_secs(
-                number(&vars, "REFRESH_TOKEN_TTL_DAYS", 30)? * 24 * 3600,
-            ),
-        };
-
+        let jwt = jwt_config(&vars)?;
         let rate_limits = rate_limits(&vars)?;
-
         let ws_handshake_window = chrono::Duration::seconds(number(
             &vars,
             "WS_HANDSHAKE_WINDOW_SECONDS",
             crate::store::connections::HANDSHAKE_WINDOW.num_seconds(),
         )?);
         let auth_limits = auth_limits(&vars)?;
-        let writer_defaults = WriterPushLimits::default();
-        let writer_push = WriterPushLimits {
-            max_connections: number(
-                &vars,
-                "WRITER_PUSH_MAX_CONNECTIONS",
-                writer_defaults.max_connections,
-            )?,
-            max_followers: number(
-                &vars,
-                "WRITER_PUSH_MAX_FOLLOWERS",
-                writer_defaults.max_followers,
-            )?,
-            budget: Duration::from_millis(number(
-                &vars,
-                "WRITER_PUSH_BUDGET_MS",
-                u64::try_from(writer_defaults.budget.as_millis()).unwrap_or(u64::MAX),
-            )?),
-            handshake_window: ws_handshake_window,
-        };
-
-        let feed_defaults = FeedLimits::default();
-        let feed = FeedLimits {
-            materialize_max_followers: number(
-                &vars,
-                "FEED_MATERIALIZE_MAX_FOLLOWERS",
-                feed_defaults.materialize_max_followers,
-            )?,
-            backfill_posts: number(&vars, "FEED_BACKFILL_POSTS", feed_defaults.backfill_posts)?,
-            entry_ttl_days: number(&vars, "FEED_ENTRY_TTL_DAYS", feed_defaults.entry_ttl_days)?,
-        };
+        let writer_push = writer_push_limits(&vars, ws_handshake_window)?;
+        let feed = feed_limits(&vars)?;
 
         Ok(Self {
             table_name,
@@ -344,17 +287,77 @@ impl Config {
 
     /// The fan-out queue, for functions that cannot run without it.
     pub fn require_fanout_queue_url(&self) -> Result<&str> {
-        self.fanout_queue_url
-            .as_deref()
-            .ok_or_else(|| missing("FANOUT_QUEUE_URL"))
+        required(self.fanout_queue_url.as_deref(), "FANOUT_QUEUE_URL")
     }
 
     /// The WebSocket management endpoint, for functions that push.
     pub fn require_ws_management_endpoint(&self) -> Result<&str> {
-        self.ws_management_endpoint
-            .as_deref()
-            .ok_or_else(|| missing("WS_MANAGEMENT_ENDPOINT"))
+        required(
+            self.ws_management_endpoint.as_deref(),
+            "WS_MANAGEMENT_ENDPOINT",
+        )
     }
+}
+
+/// [`JwtConfig`] from `JWT_*` and the token lifetimes; a retired variable is an error.
+fn jwt_config(vars: &HashMap<String, String>) -> Result<JwtConfig> {
+    let get = |name: &str| vars.get(name).map(String::as_str);
+    if let Some(retired) = RETIRED_JWT_VARIABLES.iter().find(|v| get(v).is_some()) {
+        return Err(config_error(format!(
+            "{retired} is no longer read: access tokens are EdDSA, verified with \
+             JWT_PUBLIC_KEYS and signed by api-auth only (docs/deploy.md); remove it"
+        )));
+    }
+    let public_keys = get("JWT_PUBLIC_KEYS")
+        .map(|json| Jwks::parse(json).map_err(|e| config_error(format!("JWT_PUBLIC_KEYS: {e}"))))
+        .transpose()?;
+    Ok(JwtConfig {
+        public_keys,
+        signing_key_secret: get("JWT_SIGNING_KEY_SECRET").map(str::to_owned),
+        issuer: get("JWT_ISSUER").unwrap_or("ripple").to_owned(),
+        audience: get("JWT_AUDIENCE").unwrap_or("ripple-clients").to_owned(),
+        access_token_ttl: Duration::from_secs(number(vars, "ACCESS_TOKEN_TTL_SECONDS", 900)?),
+        refresh_token_ttl: Duration::from_secs(
+            number(vars, "REFRESH_TOKEN_TTL_DAYS", 30)? * 24 * 3600,
+        ),
+    })
+}
+
+/// [`WriterPushLimits`] from `WRITER_PUSH_*`, over the defaults; the handshake window is
+/// the one [`Config::ws_handshake_window`] was given.
+fn writer_push_limits(
+    vars: &HashMap<String, String>,
+    handshake_window: chrono::Duration,
+) -> Result<WriterPushLimits> {
+    let defaults = WriterPushLimits::default();
+    Ok(WriterPushLimits {
+        max_connections: number(
+            vars,
+            "WRITER_PUSH_MAX_CONNECTIONS",
+            defaults.max_connections,
+        )?,
+        max_followers: number(vars, "WRITER_PUSH_MAX_FOLLOWERS", defaults.max_followers)?,
+        budget: Duration::from_millis(number(
+            vars,
+            "WRITER_PUSH_BUDGET_MS",
+            u64::try_from(defaults.budget.as_millis()).unwrap_or(u64::MAX),
+        )?),
+        handshake_window,
+    })
+}
+
+/// [`FeedLimits`] from `FEED_*`, over the defaults.
+fn feed_limits(vars: &HashMap<String, String>) -> Result<FeedLimits> {
+    let defaults = FeedLimits::default();
+    Ok(FeedLimits {
+        materialize_max_followers: number(
+            vars,
+            "FEED_MATERIALIZE_MAX_FOLLOWERS",
+            defaults.materialize_max_followers,
+        )?,
+        backfill_posts: number(vars, "FEED_BACKFILL_POSTS", defaults.backfill_posts)?,
+        entry_ttl_days: number(vars, "FEED_ENTRY_TTL_DAYS", defaults.entry_ttl_days)?,
+    })
 }
 
 /// [`RateLimits`] from `RATE_LIMIT_*`, over the defaults.
@@ -411,6 +414,11 @@ fn number<T: std::str::FromStr>(
             ))
         }),
     }
+}
+
+/// An optional setting a function cannot run without: its value, or the error naming it.
+fn required<'a, T: ?Sized>(value: Option<&'a T>, name: &str) -> Result<&'a T> {
+    value.ok_or_else(|| missing(name))
 }
 
 fn missing(name: &str) -> Error {

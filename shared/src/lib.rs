@@ -41,7 +41,8 @@
 //!   capacity units) behind cost figures and request-bound tests.
 //! - [`clock`]: time as a dependency (the edit window is tested by moving a clock).
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
-//! - `testkit` (feature `testkit`): the embedded-dynoxide test harness.
+//! - `testkit` (feature `testkit`): the test harness (`TestDb`, tokens, REST and WebSocket
+//!   requests) over `lambda-local`'s embedded dynoxide.
 //!
 //! # Features
 //!

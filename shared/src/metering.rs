@@ -225,14 +225,17 @@ fn request_total_capacity(input: &mut Input) {
     );
 }
 
-/// Sums `capacity_units` of the outputs of the listed types: `one` for outputs holding an
-/// `Option<ConsumedCapacity>`, `many` for those holding an `Option<Vec<_>>`.
+/// Returns (read units, write units) for the first listed type `$output` is: the sum of its
+/// `capacity_units` (`one` for outputs holding an `Option<ConsumedCapacity>`, `many` for
+/// those holding an `Option<Vec<_>>`), counted as `read` or `write`.
 macro_rules! units_of {
     (@one $output:ident) => { total($output.consumed_capacity.iter()) };
     (@many $output:ident) => { total($output.consumed_capacity.iter().flatten()) };
-    ($output:ident; $($kind:ident $ty:ty),+ $(,)?) => {
+    (@read $units:expr) => { ($units, 0.0) };
+    (@write $units:expr) => { (0.0, $units) };
+    ($output:ident; $($side:ident $kind:ident $ty:ty),+ $(,)?) => {
         $(if let Some(output) = $output.downcast_ref::<$ty>() {
-            return Some(units_of!(@$kind output));
+            return units_of!(@$side units_of!(@$kind output));
         })+
     };
 }
@@ -245,35 +248,19 @@ fn total<'a>(capacities: impl Iterator<Item = &'a ConsumedCapacity>) -> f64 {
 
 /// (read units, write units) a DynamoDB output reports; (0, 0) for anything else.
 fn consumed_units(output: &Output) -> (f64, f64) {
-    if let Some(units) = read_units(output) {
-        (units, 0.0)
-    } else if let Some(units) = write_units(output) {
-        (0.0, units)
-    } else {
-        (0.0, 0.0)
-    }
-}
-
-fn read_units(output: &Output) -> Option<f64> {
     units_of!(output;
-        one ddb::get_item::GetItemOutput,
-        one ddb::query::QueryOutput,
-        one ddb::scan::ScanOutput,
-        many ddb::batch_get_item::BatchGetItemOutput,
-        many ddb::transact_get_items::TransactGetItemsOutput,
+        read one ddb::get_item::GetItemOutput,
+        read one ddb::query::QueryOutput,
+        read one ddb::scan::ScanOutput,
+        read many ddb::batch_get_item::BatchGetItemOutput,
+        read many ddb::transact_get_items::TransactGetItemsOutput,
+        write one ddb::put_item::PutItemOutput,
+        write one ddb::update_item::UpdateItemOutput,
+        write one ddb::delete_item::DeleteItemOutput,
+        write many ddb::batch_write_item::BatchWriteItemOutput,
+        write many ddb::transact_write_items::TransactWriteItemsOutput,
     );
-    None
-}
-
-fn write_units(output: &Output) -> Option<f64> {
-    units_of!(output;
-        one ddb::put_item::PutItemOutput,
-        one ddb::update_item::UpdateItemOutput,
-        one ddb::delete_item::DeleteItemOutput,
-        many ddb::batch_write_item::BatchWriteItemOutput,
-        many ddb::transact_write_items::TransactWriteItemsOutput,
-    );
-    None
+    (0.0, 0.0)
 }
 
 #[cfg(test)]

@@ -181,20 +181,9 @@ fn serve(stream: TcpStream, events: &Sender<ApiEvent>, invocations: &Mutex<Recei
         // next `/next`, possibly on another connection).
         let written = match (request.method.as_str(), segments.as_slice()) {
             ("GET", ["2018-06-01", "runtime", "invocation", "next"]) => {
-                if events.send(ApiEvent::Next { at }).is_err() {
+                let Some(invocation) = next_invocation(events, invocations, at) else {
                     return;
-                }
-                let next = invocations.lock().ok().and_then(|rx| rx.recv().ok());
-                let Some(invocation) = next else { return };
-                if events
-                    .send(ApiEvent::Delivered {
-                        request_id: invocation.request_id.clone(),
-                        at: Instant::now(),
-                    })
-                    .is_err()
-                {
-                    return;
-                }
+                };
                 write_invocation(&mut writer, &invocation)
             }
             ("POST", ["2018-06-01", "runtime", "invocation", id, outcome]) => {
@@ -246,6 +235,24 @@ fn serve(stream: TcpStream, events: &Sender<ApiEvent>, invocations: &Mutex<Recei
             return;
         }
     }
+}
+
+/// `/next`: waits for the harness's next invocation, telling it when the runtime asked and
+/// when it got one; `None` once the harness is gone.
+fn next_invocation(
+    events: &Sender<ApiEvent>,
+    invocations: &Mutex<Receiver<Invocation>>,
+    at: Instant,
+) -> Option<Invocation> {
+    events.send(ApiEvent::Next { at }).ok()?;
+    let invocation = invocations.lock().ok().and_then(|rx| rx.recv().ok())?;
+    events
+        .send(ApiEvent::Delivered {
+            request_id: invocation.request_id.clone(),
+            at: Instant::now(),
+        })
+        .ok()?;
+    Some(invocation)
 }
 
 /// Reads one HTTP/1.1 request (`Content-Length` or chunked body); `None` at end of stream.

@@ -19,7 +19,7 @@ use shared::domain::PostText;
 use shared::fanout::QueueMessage;
 use shared::metering::RequestMeter;
 use shared::store::NewPost;
-use support::{failures, invoke, now, sqs_event, Harness, StreamReader};
+use support::{failures, invoke, now, sqs_event, Harness};
 
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-push";
 
@@ -52,7 +52,7 @@ async fn a_post_to_many_followers_costs_what_its_online_followers_cost() {
         harness.store.follow(fan, author, now()).await.unwrap();
         online.push(harness.connect(fan, &format!("fan{n}=")).await);
     }
-    let mut stream = StreamReader::from_now(&harness.db).await;
+    let mut stream = harness.db.stream_reader_from_now().await;
     stream.read().await;
     let meter = RequestMeter::new();
     let state = Arc::new(harness.metered_state(&meter));

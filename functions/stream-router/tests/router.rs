@@ -7,6 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
+use lambda_local::StreamReader;
 use serde_json::{json, Value};
 use shared::domain::{CommentText, Follow, PostId, PostText, Subscription, UserId};
 use shared::fanout::queue::QueueMessage;
@@ -17,7 +18,7 @@ use shared::store::keys;
 use shared::store::NewMessage;
 use shared::store::ProfileUpdate;
 use shared::store::{NewComment, NewPost, PostEdit};
-use support::{event_ids, failures, invoke, now, Harness, StreamReader, FAST_RETRY};
+use support::{event_ids, failures, invoke, now, Harness, FAST_RETRY};
 
 fn router(harness: &Harness) -> Arc<dyn LambdaFunction> {
     stream_router::lambda_function(Arc::new(harness.state()))
@@ -82,7 +83,7 @@ async fn a_post_reaches_the_author_and_online_followers_but_no_stranger_or_block
     let c1 = harness.connect(c, "c1=").await;
     let d1 = harness.connect(d, "d1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await; // set-up records are not what this test is about
 
     let post = post(&harness, a, "hello followers").await;
@@ -120,7 +121,7 @@ async fn a_retried_batch_pushes_the_same_event_ids_again() {
     harness.store.follow(b, a, now()).await.unwrap();
     let b1 = harness.connect(b, "b1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     post(&harness, a, "once").await;
@@ -162,7 +163,7 @@ async fn likes_and_comments_go_to_the_post_room_and_notifications_to_the_author(
         .await
         .unwrap();
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     harness.store.like(&post, b, now()).await.unwrap();
@@ -232,7 +233,7 @@ async fn a_direct_message_reaches_both_sides_and_a_request_is_a_request() {
     let b1 = harness.connect(b, "b1=").await;
     let p1 = harness.connect(p, "p1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     let sent = harness
@@ -285,7 +286,7 @@ async fn an_audience_above_the_threshold_is_queued_in_chunks_for_the_push_worker
     }
     expected.sort();
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     let post = post(&harness, author, "to the many").await;
@@ -322,7 +323,7 @@ async fn a_poisoned_record_is_reported_alone_and_the_others_are_still_delivered(
     harness.store.follow(b, a, now()).await.unwrap();
     let b1 = harness.connect(b, "b1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     post(&harness, a, "first").await;
@@ -359,7 +360,7 @@ async fn a_failed_record_holds_back_the_later_records_of_its_item_only() {
     harness.store.follow(b, a, now()).await.unwrap();
     let b1 = harness.connect(b, "b1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     let edited = post(&harness, a, "before").await;
@@ -416,7 +417,7 @@ async fn an_author_with_many_followers_is_deferred_to_a_push_worker() {
         harness.connect(follower, &format!("fan{n}=")).await;
     }
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     let post = post(&harness, author, "to the crowd").await;
@@ -457,7 +458,7 @@ async fn undeliverable_connections_hold_the_record_back_then_go_round_alone_and_
     let b2 = harness.connect(b, "b2=").await;
     harness.push.mark_gone(&b2);
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     post(&harness, a, "gone").await;
@@ -518,7 +519,7 @@ async fn a_failed_post_created_holds_back_its_edit_and_like_so_every_socket_ends
     let b1 = harness.connect(b, "b1=").await;
     let c1 = harness.connect(c, "c1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     // Bob's socket fails while the post is created; then the author edits it and Carol
@@ -622,7 +623,7 @@ async fn presence_is_announced_once_to_mutuals_and_a_disconnect_schedules_a_dela
     let b1 = harness.connect(b, "b1=").await;
     let c1 = harness.connect(c, "c1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     // The connection's record writes the presence item; that item's record announces.
@@ -660,7 +661,7 @@ async fn alice_recorded_offline(
     watchers: usize,
 ) -> (UserId, Vec<String>, Arc<dyn LambdaFunction>, StreamReader) {
     let (a, connections) = harness.alice_gone_with_mutuals(watchers).await;
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
     let function = router(harness);
 
@@ -762,7 +763,7 @@ async fn presence_is_not_announced_for_a_user_who_hides_it() {
         .unwrap();
     let b1 = harness.connect(b, "b1=").await;
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     harness.connect(a, "a1=").await;
@@ -800,7 +801,7 @@ async fn a_connection_deleted_by_ttl_is_released_like_a_disconnect() {
         .await
         .unwrap();
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     // What DynamoDB's TTL does: delete the item alone, leaving the user's set and the room.
@@ -847,7 +848,7 @@ async fn marking_many_notifications_read_is_one_event_per_batch_not_one_per_noti
         harness.store.follow(fan, a, now()).await.unwrap();
     }
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     let marked = harness.store.mark_all_read(a).await.unwrap();
@@ -910,7 +911,7 @@ async fn deleting_a_post_sends_post_deleted_only_and_a_users_comment_deletion_is
         comments.push(comment);
     }
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     // Bob deletes one of his comments: told once, from the post item.
@@ -977,7 +978,7 @@ async fn room_members_are_checked_when_an_event_is_sent_not_only_when_they_joine
     }
     let [b1, c1, d1, e1] = [0, 1, 2, 3].map(|i| sockets[i].clone());
     let function = router(&harness);
-    let mut stream = StreamReader::new(&harness.db).await;
+    let mut stream = harness.db.stream_reader().await;
     stream.read().await;
 
     // After they joined: alice blocks bob; erin blocks frank, who then comments.

@@ -15,7 +15,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
-use serde_json::{json, Map, Value};
+use lambda_local::HttpRequestEvent;
+use serde_json::{json, Value};
 use shared::function::LambdaFunction;
 
 use crate::ids;
@@ -203,7 +204,9 @@ pub struct IncomingRequest<'a> {
     pub source_port: u16,
 }
 
-/// The API Gateway HTTP API payload format 2.0 event for `request`.
+/// The API Gateway HTTP API payload format 2.0 event for `request`: headers lower-cased and
+/// repeats comma-joined, cookies split out, the forwarding headers API Gateway adds, the
+/// body as text or base64 by its content type.
 pub fn http_event(
     request: &IncomingRequest<'_>,
     route_key: &str,
@@ -211,135 +214,21 @@ pub fn http_event(
     request_id: &str,
     now: DateTime<Utc>,
 ) -> Value {
-    let mut headers = joined_headers(request.headers);
-    let cookies: Vec<String> = headers
-        .remove("cookie")
-        .map(|cookie| {
-            cookie
-                .split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    // API Gateway adds the forwarding headers.
-    headers
-        .entry("x-forwarded-for".to_owned())
-        .or_insert_with(|| request.source_ip.clone());
-    headers.insert(
-        "x-forwarded-port".to_owned(),
-        request.source_port.to_string(),
-    );
-    headers.insert("x-forwarded-proto".to_owned(), "http".to_owned());
-    let domain_name = headers
-        .get("host")
-        .map(|host| host.split(':').next().unwrap_or_default().to_owned())
-        .filter(|host| !host.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    let domain_prefix = domain_name.split('.').next().unwrap_or_default().to_owned();
-    let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
-
-    let mut event = Map::new();
-    event.insert("version".into(), json!("2.0"));
-    event.insert("routeKey".into(), json!(route_key));
-    event.insert("rawPath".into(), json!(request.path));
-    event.insert("rawQueryString".into(), json!(request.raw_query));
-    if !cookies.is_empty() {
-        event.insert("cookies".into(), json!(cookies));
+    let mut event = HttpRequestEvent::new(request.method.clone(), request.path, request.raw_query)
+        .api("000000000000", HTTP_API_ID)
+        .route(route_key, path_parameters.clone())
+        .source_ip(&request.source_ip)
+        .request_id(request_id)
+        .time(now);
+    for (name, value) in request.headers {
+        event = event.header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
     }
-    event.insert("headers".into(), json!(headers));
-    let query = joined_query(request.raw_query);
-    if !query.is_empty() {
-        event.insert("queryStringParameters".into(), json!(query));
-    }
-    if !path_parameters.is_empty() {
-        event.insert("pathParameters".into(), json!(path_parameters));
-    }
-    event.insert(
-        "requestContext".into(),
-        json!({
-            "accountId": "000000000000",
-            "apiId": HTTP_API_ID,
-            "domainName": domain_name,
-            "domainPrefix": domain_prefix,
-            "http": {
-                "method": request.method.as_str(),
-                "path": request.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": request.source_ip,
-                "userAgent": user_agent,
-            },
-            "requestId": request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": ids::clf_time(now),
-            "timeEpoch": now.timestamp_millis(),
-        }),
-    );
-    if !request.body.is_empty() {
-        let (body, encoded) = event_body(request.headers, request.body);
-        event.insert("body".into(), json!(body));
-        event.insert("isBase64Encoded".into(), json!(encoded));
-    } else {
-        event.insert("isBase64Encoded".into(), json!(false));
-    }
-    Value::Object(event)
-}
-
-/// Header names lower-cased, repeated headers comma-joined (payload 2.0 has no
-/// multi-value headers).
-fn joined_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let mut joined: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        joined
-            .entry(name.as_str().to_ascii_lowercase())
-            .and_modify(|existing| {
-                // Cookies are separated by `;` in one header; others by commas.
-                existing.push_str(if name == http::header::COOKIE {
-                    "; "
-                } else {
-                    ","
-                });
-                existing.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    joined
-}
-
-/// Decoded query parameters, repeated keys comma-joined.
-fn joined_query(raw: &str) -> BTreeMap<String, String> {
-    let mut joined: BTreeMap<String, String> = BTreeMap::new();
-    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-        joined
-            .entry(key.into_owned())
-            .and_modify(|existing| {
-                existing.push(',');
-                existing.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
-    joined
-}
-
-/// The body as API Gateway passes it: text as is, anything else base64-encoded.
-fn event_body(headers: &HeaderMap, body: &[u8]) -> (String, bool) {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|c| c.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let textual = content_type.is_empty()
-        || content_type.starts_with("text/")
-        || ["json", "xml", "javascript", "x-www-form-urlencoded", "yaml"]
-            .iter()
-            .any(|kind| content_type.contains(kind));
-    match std::str::from_utf8(body) {
-        Ok(text) if textual => (text.to_owned(), false),
-        _ => (STANDARD.encode(body), true),
-    }
+    event
+        .default_header("x-forwarded-for", &request.source_ip)
+        .replace_header("x-forwarded-port", &request.source_port.to_string())
+        .replace_header("x-forwarded-proto", "http")
+        .body_bytes(request.body)
+        .to_json()
 }
 
 /// Maps a payload 2.0 function response to the HTTP response API Gateway sends. A response
@@ -595,10 +484,25 @@ mod tests {
     fn binary_bodies_are_base64_encoded() {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("image/png"));
-        assert_eq!(
-            event_body(&headers, &[0x89, 0x50]),
-            (STANDARD.encode([0x89, 0x50]), true)
+        let request = IncomingRequest {
+            method: &Method::PUT,
+            path: "/avatar",
+            raw_query: "",
+            headers: &headers,
+            body: &[0x89, 0x50],
+            source_ip: "127.0.0.1".into(),
+            source_port: 5555,
+        };
+        let event = http_event(
+            &request,
+            "PUT /avatar",
+            &BTreeMap::new(),
+            "rid=",
+            Utc::now(),
         );
+        assert_eq!(event["body"], STANDARD.encode([0x89, 0x50]));
+        assert_eq!(event["isBase64Encoded"], true);
+        assert_eq!(event["headers"]["x-forwarded-port"], "5555");
     }
 
     #[test]

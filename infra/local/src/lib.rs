@@ -14,10 +14,12 @@ pub mod cli;
 pub mod functions;
 pub mod gateway;
 pub mod http_api;
-pub mod ids;
 pub mod latency;
 pub mod management;
 pub mod stack;
 pub mod template;
 pub mod web_app;
 pub mod websocket;
+
+/// API Gateway-shaped ids and timestamps (`lambda-local`'s).
+pub use lambda_local::ids;

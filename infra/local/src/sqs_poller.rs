@@ -37,17 +37,13 @@
 //!   takes them to the DLQ, while the rest of their batch succeeds).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName,
-};
-use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use serde_json::{json, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -56,6 +52,13 @@ use crate::event_source::{
     batch_item_failures, source_region, stopped, validate_batching, Invoker, PollerTask,
 };
 use crate::latency::{DelaySite, Delays, Distribution};
+
+mod faults;
+mod record;
+mod settle;
+
+pub use faults::{PoisonedBatch, SqsPollerFaults};
+use record::{delivery_groups, epoch_ms, sent_timestamp_ms, sqs_record};
 
 /// The event source name in logs.
 const EVENT_SOURCE: &str = "sqs";
@@ -154,111 +157,6 @@ impl SqsPollerConfig {
         }
         Ok(())
     }
-}
-
-/// Which invocations to kill: those of a batch with a message whose body contains
-/// `body_contains`, `remaining` more times, each `after` it started.
-#[derive(Debug, Clone)]
-struct KillRule {
-    body_contains: String,
-    remaining: u32,
-    after: Duration,
-}
-
-/// A batch in which poisoned messages failed: how many, and how many others it held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoisonedBatch {
-    pub poisoned: usize,
-    pub others: usize,
-}
-
-/// Fault switches of a running SQS poller (tests set them while it runs).
-#[derive(Debug, Default)]
-pub struct SqsPollerFaults {
-    kill: Mutex<Option<KillRule>>,
-    poison: Mutex<Option<String>>,
-    killed: AtomicU64,
-    poisoned_batches: Mutex<Vec<PoisonedBatch>>,
-}
-
-impl SqsPollerFaults {
-    /// Kills the next `count` invocations whose batch holds a message with a body containing
-    /// `body_contains`, `after` each started: the function's work so far stands, but no
-    /// message of the batch is deleted (a worker crash, or a timeout), so SQS redelivers
-    /// them after the visibility timeout.
-    pub fn kill_invocations(&self, body_contains: &str, count: u32, after: Duration) {
-        *lock(&self.kill) = Some(KillRule {
-            body_contains: body_contains.to_owned(),
-            remaining: count,
-            after,
-        });
-    }
-
-    /// Invocations killed so far.
-    pub fn killed(&self) -> u64 {
-        self.killed.load(Ordering::Relaxed)
-    }
-
-    /// From now on, a message whose body contains `body_contains` fails every time: the
-    /// function gets the rest of its batch, and the poisoned message is reported failed as a
-    /// `batchItemFailures` entry would (never deleted). `None` cures it.
-    pub fn poison(&self, body_contains: Option<&str>) {
-        *lock(&self.poison) = body_contains.map(str::to_owned);
-    }
-
-    /// The batches in which poisoned messages failed, in order.
-    pub fn poisoned_batches(&self) -> Vec<PoisonedBatch> {
-        lock(&self.poisoned_batches).clone()
-    }
-
-    /// Takes one kill for a batch of `messages`, if the rule matches it: the delay after
-    /// which to kill.
-    fn take_kill(&self, messages: &[Message]) -> Option<Duration> {
-        let mut rule = lock(&self.kill);
-        let matching = rule.as_ref().is_some_and(|rule| {
-            rule.remaining > 0
-                && messages
-                    .iter()
-                    .any(|m| body_contains(m, &rule.body_contains))
-        });
-        if !matching {
-            return None;
-        }
-        let rule = rule.as_mut()?;
-        rule.remaining -= 1;
-        Some(rule.after)
-    }
-
-    /// Splits off the poisoned messages of a batch (recording the batch if any).
-    fn split_poisoned(&self, messages: Vec<Message>) -> (Vec<Message>, Vec<Message>) {
-        let Some(poison) = lock(&self.poison).clone() else {
-            return (messages, Vec::new());
-        };
-        let (poisoned, healthy): (Vec<Message>, Vec<Message>) = messages
-            .into_iter()
-            .partition(|message| body_contains(message, &poison));
-        if !poisoned.is_empty() {
-            lock(&self.poisoned_batches).push(PoisonedBatch {
-                poisoned: poisoned.len(),
-                others: healthy.len(),
-            });
-        }
-        (healthy, poisoned)
-    }
-}
-
-fn body_contains(message: &Message, text: &str) -> bool {
-    message
-        .body
-        .as_deref()
-        .is_some_and(|body| body.contains(text))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single assignments only: a poisoned lock still holds a consistent value.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running SQS poller; stops on [`shutdown`](Self::shutdown) or drop.
@@ -563,172 +461,13 @@ impl SqsPoller {
         }
         Ok(reported.into_iter().collect())
     }
-
-    async fn delete(&self, messages: &[&Message]) {
-        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
-            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(index, message)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .set_receipt_handle(message.receipt_handle.clone())
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let deleted = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.config.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match deleted {
-                Ok(output) if output.failed.is_empty() => {}
-                Ok(output) => tracing::warn!(
-                    queue_url = %self.config.queue_url,
-                    failed = output.failed.len(),
-                    "some processed messages could not be deleted; they will be redelivered"
-                ),
-                Err(error) => tracing::warn!(
-                    queue_url = %self.config.queue_url,
-                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
-                    "DeleteMessageBatch failed; the processed messages will be redelivered"
-                ),
-            }
-        }
-    }
-
-    /// Makes messages received while paused visible again at once.
-    async fn release(&self, messages: &[Message]) {
-        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(index, message)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .set_receipt_handle(message.receipt_handle.clone())
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let released = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.config.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            if let Err(error) = released {
-                tracing::warn!(
-                    queue_url = %self.config.queue_url,
-                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
-                    "cannot release messages received while paused; they reappear after the visibility timeout"
-                );
-            }
-        }
-    }
-}
-
-/// Milliseconds since the epoch.
-fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    })
-}
-
-/// The message's `SentTimestamp` (epoch milliseconds), if the receive asked for it.
-fn sent_timestamp_ms(message: &Message) -> Option<u64> {
-    message
-        .attributes
-        .as_ref()?
-        .get(&MessageSystemAttributeName::SentTimestamp)?
-        .parse()
-        .ok()
-}
-
-/// Splits messages with their due times (epoch ms) into invocations: those due by `now`
-/// together at once, each later one alone after its wait.
-fn delivery_groups<T>(due: Vec<(u64, T)>, now: u64) -> Vec<(Duration, Vec<T>)> {
-    let mut ready = Vec::new();
-    let mut later = Vec::new();
-    for (at, item) in due {
-        if at <= now {
-            ready.push(item);
-        } else {
-            later.push((Duration::from_millis(at - now), vec![item]));
-        }
-    }
-    let mut groups = Vec::with_capacity(later.len() + 1);
-    if !ready.is_empty() {
-        groups.push((Duration::ZERO, ready));
-    }
-    groups.extend(later);
-    groups
-}
-
-/// The Lambda event record of one SQS message.
-fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
-    let attributes: Map<String, Value> = message
-        .attributes
-        .iter()
-        .flatten()
-        .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
-        .collect();
-    let message_attributes: Map<String, Value> = message
-        .message_attributes
-        .iter()
-        .flatten()
-        .map(|(name, value)| (name.clone(), message_attribute(value)))
-        .collect();
-    let mut record = json!({
-        "messageId": message.message_id,
-        "receiptHandle": message.receipt_handle,
-        "body": message.body,
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": message.md5_of_body,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    });
-    if let Some(digest) = &message.md5_of_message_attributes {
-        record["md5OfMessageAttributes"] = json!(digest);
-    }
-    record
-}
-
-/// A message attribute as Lambda writes it (camelCase, binary as base64).
-fn message_attribute(value: &MessageAttributeValue) -> Value {
-    let base64 = |blob: &aws_smithy_types::Blob| {
-        base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
-    };
-    let mut attribute = json!({
-        "stringListValues": value.string_list_values.clone().unwrap_or_default(),
-        "binaryListValues": value
-            .binary_list_values
-            .iter()
-            .flatten()
-            .map(base64)
-            .collect::<Vec<_>>(),
-        "dataType": value.data_type,
-    });
-    if let Some(text) = &value.string_value {
-        attribute["stringValue"] = json!(text);
-    }
-    if let Some(blob) = &value.binary_value {
-        attribute["binaryValue"] = json!(base64(blob));
-    }
-    attribute
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use aws_sdk_sqs::types::MessageAttributeValue;
     use aws_smithy_types::Blob;
 
     use super::*;

@@ -7,23 +7,30 @@
 //! `$disconnect` handlers still have their table when the sockets close.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use lambda_local::EmbeddedDynamo;
 use shared::auth::keys::{Jwks, PublicKey, SigningKey};
 use shared::aws::local_sdk_config;
 use shared::metering::RequestMeter;
-use shared::testkit::EmbeddedDynamo;
 use tokio::task::JoinHandle;
 
 use crate::functions::{FunctionRegistry, LocalEndpoints};
 use crate::gateway::{BoundGateway, Gateway, GatewayOptions, GatewayUrls};
 use crate::latency::LatencyModel;
-use crate::moto::{self, MotoServer, QueueSettings, Queues};
-use crate::sqs_poller::{self, SqsPollerConfig, SqsPollerHandle};
-use crate::stream_poller::{self, StreamPollerClients, StreamPollerConfig, StreamPollerHandle};
+use crate::moto::{MotoServer, Queues};
+use crate::sqs_poller::SqsPollerHandle;
+use crate::stream_poller::StreamPollerHandle;
 use crate::template::Template;
+
+mod keys;
+mod mappings;
+mod queues;
+mod storage;
+
+use keys::AccessKeys;
+use storage::Storage;
 
 /// File name of the development signing key inside the state directory: an Ed25519 private
 /// JWK, generated on the first start and reused after, so tokens survive a restart over the
@@ -165,55 +172,17 @@ impl LocalStack {
             available.extend(extra.names());
             template.check_handlers(&available)?;
         }
+        let sdk = local_sdk_config();
 
         // Storage.
-        let (database, database_path) = open_database(&options)?;
-        let dynamo = EmbeddedDynamo::start(database.clone()).context("starting dynoxide")?;
-        let dynamodb_endpoint = dynamo.endpoint();
-        let sdk = local_sdk_config();
-        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .endpoint_url(&dynamodb_endpoint)
-                .build(),
-        );
-        shared::store::create_table(&dynamodb, &options.table_name)
-            .await
-            .with_context(|| format!("creating table {}", options.table_name))?;
-        let ttl_sweeper = spawn_ttl_sweeper(database, options.ttl_sweep_interval);
+        let storage = Storage::start(&options, &sdk).await?;
 
-        // Queues.
-        let moto = match &options.sqs_endpoint {
-            Some(_) => None,
-            None => Some(MotoServer::start(&options.moto_server).await?),
-        };
-        let sqs_endpoint = match (&options.sqs_endpoint, &moto) {
-            (Some(endpoint), _) => endpoint.clone(),
-            (None, Some(moto)) => moto.endpoint().to_owned(),
-            (None, None) => unreachable!("moto is started whenever no endpoint is given"),
-        };
-        // Access-token keys: the private key into Secrets Manager (moto serves every service
-        // on one port), for api-auth to read as on AWS; the JWKS to the verifying functions.
-        let (signing_key, signing_key_source) = signing_key(&options)?;
+        // Queues, and the access-token keys in Secrets Manager (moto serves every service on
+        // one port).
+        let (moto, sqs_endpoint) = queues::start_sqs(&options).await?;
         let secrets_endpoint = sqs_endpoint.clone();
-        let secrets = aws_sdk_secretsmanager::Client::from_conf(
-            aws_sdk_secretsmanager::config::Builder::from(&sdk)
-                .endpoint_url(&secrets_endpoint)
-                .build(),
-        );
-        moto::put_signing_key(&secrets, SIGNING_KEY_SECRET_NAME, &signing_key).await?;
-        let jwks = Jwks::new(
-            std::iter::once(signing_key.public_key())
-                .chain(options.previous_public_keys.iter().cloned())
-                .collect(),
-        )
-        .context("the JWKS of the signing key and the previous public keys")?;
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .endpoint_url(&sqs_endpoint)
-                .build(),
-        );
-        let queue_settings = queue_settings(&template, options.visibility_timeout);
-        let queues = moto::ensure_queues(&sqs, &queue_settings).await?;
+        let keys = AccessKeys::publish(&options, &sdk, &secrets_endpoint).await?;
+        let (sqs, queues) = queues::create_queues(&options, &template, &sdk, &sqs_endpoint).await?;
 
         // Gateway ports, then the functions that need them, then serving.
         let gateway_options = GatewayOptions {
@@ -222,135 +191,52 @@ impl LocalStack {
         };
         let bound = BoundGateway::bind(gateway_options, &template).await?;
         let urls = bound.urls();
-        let mut environment = BTreeMap::from([
-            ("TABLE_NAME".to_owned(), options.table_name.clone()),
-            ("JWT_PUBLIC_KEYS".to_owned(), jwks.to_json().to_string()),
-            (
-                "JWT_SIGNING_KEY_SECRET".to_owned(),
-                SIGNING_KEY_SECRET_NAME.to_owned(),
-            ),
-            (
-                "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
-                secrets_endpoint.clone(),
-            ),
-            (
-                "WS_MANAGEMENT_ENDPOINT".to_owned(),
-                urls.management_endpoint(),
-            ),
-            ("FANOUT_QUEUE_URL".to_owned(), queues.fanout.url.clone()),
-            (
-                "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
-                dynamodb_endpoint.clone(),
-            ),
-            (
-                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS".to_owned(),
-                dynamodb_endpoint.clone(),
-            ),
-            ("AWS_ENDPOINT_URL_SQS".to_owned(), sqs_endpoint.clone()),
-        ]);
-        environment.extend(options.environment.iter().cloned());
+        let endpoints = LocalEndpoints {
+            dynamodb: storage.endpoint.clone(),
+            sqs: sqs_endpoint.clone(),
+            secrets_manager: secrets_endpoint,
+            meter: options.meter.clone(),
+        };
+        let environment = function_environment(&options, &keys.jwks, &urls, &queues, &endpoints);
         let cargo_lambda_environment = matches!(options.invoke, InvokeMode::CargoLambda(_))
             .then(|| shell_environment(&environment));
-        let registry = match &options.invoke {
-            InvokeMode::InProcess => {
-                FunctionRegistry::in_process(
-                    &template,
-                    &environment,
-                    &LocalEndpoints {
-                        dynamodb: dynamodb_endpoint.clone(),
-                        sqs: sqs_endpoint.clone(),
-                        secrets_manager: secrets_endpoint.clone(),
-                        meter: options.meter.clone(),
-                    },
-                )
-                .await?
-            }
-            InvokeMode::CargoLambda(url) => FunctionRegistry::cargo_lambda(&template, url),
-        }
-        .merge(&extra)
-        .verbose(options.verbose);
+        let registry = function_registry(&options, &template, &environment, &endpoints)
+            .await?
+            .merge(&extra)
+            .verbose(options.verbose);
         let gateway = bound.serve(&template, &registry)?;
 
         // Event-source mappings.
-        let mut stream_pollers = Vec::new();
-        for source in &template.stream_sources {
-            let function = &template.functions[&source.function];
-            let mut config = StreamPollerConfig::new(&function.handler, &options.table_name);
-            config.poll_interval = options.stream_poll_interval;
-            config.batch_size = usize::try_from(source.batch_size)?;
-            config.maximum_batching_window = source.maximum_batching_window;
-            config.bisect_batch_on_function_error = source.bisect_batch_on_function_error;
-            config.maximum_retry_attempts = source.maximum_retry_attempts;
-            config.maximum_record_age = source.maximum_record_age;
-            if let Some(timeout) = function.timeout {
-                config.function_timeout = timeout;
-            }
-            config.report_batch_item_failures = source.report_batch_item_failures;
-            config.on_failure_queue_url = source
-                .on_failure_queue
-                .as_ref()
-                .map(|_| queues.stream_failures.url.clone());
-            config.filter = source.filter.clone();
-            config.visibility_delay = options.latency.stream.clone();
-            config.latency_seed = options.latency.seed;
-            config.deliver_each_batch_twice = options.duplicate_stream_batches;
-            config.verbose = options.verbose;
-            let clients = StreamPollerClients {
-                dynamodb: dynamodb.clone(),
-                streams: aws_sdk_dynamodbstreams::Client::from_conf(
-                    aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
-                        .endpoint_url(&dynamodb_endpoint)
-                        .build(),
-                ),
-                sqs: Some(sqs.clone()),
-            };
-            let handler = registry
-                .unlogged(&function.handler)
-                .with_context(|| format!("{} is not registered", function.handler))?;
-            stream_pollers.push(stream_poller::spawn(config, clients, handler).await?);
-        }
-        let mut sqs_pollers = Vec::new();
-        for source in &template.sqs_sources {
-            let function = &template.functions[&source.function];
-            let queue_url = queue_url(&template, &queues, &source.queue)?;
-            let mut config = SqsPollerConfig::new(&function.handler, queue_url);
-            config.batch_size = usize::try_from(source.batch_size)?;
-            config.maximum_batching_window = source.maximum_batching_window;
-            config.report_batch_item_failures = source.report_batch_item_failures;
-            if let Some(concurrency) = source.maximum_concurrency {
-                config.maximum_concurrency = usize::try_from(concurrency)?;
-            }
-            if let Some(timeout) = function.timeout {
-                config.function_timeout = timeout;
-            }
-            config.delivery_delay = options.latency.sqs.clone();
-            config.latency_seed = options.latency.seed;
-            config.start_paused = options.pause_sqs;
-            config.verbose = options.verbose;
-            let handler = registry
-                .unlogged(&function.handler)
-                .with_context(|| format!("{} is not registered", function.handler))?;
-            sqs_pollers.push(sqs_poller::spawn(config, sqs.clone(), handler).await?);
-        }
+        let stream_clients = storage.stream_poller_clients(&sdk, &sqs);
+        let stream_pollers = mappings::spawn_stream_pollers(
+            &options,
+            &template,
+            &registry,
+            &stream_clients,
+            &queues,
+        )
+        .await?;
+        let sqs_pollers =
+            mappings::spawn_sqs_pollers(&options, &template, &registry, &sqs, &queues).await?;
 
         Ok(Self {
             urls,
-            dynamodb_endpoint,
-            database_path,
+            dynamodb_endpoint: storage.endpoint,
+            database_path: storage.database_path,
             sqs_endpoint,
             queues,
             table_name: options.table_name,
-            jwks,
-            signing_key_source,
-            signing_key,
+            jwks: keys.jwks,
+            signing_key_source: keys.source,
+            signing_key: keys.signing_key,
             cargo_lambda_environment,
             latency: options.latency,
             gateway: Some(gateway),
             stream_pollers,
             sqs_pollers,
-            ttl_sweeper,
+            ttl_sweeper: storage.ttl_sweeper,
             moto,
-            dynamo: Some(dynamo),
+            dynamo: Some(storage.dynamo),
         })
     }
 
@@ -477,152 +363,64 @@ fn shell_environment(environment: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
-/// The signing key of `options`: given, else the development key of the state directory
-/// (created on the first start, reused after), else (in memory) a fresh one. Also says
-/// where it came from, for the banner.
-fn signing_key(options: &StackOptions) -> anyhow::Result<(SigningKey, String)> {
-    if let Some(key) = &options.signing_key {
-        return Ok((key.clone(), format!("given key {}", key.kid())));
-    }
-    if options.in_memory {
-        let key = SigningKey::generate("local-memory")?;
-        return Ok((key, "fresh in-memory key".to_owned()));
-    }
-    let path = options.state_dir.join(SIGNING_KEY_FILE);
-    let key = match std::fs::read_to_string(&path) {
-        Ok(json) => SigningKey::from_jwk_json(&json)
-            .with_context(|| format!("reading the signing key {}", path.display()))?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&options.state_dir)
-                .with_context(|| format!("creating {}", options.state_dir.display()))?;
-            let kid = format!("local-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-            let key = SigningKey::generate(&kid)?;
-            write_private_file(&path, &key.to_private_jwk_json())?;
-            key
+/// The functions of `template`: linked in-process, or behind `cargo lambda watch`.
+async fn function_registry(
+    options: &StackOptions,
+    template: &Template,
+    environment: &BTreeMap<String, String>,
+    endpoints: &LocalEndpoints,
+) -> anyhow::Result<FunctionRegistry> {
+    Ok(match &options.invoke {
+        InvokeMode::InProcess => {
+            FunctionRegistry::in_process(template, environment, endpoints).await?
         }
-        Err(error) => {
-            return Err(error).with_context(|| format!("reading {}", path.display()));
-        }
-    };
-    Ok((key, format!("development key {}", path.display())))
-}
-
-/// Writes `contents` to a new file only its owner can read.
-fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let mut file = open
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn open_database(options: &StackOptions) -> anyhow::Result<(dynoxide::Database, Option<PathBuf>)> {
-    if options.in_memory {
-        let database = shared::testkit::open_dynoxide(None).map_err(anyhow::Error::msg)?;
-        return Ok((database, None));
-    }
-    std::fs::create_dir_all(&options.state_dir)
-        .with_context(|| format!("creating {}", options.state_dir.display()))?;
-    let path = options.state_dir.join(DATABASE_FILE);
-    if options.reset {
-        remove_database_files(&path)?;
-    }
-    let text = path
-        .to_str()
-        .with_context(|| format!("{} is not a UTF-8 path", path.display()))?;
-    let database = shared::testkit::open_dynoxide(Some(text)).map_err(anyhow::Error::msg)?;
-    Ok((database, Some(path)))
-}
-
-/// The database and SQLite's journal files next to it.
-fn remove_database_files(path: &Path) -> anyhow::Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let file = PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(error).with_context(|| format!("removing {}", file.display()))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// dynoxide has no background TTL: expired items are deleted only when swept.
-fn spawn_ttl_sweeper(database: dynoxide::Database, interval: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let database = database.clone();
-            match tokio::task::spawn_blocking(move || database.sweep_ttl()).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(deleted)) => tracing::info!("TTL sweep deleted {deleted} expired items"),
-                Ok(Err(error)) => tracing::warn!("TTL sweep failed: {error}"),
-                Err(error) => tracing::warn!("TTL sweep task failed: {error}"),
-            }
-        }
+        InvokeMode::CargoLambda(url) => FunctionRegistry::cargo_lambda(template, url),
     })
 }
 
-/// Queue names and behaviour from the template: the SQS event source's queue is the fan-out
-/// queue (its redrive target the DLQ), the stream's on-failure destination the failure queue.
-fn queue_settings(template: &Template, visibility_timeout: Option<Duration>) -> QueueSettings {
-    let mut settings = QueueSettings::default();
-    let fanout = template
-        .sqs_sources
-        .first()
-        .and_then(|source| template.queues.get(&source.queue));
-    if let Some(fanout) = fanout {
-        settings.fanout_queue_name = fanout.name.clone();
-        if let Some(seconds) = fanout.visibility_timeout_seconds {
-            settings.visibility_timeout = Duration::from_secs(seconds.into());
-        }
-        if let Some(redrive) = &fanout.redrive {
-            settings.max_receive_count = redrive.max_receive_count;
-            if let Some(dlq) = template.queues.get(&redrive.dead_letter_queue) {
-                settings.fanout_dlq_name = dlq.name.clone();
-            }
-        }
-    }
-    let stream_failures = template
-        .stream_sources
-        .iter()
-        .find_map(|source| template.queues.get(source.on_failure_queue.as_ref()?));
-    if let Some(queue) = stream_failures {
-        settings.stream_failure_queue_name = queue.name.clone();
-    }
-    if let Some(timeout) = visibility_timeout {
-        settings.visibility_timeout = timeout;
-    }
-    settings
-}
-
-/// The URL of the template queue `logical_id` among the queues the stack created.
-fn queue_url(template: &Template, queues: &Queues, logical_id: &str) -> anyhow::Result<String> {
-    let name = template
-        .queues
-        .get(logical_id)
-        .map(|q| q.name.as_str())
-        .unwrap_or(logical_id);
-    [&queues.fanout, &queues.fanout_dlq, &queues.stream_failures]
-        .into_iter()
-        .find(|queue| queue.name == name)
-        .map(|queue| queue.url.clone())
-        .with_context(|| {
-            format!("queue {logical_id} is not the fan-out, DLQ or stream-failure queue")
-        })
+/// The environment every function gets: the table, the keys, and the local endpoints the
+/// SDK and the functions' own settings read; `--env` values last, over everything else.
+fn function_environment(
+    options: &StackOptions,
+    jwks: &Jwks,
+    urls: &GatewayUrls,
+    queues: &Queues,
+    endpoints: &LocalEndpoints,
+) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::from([
+        ("TABLE_NAME".to_owned(), options.table_name.clone()),
+        ("JWT_PUBLIC_KEYS".to_owned(), jwks.to_json().to_string()),
+        (
+            "JWT_SIGNING_KEY_SECRET".to_owned(),
+            SIGNING_KEY_SECRET_NAME.to_owned(),
+        ),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+            endpoints.secrets_manager.clone(),
+        ),
+        (
+            "WS_MANAGEMENT_ENDPOINT".to_owned(),
+            urls.management_endpoint(),
+        ),
+        ("FANOUT_QUEUE_URL".to_owned(), queues.fanout.url.clone()),
+        (
+            "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+            endpoints.dynamodb.clone(),
+        ),
+        (
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS".to_owned(),
+            endpoints.dynamodb.clone(),
+        ),
+        ("AWS_ENDPOINT_URL_SQS".to_owned(), endpoints.sqs.clone()),
+    ]);
+    environment.extend(options.environment.iter().cloned());
+    environment
 }
 
 #[cfg(test)]
 mod tests {
+    use super::keys::signing_key;
+    use super::queues::queue_settings;
     use super::*;
 
     #[test]

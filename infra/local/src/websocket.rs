@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,13 +20,16 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use serde_json::{json, Map, Value};
+use lambda_local::apigw::ws;
+use lambda_local::{WsApi, WsBody, WsConnection};
+use serde_json::{json, Value};
 use shared::function::LambdaFunction;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 use crate::ids;
 use crate::latency::{LatencyModel, ManagementTiming};
+
+mod session;
 
 /// The `apiId` local WebSocket events carry.
 pub const WEBSOCKET_API_ID: &str = "local-ws";
@@ -169,15 +172,9 @@ pub struct WebSocketApi {
     in_flight: Arc<()>,
 }
 
-/// Who is on the other end of a connection, fixed at `$connect`.
-#[derive(Debug, Clone)]
-struct ConnectionInfo {
-    id: String,
-    connected_at: DateTime<Utc>,
-    source_ip: String,
-    user_agent: String,
-    domain_name: String,
-}
+/// Who is on the other end of a connection, fixed at `$connect`: the connection every
+/// event of the socket names.
+type ConnectionInfo = WsConnection;
 
 /// Why a connection ended, as `$disconnect` reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +298,26 @@ async fn connect(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    let info = connection_info(peer, &headers);
+    if let Some(function) = api.routes.get("$connect") {
+        let event = connect_event(&api, &info, &headers, uri.query().unwrap_or_default());
+        match run_connect_route(function, event).await {
+            Ok(Some(protocol)) => {
+                upgrade.set_selected_protocol(protocol);
+            }
+            Ok(None) => {}
+            Err(rejected) => return rejected,
+        }
+    }
+    let delay = api.faults.handshake_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    accept(api, info, upgrade)
+}
+
+/// The connection a handshake opens: a fresh id, the peer, its user agent and host.
+fn connection_info(peer: SocketAddr, headers: &HeaderMap) -> ConnectionInfo {
     let header_text = |name: &str| {
         headers
             .get(name)
@@ -308,8 +325,8 @@ async fn connect(
             .unwrap_or_default()
             .to_owned()
     };
-    let info = ConnectionInfo {
-        id: ids::connection_id(),
+    WsConnection {
+        connection_id: ids::connection_id(),
         connected_at: Utc::now(),
         source_ip: peer.ip().to_string(),
         user_agent: header_text("user-agent"),
@@ -319,42 +336,42 @@ async fn connect(
             .filter(|h| !h.is_empty())
             .unwrap_or("localhost")
             .to_owned(),
+    }
+}
+
+/// Invokes `$connect`: `Ok` with the subprotocol to select (if its response names one) when
+/// it accepts, `Err` with the response the client gets when it rejects or fails.
+async fn run_connect_route(
+    function: &Arc<dyn LambdaFunction>,
+    event: Value,
+) -> Result<Option<HeaderValue>, Response> {
+    let Ok(response) = function
+        .invoke(event, lambda_runtime::Context::default())
+        .await
+    else {
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"message": "Internal server error"}).to_string(),
+        )
+            .into_response());
     };
-    if let Some(function) = api.routes.get("$connect") {
-        let event = connect_event(&api.stage, &info, &headers, uri.query().unwrap_or_default());
-        let response = match function
-            .invoke(event, lambda_runtime::Context::default())
-            .await
-        {
-            Ok(response) => response,
-            Err(_) => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"message": "Internal server error"}).to_string(),
-                )
-                    .into_response()
-            }
-        };
-        let status = response["statusCode"]
-            .as_u64()
-            .and_then(|s| u16::try_from(s).ok())
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK);
-        if !status.is_success() {
-            // The function's status, headers and body reach the client.
-            return crate::http_api::map_response(response)
-                .unwrap_or_else(|_| status.into_response());
-        }
-        if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
-            if let Ok(value) = HeaderValue::from_str(&protocol) {
-                upgrade.set_selected_protocol(value);
-            }
-        }
+    let status = response["statusCode"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    if !status.is_success() {
+        // The function's status, headers and body reach the client.
+        return Err(
+            crate::http_api::map_response(response).unwrap_or_else(|_| status.into_response())
+        );
     }
-    let delay = api.faults.handshake_delay_ms.load(Ordering::Relaxed);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
+    Ok(response_header(&response, "sec-websocket-protocol")
+        .and_then(|protocol| HeaderValue::from_str(&protocol).ok()))
+}
+
+/// Completes an accepted handshake: registers the connection and answers 101.
+fn accept(api: Arc<WebSocketApi>, info: ConnectionInfo, upgrade: WebSocketUpgrade) -> Response {
     // The connection is registered BEFORE the 101 goes out: on API Gateway a connection can
     // be posted to as soon as `$connect` succeeded, and a push racing the upgrade must be
     // queued for the socket, not answered 410 (which would make the push tier delete a
@@ -367,8 +384,8 @@ async fn connect(
         .max_frame_size(limits.max_frame_bytes)
         .on_failed_upgrade(move |error| {
             let (api, info) = failed;
-            tracing::info!(connection_id = %info.id, %error, "WebSocket upgrade failed");
-            api.connections.remove(&info.id);
+            tracing::info!(connection_id = %info.connection_id, %error, "WebSocket upgrade failed");
+            api.connections.remove(&info.connection_id);
             tokio::spawn(async move {
                 let disconnect = Disconnect {
                     code: CLOSE_ABNORMAL,
@@ -377,7 +394,7 @@ async fn connect(
                 fire_disconnect(&api, &info, &disconnect).await;
             });
         })
-        .on_upgrade(move |socket| serve_connection(api, info, entry, queued, socket))
+        .on_upgrade(move |socket| session::serve_connection(api, info, entry, queued, socket))
 }
 
 /// Adds a connection to the registry `@connections` reads, with its outbound queue.
@@ -393,7 +410,8 @@ fn register(
         source_ip: info.source_ip.clone(),
         user_agent: info.user_agent.clone(),
     });
-    api.connections.insert(&info.id, Arc::clone(&entry));
+    api.connections
+        .insert(&info.connection_id, Arc::clone(&entry));
     (entry, queued)
 }
 
@@ -401,11 +419,11 @@ fn register(
 /// function's response is ignored; failures are logged by the invocation wrapper.
 async fn fire_disconnect(api: &WebSocketApi, info: &ConnectionInfo, disconnect: &Disconnect) {
     if api.faults.drop_disconnect.load(Ordering::Relaxed) {
-        tracing::info!(connection_id = %info.id, "fault injection: $disconnect dropped");
+        tracing::info!(connection_id = %info.connection_id, "fault injection: $disconnect dropped");
         return;
     }
     if let Some(function) = api.routes.get("$disconnect") {
-        let event = disconnect_event(&api.stage, info, disconnect);
+        let event = disconnect_event(api, info, disconnect);
         let _response_is_ignored_on_aws_too = function
             .invoke(event, lambda_runtime::Context::default())
             .await;
@@ -433,303 +451,58 @@ fn response_header(response: &Value, name: &str) -> Option<String> {
     })
 }
 
-/// Runs one connection until it ends, then fires `$disconnect`.
-async fn serve_connection(
-    api: Arc<WebSocketApi>,
-    info: ConnectionInfo,
-    entry: Arc<ConnectionEntry>,
-    mut queued: mpsc::UnboundedReceiver<Outbound>,
-    mut socket: WebSocket,
-) {
-    let _in_flight = Arc::clone(&api.in_flight);
-    let outbound = entry.outbound.clone();
-    let info = Arc::new(info);
-    let mut shutdown = api.shutdown.clone();
-    let max_deadline = Instant::now() + api.limits.max_duration;
-    let mut idle_deadline = Instant::now() + api.limits.idle_timeout;
-
-    let disconnect = loop {
-        tokio::select! {
-            incoming = socket.recv() => match incoming {
-                None => break Disconnect {
-                    code: CLOSE_ABNORMAL,
-                    reason: "Connection closed without a close frame".into(),
-                },
-                Some(Ok(Message::Close(frame))) => break client_close(frame),
-                Some(Ok(message)) => {
-                    idle_deadline = Instant::now() + api.limits.idle_timeout;
-                    entry.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                        tokio::spawn(dispatch(
-                            Arc::clone(&api),
-                            Arc::clone(&info),
-                            message,
-                            outbound.clone(),
-                        ));
-                    }
-                }
-                Some(Err(error)) => {
-                    if is_capacity_error(error) {
-                        close(&mut socket, CLOSE_TOO_BIG, "Message too big").await;
-                        break Disconnect {
-                            code: CLOSE_TOO_BIG,
-                            reason: "Message too big".into(),
-                        };
-                    }
-                    break Disconnect {
-                        code: CLOSE_ABNORMAL,
-                        reason: "Connection reset".into(),
-                    };
-                }
-            },
-            Some(message) = queued.recv() => {
-                let sent = match message {
-                    Outbound::Text(text) => socket.send(Message::text(text)).await,
-                    Outbound::Binary(data) => socket.send(Message::binary(data)).await,
-                    Outbound::Close { code, reason } => {
-                        close(&mut socket, code, reason).await;
-                        break Disconnect { code, reason: reason.into() };
-                    }
-                };
-                if sent.is_err() {
-                    break Disconnect {
-                        code: CLOSE_ABNORMAL,
-                        reason: "Connection reset".into(),
-                    };
-                }
-            }
-            () = tokio::time::sleep_until(idle_deadline) => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
-                break Disconnect { code: CLOSE_GOING_AWAY, reason: "Idle timeout".into() };
-            }
-            () = tokio::time::sleep_until(max_deadline) => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
-                break Disconnect {
-                    code: CLOSE_GOING_AWAY,
-                    reason: "Maximum connection duration reached".into(),
-                };
-            }
-            _ = shutdown.changed() => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
-                break Disconnect { code: CLOSE_GOING_AWAY, reason: "Gateway shutting down".into() };
-            }
-        }
-    };
-    api.connections.remove(&info.id);
-    finish_close(&mut socket).await;
-    drop(socket);
-    fire_disconnect(&api, &info, &disconnect).await;
-}
-
-/// What `$disconnect` reports for a client's close frame.
-fn client_close(frame: Option<CloseFrame>) -> Disconnect {
-    match frame {
-        Some(frame) => Disconnect {
-            code: frame.code,
-            reason: frame.reason.as_str().to_owned(),
-        },
-        None => Disconnect {
-            code: CLOSE_NO_STATUS,
-            reason: String::new(),
-        },
-    }
-}
-
-/// tungstenite reports oversize frames/messages as capacity errors.
-fn is_capacity_error(error: axum::Error) -> bool {
-    error
-        .into_inner()
-        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    // The peer may already be gone; the connection ends either way.
-    let _peer_may_be_gone = socket.send(Message::Close(Some(frame))).await;
-}
-
-/// Completes the closing handshake: flushes our reply to the peer's close frame, or waits
-/// (briefly) for the peer's reply to ours.
-async fn finish_close(socket: &mut WebSocket) {
-    let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
-    let _timed_out_is_fine = tokio::time::timeout(Duration::from_secs(1), drain).await;
-}
-
-/// Invokes the route for one message and sends its response body back, or API Gateway's
-/// error frame.
-async fn dispatch(
-    api: Arc<WebSocketApi>,
-    info: Arc<ConnectionInfo>,
-    message: Message,
-    outbound: mpsc::UnboundedSender<Outbound>,
-) {
-    let _in_flight = Arc::clone(&api.in_flight);
-    let request_id = ids::request_id();
-    let Some((route_key, function)) = api.route_for(&message) else {
-        let error = json!({
-            "message": "Forbidden",
-            "connectionId": info.id,
-            "requestId": request_id,
-        });
-        // The socket may have closed meanwhile; nothing to tell then.
-        let _closed = outbound.send(Outbound::Text(error.to_string()));
-        return;
-    };
-    let event = message_event(&api.stage, &info, route_key, &message, &request_id);
-    let reply = match function
-        .invoke(event, lambda_runtime::Context::default())
-        .await
-    {
-        Ok(response) => route_response(&response),
-        Err(_) => Some(Outbound::Text(
-            json!({
-                "message": "Internal server error",
-                "connectionId": info.id,
-                "requestId": request_id,
-            })
-            .to_string(),
-        )),
-    };
-    if let Some(reply) = reply {
-        let _closed = outbound.send(reply);
-    }
-}
-
-/// The frame a route's response body becomes, if it has one.
-fn route_response(response: &Value) -> Option<Outbound> {
-    let body = response["body"].as_str().filter(|b| !b.is_empty())?;
-    if response["isBase64Encoded"] == json!(true) {
-        return STANDARD
-            .decode(body)
-            .ok()
-            .map(|data| Outbound::Binary(Bytes::from(data)));
-    }
-    Some(Outbound::Text(body.to_owned()))
-}
-
 // ---- events ------------------------------------------------------------------------------
 
-/// The `requestContext` every WebSocket event carries.
-fn request_context(
-    stage: &str,
-    info: &ConnectionInfo,
-    route_key: &str,
-    event_type: &str,
-    request_id: &str,
-) -> Map<String, Value> {
-    let now = Utc::now();
-    let context = json!({
-        "routeKey": route_key,
-        "eventType": event_type,
-        "extendedRequestId": request_id,
-        "requestTime": ids::clf_time(now),
-        "messageDirection": "IN",
-        "stage": stage,
-        "connectedAt": info.connected_at.timestamp_millis(),
-        "requestTimeEpoch": now.timestamp_millis(),
-        "identity": {"sourceIp": info.source_ip, "userAgent": info.user_agent},
-        "requestId": request_id,
-        "domainName": info.domain_name,
-        "connectionId": info.id,
-        "apiId": WEBSOCKET_API_ID,
-    });
-    match context {
-        Value::Object(map) => map,
-        _ => Map::new(),
+/// The API events name: this API's id and stage.
+fn ws_api(api: &WebSocketApi) -> WsApi {
+    WsApi {
+        api_id: WEBSOCKET_API_ID.to_owned(),
+        stage: api.stage.clone(),
     }
 }
 
+/// `$connect` with the handshake's headers (repeats kept) and query string.
 fn connect_event(
-    stage: &str,
+    api: &WebSocketApi,
     info: &ConnectionInfo,
     headers: &HeaderMap,
     raw_query: &str,
 ) -> Value {
-    let mut single = Map::new();
-    let mut multi: Map<String, Value> = Map::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        single.insert(name.as_str().to_owned(), json!(value));
-        match multi.get_mut(name.as_str()).and_then(Value::as_array_mut) {
-            Some(values) => values.push(json!(value)),
-            None => {
-                multi.insert(name.as_str().to_owned(), json!([value]));
-            }
-        }
-    }
-    let mut query = Map::new();
-    let mut multi_query: Map<String, Value> = Map::new();
-    for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        query.insert(key.to_string(), json!(value));
-        match multi_query
-            .get_mut(key.as_ref())
-            .and_then(Value::as_array_mut)
-        {
-            Some(values) => values.push(json!(value)),
-            None => {
-                multi_query.insert(key.to_string(), json!([value]));
-            }
-        }
-    }
-    let mut event = Map::new();
-    event.insert("headers".into(), Value::Object(single));
-    event.insert("multiValueHeaders".into(), Value::Object(multi));
-    if !query.is_empty() {
-        event.insert("queryStringParameters".into(), Value::Object(query));
-        event.insert(
-            "multiValueQueryStringParameters".into(),
-            Value::Object(multi_query),
-        );
-    }
-    event.insert(
-        "requestContext".into(),
-        Value::Object(request_context(
-            stage,
-            info,
-            "$connect",
-            "CONNECT",
-            &ids::request_id(),
-        )),
-    );
-    event.insert("isBase64Encoded".into(), json!(false));
-    Value::Object(event)
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let request = info.connect_event(&ws_api(api), &headers, raw_query, &ids::request_id());
+    ws::to_json(&request)
 }
 
+/// A message on `route_key`: text as is, binary base64-encoded.
 fn message_event(
-    stage: &str,
+    api: &WebSocketApi,
     info: &ConnectionInfo,
     route_key: &str,
     message: &Message,
     request_id: &str,
 ) -> Value {
-    let mut context = request_context(stage, info, route_key, "MESSAGE", request_id);
-    context.insert("messageId".into(), json!(ids::request_id()));
-    let (body, encoded) = match message {
-        Message::Text(text) => (text.as_str().to_owned(), false),
-        Message::Binary(data) => (STANDARD.encode(data), true),
-        _ => (String::new(), false),
+    let body = match message {
+        Message::Text(text) => WsBody::Text(text.as_str().to_owned()),
+        Message::Binary(data) => WsBody::Base64(STANDARD.encode(data)),
+        _ => WsBody::Text(String::new()),
     };
-    json!({
-        "requestContext": context,
-        "body": body,
-        "isBase64Encoded": encoded,
-    })
+    ws::to_json(&info.message_event(&ws_api(api), route_key, body, request_id))
 }
 
-fn disconnect_event(stage: &str, info: &ConnectionInfo, disconnect: &Disconnect) -> Value {
-    let mut context = request_context(stage, info, "$disconnect", "DISCONNECT", &ids::request_id());
-    context.insert("disconnectStatusCode".into(), json!(disconnect.code));
-    context.insert("disconnectReason".into(), json!(disconnect.reason));
-    json!({
-        "headers": {"Host": info.domain_name, "x-api-key": "", "x-restapi": ""},
-        "multiValueHeaders": {"Host": [info.domain_name], "x-api-key": [""], "x-restapi": [""]},
-        "requestContext": context,
-        "isBase64Encoded": false,
-    })
+fn disconnect_event(api: &WebSocketApi, info: &ConnectionInfo, disconnect: &Disconnect) -> Value {
+    let request = info.disconnect_event(
+        &ws_api(api),
+        disconnect.code,
+        &disconnect.reason,
+        &ids::request_id(),
+    );
+    ws::to_json(&request)
 }
 
 /// Close code for a connection deleted through the management API.
@@ -741,8 +514,8 @@ mod tests {
     use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 
     fn info() -> ConnectionInfo {
-        ConnectionInfo {
-            id: "abc=".into(),
+        WsConnection {
+            connection_id: "abc=".into(),
             connected_at: Utc::now(),
             source_ip: "127.0.0.1".into(),
             user_agent: "test".into(),
@@ -757,7 +530,16 @@ mod tests {
             "sec-websocket-protocol",
             HeaderValue::from_static("ripple.v1, tok"),
         );
-        let connect = connect_event("dev", &info(), &headers, "token=a%20b");
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let api = WebSocketApi::new(
+            "$request.body.action",
+            BTreeMap::new(),
+            "dev",
+            WebSocketLimits::default(),
+            Arc::new(WebSocketFaults::default()),
+            shutdown,
+        );
+        let connect = connect_event(&api, &info(), &headers, "token=a%20b");
         let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(connect).unwrap();
         assert_eq!(
             parsed.request_context.event_type.as_deref(),
@@ -770,7 +552,7 @@ mod tests {
         assert_eq!(parsed.query_string_parameters.first("token"), Some("a b"));
         assert_eq!(parsed.headers["Sec-WebSocket-Protocol"], "ripple.v1, tok");
 
-        let message = message_event("dev", &info(), "ping", &Message::text("{}"), "rid");
+        let message = message_event(&api, &info(), "ping", &Message::text("{}"), "rid");
         let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(message).unwrap();
         assert_eq!(parsed.request_context.route_key.as_deref(), Some("ping"));
         assert!(parsed.request_context.message_id.is_some());
@@ -781,7 +563,7 @@ mod tests {
             reason: "Going away".into(),
         };
         let parsed: ApiGatewayWebsocketProxyRequest =
-            serde_json::from_value(disconnect_event("dev", &info(), &disconnect)).unwrap();
+            serde_json::from_value(disconnect_event(&api, &info(), &disconnect)).unwrap();
         assert_eq!(parsed.request_context.disconnect_status_code, Some(1001));
         assert_eq!(
             parsed.request_context.event_type.as_deref(),

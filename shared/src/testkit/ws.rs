@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use lambda_local::{WsApi, WsBody, WsConnection};
 use rand::RngCore;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::function::LambdaFunction;
 
@@ -58,11 +59,19 @@ impl WsResponse {
     }
 }
 
+/// Which event a [`WsEvent`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    Message,
+    Disconnect,
+}
+
 /// One WebSocket event under construction.
 #[derive(Debug, Clone)]
 pub struct WsEvent {
     route_key: String,
-    event_type: &'static str,
+    kind: Kind,
     connection_id: String,
     connected_at_ms: i64,
     query: Vec<(String, String)>,
@@ -72,10 +81,10 @@ pub struct WsEvent {
 }
 
 impl WsEvent {
-    fn new(route_key: &str, event_type: &'static str, connection_id: &str) -> Self {
+    fn new(route_key: &str, kind: Kind, connection_id: &str) -> Self {
         Self {
             route_key: route_key.to_owned(),
-            event_type,
+            kind,
             connection_id: connection_id.to_owned(),
             connected_at_ms: chrono::Utc::now().timestamp_millis(),
             query: Vec::new(),
@@ -87,7 +96,7 @@ impl WsEvent {
 
     /// `$connect` with the headers every browser handshake carries.
     pub fn connect(connection_id: &str) -> Self {
-        Self::new("$connect", "CONNECT", connection_id)
+        Self::new("$connect", Kind::Connect, connection_id)
             .header("Host", "ws.ripple.test")
             .header("Sec-WebSocket-Version", "13")
             .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
@@ -96,20 +105,20 @@ impl WsEvent {
 
     /// `$disconnect` (status 1000, as after a normal close).
     pub fn disconnect(connection_id: &str) -> Self {
-        Self::new("$disconnect", "DISCONNECT", connection_id)
+        Self::new("$disconnect", Kind::Disconnect, connection_id)
     }
 
     /// A text message; the route is selected from its `action` like API Gateway does.
     pub fn message(connection_id: &str, body: impl Into<String>) -> Self {
         let body = body.into();
-        let mut event = Self::new(route_for(&body), "MESSAGE", connection_id);
+        let mut event = Self::new(route_for(&body), Kind::Message, connection_id);
         event.body = Some(body);
         event
     }
 
     /// A binary frame (API Gateway hands it over base64-encoded).
     pub fn binary_message(connection_id: &str, bytes: &[u8]) -> Self {
-        let mut event = Self::new("$default", "MESSAGE", connection_id);
+        let mut event = Self::new("$default", Kind::Message, connection_id);
         event.body = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
         event.is_base64_encoded = true;
         event
@@ -131,73 +140,47 @@ impl WsEvent {
         self
     }
 
-    /// The `ApiGatewayWebsocketProxyRequest` JSON API Gateway would send.
+    /// The `ApiGatewayWebsocketProxyRequest` JSON API Gateway would send (built by
+    /// [`lambda_local::WsConnection`]): only `$connect` carries the handshake's headers and
+    /// query string; `$disconnect` reports a normal close (1000).
     pub fn event(&self) -> Value {
-        let now = chrono::Utc::now();
+        let api = WsApi {
+            api_id: "ripple-ws-test".to_owned(),
+            stage: "test".to_owned(),
+        };
+        let connection = WsConnection {
+            connection_id: self.connection_id.clone(),
+            connected_at: chrono::DateTime::from_timestamp_millis(self.connected_at_ms)
+                .unwrap_or_else(|| panic!("connectedAt {} is out of range", self.connected_at_ms)),
+            source_ip: "127.0.0.1".to_owned(),
+            user_agent: self
+                .header_value("user-agent")
+                .unwrap_or_default()
+                .to_owned(),
+            domain_name: "ws.ripple.test".to_owned(),
+        };
         let request_id = uuid::Uuid::new_v4().to_string();
-        let mut context = json!({
-            "routeKey": self.route_key,
-            "eventType": self.event_type,
-            "extendedRequestId": request_id,
-            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "messageDirection": "IN",
-            "stage": "test",
-            "connectedAt": self.connected_at_ms,
-            "requestTimeEpoch": now.timestamp_millis(),
-            "identity": {
-                "sourceIp": "127.0.0.1",
-                "userAgent": self.header_value("user-agent"),
-            },
-            "requestId": request_id,
-            "domainName": "ws.ripple.test",
-            "connectionId": self.connection_id,
-            "apiId": "ripple-ws-test",
-        });
-        match self.event_type {
-            "MESSAGE" => context["messageId"] = json!(format!("m{}", connection_id())),
-            "DISCONNECT" => {
-                context["disconnectStatusCode"] = json!(1000);
-                context["disconnectReason"] = json!("Client closed the connection");
+        let request = match self.kind {
+            Kind::Connect => {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&self.query)
+                    .finish();
+                connection.connect_event(&api, &self.headers, &query, &request_id)
             }
-            _ => {}
-        }
-        let mut event = json!({
-            "requestContext": context,
-            "isBase64Encoded": self.is_base64_encoded,
-        });
-        if let Some(body) = &self.body {
-            event["body"] = json!(body);
-        }
-        // Only `$connect` carries the handshake's headers and query string.
-        if self.event_type == "CONNECT" {
-            let headers: serde_json::Map<String, Value> = self
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), json!(value)))
-                .collect();
-            let multi: serde_json::Map<String, Value> = self
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), json!([value])))
-                .collect();
-            event["headers"] = Value::Object(headers);
-            event["multiValueHeaders"] = Value::Object(multi);
-            if !self.query.is_empty() {
-                let query: serde_json::Map<String, Value> = self
-                    .query
-                    .iter()
-                    .map(|(name, value)| (name.clone(), json!(value)))
-                    .collect();
-                let multi: serde_json::Map<String, Value> = self
-                    .query
-                    .iter()
-                    .map(|(name, value)| (name.clone(), json!([value])))
-                    .collect();
-                event["queryStringParameters"] = Value::Object(query);
-                event["multiValueQueryStringParameters"] = Value::Object(multi);
+            Kind::Disconnect => {
+                connection.disconnect_event(&api, 1000, "Client closed the connection", &request_id)
             }
-        }
-        event
+            Kind::Message => {
+                let body = self.body.clone().unwrap_or_default();
+                let body = if self.is_base64_encoded {
+                    WsBody::Base64(body)
+                } else {
+                    WsBody::Text(body)
+                };
+                connection.message_event(&api, &self.route_key, body, &request_id)
+            }
+        };
+        lambda_local::apigw::ws::to_json(&request)
     }
 
     fn header_value(&self, name: &str) -> Option<&str> {

@@ -55,57 +55,103 @@ impl LatencyResult {
     }
 }
 
+/// The series `measure` produces, in order: name and description.
+const SERIES: [(&str, &str); 6] = [
+    (
+        "post_created_direct",
+        "post_created to a small audience: REST response → each follower socket",
+    ),
+    (
+        "new_message",
+        "new_message of a DM: REST response → recipient socket",
+    ),
+    (
+        "new_notification",
+        "new_notification of a comment: REST response → post author's socket",
+    ),
+    ("rest_post", "REST POST /posts round trip"),
+    (
+        "rest_message",
+        "REST POST /conversations/{id}/messages round trip",
+    ),
+    ("rest_comment", "REST POST /posts/{id}/comments round trip"),
+];
+
+/// The users and sockets the samples are taken with.
+struct Cast {
+    author: User,
+    sockets: Vec<WsClient>,
+    sender: User,
+    recipient: User,
+    recipient_socket: WsClient,
+}
+
+impl Cast {
+    /// An author followed by `plan.followers` connected followers, and a DM sender and a
+    /// connected recipient; waits for the stack to settle.
+    async fn set_up(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> Self {
+        let stack = &bench.stack;
+        let author = stack.register(&format!("{tag}_author")).await;
+        let followers: Vec<User> = stream::iter(0..plan.followers)
+            .map(|i| {
+                let author = &author;
+                async move {
+                    let follower = stack.register(&format!("{tag}_fan{i}")).await;
+                    stack.follow(&follower, author).await;
+                    follower
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut sockets = Vec::with_capacity(followers.len());
+        for follower in &followers {
+            sockets.push(stack.connect(follower).await);
+        }
+        let sender = stack.register(&format!("{tag}_sender")).await;
+        let recipient = stack.register(&format!("{tag}_recipient")).await;
+        let recipient_socket = stack.connect(&recipient).await;
+        let settle = bench.settle(Duration::from_secs(120)).await;
+        if let Err(error) = settle {
+            progress(&format!("latency set-up: {error}"));
+        }
+        Self {
+            author,
+            sockets,
+            sender,
+            recipient,
+            recipient_socket,
+        }
+    }
+}
+
 /// The three series on `bench`'s stack.
 pub async fn measure(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> LatencyResult {
     let stack = &bench.stack;
-    let author = stack.register(&format!("{tag}_author")).await;
-    let followers: Vec<User> = stream::iter(0..plan.followers)
-        .map(|i| {
-            let author = &author;
-            async move {
-                let follower = stack.register(&format!("{tag}_fan{i}")).await;
-                stack.follow(&follower, author).await;
-                follower
-            }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut sockets = Vec::with_capacity(followers.len());
-    for follower in &followers {
-        sockets.push(stack.connect(follower).await);
-    }
-    let sender = stack.register(&format!("{tag}_sender")).await;
-    let recipient = stack.register(&format!("{tag}_recipient")).await;
-    let recipient_socket = stack.connect(&recipient).await;
-    let settle = bench.settle(Duration::from_secs(120)).await;
-    if let Err(error) = settle {
-        progress(&format!("latency set-up: {error}"));
-    }
-
+    let cast = Cast::set_up(bench, plan, tag).await;
     progress(&format!(
         "{tag}: {} posts to {} sockets",
         plan.posts,
-        sockets.len()
+        cast.sockets.len()
     ));
-    posts(bench, plan, &author, &sockets, plan.warmup).await;
-    let (post_each, post_rest) = posts(bench, plan, &author, &sockets, plan.posts).await;
+    posts(bench, plan, &cast.author, &cast.sockets, plan.warmup).await;
+    let (post_each, post_rest) = posts(bench, plan, &cast.author, &cast.sockets, plan.posts).await;
     progress(&format!("{tag}: {} DMs", plan.messages));
     messages(
         bench,
         plan,
-        &sender,
-        &recipient,
-        &recipient_socket,
+        &cast.sender,
+        &cast.recipient,
+        &cast.recipient_socket,
         plan.warmup,
     )
     .await;
     let (dm, dm_rest) = messages(
         bench,
         plan,
-        &sender,
-        &recipient,
-        &recipient_socket,
+        &cast.sender,
+        &cast.recipient,
+        &cast.recipient_socket,
         plan.messages,
     )
     .await;
@@ -113,59 +159,40 @@ pub async fn measure(bench: &BenchStack, plan: &LatencyPlan, tag: &str) -> Laten
         "{tag}: {} comment notifications",
         plan.notifications
     ));
-    let post = stack.post(&recipient, "a post to comment on").await;
+    let post = stack.post(&cast.recipient, "a post to comment on").await;
     let post_id = id_of(&post);
     notifications(
         bench,
         plan,
-        &sender,
+        &cast.sender,
         &post_id,
-        &recipient_socket,
+        &cast.recipient_socket,
         plan.warmup,
     )
     .await;
     let (notification, comment_rest) = notifications(
         bench,
         plan,
-        &sender,
+        &cast.sender,
         &post_id,
-        &recipient_socket,
+        &cast.recipient_socket,
         plan.notifications,
     )
     .await;
+    let samples = [
+        post_each,
+        dm,
+        notification,
+        post_rest,
+        dm_rest,
+        comment_rest,
+    ];
     LatencyResult {
-        series: vec![
-            (
-                "post_created_direct",
-                "post_created to a small audience: REST response → each follower socket",
-                Summary::of(&post_each),
-            ),
-            (
-                "new_message",
-                "new_message of a DM: REST response → recipient socket",
-                Summary::of(&dm),
-            ),
-            (
-                "new_notification",
-                "new_notification of a comment: REST response → post author's socket",
-                Summary::of(&notification),
-            ),
-            (
-                "rest_post",
-                "REST POST /posts round trip",
-                Summary::of(&post_rest),
-            ),
-            (
-                "rest_message",
-                "REST POST /conversations/{id}/messages round trip",
-                Summary::of(&dm_rest),
-            ),
-            (
-                "rest_comment",
-                "REST POST /posts/{id}/comments round trip",
-                Summary::of(&comment_rest),
-            ),
-        ],
+        series: SERIES
+            .iter()
+            .zip(&samples)
+            .map(|(&(name, description), samples)| (name, description, Summary::of(samples)))
+            .collect(),
     }
 }
 
@@ -221,26 +248,13 @@ async fn messages(
     socket: &WsClient,
     count: usize,
 ) -> (Vec<Duration>, Vec<Duration>) {
-    let mut pushes = Vec::with_capacity(count);
-    let mut round_trips = Vec::with_capacity(count);
-    for i in 0..count {
-        let sent = Instant::now();
-        let message = bench
+    sample_pushes(plan, socket, count, "new_message", "id", |i| async move {
+        bench
             .stack
             .message(sender, recipient, &format!("bench message {i}"))
-            .await;
-        let responded = Instant::now();
-        let message_id = id_of(&message);
-        let frame = socket
-            .next_frame_where("new_message", plan.timeout, |event| {
-                event["type"] == "new_message" && event["data"]["id"] == message_id.as_str()
-            })
-            .await;
-        pushes.push(frame.received_at.saturating_duration_since(responded));
-        round_trips.push(responded - sent);
-        pause(plan).await;
-    }
-    (pushes, round_trips)
+            .await
+    })
+    .await
 }
 
 async fn notifications(
@@ -251,20 +265,47 @@ async fn notifications(
     author_socket: &WsClient,
     count: usize,
 ) -> (Vec<Duration>, Vec<Duration>) {
+    sample_pushes(
+        plan,
+        author_socket,
+        count,
+        "new_notification",
+        "comment_id",
+        |i| async move {
+            bench
+                .stack
+                .comment(commenter, post_id, &format!("bench comment {i}"))
+                .await
+        },
+    )
+    .await
+}
+
+/// `count` closed-loop samples of a write (`write(i)`, answering the written item) and the
+/// `event_type` frame whose `data[id_field]` is its id on `socket`: push latencies (REST
+/// response → frame) and REST round trips.
+async fn sample_pushes<W, F>(
+    plan: &LatencyPlan,
+    socket: &WsClient,
+    count: usize,
+    event_type: &str,
+    id_field: &str,
+    write: W,
+) -> (Vec<Duration>, Vec<Duration>)
+where
+    W: Fn(usize) -> F,
+    F: std::future::Future<Output = Value>,
+{
     let mut pushes = Vec::with_capacity(count);
     let mut round_trips = Vec::with_capacity(count);
     for i in 0..count {
         let sent = Instant::now();
-        let comment = bench
-            .stack
-            .comment(commenter, post_id, &format!("bench comment {i}"))
-            .await;
+        let written = write(i).await;
         let responded = Instant::now();
-        let comment_id = id_of(&comment);
-        let frame = author_socket
-            .next_frame_where("new_notification", plan.timeout, |event| {
-                event["type"] == "new_notification"
-                    && event["data"]["comment_id"] == comment_id.as_str()
+        let id = id_of(&written);
+        let frame = socket
+            .next_frame_where(event_type, plan.timeout, |event| {
+                event["type"] == event_type && event["data"][id_field] == id.as_str()
             })
             .await;
         pushes.push(frame.received_at.saturating_duration_since(responded));

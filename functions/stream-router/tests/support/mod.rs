@@ -1,19 +1,17 @@
 //! Test harness of the push tier, shared by the `stream-router` and `push-worker` tests
 //! (`push-worker` includes this file by path): a fresh dynoxide table, a moto SQS server with
-//! the fan-out queue, the real stores, a recording push client, and readers that turn the
-//! table's real stream records (through the local gateway's own conversion) and the queue's
-//! real messages into Lambda events.
+//! the fan-out queue, the real stores and a recording push client. The generic parts (the
+//! moto server, reading the table's real stream and the queue's real messages, and turning
+//! them into Lambda events with the same conversion `ripple-local` uses) are `lambda-local`'s;
+//! what is here is the push tier's state and fixtures.
 #![allow(dead_code)] // Each test crate uses a different part of it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use chrono::{DateTime, Utc};
-use ripple_local::moto::MotoServer;
-use ripple_local::stream_poller::lambda_record;
-use serde_json::{json, Value};
+use lambda_local::MotoServer;
+use serde_json::Value;
 use shared::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use shared::clock::ManualClock;
 use shared::config::Config;
@@ -194,23 +192,7 @@ impl Harness {
 
     /// Every message now visible on the fan-out queue (received, so hidden afterwards).
     pub async fn receive_all(&self) -> Vec<aws_sdk_sqs::types::Message> {
-        let mut messages = Vec::new();
-        loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("ReceiveMessage: {e:?}"));
-            let batch = output.messages().to_vec();
-            if batch.is_empty() {
-                return messages;
-            }
-            messages.extend(batch);
-        }
+        lambda_local::sqs::receive_all(&self.sqs, &self.queue_url).await
     }
 
     /// The visible messages of the push tier, with the feed tasks every post and follow
@@ -239,58 +221,17 @@ impl Harness {
 
     /// How many messages wait in the queue with a delay still running.
     pub async fn delayed_messages(&self) -> usize {
-        let output = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-            )
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GetQueueAttributes: {e:?}"));
-        output
-            .attributes()
-            .and_then(|attributes| {
-                attributes.get(
-                    &aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-                )
-            })
-            .and_then(|count| count.parse().ok())
-            .unwrap_or_else(|| panic!("no ApproximateNumberOfMessagesDelayed"))
+        lambda_local::sqs::delayed_count(&self.sqs, &self.queue_url).await
     }
 }
 
 /// The `SqsEvent` Lambda sends for these messages.
 pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> Value {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|message| {
-            json!({
-                "messageId": message.message_id(),
-                "receiptHandle": message.receipt_handle(),
-                "body": message.body(),
-                "md5OfBody": message.md5_of_body(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    lambda_local::sqs_event(queue_arn, "us-east-1", messages)
 }
 
 /// The `itemIdentifier`s of a partial batch response (panics without `batchItemFailures`).
-pub fn failures(response: &Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
+pub use lambda_local::sqs::batch_item_failures as failures;
 
 /// Invokes a function as Lambda would and returns its JSON response.
 pub async fn invoke(function: &Arc<dyn LambdaFunction>, event: Value) -> Value {
@@ -298,111 +239,6 @@ pub async fn invoke(function: &Arc<dyn LambdaFunction>, event: Value) -> Value {
         .invoke(event, lambda_runtime::Context::default())
         .await
         .unwrap_or_else(|e| panic!("invocation failed: {e}"))
-}
-
-/// Reads the table's real stream, shard by shard, from where it last stopped.
-pub struct StreamReader {
-    streams: aws_sdk_dynamodbstreams::Client,
-    stream_arn: String,
-    /// Next iterator per shard.
-    positions: HashMap<String, String>,
-    /// Where a shard not read yet starts.
-    start_at: ShardIteratorType,
-}
-
-impl StreamReader {
-    /// Starts after the last record written so far (a stream of a big seed need not be
-    /// read back).
-    pub async fn from_now(db: &TestDb) -> Self {
-        let mut reader = Self::new(db).await;
-        reader.start_at = ShardIteratorType::Latest;
-        reader
-    }
-
-    /// Starts at the beginning of the stream.
-    pub async fn new(db: &TestDb) -> Self {
-        let table = db
-            .dynamodb
-            .describe_table()
-            .table_name(&db.table_name)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("DescribeTable: {e:?}"));
-        let stream_arn = table
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .unwrap_or_else(|| panic!("the table has no stream"))
-            .to_owned();
-        Self {
-            streams: db.streams.clone(),
-            stream_arn,
-            positions: HashMap::new(),
-            start_at: ShardIteratorType::TrimHorizon,
-        }
-    }
-
-    /// Every record written since the last call (the first call: since the table began).
-    pub async fn read(&mut self) -> Vec<Record> {
-        let shards = shared::testkit::stream_shard_ids(&self.streams, &self.stream_arn)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut records = Vec::new();
-        for shard in shards {
-            let mut iterator = match self.positions.get(&shard) {
-                Some(iterator) => iterator.clone(),
-                None => self
-                    .streams
-                    .get_shard_iterator()
-                    .stream_arn(&self.stream_arn)
-                    .shard_id(&shard)
-                    .shard_iterator_type(self.start_at.clone())
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("GetShardIterator: {e:?}"))
-                    .shard_iterator()
-                    .unwrap_or_else(|| panic!("no shard iterator"))
-                    .to_owned(),
-            };
-            loop {
-                let output = self
-                    .streams
-                    .get_records()
-                    .shard_iterator(&iterator)
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("GetRecords: {e:?}"));
-                let batch = output.records().to_vec();
-                let next = output.next_shard_iterator().map(str::to_owned);
-                if let Some(next) = &next {
-                    iterator = next.clone();
-                }
-                if batch.is_empty() || next.is_none() {
-                    break;
-                }
-                records.extend(batch);
-            }
-            self.positions.insert(shard, iterator);
-        }
-        records
-    }
-
-    /// The `DynamoDbEvent` Lambda sends for the records written since the last read.
-    pub async fn next_event(&mut self) -> Value {
-        let records = self.read().await;
-        self.event(&records)
-    }
-
-    pub fn event(&self, records: &[Record]) -> Value {
-        json!({ "Records": records.iter().map(|r| self.record_json(r)).collect::<Vec<_>>() })
-    }
-
-    /// The Lambda record of a stream record, built by the local gateway's stream poller
-    /// (`ripple_local::stream_poller::lambda_record`), so these tests and `ripple-local`
-    /// hand the function the same JSON.
-    fn record_json(&self, record: &Record) -> Value {
-        lambda_record(record, &self.stream_arn)
-            .unwrap_or_else(|| panic!("stream record without a sequence number: {record:?}"))
-    }
 }
 
 /// Ids of the events in a list of pushed events.
