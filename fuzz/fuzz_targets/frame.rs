@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_message::frame::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
+use ws_message::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 
 fuzz_target!(|data: &[u8]| {
     // API Gateway delivers text frames as UTF-8 strings; the first byte picks the flag.

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(record) = serde_json::from_slice::<EventRecord>(data) else {
         return;
     };
-    if let Ok(decision) = stream_router::decide::decide(&record) {
+    if let Ok(decision) = stream_router::decide(&record) {
         for push in &decision.pushes {
             push.event.to_json().expect("a decided event serialises");
         }

@@ -7,6 +7,9 @@
 //! unknown `kid` is refused), and requires `exp`, `iat`, `iss`, `aud` and a user-id `sub`.
 //! Two keys may be in the JWKS at once, which is how a key is rotated (docs/deploy.md).
 //! Tokens are never logged.
+//!
+//! This module knows nothing of HTTP: reading the token of a request is
+//! `TokenService::authenticate`, in `crate::http`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::JwtConfig;
 use crate::domain::UserId;
 use crate::error::{Error, Result};
-use crate::http::ApiRequest;
 
 pub mod keys;
 pub mod passwords;
@@ -121,6 +123,11 @@ impl TokenService {
         Ok(self)
     }
 
+    /// Whether this service was given the signing key (only `api-auth`'s is).
+    pub fn can_issue(&self) -> bool {
+        self.signing.is_some()
+    }
+
     /// The public keys tokens are verified with (what `GET /.well-known/jwks.json` serves).
     pub fn jwks(&self) -> &Jwks {
         &self.jwks
@@ -162,10 +169,5 @@ impl TokenService {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| rejected(&e))?;
         crate::domain::parse_id(&data.claims.sub, "sub").map_err(|_| rejected(&"sub"))
-    }
-
-    /// The authenticated user of a request (`Authorization: Bearer <token>`).
-    pub fn authenticate(&self, request: &ApiRequest) -> Result<UserId> {
-        self.verify(request.bearer_token()?)
     }
 }

@@ -57,6 +57,9 @@ pub trait ClientSet: Sized + Send + Sync + 'static {
     /// The clients over an SDK configuration and endpoint overrides. Fails when the
     /// configuration lacks what a client needs (the management endpoint, the queue).
     fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self>;
+
+    /// The DynamoDB client every set holds.
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client;
 }
 
 /// The clients of a set from the Lambda environment (what `main.rs` uses): the standard
@@ -136,6 +139,10 @@ pub struct DynamoClients {
 impl ClientSet for DynamoClients {
     const SERVICES: &'static [Service] = &[Service::DynamoDb];
 
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
     fn from_sdk_config(sdk: &SdkConfig, _config: &Config, endpoints: &Endpoints) -> Result<Self> {
         Ok(Self {
             dynamodb: dynamodb_client(sdk, endpoints),
@@ -187,6 +194,10 @@ impl AuthClients {
 impl ClientSet for AuthClients {
     const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::SecretsManager];
 
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
     fn from_sdk_config(sdk: &SdkConfig, _config: &Config, endpoints: &Endpoints) -> Result<Self> {
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk);
         if let Some(url) = &endpoints.secrets_manager {
@@ -213,6 +224,10 @@ pub struct WriterClients {
 impl ClientSet for WriterClients {
     const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::ApiGatewayManagement];
 
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
     fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
         Ok(Self {
             dynamodb: dynamodb_client(sdk, endpoints),
@@ -236,6 +251,10 @@ pub struct PushClients {
 #[cfg(feature = "push")]
 impl ClientSet for PushClients {
     const SERVICES: &'static [Service] = &[Service::DynamoDb, Service::ApiGatewayManagement];
+
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
 
     fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
         let url = config.require_ws_management_endpoint()?;
@@ -276,6 +295,10 @@ impl ClientSet for RouterClients {
         Service::ApiGatewayManagement,
         Service::Sqs,
     ];
+
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
 
     fn from_sdk_config(sdk: &SdkConfig, config: &Config, endpoints: &Endpoints) -> Result<Self> {
         config.require_fanout_queue_url()?;

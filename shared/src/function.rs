@@ -60,6 +60,23 @@ pub async fn cold_start<S: FunctionState>() -> Result<S, BoxError> {
     Ok(S::load(config, &clients).await?)
 }
 
+/// The whole `main.rs` of a function of typed events (WebSocket, DynamoDB stream, SQS): the
+/// [`cold_start`] of the state `handler` takes, then the Lambda runtime loop over it.
+pub async fn run<S, E, R, F, Fut>(handler: F) -> Result<(), BoxError>
+where
+    S: FunctionState,
+    E: DeserializeOwned,
+    R: Serialize,
+    F: Fn(Arc<S>, LambdaEvent<E>) -> Fut,
+    Fut: Future<Output = Result<R, BoxError>>,
+{
+    let state = Arc::new(cold_start::<S>().await?);
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        handler(Arc::clone(&state), event)
+    }))
+    .await
+}
+
 /// A function as the local gateway (or a test) invokes it: JSON event in, JSON response out.
 #[async_trait]
 pub trait LambdaFunction: Send + Sync {
@@ -133,6 +150,17 @@ where
             handler: Arc::new(move |event| Box::pin(handler(event))),
             _types: PhantomData,
         })
+    }
+
+    /// `handler` over `state`, built once per cold start: how every function of typed
+    /// events is exposed (`lambda_function(state)` of its crate).
+    pub fn serving<S, F, Fut>(state: Arc<S>, handler: F) -> Arc<dyn LambdaFunction>
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
+    {
+        Self::new(move |event| handler(Arc::clone(&state), event))
     }
 }
 

@@ -16,11 +16,17 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::auth::TokenService;
+use crate::domain::UserId;
 use crate::error::{Error, Result};
-use crate::function::{HttpFunction, LambdaFunction};
 use crate::store::PageRequest;
+
+mod rest;
+
+pub use rest::{lambda_function, ApiParts, RestFunction, RestState};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -124,6 +130,18 @@ impl ApiRequest {
             ));
         }
         Ok(token.trim())
+    }
+}
+
+// The token service is `crate::auth`'s; reading a request's token is HTTP's business, so it
+// lives here and `auth` does not depend on this module.
+impl TokenService {
+    /// The authenticated user of a request (`Authorization: Bearer <token>`), recorded as
+    /// the `caller` of the request's span ([`Router::handle`]).
+    pub fn authenticate(&self, request: &ApiRequest) -> Result<UserId> {
+        let caller = self.verify(request.bearer_token()?)?;
+        tracing::Span::current().record("caller", tracing::field::display(caller));
+        Ok(caller)
     }
 }
 
@@ -235,8 +253,30 @@ impl<S: Send + Sync + 'static> Router<S> {
 
     /// Handles one API Gateway request end to end. Never fails: every error becomes a
     /// JSON error response carrying the request id.
+    ///
+    /// Everything logged while handling it is inside one `request` span: `request_id`,
+    /// `method`, the matched `route` template, and the `caller` once a token is verified
+    /// (`TokenService::authenticate`), so handlers open no span of their own.
     pub async fn handle(&self, state: Arc<S>, request: Request) -> Response<Body> {
         let request_id = request_id(&request);
+        let span = tracing::info_span!(
+            "request",
+            request_id,
+            method = %request.method(),
+            route = tracing::field::Empty,
+            caller = tracing::field::Empty,
+        );
+        self.handle_in(state, request, request_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in(
+        &self,
+        state: Arc<S>,
+        request: Request,
+        request_id: String,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -271,6 +311,7 @@ impl<S: Send + Sync + 'static> Router<S> {
             .at(&path)
             .map_err(|_| Error::not_found(format!("no route for {path}")))?;
         let (template, methods) = &self.routes[*matched.value];
+        tracing::Span::current().record("route", *template);
         let method = request.method().clone();
         let handler = methods
             .get(&method)
@@ -321,18 +362,6 @@ impl<S: Send + Sync + 'static> Router<S> {
         }
         Ok(http_response)
     }
-}
-
-/// A function's router and state as the [`LambdaFunction`] the local gateway and the route
-/// tests invoke: the same `lambda_http` (de)serialisation as `lambda_http::run`.
-pub fn lambda_function<S: Send + Sync + 'static>(
-    router: &'static Router<S>,
-    state: Arc<S>,
-) -> Arc<dyn LambdaFunction> {
-    HttpFunction::new(move |request| {
-        let state = Arc::clone(&state);
-        async move { Ok(router.handle(state, request).await) }
-    })
 }
 
 /// `requestContext.http.sourceIp` of an HTTP API (payload 2.0) request.
@@ -387,52 +416,16 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
     response
 }
 
-// ---- what every REST function's state shares ----------------------------------------------
-
-/// The parts every REST function's `State` is built from: its configuration, the
-/// access-token service, the clock and the single-table store (which implements every store
-/// trait a handler holds).
-pub struct ApiParts {
-    pub config: crate::config::Config,
-    pub tokens: crate::auth::TokenService,
-    pub clock: Arc<dyn crate::clock::Clock>,
-    pub store: Arc<crate::store::DynamoStore>,
-}
-
-impl ApiParts {
-    /// DynamoDB store over `dynamodb` (the client of the function's set), tokens from
-    /// `config.jwt`, and the given clock.
-    pub fn new(
-        config: crate::config::Config,
-        dynamodb: &aws_sdk_dynamodb::Client,
-        clock: Arc<dyn crate::clock::Clock>,
-    ) -> Result<Self> {
-        let store = Arc::new(crate::store::DynamoStore::new(
-            dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self {
-            tokens: crate::auth::TokenService::new(&config.jwt)?,
-            config,
-            clock,
-            store,
-        })
-    }
-}
-
-/// The `Debug` of a REST function's state: its table, token service and clock, never the
-/// configuration's secrets nor the stores.
-pub fn debug_state(
-    f: &mut std::fmt::Formatter<'_>,
-    config: &crate::config::Config,
-    tokens: &crate::auth::TokenService,
-    clock: &Arc<dyn crate::clock::Clock>,
-) -> std::fmt::Result {
-    f.debug_struct("State")
-        .field("table", &config.table_name)
-        .field("tokens", tokens)
-        .field("clock", clock)
-        .finish_non_exhaustive()
+/// The caller's own profile. They hold a valid token, so it exists unless the account is
+/// gone: then the token is worth nothing, a 401.
+pub async fn caller_profile(
+    users: &crate::store::DynamoStore,
+    caller: crate::domain::UserId,
+) -> Result<crate::domain::User> {
+    users
+        .get_user(caller)
+        .await?
+        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
 }
 
 /// Turns a page of items about other users (`user_of`) into views carrying those users'
@@ -508,6 +501,55 @@ mod tests {
             _ => Value::Null,
         };
         (status, body)
+    }
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_line_logged_for_a_request_carries_its_request_id_and_route() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let router = Router::new().route(Method::GET, "/posts/{post_id}", |_: Arc<State>, _| {
+            tracing::info!("handler ran");
+            std::future::ready(ApiResponse::ok(serde_json::json!({})))
+        });
+        let id = Uuid::now_v7();
+        let response = router
+            .handle(Arc::new(State), request("GET", &format!("/posts/{id}"), ""))
+            .await;
+        let request_id = response.headers()["x-request-id"].to_str().unwrap();
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = logged
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{logged}");
+        for line in lines {
+            let span = &line["spans"][0];
+            assert_eq!(span["name"], "request", "{line}");
+            assert_eq!(span["request_id"], request_id, "{line}");
+            assert_eq!(span["route"], "/posts/{post_id}", "{line}");
+            assert_eq!(span["method"], "GET", "{line}");
+        }
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! sets that do are other types, so handing one over does not compile:
 //!
 //! ```compile_fail
+//! use shared::http::RestState;
 //! fn build(config: shared::config::Config, clients: &shared::aws::RouterClients) {
 //!     let _state = api_posts::State::new(config, clients);
 //! }
@@ -63,6 +64,7 @@
 //!
 //! ```
 //! use shared::function::FunctionState;
+//! use shared::http::RestState;
 //! fn build(
 //!     config: shared::config::Config,
 //!     writer: &shared::aws::WriterClients,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use shared::function::LambdaFunction;
+use shared::http::RestState;
 use shared::testkit::api::{TestAccount, TestApi, TestRequest, TestResponse};
 
 /// The REST functions of Ripple over one database.

@@ -22,7 +22,7 @@ use shared::domain::{Comment, Message, Notification, Post};
 use shared::error::Error;
 use shared::events::{Event, EventBody, TypingState};
 use shared::replay::Replay;
-use ws_message::frame::{Frame, Route};
+use ws_message::{Frame, Route};
 
 fn asyncapi() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/asyncapi.yaml");

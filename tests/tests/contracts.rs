@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_yaml::Value;
+use shared::http::RestState;
 
 fn repo_file(path: &str) -> String {
     let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,13 +20,16 @@ fn repo_file(path: &str) -> String {
 /// `(SAM logical id, METHOD, path)` for every route each REST function serves.
 fn served_routes() -> BTreeSet<(String, String, String)> {
     let functions: [(&str, Vec<(String, String)>); 5] = [
-        ("ApiAuthFunction", api_auth::router().routes()),
-        ("ApiUsersFunction", api_users::router().routes()),
-        ("ApiPostsFunction", api_posts::router().routes()),
-        ("ApiMessagesFunction", api_messages::router().routes()),
+        ("ApiAuthFunction", api_auth::State::router().routes()),
+        ("ApiUsersFunction", api_users::State::router().routes()),
+        ("ApiPostsFunction", api_posts::State::router().routes()),
+        (
+            "ApiMessagesFunction",
+            api_messages::State::router().routes(),
+        ),
         (
             "ApiNotificationsFunction",
-            api_notifications::router().routes(),
+            api_notifications::State::router().routes(),
         ),
     ];
     functions
@@ -139,7 +143,7 @@ mod writer_push {
     use shared::testkit::api::UNUSABLE_PASSWORD_HASH;
     use shared::testkit::TestDb;
     use shared::writer_push::{plan, WriterEvent};
-    use stream_router::decide::decide;
+    use stream_router::decide;
 
     /// The stream record of `key`'s insert: its new image is the item as stored.
     async fn insert_record(store: &DynamoStore, key: &Key) -> EventRecord {

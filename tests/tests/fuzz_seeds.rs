@@ -86,7 +86,7 @@ fn cursor_seeds_decode() {
 fn frame_seeds_are_frames() {
     for (name, seed) in seeds("frame") {
         let body = std::str::from_utf8(&seed[1..]).unwrap();
-        let frame = ws_message::frame::Frame::read(Some(body), seed[0] & 1 == 1);
+        let frame = ws_message::Frame::read(Some(body), seed[0] & 1 == 1);
         assert_eq!(frame.action.is_ok(), name != "not-json", "seed {name}");
     }
 }
@@ -95,8 +95,8 @@ fn frame_seeds_are_frames() {
 fn stream_record_seeds_decide_into_events_or_feed_tasks() {
     for (name, seed) in seeds("stream_record") {
         let record: EventRecord = serde_json::from_slice(&seed).unwrap();
-        let decision = stream_router::decide::decide(&record)
-            .unwrap_or_else(|bad| panic!("seed {name}: {bad:?}"));
+        let decision =
+            stream_router::decide(&record).unwrap_or_else(|bad| panic!("seed {name}: {bad:?}"));
         assert!(!decision.is_empty(), "seed {name} decides nothing");
     }
 }

@@ -10,7 +10,7 @@
 //! | `GET /.well-known/jwks.json` | — | 200 the JWKS access tokens are verified with (cacheable) |
 //!
 //! Access tokens are signed with the Ed25519 key only this function holds: it reads it from
-//! Secrets Manager (`JWT_SIGNING_KEY_SECRET`) at cold start ([`State::load`]), and refuses to
+//! Secrets Manager (`JWT_SIGNING_KEY_SECRET`) at cold start (`RestState::load_parts`), and refuses to
 //! start when its public half is not in `JWT_PUBLIC_KEYS`.
 //!
 //! Brute force: failed logins are counted per username (existing or not) and per source IP,
@@ -25,11 +25,9 @@
 //! password nor a token is ever logged: handlers skip their arguments in spans and request
 //! bodies do not implement `Debug`.
 
-use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use http::Method;
-use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::auth::keys::SigningKey;
@@ -41,11 +39,10 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::domain::{self, DisplayName, User, Username};
 use shared::error::{Error, Result};
-use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{ApiRequest, ApiResponse, Router};
-use shared::store::DynamoStore;
-use shared::store::NewUser;
+pub use shared::http::lambda_function;
+use shared::http::{ApiParts, ApiRequest, ApiResponse, RestState, Router};
 use shared::store::{Door, Subject};
+use shared::store::{DynamoStore, NewUser};
 
 /// The one message for every failed login, whatever the reason, so a caller cannot probe
 /// which usernames exist.
@@ -67,105 +64,63 @@ pub struct State {
     pub clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
-    }
-}
-
 /// How long clients and caches may keep the JWKS. A rotation waits at least this long
 /// after publishing a new key before signing with it (docs/deploy.md).
-pub const JWKS_MAX_AGE_SECONDS: u32 = 300;
+const JWKS_MAX_AGE_SECONDS: u32 = 300;
 
 impl State {
-    /// Production state: DynamoDB stores, the system clock, tokens signed with `signing_key`.
+    /// Production state over the DynamoDB part of its clients, tokens signed with
+    /// `signing_key` (the cold start reads it from Secrets Manager; tests pass one).
     pub fn new(config: Config, clients: &DynamoClients, signing_key: &SigningKey) -> Result<Self> {
-        Self::with_clock(config, clients, signing_key, Arc::new(SystemClock))
+        let parts = ApiParts::new(config, &clients.dynamodb, Arc::new(SystemClock))?;
+        Self::signing(parts.signing_with(signing_key)?)
     }
 
-    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(
-        config: Config,
-        clients: &DynamoClients,
-        signing_key: &SigningKey,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Self::from_parts(
-            config,
-            store.clone(),
-            store.clone(),
-            store,
-            signing_key,
-            clock,
-        )
-    }
-
-    /// State over arbitrary store implementations.
-    pub fn from_parts(
-        config: Config,
-        users: Arc<DynamoStore>,
-        token_store: Arc<DynamoStore>,
-        lockouts: Arc<DynamoStore>,
-        signing_key: &SigningKey,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let tokens = TokenService::new(&config.jwt)?.with_signing_key(signing_key)?;
-        let refresh_tokens = RefreshTokens::new(token_store, config.jwt.refresh_token_ttl)?;
+    /// The state over parts whose token service signs.
+    fn signing(parts: ApiParts) -> Result<Self> {
+        if !parts.tokens.can_issue() {
+            return Err(Error::invariant(
+                "api-auth reads its signing key at cold start: build it with FunctionState::load",
+            ));
+        }
+        let refresh_tokens =
+            RefreshTokens::new(parts.store.clone(), parts.config.jwt.refresh_token_ttl)?;
         Ok(Self {
-            config,
-            users,
-            lockouts,
+            users: parts.store.clone(),
+            lockouts: parts.store,
             refresh_tokens,
-            tokens,
-            clock,
+            tokens: parts.tokens,
+            config: parts.config,
+            clock: parts.clock,
         })
     }
 }
 
-impl FunctionState for State {
+impl RestState for State {
     type Clients = AuthClients;
 
-    /// Never the way `api-auth` starts: its signing key is read first ([`State::load`]).
-    fn build(_config: Config, _clients: &AuthClients) -> Result<Self> {
-        Err(Error::invariant(
-            "api-auth reads its signing key at cold start: build it with FunctionState::load",
-        ))
+    /// Only parts that sign will do: [`RestState::load_parts`] reads the key first.
+    fn from_parts(parts: ApiParts, _clients: &AuthClients) -> Result<Self> {
+        Self::signing(parts)
     }
 
     /// Reads the signing key from Secrets Manager (`JWT_SIGNING_KEY_SECRET`), once per cold
-    /// start, then builds the production state.
-    async fn load(config: Config, clients: &AuthClients) -> Result<Self> {
+    /// start.
+    async fn load_parts(config: Config, clients: &AuthClients) -> Result<ApiParts> {
         let secret = config.jwt.require_signing_key_secret()?.to_owned();
         let signing_key = clients.signing_key(&secret).await?;
-        Self::new(config, &clients.dynamo(), &signing_key)
+        ApiParts::new(config, &clients.dynamodb, Arc::new(SystemClock))?.signing_with(&signing_key)
     }
-}
 
-/// The function's routes.
-pub fn router() -> Router<State> {
-    Router::new()
-        .route(Method::POST, "/auth/register", register)
-        .route(Method::POST, "/auth/login", login)
-        .route(Method::POST, "/auth/refresh", refresh)
-        .route(Method::POST, "/auth/logout", logout)
-        .route(Method::GET, "/health", health)
-        .route(Method::GET, "/.well-known/jwks.json", jwks)
-}
-
-static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
-
-/// Handles one API Gateway request; every error is already a JSON error response.
-pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(ROUTER.handle(Arc::clone(state), request).await)
-}
-
-/// The handler as the local gateway and the route tests invoke it.
-pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    shared::http::lambda_function(&ROUTER, state)
+    fn router() -> Router<Self> {
+        Router::new()
+            .route(Method::POST, "/auth/register", register)
+            .route(Method::POST, "/auth/login", login)
+            .route(Method::POST, "/auth/refresh", refresh)
+            .route(Method::POST, "/auth/logout", logout)
+            .route(Method::GET, "/health", health)
+            .route(Method::GET, "/.well-known/jwks.json", jwks)
+    }
 }
 
 // ---- bodies ------------------------------------------------------------------------------
@@ -277,7 +232,6 @@ pub fn read_body(route: &str, request: &ApiRequest) -> Result<()> {
 
 // ---- handlers ----------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let (body, username, display_name) = read_register(&request)?;
     let now = state.clock.now();
@@ -328,7 +282,6 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::created(session(&state, user, refresh, now)?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let (body, canonical) = read_login(&request)?;
     let now = state.clock.now();
@@ -393,7 +346,6 @@ async fn count_login_failure(
     Ok(())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let body: RefreshTokenBody = request.json()?;
     let now = state.clock.now();
@@ -421,7 +373,6 @@ async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
     ApiResponse::ok(session(&state, user, rotated, now)?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let everywhere = request.query_flag("all")?;
@@ -444,14 +395,12 @@ async fn logout(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(_state, request), fields(request_id = %request.request_id))]
-async fn health(_state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
+async fn health(_state: Arc<State>, _request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(json!({ "status": "ok" }))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys access tokens are verified with, for
 /// clients and services that verify Ripple's tokens themselves. Public and cacheable.
-#[tracing::instrument(skip_all)]
 async fn jwks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     request.expect_no_body()?;
     Ok(ApiResponse::ok(state.tokens.jwks().to_json())?.cacheable_for(JWKS_MAX_AGE_SECONDS))

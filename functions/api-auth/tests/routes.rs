@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
+use shared::http::RestState;
 use shared::http::MAX_BODY_BYTES;
 use shared::testkit::api::{assert_error_for, TestApi, TestRequest, TestResponse};
 
@@ -670,7 +671,7 @@ async fn unknown_routes_and_methods_are_404() {
 fn the_openapi_spec_marks_only_logout_as_authenticated() {
     let spec: serde_yaml::Value =
         serde_yaml::from_str(include_str!("../../../docs/openapi.yaml")).unwrap();
-    for (method, path) in api_auth::router().routes() {
+    for (method, path) in api_auth::State::router().routes() {
         let operation = &spec["paths"][path.as_str()][method.to_ascii_lowercase().as_str()];
         assert!(operation.is_mapping(), "{method} {path} is documented");
         let public = operation["security"]

@@ -5,22 +5,20 @@
 //! messages. Conversations and requests involving a user in a block relation with the
 //! caller are not listed; sending across a block is refused by the send transaction itself.
 
-use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::Method;
-use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
-use shared::clock::{Clock, SystemClock};
+use shared::clock::Clock;
 use shared::config::Config;
 use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::fanout::Audience;
-use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
+pub use shared::http::lambda_function;
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
 use shared::store::DynamoStore;
 use shared::store::NewMessage;
 use shared::store::Page;
@@ -41,44 +39,7 @@ pub struct State {
     pub writer: WriterPush,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
-    }
-}
-
 impl State {
-    /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
-    }
-
-    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(
-        config: Config,
-        clients: &WriterClients,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let ApiParts {
-            config,
-            tokens,
-            clock,
-            store,
-        } = ApiParts::new(config, &clients.dynamodb, clock)?;
-        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
-        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
-        Ok(Self {
-            config,
-            tokens,
-            clock,
-            users: store.clone(),
-            social: store.clone(),
-            messages: store.clone(),
-            budgets,
-            writer,
-        })
-    }
-
     /// The same state with another writer push (tests record what it posts).
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
@@ -86,52 +47,48 @@ impl State {
     }
 }
 
-impl FunctionState for State {
+impl RestState for State {
     type Clients = WriterClients;
 
-    fn build(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::new(config, clients)
+    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
+        Ok(Self {
+            users: parts.store.clone(),
+            social: parts.store.clone(),
+            messages: parts.store.clone(),
+            budgets: parts.budgets(),
+            writer: parts.writer_push(clients),
+            config: parts.config,
+            tokens: parts.tokens,
+            clock: parts.clock,
+        })
     }
-}
 
-/// The function's routes.
-pub fn router() -> Router<State> {
-    Router::new()
-        .route(Method::GET, "/conversations", list_conversations)
-        .route(
-            Method::GET,
-            "/conversations/{user_id}/messages",
-            list_messages,
-        )
-        .route(
-            Method::POST,
-            "/conversations/{user_id}/messages",
-            send_message,
-        )
-        .route(Method::POST, "/conversations/{user_id}/read", mark_read)
-        .route(Method::GET, "/message-requests", list_message_requests)
-        .route(
-            Method::POST,
-            "/message-requests/{user_id}/accept",
-            accept_request,
-        )
-        .route(
-            Method::POST,
-            "/message-requests/{user_id}/reject",
-            reject_request,
-        )
-}
-
-static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
-
-/// Handles one API Gateway request; every error is already a JSON error response.
-pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(ROUTER.handle(Arc::clone(state), request).await)
-}
-
-/// The handler as the local gateway and the route tests invoke it.
-pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    shared::http::lambda_function(&ROUTER, state)
+    fn router() -> Router<Self> {
+        Router::new()
+            .route(Method::GET, "/conversations", list_conversations)
+            .route(
+                Method::GET,
+                "/conversations/{user_id}/messages",
+                list_messages,
+            )
+            .route(
+                Method::POST,
+                "/conversations/{user_id}/messages",
+                send_message,
+            )
+            .route(Method::POST, "/conversations/{user_id}/read", mark_read)
+            .route(Method::GET, "/message-requests", list_message_requests)
+            .route(
+                Method::POST,
+                "/message-requests/{user_id}/accept",
+                accept_request,
+            )
+            .route(
+                Method::POST,
+                "/message-requests/{user_id}/reject",
+                reject_request,
+            )
+    }
 }
 
 /// The routes that read the request body, for [`read_body`].
@@ -231,7 +188,6 @@ async fn with_other_users<T, V>(
 
 // ---- handlers ----------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -252,7 +208,6 @@ async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<Ap
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
@@ -266,7 +221,6 @@ async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
 
 /// `201` with the new message; `200` with the message stored earlier when the
 /// `client_message_id` was already used (a retry stores nothing new).
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
@@ -297,7 +251,6 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     }
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -306,7 +259,6 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -326,7 +278,6 @@ async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -336,7 +287,6 @@ async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;

@@ -8,6 +8,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::domain::{new_id, Message, Notification, User, UserId};
 use shared::events::Event;
+use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
 use shared::store::keys;
@@ -639,7 +640,7 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
     );
 
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let route_count = api_messages::router().routes().len();
+    let route_count = api_messages::State::router().routes().len();
     for fixture in api
         .invoke_fixtures(&directory, &alice.token, route_count)
         .await

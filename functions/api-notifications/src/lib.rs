@@ -10,23 +10,21 @@
 //! whose actor is now in a block relation with the caller are not listed (and the block
 //! marked them read, in `api-users`, so the unread count agrees).
 
-use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::Method;
-use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 use shared::auth::TokenService;
 use shared::aws::DynamoClients;
-use shared::clock::{Clock, SystemClock};
+use shared::clock::Clock;
 use shared::config::Config;
 use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
 use shared::events::Event;
-use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
+pub use shared::http::lambda_function;
+use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
 use shared::replay::{self, ReplaySources};
 use shared::store::DynamoStore;
 use shared::store::{Budgets, RateLimitedAction};
@@ -45,77 +43,35 @@ pub struct State {
     pub clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
-    }
-}
-
-impl State {
-    /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
-    }
-
-    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(
-        config: Config,
-        clients: &DynamoClients,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let ApiParts {
-            config,
-            tokens,
-            clock,
-            store,
-        } = ApiParts::new(config, &clients.dynamodb, clock)?;
-        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
-        Ok(Self {
-            config,
-            tokens,
-            clock,
-            users: store.clone(),
-            social: store.clone(),
-            messages: store.clone(),
-            feeds: store.clone(),
-            notifications: store.clone(),
-            budgets,
-        })
-    }
-}
-
-impl FunctionState for State {
+impl RestState for State {
     type Clients = DynamoClients;
 
-    fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::new(config, clients)
+    fn from_parts(parts: ApiParts, _clients: &DynamoClients) -> Result<Self> {
+        Ok(Self {
+            users: parts.store.clone(),
+            social: parts.store.clone(),
+            messages: parts.store.clone(),
+            feeds: parts.store.clone(),
+            notifications: parts.store.clone(),
+            budgets: parts.budgets(),
+            config: parts.config,
+            tokens: parts.tokens,
+            clock: parts.clock,
+        })
     }
-}
 
-/// The function's routes.
-pub fn router() -> Router<State> {
-    Router::new()
-        .route(Method::GET, "/notifications", list_notifications)
-        .route(Method::GET, "/notifications/unread-count", unread_count)
-        .route(
-            Method::POST,
-            "/notifications/{notification_id}/read",
-            mark_read,
-        )
-        .route(Method::POST, "/notifications/read-all", mark_all_read)
-        .route(Method::GET, "/events", missed_events)
-}
-
-static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
-
-/// Handles one API Gateway request; every error is already a JSON error response.
-pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(ROUTER.handle(Arc::clone(state), request).await)
-}
-
-/// The handler as the local gateway and the route tests invoke it.
-pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    shared::http::lambda_function(&ROUTER, state)
+    fn router() -> Router<Self> {
+        Router::new()
+            .route(Method::GET, "/notifications", list_notifications)
+            .route(Method::GET, "/notifications/unread-count", unread_count)
+            .route(
+                Method::POST,
+                "/notifications/{notification_id}/read",
+                mark_read,
+            )
+            .route(Method::POST, "/notifications/read-all", mark_all_read)
+            .route(Method::GET, "/events", missed_events)
+    }
 }
 
 /// The routes that read the request body, for [`read_body`].
@@ -155,7 +111,6 @@ struct NotificationView {
     read: bool,
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let unread_only = request.query_flag("unread")?;
@@ -184,14 +139,12 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
     ApiResponse::ok(views)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unread_count(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let count = state.notifications.unread_count(caller).await?;
     ApiResponse::ok(json!({ "count": count }))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -204,7 +157,6 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
@@ -229,7 +181,6 @@ struct MissedEvents {
     feed_new_posts: u32,
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn missed_events(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let since = request.query("since").ok_or_else(|| {

@@ -8,6 +8,7 @@ use api_notifications::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use shared::domain::NotificationId;
+use shared::http::RestState;
 use shared::store::NewMessage;
 use shared::testkit::api::{assert_error, TestAccount, TestApi, TestRequest};
 
@@ -363,7 +364,7 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
     let (alice, bob) = (api.account("alice").await, api.account("bob").await);
     messages(&api, &bob, &alice, 2).await;
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let route_count = api_notifications::router().routes().len();
+    let route_count = api_notifications::State::router().routes().len();
     for fixture in api
         .invoke_fixtures(&directory, &alice.token, route_count)
         .await

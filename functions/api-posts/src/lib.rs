@@ -29,24 +29,22 @@
 //! write is one DynamoDB transaction with its conditions.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::Method;
-use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
-use shared::clock::{Clock, SystemClock};
+use shared::clock::Clock;
 use shared::config::Config;
 use shared::domain::{
     self, Comment, CommentId, CommentText, MediaUrl, Post, PostId, PostText, User, UserId,
     UserSummary,
 };
 use shared::error::{Error, Result};
-use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{ApiParts, ApiRequest, ApiResponse, Router};
+pub use shared::http::lambda_function;
+use shared::http::{caller_profile, ApiParts, ApiRequest, ApiResponse, RestState, Router};
 use shared::store::page::Page;
 use shared::store::DynamoStore;
 use shared::store::{Budgets, RateLimitedAction};
@@ -70,45 +68,7 @@ pub struct State {
     pub writer: WriterPush,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::http::debug_state(f, &self.config, &self.tokens, &self.clock)
-    }
-}
-
 impl State {
-    /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
-    }
-
-    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(
-        config: Config,
-        clients: &WriterClients,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let ApiParts {
-            config,
-            tokens,
-            clock,
-            store,
-        } = ApiParts::new(config, &clients.dynamodb, clock)?;
-        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
-        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
-        Ok(Self {
-            config,
-            tokens,
-            clock,
-            users: store.clone(),
-            social: store.clone(),
-            posts: store.clone(),
-            feeds: store.clone(),
-            budgets,
-            writer,
-        })
-    }
-
     /// The same state with another writer push (tests record what it posts).
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
@@ -130,44 +90,41 @@ impl State {
     }
 }
 
-impl FunctionState for State {
+impl RestState for State {
     type Clients = WriterClients;
 
-    fn build(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::new(config, clients)
+    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
+        Ok(Self {
+            users: parts.store.clone(),
+            social: parts.store.clone(),
+            posts: parts.store.clone(),
+            feeds: parts.store.clone(),
+            budgets: parts.budgets(),
+            writer: parts.writer_push(clients),
+            config: parts.config,
+            tokens: parts.tokens,
+            clock: parts.clock,
+        })
     }
-}
 
-/// The function's routes.
-pub fn router() -> Router<State> {
-    Router::new()
-        .route(Method::POST, "/posts", create_post)
-        .route(Method::GET, "/posts/{post_id}", get_post)
-        .route(Method::PATCH, "/posts/{post_id}", edit_post)
-        .route(Method::DELETE, "/posts/{post_id}", delete_post)
-        .route(Method::GET, "/feed", feed)
-        .route(Method::GET, "/users/{user_id}/posts", user_posts)
-        .route(Method::PUT, "/posts/{post_id}/like", like)
-        .route(Method::DELETE, "/posts/{post_id}/like", unlike)
-        .route(Method::GET, "/posts/{post_id}/comments", comments)
-        .route(Method::POST, "/posts/{post_id}/comments", add_comment)
-        .route(
-            Method::DELETE,
-            "/posts/{post_id}/comments/{comment_id}",
-            delete_comment,
-        )
-}
-
-static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
-
-/// Handles one API Gateway request; every error is already a JSON error response.
-pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(ROUTER.handle(Arc::clone(state), request).await)
-}
-
-/// The handler as the local gateway and the route tests invoke it.
-pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    shared::http::lambda_function(&ROUTER, state)
+    fn router() -> Router<Self> {
+        Router::new()
+            .route(Method::POST, "/posts", create_post)
+            .route(Method::GET, "/posts/{post_id}", get_post)
+            .route(Method::PATCH, "/posts/{post_id}", edit_post)
+            .route(Method::DELETE, "/posts/{post_id}", delete_post)
+            .route(Method::GET, "/feed", feed)
+            .route(Method::GET, "/users/{user_id}/posts", user_posts)
+            .route(Method::PUT, "/posts/{post_id}/like", like)
+            .route(Method::DELETE, "/posts/{post_id}/like", unlike)
+            .route(Method::GET, "/posts/{post_id}/comments", comments)
+            .route(Method::POST, "/posts/{post_id}/comments", add_comment)
+            .route(
+                Method::DELETE,
+                "/posts/{post_id}/comments/{comment_id}",
+                delete_comment,
+            )
+    }
 }
 
 /// The routes that read the request body, for [`read_body`].
@@ -331,22 +288,12 @@ async fn comment_views(state: &State, page: Page<Comment>) -> Result<Page<Commen
     })
 }
 
-/// The caller's own profile (they hold a valid token, so it must exist).
-async fn caller_profile(state: &State, caller: UserId) -> Result<User> {
-    state
-        .users
-        .get_user(caller)
-        .await?
-        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
-}
-
 // ---- handlers ------------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let (text, media_url) = CreatePostBody::read(&request)?;
-    let author = caller_profile(&state, caller).await?;
+    let author = caller_profile(state.users.as_ref(), caller).await?;
     state.budgets.spend(caller, RateLimitedAction::Post).await?;
     // The post's audience is read while the post commits (it depends on the author only).
     let (post, ahead) = futures::join!(
@@ -364,7 +311,6 @@ async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     ApiResponse::created(PostView::new(post, &author, false))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -373,7 +319,6 @@ async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -396,12 +341,11 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
         }
         Err(other) => return Err(other),
     };
-    let author = caller_profile(&state, caller).await?;
+    let author = caller_profile(state.users.as_ref(), caller).await?;
     let liked_by_me = state.posts.has_liked(caller, post.id).await?;
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -416,7 +360,6 @@ async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -424,7 +367,6 @@ async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
@@ -436,7 +378,6 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -454,7 +395,6 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(liked.outcome)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -464,7 +404,6 @@ async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(unliked)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
@@ -478,13 +417,12 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(comment_views(&state, comments).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let text = CommentText::parse(&request.json::<TextBody>()?.text)?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
-    let author = caller_profile(&state, caller).await?;
+    let author = caller_profile(state.users.as_ref(), caller).await?;
     state
         .budgets
         .spend(caller, RateLimitedAction::Comment)
@@ -507,7 +445,6 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     ApiResponse::created(CommentView::new(comment.outcome, &author))
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;

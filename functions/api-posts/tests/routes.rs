@@ -11,6 +11,7 @@ use shared::auth::keys::SigningKey;
 use shared::clock::{to_millis, Clock, ManualClock};
 use shared::domain::{CommentId, PostId, UserId};
 use shared::events::Event;
+use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::push::PushError;
 use shared::testkit::api::{
@@ -128,7 +129,7 @@ async fn every_route_rejects_a_missing_or_invalid_token() {
     let routes = every_route(&id_of(&post), &id_of(&comment), &alice.user.id.to_string());
     assert_eq!(
         routes.len(),
-        api_posts::router().routes().len(),
+        api_posts::State::router().routes().len(),
         "every route is covered"
     );
     for (method, path, body) in routes {
@@ -783,7 +784,7 @@ async fn every_fixture_is_an_event_that_reaches_its_route() {
     let api = start().await;
     let alice = api.account("alice").await;
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let route_count = api_posts::router().routes().len();
+    let route_count = api_posts::State::router().routes().len();
     for fixture in api
         .invoke_fixtures(&directory, &alice.token, route_count)
         .await

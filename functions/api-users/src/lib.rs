@@ -29,21 +29,21 @@
 //! other, which the notifications list hides, so the unread count matches the list.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::Method;
-use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
-use shared::clock::{Clock, SystemClock};
+use shared::clock::Clock;
 use shared::config::Config;
 use shared::domain::{self, Bio, DisplayName, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
-use shared::function::{FunctionState, LambdaFunction};
-use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, Router};
+pub use shared::http::lambda_function;
+use shared::http::{
+    caller_profile, with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router,
+};
 use shared::store::DynamoStore;
 use shared::store::Page;
 use shared::store::{Budgets, RateLimitedAction};
@@ -69,39 +69,6 @@ pub struct State {
 }
 
 impl State {
-    /// Production state: DynamoDB stores and the system clock.
-    pub fn new(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
-    }
-
-    /// DynamoDB stores and the given clock (tests move a `ManualClock`).
-    pub fn with_clock(
-        config: Config,
-        clients: &WriterClients,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let ApiParts {
-            config,
-            tokens,
-            clock,
-            store,
-        } = ApiParts::new(config, &clients.dynamodb, clock)?;
-        let writer = WriterPush::from_clients(&config, clients, store.clone(), clock.clone());
-        let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
-        Ok(Self {
-            config,
-            tokens,
-            clock,
-            users: store.clone(),
-            social: store.clone(),
-            notifications: store.clone(),
-            budgets,
-            connections: store.clone(),
-            posts: store,
-            writer,
-        })
-    }
-
     /// The same state with another writer push (tests record what it posts).
     pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
         self.writer = writer;
@@ -109,51 +76,49 @@ impl State {
     }
 }
 
-impl FunctionState for State {
+impl RestState for State {
     type Clients = WriterClients;
 
-    fn build(config: Config, clients: &WriterClients) -> Result<Self> {
-        Self::new(config, clients)
+    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
+        Ok(Self {
+            users: parts.store.clone(),
+            social: parts.store.clone(),
+            notifications: parts.store.clone(),
+            budgets: parts.budgets(),
+            connections: parts.store.clone(),
+            posts: parts.store.clone(),
+            writer: parts.writer_push(clients),
+            config: parts.config,
+            tokens: parts.tokens,
+            clock: parts.clock,
+        })
     }
-}
 
-/// The function's routes.
-pub fn router() -> Router<State> {
-    Router::new()
-        .route(Method::GET, "/users/me", get_me)
-        .route(Method::PATCH, "/users/me", update_me)
-        .route(Method::GET, "/users", search_users)
-        .route(Method::GET, "/users/{user_id}", get_user)
-        .route(Method::PUT, "/users/{user_id}/follow", follow)
-        .route(Method::DELETE, "/users/{user_id}/follow", unfollow)
-        .route(Method::GET, "/users/{user_id}/followers", followers)
-        .route(Method::GET, "/users/{user_id}/following", following)
-        .route(Method::GET, "/follow-requests", follow_requests)
-        .route(
-            Method::POST,
-            "/follow-requests/{user_id}/accept",
-            accept_follow_request,
-        )
-        .route(
-            Method::POST,
-            "/follow-requests/{user_id}/reject",
-            reject_follow_request,
-        )
-        .route(Method::PUT, "/users/{user_id}/block", block)
-        .route(Method::DELETE, "/users/{user_id}/block", unblock)
-        .route(Method::GET, "/blocks", blocks)
-}
-
-static ROUTER: LazyLock<Router<State>> = LazyLock::new(router);
-
-/// Handles one API Gateway request; every error is already a JSON error response.
-pub async fn handle(state: &Arc<State>, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(ROUTER.handle(Arc::clone(state), request).await)
-}
-
-/// The handler as the local gateway and the route tests invoke it.
-pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    shared::http::lambda_function(&ROUTER, state)
+    fn router() -> Router<Self> {
+        Router::new()
+            .route(Method::GET, "/users/me", get_me)
+            .route(Method::PATCH, "/users/me", update_me)
+            .route(Method::GET, "/users", search_users)
+            .route(Method::GET, "/users/{user_id}", get_user)
+            .route(Method::PUT, "/users/{user_id}/follow", follow)
+            .route(Method::DELETE, "/users/{user_id}/follow", unfollow)
+            .route(Method::GET, "/users/{user_id}/followers", followers)
+            .route(Method::GET, "/users/{user_id}/following", following)
+            .route(Method::GET, "/follow-requests", follow_requests)
+            .route(
+                Method::POST,
+                "/follow-requests/{user_id}/accept",
+                accept_follow_request,
+            )
+            .route(
+                Method::POST,
+                "/follow-requests/{user_id}/reject",
+                reject_follow_request,
+            )
+            .route(Method::PUT, "/users/{user_id}/block", block)
+            .route(Method::DELETE, "/users/{user_id}/block", unblock)
+            .route(Method::GET, "/blocks", blocks)
+    }
 }
 
 /// The routes that read the request body, for [`read_body`].
@@ -246,16 +211,6 @@ fn other_user(request: &ApiRequest, caller: UserId, action: &str) -> Result<User
     Ok(other)
 }
 
-/// The caller's own profile (a valid token for a user without a profile is a 401: the
-/// account is gone).
-async fn caller_profile(state: &State, caller: UserId) -> Result<User> {
-    state
-        .users
-        .get_user(caller)
-        .await?
-        .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
-}
-
 /// The `?q=` of a search, lower-cased: 1–30 characters a username may contain.
 fn search_prefix(request: &ApiRequest) -> Result<String> {
     let raw = request
@@ -333,13 +288,11 @@ async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> R
 
 // ---- profiles and search --------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    ApiResponse::ok(caller_profile(&state, caller).await?)
+    ApiResponse::ok(caller_profile(state.users.as_ref(), caller).await?)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let update = ProfilePatch::read(&request)?;
@@ -359,13 +312,12 @@ async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     ApiResponse::ok(user)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let id = request.path_id("user_id")?;
     let (user, relationship) = if id == caller {
         (
-            caller_profile(&state, caller).await?,
+            caller_profile(state.users.as_ref(), caller).await?,
             Relationship::default(),
         )
     } else {
@@ -381,7 +333,6 @@ async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ApiResponse::ok(ProfileView { user, relationship })
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let prefix = search_prefix(&request)?;
@@ -403,7 +354,6 @@ async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
 
 // ---- follows --------------------------------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "follow")?;
@@ -446,7 +396,6 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     ApiResponse::ok(FollowStatus { status })
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unfollow")?;
@@ -458,19 +407,16 @@ async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn followers(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     follow_list(&state, &request, FollowList::Followers).await
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn following(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     follow_list(&state, &request, FollowList::Following).await
 }
 
 // ---- follow requests (always the caller's own) ------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
@@ -479,7 +425,6 @@ async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiRe
     ApiResponse::ok(related)
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     // Nobody can ask to follow themself; without this check the accept's transaction would
@@ -500,7 +445,6 @@ async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let requester = other_user(&request, caller, "reject a follow request from")?;
@@ -514,7 +458,6 @@ async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 
 // ---- blocks (always the caller's own) ---------------------------------------------------------
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "block")?;
@@ -549,7 +492,6 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unblock")?;
@@ -562,7 +504,6 @@ async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
     Ok(ApiResponse::no_content())
 }
 
-#[tracing::instrument(skip(state, request), fields(request_id = %request.request_id))]
 async fn blocks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;

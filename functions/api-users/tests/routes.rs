@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use shared::auth::keys::SigningKey;
 use shared::domain::{new_id, NotificationKind, PostText, UserId};
 use shared::events::Event;
+use shared::http::RestState;
 use shared::push::testing::RecordingPush;
 use shared::store::dynamo::n;
 use shared::store::page::PageRequest;
@@ -137,7 +138,8 @@ async fn a_valid_token_of_an_account_that_does_not_exist_is_unauthorized() {
 /// (That the OpenAPI spec lists exactly these routes is checked in `tests/tests/contracts.rs`.)
 #[test]
 fn the_unauthorized_table_covers_every_route() {
-    let served: BTreeSet<(String, String)> = api_users::router().routes().into_iter().collect();
+    let served: BTreeSet<(String, String)> =
+        api_users::State::router().routes().into_iter().collect();
     let other = new_id();
     let tested: BTreeSet<(String, String)> = every_route(other)
         .into_iter()

@@ -66,18 +66,16 @@ pub use shared::fanout::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<SqsEvent>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// Handles one batch of queue messages; reports the ones to redeliver.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<SqsEvent>,
 ) -> std::result::Result<SqsBatchResponse, BoxError> {
+    let state = state.as_ref();
     let messages = &event.payload.records;
     let outcomes: Vec<(usize, Handled)> = stream::iter(0..messages.len())
         .map(

@@ -1,6 +1,6 @@
 //! `stream-router`: the DynamoDB stream consumer of the push tier.
 //!
-//! For each record of a batch: [`decide::decide`] says which events it causes and for whom
+//! For each record of a batch: [`decide()`] says which events it causes and for whom
 //! (pure), the effects are carried out (presence announcements, delayed offline checks,
 //! releasing TTL-deleted connections), each audience is resolved to connection ids (online
 //! users only; the connections of 100 users are one `BatchGetItem`), and the event is
@@ -36,7 +36,7 @@
 //! answer is as fresh as the batch, which is already how stale a single record's resolution
 //! is by the time it is pushed.
 
-pub mod decide;
+mod decide;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ use shared::writer_push::WRITER_PUSHED_EVENTS;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::decide::{decide, BadRecord, Decision, Effect, Push};
+pub use crate::decide::{decide, BadRecord, Decision, Effect, Push};
 
 /// The `Function` dimension of this function's metrics.
 pub const FUNCTION_NAME: &str = "stream-router";
@@ -74,10 +74,7 @@ pub use shared::fanout::PushFunctionState as State;
 
 /// The function as the local gateway and tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<DynamoDbEvent>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// What [`decide`] made of one record.
@@ -153,9 +150,10 @@ async fn delivery_markers(
 /// Handles one batch of stream records; reports failed records for redelivery.
 #[tracing::instrument(skip(state, event), fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> std::result::Result<DynamoDbEventResponse, BoxError> {
+    let state = state.as_ref();
     let records = &event.payload.records;
     // Each record is decided once; the groups below take their records' decisions.
     let mut decisions: Vec<Option<Decided>> =

@@ -6,7 +6,7 @@ use aws_lambda_events::event::dynamodb::{EventRecord, UserIdentity};
 use proptest::prelude::*;
 use serde_dynamo::{AttributeValue, Item};
 use std::collections::HashMap;
-use stream_router::decide::decide;
+use stream_router::decide;
 
 /// Every attribute name the decoded items have (domain records, connections, presence),
 /// so generated images sometimes parse and the decoder's later steps are reached too.

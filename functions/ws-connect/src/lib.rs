@@ -32,6 +32,7 @@ use shared::config::Config;
 use shared::domain::{Connection, UserId};
 use shared::error::{Error, Result};
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
+use shared::http::ApiParts;
 use shared::store::DynamoStore;
 
 /// The subprotocol of this protocol version; clients offer it first, the token second.
@@ -42,10 +43,10 @@ pub const SUBPROTOCOL: &str = "ripple.v1";
 pub const CONNECTION_TTL: Duration = Duration::minutes(2 * 60 + 15);
 
 /// Longest user agent stored (it is informational; browsers send ~150 characters).
-pub const MAX_USER_AGENT_CHARS: usize = 256;
+const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Longest token accepted before verification (real tokens are ~250 characters).
-pub const MAX_TOKEN_CHARS: usize = 4096;
+const MAX_TOKEN_CHARS: usize = 4096;
 
 /// Everything the handler needs, built once per cold start.
 pub struct State {
@@ -55,74 +56,34 @@ pub struct State {
     pub clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("tokens", &self.tokens)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Production state: the DynamoDB store and the system clock.
-    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::with_clock(config, clients, Arc::new(SystemClock))
-    }
-
-    /// The DynamoDB store and the given clock.
-    pub fn with_clock(
-        config: Config,
-        clients: &DynamoClients,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Self::from_parts(config, store, clock)
-    }
-
-    /// State over any connection store.
-    pub fn from_parts(
-        config: Config,
-        connections: Arc<DynamoStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        let tokens = TokenService::new(&config.jwt)?;
-        Ok(Self {
-            config,
-            connections,
-            tokens,
-            clock,
-        })
-    }
-}
-
 impl FunctionState for State {
     type Clients = DynamoClients;
 
+    /// The DynamoDB store, tokens from `config.jwt`, the system clock.
     fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::new(config, clients)
+        let parts = ApiParts::new(config, &clients.dynamodb, Arc::new(SystemClock))?;
+        Ok(Self {
+            connections: parts.store,
+            config: parts.config,
+            tokens: parts.tokens,
+            clock: parts.clock,
+        })
     }
 }
 
 /// The function as the local gateway and the tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// Handles one `$connect`. Every failure is a status code (API Gateway rejects the
 /// handshake with it); nothing here is an invocation error.
 #[tracing::instrument(skip(state, event), fields(request_id = %request_id(&event.payload)))]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let state = state.as_ref();
     let request = &event.payload;
     let request_id = request_id(request);
     let credentials = Credentials::from_request(request);

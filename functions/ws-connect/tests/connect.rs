@@ -8,6 +8,7 @@ use shared::auth::keys::SigningKey;
 use shared::auth::TokenService;
 use shared::config::Config;
 use shared::domain::new_id;
+use shared::function::FunctionState;
 use shared::function::LambdaFunction;
 use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent, WsResponse};
@@ -28,7 +29,7 @@ impl Gateway {
         let config = db.config();
         let clients = db.clients(&config);
         let tokens = shared::testkit::test_token_service(&config);
-        let state = Arc::new(State::new(config.clone(), &clients).unwrap());
+        let state = Arc::new(State::build(config.clone(), &clients).unwrap());
         Self {
             store: db.store(),
             function: ws_connect::lambda_function(state),

@@ -23,47 +23,22 @@ pub struct State {
     pub connections: Arc<DynamoStore>,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Production state over the DynamoDB store.
-    pub fn new(config: Config, clients: &DynamoClients) -> Result<Self> {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &config.table_name,
-        ));
-        Ok(Self::from_parts(config, store))
-    }
-
-    /// State over any connection store.
-    pub fn from_parts(config: Config, connections: Arc<DynamoStore>) -> Self {
-        Self {
-            config,
-            connections,
-        }
-    }
-}
-
 impl FunctionState for State {
     type Clients = DynamoClients;
 
+    /// The DynamoDB store.
     fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
-        Self::new(config, clients)
+        let store = DynamoStore::new(clients.dynamodb.clone(), &config.table_name);
+        Ok(Self {
+            config,
+            connections: Arc::new(store),
+        })
     }
 }
 
 /// The function as the local gateway and the tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// Handles one `$disconnect`; always 200 (see the module docs).
@@ -72,9 +47,10 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     fields(request_id = %event.payload.request_context.request_id.as_deref().unwrap_or_default())
 )]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let state = state.as_ref();
     let context = &event.payload.request_context;
     match disconnect(state, context.connection_id.as_deref()).await {
         Ok(Some(user)) => tracing::info!(

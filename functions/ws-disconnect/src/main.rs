@@ -6,17 +6,9 @@
 // future type nests deeper than the default limit of 128.
 #![recursion_limit = "256"]
 
-use std::sync::Arc;
-
-use lambda_runtime::{service_fn, LambdaEvent};
-
 // One thread: a Lambda instance handles one event at a time, and a multi-thread runtime
 // spawns its workers during init (measured: docs/benchmarks.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let state = Arc::new(shared::function::cold_start::<ws_disconnect::State>().await?);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        ws_disconnect::handle(&state, event)
-    }))
-    .await
+    shared::function::run(ws_disconnect::handle).await
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use shared::domain::{new_id, Connection, PostId, Subscription, UserId};
+use shared::function::FunctionState;
 use shared::store::DynamoStore;
 use shared::testkit::ws::{connection_id, WsEvent};
 use shared::testkit::TestDb;
@@ -44,7 +45,7 @@ async fn disconnect_removes_the_connection_and_its_subscriptions_and_is_idempote
     let config = db.config();
     let store = db.store();
     let function = ws_disconnect::lambda_function(Arc::new(
-        State::new(config.clone(), &db.clients(&config)).unwrap(),
+        State::build(config.clone(), &db.clients(&config)).unwrap(),
     ));
     let user = new_id();
     let channels = vec![

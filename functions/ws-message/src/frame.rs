@@ -3,14 +3,13 @@
 //! A frame is read in two steps. First the envelope: a text frame of at most
 //! [`MAX_FRAME_BYTES`] holding a JSON object, whose optional `request_id` (a string of at
 //! most [`MAX_REQUEST_ID_CHARS`]) is taken out so that even a frame rejected later gets an
-//! `error` carrying it. Then the rest is deserialised into [`Action`], a tagged enum that
-//! denies unknown fields — the action is never guessed from loose JSON.
+//! `error` carrying it. Then the rest is deserialised into [`Action`], a tagged enum whose
+//! actions deny unknown fields — the action is never guessed from loose JSON.
 
-use serde::Deserialize;
 use serde_json::Value;
-use shared::domain::UserId;
 use shared::error::{Error, Result};
-use shared::events::TypingState;
+
+use crate::action::Action;
 
 /// Largest frame accepted. Every action fits in a few hundred bytes; API Gateway's own
 /// limit (128 KB) is far above what a well-behaved client ever sends.
@@ -18,22 +17,6 @@ pub const MAX_FRAME_BYTES: usize = 4 * 1024;
 
 /// Longest `request_id` echoed back.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
-
-/// What a client asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Action {
-    /// Join `post:{post_id}` or `presence:{user_id}`.
-    Subscribe { channel: String },
-    /// Leave a channel (idempotent).
-    Unsubscribe { channel: String },
-    /// Tell `to` that the caller started or stopped typing.
-    Typing { to: UserId, state: TypingState },
-    /// Keep-alive; answered with `pong`.
-    Ping {},
-    /// Replay what happened since `since` (a cursor from an earlier event).
-    Resume { since: String },
-}
 
 /// The WebSocket API's route keys (`$request.body.action`, else `$default`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,25 +41,6 @@ impl Route {
             "resume" => Self::Resume,
             _ => return None,
         })
-    }
-}
-
-impl Action {
-    /// The route API Gateway selects for this action.
-    pub fn route(&self) -> Route {
-        match self {
-            Self::Subscribe { .. } => Route::Subscribe,
-            Self::Unsubscribe { .. } => Route::Unsubscribe,
-            Self::Typing { .. } => Route::Typing,
-            Self::Ping {} => Route::Ping,
-            Self::Resume { .. } => Route::Resume,
-        }
-    }
-
-    /// Whether API Gateway could have delivered this action on `route`: its own route, or
-    /// `$default` (a stage whose template lacks the action route still works).
-    pub fn arrives_on(&self, route: Route) -> bool {
-        route == Route::Default || route == self.route()
     }
 }
 
@@ -135,6 +99,8 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::{Ping, Resume, Subscribe, Typing, Unsubscribe};
+    use shared::events::TypingState;
 
     fn read(body: &str) -> Frame {
         Frame::read(Some(body), false)
@@ -146,29 +112,32 @@ mod tests {
         let cases = [
             (
                 r#"{"action":"subscribe","request_id":"r1","channel":"post:x"}"#,
-                Action::Subscribe {
+                Action::Subscribe(Subscribe {
                     channel: "post:x".into(),
-                },
+                }),
             ),
             (
                 r#"{"action":"unsubscribe","request_id":"r1","channel":"post:x"}"#,
-                Action::Unsubscribe {
+                Action::Unsubscribe(Unsubscribe {
                     channel: "post:x".into(),
-                },
+                }),
             ),
             (
                 &format!(
                     r#"{{"action":"typing","request_id":"r1","to":"{user}","state":"start"}}"#
                 ),
-                Action::Typing {
+                Action::Typing(Typing {
                     to: user,
                     state: TypingState::Start,
-                },
+                }),
             ),
-            (r#"{"action":"ping","request_id":"r1"}"#, Action::Ping {}),
+            (
+                r#"{"action":"ping","request_id":"r1"}"#,
+                Action::Ping(Ping {}),
+            ),
             (
                 r#"{"action":"resume","request_id":"r1","since":"c"}"#,
-                Action::Resume { since: "c".into() },
+                Action::Resume(Resume { since: "c".into() }),
             ),
         ];
         for (body, expected) in cases {
@@ -182,7 +151,7 @@ mod tests {
     fn request_id_is_optional() {
         let frame = read(r#"{"action":"ping"}"#);
         assert_eq!(frame.request_id, None);
-        assert_eq!(frame.action.unwrap(), Action::Ping {});
+        assert_eq!(frame.action.unwrap(), Action::Ping(Ping {}));
     }
 
     #[test]
@@ -243,7 +212,7 @@ mod tests {
 
     #[test]
     fn actions_arrive_on_their_route_or_default() {
-        let ping = Action::Ping {};
+        let ping = Action::Ping(Ping {});
         assert!(ping.arrives_on(Route::Ping));
         assert!(ping.arrives_on(Route::Default));
         assert!(!ping.arrives_on(Route::Typing));

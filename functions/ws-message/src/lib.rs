@@ -38,20 +38,21 @@ use lambda_runtime::LambdaEvent;
 use shared::aws::PushClients;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::domain::{Connection, Subscription};
+use shared::domain::Connection;
 use shared::error::{Error, Result};
-use shared::events::{Channel, Event, EventBody};
+use shared::events::Event;
 use shared::function::{BoxError, FunctionState, LambdaFunction, TypedFunction};
 use shared::push::{DirectPush, PushClient};
+use shared::store::Budgets;
 use shared::store::DynamoStore;
-use shared::store::{Budgets, RateLimitedAction};
 
-pub mod channels;
-pub mod frame;
-pub mod resume;
-pub mod typing;
+mod action;
+mod frame;
 
-use frame::{Action, Frame, Route};
+pub use action::{
+    Action, Ping, Received, Resume, Subscribe, Typing, TypingLimiter, Unsubscribe, TYPING_INTERVAL,
+};
+pub use frame::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
@@ -70,29 +71,11 @@ pub struct State {
     pub push: DirectPush,
     pub clock: Arc<dyn Clock>,
     /// The 1-per-second typing limit of this container's connections (in memory: typing is
-    /// never written to DynamoDB; see [`typing::TypingLimiter`] for the trade-off).
-    pub typing: typing::TypingLimiter,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("table", &self.config.table_name)
-            .field("push", &self.push)
-            .field("clock", &self.clock)
-            .field("typing", &self.typing)
-            .finish_non_exhaustive()
-    }
+    /// never written to DynamoDB; see [`TypingLimiter`] for the trade-off).
+    pub typing: TypingLimiter,
 }
 
 impl State {
-    /// Production state: DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is
-    /// required) and the system clock.
-    pub fn new(config: Config, clients: &PushClients) -> Result<Self> {
-        let (store, push) = shared::push::pushing_parts(&config, clients)?;
-        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
-    }
-
     /// State over the given store, push client and clock.
     pub fn from_parts(
         config: Config,
@@ -115,7 +98,7 @@ impl State {
             budgets,
             push,
             clock,
-            typing: typing::TypingLimiter::default(),
+            typing: TypingLimiter::default(),
         }
     }
 }
@@ -123,17 +106,17 @@ impl State {
 impl FunctionState for State {
     type Clients = PushClients;
 
+    /// DynamoDB stores, the management API (`WS_MANAGEMENT_ENDPOINT` is required) and the
+    /// system clock.
     fn build(config: Config, clients: &PushClients) -> Result<Self> {
-        Self::new(config, clients)
+        let (store, push) = shared::push::pushing_parts(&config, clients)?;
+        Ok(Self::from_parts(config, store, push, Arc::new(SystemClock)))
     }
 }
 
 /// The function as the local gateway and the tests invoke it.
 pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
-    TypedFunction::new(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let state = Arc::clone(&state);
-        async move { handle(&state, event).await }
-    })
+    TypedFunction::serving(state, handle)
 }
 
 /// Handles one message. Always 200: the outcome, error or not, is the reply's body.
@@ -145,9 +128,10 @@ pub fn lambda_function(state: Arc<State>) -> Arc<dyn LambdaFunction> {
     )
 )]
 pub async fn handle(
-    state: &State,
+    state: Arc<State>,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> std::result::Result<ApiGatewayProxyResponse, BoxError> {
+    let state = state.as_ref();
     let request = &event.payload;
     let frame = Frame::read(request.body.as_deref(), request.is_base64_encoded);
     let request_id = frame.request_id.clone();
@@ -185,98 +169,33 @@ async fn process(
 ) -> Result<Option<Event>> {
     let context = &request.request_context;
     let route_key = context.route_key.as_deref().unwrap_or_default();
+    let action = routed_action(route_key, frame.action)?;
+    let at = state.clock.now();
+    // Every action, ping included, needs a registered connection: a socket whose record
+    // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
+    // receiving nothing. `unauthorized` tells the client to reconnect.
+    let caller = caller(state, context.connection_id.as_deref()).await?;
+    let received = Received {
+        caller,
+        request_id: frame.request_id,
+        at,
+    };
+    action.apply(state, received).await
+}
+
+/// The frame's action, if it came on a route this function serves and that API Gateway
+/// could have picked for it; any other route is a deployment mistake, not a client's.
+fn routed_action(route_key: &str, action: Result<Action>) -> Result<Action> {
     let route = Route::parse(route_key)
         .ok_or_else(|| Error::invariant(format!("ws-message invoked for route {route_key:?}")))?;
-    let action = frame.action?;
+    let action = action?;
     if !action.arrives_on(route) {
         return Err(Error::invariant(format!(
             "route {route_key:?} delivered a {:?} frame",
             action.route()
         )));
     }
-    let request_id = frame.request_id;
-    let now = state.clock.now();
-    // Every action, ping included, needs a registered connection: a socket whose record
-    // the push tier removed (a 410 it took for gone) must learn it, or it would sit there
-    // receiving nothing. `unauthorized` tells the client to reconnect.
-    let caller = caller(state, context.connection_id.as_deref()).await?;
-    match action {
-        Action::Ping {} => Ok(Some(Event::ephemeral(
-            EventBody::Pong {
-                server_time: now,
-                request_id,
-            },
-            now,
-        ))),
-        Action::Subscribe { channel } => {
-            let channel = Channel::parse(&channel)?;
-            state
-                .budgets
-                .spend(caller.user_id, RateLimitedAction::Subscribe)
-                .await?;
-            channels::authorize(state, caller.user_id, channel).await?;
-            let subscription = Subscription {
-                channel: channel.to_string(),
-                connection_id: caller.connection_id.clone(),
-                user_id: caller.user_id,
-            };
-            state
-                .connections
-                .subscribe(&subscription, caller.expires_at)
-                .await?;
-            Ok(Some(Event::ephemeral(
-                EventBody::Subscribed {
-                    channel: subscription.channel,
-                    request_id,
-                },
-                now,
-            )))
-        }
-        Action::Unsubscribe { channel } => {
-            let channel = Channel::parse(&channel)?.to_string();
-            state
-                .connections
-                .unsubscribe(&caller.connection_id, &channel)
-                .await?;
-            Ok(Some(Event::ephemeral(
-                EventBody::Unsubscribed {
-                    channel,
-                    request_id,
-                },
-                now,
-            )))
-        }
-        Action::Typing { to, state: typing } => {
-            let delivered = typing::relay(state, &caller, to, typing).await?;
-            tracing::debug!(%to, delivered, "typing relayed");
-            Ok(None)
-        }
-        Action::Resume { since } => {
-            state
-                .budgets
-                .spend(caller.user_id, RateLimitedAction::Resume)
-                .await?;
-            let sent = resume::replay_to(
-                state,
-                caller.user_id,
-                &caller.connection_id,
-                &since,
-                request_id.as_deref(),
-                now,
-            )
-            .await?;
-            let resume::Resumed::Sent(replay) = sent else {
-                return Ok(None);
-            };
-            tracing::info!(
-                replayed = replay.replayed,
-                gap = replay.gap,
-                feed_new_posts = replay.feed_new_posts,
-                "resumed"
-            );
-            Ok(Some(replay.resumed(request_id, state.clock.now())))
-        }
-    }
+    Ok(action)
 }
 
 /// The caller's connection; a connection `ws-connect` did not register (or that expired)

@@ -6,7 +6,10 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use shared::domain::UserId;
 use shared::events::TypingState;
-use ws_message::frame::{Action, Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
+use ws_message::{
+    Action, Frame, Ping, Resume, Route, Subscribe, Typing, Unsubscribe, MAX_FRAME_BYTES,
+    MAX_REQUEST_ID_CHARS,
+};
 
 /// Reads `body` and checks what holds for every frame.
 fn read(body: &str) -> Result<Frame, TestCaseError> {
@@ -27,27 +30,31 @@ fn read(body: &str) -> Result<Frame, TestCaseError> {
 fn action() -> impl Strategy<Value = Action> {
     let typing = prop_oneof![Just(TypingState::Start), Just(TypingState::Stop)];
     prop_oneof![
-        ".{0,80}".prop_map(|channel| Action::Subscribe { channel }),
-        ".{0,80}".prop_map(|channel| Action::Unsubscribe { channel }),
-        (1..=u128::MAX, typing).prop_map(|(to, state)| Action::Typing {
+        ".{0,80}".prop_map(|channel| Action::Subscribe(Subscribe { channel })),
+        ".{0,80}".prop_map(|channel| Action::Unsubscribe(Unsubscribe { channel })),
+        (1..=u128::MAX, typing).prop_map(|(to, state)| Action::Typing(Typing {
             to: UserId::from_u128(to),
             state
-        }),
-        Just(Action::Ping {}),
-        ".{0,80}".prop_map(|since| Action::Resume { since }),
+        })),
+        Just(Action::Ping(Ping {})),
+        ".{0,80}".prop_map(|since| Action::Resume(Resume { since })),
     ]
 }
 
 /// The JSON a client sends for `action` (Action is read-only: no `Serialize`).
 fn frame_json(action: &Action) -> Value {
     match action {
-        Action::Subscribe { channel } => json!({"action": "subscribe", "channel": channel}),
-        Action::Unsubscribe { channel } => json!({"action": "unsubscribe", "channel": channel}),
-        Action::Typing { to, state } => {
+        Action::Subscribe(Subscribe { channel }) => {
+            json!({"action": "subscribe", "channel": channel})
+        }
+        Action::Unsubscribe(Unsubscribe { channel }) => {
+            json!({"action": "unsubscribe", "channel": channel})
+        }
+        Action::Typing(Typing { to, state }) => {
             json!({"action": "typing", "to": to, "state": state.as_str()})
         }
-        Action::Ping {} => json!({"action": "ping"}),
-        Action::Resume { since } => json!({"action": "resume", "since": since}),
+        Action::Ping(Ping {}) => json!({"action": "ping"}),
+        Action::Resume(Resume { since }) => json!({"action": "resume", "since": since}),
     }
 }
 

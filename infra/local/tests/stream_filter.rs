@@ -145,7 +145,7 @@ fn router_acts_on(record: &Value) -> bool {
     let parsed: aws_lambda_events::event::dynamodb::EventRecord =
         serde_json::from_value(record.clone())
             .unwrap_or_else(|error| panic!("not a Lambda stream record ({error}): {record}"));
-    match stream_router::decide::decide(&parsed) {
+    match stream_router::decide(&parsed) {
         Ok(decision) => !decision.is_empty(),
         Err(_) => true,
     }

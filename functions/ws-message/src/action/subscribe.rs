@@ -1,4 +1,5 @@
-//! Who may subscribe to which channel.
+//! `subscribe {channel}`: joins a room, after the caller's per-minute budget and the check
+//! of who may subscribe to which channel:
 //!
 //! - `post:{post_id}`: whoever may view the post — the post rule of `shared::visibility`: a
 //!   missing post, one hidden by a block either way, or one of a private author the caller
@@ -7,15 +8,54 @@
 //! - `presence:{user_id}`: a mutual follow of a user who shows their presence; a missing
 //!   (or blocked either way) user is `not_found`, anyone else `forbidden`.
 
-use shared::domain::UserId;
+use serde::Deserialize;
+use shared::domain::{Subscription, UserId};
 use shared::error::{Error, Result};
-use shared::events::Channel;
+use shared::events::{Channel, Event, EventBody};
+use shared::store::RateLimitedAction;
 use shared::visibility::{self, PostSources};
 
+use super::Received;
 use crate::State;
 
+/// Join `post:{post_id}` or `presence:{user_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub channel: String,
+}
+
+impl Subscribe {
+    /// Stores the membership; the reply is `subscribed {channel}`.
+    pub async fn apply(self, state: &State, received: Received) -> Result<Event> {
+        let caller = &received.caller;
+        let channel = Channel::parse(&self.channel)?;
+        state
+            .budgets
+            .spend(caller.user_id, RateLimitedAction::Subscribe)
+            .await?;
+        authorize(state, caller.user_id, channel).await?;
+        let subscription = Subscription {
+            channel: channel.to_string(),
+            connection_id: caller.connection_id.clone(),
+            user_id: caller.user_id,
+        };
+        state
+            .connections
+            .subscribe(&subscription, caller.expires_at)
+            .await?;
+        Ok(Event::ephemeral(
+            EventBody::Subscribed {
+                channel: subscription.channel,
+                request_id: received.request_id,
+            },
+            received.at,
+        ))
+    }
+}
+
 /// `Ok` if `viewer` may subscribe to `channel`.
-pub async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Result<()> {
+async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Result<()> {
     match channel {
         Channel::Post(post_id) => {
             let sources = PostSources {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
 use shared::domain::{Connection, MessageStatus, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Event, TypingState};
@@ -19,6 +20,23 @@ use shared::store::message_status;
 use shared::visibility;
 
 use crate::State;
+
+/// Tell `to` that the caller started or stopped typing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Typing {
+    pub to: UserId,
+    pub state: TypingState,
+}
+
+impl Typing {
+    /// Relays the typing state; there is no reply.
+    pub async fn apply(self, state: &State, caller: &Connection) -> Result<()> {
+        let delivered = relay(state, caller, self.to, self.state).await?;
+        tracing::debug!(to = %self.to, delivered, "typing relayed");
+        Ok(())
+    }
+}
 
 /// At most one typing frame per connection per this interval.
 pub const TYPING_INTERVAL: Duration = Duration::seconds(1);
@@ -130,7 +148,7 @@ impl Default for TypingLimiter {
 }
 
 /// Relays the caller's typing state to `to`; returns how many connections received it.
-pub async fn relay(
+async fn relay(
     state: &State,
     caller: &Connection,
     to: UserId,

@@ -9,16 +9,57 @@
 //! closing `resumed` is the function's reply, which goes out after them.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use shared::domain::UserId;
 use shared::error::{Error, Result};
+use shared::events::Event;
 use shared::push::Delivery;
 use shared::replay::{self, Replay, ReplaySources};
+use shared::store::RateLimitedAction;
 
+use super::Received;
 use crate::State;
 
+/// Replay what happened since `since` (a cursor from an earlier event).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    pub since: String,
+}
+
+impl Resume {
+    /// Spends the caller's budget, then replays; the reply is `resumed`, or nothing when the
+    /// caller hung up mid-replay.
+    pub async fn apply(self, state: &State, received: Received) -> Result<Option<Event>> {
+        let caller = &received.caller;
+        state
+            .budgets
+            .spend(caller.user_id, RateLimitedAction::Resume)
+            .await?;
+        let sent = replay_to(
+            state,
+            caller.user_id,
+            &caller.connection_id,
+            &self.since,
+            received.request_id.as_deref(),
+            received.at,
+        )
+        .await?;
+        let Resumed::Sent(replay) = sent else {
+            return Ok(None);
+        };
+        tracing::info!(
+            replayed = replay.replayed,
+            gap = replay.gap,
+            feed_new_posts = replay.feed_new_posts,
+            "resumed"
+        );
+        Ok(Some(replay.resumed(received.request_id, state.clock.now())))
+    }
+}
 /// What a resume sent.
 #[derive(Debug)]
-pub enum Resumed {
+enum Resumed {
     /// Every frame went out; the reply is `resumed`.
     Sent(Replay),
     /// The caller hung up mid-replay: nobody to reply to.
@@ -28,7 +69,7 @@ pub enum Resumed {
 /// Collects what `user` missed since `since` and posts it to `connection_id` in `replay`
 /// frames. A frame that cannot be delivered fails the resume: a silent hole in the replay
 /// would go unnoticed, an error makes the client resume again.
-pub async fn replay_to(
+async fn replay_to(
     state: &State,
     user: UserId,
     connection_id: &str,
