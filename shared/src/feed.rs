@@ -84,9 +84,7 @@ pub struct FeedOutcome {
 /// Carries out [`FeedTask`]s against the store.
 #[derive(Clone)]
 pub struct FeedMaterializer {
-    pub feeds: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub posts: Arc<DynamoStore>,
+    pub store: Arc<DynamoStore>,
     pub limits: FeedLimits,
 }
 
@@ -101,12 +99,7 @@ impl std::fmt::Debug for FeedMaterializer {
 impl FeedMaterializer {
     /// The materializer over one store.
     pub fn new(store: Arc<DynamoStore>, limits: FeedLimits) -> Self {
-        Self {
-            feeds: store.clone(),
-            social: store.clone(),
-            posts: store,
-            limits,
-        }
+        Self { store, limits }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task = task.kind()))]
@@ -176,8 +169,8 @@ impl FeedMaterializer {
     /// follower's feed, for those who still follow.
     async fn backfill_many(&self, author: UserId, viewers: &[UserId]) -> Result<FeedOutcome> {
         let (still_following, mode) = futures::try_join!(
-            self.social.followers_among(author, viewers),
-            self.feeds.feed_mode(author),
+            self.store.followers_among(author, viewers),
+            self.store.feed_mode(author),
         )?;
         let mut viewers: Vec<UserId> = viewers
             .iter()
@@ -191,14 +184,14 @@ impl FeedMaterializer {
         }
         if mode == FeedMode::Merged {
             let markers: Vec<(UserId, UserId)> = viewers.iter().map(|v| (*v, author)).collect();
-            self.feeds.mark_large_followees(&markers).await?;
+            self.store.mark_large_followees(&markers).await?;
             return Ok(FeedOutcome {
                 markers: markers.len(),
                 ..FeedOutcome::default()
             });
         }
         let latest = self
-            .posts
+            .store
             .author_posts(
                 author,
                 &PageRequest::first(self.limits.backfill_posts.max(1)),
@@ -213,7 +206,7 @@ impl FeedMaterializer {
                     .map(|post| (*viewer, FeedPost::from(post)))
             })
             .collect();
-        self.feeds
+        self.store
             .add_entries(&entries, self.limits.entry_ttl_days)
             .await?;
         Ok(FeedOutcome {
@@ -226,8 +219,8 @@ impl FeedMaterializer {
     /// when the author has more), read together.
     async fn reach(&self, author: UserId) -> Result<(FeedMode, FollowerIds)> {
         futures::try_join!(
-            self.feeds.feed_mode(author),
-            self.social
+            self.store.feed_mode(author),
+            self.store
                 .follower_ids(author, self.limits.materialize_max_followers),
         )
     }
@@ -248,7 +241,7 @@ impl FeedMaterializer {
             FeedMode::Materialized => viewers.extend(followers.ids),
         }
         let entries: Vec<(UserId, FeedPost)> = viewers.iter().map(|v| (*v, *post)).collect();
-        self.feeds
+        self.store
             .add_entries(&entries, self.limits.entry_ttl_days)
             .await?;
         outcome.entries = entries.len();
@@ -259,10 +252,10 @@ impl FeedMaterializer {
     /// the profile flag, so from the first post that is no longer materialized every
     /// follower already merges the author's timeline. Returns the markers written.
     async fn promote(&self, author: UserId) -> Result<usize> {
-        let followers = self.social.follower_ids(author, usize::MAX).await?;
+        let followers = self.store.follower_ids(author, usize::MAX).await?;
         let follows: Vec<(UserId, UserId)> = followers.ids.iter().map(|f| (*f, author)).collect();
-        self.feeds.mark_large_followees(&follows).await?;
-        self.feeds.set_feed_merged(author).await?;
+        self.store.mark_large_followees(&follows).await?;
+        self.store.set_feed_merged(author).await?;
         tracing::info!(%author, followers = followers.ids.len(), "author promoted to the merged feed");
         Ok(followers.ids.len())
     }
@@ -276,7 +269,7 @@ impl FeedMaterializer {
         if mode == FeedMode::Materialized && !followers.truncated {
             viewers.extend(followers.ids);
         }
-        self.feeds.remove_feed_entries(post, &viewers).await?;
+        self.store.remove_feed_entries(post, &viewers).await?;
         Ok(FeedOutcome {
             entries: viewers.len(),
             ..FeedOutcome::default()
@@ -287,11 +280,11 @@ impl FeedMaterializer {
     /// again by now (tasks arrive in any order; the backfill of that new follow may already
     /// have run).
     async fn prune(&self, viewer: UserId, author: UserId) -> Result<FeedOutcome> {
-        if self.social.relationship(viewer, author).await?.following {
+        if self.store.relationship(viewer, author).await?.following {
             return Ok(FeedOutcome::default());
         }
         Ok(FeedOutcome {
-            entries: self.feeds.prune_feed_author(viewer, author).await?,
+            entries: self.store.prune_feed_author(viewer, author).await?,
             ..FeedOutcome::default()
         })
     }
@@ -309,7 +302,7 @@ impl FeedMaterializer {
             return Ok(true);
         }
         if followers.truncated {
-            self.feeds.set_feed_merged(author).await?;
+            self.store.set_feed_merged(author).await?;
             return Ok(true);
         }
         Ok(false)
@@ -321,12 +314,12 @@ impl FeedMaterializer {
     /// Idempotent: entries and markers are puts of fixed keys.
     pub async fn rebuild_feed(&self, viewer: UserId, now: DateTime<Utc>) -> Result<FeedOutcome> {
         let horizon = now - chrono::Duration::days(i64::from(self.limits.entry_ttl_days));
-        let mut authors = self.social.following_ids(viewer).await?;
+        let mut authors = self.store.following_ids(viewer).await?;
         authors.retain(|author| *author != viewer);
         let own = self.recent_posts(viewer, horizon).await?;
         let per_author: Vec<(UserId, FeedMode, Vec<FeedPost>)> = futures::stream::iter(authors)
             .map(|author| async move {
-                let mode = self.feeds.feed_mode(author).await?;
+                let mode = self.store.feed_mode(author).await?;
                 let posts = match mode {
                     FeedMode::Merged => Vec::new(),
                     FeedMode::Materialized => self.recent_posts(author, horizon).await?,
@@ -347,8 +340,8 @@ impl FeedMaterializer {
         let markers: Vec<(UserId, UserId)> = merged.iter().map(|a| (viewer, *a)).collect();
         let entries: Vec<(UserId, FeedPost)> = posts.iter().map(|p| (viewer, *p)).collect();
         futures::try_join!(
-            self.feeds.add_entries(&entries, self.limits.entry_ttl_days),
-            self.feeds.mark_large_followees(&markers),
+            self.store.add_entries(&entries, self.limits.entry_ttl_days),
+            self.store.mark_large_followees(&markers),
         )?;
         Ok(FeedOutcome {
             entries: posts.len(),
@@ -363,7 +356,7 @@ impl FeedMaterializer {
         let mut posts = Vec::new();
         let mut page = PageRequest::first(MAX_LIMIT);
         loop {
-            let batch = self.posts.author_posts(author, &page).await?;
+            let batch = self.store.author_posts(author, &page).await?;
             let before_horizon = batch.items.iter().any(|post| post.created_at < horizon);
             posts.extend(
                 batch

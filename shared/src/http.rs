@@ -419,10 +419,10 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
 /// The caller's own profile. They hold a valid token, so it exists unless the account is
 /// gone: then the token is worth nothing, a 401.
 pub async fn caller_profile(
-    users: &crate::store::DynamoStore,
+    store: &crate::store::DynamoStore,
     caller: crate::domain::UserId,
 ) -> Result<crate::domain::User> {
-    users
+    store
         .get_user(caller)
         .await?
         .ok_or_else(|| Error::unauthorized("the account of this token no longer exists"))
@@ -432,15 +432,14 @@ pub async fn caller_profile(
 /// summaries, leaving out users in a block relation with `viewer` (`crate::visibility`'s
 /// rule) and any whose profile is gone. The page's cursor is kept: a page may come out shorter, never skip items.
 pub async fn with_user_summaries<T, V>(
-    users: &crate::store::DynamoStore,
-    social: &crate::store::DynamoStore,
+    store: &crate::store::DynamoStore,
     viewer: crate::domain::UserId,
     page: crate::store::Page<T>,
     user_of: impl Fn(&T) -> crate::domain::UserId,
     view: impl Fn(T, crate::domain::UserSummary) -> V,
 ) -> Result<crate::store::Page<V>> {
     let ids: Vec<crate::domain::UserId> = page.items.iter().map(&user_of).collect();
-    let (profiles, blocked) = futures::try_join!(users.get_users(&ids), social.block_set(viewer))?;
+    let (profiles, blocked) = futures::try_join!(store.get_users(&ids), store.block_set(viewer))?;
     let visible = crate::visibility::hide_blocked(page.items, &blocked, &user_of);
     Ok(crate::store::Page {
         items: visible

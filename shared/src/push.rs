@@ -245,7 +245,8 @@ pub enum Delivery {
 #[derive(Clone)]
 pub struct DirectPush {
     pub push: Arc<dyn PushClient>,
-    pub connections: Arc<DynamoStore>,
+    /// Where a gone connection is removed.
+    pub store: Arc<DynamoStore>,
     /// Posts in flight at once per [`DirectPush::deliver`].
     pub concurrency: usize,
     pub retry: RetryPolicy,
@@ -266,10 +267,10 @@ impl std::fmt::Debug for DirectPush {
 
 impl DirectPush {
     /// Direct push with [`DEFAULT_PUSH_CONCURRENCY`] and the default [`RetryPolicy`].
-    pub fn new(push: Arc<dyn PushClient>, connections: Arc<DynamoStore>) -> Self {
+    pub fn new(push: Arc<dyn PushClient>, store: Arc<DynamoStore>) -> Self {
         Self {
             push,
-            connections,
+            store,
             concurrency: DEFAULT_PUSH_CONCURRENCY,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
@@ -359,7 +360,7 @@ impl DirectPush {
     async fn forget_gone_connection(&self, connection_id: &str) {
         let connected_before = self.clock.now() - self.handshake_window;
         match self
-            .connections
+            .store
             .remove_gone_connection(connection_id, connected_before)
             .await
         {

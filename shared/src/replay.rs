@@ -70,16 +70,6 @@ const THREAD_READS_IN_FLIGHT: usize = 8;
 /// but committed or pushed after it is still replayed.
 pub const REPLAY_LAG: Duration = Duration::seconds(60);
 
-/// The stores a replay reads.
-#[derive(Clone, Copy)]
-pub struct ReplaySources<'a> {
-    pub notifications: &'a DynamoStore,
-    pub messages: &'a DynamoStore,
-    pub feeds: &'a DynamoStore,
-    /// The caller's block set (what the replay leaves out).
-    pub social: &'a DynamoStore,
-}
-
 /// What to send for a resume.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replay {
@@ -192,7 +182,7 @@ pub fn parse_cursor(since: &str) -> Result<(Uuid, DateTime<Utc>)> {
 
 /// Collects what `user` missed since `since`.
 pub async fn collect(
-    state: ReplaySources<'_>,
+    store: &DynamoStore,
     user: UserId,
     since: &str,
     now: DateTime<Utc>,
@@ -208,16 +198,16 @@ pub async fn collect(
         from,
         MAX_REPLAY,
         |n: &Notification| Some(n.id.as_uuid()),
-        |page| async move { state.notifications.notifications(user, false, &page).await },
+        |page| async move { store.notifications(user, false, &page).await },
     );
-    let (notifications, blocked) = futures::try_join!(notifications, state.social.block_set(user))?;
+    let (notifications, blocked) = futures::try_join!(notifications, store.block_set(user))?;
     let Some(notifications) = notifications else {
         return Ok(Replay::gap(now));
     };
     let notifications = visibility::hide_blocked(notifications, &blocked, |n| n.actor_id);
     let mut events: Vec<Event> = notifications.iter().map(Event::new_notification).collect();
 
-    let Some(mut threads) = threads_with_news(state, user, from).await? else {
+    let Some(mut threads) = threads_with_news(store, user, from).await? else {
         return Ok(Replay::gap(now));
     };
     threads.retain(|other| !blocked.contains(other));
@@ -230,7 +220,7 @@ pub async fn collect(
                 from,
                 thread_budget,
                 |m: &Message| Some(m.id.as_uuid()),
-                move |page| async move { state.messages.messages(user, other, &page).await },
+                move |page| async move { store.messages(user, other, &page).await },
             )
         })
         .buffer_unordered(THREAD_READS_IN_FLIGHT);
@@ -251,8 +241,7 @@ pub async fn collect(
     events.sort_by_key(|event| event.cursor);
 
     // One bounded count of the materialized feed's newer entries, not a feed computation.
-    let feed_new_posts = state
-        .feeds
+    let feed_new_posts = store
         .feed_entries_newer(user, since, MAX_FEED_NEW_POSTS)
         .await?;
 
@@ -275,7 +264,7 @@ pub async fn collect(
 /// pending requests to `user`. `None` if there are more than [`MAX_REPLAY`] of them (each
 /// has at least one new message: a gap) or too many requests to scan.
 async fn threads_with_news(
-    state: ReplaySources<'_>,
+    store: &DynamoStore,
     user: UserId,
     since: Uuid,
 ) -> Result<Option<BTreeSet<UserId>>> {
@@ -283,7 +272,7 @@ async fn threads_with_news(
         since,
         MAX_REPLAY,
         |c: &Conversation| c.last_message.as_ref().map(|m| m.id.as_uuid()),
-        |page| async move { state.messages.conversations(user, &page).await },
+        |page| async move { store.conversations(user, &page).await },
     )
     .await?;
     let Some(conversations) = conversations else {
@@ -294,7 +283,7 @@ async fn threads_with_news(
     let mut page = PageRequest::first(MAX_LIMIT);
     let mut scanned = 0;
     loop {
-        let requests = state.messages.message_requests(user, &page).await?;
+        let requests = store.message_requests(user, &page).await?;
         scanned += requests.items.len();
         threads.extend(
             requests

@@ -62,20 +62,15 @@ pub fn blocked_either_way(relationship: &Relationship) -> bool {
 
 /// How `viewer` sees `author`: blocks hide everything both ways; a private account's content
 /// is for the account itself and its approved followers.
-pub async fn of_author(
-    users: &DynamoStore,
-    social: &DynamoStore,
-    viewer: UserId,
-    author: UserId,
-) -> Result<Visibility> {
+pub async fn of_author(store: &DynamoStore, viewer: UserId, author: UserId) -> Result<Visibility> {
     if viewer == author {
-        return Ok(match users.get_user(author).await? {
+        return Ok(match store.get_user(author).await? {
             Some(user) => Visibility::Visible(user),
             None => Visibility::Hidden,
         });
     }
     let (user, relationship) =
-        futures::try_join!(users.get_user(author), social.relationship(viewer, author))?;
+        futures::try_join!(store.get_user(author), store.relationship(viewer, author))?;
     let Some(user) = user else {
         return Ok(Visibility::Hidden);
     };
@@ -88,27 +83,11 @@ pub async fn of_author(
     Ok(Visibility::Visible(user))
 }
 
-/// The stores the post rule reads.
-#[derive(Clone, Copy)]
-pub struct PostSources<'a> {
-    pub posts: &'a DynamoStore,
-    pub users: &'a DynamoStore,
-    pub social: &'a DynamoStore,
-}
-
 /// The post and its author if `viewer` may see it; otherwise `NotFound`, the same answer as
 /// for a post that does not exist.
-pub async fn post(
-    sources: PostSources<'_>,
-    viewer: UserId,
-    post_id: PostId,
-) -> Result<(Post, User)> {
-    let post = sources
-        .posts
-        .get_post(post_id)
-        .await?
-        .ok_or_else(post_not_found)?;
-    match of_author(sources.users, sources.social, viewer, post.author_id).await? {
+pub async fn post(store: &DynamoStore, viewer: UserId, post_id: PostId) -> Result<(Post, User)> {
+    let post = store.get_post(post_id).await?.ok_or_else(post_not_found)?;
+    match of_author(store, viewer, post.author_id).await? {
         Visibility::Visible(author) => Ok((post, author)),
         Visibility::Private(_) | Visibility::Hidden => Err(post_not_found()),
     }
@@ -123,12 +102,12 @@ pub fn post_not_found() -> Error {
 /// the caller may have: 404 when the post is hidden from them, the refusal itself when they
 /// can see the post. Asked only on the refusal path, so the author's writes read nothing more.
 pub async fn hidden_post_error(
-    sources: PostSources<'_>,
+    store: &DynamoStore,
     viewer: UserId,
     post_id: PostId,
     refusal: Error,
 ) -> Error {
-    match post(sources, viewer, post_id).await {
+    match post(store, viewer, post_id).await {
         Ok(_) => refusal,
         Err(hidden @ Error::NotFound(_)) => hidden,
         Err(other) => other,
@@ -198,8 +177,7 @@ impl RoomAuthority {
 /// private author one batch read of follow items per 100 members. An author that no longer
 /// exists has no room.
 pub async fn room_recipients(
-    users: &DynamoStore,
-    social: &DynamoStore,
+    store: &DynamoStore,
     author: UserId,
     actor: Option<UserId>,
     members: Vec<Subscription>,
@@ -209,13 +187,13 @@ pub async fn room_recipients(
     }
     let actor_blocks = async {
         match actor.filter(|actor| *actor != author) {
-            Some(actor) => Ok(Some((actor, social.block_set(actor).await?))),
+            Some(actor) => Ok(Some((actor, store.block_set(actor).await?))),
             None => Ok(None),
         }
     };
     let (profile, author_blocks, actor) = futures::try_join!(
-        users.get_user(author),
-        social.block_set(author),
+        store.get_user(author),
+        store.block_set(author),
         actor_blocks
     )?;
     let Some(profile) = profile else {
@@ -229,7 +207,7 @@ pub async fn room_recipients(
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        social.followers_among(author, &ids).await?
+        store.followers_among(author, &ids).await?
     } else {
         HashSet::new()
     };
@@ -265,20 +243,14 @@ pub fn rooms_to_leave(
 /// The send-time check ([`RoomAuthority`]) already stops the events; this removes the
 /// memberships so they stop costing a check. Reads: `user`'s connection set, each connection
 /// (a handful), one batch read of the posts behind their rooms. Returns the rooms left.
-pub async fn leave_rooms_of(
-    connections: &DynamoStore,
-    posts: &DynamoStore,
-    user: UserId,
-    other: UserId,
-) -> Result<usize> {
-    let ids = connections
+pub async fn leave_rooms_of(store: &DynamoStore, user: UserId, other: UserId) -> Result<usize> {
+    let ids = store
         .connections_of_users(&[user])
         .await?
         .remove(&user)
         .unwrap_or_default();
     let stored =
-        futures::future::try_join_all(ids.iter().map(|id| connections.stored_connection(id)))
-            .await?;
+        futures::future::try_join_all(ids.iter().map(|id| store.stored_connection(id))).await?;
     let stored: Vec<StoredConnection> = stored.into_iter().flatten().collect();
     let post_ids: Vec<PostId> = stored
         .iter()
@@ -290,7 +262,7 @@ pub async fn leave_rooms_of(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let authors = posts.get_posts(&post_ids).await?;
+    let authors = store.get_posts(&post_ids).await?;
     let leaves = stored.iter().flat_map(|connection| {
         let rooms: Vec<(String, Option<UserId>)> = connection
             .rooms
@@ -313,7 +285,7 @@ pub async fn leave_rooms_of(
     futures::future::try_join_all(
         leaves
             .iter()
-            .map(|(connection, room)| connections.unsubscribe(connection, room)),
+            .map(|(connection, room)| store.unsubscribe(connection, room)),
     )
     .await?;
     Ok(leaves.len())

@@ -212,7 +212,8 @@ pub struct WriterPush {
 struct Parts {
     resolver: AudienceResolver,
     direct: DirectPush,
-    markers: Arc<DynamoStore>,
+    /// Users' connections and the delivery markers the stream router reads.
+    store: Arc<DynamoStore>,
     limits: WriterPushLimits,
     clock: Arc<dyn Clock>,
 }
@@ -267,14 +268,10 @@ impl WriterPush {
         Self {
             parts: Some(Arc::new(Parts {
                 resolver: AudienceResolver {
-                    connections: store.clone(),
-                    social: store.clone(),
-                    users: store.clone(),
-                    posts: store.clone(),
-                    online: store.clone(),
+                    store: store.clone(),
                 },
                 direct,
-                markers: store,
+                store,
                 limits,
                 clock,
             })),
@@ -468,7 +465,7 @@ impl Parts {
             if users.is_empty() {
                 return Ok(HashMap::new());
             }
-            self.resolver.connections.connections_of_users(&users).await
+            self.store.connections_of_users(&users).await
         };
         // The follower bound again, on the follower index itself: the profile's count is a
         // counter that can lag a burst of follows, and the response must not wait on reading
@@ -533,7 +530,7 @@ impl Parts {
             tracing::warn!(%event_id, failed = failed.len(), "writer push did not reach every connection; the router pushes to the rest");
         }
         match self
-            .markers
+            .store
             .mark_delivered(event_id, &reached, self.clock.now())
             .await
         {

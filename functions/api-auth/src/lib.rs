@@ -56,12 +56,12 @@ pub const MAX_REFRESH_TOKEN_FIELD: usize = 512;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub users: Arc<DynamoStore>,
-    pub lockouts: Arc<DynamoStore>,
-    pub refresh_tokens: RefreshTokens,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
+    config: Config,
+    /// Users and their credentials, and the lockouts of the login, register and refresh doors.
+    store: Arc<DynamoStore>,
+    refresh_tokens: RefreshTokens,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
 }
 
 /// How long clients and caches may keep the JWKS. A rotation waits at least this long
@@ -86,8 +86,7 @@ impl State {
         let refresh_tokens =
             RefreshTokens::new(parts.store.clone(), parts.config.jwt.refresh_token_ttl)?;
         Ok(Self {
-            users: parts.store.clone(),
-            lockouts: parts.store,
+            store: parts.store,
             refresh_tokens,
             tokens: parts.tokens,
             config: parts.config,
@@ -241,19 +240,19 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     ];
     // Before any argon2 work: an address that registered too much, or a taken name tried
     // too often, is refused with the lockout's 429.
-    state.lockouts.check(Door::Register, &subjects, now).await?;
+    state.store.check(Door::Register, &subjects, now).await?;
     let limits = &state.config.auth_limits;
     // Every attempt that gets this far counts against the address, while the password hashes.
     let (password_hash, _) = tokio::try_join!(
         passwords::hash(&body.password),
         state
-            .lockouts
+            .store
             .record_failure(Door::Register, &subjects[1], &limits.register_per_ip, now),
     )?;
     // The username item, profile and credentials go in one conditional transaction: a name
     // taken in any letter case is a 409 and nothing is written.
     let created = state
-        .users
+        .store
         .create_user(NewUser {
             id: domain::new_id(),
             username,
@@ -267,7 +266,7 @@ async fn register(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
         Err(error @ Error::Conflict { .. }) => {
             let policy = &limits.register_per_user;
             if state
-                .lockouts
+                .store
                 .record_failure(Door::Register, &subjects[0], policy, now)
                 .await?
             {
@@ -290,20 +289,20 @@ async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         Subject::SourceIp(request.source_ip.clone()),
     ];
     // Before any argon2 work: a locked username or address is refused whatever it sends.
-    let failures = state.lockouts.check(Door::Login, &subjects, now).await?;
+    let failures = state.store.check(Door::Login, &subjects, now).await?;
 
-    let user_id = state.users.user_id_by_username(&body.username).await?;
+    let user_id = state.store.user_id_by_username(&body.username).await?;
     // An unknown username does the same work as a wrong password: one credentials read (of
     // a fresh id, which never exists) and one argon2id verification (against a dummy hash).
     let credentials_of = user_id.unwrap_or_else(domain::new_id);
-    let stored = state.users.password_hash(credentials_of).await?;
+    let stored = state.store.password_hash(credentials_of).await?;
     let verified = passwords::verify_login(&body.password, user_id.and(stored)).await?;
     let Some(user_id) = user_id.filter(|_| verified) else {
         count_login_failure(&state, &subjects, now).await?;
         tracing::info!("login rejected");
         return Err(Error::unauthorized(BAD_CREDENTIALS));
     };
-    let Some(user) = state.users.get_user(user_id).await? else {
+    let Some(user) = state.store.get_user(user_id).await? else {
         // Credentials without a profile: a broken registration. Say no more than for a
         // wrong password, but make it visible to operators.
         tracing::error!(%user_id, "credentials exist but the profile does not");
@@ -311,7 +310,7 @@ async fn login(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     };
     if failures.first().is_some_and(|&count| count > 0) {
         state
-            .lockouts
+            .store
             .clear_failures(Door::Login, &subjects[0])
             .await?;
     }
@@ -330,10 +329,10 @@ async fn count_login_failure(
     let [username, address] = subjects;
     let (user_locked, address_locked) = tokio::try_join!(
         state
-            .lockouts
+            .store
             .record_failure(Door::Login, username, &limits.login_per_user, now),
         state
-            .lockouts
+            .store
             .record_failure(Door::Login, address, &limits.login_per_ip, now),
     )?;
     if user_locked || address_locked {
@@ -350,13 +349,13 @@ async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
     let body: RefreshTokenBody = request.json()?;
     let now = state.clock.now();
     let address = [Subject::SourceIp(request.source_ip.clone())];
-    state.lockouts.check(Door::Refresh, &address, now).await?;
+    state.store.check(Door::Refresh, &address, now).await?;
     let rotated = match state.refresh_tokens.rotate(body.token()?, now).await {
         Ok(rotated) => rotated,
         Err(error @ Error::Unauthorized(_)) => {
             let policy = &state.config.auth_limits.refresh_per_ip;
             let locked = state
-                .lockouts
+                .store
                 .record_failure(Door::Refresh, &address[0], policy, now)
                 .await?;
             if locked {
@@ -366,7 +365,7 @@ async fn refresh(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
         }
         Err(error) => return Err(error),
     };
-    let Some(user) = state.users.get_user(rotated.user_id).await? else {
+    let Some(user) = state.store.get_user(rotated.user_id).await? else {
         tracing::error!(user_id = %rotated.user_id, "refresh token of a user without a profile");
         return Err(Error::unauthorized("invalid or expired refresh token"));
     };

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
 use shared::clock::Clock;
-use shared::config::Config;
 use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::fanout::Audience;
@@ -27,16 +26,14 @@ use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub users: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub messages: Arc<DynamoStore>,
-    pub budgets: Budgets,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
+    /// Messages and threads, with the profiles and blocks that decide who may write.
+    store: Arc<DynamoStore>,
+    budgets: Budgets,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
     /// Pushes the events of a send to both sides before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
-    pub writer: WriterPush,
+    writer: WriterPush,
 }
 
 impl State {
@@ -52,12 +49,9 @@ impl RestState for State {
 
     fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
         Ok(Self {
-            users: parts.store.clone(),
-            social: parts.store.clone(),
-            messages: parts.store.clone(),
+            store: parts.store.clone(),
             budgets: parts.budgets(),
             writer: parts.writer_push(clients),
-            config: parts.config,
             tokens: parts.tokens,
             clock: parts.clock,
         })
@@ -175,15 +169,7 @@ async fn with_other_users<T, V>(
     other: impl Fn(&T) -> UserId,
     view: impl Fn(T, UserSummary) -> V,
 ) -> Result<Page<V>> {
-    with_user_summaries(
-        state.users.as_ref(),
-        state.social.as_ref(),
-        caller,
-        page,
-        other,
-        view,
-    )
-    .await
+    with_user_summaries(&state.store, caller, page, other, view).await
 }
 
 // ---- handlers ----------------------------------------------------------------------------
@@ -191,7 +177,7 @@ async fn with_other_users<T, V>(
 async fn list_conversations(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let conversations = state.messages.conversations(caller, &page).await?;
+    let conversations = state.store.conversations(caller, &page).await?;
     let views = with_other_users(
         &state,
         caller,
@@ -212,11 +198,11 @@ async fn list_messages(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
     let caller = state.tokens.authenticate(&request)?;
     let other = other_user(&request, caller)?;
     let page = request.page()?;
-    if state.users.get_user(other).await?.is_none() {
+    if state.store.get_user(other).await?.is_none() {
         return Err(Error::not_found("user not found"));
     }
     // The thread is the caller's with `other`: nobody else's messages are reachable.
-    ApiResponse::ok(state.messages.messages(caller, other, &page).await?)
+    ApiResponse::ok(state.store.messages(caller, other, &page).await?)
 }
 
 /// `201` with the new message; `200` with the message stored earlier when the
@@ -233,7 +219,7 @@ async fn send_message(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     // Both sides' connections are read while the message commits.
     let both_sides = [Audience::Users(vec![other, caller])];
     let (sent, ahead) = futures::join!(
-        state.messages.send_message(new),
+        state.store.send_message(new),
         state.writer.resolve_ahead(&both_sides)
     );
     let sent = sent?;
@@ -255,14 +241,14 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
     let other = other_user(&request, caller)?;
-    state.messages.mark_conversation_read(caller, other).await?;
+    state.store.mark_conversation_read(caller, other).await?;
     Ok(ApiResponse::no_content())
 }
 
 async fn list_message_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let requests = state.messages.message_requests(caller, &page).await?;
+    let requests = state.store.message_requests(caller, &page).await?;
     let views = with_other_users(
         &state,
         caller,
@@ -282,7 +268,7 @@ async fn accept_request(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
     let from = other_user(&request, caller)?;
-    state.messages.accept_message_request(caller, from).await?;
+    state.store.accept_message_request(caller, from).await?;
     tracing::info!(%from, "message request accepted");
     Ok(ApiResponse::no_content())
 }
@@ -291,7 +277,7 @@ async fn reject_request(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     let caller = state.tokens.authenticate(&request)?;
     request.expect_no_body()?;
     let from = other_user(&request, caller)?;
-    state.messages.reject_message_request(caller, from).await?;
+    state.store.reject_message_request(caller, from).await?;
     tracing::info!(%from, "message request rejected");
     Ok(ApiResponse::no_content())
 }

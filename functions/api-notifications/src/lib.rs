@@ -19,28 +19,23 @@ use serde_json::json;
 use shared::auth::TokenService;
 use shared::aws::DynamoClients;
 use shared::clock::Clock;
-use shared::config::Config;
 use shared::domain::{rfc3339, CommentId, NotificationId, NotificationKind, PostId, UserSummary};
 use shared::error::Result;
 use shared::events::Event;
 pub use shared::http::lambda_function;
 use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
-use shared::replay::{self, ReplaySources};
+use shared::replay;
 use shared::store::DynamoStore;
 use shared::store::{Budgets, RateLimitedAction};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub users: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub notifications: Arc<DynamoStore>,
-    /// Messages and the feed count of `GET /events`.
-    pub messages: Arc<DynamoStore>,
-    pub feeds: Arc<DynamoStore>,
-    pub budgets: Budgets,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
+    /// Notifications, with the profiles and blocks they are shown through, and the messages
+    /// and feed count of `GET /events`.
+    store: Arc<DynamoStore>,
+    budgets: Budgets,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
 }
 
 impl RestState for State {
@@ -48,13 +43,8 @@ impl RestState for State {
 
     fn from_parts(parts: ApiParts, _clients: &DynamoClients) -> Result<Self> {
         Ok(Self {
-            users: parts.store.clone(),
-            social: parts.store.clone(),
-            messages: parts.store.clone(),
-            feeds: parts.store.clone(),
-            notifications: parts.store.clone(),
+            store: parts.store.clone(),
             budgets: parts.budgets(),
-            config: parts.config,
             tokens: parts.tokens,
             clock: parts.clock,
         })
@@ -116,12 +106,11 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
     let unread_only = request.query_flag("unread")?;
     let page = request.page()?;
     let notifications = state
-        .notifications
+        .store
         .notifications(caller, unread_only, &page)
         .await?;
     let views = with_user_summaries(
-        state.users.as_ref(),
-        state.social.as_ref(),
+        &state.store,
         caller,
         notifications,
         |n| n.actor_id,
@@ -141,7 +130,7 @@ async fn list_notifications(state: Arc<State>, request: ApiRequest) -> Result<Ap
 
 async fn unread_count(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    let count = state.notifications.unread_count(caller).await?;
+    let count = state.store.unread_count(caller).await?;
     ApiResponse::ok(json!({ "count": count }))
 }
 
@@ -153,7 +142,7 @@ async fn mark_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
         .budgets
         .spend(caller, RateLimitedAction::MarkRead)
         .await?;
-    state.notifications.mark_read(caller, notification).await?;
+    state.store.mark_read(caller, notification).await?;
     Ok(ApiResponse::no_content())
 }
 
@@ -164,7 +153,7 @@ async fn mark_all_read(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
         .budgets
         .spend(caller, RateLimitedAction::MarkRead)
         .await?;
-    let marked = state.notifications.mark_all_read(caller).await?;
+    let marked = state.store.mark_all_read(caller).await?;
     tracing::info!(marked, "notifications marked read");
     ApiResponse::ok(json!({ "marked": marked }))
 }
@@ -186,13 +175,7 @@ async fn missed_events(state: Arc<State>, request: ApiRequest) -> Result<ApiResp
     let since = request.query("since").ok_or_else(|| {
         shared::Error::validation("since is required: a cursor received in an event")
     })?;
-    let sources = ReplaySources {
-        notifications: state.notifications.as_ref(),
-        messages: state.messages.as_ref(),
-        feeds: state.feeds.as_ref(),
-        social: state.social.as_ref(),
-    };
-    let replay = replay::collect(sources, caller, since, state.clock.now()).await?;
+    let replay = replay::collect(&state.store, caller, since, state.clock.now()).await?;
     tracing::info!(
         replayed = replay.replayed,
         gap = replay.gap,

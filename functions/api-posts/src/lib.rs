@@ -37,7 +37,6 @@ use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
 use shared::clock::Clock;
-use shared::config::Config;
 use shared::domain::{
     self, Comment, CommentId, CommentText, MediaUrl, Post, PostId, PostText, User, UserId,
     UserSummary,
@@ -49,23 +48,20 @@ use shared::store::page::Page;
 use shared::store::DynamoStore;
 use shared::store::{Budgets, RateLimitedAction};
 use shared::store::{NewComment, NewPost, PostEdit};
-use shared::visibility::{self, PostSources};
+use shared::visibility;
 use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
-    pub users: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub posts: Arc<DynamoStore>,
-    /// The materialized home feed (`GET /feed`).
-    pub feeds: Arc<DynamoStore>,
-    pub budgets: Budgets,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
+    /// Posts, likes, comments and the materialized home feed (`GET /feed`), with the
+    /// profiles, follows and blocks the visibility rule reads.
+    store: Arc<DynamoStore>,
+    budgets: Budgets,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
-    pub writer: WriterPush,
+    writer: WriterPush,
 }
 
 impl State {
@@ -75,18 +71,9 @@ impl State {
         self
     }
 
-    /// The stores the post visibility rule reads.
-    fn post_sources(&self) -> PostSources<'_> {
-        PostSources {
-            posts: self.posts.as_ref(),
-            users: self.users.as_ref(),
-            social: self.social.as_ref(),
-        }
-    }
-
     /// The answer to a refused write on a post: 404 if the caller cannot see it.
     async fn refusal_on_post(&self, caller: UserId, post: PostId, refusal: Error) -> Error {
-        visibility::hidden_post_error(self.post_sources(), caller, post, refusal).await
+        visibility::hidden_post_error(&self.store, caller, post, refusal).await
     }
 }
 
@@ -95,13 +82,9 @@ impl RestState for State {
 
     fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
         Ok(Self {
-            users: parts.store.clone(),
-            social: parts.store.clone(),
-            posts: parts.store.clone(),
-            feeds: parts.store.clone(),
+            store: parts.store.clone(),
             budgets: parts.budgets(),
             writer: parts.writer_push(clients),
-            config: parts.config,
             tokens: parts.tokens,
             clock: parts.clock,
         })
@@ -234,7 +217,7 @@ impl CommentView {
 
 /// The post and its author, if `viewer` may see it; otherwise `NotFound`.
 async fn visible_post(state: &State, viewer: UserId, post_id: PostId) -> Result<(Post, User)> {
-    visibility::post(state.post_sources(), viewer, post_id).await
+    visibility::post(&state.store, viewer, post_id).await
 }
 
 /// Unique author ids of a page, in order of first appearance.
@@ -246,11 +229,11 @@ fn author_ids(ids: impl Iterator<Item = UserId>) -> Vec<UserId> {
 /// A page of posts as views: authors in one batch read, `liked_by_me` in another.
 async fn post_views(state: &State, viewer: UserId, page: Page<Post>) -> Result<Page<PostView>> {
     let authors = state
-        .users
+        .store
         .get_users(&author_ids(page.items.iter().map(|p| p.author_id)))
         .await?;
     let post_ids: Vec<PostId> = page.items.iter().map(|p| p.id).collect();
-    let liked = state.posts.liked_among(viewer, &post_ids).await?;
+    let liked = state.store.liked_among(viewer, &post_ids).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for post in page.items {
         match authors.get(&post.author_id) {
@@ -270,7 +253,7 @@ async fn post_views(state: &State, viewer: UserId, page: Page<Post>) -> Result<P
 /// A page of comments as views, authors in one batch read.
 async fn comment_views(state: &State, page: Page<Comment>) -> Result<Page<CommentView>> {
     let authors = state
-        .users
+        .store
         .get_users(&author_ids(page.items.iter().map(|c| c.author_id)))
         .await?;
     let mut items = Vec::with_capacity(page.items.len());
@@ -293,11 +276,11 @@ async fn comment_views(state: &State, page: Page<Comment>) -> Result<Page<Commen
 async fn create_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let (text, media_url) = CreatePostBody::read(&request)?;
-    let author = caller_profile(state.users.as_ref(), caller).await?;
+    let author = caller_profile(state.store.as_ref(), caller).await?;
     state.budgets.spend(caller, RateLimitedAction::Post).await?;
     // The post's audience is read while the post commits (it depends on the author only).
     let (post, ahead) = futures::join!(
-        state.posts.create_post(NewPost {
+        state.store.create_post(NewPost {
             author: caller,
             text,
             media_url,
@@ -315,7 +298,7 @@ async fn get_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     let viewer = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
     let (post, author) = visible_post(&state, viewer, post_id).await?;
-    let liked_by_me = state.posts.has_liked(viewer, post.id).await?;
+    let liked_by_me = state.store.has_liked(viewer, post.id).await?;
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
@@ -326,7 +309,7 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     // Author and edit window are conditions of the write itself; a refusal of a post the
     // caller cannot see is a 404.
     let edited = state
-        .posts
+        .store
         .edit_post(PostEdit {
             post: post_id,
             editor: caller,
@@ -341,15 +324,15 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
         }
         Err(other) => return Err(other),
     };
-    let author = caller_profile(state.users.as_ref(), caller).await?;
-    let liked_by_me = state.posts.has_liked(caller, post.id).await?;
+    let author = caller_profile(state.store.as_ref(), caller).await?;
+    let liked_by_me = state.store.has_liked(caller, post.id).await?;
     ApiResponse::ok(PostView::new(post, &author, liked_by_me))
 }
 
 async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let post_id = request.path_id("post_id")?;
-    match state.posts.delete_post(post_id, caller).await {
+    match state.store.delete_post(post_id, caller).await {
         Ok(()) => {}
         Err(refusal @ Error::Forbidden { .. }) => {
             return Err(state.refusal_on_post(caller, post_id, refusal).await)
@@ -363,7 +346,7 @@ async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
 async fn feed(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let viewer = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let posts = state.feeds.home_feed(viewer, &page).await?;
+    let posts = state.store.home_feed(viewer, &page).await?;
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
@@ -371,10 +354,10 @@ async fn user_posts(state: Arc<State>, request: ApiRequest) -> Result<ApiRespons
     let viewer = state.tokens.authenticate(&request)?;
     let author = request.path_id("user_id")?;
     let page = request.page()?;
-    visibility::of_author(&state.users, &state.social, viewer, author)
+    visibility::of_author(&state.store, viewer, author)
         .await?
         .require_visible("this post list")?;
-    let posts = state.posts.author_posts(author, &page).await?;
+    let posts = state.store.author_posts(author, &page).await?;
     ApiResponse::ok(post_views(&state, viewer, posts).await?)
 }
 
@@ -384,7 +367,7 @@ async fn like(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     state.budgets.spend(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
     let (liked, ahead) = futures::join!(
-        state.posts.like(&post, caller, state.clock.now()),
+        state.store.like(&post, caller, state.clock.now()),
         state.writer.resolve_recipient(caller, post.author_id)
     );
     let liked = liked?;
@@ -400,7 +383,7 @@ async fn unlike(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let post_id = request.path_id("post_id")?;
     state.budgets.spend(caller, RateLimitedAction::Like).await?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
-    let unliked = state.posts.unlike(post.id, caller).await?;
+    let unliked = state.store.unlike(post.id, caller).await?;
     ApiResponse::ok(unliked)
 }
 
@@ -410,9 +393,9 @@ async fn comments(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     let page = request.page()?;
     let ((post, _), blocked) = futures::try_join!(
         visible_post(&state, viewer, post_id),
-        state.social.block_set(viewer)
+        state.store.block_set(viewer)
     )?;
-    let mut comments = state.posts.comments(post.id, &page).await?;
+    let mut comments = state.store.comments(post.id, &page).await?;
     comments.items = visibility::hide_blocked(comments.items, &blocked, |c| c.author_id);
     ApiResponse::ok(comment_views(&state, comments).await?)
 }
@@ -422,7 +405,7 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     let post_id = request.path_id("post_id")?;
     let text = CommentText::parse(&request.json::<TextBody>()?.text)?;
     let (post, _) = visible_post(&state, caller, post_id).await?;
-    let author = caller_profile(state.users.as_ref(), caller).await?;
+    let author = caller_profile(state.store.as_ref(), caller).await?;
     state
         .budgets
         .spend(caller, RateLimitedAction::Comment)
@@ -433,7 +416,7 @@ async fn add_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
         created_at: state.clock.now(),
     };
     let (comment, ahead) = futures::join!(
-        state.posts.add_comment(&post, new),
+        state.store.add_comment(&post, new),
         state.writer.resolve_recipient(caller, post.author_id)
     );
     let comment = comment?;
@@ -453,11 +436,11 @@ async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     // post author always moderates their post. The store's condition enforces exactly that;
     // a refusal on a post the caller cannot see is a 404.
     let post = state
-        .posts
+        .store
         .get_post(post_id)
         .await?
         .ok_or_else(visibility::post_not_found)?;
-    match state.posts.delete_comment(&post, comment_id, caller).await {
+    match state.store.delete_comment(&post, comment_id, caller).await {
         Ok(()) => {}
         Err(refusal @ Error::Forbidden { .. }) => {
             return Err(state.refusal_on_post(caller, post_id, refusal).await)

@@ -37,7 +37,6 @@ use serde::{Deserialize, Serialize};
 use shared::auth::TokenService;
 use shared::aws::WriterClients;
 use shared::clock::Clock;
-use shared::config::Config;
 use shared::domain::{self, Bio, DisplayName, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
@@ -53,19 +52,15 @@ use shared::writer_push::WriterPush;
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
-    pub users: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub notifications: Arc<DynamoStore>,
-    pub budgets: Budgets,
-    /// Room memberships a block ends, and the posts behind them.
-    pub connections: Arc<DynamoStore>,
-    pub posts: Arc<DynamoStore>,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
+    /// Profiles, follows, blocks and notifications, and the room memberships a block ends
+    /// (with the posts behind them).
+    store: Arc<DynamoStore>,
+    budgets: Budgets,
     /// Pushes the events of a write to small audiences before the response (off without
     /// `WS_MANAGEMENT_ENDPOINT`).
-    pub writer: WriterPush,
+    writer: WriterPush,
 }
 
 impl State {
@@ -81,14 +76,9 @@ impl RestState for State {
 
     fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
         Ok(Self {
-            users: parts.store.clone(),
-            social: parts.store.clone(),
-            notifications: parts.store.clone(),
+            store: parts.store.clone(),
             budgets: parts.budgets(),
-            connections: parts.store.clone(),
-            posts: parts.store.clone(),
             writer: parts.writer_push(clients),
-            config: parts.config,
             tokens: parts.tokens,
             clock: parts.clock,
         })
@@ -238,7 +228,7 @@ async fn related_users<T>(
 ) -> Result<Page<RelatedUser>> {
     let entries: Vec<(UserId, DateTime<Utc>)> = page.items.iter().map(other).collect();
     let ids: Vec<UserId> = entries.iter().map(|(id, _)| *id).collect();
-    let profiles: HashMap<UserId, User> = state.users.get_users(&ids).await?;
+    let profiles: HashMap<UserId, User> = state.store.get_users(&ids).await?;
     Ok(Page {
         items: entries
             .into_iter()
@@ -268,19 +258,17 @@ async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> R
     let caller = state.tokens.authenticate(request)?;
     let owner = request.path_id("user_id")?;
     let page = request.page()?;
-    let (users, social) = (state.users.as_ref(), state.social.as_ref());
-    visibility::of_author(users, social, caller, owner)
+    let store = state.store.as_ref();
+    visibility::of_author(store, caller, owner)
         .await?
         .require_visible("this follow list")?;
     let (follows, other): (_, fn(&Follow) -> UserId) = match list {
-        FollowList::Followers => (social.followers(owner, &page).await?, |f| f.follower_id),
-        FollowList::Following => (social.following(owner, &page).await?, |f| f.followee_id),
+        FollowList::Followers => (store.followers(owner, &page).await?, |f| f.follower_id),
+        FollowList::Following => (store.following(owner, &page).await?, |f| f.followee_id),
     };
-    let related = with_user_summaries(users, social, caller, follows, other, |f, user| {
-        RelatedUser {
-            user,
-            created_at: f.created_at,
-        }
+    let related = with_user_summaries(store, caller, follows, other, |f, user| RelatedUser {
+        user,
+        created_at: f.created_at,
     })
     .await?;
     ApiResponse::ok(related)
@@ -290,7 +278,7 @@ async fn follow_list(state: &State, request: &ApiRequest, list: FollowList) -> R
 
 async fn get_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
-    ApiResponse::ok(caller_profile(state.users.as_ref(), caller).await?)
+    ApiResponse::ok(caller_profile(state.store.as_ref(), caller).await?)
 }
 
 async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
@@ -301,7 +289,7 @@ async fn update_me(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
         .spend(caller, RateLimitedAction::ProfileEdit)
         .await?;
     let user = state
-        .users
+        .store
         .update_profile(caller, &update)
         .await
         .map_err(|error| match error {
@@ -317,13 +305,13 @@ async fn get_user(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     let id = request.path_id("user_id")?;
     let (user, relationship) = if id == caller {
         (
-            caller_profile(state.users.as_ref(), caller).await?,
+            caller_profile(state.store.as_ref(), caller).await?,
             Relationship::default(),
         )
     } else {
         let (user, relationship) = futures::try_join!(
-            state.users.get_user(id),
-            state.social.relationship(caller, id)
+            state.store.get_user(id),
+            state.store.relationship(caller, id)
         )?;
         let user = user
             .filter(|_| !visibility::blocked_either_way(&relationship))
@@ -338,8 +326,8 @@ async fn search_users(state: Arc<State>, request: ApiRequest) -> Result<ApiRespo
     let prefix = search_prefix(&request)?;
     let page = request.page()?;
     let (found, hidden) = futures::try_join!(
-        state.users.search_usernames(&prefix, &page),
-        state.social.block_set(caller)
+        state.store.search_usernames(&prefix, &page),
+        state.store.block_set(caller)
     )?;
     let summaries = Page {
         items: found
@@ -363,8 +351,8 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         .spend(caller, RateLimitedAction::Follow)
         .await?;
     let (user, relationship) = futures::try_join!(
-        state.users.get_user(target),
-        state.social.relationship(caller, target)
+        state.store.get_user(target),
+        state.store.relationship(caller, target)
     )?;
     let Some(user) = user.filter(|_| !visibility::blocked_either_way(&relationship)) else {
         return Err(Error::not_found("user not found"));
@@ -377,14 +365,14 @@ async fn follow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     } else if user.is_private {
         // The store re-checks blocks and existing follows in the request's transaction.
         let (requested, ahead) = futures::join!(
-            state.social.request_follow(caller, target, now),
+            state.store.request_follow(caller, target, now),
             state.writer.resolve_recipient(caller, target)
         );
         ("requested", Some((requested?.notification, ahead)))
     } else {
         // Blocks are re-checked by the follow transaction itself (404 if one appeared).
         let (followed, ahead) = futures::join!(
-            state.social.follow(caller, target, now),
+            state.store.follow(caller, target, now),
             state.writer.resolve_recipient(caller, target)
         );
         ("following", Some((followed?.notification, ahead)))
@@ -400,8 +388,8 @@ async fn unfollow(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse>
     let caller = state.tokens.authenticate(&request)?;
     let target = other_user(&request, caller, "unfollow")?;
     let (unfollowed, cancelled) = futures::try_join!(
-        state.social.unfollow(caller, target),
-        state.social.cancel_follow_request(caller, target)
+        state.store.unfollow(caller, target),
+        state.store.cancel_follow_request(caller, target)
     )?;
     tracing::info!(user_id = %caller, %target, unfollowed, cancelled, "unfollow");
     Ok(ApiResponse::no_content())
@@ -420,7 +408,7 @@ async fn following(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
 async fn follow_requests(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let requests = state.social.follow_requests(caller, &page).await?;
+    let requests = state.store.follow_requests(caller, &page).await?;
     let related = related_users(&state, requests, |r| (r.requester_id, r.created_at)).await?;
     ApiResponse::ok(related)
 }
@@ -432,7 +420,7 @@ async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result
     let requester = other_user(&request, caller, "accept a follow request from")?;
     let (accepted, ahead) = futures::join!(
         state
-            .social
+            .store
             .accept_follow_request(caller, requester, state.clock.now()),
         state.writer.resolve_recipient(caller, requester)
     );
@@ -448,10 +436,7 @@ async fn accept_follow_request(state: Arc<State>, request: ApiRequest) -> Result
 async fn reject_follow_request(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let requester = other_user(&request, caller, "reject a follow request from")?;
-    state
-        .social
-        .reject_follow_request(caller, requester)
-        .await?;
+    state.store.reject_follow_request(caller, requester).await?;
     tracing::info!(user_id = %caller, %requester, "follow request rejected");
     Ok(ApiResponse::no_content())
 }
@@ -465,21 +450,17 @@ async fn block(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
         .budgets
         .spend(caller, RateLimitedAction::Block)
         .await?;
-    state
-        .social
-        .block(caller, target, state.clock.now())
-        .await?;
+    state.store.block(caller, target, state.clock.now()).await?;
     // The notifications list hides both users' notifications from each other from now on;
     // the unread count must agree. Not part of the block's transaction (it may touch many
     // items), but the block is idempotent, so a retried PUT after a failure here finishes it.
     // Each user's sockets leave the other's post and presence rooms (the send-time check
     // already stops those events; this ends the memberships too). Same retry reasoning.
-    let (connections, posts) = (state.connections.as_ref(), state.posts.as_ref());
     let (hidden_for_caller, hidden_for_target, rooms_left, rooms_left_by_target) = tokio::try_join!(
-        state.notifications.mark_read_from(caller, target),
-        state.notifications.mark_read_from(target, caller),
-        visibility::leave_rooms_of(connections, posts, caller, target),
-        visibility::leave_rooms_of(connections, posts, target, caller),
+        state.store.mark_read_from(caller, target),
+        state.store.mark_read_from(target, caller),
+        visibility::leave_rooms_of(&state.store, caller, target),
+        visibility::leave_rooms_of(&state.store, target, caller),
     )?;
     tracing::info!(
         user_id = %caller,
@@ -499,7 +480,7 @@ async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
         .budgets
         .spend(caller, RateLimitedAction::Block)
         .await?;
-    state.social.unblock(caller, target).await?;
+    state.store.unblock(caller, target).await?;
     tracing::info!(user_id = %caller, %target, "unblocked");
     Ok(ApiResponse::no_content())
 }
@@ -507,7 +488,7 @@ async fn unblock(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> 
 async fn blocks(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse> {
     let caller = state.tokens.authenticate(&request)?;
     let page = request.page()?;
-    let blocks = state.social.blocks(caller, &page).await?;
+    let blocks = state.store.blocks(caller, &page).await?;
     let related = related_users(&state, blocks, |b| (b.blocked_id, b.created_at)).await?;
     ApiResponse::ok(related)
 }

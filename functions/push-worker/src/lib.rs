@@ -201,10 +201,10 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
     let pruned = prune_gone_connections(state, check.user_id).await?;
     let cause = format!("disconnect:{}", check.connection_id);
     let (retired, announced) = futures::try_join!(
-        state.tier.online.retire_online_entry(check.user_id),
+        state.tier.store.retire_online_entry(check.user_id),
         state
             .tier
-            .presence
+            .store
             .announce_offline(check.user_id, &cause, check.disconnected_at),
     )?;
     tracing::debug!(user = %check.user_id, retired, announced, pruned, cause, "presence check");
@@ -217,7 +217,7 @@ async fn check_presence(state: &State, check: &PresenceCheck) -> Result<()> {
 /// its handshake window is kept (`DynamoStore::remove_gone_connection`). One `GET` per
 /// open connection of one user: at most the per-user connection limit.
 async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> Result<usize> {
-    let connection_ids = state.tier.connections.connections_of_user(user).await?;
+    let connection_ids = state.tier.store.connections_of_user(user).await?;
     let push = &state.tier.dispatcher.direct.push;
     let connected_before = state.clock.now() - state.config.ws_handshake_window;
     let answers: Vec<(String, bool)> = stream::iter(connection_ids)
@@ -233,7 +233,7 @@ async fn prune_gone_connections(state: &State, user: shared::domain::UserId) -> 
     for (connection_id, _) in answers.iter().filter(|(_, connected)| !connected) {
         let removal = state
             .tier
-            .connections
+            .store
             .remove_gone_connection(connection_id, connected_before)
             .await?;
         if matches!(removal, GoneRemoval::Removed(_)) {

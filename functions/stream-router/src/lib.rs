@@ -138,7 +138,7 @@ async fn delivery_markers(
     if event_ids.is_empty() {
         return HashMap::new();
     }
-    match state.tier.delivered.delivery_progress(&event_ids).await {
+    match state.tier.store.delivery_progress(&event_ids).await {
         Ok(reached) => reached,
         Err(error) => {
             tracing::warn!(error = %error, causes = %cause_chain(&error), "delivery markers unreadable; pushing everything");
@@ -421,7 +421,7 @@ async fn hold_back(
     reached.extend(attempted.iter().filter(|id| !failing.contains(id)).cloned());
     state
         .tier
-        .delivered
+        .store
         .mark_held_back(
             push.event.event_id,
             &reached,
@@ -562,11 +562,7 @@ async fn queue_feed_tasks(state: &State, decisions: &[Option<Decided>]) -> Resul
 async fn apply(state: &State, effect: Effect) -> Result<()> {
     match effect {
         Effect::ReleaseExpiredConnection(stored) => {
-            state
-                .tier
-                .connections
-                .release_expired_connection(&stored)
-                .await
+            state.tier.store.release_expired_connection(&stored).await
         }
         Effect::ScheduleOfflineCheck(check) => {
             state
@@ -583,7 +579,7 @@ async fn apply(state: &State, effect: Effect) -> Result<()> {
             let cause = format!("connect:{connection_id}");
             let recorded = state
                 .tier
-                .presence
+                .store
                 .announce_online(user, &cause, connected_at)
                 .await?;
             tracing::debug!(%user, recorded, cause, "presence online");

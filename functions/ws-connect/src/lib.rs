@@ -50,10 +50,11 @@ const MAX_TOKEN_CHARS: usize = 4096;
 
 /// Everything the handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub connections: Arc<DynamoStore>,
-    pub tokens: TokenService,
-    pub clock: Arc<dyn Clock>,
+    config: Config,
+    /// Where the connection is recorded.
+    store: Arc<DynamoStore>,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
 }
 
 impl FunctionState for State {
@@ -63,7 +64,7 @@ impl FunctionState for State {
     fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
         let parts = ApiParts::new(config, &clients.dynamodb, Arc::new(SystemClock))?;
         Ok(Self {
-            connections: parts.store,
+            store: parts.store,
             config: parts.config,
             tokens: parts.tokens,
             clock: parts.clock,
@@ -143,7 +144,7 @@ async fn connect(
         expires_at: (connected_at + CONNECTION_TTL).timestamp(),
     };
     state
-        .connections
+        .store
         .add_connection(&connection, state.config.max_connections_per_user)
         .await?;
     Ok(user)

@@ -19,8 +19,8 @@ use shared::store::DynamoStore;
 
 /// Everything the handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub connections: Arc<DynamoStore>,
+    /// Where the connection and its room memberships are removed.
+    store: Arc<DynamoStore>,
 }
 
 impl FunctionState for State {
@@ -30,8 +30,7 @@ impl FunctionState for State {
     fn build(config: Config, clients: &DynamoClients) -> Result<Self> {
         let store = DynamoStore::new(clients.dynamodb.clone(), &config.table_name);
         Ok(Self {
-            config,
-            connections: Arc::new(store),
+            store: Arc::new(store),
         })
     }
 }
@@ -83,7 +82,7 @@ async fn disconnect(
     let connection_id = connection_id
         .ok_or_else(|| Error::invariant("$disconnect event without requestContext.connectionId"))?;
     Ok(state
-        .connections
+        .store
         .remove_connection(connection_id)
         .await?
         .map(|connection| connection.user_id))

@@ -56,23 +56,17 @@ pub use frame::{Frame, Route, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS};
 
 /// Everything a handler needs, built once per cold start.
 pub struct State {
-    pub config: Config,
-    pub connections: Arc<DynamoStore>,
-    pub users: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub posts: Arc<DynamoStore>,
-    /// The materialized home feed (`resume`'s `feed_new_posts`).
-    pub feeds: Arc<DynamoStore>,
-    pub notifications: Arc<DynamoStore>,
-    pub messages: Arc<DynamoStore>,
+    /// Connections and rooms, the profiles, follows and blocks that authorize them, and
+    /// what `resume` replays (notifications, messages, the home feed's `feed_new_posts`).
+    store: Arc<DynamoStore>,
     /// The per-user budgets of `subscribe` and `resume`.
-    pub budgets: Budgets,
+    budgets: Budgets,
     /// Typing relays and `resume` replays (the direct push path only).
-    pub push: DirectPush,
-    pub clock: Arc<dyn Clock>,
+    push: DirectPush,
+    clock: Arc<dyn Clock>,
     /// The 1-per-second typing limit of this container's connections (in memory: typing is
     /// never written to DynamoDB; see [`TypingLimiter`] for the trade-off).
-    pub typing: TypingLimiter,
+    typing: TypingLimiter,
 }
 
 impl State {
@@ -87,14 +81,7 @@ impl State {
         push.handshake_window = config.ws_handshake_window;
         let budgets = Budgets::new(store.clone(), config.rate_limits, clock.clone());
         Self {
-            config,
-            connections: store.clone(),
-            users: store.clone(),
-            social: store.clone(),
-            posts: store.clone(),
-            feeds: store.clone(),
-            notifications: store.clone(),
-            messages: store.clone(),
+            store,
             budgets,
             push,
             clock,
@@ -204,7 +191,7 @@ async fn caller(state: &State, connection_id: Option<&str>) -> Result<Connection
     let connection_id = connection_id
         .ok_or_else(|| Error::invariant("message event without requestContext.connectionId"))?;
     state
-        .connections
+        .store
         .get_connection(connection_id)
         .await?
         .ok_or_else(|| Error::unauthorized("this connection is not registered; reconnect"))

@@ -92,12 +92,9 @@ impl OnlineSnapshot {
 /// Turns audiences into connection ids.
 #[derive(Clone)]
 pub struct AudienceResolver {
-    pub connections: Arc<DynamoStore>,
-    pub social: Arc<DynamoStore>,
-    pub users: Arc<DynamoStore>,
-    /// A room event's post, when the event does not say whose it is.
-    pub posts: Arc<DynamoStore>,
-    pub online: Arc<DynamoStore>,
+    /// Connections, follows and blocks, profiles, a room event's post (when the event does
+    /// not say whose it is) and the online index.
+    pub store: Arc<DynamoStore>,
 }
 
 impl std::fmt::Debug for AudienceResolver {
@@ -186,8 +183,8 @@ impl AudienceResolver {
         online: &OnlineSnapshot,
     ) -> Result<Option<Vec<String>>> {
         let (followers, blocked) = futures::try_join!(
-            self.social.follower_ids(author, max_followers),
-            self.social.block_set(author),
+            self.store.follower_ids(author, max_followers),
+            self.store.block_set(author),
         )?;
         if followers.truncated {
             if max_followers < MAX_AUDIENCE_FOLLOWERS {
@@ -204,13 +201,13 @@ impl AudienceResolver {
             users.push(author);
             return Ok(Some(self.connections_of(&users).await?));
         }
-        let online = online.get(self.online.as_ref()).await?;
+        let online = online.get(self.store.as_ref()).await?;
         users.retain(|follower| online.contains(follower));
         users.push(author);
         // The online index is a snapshot already: the connection sets of its users are read
         // eventually consistent too, at half the read units.
         Ok(Some(
-            self.connections
+            self.store
                 .connections_of_online_users(&users)
                 .await?
                 .into_values()
@@ -230,21 +227,14 @@ impl AudienceResolver {
         let author = async {
             match author {
                 Some(author) => Ok(Some(author)),
-                None => Ok(self.posts.get_post(post).await?.map(|p| p.author_id)),
+                None => Ok(self.store.get_post(post).await?.map(|p| p.author_id)),
             }
         };
-        let (members, author) = futures::try_join!(self.connections.room_members(&room), author)?;
+        let (members, author) = futures::try_join!(self.store.room_members(&room), author)?;
         let Some(author) = author else {
             return Ok(Vec::new());
         };
-        visibility::room_recipients(
-            self.users.as_ref(),
-            self.social.as_ref(),
-            author,
-            actor,
-            members,
-        )
-        .await
+        visibility::room_recipients(&self.store, author, actor, members).await
     }
 
     async fn connections_of(&self, users: &[UserId]) -> Result<Vec<String>> {
@@ -255,7 +245,7 @@ impl AudienceResolver {
             .into_iter()
             .collect();
         Ok(self
-            .connections
+            .store
             .connections_of_users(&unique)
             .await?
             .into_values()
@@ -271,27 +261,27 @@ impl AudienceResolver {
         user: UserId,
         online: &OnlineSnapshot,
     ) -> Result<Vec<String>> {
-        let Some(profile) = self.users.get_user(user).await? else {
+        let Some(profile) = self.store.get_user(user).await? else {
             return Ok(Vec::new());
         };
         if !profile.show_presence {
             return Ok(Vec::new());
         }
         let (blocked, following, online) = futures::try_join!(
-            self.social.block_set(user),
-            self.social.following_ids(user),
-            online.get(self.online.as_ref()),
+            self.store.block_set(user),
+            self.store.following_ids(user),
+            online.get(self.store.as_ref()),
         )?;
         let candidates: Vec<UserId> = following
             .into_iter()
             .filter(|followee| online.contains(followee) && !blocked.contains(followee))
             .collect();
-        let mutuals = self.social.followers_among(user, &candidates).await?;
+        let mutuals = self.store.followers_among(user, &candidates).await?;
         let mutual_ids: Vec<UserId> = mutuals.iter().copied().collect();
         let room = Channel::Presence(user).to_string();
         let (mut watchers, subscribers) = futures::try_join!(
             self.connections_of(&mutual_ids),
-            self.connections.room_members(&room),
+            self.store.room_members(&room),
         )?;
         // Subscribers were mutual when they subscribed; one who unfollowed or was blocked
         // since then is not told any more.

@@ -30,11 +30,9 @@ use crate::store::DynamoStore;
 pub struct PushTier {
     pub resolver: AudienceResolver,
     pub dispatcher: Dispatcher,
-    pub connections: Arc<DynamoStore>,
-    pub presence: Arc<DynamoStore>,
-    pub online: Arc<DynamoStore>,
-    /// What the writer push already delivered (the router pushes only the rest).
-    pub delivered: Arc<DynamoStore>,
+    /// Connections, presence, the online index, and what the writer push already delivered
+    /// (the router pushes only the rest).
+    pub store: Arc<DynamoStore>,
 }
 
 impl std::fmt::Debug for PushTier {
@@ -55,21 +53,14 @@ impl PushTier {
     ) -> Self {
         Self {
             resolver: AudienceResolver {
-                connections: store.clone(),
-                social: store.clone(),
-                users: store.clone(),
-                posts: store.clone(),
-                online: store.clone(),
+                store: store.clone(),
             },
             dispatcher: Dispatcher {
                 direct: DirectPush::new(push, store.clone()),
                 queue,
                 direct_max_connections,
             },
-            connections: store.clone(),
-            presence: store.clone(),
-            online: store.clone(),
-            delivered: store,
+            store,
         }
     }
 

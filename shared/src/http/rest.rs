@@ -24,8 +24,7 @@ use crate::store::rate_limit::Budgets;
 use crate::store::DynamoStore;
 
 /// The parts every REST function's `State` is built from: its configuration, the
-/// access-token service, the clock and the single-table store (which implements every store
-/// trait a handler holds).
+/// access-token service, the clock and the single-table store (every handler's one store).
 pub struct ApiParts {
     pub config: Config,
     pub tokens: TokenService,

@@ -14,7 +14,7 @@ use shared::domain::UserId;
 use shared::error::{Error, Result};
 use shared::events::Event;
 use shared::push::Delivery;
-use shared::replay::{self, Replay, ReplaySources};
+use shared::replay::{self, Replay};
 use shared::store::RateLimitedAction;
 
 use super::Received;
@@ -77,13 +77,7 @@ async fn replay_to(
     request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Resumed> {
-    let sources = ReplaySources {
-        notifications: state.notifications.as_ref(),
-        messages: state.messages.as_ref(),
-        feeds: state.feeds.as_ref(),
-        social: state.social.as_ref(),
-    };
-    let mut replay = replay::collect(sources, user, since, now).await?;
+    let mut replay = replay::collect(&state.store, user, since, now).await?;
     let events = std::mem::take(&mut replay.events);
     for frame in replay::replay_frames(events, request_id, now)? {
         match state.push.post(connection_id, &frame).await? {

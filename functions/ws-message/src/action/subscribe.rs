@@ -13,7 +13,7 @@ use shared::domain::{Subscription, UserId};
 use shared::error::{Error, Result};
 use shared::events::{Channel, Event, EventBody};
 use shared::store::RateLimitedAction;
-use shared::visibility::{self, PostSources};
+use shared::visibility;
 
 use super::Received;
 use crate::State;
@@ -41,7 +41,7 @@ impl Subscribe {
             user_id: caller.user_id,
         };
         state
-            .connections
+            .store
             .subscribe(&subscription, caller.expires_at)
             .await?;
         Ok(Event::ephemeral(
@@ -58,12 +58,7 @@ impl Subscribe {
 async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Result<()> {
     match channel {
         Channel::Post(post_id) => {
-            let sources = PostSources {
-                posts: state.posts.as_ref(),
-                users: state.users.as_ref(),
-                social: state.social.as_ref(),
-            };
-            visibility::post(sources, viewer, post_id).await?;
+            visibility::post(&state.store, viewer, post_id).await?;
             Ok(())
         }
         Channel::Presence(user) => {
@@ -73,8 +68,8 @@ async fn authorize(state: &State, viewer: UserId, channel: Channel) -> Result<()
                 ));
             }
             let (profile, relationship) = futures::try_join!(
-                state.users.get_user(user),
-                state.social.relationship(viewer, user)
+                state.store.get_user(user),
+                state.store.relationship(viewer, user)
             )?;
             let profile = profile.ok_or_else(|| Error::not_found("user not found"))?;
             if visibility::blocked_either_way(&relationship) {

@@ -164,7 +164,7 @@ async fn relay(
         });
     }
     authorize(state, caller.user_id, to).await?;
-    let recipients = state.connections.connections_of_user(to).await?;
+    let recipients = state.store.connections_of_user(to).await?;
     let event = Event::user_typing(caller.user_id, typing, now);
     // Best effort: a recipient connection that fails is logged by the push tier, and
     // typing is never worth an error to the caller.
@@ -174,17 +174,15 @@ async fn relay(
 
 /// `Ok` if `from` may type to `to`.
 async fn authorize(state: &State, from: UserId, to: UserId) -> Result<()> {
-    let (recipient, relationship) = futures::try_join!(
-        state.users.get_user(to),
-        state.social.relationship(from, to)
-    )?;
+    let (recipient, relationship) =
+        futures::try_join!(state.store.get_user(to), state.store.relationship(from, to))?;
     let recipient = recipient.ok_or_else(|| Error::not_found("user not found"))?;
     if visibility::blocked_either_way(&relationship) {
         return Err(Error::forbidden("you cannot send typing to this user"));
     }
     // Only a private recipient who does not follow the caller needs the thread's state.
     let needs_thread = recipient.is_private && !relationship.followed_by;
-    let accepted = needs_thread && state.messages.thread_accepted(to, from).await?;
+    let accepted = needs_thread && state.store.thread_accepted(to, from).await?;
     if message_status(recipient.is_private, relationship.followed_by, accepted)
         == MessageStatus::Requested
     {

@@ -21,7 +21,7 @@ impl Unsubscribe {
         let caller = &received.caller;
         let channel = Channel::parse(&self.channel)?.to_string();
         state
-            .connections
+            .store
             .unsubscribe(&caller.connection_id, &channel)
             .await?;
         Ok(Event::ephemeral(
