@@ -27,6 +27,8 @@ use crate::store::PageRequest;
 mod rest;
 
 pub use rest::{lambda_function, ApiParts, RestFunction, RestState};
+#[cfg(feature = "push")]
+pub use rest::{WriterRoutes, WriterState};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -10,54 +10,26 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::Method;
 use serde::{Deserialize, Serialize};
-use shared::auth::TokenService;
-use shared::aws::WriterClients;
-use shared::clock::Clock;
 use shared::domain::{rfc3339, Message, UserId, UserSummary};
 use shared::error::{Error, Result};
 use shared::fanout::Audience;
 pub use shared::http::lambda_function;
-use shared::http::{with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router};
-use shared::store::DynamoStore;
+use shared::http::{
+    with_user_summaries, ApiRequest, ApiResponse, Router, WriterRoutes, WriterState,
+};
 use shared::store::NewMessage;
 use shared::store::Page;
-use shared::store::{Budgets, RateLimitedAction};
-use shared::writer_push::WriterPush;
+use shared::store::RateLimitedAction;
 
-/// Everything a handler needs, built once per cold start.
-pub struct State {
-    /// Messages and threads, with the profiles and blocks that decide who may write.
-    store: Arc<DynamoStore>,
-    budgets: Budgets,
-    tokens: TokenService,
-    clock: Arc<dyn Clock>,
-    /// Pushes the events of a send to both sides before the response (off without
-    /// `WS_MANAGEMENT_ENDPOINT`).
-    writer: WriterPush,
-}
+/// Everything a handler needs, built once per cold start (the parts every writing REST
+/// function holds; the routes are [`MessageRoutes`]).
+pub type State = WriterState<MessageRoutes>;
 
-impl State {
-    /// The same state with another writer push (tests record what it posts).
-    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
-        self.writer = writer;
-        self
-    }
-}
+/// The routes of `api-messages`.
+pub struct MessageRoutes;
 
-impl RestState for State {
-    type Clients = WriterClients;
-
-    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
-        Ok(Self {
-            store: parts.store.clone(),
-            budgets: parts.budgets(),
-            writer: parts.writer_push(clients),
-            tokens: parts.tokens,
-            clock: parts.clock,
-        })
-    }
-
-    fn router() -> Router<Self> {
+impl WriterRoutes for MessageRoutes {
+    fn router() -> Router<State> {
         Router::new()
             .route(Method::GET, "/conversations", list_conversations)
             .route(

@@ -34,63 +34,27 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::Method;
 use serde::{Deserialize, Serialize};
-use shared::auth::TokenService;
-use shared::aws::WriterClients;
-use shared::clock::Clock;
 use shared::domain::{
     self, Comment, CommentId, CommentText, MediaUrl, Post, PostId, PostText, User, UserId,
     UserSummary,
 };
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
-use shared::http::{caller_profile, ApiParts, ApiRequest, ApiResponse, RestState, Router};
+use shared::http::{caller_profile, ApiRequest, ApiResponse, Router, WriterRoutes, WriterState};
 use shared::store::page::Page;
-use shared::store::DynamoStore;
-use shared::store::{Budgets, RateLimitedAction};
+use shared::store::RateLimitedAction;
 use shared::store::{NewComment, NewPost, PostEdit};
 use shared::visibility;
-use shared::writer_push::WriterPush;
 
-/// Everything a handler needs, built once per cold start.
-pub struct State {
-    tokens: TokenService,
-    clock: Arc<dyn Clock>,
-    /// Posts, likes, comments and the materialized home feed (`GET /feed`), with the
-    /// profiles, follows and blocks the visibility rule reads.
-    store: Arc<DynamoStore>,
-    budgets: Budgets,
-    /// Pushes the events of a write to small audiences before the response (off without
-    /// `WS_MANAGEMENT_ENDPOINT`).
-    writer: WriterPush,
-}
+/// Everything a handler needs, built once per cold start (the parts every writing REST
+/// function holds; the routes are [`PostRoutes`]).
+pub type State = WriterState<PostRoutes>;
 
-impl State {
-    /// The same state with another writer push (tests record what it posts).
-    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
-        self.writer = writer;
-        self
-    }
+/// The routes of `api-posts`.
+pub struct PostRoutes;
 
-    /// The answer to a refused write on a post: 404 if the caller cannot see it.
-    async fn refusal_on_post(&self, caller: UserId, post: PostId, refusal: Error) -> Error {
-        visibility::hidden_post_error(&self.store, caller, post, refusal).await
-    }
-}
-
-impl RestState for State {
-    type Clients = WriterClients;
-
-    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
-        Ok(Self {
-            store: parts.store.clone(),
-            budgets: parts.budgets(),
-            writer: parts.writer_push(clients),
-            tokens: parts.tokens,
-            clock: parts.clock,
-        })
-    }
-
-    fn router() -> Router<Self> {
+impl WriterRoutes for PostRoutes {
+    fn router() -> Router<State> {
         Router::new()
             .route(Method::POST, "/posts", create_post)
             .route(Method::GET, "/posts/{post_id}", get_post)
@@ -108,6 +72,11 @@ impl RestState for State {
                 delete_comment,
             )
     }
+}
+
+/// The answer to a refused write on a post: 404 if the caller cannot see it.
+async fn refusal_on_post(state: &State, caller: UserId, post: PostId, refusal: Error) -> Error {
+    visibility::hidden_post_error(&state.store, caller, post, refusal).await
 }
 
 /// The routes that read the request body, for [`read_body`].
@@ -320,7 +289,7 @@ async fn edit_post(state: Arc<State>, request: ApiRequest) -> Result<ApiResponse
     let post = match edited {
         Ok(post) => post,
         Err(refusal @ Error::Forbidden { .. }) => {
-            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+            return Err(refusal_on_post(&state, caller, post_id, refusal).await)
         }
         Err(other) => return Err(other),
     };
@@ -335,7 +304,7 @@ async fn delete_post(state: Arc<State>, request: ApiRequest) -> Result<ApiRespon
     match state.store.delete_post(post_id, caller).await {
         Ok(()) => {}
         Err(refusal @ Error::Forbidden { .. }) => {
-            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+            return Err(refusal_on_post(&state, caller, post_id, refusal).await)
         }
         Err(other) => return Err(other),
     }
@@ -443,7 +412,7 @@ async fn delete_comment(state: Arc<State>, request: ApiRequest) -> Result<ApiRes
     match state.store.delete_comment(&post, comment_id, caller).await {
         Ok(()) => {}
         Err(refusal @ Error::Forbidden { .. }) => {
-            return Err(state.refusal_on_post(caller, post_id, refusal).await)
+            return Err(refusal_on_post(&state, caller, post_id, refusal).await)
         }
         Err(other) => return Err(other),
     }

@@ -34,57 +34,26 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::Method;
 use serde::{Deserialize, Serialize};
-use shared::auth::TokenService;
-use shared::aws::WriterClients;
-use shared::clock::Clock;
 use shared::domain::{self, Bio, DisplayName, Follow, Relationship, User, UserId, UserSummary};
 use shared::error::{Error, Result};
 pub use shared::http::lambda_function;
 use shared::http::{
-    caller_profile, with_user_summaries, ApiParts, ApiRequest, ApiResponse, RestState, Router,
+    caller_profile, with_user_summaries, ApiRequest, ApiResponse, Router, WriterRoutes, WriterState,
 };
-use shared::store::DynamoStore;
 use shared::store::Page;
-use shared::store::{Budgets, RateLimitedAction};
+use shared::store::RateLimitedAction;
 use shared::store::{ProfileUpdate, MAX_SEARCH_PREFIX};
 use shared::visibility;
-use shared::writer_push::WriterPush;
 
-/// Everything a handler needs, built once per cold start.
-pub struct State {
-    tokens: TokenService,
-    clock: Arc<dyn Clock>,
-    /// Profiles, follows, blocks and notifications, and the room memberships a block ends
-    /// (with the posts behind them).
-    store: Arc<DynamoStore>,
-    budgets: Budgets,
-    /// Pushes the events of a write to small audiences before the response (off without
-    /// `WS_MANAGEMENT_ENDPOINT`).
-    writer: WriterPush,
-}
+/// Everything a handler needs, built once per cold start (the parts every writing REST
+/// function holds; the routes are [`UserRoutes`]).
+pub type State = WriterState<UserRoutes>;
 
-impl State {
-    /// The same state with another writer push (tests record what it posts).
-    pub fn with_writer_push(mut self, writer: WriterPush) -> Self {
-        self.writer = writer;
-        self
-    }
-}
+/// The routes of `api-users`.
+pub struct UserRoutes;
 
-impl RestState for State {
-    type Clients = WriterClients;
-
-    fn from_parts(parts: ApiParts, clients: &WriterClients) -> Result<Self> {
-        Ok(Self {
-            store: parts.store.clone(),
-            budgets: parts.budgets(),
-            writer: parts.writer_push(clients),
-            tokens: parts.tokens,
-            clock: parts.clock,
-        })
-    }
-
-    fn router() -> Router<Self> {
+impl WriterRoutes for UserRoutes {
+    fn router() -> Router<State> {
         Router::new()
             .route(Method::GET, "/users/me", get_me)
             .route(Method::PATCH, "/users/me", update_me)

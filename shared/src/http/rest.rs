@@ -1,6 +1,7 @@
 //! One generic REST function. A function crate declares only its `State` (the fields its
 //! handlers read), how those fields come out of the [`ApiParts`] every REST function shares,
-//! its routes, and its handlers ([`RestState`]). Everything else is here, once: the
+//! its routes, and its handlers ([`RestState`]); the functions that write and push share one
+//! state, [`WriterState`], and declare only their routes and handlers. Everything else is here, once: the
 //! constructors, the [`FunctionState`] the cold start and the local gateway build it with,
 //! the router built once per cold start, the Lambda runtime loop of its `main.rs`
 //! ([`RestFunction::run`]) and the in-process adapter of the gateway and the route tests
@@ -175,4 +176,57 @@ pub fn lambda_function<S: RestState>(state: Arc<S>) -> Arc<dyn LambdaFunction> {
         let function = Arc::clone(&function);
         async move { Ok(function.handle(request).await) }
     })
+}
+
+/// The state of the REST functions that write and push (`api-posts`, `api-users`,
+/// `api-messages`): they hold the same parts and differ only in their routes, which `R`
+/// declares ([`WriterRoutes`]). A function crate names it `pub type State = WriterState<R>`.
+#[cfg(feature = "push")]
+pub struct WriterState<R> {
+    pub tokens: TokenService,
+    pub clock: Arc<dyn Clock>,
+    /// The one store every handler reads and writes.
+    pub store: Arc<DynamoStore>,
+    /// The per-user budgets of the rate-limited actions.
+    pub budgets: Budgets,
+    /// Pushes the events of a write to small audiences before the response (off without
+    /// `WS_MANAGEMENT_ENDPOINT`).
+    pub writer: crate::writer_push::WriterPush,
+    routes: std::marker::PhantomData<fn() -> R>,
+}
+
+/// The routes of a function whose state is a [`WriterState`].
+#[cfg(feature = "push")]
+pub trait WriterRoutes: Sized + 'static {
+    /// The function's routes (see [`RestState::router`]).
+    fn router() -> Router<WriterState<Self>>;
+}
+
+#[cfg(feature = "push")]
+impl<R> WriterState<R> {
+    /// The same state with another writer push (tests record what it posts).
+    pub fn with_writer_push(mut self, writer: crate::writer_push::WriterPush) -> Self {
+        self.writer = writer;
+        self
+    }
+}
+
+#[cfg(feature = "push")]
+impl<R: WriterRoutes> RestState for WriterState<R> {
+    type Clients = crate::aws::WriterClients;
+
+    fn from_parts(parts: ApiParts, clients: &crate::aws::WriterClients) -> Result<Self> {
+        Ok(Self {
+            store: parts.store.clone(),
+            budgets: parts.budgets(),
+            writer: parts.writer_push(clients),
+            tokens: parts.tokens,
+            clock: parts.clock,
+            routes: std::marker::PhantomData,
+        })
+    }
+
+    fn router() -> Router<Self> {
+        R::router()
+    }
 }
