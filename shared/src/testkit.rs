@@ -291,6 +291,24 @@ impl TestDb {
     }
 }
 
+/// A Lambda proxy response's headers, names lower-cased (HTTP header names are
+/// case-insensitive; the tests look them up in lower case).
+fn response_headers(response: &serde_json::Value) -> std::collections::HashMap<String, String> {
+    response["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub mod api;
 
 /// WebSocket API events (`$connect`, `$disconnect`, messages) for the WebSocket functions.

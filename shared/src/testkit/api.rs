@@ -187,19 +187,7 @@ impl TestRequest {
             .as_u64()
             .unwrap_or_else(|| panic!("response without statusCode: {response}"))
             as u16;
-        let headers: HashMap<String, String> = response["headers"]
-            .as_object()
-            .map(|h| {
-                h.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_ascii_lowercase(),
-                            v.as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = super::response_headers(&response);
         let body = match response["body"].as_str() {
             Some(text) if !text.is_empty() => serde_json::from_str(text)
                 .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {text}")),

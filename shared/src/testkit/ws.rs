@@ -200,19 +200,7 @@ impl WsEvent {
             .as_u64()
             .unwrap_or_else(|| panic!("response without statusCode: {response}"))
             as u16;
-        let headers = response["headers"]
-            .as_object()
-            .map(|h| {
-                h.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_ascii_lowercase(),
-                            v.as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = super::response_headers(&response);
         WsResponse {
             status,
             headers,
