@@ -253,7 +253,11 @@ async fn with_30_percent_of_pushes_failing_every_socket_gets_every_event_once() 
 
     let posts = post_all(&stack, &users, 5).await;
     let expected = expected_posts(&users, &follows, &posts);
-    let took = await_all(&sockets, &expected, Duration::from_secs(15)).await;
+    // A liveness bound, not a speed assertion (speed is `make bench`'s): this suite runs
+    // its four stacks at once, one of them seeding 20,000 follows, and on a loaded 2-core
+    // machine the drain of 200 posts through a 30 %-failing @connections has taken over
+    // the 15 s this bound used to be, while alone it passes well inside it.
+    let took = await_all(&sockets, &expected, Duration::from_secs(60)).await;
     eprintln!("with 30 % of pushes failing, every socket had every post {took:?} after the last");
 
     faults.fail_post_percent.store(0, Ordering::Relaxed);

@@ -236,6 +236,11 @@ impl HttpRequestEvent {
 
 /// Decoded query parameters; repeated keys keep every value (serialised comma-joined).
 fn query_map(raw: &str) -> QueryMap {
+    QueryMap::from(query_values(raw))
+}
+
+/// Decoded query parameters with every value of each key (HTTP and WebSocket events).
+pub(crate) fn query_values(raw: &str) -> HashMap<String, Vec<String>> {
     let mut values: HashMap<String, Vec<String>> = HashMap::new();
     for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         values
@@ -243,7 +248,7 @@ fn query_map(raw: &str) -> QueryMap {
             .or_default()
             .push(value.into_owned());
     }
-    QueryMap::from(values)
+    values
 }
 
 /// Headers as a `HeaderMap`, one (joined) value per name; a name or value HTTP cannot carry

@@ -3,7 +3,7 @@
 //! `$disconnect` (with the close code and reason). The local gateway sends them for real
 //! sockets; function tests invoke the WebSocket functions with them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::{
     ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+use crate::apigw::http::query_values;
 use crate::ids;
 
 /// The WebSocket API an event comes from.
@@ -197,18 +198,6 @@ fn header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
         HeaderName::from_bytes(name.as_bytes()).ok()?,
         HeaderValue::from_str(value).ok()?,
     ))
-}
-
-/// Decoded query parameters with every value of each key.
-fn query_values(raw: &str) -> HashMap<String, Vec<String>> {
-    let mut values: HashMap<String, Vec<String>> = HashMap::new();
-    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-        values
-            .entry(key.into_owned())
-            .or_default()
-            .push(value.into_owned());
-    }
-    values
 }
 
 #[cfg(test)]
