@@ -16,7 +16,7 @@ const FUZZ_SIGNING_KEY: &str = r#"{"alg":"EdDSA","crv":"Ed25519","d":"Cqb-Q0ZCFT
 /// The verifier under test: a JWKS of the fuzz key, as every verifying function holds one.
 /// The seed corpus holds a token of this key valid until 2126 and an expired one.
 fn token_service() -> TokenService {
-    use shared::auth::keys::{Jwks, SigningKey};
+    use shared::auth::{Jwks, SigningKey};
     let key = SigningKey::from_jwk_json(FUZZ_SIGNING_KEY).expect("the fuzz key");
     let jwks = Jwks::new(vec![key.public_key()]).expect("a JWKS");
     let config = shared::config::Config::from_vars([

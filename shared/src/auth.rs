@@ -1,7 +1,7 @@
 //! Authentication: access tokens (JWT), refresh tokens and password hashing.
 //!
 //! Access tokens are EdDSA (Ed25519) JWTs carrying a `kid` header. Only `api-auth` holds a
-//! private key ([`keys::SigningKey`], read from Secrets Manager at its cold start); every
+//! private key ([`SigningKey`], read from Secrets Manager at its cold start); every
 //! verifying function holds only the JWKS (`JWT_PUBLIC_KEYS`), so no function but `api-auth`
 //! can mint a token. Verification is pinned to EdDSA, picks the key by `kid` (a missing or
 //! unknown `kid` is refused), and requires `exp`, `iat`, `iss`, `aud` and a user-id `sub`.
@@ -22,11 +22,11 @@ use crate::config::JwtConfig;
 use crate::domain::UserId;
 use crate::error::{Error, Result};
 
-pub mod keys;
+mod keys;
 pub mod passwords;
 pub mod refresh;
 
-use keys::{Jwks, SigningKey};
+pub use keys::{Jwks, PublicKey, SigningKey, MAX_KID_LENGTH, MAX_PUBLIC_KEYS};
 
 /// Claims of a Ripple access token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -171,7 +171,7 @@ impl AuthClients {
 
     /// The signing key in the secret `secret_id` (name or ARN): its `SecretString` is the
     /// private JWK (`crate::auth::keys`). Errors name the secret, never its value.
-    pub async fn signing_key(&self, secret_id: &str) -> Result<crate::auth::keys::SigningKey> {
+    pub async fn signing_key(&self, secret_id: &str) -> Result<crate::auth::SigningKey> {
         let output = self
             .secrets_manager
             .get_secret_value()
@@ -186,7 +186,7 @@ impl AuthClients {
                 "the signing key secret {secret_id} has no SecretString"
             ))
         })?;
-        crate::auth::keys::SigningKey::from_jwk_json(secret)
+        crate::auth::SigningKey::from_jwk_json(secret)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::auth::keys::Jwks;
+use crate::auth::Jwks;
 use crate::error::{Error, Result};
 use crate::store::lockout::LockoutPolicy;
 
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn reads_the_jwks_and_the_signing_key_secret_name() {
-        let key = crate::auth::keys::SigningKey::generate("k1").unwrap();
+        let key = crate::auth::SigningKey::generate("k1").unwrap();
         let jwks = Jwks::new(vec![key.public_key()]).unwrap();
         let config = Config::from_vars([
             ("TABLE_NAME", "t".to_owned()),

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use crate::auth::keys::{Jwks, SigningKey};
 use crate::auth::TokenService;
+use crate::auth::{Jwks, SigningKey};
 use crate::aws::{local_sdk_config, ClientSet, DynamoClients, Endpoints};
 use crate::config::Config;
 use crate::store::{table::create_table, DynamoStore};

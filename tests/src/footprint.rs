@@ -37,7 +37,7 @@
 //! fn build(
 //!     config: shared::config::Config,
 //!     clients: &shared::aws::WriterClients,
-//!     key: &shared::auth::keys::SigningKey,
+//!     key: &shared::auth::SigningKey,
 //! ) {
 //!     let _state = api_auth::State::new(config, clients, key);
 //! }
@@ -70,7 +70,7 @@
 //!     writer: &shared::aws::WriterClients,
 //!     dynamo: &shared::aws::DynamoClients,
 //!     router: &shared::aws::RouterClients,
-//!     key: &shared::auth::keys::SigningKey,
+//!     key: &shared::auth::SigningKey,
 //! ) {
 //!     let _state = api_posts::State::new(config.clone(), writer);
 //!     let _state = <api_messages::State as FunctionState>::build(config.clone(), writer);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::auth::keys::SigningKey;
+use shared::auth::SigningKey;
 use shared::clock::{to_millis, Clock, ManualClock};
 use shared::domain::{CommentId, PostId, UserId};
 use shared::events::Event;

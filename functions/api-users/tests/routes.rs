@@ -7,7 +7,7 @@ use std::sync::Arc;
 use api_users::State;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
-use shared::auth::keys::SigningKey;
+use shared::auth::SigningKey;
 use shared::domain::{new_id, NotificationKind, PostText, UserId};
 use shared::events::Event;
 use shared::http::RestState;

@@ -58,7 +58,7 @@ const MALFORMED_BODY_LOG_CHARS: usize = 200;
 /// Messages of one batch handled at once (the mapping's batch size is 10).
 pub const MESSAGE_CONCURRENCY: usize = 10;
 
-pub use shared::fanout::dispatch::MAX_REENQUEUES;
+pub use shared::fanout::MAX_REENQUEUES;
 
 /// Everything the handler needs, built once per cold start: the push tier (resolver,
 /// dispatcher with the queue, presence and online index), the clock.

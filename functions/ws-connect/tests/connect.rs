@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use shared::auth::keys::SigningKey;
+use shared::auth::SigningKey;
 use shared::auth::TokenService;
 use shared::config::Config;
 use shared::domain::new_id;

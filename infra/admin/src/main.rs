@@ -66,7 +66,7 @@ enum Command {
 /// Writes a new signing key to `out` (mode 0600, never overwriting) and returns its public JWK.
 fn new_signing_key(kid: &str, out: &std::path::Path) -> anyhow::Result<String> {
     use std::io::Write as _;
-    let key = shared::auth::keys::SigningKey::generate(kid)?;
+    let key = shared::auth::SigningKey::generate(kid)?;
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
@@ -135,7 +135,7 @@ mod tests {
         let out = std::env::temp_dir().join(format!("ripple-key-{}.json", uuid_like()));
         let public = new_signing_key("2027-01-a", &out).unwrap();
         let private = std::fs::read_to_string(&out).unwrap();
-        let key = shared::auth::keys::SigningKey::from_jwk_json(&private).unwrap();
+        let key = shared::auth::SigningKey::from_jwk_json(&private).unwrap();
         assert_eq!(public, key.public_key().to_jwk().to_string());
         assert!(!public.contains("\"d\""), "{public}");
         #[cfg(unix)]

@@ -172,7 +172,7 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Re
 pub async fn put_signing_key(
     secrets: &aws_sdk_secretsmanager::Client,
     name: &str,
-    key: &shared::auth::keys::SigningKey,
+    key: &shared::auth::SigningKey,
 ) -> anyhow::Result<()> {
     let value = zeroize::Zeroizing::new(key.to_private_jwk_json());
     let created = secrets

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lambda_local::EmbeddedDynamo;
-use shared::auth::keys::{Jwks, PublicKey, SigningKey};
+use shared::auth::{Jwks, PublicKey, SigningKey};
 use shared::aws::local_sdk_config;
 use shared::metering::RequestMeter;
 use tokio::task::JoinHandle;

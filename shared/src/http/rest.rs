@@ -14,7 +14,7 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 
 use super::Router;
-use crate::auth::keys::SigningKey;
+use crate::auth::SigningKey;
 use crate::auth::TokenService;
 use crate::aws::ClientSet;
 use crate::clock::{Clock, SystemClock};

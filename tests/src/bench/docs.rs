@@ -54,7 +54,7 @@ pub fn push_shape() -> anyhow::Result<PushShape> {
     Ok(PushShape {
         direct_max: config.fanout_direct_max_connections,
         inline_max_followers: config.fanout_inline_max_followers,
-        chunk: shared::fanout::queue::FANOUT_CHUNK_CONNECTIONS,
+        chunk: shared::fanout::FANOUT_CHUNK_CONNECTIONS,
         push_concurrency: shared::push::DEFAULT_PUSH_CONCURRENCY,
         batch_size: usize::try_from(source.batch_size)?,
         max_concurrency: source.maximum_concurrency.map_or(1_000, |n| n as usize),

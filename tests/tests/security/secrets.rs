@@ -161,7 +161,7 @@ async fn no_password_token_or_signing_key_reaches_the_logs() {
         .expect("no other global subscriber (run without RUST_LOG)");
     // The stack's signing key: its private half (`d`, and the whole private JWK api-auth reads
     // from Secrets Manager) must never be logged either.
-    let signing_key = shared::auth::keys::SigningKey::generate("secrets-suite").expect("a key");
+    let signing_key = shared::auth::SigningKey::generate("secrets-suite").expect("a key");
     let private_jwk = signing_key.to_private_jwk_json();
     let d = serde_json::from_str::<Value>(&private_jwk).expect("a JWK")["d"]
         .as_str()

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ripple_tests::realtime::{RealtimeStack, User};
 use serde_json::Value;
-use shared::auth::keys::SigningKey;
+use shared::auth::SigningKey;
 
 /// One deploy: api-auth signs with `signing`, the JWKS also holds `previous`.
 async fn deploy(state_dir: &Path, signing: &SigningKey, previous: &[&SigningKey]) -> RealtimeStack {

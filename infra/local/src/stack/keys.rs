@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use shared::auth::keys::{Jwks, SigningKey};
+use shared::auth::{Jwks, SigningKey};
 
 use super::{StackOptions, SIGNING_KEY_FILE, SIGNING_KEY_SECRET_NAME};
 use crate::moto;
