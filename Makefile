@@ -134,7 +134,7 @@ fuzz: $(CARGO_FUZZ_STAMP) ## run one fuzz target: make fuzz TARGET=frame SECONDS
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy cargo-test test-js test-web test-ddb-local lint-openapi test-contract lint-template check-template ## everything CI runs
+test: tools fmt-check clippy check-functions cargo-test test-js test-web test-ddb-local lint-openapi test-contract lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -145,6 +145,13 @@ fmt-check:
 
 clippy: ## lint the workspace (warnings are errors)
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Each function built alone, with only its own features, as `sam build` builds it. The
+# workspace build unifies features across crates (the test crates turn on shared's
+# `testkit`), so code that compiles only with a test feature passes there and breaks here.
+FUNCTIONS := api-auth api-users api-posts api-messages api-notifications stream-router push-worker ws-connect ws-disconnect ws-message
+check-functions: ## build-check every function on its own features (as sam build does)
+	@for function in $(FUNCTIONS); do echo "cargo check -p $$function --bins"; cargo check -q -p $$function --bins || exit 1; done
 
 cargo-test:
 	cargo test --workspace
