@@ -134,7 +134,7 @@ fuzz: $(CARGO_FUZZ_STAMP) ## run one fuzz target: make fuzz TARGET=frame SECONDS
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy check-functions cargo-test test-js test-web test-ddb-local lint-openapi test-contract lint-template check-template ## everything CI runs
+test: tools fmt-check clippy check-functions check-lengths cargo-test test-js test-web test-ddb-local lint-openapi test-contract lint-template check-template ## everything CI runs
 	@echo "make test: all checks passed"
 
 fmt: ## format the workspace
@@ -152,6 +152,9 @@ clippy: ## lint the workspace (warnings are errors)
 FUNCTIONS := api-auth api-users api-posts api-messages api-notifications stream-router push-worker ws-connect ws-disconnect ws-message
 check-functions: ## build-check every function on its own features (as sam build does)
 	@for function in $(FUNCTIONS); do echo "cargo check -p $$function --bins"; cargo check -q -p $$function --bins || exit 1; done
+
+check-lengths: ## no production function over 80 lines, no file over 600 (infra/scripts/check_lengths.py)
+	python3 $(SCRIPTS)/check_lengths.py .
 
 cargo-test:
 	cargo test --workspace
